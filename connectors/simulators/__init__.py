@@ -1,0 +1,1 @@
+"""Simulated environments that generate events (bandit, dynamical, fairness)."""
