@@ -20,6 +20,13 @@ Every learner also has ``state_dict()`` / ``load_state_dict(state)``: a flat dic
 values are numpy arrays or JSON scalars (str, int, float, bool, None), the RNG state
 included, and ``n_updates`` (the model version the engine reports). Same events,
 same order, same seed: same state, bit for bit.
+
+Monitoring: a class may declare ``GAUGES = {"name": "help text"}`` and
+``GROUP_GAUGES = {"name": "help text"}`` and implement ``gauges() -> dict[str, float]``
+and ``group_gauges() -> dict[str, np.ndarray]`` (one value per declared group, in
+the order of the ``groups`` columns). The engine registers them at start as
+``regretflow_learner_<name>{model}`` and ``regretflow_learner_<name>{model,group}``
+and reads them once per micro-batch. A learner never imports Prometheus.
 """
 
 from __future__ import annotations
