@@ -1,0 +1,122 @@
+"""Numba kernels of optimistic online mirror descent, Euclidean case, for least squares.
+
+Optimistic online gradient descent (Chen, Zhang, Tu, Zhao, Zhang, ICML 2023) on the
+loss ``f_t(w) = 0.5 * (w.z_t - y_t)**2`` over the ball ``||w|| <= diameter / 2``,
+with the last gradient as the hint and the anytime convex step size
+``eta_t = diameter / sqrt(delta + 4 grad_bound**2 + V_{t-1})``, where
+``V_t = sum_s ||g_s - M_s||**2``. One round, with the same ``eta_t`` in both
+half-steps:
+
+1. play ``w_t = Proj(xhat_t - eta_t M_t)`` and predict ``w_t . z_t``;
+2. ``g_t = (w_t . z_t - y_t) z_t`` (the gradient at the played point);
+3. ``xhat_{t+1} = Proj(xhat_t - eta_t g_t)``;
+4. ``V_t = V_{t-1} + ||g_t - M_t||**2`` and ``M_{t+1} = g_t``.
+
+State per model: ``xhat`` (d), ``hint`` (d) and one slot ``V[k]`` of an array, so
+that one array holds the variation of many models (one per group). O(d) per round.
+
+All kernels are pure functions over float64 arrays; the arrays they update are
+passed in and changed in place.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def omd_step_size(variation, diameter, grad_bound, delta):
+    """``diameter / sqrt(delta + 4 grad_bound**2 + variation)``."""
+    return diameter / math.sqrt(delta + 4.0 * grad_bound * grad_bound + variation)
+
+
+@njit(cache=True)
+def project_to_ball(v, radius):
+    """Scale ``v`` in place onto the ball of ``radius`` if it lies outside."""
+    norm_sq = 0.0
+    for i in range(v.shape[0]):
+        norm_sq += v[i] * v[i]
+    if norm_sq > radius * radius:
+        scale = radius / math.sqrt(norm_sq)
+        for i in range(v.shape[0]):
+            v[i] *= scale
+
+
+@njit(cache=True)
+def omd_played_point(xhat, hint, variation, diameter, grad_bound, delta, played):
+    """Write the point played this round, ``Proj(xhat - eta hint)``, into ``played``."""
+    eta = omd_step_size(variation, diameter, grad_bound, delta)
+    for i in range(xhat.shape[0]):
+        played[i] = xhat[i] - eta * hint[i]
+    project_to_ball(played, 0.5 * diameter)
+
+
+@njit(cache=True)
+def omd_predict_one(xhat, hint, variation, x, diameter, grad_bound, delta, played):
+    """The prediction ``w_t . x`` of the played point; changes nothing but ``played``."""
+    omd_played_point(xhat, hint, variation, diameter, grad_bound, delta, played)
+    pred = 0.0
+    for i in range(x.shape[0]):
+        pred += played[i] * x[i]
+    return pred
+
+
+@njit(cache=True)
+def omd_update_one(xhat, hint, variations, k, x, y, diameter, grad_bound, delta, played):
+    """One round for the model whose variation is ``variations[k]``; returns its prediction.
+
+    ``played`` is scratch (d); on return it holds the point that was played.
+    """
+    eta = omd_step_size(variations[k], diameter, grad_bound, delta)
+    for i in range(xhat.shape[0]):
+        played[i] = xhat[i] - eta * hint[i]
+    project_to_ball(played, 0.5 * diameter)
+    pred = 0.0
+    for i in range(x.shape[0]):
+        pred += played[i] * x[i]
+    residual = pred - y
+    added = 0.0
+    for i in range(x.shape[0]):
+        grad = residual * x[i]
+        diff = grad - hint[i]
+        added += diff * diff
+        xhat[i] -= eta * grad
+        hint[i] = grad
+    project_to_ball(xhat, 0.5 * diameter)
+    variations[k] += added
+    return pred
+
+
+@njit(cache=True)
+def omd_observe(xhat, hint, variations, X, y, diameter, grad_bound, delta, preds):
+    """Prequential micro-batch for one model (``variations`` has one slot)."""
+    played = np.empty(xhat.shape[0])
+    for r in range(X.shape[0]):
+        preds[r] = omd_update_one(xhat, hint, variations, 0, X[r], y[r], diameter, grad_bound, delta, played)
+
+
+@njit(cache=True)
+def omd_predict(xhat, hint, variation, X, diameter, grad_bound, delta, out):
+    """Predictions of the current played point for every row of ``X`` (no state change)."""
+    played = np.empty(xhat.shape[0])
+    omd_played_point(xhat, hint, variation, diameter, grad_bound, delta, played)
+    for r in range(X.shape[0]):
+        s = 0.0
+        for i in range(played.shape[0]):
+            s += X[r, i] * played[i]
+        out[r] = s
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) every kernel of this module on tiny inputs."""
+    xhat = np.zeros(2)
+    hint = np.zeros(2)
+    variations = np.zeros(1)
+    X = np.ones((1, 2))
+    out = np.zeros(1)
+    omd_observe(xhat, hint, variations, X, np.ones(1), 10.0, 1.0, 1.0, out)
+    omd_predict(xhat, hint, 0.0, X, 10.0, 1.0, 1.0, out)
+    omd_predict_one(xhat, hint, 0.0, X[0], 10.0, 1.0, 1.0, np.zeros(2))
