@@ -1,0 +1,415 @@
+"""Baselines of the dynamical linear bandit experiments, as the official code runs them.
+
+:class:`LinUCB` and :class:`DiscountedLinUCB` regress every round's reward (they
+ignore that an action's effect lingers); :class:`Exp3` and :class:`BatchedExp3` treat
+the arms as adversarial. They share the kernels of
+:mod:`regretflow.learners.dynamical_kernels` with :class:`~regretflow.learners.dynamical.DynLinUCB`.
+Regret is measured as for DynLin-UCB: steady-state pseudo-regret
+``sum_t (max_k h.u_k - h.u_t)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import dynamical_kernels as K
+from .contract import check_state, expect_array, restore_rng, rng_state
+from .dynamical import (
+    SystemBounds,
+    _OptimisticLinearBandit,
+    _resolve_lam,
+    action_matrix,
+    dynamical_constants,
+)
+
+__all__ = ["LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3"]
+
+
+class LinUCB(_OptimisticLinearBandit):
+    """LinUCB over a finite action set: regresses every round's reward, decides every round.
+
+    Two confidence radii, as in the official experiments:
+
+    - ``radius="oracle"`` (``LinearAgent(linucb=True)``): DynLin-UCB's radius without
+      the ``c2`` bias term, ``c1 sqrt(lam) + sqrt(2 sigma_bar^2 (ln(1/delta) + d/2
+      ln(1 + t U^2/(d lam))))``, constants from ``bounds``.
+    - ``radius="standard"`` (``LinUCBAgent``): the constant
+      ``Theta sqrt(lam) + sqrt(2 ln T + d ln(1 + T U^2/(d lam)))`` with ``U =
+      norm_bound`` (the official run uses the total budget, 1.5).
+
+    On a system whose actions linger it converges to the myopic arm (the best
+    immediate effect), which can have linear steady-state regret.
+
+    Parameters
+    ----------
+    actions, bounds, horizon, lam, delta, u_norm, beta_scale, seed
+        As for :class:`~regretflow.learners.dynamical.DynLinUCB`.
+    radius
+        ``"oracle"`` or ``"standard"``.
+    norm_bound
+        ``U`` of the standard radius; default ``u_norm``.
+
+    Examples
+    --------
+    >>> from regretflow.learners.linear_bandits import LinUCB
+    >>> bounds = {"rho_bar": 0.0, "phi_bar": 1.0, "omega_norm": 0.0,
+    ...           "theta_norm": 1.0, "b_norm": 0.0, "noise_sigma": 0.01}
+    >>> learner = LinUCB([[1.0, 0.0], [0.0, 1.0]], bounds, horizon=1000, seed=0)
+    >>> for t in range(100):
+    ...     arm, _ = learner.act()
+    ...     learner.learn(None, arm, [0.2, 0.6][arm])
+    >>> learner.act()[0], learner.n_updates
+    (1, 100)
+    """
+
+    def __init__(
+        self,
+        actions: Any,
+        bounds: Any,
+        horizon: int,
+        lam: float | str = "log_horizon",
+        radius: str = "oracle",
+        delta: float | None = None,
+        u_norm: float | None = None,
+        norm_bound: float | None = None,
+        beta_scale: float = 1.0,
+        residual_window: float = 1000.0,
+        seed: int = 0,
+    ):
+        self.actions_spec = actions
+        self.bounds = bounds
+        self.horizon = horizon
+        self.lam = lam
+        self.radius = radius
+        self.delta = delta
+        self.u_norm = u_norm
+        self.norm_bound = norm_bound
+        self.beta_scale = beta_scale
+        self.residual_window = residual_window
+        self.seed = seed
+        sb = SystemBounds.coerce(bounds)
+        horizon = int(horizon)
+        if horizon < 2:
+            raise ValueError(f"horizon must be >= 2, got {horizon!r}")
+        mat = action_matrix(actions)
+        d = mat.shape[1]
+        u = float(u_norm) if u_norm is not None else float(np.max(np.linalg.norm(mat, axis=1)))
+        lam_value = _resolve_lam(lam, horizon)
+        dlt = 1.0 / horizon if delta is None else float(delta)
+        if not 0 < dlt < 1:
+            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        if radius == "oracle":
+            consts = dynamical_constants(sb, u)
+            rule = K.RULE_ORACLE
+            params = [beta_scale, consts["c1"], 0.0, consts["sigma_bar_sq"], lam_value, float(np.log(1 / dlt)), u**2, 1.0]
+        elif radius == "standard":
+            nb = u if norm_bound is None else float(norm_bound)
+            const = sb.theta_norm * np.sqrt(lam_value) + np.sqrt(
+                2 * np.log(1 / dlt) + d * np.log((d * lam_value + horizon * nb**2) / (d * lam_value))
+            )
+            rule = K.RULE_CONSTANT
+            params = [beta_scale, float(const)]
+        else:
+            raise ValueError(f"radius must be 'oracle' or 'standard', got {radius!r}")
+        self._setup(mat, seed, 0.0, 0, rule, np.array(params), residual_window, lam_value)
+
+
+class DiscountedLinUCB(_OptimisticLinearBandit):
+    """Discounted LinUCB (D-LinUCB, Russac et al. 2019) as the official experiments run it.
+
+    - ``statistics="discounted"`` (``DLinUCBAgent``): weighted Gram matrices
+      ``V <- gamma V + u u^T + (1-gamma) lam_t I`` and ``Vtilde`` (with ``gamma^2``),
+      ``lam_t = gamma^-t lam``, bonus ``beta_t sqrt(u^T V^-1 Vtilde V^-1 u)``, beta_t
+      of Russac et al. with ``U = norm_bound``.
+    - ``statistics="radius-only"`` (``LinearAgent(dlinucb=True)``, the paper's
+      "D-Lin-UCB (lambda = log T)"): undiscounted ridge statistics, and the oracle
+      radius of :class:`LinUCB` whose log term grows with the discounted count
+      ``t (1 - gamma^(2t)) / (1 - gamma^2)``. This is what the official code runs.
+
+    Parameters
+    ----------
+    actions, bounds, horizon, lam, delta, u_norm, beta_scale, seed
+        As for :class:`~regretflow.learners.dynamical.DynLinUCB`.
+    discount
+        The discount factor gamma in (0, 1).
+    statistics
+        ``"discounted"`` or ``"radius-only"``.
+    norm_bound
+        ``U`` of the discounted radius; default ``u_norm``.
+
+    Examples
+    --------
+    >>> from regretflow.learners.linear_bandits import DiscountedLinUCB
+    >>> bounds = {"rho_bar": 0.0, "phi_bar": 1.0, "omega_norm": 0.0,
+    ...           "theta_norm": 1.0, "b_norm": 0.0, "noise_sigma": 0.01}
+    >>> learner = DiscountedLinUCB([[1.0, 0.0], [0.0, 1.0]], bounds, horizon=1000,
+    ...                            discount=0.99, lam=1.0, seed=0)
+    >>> for t in range(200):
+    ...     arm, _ = learner.act()
+    ...     learner.learn(None, arm, [0.2, 0.6][arm])
+    >>> learner.act()[0]
+    1
+    """
+
+    def __init__(
+        self,
+        actions: Any,
+        bounds: Any,
+        horizon: int,
+        discount: float,
+        lam: float | str = 1.0,
+        statistics: str = "discounted",
+        delta: float | None = None,
+        u_norm: float | None = None,
+        norm_bound: float | None = None,
+        beta_scale: float = 1.0,
+        residual_window: float = 1000.0,
+        seed: int = 0,
+    ):
+        self.actions_spec = actions
+        self.bounds = bounds
+        self.horizon = horizon
+        self.discount = discount
+        self.lam = lam
+        self.statistics = statistics
+        self.delta = delta
+        self.u_norm = u_norm
+        self.norm_bound = norm_bound
+        self.beta_scale = beta_scale
+        self.residual_window = residual_window
+        self.seed = seed
+        sb = SystemBounds.coerce(bounds)
+        horizon = int(horizon)
+        if horizon < 2:
+            raise ValueError(f"horizon must be >= 2, got {horizon!r}")
+        if not 0 < float(discount) < 1:
+            raise ValueError(f"discount must be in (0, 1), got {discount!r}")
+        self._discount = float(discount)
+        mat = action_matrix(actions)
+        u = float(u_norm) if u_norm is not None else float(np.max(np.linalg.norm(mat, axis=1)))
+        lam_value = _resolve_lam(lam, horizon)
+        dlt = 1.0 / horizon if delta is None else float(delta)
+        if not 0 < dlt < 1:
+            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        if statistics == "discounted":
+            self._statistics = "discounted"
+            nb = u if norm_bound is None else float(norm_bound)
+            rule = K.RULE_DISCOUNTED
+            params = [beta_scale, sb.theta_norm, sb.noise_sigma, lam_value, float(np.log(1 / dlt)), nb**2, self._discount]
+        elif statistics == "radius-only":
+            self._statistics = "ridge"
+            consts = dynamical_constants(sb, u)
+            rule = K.RULE_ORACLE
+            params = [beta_scale, consts["c1"], 0.0, consts["sigma_bar_sq"], lam_value, float(np.log(1 / dlt)), u**2, self._discount]
+        else:
+            raise ValueError(f"statistics must be 'discounted' or 'radius-only', got {statistics!r}")
+        self._setup(mat, seed, 0.0, 0, rule, np.array(params), residual_window, lam_value)
+
+
+class Exp3(object):
+    """Exp3 over a finite action set, optionally on batch means (``batch_size > 1``).
+
+    Probabilities ``p = (1 - gamma) softmax(eta G) + gamma / K``; the reward mapped to
+    ``(y + reward_offset) / reward_scale`` is importance-weighted into ``G`` of the
+    played arm. With ``batch_size = L`` an arm drawn at round ``jL`` is held for ``L``
+    rounds and the update uses the mean of the batch's rewards (batched Exp3).
+
+    Defaults follow the official run: ``gamma = min(1, sqrt(K ln K / ((e-1) 2 N / 3)))``
+    with ``N = horizon / batch_size`` batches and ``eta = gamma / K``.
+
+    Parameters
+    ----------
+    n_arms_or_actions
+        The action set (as for DynLin-UCB) or a number of arms.
+    horizon
+        Planned number of rounds T.
+    reward_offset, reward_scale
+        Affine map of rewards into roughly [0, 1].
+    gamma, eta
+        Exploration rate and learning rate (defaults above).
+    batch_size
+        Rounds per batch (1: plain Exp3).
+    seed
+        Seeds the arm draws.
+
+    Examples
+    --------
+    >>> from regretflow.learners.linear_bandits import Exp3
+    >>> learner = Exp3(3, horizon=5000, seed=0)
+    >>> for t in range(5000):
+    ...     arm, probs = learner.act()
+    ...     learner.learn(None, arm, [0.1, 0.9, 0.5][arm], probs[arm])
+    >>> int(np.argmax(learner.act()[1]))
+    1
+    """
+
+    task = "bandit"
+    family = "dynamical"
+    GAUGES = {
+        "exp3_min_probability": "Smallest arm probability of the Exp3 distribution.",
+        "exp3_max_probability": "Largest arm probability of the Exp3 distribution.",
+    }
+
+    def __init__(
+        self,
+        n_arms_or_actions: Any,
+        horizon: int,
+        reward_offset: float = 0.0,
+        reward_scale: float = 1.0,
+        gamma: float | None = None,
+        eta: float | None = None,
+        batch_size: int = 1,
+        seed: int = 0,
+    ):
+        self.n_arms_or_actions = n_arms_or_actions
+        self.horizon = horizon
+        self.reward_offset = reward_offset
+        self.reward_scale = reward_scale
+        self.gamma = gamma
+        self.eta = eta
+        self.batch_size = batch_size
+        self.seed = seed
+        if isinstance(n_arms_or_actions, (int, np.integer)):
+            if n_arms_or_actions < 2:
+                raise ValueError(f"need at least 2 arms, got {n_arms_or_actions!r}")
+            self._actions = np.eye(int(n_arms_or_actions))
+        else:
+            self._actions = action_matrix(n_arms_or_actions)
+        n = self._actions.shape[0]
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        self._batch = int(batch_size)
+        if not reward_scale > 0:
+            raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
+        n_updates = int(horizon) / self._batch
+        g = min(1.0, math.sqrt(n * math.log(n) / ((math.e - 1) * 2 * n_updates / 3))) if gamma is None else float(gamma)
+        if not 0 < g <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+        self._gamma = g
+        self._eta = g / n if eta is None else float(eta)
+        self._offset = float(reward_offset)
+        self._scale = float(reward_scale)
+        self._rng = np.random.default_rng(seed)
+        self._istate = np.zeros(K.N_EXP3_ISTATE, dtype=np.int64)
+        self._istate[K.E_DUE] = 1
+        self._fstate = np.zeros(K.N_EXP3_FSTATE)
+        self._G = np.zeros(n)
+        self._probs = np.full(n, 1.0 / n)
+
+    @property
+    def n_arms(self) -> int:
+        return int(self._actions.shape[0])
+
+    @property
+    def n_updates(self) -> int:
+        return int(self._istate[K.E_UPDATES])
+
+    @property
+    def round(self) -> int:
+        return int(self._istate[K.E_ROUND])
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return self._probs.copy()
+
+    def describe_action(self, action: int) -> list[float]:
+        return [float(v) for v in self._actions[int(action)]]
+
+    def act(self, context: Any = None, actions: Any = None) -> tuple[int, np.ndarray]:
+        """Arm and the distribution it was drawn from (one-hot inside a batch)."""
+        if actions is not None and not np.array_equal(np.asarray(actions, dtype=float), self._actions):
+            raise ValueError("this learner's action set is fixed at construction; pass actions=None")
+        drawing = self._istate[K.E_DUE] == 1
+        uniform = self._rng.random() if drawing else 0.0
+        probs = self._probs.copy() if drawing else None
+        arm = int(K.exp3_decide(self._istate, self._fstate, self._probs, uniform))
+        if probs is None:
+            if self._istate[K.E_ROUND] % self._batch == 0:
+                probs = self._probs.copy()  # repeated act() in the round of the draw
+            else:
+                probs = np.zeros(self.n_arms)
+                probs[arm] = 1.0
+        return arm, probs
+
+    def learn(self, context: Any, action: int, reward: float, probability: float | None = None) -> None:
+        if self._istate[K.E_DUE] == 1:
+            raise ValueError(f"learn() before act() in round {self.round}: call act() first")
+        if int(action) != int(self._istate[K.E_ARM]):
+            raise ValueError(f"feedback for arm {int(action)} but round {self.round} holds arm {int(self._istate[K.E_ARM])}")
+        reward = float(reward)
+        if not math.isfinite(reward):
+            raise ValueError(f"reward must be finite, got {reward!r}")
+        K.exp3_learn(self._istate, self._fstate, self._G, self._probs, reward, self._batch, self._offset, self._scale, self._eta, self._gamma)
+
+    def gauges(self) -> dict[str, float]:
+        return {"exp3_min_probability": float(self._probs.min()), "exp3_max_probability": float(self._probs.max())}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "family": self.family,
+            "learner": type(self).__name__,
+            "actions": self._actions.copy(),
+            "istate": self._istate.copy(),
+            "fstate": self._fstate.copy(),
+            "G": self._G.copy(),
+            "probs": self._probs.copy(),
+            "n_updates": self.n_updates,
+            **rng_state(self._rng),
+        }
+        check_state(state, type(self).__name__)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        owner = type(self).__name__
+        n, d = self._actions.shape
+        if not np.array_equal(expect_array(state, "actions", (n, d), owner), self._actions):
+            raise ValueError(f"{owner}: state was saved with a different action set")
+        istate = np.array(state["istate"], dtype=np.int64, copy=True)
+        if istate.shape != (K.N_EXP3_ISTATE,):
+            raise ValueError(f"{owner}: state['istate'] has shape {istate.shape}")
+        self._fstate = expect_array(state, "fstate", (K.N_EXP3_FSTATE,), owner)
+        self._G = expect_array(state, "G", (n,), owner)
+        self._probs = expect_array(state, "probs", (n,), owner)
+        self._istate = istate
+        self._rng = restore_rng(state)
+
+
+class BatchedExp3(Exp3):
+    """Batched Exp3: Exp3 that holds each drawn arm for ``batch_size`` rounds.
+
+    The official code sizes the batch as ``ceil(ln M / ln(1/rho))`` with ``M`` the
+    number of DynLin-UCB epochs (:meth:`batch_size_for`). Difference from the
+    official ``BatchExp3Agent``: there the batch's reward sum is closed one round
+    late (it mixes the last round of one batch into the next); here each update
+    uses exactly the rewards of the batch it credits.
+
+    Examples
+    --------
+    >>> from regretflow.learners.linear_bandits import BatchedExp3
+    >>> BatchedExp3.batch_size_for(rho_bar=0.2, horizon=10**6)
+    8
+    >>> learner = BatchedExp3(3, horizon=3000, batch_size=3, seed=0)
+    >>> arms = []
+    >>> for t in range(6):
+    ...     arm, _ = learner.act(); arms.append(arm); learner.learn(None, arm, 0.5)
+    >>> arms[0] == arms[1] == arms[2], arms[3] == arms[4] == arms[5]
+    (True, True)
+    """
+
+    def __init__(self, n_arms_or_actions: Any, horizon: int, batch_size: int, reward_offset: float = 0.0, reward_scale: float = 1.0, gamma: float | None = None, eta: float | None = None, seed: int = 0):
+        super().__init__(n_arms_or_actions, horizon, reward_offset, reward_scale, gamma, eta, batch_size, seed)
+
+    @staticmethod
+    def batch_size_for(rho_bar: float, horizon: int) -> int:
+        """``ceil(ln M / ln(1/rho))``, ``M`` the number of DynLin-UCB epochs in ``horizon`` rounds."""
+        rho = abs(float(rho_bar))
+        if not 0 < rho < 1:
+            raise ValueError(f"rho_bar must be in (0, 1), got {rho_bar!r}")
+        epochs, total = 0, 0
+        while total < horizon:
+            epochs += 1
+            total += 1 + math.floor(np.log(epochs) / np.log(1 / rho))
+        return max(1, math.ceil(np.log(epochs) / np.log(1 / rho)))
