@@ -1,0 +1,82 @@
+"""Standard input as a source, standard output or error as sinks."""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+
+
+class StdinSource:
+    """Reads JSON lines from standard input (a reader thread, so polls can time out).
+
+    Its position is a line count; it cannot be rewound, so a daemon that must resume
+    after a crash reads from a jsonl file or Kafka instead.
+
+    Examples
+    --------
+    >>> import io
+    >>> src = StdinSource(stream=io.BytesIO(b'{"a": 1}\\n'))
+    >>> src.poll(5, 1.0), src.poll(5, 0.1), src.exhausted()
+    ([b'{"a": 1}'], [], True)
+    """
+
+    _EOF = object()
+
+    def __init__(self, stream=None, max_buffered: int = 100_000):
+        self._stream = stream if stream is not None else sys.stdin.buffer
+        self._queue: queue.Queue = queue.Queue(maxsize=max_buffered)  # backpressure on the reader
+        self._lines = 0
+        self._eof = False
+        threading.Thread(target=self._read, name="regretflow-stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in iter(self._stream.readline, b""):
+            self._queue.put(line)
+        self._queue.put(self._EOF)
+
+    def poll(self, max_records: int, timeout: float) -> list[bytes]:
+        out: list[bytes] = []
+        while len(out) < max_records and not self._eof:
+            try:
+                item = self._queue.get(timeout=timeout) if not out else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is self._EOF:
+                self._eof = True
+                break
+            self._lines += 1
+            payload = item.rstrip(b"\r\n")
+            if payload.strip():
+                out.append(payload)
+        return out
+
+    def position(self) -> dict:
+        return {"lines": self._lines}
+
+    def seek(self, position: dict) -> None:
+        if int(position.get("lines", 0)) != self._lines:
+            raise ValueError("standard input cannot be rewound; resuming needs a seekable source (jsonl or kafka)")
+
+    def exhausted(self) -> bool:
+        return self._eof
+
+    def close(self) -> None:
+        pass
+
+
+class StreamSink:
+    """Writes one record per line to a binary stream (stdout by default)."""
+
+    def __init__(self, stream=None):
+        self._stream = stream if stream is not None else sys.stdout.buffer
+
+    def write(self, records: list[tuple[str, bytes]]) -> None:
+        if records:
+            self._stream.write(b"\n".join(payload for _, payload in records) + b"\n")
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def close(self) -> None:
+        self.flush()

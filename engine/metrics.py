@@ -1,0 +1,206 @@
+"""Prometheus metrics and the health endpoints.
+
+Every metric is prefixed ``regretflow_`` and labelled only by names the config
+declares (models, groups, actions up to ``n_actions``) or by fixed sets (kinds,
+dead-letter reasons, policies). The runtime updates them once per micro-batch; the
+README's metrics reference lists each one.
+
+>>> m = Metrics(["demo"], {"demo": ["all"]})
+>>> m.events.labels(model="demo", kind="observe").inc(3)
+>>> b"regretflow_events_total" in m.exposition()
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+
+from .events import KINDS, REASONS
+
+LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5)
+UNKNOWN_MODEL = "_unknown_"
+
+
+class WeightedHistogram:
+    """A histogram that takes many equal observations at once (a batch's events share one latency)."""
+
+    def __init__(self, name: str, documentation: str, buckets=LATENCY_BUCKETS):
+        self.name, self.documentation = name, documentation
+        self.bounds = np.array(buckets, dtype=np.float64)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)
+        self.sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float, count: int = 1) -> None:
+        i = int(np.searchsorted(self.bounds, value, side="left"))
+        with self._lock:
+            self.counts[i] += count
+            self.sum += value * count
+
+    def collect(self):
+        with self._lock:
+            cumulative = np.cumsum(self.counts)
+            total = self.sum
+        buckets = [(repr(float(b)), int(c)) for b, c in zip(self.bounds, cumulative[:-1])]
+        buckets.append(("+Inf", int(cumulative[-1])))
+        family = HistogramMetricFamily(self.name, self.documentation, unit="seconds")
+        family.add_metric([], buckets, total)
+        yield family
+
+    def describe(self):
+        return []
+
+
+class _Callback:
+    """Gauges computed at scrape time (checkpoint age, seconds since the last batch)."""
+
+    def __init__(self, name: str, documentation: str, fn: Callable[[], float | None]):
+        self.name, self.documentation, self.fn = name, documentation, fn
+
+    def collect(self):
+        family = GaugeMetricFamily(self.name, self.documentation)
+        value = self.fn()
+        if value is not None:
+            family.add_metric([], value)
+        yield family
+
+    def describe(self):
+        return []
+
+
+class Metrics:
+    """All metric objects of one engine process, on their own registry."""
+
+    def __init__(self, models: list[str], groups: dict[str, list[str]], learner_gauges: dict[str, str] | None = None,
+                 learner_group_gauges: dict[str, str] | None = None):
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.models = models
+        self.events = Counter("regretflow_events", "Valid events processed, by model and kind.", ["model", "kind"], registry=r)
+        self.dead_letters = Counter("regretflow_dead_letters", "Events dead-lettered, by model (_unknown_ when undeclared) and reason.", ["model", "reason"], registry=r)
+        self.answers = Counter("regretflow_answers", "Answers emitted, by model and kind.", ["model", "kind"], registry=r)
+        self.batches = Counter("regretflow_batches", "Micro-batches processed.", registry=r)
+        self.latency = WeightedHistogram("regretflow_event_latency_seconds", "Time from an event's micro-batch arriving to its answer being handed to the sink.")
+        r.register(self.latency)
+        self.batch_duration = WeightedHistogram("regretflow_batch_duration_seconds", "Wall time to process one micro-batch.")
+        r.register(self.batch_duration)
+        self.model_version = Gauge("regretflow_model_version", "Learner updates applied so far (the model version in answers).", ["model"], registry=r)
+        self.regret = Gauge("regretflow_regret", "Cumulative regret against the best fixed linear predictor in hindsight on the group's rows (squared loss).", ["model", "group"], registry=r)
+        self.cumulative_loss = Gauge("regretflow_cumulative_loss", "Cumulative squared loss of the learner on the group's rows.", ["model", "group"], registry=r)
+        self.comparator_loss = Gauge("regretflow_comparator_loss", "Squared loss of the best fixed linear predictor in hindsight on the group's rows.", ["model", "group"], registry=r)
+        self.group_rounds = Gauge("regretflow_group_rounds", "Labelled rounds seen for the group (restored from checkpoints).", ["model", "group"], registry=r)
+        self.mean_loss = Gauge("regretflow_mean_loss", "Cumulative loss divided by rounds, per group.", ["model", "group"], registry=r)
+        self.cumulative_reward = Gauge("regretflow_cumulative_reward", "Sum of joined rewards of a bandit model.", ["model"], registry=r)
+        self.feedback_rounds = Gauge("regretflow_feedback_rounds", "Joined bandit feedbacks (restored from checkpoints).", ["model"], registry=r)
+        self.pseudo_regret = Gauge("regretflow_pseudo_regret", "Exact pseudo-regret (max expected reward minus the chosen action's), when the source supplies expected rewards.", ["model"], registry=r)
+        self.policy_value = Gauge("regretflow_policy_value", "Off-policy estimate of a reference policy's mean reward from logged propensities.", ["model", "policy", "estimator"], registry=r)
+        self.policy_value_low = Gauge("regretflow_policy_value_low", "Lower end of the 95% interval of regretflow_policy_value.", ["model", "policy", "estimator"], registry=r)
+        self.policy_value_high = Gauge("regretflow_policy_value_high", "Upper end of the 95% interval of regretflow_policy_value.", ["model", "policy", "estimator"], registry=r)
+        self.regret_vs_best_constant = Gauge("regretflow_regret_vs_best_constant", "Estimated regret against the best constant action (SNIPS value times rounds minus observed reward).", ["model"], registry=r)
+        self.pending_joins = Gauge("regretflow_pending_joins", "Requests waiting for feedback.", ["model"], registry=r)
+        self.joins_expired = Counter("regretflow_joins_expired", "Requests whose feedback window closed without feedback.", ["model"], registry=r)
+        self.joins_evicted = Counter("regretflow_joins_evicted", "Requests dropped because the join store was full (joins.max_pending).", ["model"], registry=r)
+        self.checkpoints = Counter("regretflow_checkpoints", "Checkpoints written.", registry=r)
+        self.checkpoint_duration = Gauge("regretflow_checkpoint_duration_seconds", "Wall time of the last checkpoint write.", registry=r)
+        self.last_checkpoint = 0.0
+        r.register(_Callback("regretflow_checkpoint_age_seconds", "Seconds since the last checkpoint was written (absent before the first).",
+                             lambda: time.time() - self.last_checkpoint if self.last_checkpoint else None))
+        self.last_batch = 0.0
+        r.register(_Callback("regretflow_seconds_since_last_batch", "Seconds since the last micro-batch finished (absent before the first).",
+                             lambda: time.time() - self.last_batch if self.last_batch else None))
+        self.learner_gauges = {
+            name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()
+        }
+        self.learner_group_gauges = {
+            name: Gauge(f"regretflow_learner_{name}", text, ["model", "group"], registry=r) for name, text in (learner_group_gauges or {}).items()
+        }
+        info = Gauge("regretflow_build_info", "Constant 1, labelled with the regretflow version.", ["version"], registry=r)
+        info.labels(version=_version()).set(1)
+        # materialise every bounded label combination so dashboards see zeros, not gaps
+        for model in models:
+            for kind in KINDS:
+                self.events.labels(model=model, kind=kind)
+                self.answers.labels(model=model, kind=kind)
+            for reason in REASONS:
+                self.dead_letters.labels(model=model, reason=reason)
+            for group in groups.get(model, []):
+                self.regret.labels(model=model, group=group)
+        for reason in REASONS:
+            self.dead_letters.labels(model=UNKNOWN_MODEL, reason=reason)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("regretflow")
+    except Exception:
+        return "unknown"
+
+
+class HealthState:
+    """What /healthz and /readyz report: alive while batches keep finishing, ready once started."""
+
+    def __init__(self, stall_seconds: float = 120.0):
+        self.ready = False
+        self.stall_seconds = stall_seconds
+        self.heartbeat = time.monotonic()
+        self.detail = "starting"
+
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+
+class MetricsServer:
+    """HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz; runs in a daemon thread."""
+
+    def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108):
+        self.metrics, self.health = metrics, health
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server naming)
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    body, status, ctype = server_self.metrics.exposition(), 200, "text/plain; version=0.0.4; charset=utf-8"
+                elif path == "/healthz":
+                    stalled = time.monotonic() - server_self.health.heartbeat > server_self.health.stall_seconds
+                    body = (b"stalled\n" if stalled else b"ok\n")
+                    status, ctype = (503 if stalled else 200), "text/plain"
+                elif path == "/readyz":
+                    ok = server_self.health.ready
+                    body = (b"ready\n" if ok else f"not ready: {server_self.health.detail}\n".encode())
+                    status, ctype = (200 if ok else 503), "text/plain"
+                else:
+                    body, status, ctype = b"not found: try /metrics, /healthz or /readyz\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # scrapes are not log lines
+                pass
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.host = host
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="regretflow-metrics", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,286 @@
+"""Routing events to model shards, and what a shard does with each kind of event.
+
+A shard is one learner with its pending joins and regret tracker. Each declared model
+has one shard, or one per ``key`` when ``params.shard_by_key`` is on (e.g. one
+learner per campaign). Within a shard, consecutive ``observe`` or ``predict`` events
+are processed as one vectorised run; every other event first flushes the run, so the
+state is a function of the event order alone, never of where micro-batches fall.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from typing import Any
+
+import numpy as np
+import orjson
+
+from regretflow.learners import LEARNERS
+
+from .config import ModelSpec
+from .events import BadEvent, Event
+from .joins import JoinEntry, PendingJoins
+from .regret import BanditRegret, ClassAccuracy, HindsightRegret
+
+ENGINE_PARAMS = ("shard_by_key",)
+
+
+def build_learner(spec: ModelSpec, key: str = ""):
+    """Instantiate the model's learner from its family and params (seed derived per shard)."""
+    cls = LEARNERS[spec.learner]
+    params = {k: v for k, v in spec.params.items() if k not in ENGINE_PARAMS}
+    accepted = inspect.signature(cls).parameters
+    if "features" in accepted and "features" not in params and spec.features:
+        params["features"] = list(spec.features)
+    if "groups" in accepted and "groups" not in params and spec.groups:
+        params["groups"] = spec.group_labels
+    if "n_actions" in accepted and "n_actions" not in params and spec.n_actions:
+        params["n_actions"] = spec.n_actions
+    if "seed" in accepted:
+        params["seed"] = shard_seed(int(params.get("seed", 0)), key)
+    unknown = [k for k in params if k not in accepted and not any(p.kind == p.VAR_KEYWORD for p in accepted.values())]
+    if unknown:
+        raise ValueError(f"models.{spec.name}.params: {cls.__name__} takes no parameter {', '.join(unknown)}")
+    return cls(**params)
+
+
+def shard_seed(seed: int, key: str) -> int:
+    """A stable per-key seed (not Python's salted hash), so restarts rebuild the same RNG."""
+    if not key:
+        return seed
+    return (seed + int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")) % (2**31)
+
+
+class Shard:
+    """One learner, its joins and its regret tracker."""
+
+    def __init__(self, spec: ModelSpec, key: str):
+        self.spec = spec
+        self.key = key
+        self.learner = build_learner(spec, key)
+        self.task = getattr(self.learner, "task", "regression")
+        j = spec.joins
+        self.joins = PendingJoins(j.ttl_events, j.ttl_seconds, j.max_pending)
+        self.seq = 0
+        labels = spec.group_labels
+        if self.task == "regression":
+            r = spec.regret
+            self.tracker = HindsightRegret(len(spec.features), labels, r.comparator_lambda, r.lag, r.pinv_cutoff)
+        elif self.task == "classification":
+            self.tracker = ClassAccuracy(labels)
+        else:
+            self.tracker = BanditRegret(spec.n_actions)
+        self.run_kind: str | None = None
+        self.run: list[Event] = []
+        self.run_ids: set[str] = set()
+        self.expired = 0
+        self.evicted_reported = 0
+        self.dirty = False
+
+    # -- per event ------------------------------------------------------------------
+    def admit(self, ev: Event, out) -> None:
+        """Take one event: check it, close the join windows it ends, then run or process it.
+
+        :meth:`check` raises before anything changes, so a rejected event leaves the
+        shard exactly as it was.
+        """
+        self.check(ev)
+        self.seq += 1
+        self.dirty = True
+        expired = self.joins.expire(self.seq, ev.ts)
+        if expired:
+            self._on_expired(expired, out)
+        kind = ev.kind
+        if kind == "observe" or kind == "predict":
+            if self.run_kind != kind:
+                self.flush(out)
+                self.run_kind = kind
+            self.run.append(ev)
+            if kind == "predict":
+                self.run_ids.add(ev.id)
+            return
+        self.flush(out)
+        if kind == "decide":
+            self._decide(ev, out)
+        elif kind == "feedback":
+            entry = self.joins.take(ev.ref)
+            if entry.kind == "decide":
+                self._learn_reward(entry, ev.reward)
+            else:
+                self._learn_label(entry, ev.label)
+        else:
+            self.learner.audit(self.joins, ev)
+
+    def check(self, ev: Event) -> None:
+        """Raise BadEvent if the shard cannot take ``ev``; changes nothing."""
+        kind, task, name = ev.kind, self.task, self.spec.name
+        if kind == "predict" or kind == "decide":
+            if (kind == "decide") != (task == "bandit"):
+                raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no {kind} events")
+            if ev.id in self.joins or ev.id in self.run_ids:
+                raise BadEvent("duplicate_id", f"a {kind} with id {ev.id!r} is still waiting for feedback")
+            if kind == "decide":
+                n_choices = len(ev.actions) if ev.actions is not None else self.spec.n_actions
+                if ev.expected is not None and n_choices and len(ev.expected) != n_choices:
+                    raise BadEvent("bad_actions", f"{len(ev.expected)} expected rewards for {n_choices} actions")
+        elif kind == "observe":
+            if task == "bandit":
+                raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no observe events")
+        elif kind == "feedback":
+            entry = self.joins.pending.get(ev.ref)
+            if entry is None:
+                if self.joins.was_expired(ev.ref):
+                    raise BadEvent("late_feedback", f"feedback to {ev.ref!r} arrived after its join window closed")
+                raise BadEvent("unknown_ref", f"no pending predict or decide with id {ev.ref!r}")
+            if self.joins.would_expire(entry, self.seq + 1, ev.ts):
+                raise BadEvent("late_feedback", f"feedback to {ev.ref!r} arrived after its join window closed")
+            if entry.kind == "decide" and ev.reward is None:
+                raise BadEvent("feedback_mismatch", f"feedback to decide {ev.ref!r} must carry a reward")
+            if entry.kind == "predict":
+                if ev.reward is not None:
+                    raise BadEvent("feedback_mismatch", f"feedback to predict {ev.ref!r} must carry a label")
+                label = ev.label
+                if task == "regression" and (isinstance(label, bool) or not isinstance(label, (int, float))):
+                    raise BadEvent("bad_label", f"a regression label must be a number, got {label!r}")
+                if task == "classification" and (isinstance(label, bool) or not isinstance(label, (int, str))):
+                    raise BadEvent("bad_label", f"a class label must be a string or an integer, got {label!r}")
+        elif kind == "audit":
+            if not hasattr(self.learner, "audit"):
+                raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no audit events")
+            if ev.ref not in self.joins:
+                raise BadEvent("unknown_ref", f"no pending decide with id {ev.ref!r}")
+
+    def _on_expired(self, entries: list[JoinEntry], out) -> None:
+        self.expired += len(entries)
+        default = self.spec.joins.default_reward
+        learn = [e for e in entries if e.kind == "decide" and default is not None]
+        if learn:
+            self.flush(out)
+            for e in learn:
+                self._learn_reward(e, default)
+
+    # -- runs -------------------------------------------------------------------------
+    def flush(self, out) -> None:
+        """Process the pending run of observe or predict events as one vectorised call."""
+        if not self.run:
+            return
+        run, kind = self.run, self.run_kind
+        self.run, self.run_kind = [], None
+        self.run_ids.clear()
+        X = np.stack([e.x for e in run]) if run[0].x is not None else np.zeros((len(run), 0))
+        G = np.stack([e.groups for e in run]) if run[0].groups is not None else None
+        version = getattr(self.learner, "n_updates", 0)
+        model = self.spec.name
+        if kind == "observe":
+            if self.task == "regression":
+                y = np.array([e.label for e in run], dtype=np.float64)
+                preds = self.learner.observe_many(X, y, G)
+                losses = getattr(self.learner, "last_losses", None)
+                if losses is None or len(losses) != len(run):
+                    losses = (np.asarray(preds, dtype=np.float64) - y) ** 2
+                self.tracker.update(X, y, losses, G)
+            else:
+                y = [e.label for e in run]
+                preds = self.learner.observe_many(X, y, G)
+                self.tracker.update(y, preds, G)
+            for i, e in enumerate(run):
+                out.answer(e, {"id": e.id, "model": model, "kind": "observe", "prediction": _plain(preds[i]), "model_version": version + i})
+        else:
+            preds = self.learner.predict_many(X)
+            for i, e in enumerate(run):
+                self.joins.add(JoinEntry(e.id, self.seq - len(run) + 1 + i, e.ts, "predict", x=e.x, groups=e.groups, prediction=_plain(preds[i])))
+                out.answer(e, {"id": e.id, "model": model, "kind": "predict", "prediction": _plain(preds[i]), "model_version": version})
+            self.expired += len(self.joins.expire(self.seq, None))
+
+    # -- requests and replies ----------------------------------------------------------
+    def _decide(self, ev: Event, out) -> None:
+        n_choices = len(ev.actions) if ev.actions is not None else (self.spec.n_actions or 0)
+        action, probs = self.learner.act(ev.x, ev.actions)
+        action = int(action)
+        probs = np.asarray(probs, dtype=np.float64)
+        n_choices = n_choices or len(probs)
+        self.tracker.record_decision(ev.expected, action)
+        evicted = self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "decide", x=ev.x, groups=ev.groups, action=action,
+                                           probability=float(probs[action]), n_choices=n_choices, actions=ev.actions))
+        if evicted:
+            self._on_expired(evicted, out)
+        answer = {"id": ev.id, "model": self.spec.name, "kind": "decide", "action": action,
+                  "probability": float(probs[action]), "probabilities": probs.tolist(),
+                  "model_version": getattr(self.learner, "n_updates", 0)}
+        describe = getattr(self.learner, "describe_action", None)
+        if describe is not None:
+            answer["action_vector"] = [float(v) for v in describe(action)]
+        out.answer(ev, answer)
+
+    def _learn_label(self, entry: JoinEntry, label: Any) -> None:
+        x = entry.x[None, :]
+        G = entry.groups[None, :] if entry.groups is not None else None
+        if self.task == "regression":
+            y = np.array([float(label)])
+            self.learner.learn_many(x, y)
+            self.tracker.update(x, y, np.array([(entry.prediction - y[0]) ** 2]), G)
+        else:
+            self.learner.learn_many(x, [label])
+            self.tracker.update([label], [entry.prediction], G)
+
+    def _learn_reward(self, entry: JoinEntry, reward: float) -> None:
+        self.learner.learn(entry.x, entry.action, reward, entry.probability, entry.actions)
+        self.tracker.update(np.array([entry.action]), np.array([entry.probability]), np.array([reward]), np.array([entry.n_choices]))
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.spec.name, "key": self.key, "seq": self.seq,
+                "learner": self.learner.state_dict(), "tracker": self.tracker.state_dict(), "joins": self.joins.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seq = int(state["seq"])
+        self.learner.load_state_dict(state["learner"])
+        self.tracker.load_state_dict(state["tracker"])
+        self.joins.load_state_dict(state["joins"])
+        self.evicted_reported = self.joins.evicted
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-ready scalar from a numpy value."""
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class Router:
+    """Finds (or creates) the shard of an event."""
+
+    def __init__(self, models: dict[str, ModelSpec]):
+        self.models = models
+        self.shards: dict[tuple[str, str], Shard] = {}
+        self.by_key = {name: bool(spec.params.get("shard_by_key", False)) for name, spec in models.items()}
+
+    def shard(self, ev: Event) -> Shard:
+        key = (ev.key or "") if self.by_key[ev.model] else ""
+        sid = (ev.model, key)
+        shard = self.shards.get(sid)
+        if shard is None:
+            shard = self.shards[sid] = Shard(self.models[ev.model], key)
+        return shard
+
+    def flush(self, out) -> None:
+        for shard in self.shards.values():
+            shard.flush(out)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {str(i): shard.state_dict() for i, shard in enumerate(self.shards.values())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.shards = {}
+        for i in sorted(state, key=int):
+            s = state[i]
+            if s["model"] not in self.models:
+                raise ValueError(f"checkpoint holds model {s['model']!r}, which the config no longer declares")
+            shard = Shard(self.models[s["model"]], s["key"])
+            shard.load_state_dict(s)
+            self.shards[(s["model"], s["key"])] = shard
+
+
+def dumps(record: dict) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)

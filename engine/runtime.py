@@ -1,0 +1,383 @@
+"""The runtime loop: source -> micro-batches -> decode/validate -> route -> learn -> answer -> sink.
+
+One :class:`Engine` owns a router (the shards), the decoder, the sinks, the metrics
+and the checkpoints. Per micro-batch it decodes every payload, hands valid events to
+their shard in order (bad ones go to the dead-letter sink with their reason), flushes
+the shards' vectorised runs, writes the answers, updates the metrics once, and every
+``checkpoint.every_events`` events or ``every_seconds`` seconds writes one checkpoint
+holding the shards and the source position. Restarting from that checkpoint and
+seeking the source there replays exactly the events after it: every event affects
+the state once, even after ``kill -9``.
+
+>>> from regretflow.engine.config import parse_config
+>>> from regretflow.connectors.memory import MemorySource, MemorySink
+>>> cfg = parse_config({"models": {"m": {"learner": "ridge", "features": ["x"]}}})
+>>> events = [b'{"id": "%d", "model": "m", "kind": "observe", "features": [1], "label": 2}' % i for i in range(3)]
+>>> answers = MemorySink()
+>>> engine = Engine(cfg, MemorySource(events), answers, MemorySink(), serve_metrics=False)
+>>> engine.run()
+>>> [round(__import__("orjson").loads(p)["prediction"], 3) for _, p in answers.records]
+[0.0, 1.0, 1.333]
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .checkpoint import CheckpointError, latest_checkpoint, write_checkpoint
+from .config import Config
+from .events import BadEvent, Event, EventDecoder
+from .metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer
+from .router import Router, dumps
+
+log = logging.getLogger("regretflow")
+
+CHECKPOINT_KIND = "regretflow-engine"
+
+
+class _BatchOutput:
+    """Collects what one micro-batch produces; metrics read it once at the end."""
+
+    __slots__ = ("answers", "dead", "kinds", "answered")
+
+    def __init__(self):
+        self.answers: list[tuple[str, bytes]] = []
+        self.dead: list[tuple[str, bytes]] = []
+        self.kinds: dict[tuple[str, str], int] = {}
+        self.answered: dict[tuple[str, str], int] = {}
+
+    def answer(self, ev: Event, record: dict) -> None:
+        if ev.key is not None:
+            record["key"] = ev.key
+        self.answers.append((ev.model, dumps(record)))
+        k = (ev.model, ev.kind)
+        self.answered[k] = self.answered.get(k, 0) + 1
+
+
+class Engine:
+    """A running engine: call :meth:`run` (blocks) or :meth:`process` per batch."""
+
+    def __init__(self, config: Config, source, answers, dead_letters, serve_metrics: bool = True,
+                 metrics: Metrics | None = None, progress=None):
+        self.config = config
+        self.source = source
+        self.answers = answers
+        self.dead_letters = dead_letters
+        self.decoder = EventDecoder(config)
+        self.router = Router(config.models)
+        gauges, group_gauges = _learner_gauges(config)
+        self.metrics = metrics or Metrics(
+            list(config.models), {m: ["all", *s.group_labels] for m, s in config.models.items()}, gauges, group_gauges
+        )
+        self.health = HealthState()
+        self.server = None
+        if serve_metrics and config.metrics.enabled:
+            self.server = MetricsServer(self.metrics, self.health, config.metrics.host, config.metrics.port).start()
+        self.progress = progress
+        self.stop_requested = False
+        self.events_seen = 0
+        self.valid_events = 0
+        self.dead_count = 0
+        self.since_checkpoint = 0
+        self.last_checkpoint_time = time.monotonic()
+        self.checkpoint_number = 0
+        self.summaries: dict[str, Any] = {}
+        self._warm_up()
+        self._restore()
+
+    # -- start-up ----------------------------------------------------------------------
+    def _warm_up(self) -> None:
+        """Compile (or load from numba's cache) every kernel before the first event."""
+        import importlib
+
+        from regretflow.learners import LEARNERS
+
+        from . import regret
+
+        done = set()
+        for spec in self.config.models.values():
+            module = importlib.import_module(LEARNERS[spec.learner].__module__)
+            for mod in {module.__name__, module.__name__ + "_kernels", "regretflow.learners.ridge_kernels"}:
+                if mod in done:
+                    continue
+                done.add(mod)
+                try:
+                    warm = getattr(importlib.import_module(mod), "warm_up", None)
+                except ModuleNotFoundError:
+                    continue
+                if warm is not None:
+                    warm()
+        t = regret.HindsightRegret(1, ["g"])
+        t.update(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones((1, 1), dtype=np.bool_))
+
+    def _restore(self) -> None:
+        directory = self.config.checkpoint.dir
+        if not directory:
+            self.health.ready = True
+            return
+        found = latest_checkpoint(self._path(directory))
+        if found is None:
+            log.info("event=restore status=fresh dir=%s", directory)
+        else:
+            state, meta = found
+            if state.get("kind") != CHECKPOINT_KIND:
+                raise CheckpointError(f"{directory}: not an engine checkpoint (kind {state.get('kind')!r})")
+            self.router.load_state_dict(state.get("shards", {}))
+            self.source.seek(state["position"])
+            self.events_seen = int(state["events_seen"])
+            self.valid_events = int(state["valid_events"])
+            self.dead_count = int(state["dead_count"])
+            self.checkpoint_number = int(meta["number"])
+            log.info("event=restore status=ok checkpoint=%d events=%d dir=%s", self.checkpoint_number, self.events_seen, directory)
+        self.health.ready = True
+
+    def _path(self, p: str) -> str:
+        from pathlib import Path
+
+        path = Path(p)
+        return str(path if path.is_absolute() else Path(self.config.base_dir) / path)
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self, install_signals: bool = False) -> None:
+        """Consume until the source is exhausted (finite sources) or a stop is requested."""
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._on_signal)
+        rt = self.config.runtime
+        timeout = rt.batch_timeout_ms / 1000.0
+        try:
+            while not self.stop_requested:
+                payloads = self.source.poll(rt.batch_size, timeout)
+                if payloads:
+                    self.process(payloads)
+                    self._maybe_checkpoint()
+                else:
+                    self.health.beat()
+                if self.source.exhausted() and rt.stop_at_end:
+                    break
+        finally:
+            self.shutdown()
+
+    def _on_signal(self, signum, frame) -> None:
+        log.info("event=signal signal=%s action=drain-and-checkpoint", signal.Signals(signum).name)
+        self.stop_requested = True
+
+    def process(self, payloads: list[bytes]) -> None:
+        """One micro-batch: every payload is answered, learned or dead-lettered."""
+        started = time.perf_counter()
+        out = _BatchOutput()
+        decode, router = self.decoder.decode, self.router
+        kinds = out.kinds
+        for payload in payloads:
+            try:
+                ev = decode(payload)
+                router.shard(ev).admit(ev, out)
+            except BadEvent as bad:
+                self._dead(out, payload, bad)
+                continue
+            k = (ev.model, ev.kind)
+            kinds[k] = kinds.get(k, 0) + 1
+        router.flush(out)
+        self.answers.write(out.answers)
+        self.dead_letters.write(out.dead)
+        n = len(payloads)
+        self.events_seen += n
+        self.dead_count += len(out.dead)
+        self.valid_events += n - len(out.dead)
+        self.since_checkpoint += n
+        elapsed = time.perf_counter() - started
+        self._update_metrics(out, n, elapsed)
+        self.health.beat()
+        if self.progress is not None:
+            self.progress(self)
+
+    def _dead(self, out: _BatchOutput, payload: bytes, bad: BadEvent) -> None:
+        model = UNKNOWN_MODEL
+        try:
+            obj = orjson.loads(payload)
+            if isinstance(obj, dict) and obj.get("model") in self.config.models:
+                model = obj["model"]
+        except orjson.JSONDecodeError:
+            pass
+        raw = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+        record = {"reason": bad.reason, "detail": bad.detail, "model": model, "raw": raw[:65536]}
+        out.dead.append((model, orjson.dumps(record)))
+        self.metrics.dead_letters.labels(model=model, reason=bad.reason).inc()
+
+    # -- metrics ------------------------------------------------------------------------
+    def _update_metrics(self, out: _BatchOutput, n: int, elapsed: float) -> None:
+        m = self.metrics
+        for (model, kind), count in out.kinds.items():
+            m.events.labels(model=model, kind=kind).inc(count)
+        for (model, kind), count in out.answered.items():
+            m.answers.labels(model=model, kind=kind).inc(count)
+        m.batches.inc()
+        m.latency.observe(elapsed, n)
+        m.batch_duration.observe(elapsed)
+        m.last_batch = time.time()
+        touched = set()
+        for shard in self.router.shards.values():
+            if shard.dirty:
+                touched.add(shard.spec.name)
+                shard.dirty = False
+                if shard.expired:
+                    m.joins_expired.labels(model=shard.spec.name).inc(shard.expired)
+                    shard.expired = 0
+                evicted = shard.joins.evicted - shard.evicted_reported
+                if evicted:
+                    m.joins_evicted.labels(model=shard.spec.name).inc(evicted)
+                    shard.evicted_reported = shard.joins.evicted
+        for model in touched:
+            self._publish_model(model)
+
+    def _publish_model(self, model: str) -> None:
+        """Aggregate the model's shards and set its gauges (called once per batch and model)."""
+        m = self.metrics
+        shards = [s for s in self.router.shards.values() if s.spec.name == model]
+        summary = model_summary(shards)
+        self.summaries[model] = summary
+        m.model_version.labels(model=model).set(summary["model_version"])
+        m.pending_joins.labels(model=model).set(summary["pending_joins"])
+        task = summary["task"]
+        if task == "regression":
+            for group, g in summary["groups"].items():
+                m.regret.labels(model=model, group=group).set(g["regret"])
+                m.cumulative_loss.labels(model=model, group=group).set(g["loss"])
+                m.comparator_loss.labels(model=model, group=group).set(g["comparator_loss"])
+                m.group_rounds.labels(model=model, group=group).set(g["count"])
+                m.mean_loss.labels(model=model, group=group).set(g["loss"] / g["count"] if g["count"] else 0.0)
+        elif task == "bandit":
+            b = summary["bandit"]
+            m.cumulative_reward.labels(model=model).set(b["reward"])
+            m.feedback_rounds.labels(model=model).set(b["count"])
+            m.pseudo_regret.labels(model=model).set(b["pseudo_regret"])
+            for policy in ("uniform", "best_constant"):
+                if policy in b:
+                    for est in ("ips", "snips"):
+                        m.policy_value.labels(model=model, policy=policy, estimator=est).set(b[policy][est])
+                        m.policy_value_low.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_low"])
+                        m.policy_value_high.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_high"])
+            if "regret_vs_best_constant" in b:
+                m.regret_vs_best_constant.labels(model=model).set(b["regret_vs_best_constant"])
+        for name, value in summary.get("learner_gauges", {}).items():
+            if name in m.learner_gauges:
+                m.learner_gauges[name].labels(model=model).set(value)
+        labels = ["all", *self.config.models[model].group_labels]
+        for name, values in summary.get("learner_group_gauges", {}).items():
+            if name in m.learner_group_gauges:
+                for label, value in zip(labels[1:] + ["all"], values):
+                    m.learner_group_gauges[name].labels(model=model, group=label).set(float(value))
+
+    # -- checkpoints --------------------------------------------------------------------
+    def _maybe_checkpoint(self) -> None:
+        ck = self.config.checkpoint
+        if not ck.dir:
+            return
+        if self.since_checkpoint >= ck.every_events or time.monotonic() - self.last_checkpoint_time >= ck.every_seconds:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write one checkpoint of everything (after the batch in flight)."""
+        ck = self.config.checkpoint
+        if not ck.dir:
+            return
+        started = time.perf_counter()
+        self.checkpoint_number += 1
+        state = {
+            "kind": CHECKPOINT_KIND,
+            "position": self.source.position(),
+            "events_seen": self.events_seen,
+            "valid_events": self.valid_events,
+            "dead_count": self.dead_count,
+            "shards": self.router.state_dict(),
+        }
+        self.answers.flush()
+        self.dead_letters.flush()
+        write_checkpoint(self._path(ck.dir), self.checkpoint_number, state, keep=ck.keep)
+        self.since_checkpoint = 0
+        self.last_checkpoint_time = time.monotonic()
+        duration = time.perf_counter() - started
+        self.metrics.checkpoints.inc()
+        self.metrics.checkpoint_duration.set(duration)
+        self.metrics.last_checkpoint = time.time()
+        log.debug("event=checkpoint number=%d events=%d seconds=%.4f", self.checkpoint_number, self.events_seen, duration)
+
+    def shutdown(self) -> None:
+        """Finish: flush runs, final checkpoint, close sinks and the source."""
+        if self.config.checkpoint.dir and self.since_checkpoint:
+            self.checkpoint()
+        self.answers.flush()
+        self.dead_letters.flush()
+        self.health.ready = False
+        self.health.detail = "stopped"
+
+    def close(self) -> None:
+        for part in (self.answers, self.dead_letters, self.source):
+            part.close()
+        if self.server is not None:
+            self.server.stop()
+
+    def summary(self) -> dict[str, Any]:
+        """Per model: task, counts, and per group regret (or bandit values, or accuracy)."""
+        out = {}
+        for model in self.config.models:
+            shards = [s for s in self.router.shards.values() if s.spec.name == model]
+            out[model] = model_summary(shards) if shards else {"task": None, "events": 0}
+        return out
+
+
+def model_summary(shards: list) -> dict[str, Any]:
+    """Aggregate a model's shards: regret and losses add up; the learner gauges of the first shard."""
+    first = shards[0]
+    summary: dict[str, Any] = {
+        "task": first.task,
+        "learner": first.spec.learner,
+        "shards": len(shards),
+        "model_version": sum(int(getattr(s.learner, "n_updates", 0)) for s in shards),
+        "pending_joins": sum(len(s.joins) for s in shards),
+        "joins_evicted": sum(s.joins.evicted for s in shards),
+        "events": sum(s.seq for s in shards),
+    }
+    if first.task == "regression":
+        groups: dict[str, dict[str, float]] = {}
+        for s in shards:
+            for label, g in s.tracker.summary().items():
+                acc = groups.setdefault(label, {"count": 0, "loss": 0.0, "comparator_loss": 0.0, "regret": 0.0})
+                for k in acc:
+                    acc[k] += g[k]
+        summary["groups"] = groups
+    elif first.task == "bandit":
+        summary["bandit"] = first.tracker.summary() if len(shards) == 1 else _sum_bandits([s.tracker.summary() for s in shards])
+    else:
+        summary["classification"] = first.tracker.summary()
+    if hasattr(first.learner, "gauges"):
+        summary["learner_gauges"] = first.learner.gauges()
+    if hasattr(first.learner, "group_gauges"):
+        summary["learner_group_gauges"] = {k: np.asarray(v).tolist() for k, v in first.learner.group_gauges().items()}
+    return summary
+
+
+def _sum_bandits(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    total = dict(parts[0])
+    for key in ("count", "reward", "pseudo_regret", "pseudo_count", "regret_vs_best_constant"):
+        total[key] = sum(p.get(key, 0) for p in parts)
+    total["mean_reward"] = total["reward"] / total["count"] if total["count"] else 0.0
+    return total
+
+
+def _learner_gauges(config: Config) -> tuple[dict[str, str], dict[str, str]]:
+    from regretflow.learners import LEARNERS
+
+    gauges: dict[str, str] = {}
+    group_gauges: dict[str, str] = {}
+    for spec in config.models.values():
+        cls = LEARNERS[spec.learner]
+        gauges.update(getattr(cls, "GAUGES", {}))
+        group_gauges.update(getattr(cls, "GROUP_GAUGES", {}))
+    return gauges, group_gauges
