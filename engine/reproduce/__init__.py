@@ -13,6 +13,7 @@ REPRODUCTIONS = {
     "groupwise": "regretflow.engine.reproduce.groupwise",
     "analytic-ridge": "regretflow.engine.reproduce.analytic_ridge",
     "dynamical-bandit": "regretflow.engine.reproduce.dynamical_bandit",
+    "neural-bandit": "regretflow.engine.reproduce.neural_bandit",
 }
 
 
