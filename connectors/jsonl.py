@@ -82,6 +82,11 @@ class JsonlSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "ab")
         self.fsync = fsync
+        if self._fh.tell() > 0:
+            with open(self.path, "rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    self._fh.write(b"\n")  # a crashed writer left half a line: never glue a record to it
 
     def write(self, records: list[tuple[str, bytes]]) -> None:
         if records:

@@ -85,6 +85,8 @@ class Shard:
         :meth:`check` raises before anything changes, so a rejected event leaves the
         shard exactly as it was.
         """
+        if ev.kind != self.run_kind:
+            self.flush(out)  # a feedback may refer to a predict still in the run
         self.check(ev)
         self.seq += 1
         self.dirty = True
@@ -225,7 +227,10 @@ class Shard:
             self.tracker.update([label], [entry.prediction], G)
 
     def _learn_reward(self, entry: JoinEntry, reward: float) -> None:
-        self.learner.learn(entry.x, entry.action, reward, entry.probability, entry.actions)
+        if entry.actions is None:
+            self.learner.learn(entry.x, entry.action, reward, entry.probability)
+        else:
+            self.learner.learn(entry.x, entry.action, reward, entry.probability, actions=entry.actions)
         self.tracker.update(np.array([entry.action]), np.array([entry.probability]), np.array([reward]), np.array([entry.n_choices]))
 
     # -- state ---------------------------------------------------------------------------

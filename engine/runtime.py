@@ -199,12 +199,9 @@ class Engine:
 
     def _dead(self, out: _BatchOutput, payload: bytes, bad: BadEvent) -> None:
         model = UNKNOWN_MODEL
-        try:
-            obj = orjson.loads(payload)
-            if isinstance(obj, dict) and obj.get("model") in self.config.models:
-                model = obj["model"]
-        except orjson.JSONDecodeError:
-            pass
+        if bad.reason not in ("oversized", "not_json", "non_finite", "not_object", "unknown_model"):
+            obj = orjson.loads(payload)  # decoded fine before; the model is a declared one
+            model = obj["model"] if obj.get("model") in self.config.models else UNKNOWN_MODEL
         raw = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
         record = {"reason": bad.reason, "detail": bad.detail, "model": model, "raw": raw[:65536]}
         out.dead.append((model, orjson.dumps(record)))

@@ -1,0 +1,190 @@
+"""The ``regretflow`` command line.
+
+    regretflow demo                         stream the bundled Medical costs data, serve /metrics
+    regretflow run --config FILE            the daemon (SIGTERM: finish the batch, checkpoint, exit 0)
+    regretflow replay LOG.jsonl --config F  evaluate the config's models on a logged stream, offline
+    regretflow checkpoint inspect PATH      what a checkpoint holds
+    regretflow reproduce NAME [--quick]     a paper's table, next to the published numbers
+    regretflow schema                       the event JSON Schema
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from .config import Config, ConfigError, load_config
+
+EPILOG = """examples:
+  regretflow demo                                   # no config, no broker: watch regret live
+  regretflow run --config deploy/examples/daemon.toml
+  regretflow replay events.jsonl --config deploy/examples/replay.toml
+  regretflow checkpoint inspect state/checkpoint-000000000003.npz
+  regretflow reproduce groupwise --quick
+The README lists every config key, event field and metric."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="regretflow", description="Streaming online learning with regret you can watch.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="stream the bundled Medical costs data through every regression model")
+    d.add_argument("--passes", type=int, default=3, help="passes over the 1,338 rows, reshuffled each time (default 3)")
+    d.add_argument("--rate", type=float, default=1000.0, help="events per second, 0 for as fast as possible (default 1000)")
+    d.add_argument("--port", type=int, default=9108, help="metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
+    d.add_argument("--linger", type=float, default=0.0, help="keep serving /metrics this many seconds after the end")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--no-progress", action="store_true", help="no progress line")
+    d.add_argument("--json", action="store_true", help="print the final summary as JSON")
+
+    r = sub.add_parser("run", help="run the daemon on the source of a config file")
+    r.add_argument("--config", required=True, help="TOML config (see the README's config reference)")
+    r.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (kafka sources)")
+
+    rp = sub.add_parser("replay", help="evaluate the config's models on a logged JSONL stream, offline")
+    rp.add_argument("log", help="JSONL file of events")
+    rp.add_argument("--config", required=True)
+    rp.add_argument("--answers", help="write the answers to this JSONL file")
+    rp.add_argument("--dead-letters", help="write dead letters to this JSONL file")
+    rp.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    c = sub.add_parser("checkpoint", help="checkpoint tools")
+    csub = c.add_subparsers(dest="action", metavar="ACTION")
+    ci = csub.add_parser("inspect", help="print what a checkpoint holds, after verifying it")
+    ci.add_argument("path", help="a checkpoint file, or a checkpoint directory (its newest file)")
+    ci.add_argument("--json", action="store_true")
+
+    rep = sub.add_parser("reproduce", help="reproduce a paper's table (groupwise, analytic-ridge, dynamical-bandit, ...)")
+    rep.add_argument("name")
+    rep.add_argument("args", nargs=argparse.REMAINDER, help="--quick, --json, ...")
+
+    sub.add_parser("schema", help="print the event JSON Schema")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(passes=args.passes, rate=args.rate, port=args.port, linger=args.linger,
+                     progress=not args.no_progress, as_json=args.json, seed=args.seed)
+            return 0
+        if args.command == "run":
+            return _run(load_config(args.config), args.workers)
+        if args.command == "replay":
+            return _replay(args)
+        if args.command == "checkpoint":
+            return _checkpoint(args, parser)
+        if args.command == "reproduce":
+            from .reproduce import run
+
+            return run(args.name, args.args)
+        if args.command == "schema":
+            from .events import schema
+
+            print(orjson.dumps(schema(), option=orjson.OPT_INDENT_2).decode())
+            return 0
+    except ConfigError as exc:
+        print(f"regretflow: config error: {exc}", file=sys.stderr)
+        return 2
+    parser.print_help()
+    return 0
+
+
+def _run(config: Config, workers: int) -> int:
+    from .daemon import run_daemon
+
+    return run_daemon(config, workers=workers)
+
+
+def _replay(args) -> int:
+    from regretflow.connectors.jsonl import JsonlSink, JsonlSource
+    from regretflow.connectors.memory import MemorySink
+
+    from .demo import summary_table
+    from .runtime import Engine
+
+    config = load_config(args.config)
+    config = _offline(config)
+    answers = JsonlSink(args.answers, fsync=False) if args.answers else MemorySink(keep=False)
+    dead = JsonlSink(args.dead_letters, fsync=False) if args.dead_letters else MemorySink(keep=False)
+    engine = Engine(config, JsonlSource(args.log), answers, dead, serve_metrics=False)
+    engine.run()
+    summary = engine.summary()
+    summary["_stream"] = {"events": engine.events_seen, "valid": engine.valid_events, "dead_letters": engine.dead_count}
+    if args.json:
+        print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+    else:
+        print(f"replayed {engine.events_seen:,} events ({engine.dead_count:,} dead-lettered)")
+        print(summary_table(summary))
+        for model, s in summary.items():
+            if isinstance(s, dict) and s.get("task") == "bandit":
+                b = s["bandit"]
+                print(f"\nmodel {model}: {b['count']} feedbacks, mean reward {b['mean_reward']:.4f}, pseudo-regret {b['pseudo_regret']:.3f}")
+                for policy in ("uniform", "best_constant"):
+                    if policy in b:
+                        e = b[policy]
+                        print(f"  {policy:<14} IPS {e['ips']:.4f} [{e['ips_low']:.4f}, {e['ips_high']:.4f}]"
+                              f"  SNIPS {e['snips']:.4f} [{e['snips_low']:.4f}, {e['snips_high']:.4f}]")
+            elif isinstance(s, dict) and s.get("task") == "classification":
+                c = s["classification"]
+                print(f"\nmodel {model}: accuracy {c['accuracy']:.4f}, mean per-class accuracy {c['mean_per_class_accuracy']:.4f}")
+    engine.close()
+    return 0
+
+
+def _offline(config: Config) -> Config:
+    """A replay has no checkpoints and no metrics server: it evaluates, it does not serve."""
+    import dataclasses
+
+    return dataclasses.replace(
+        config,
+        checkpoint=dataclasses.replace(config.checkpoint, dir=None),
+        metrics=dataclasses.replace(config.metrics, enabled=False),
+    )
+
+
+def _checkpoint(args, parser) -> int:
+    from .checkpoint import CheckpointError, describe, list_checkpoints
+
+    if args.action != "inspect":
+        parser.parse_args(["checkpoint", "--help"])
+        return 2
+    path = Path(args.path)
+    if path.is_dir():
+        files = list_checkpoints(path)
+        if not files:
+            print(f"regretflow: no checkpoint in {path}", file=sys.stderr)
+            return 1
+        path = files[-1]
+    try:
+        info = describe(path)
+    except CheckpointError as exc:
+        print(f"regretflow: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"{info['path']}\n  format {info['format_version']}, number {info['number']}, sha256 {info['sha256']}")
+    print("  scalars:")
+    for k, v in info["scalars"].items():
+        print(f"    {k} = {v!r}")
+    print("  arrays:")
+    for k, v in info["arrays"].items():
+        print(f"    {k}: {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

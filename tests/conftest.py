@@ -1,0 +1,107 @@
+"""Shared fixtures: event builders, configs, a uniform-policy bandit for engine tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from regretflow.engine.config import parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+REGRETFLOW = str(VENV_BIN / "regretflow")
+
+
+def observe(eid, model="m", features=None, label=0.0, **extra) -> bytes:
+    return orjson.dumps({"id": str(eid), "model": model, "kind": "observe", "features": features, "label": label, **extra})
+
+
+def regression_stream(n: int, d: int = 3, seed: int = 0, model: str = "m", with_joins: bool = True) -> list[bytes]:
+    """A deterministic mixed stream: observe events, and predict events answered by feedback a few events later."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d)
+    out: list[bytes] = []
+    waiting: list[tuple[str, float]] = []
+    for i in range(n):
+        x = rng.normal(size=d)
+        y = float(x @ w + 0.1 * rng.normal())
+        attrs = {"segment": ["a", "b", "c"][i % 3], "age": float(rng.integers(18, 80))}
+        if with_joins and i % 5 == 4:
+            out.append(orjson.dumps({"id": f"p{i}", "model": model, "kind": "predict", "features": x.tolist(), "attributes": attrs}))
+            waiting.append((f"p{i}", y))
+        else:
+            out.append(orjson.dumps({"id": f"o{i}", "model": model, "kind": "observe", "features": x.tolist(), "label": y, "attributes": attrs}))
+        if waiting and i % 5 == 1:
+            ref, label = waiting.pop(0)
+            out.append(orjson.dumps({"id": f"f{i}", "model": model, "kind": "feedback", "ref": ref, "label": label}))
+    return out
+
+
+def regression_config_dict(d: int = 3, model: str = "m", **top) -> dict:
+    return {
+        "models": {
+            model: {
+                "learner": "ridge",
+                "features": [f"x{i}" for i in range(d)],
+                "params": {"lam": 1.0},
+                "groups": [
+                    {"name": "segment", "field": "segment", "values": ["a", "b", "c"]},
+                    {"name": "age", "field": "age", "edges": [18, 40, 60, 80]},
+                ],
+                "joins": {"ttl_events": 50},
+            }
+        },
+        **top,
+    }
+
+
+@pytest.fixture
+def regression_config():
+    return parse_config(regression_config_dict())
+
+
+class UniformPolicy:
+    """Test double for the bandit contract: uniform over n_actions, seeded, with state."""
+
+    task = "bandit"
+
+    def __init__(self, n_actions: int = 3, seed: int = 0):
+        self.n_actions = n_actions
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.n_updates = 0
+        self.reward_sum = np.zeros(n_actions)
+
+    def act(self, context=None, actions=None):
+        k = len(actions) if actions is not None else self.n_actions
+        p = np.full(k, 1.0 / k)
+        return int(self._rng.integers(k)), p
+
+    def learn(self, context, action, reward, probability, actions=None):
+        self.reward_sum[action] += reward
+        self.n_updates += 1
+
+    def state_dict(self):
+        from regretflow.learners.contract import rng_state
+
+        return {"n_updates": self.n_updates, "reward_sum": self.reward_sum.copy(), **rng_state(self._rng)}
+
+    def load_state_dict(self, state):
+        from regretflow.learners.contract import restore_rng
+
+        self.n_updates = int(state["n_updates"])
+        self.reward_sum = np.array(state["reward_sum"], dtype=float)
+        self._rng = restore_rng(state)
+
+
+@pytest.fixture
+def uniform_bandit(monkeypatch):
+    from regretflow.learners import LEARNERS
+
+    monkeypatch.setitem(LEARNERS, "uniform-test", UniformPolicy)
+    return UniformPolicy

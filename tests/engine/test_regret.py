@@ -1,0 +1,112 @@
+"""Regret trackers: exact against direct computation on the raw rows."""
+
+import numpy as np
+import pytest
+
+from regretflow.engine.regret import BanditRegret, ClassAccuracy, HindsightRegret, comparator_loss
+
+
+def pinv_sse(X, y, cutoff=1e-10):
+    """Reference: min-norm least squares through an SVD with a relative cutoff, residual on the rows."""
+    if len(X) == 0:
+        return 0.0
+    theta = np.linalg.pinv(X, rcond=np.sqrt(cutoff)) @ y
+    return float(((X @ theta - y) ** 2).sum())
+
+
+def test_per_group_regret_equals_direct_computation():
+    rng = np.random.default_rng(0)
+    n, d = 400, 5
+    X = rng.normal(size=(n, d))
+    y = X @ rng.normal(size=d) + 0.3 * rng.normal(size=n)
+    member = rng.random((n, 2)) < [0.3, 0.6]
+    losses = rng.random(n)
+    t = HindsightRegret(d, ["g0", "g1"])
+    for lo in range(0, n, 37):  # any batching
+        t.update(X[lo : lo + 37], y[lo : lo + 37], losses[lo : lo + 37], member[lo : lo + 37])
+    s = t.summary()
+    for label, mask in (("all", np.ones(n, bool)), ("g0", member[:, 0]), ("g1", member[:, 1])):
+        assert s[label]["count"] == mask.sum()
+        assert s[label]["loss"] == pytest.approx(losses[mask].sum(), rel=1e-12)
+        assert s[label]["comparator_loss"] == pytest.approx(pinv_sse(X[mask], y[mask]), abs=1e-8)
+        assert s[label]["regret"] == pytest.approx(losses[mask].sum() - pinv_sse(X[mask], y[mask]), abs=1e-8)
+
+
+def test_collinear_one_hot_features_use_the_pseudo_inverse():
+    rng = np.random.default_rng(1)
+    n = 300
+    cat = rng.integers(0, 3, size=n)
+    onehot = np.eye(3)[cat]
+    X = np.hstack([onehot, onehot.sum(axis=1, keepdims=True), rng.normal(size=(n, 1))])  # exactly singular
+    y = cat * 0.5 + X[:, 4] + 0.1 * rng.normal(size=n)
+    t = HindsightRegret(5, [])
+    t.update(X, y, np.zeros(n), None)
+    assert t.summary()["all"]["comparator_loss"] == pytest.approx(pinv_sse(X, y), abs=1e-8)
+
+
+def test_lag_one_fits_the_comparator_on_all_but_the_last_row():
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(30, 3)), rng.normal(size=30)
+    t = HindsightRegret(3, [], lag=1)
+    t.update(X, y, np.ones(30), None)
+    assert t.summary()["all"]["comparator_loss"] == pytest.approx(pinv_sse(X[:-1], y[:-1]), abs=1e-9)
+
+
+def test_ridge_comparator_reports_loss_without_penalty():
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=40)
+    theta = np.linalg.solve(X.T @ X + 2.0 * np.eye(3), X.T @ y)
+    expected = float(((X @ theta - y) ** 2).sum())
+    assert comparator_loss(X.T @ X, X.T @ y, float(y @ y), 2.0, 1e-10) == pytest.approx(expected, rel=1e-10)
+
+
+def test_state_round_trip_gives_the_same_summary():
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(20, 2)), rng.normal(size=20)
+    t = HindsightRegret(2, ["g"])
+    t.update(X, y, np.ones(20), X[:, :1] > 0)
+    u = HindsightRegret(2, ["g"])
+    u.load_state_dict(t.state_dict())
+    assert u.summary() == t.summary()
+
+
+def test_bandit_estimates_match_direct_formulas():
+    rng = np.random.default_rng(5)
+    n, k = 5000, 3
+    probs = rng.dirichlet(np.ones(k), size=n) * 0.7 + 0.3 / k
+    actions = np.array([rng.choice(k, p=p) for p in probs])
+    p_chosen = probs[np.arange(n), actions]
+    means = np.array([0.2, 0.5, 0.7])
+    rewards = (rng.random(n) < means[actions]).astype(float)
+    t = BanditRegret(k)
+    for lo in range(0, n, 500):
+        sl = slice(lo, lo + 500)
+        t.update(actions[sl], p_chosen[sl], rewards[sl], np.full(len(actions[sl]), k))
+    s = t.summary()
+    w_uniform = (1.0 / k) / p_chosen
+    assert s["uniform"]["ips"] == pytest.approx(np.mean(w_uniform * rewards), rel=1e-12)
+    assert s["uniform"]["snips"] == pytest.approx(np.sum(w_uniform * rewards) / np.sum(w_uniform), rel=1e-12)
+    assert s["best_constant"]["action"] == 2
+    w2 = (actions == 2) / p_chosen
+    assert s["best_constant"]["ips"] == pytest.approx(np.mean(w2 * rewards), rel=1e-12)
+    # the interval is an honest one: the true value 0.7 lies inside, the width shrinks like 1/sqrt(n)
+    assert s["best_constant"]["snips_low"] < 0.7 < s["best_constant"]["snips_high"]
+    assert s["uniform"]["ips_low"] < means.mean() < s["uniform"]["ips_high"]
+
+
+def test_pseudo_regret_is_exact():
+    t = BanditRegret(2)
+    t.record_decision(np.array([0.2, 0.9]), 0)
+    t.record_decision(np.array([0.2, 0.9]), 1)
+    t.record_decision(None, 0)
+    assert t.summary()["pseudo_regret"] == pytest.approx(0.7)
+    assert t.summary()["pseudo_count"] == 2
+
+
+def test_class_accuracy_caps_class_labels():
+    t = ClassAccuracy(["g"], max_classes=2)
+    t.update(["a", "b", "c", "d"], ["a", "x", "c", "d"], np.array([[True], [False], [True], [False]]))
+    s = t.summary()
+    assert sorted(s["per_class"]) == ["_other_", "a", "b"]
+    assert s["per_class"]["_other_"] == {"count": 2, "correct": 2, "accuracy": 1.0}
+    assert s["per_group"]["g"]["accuracy"] == 1.0
