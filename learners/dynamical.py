@@ -226,23 +226,26 @@ def dynamical_constants(bounds: SystemBounds, u_norm: float) -> dict[str, float]
 
 
 def epoch_schedule(rho_bar: float, horizon: int, threshold: float = 1e-4) -> np.ndarray:
-    """The 0-based rounds ``E_1, E_2, ...`` that end an epoch, up to the first ``>= horizon - 1``.
+    """The 0-based rounds ``E_1, E_2, ...`` whose reward is regressed, as the official code lists them.
+
+    With the epoch schedule: up to and including the first ``E_m >= horizon``; when
+    every round is an epoch (``rho_bar < threshold``): rounds ``0 .. horizon-1``.
 
     >>> epoch_schedule(0.2, 15).tolist()
-    [1, 2, 3, 4, 6, 8, 10, 12, 14]
+    [1, 2, 3, 4, 6, 8, 10, 12, 14, 16]
     >>> epoch_schedule(0.0, 4).tolist()
     [0, 1, 2, 3]
     """
     log_inv_rho = _log_inv_rho(rho_bar, threshold)
+    if log_inv_rho == 0.0:
+        return np.arange(int(horizon), dtype=np.int64)
     ends = []
-    end = 1 if log_inv_rho > 0 else 0
-    epoch = 1
-    while True:
-        ends.append(end)
-        if end >= horizon - 1:
-            break
+    end = 0
+    epoch = 0
+    while end < horizon:
         epoch += 1
         end += int(K.epoch_length(epoch, log_inv_rho))
+        ends.append(end)
     return np.array(ends, dtype=np.int64)
 
 
@@ -285,8 +288,12 @@ class _OptimisticLinearBandit:
         "sum over rounds of 2 beta_t ||u_t||_{V^-1} (valid when the system bounds hold).",
         "dynlin_residual_mean": "Exponentially weighted mean of end-of-epoch residuals y - h_hat.u (should drift to 0).",
         "dynlin_residual_rms": "Exponentially weighted root mean square of end-of-epoch residuals.",
-        "dynlin_residual_z": "Residual mean over its standard error; a persistent |z| > 4 says rho_bar is too small "
-        "or the system is not stationary.",
+        "dynlin_residual_z": "Residual mean over its standard error. Ridge shrinkage biases early residuals "
+        "towards the reward's sign; a |z| that stays large after many epochs says the model is wrong.",
+        "dynlin_settling_rms": "Exponentially weighted root mean square of y_E - y_{E-1}, the rewards of an epoch's "
+        "last two rounds (same action held): only noise once the system has settled by the epoch's end.",
+        "dynlin_settling_ratio": "dynlin_settling_rms over the noise floor sqrt(2) sigma_bar; well above 1 after "
+        "action switches says rho_bar is too small (epochs end before the system settles) or the bounds are wrong.",
     }
 
     def _setup(self, actions: Any, seed: int, log_inv_rho: float, first_epoch_end: int, beta_rule: int, beta_params: np.ndarray, residual_window: float, lam: float) -> None:
@@ -301,6 +308,8 @@ class _OptimisticLinearBandit:
             raise ValueError(f"residual_window must be >= 1, got {residual_window!r}")
         self._residual_window = float(residual_window)
         self._lam = float(lam)
+        # reward-noise variance bound sigma_bar^2 of the oracle radius (0 when unknown)
+        self._noise_var = float(self._beta_params[3]) if self._beta_rule == K.RULE_ORACLE else 0.0
         self._rng = np.random.default_rng(seed)
         self._istate = np.zeros(K.N_ISTATE, dtype=np.int64)
         self._istate[K.I_EPOCH] = 1
@@ -420,6 +429,9 @@ class _OptimisticLinearBandit:
         var = max(f[K.F_RES_SQ] - f[K.F_RES_MEAN] ** 2, 0.0)
         n_eff = min(n, self._residual_window)
         z = f[K.F_RES_MEAN] / math.sqrt(var / n_eff) if n_eff > 1 and var > 0 else 0.0
+        settling_rms = math.sqrt(max(f[K.F_SET_SQ], 0.0))
+        floor = math.sqrt(2.0 * self._noise_var) if self._noise_var > 0 else 0.0
+        settling_ratio = settling_rms / floor if floor > 0 else 0.0
         return {
             "dynlin_epoch": float(self._istate[K.I_EPOCH]),
             "dynlin_regression_samples": float(self._istate[K.I_UPDATES]),
@@ -430,6 +442,8 @@ class _OptimisticLinearBandit:
             "dynlin_residual_mean": float(f[K.F_RES_MEAN]),
             "dynlin_residual_rms": float(math.sqrt(max(f[K.F_RES_SQ], 0.0))),
             "dynlin_residual_z": float(z),
+            "dynlin_settling_rms": float(settling_rms),
+            "dynlin_settling_ratio": float(settling_ratio),
         }
 
     # -- state ---------------------------------------------------------------------------

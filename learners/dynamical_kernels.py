@@ -18,7 +18,8 @@ State of the optimistic (UCB) learners
 ``fstate`` (float64, :data:`N_FSTATE`)
     Monitoring: confidence radius and width of the held action, estimated gap,
     cumulative estimated regret, high-probability regret envelope, the
-    exponentially weighted end-of-epoch residual statistics.
+    exponentially weighted end-of-epoch residual statistics and the settling check
+    (difference of the rewards of an epoch's last two rounds, same action held).
 
 Epoch schedule (Mussi et al. 2023, official code): epoch ``m = 1, 2, ...`` lasts
 ``1 + floor(log m / log(1/rho))`` rounds. With 0-based rounds the first epoch covers
@@ -45,7 +46,8 @@ I_EPOCH = 2  # 1-based index m of the current epoch
 I_EPOCH_END = 3  # round E_m that ends the current epoch (its reward is regressed)
 I_DUE = 4  # DUE_REPLAY, DUE_UCB or DUE_INITIAL
 I_UPDATES = 5  # number of regression updates
-N_ISTATE = 6
+I_EPOCH_START = 6  # first round of the current epoch
+N_ISTATE = 7
 
 DUE_REPLAY = 0
 DUE_UCB = 1
@@ -61,7 +63,11 @@ F_RES_MEAN = 5  # exponentially weighted mean of end-of-epoch residuals y - h.u
 F_RES_SQ = 6  # exponentially weighted mean of squared residuals
 F_RES_COUNT = 7  # number of residuals seen
 F_RES_LAST = 8  # last residual
-N_FSTATE = 9
+F_PREV_REWARD = 9  # reward of the previous round
+F_SET_MEAN = 10  # exponentially weighted mean of y_E - y_{E-1} (last two rounds of an epoch)
+F_SET_SQ = 11  # exponentially weighted mean of its square
+F_SET_COUNT = 12  # number of such differences seen
+N_FSTATE = 13
 
 # -- confidence-radius rules -------------------------------------------------------------
 RULE_ORACLE = 0
@@ -255,14 +261,19 @@ def ucb_decide(istate, fstate, h, M, actions, beta_rule, beta_params, initial_ar
 
 
 @njit(cache=True)
-def _record_residual(fstate, residual, window):
-    n = fstate[F_RES_COUNT] + 1.0
-    fstate[F_RES_COUNT] = n
+def _ew_record(fstate, value, window, mean_slot, sq_slot, count_slot):
+    n = fstate[count_slot] + 1.0
+    fstate[count_slot] = n
     weight = 1.0 / n
     if weight < 1.0 / window:
         weight = 1.0 / window
-    fstate[F_RES_MEAN] += weight * (residual - fstate[F_RES_MEAN])
-    fstate[F_RES_SQ] += weight * (residual * residual - fstate[F_RES_SQ])
+    fstate[mean_slot] += weight * (value - fstate[mean_slot])
+    fstate[sq_slot] += weight * (value * value - fstate[sq_slot])
+
+
+@njit(cache=True)
+def _record_residual(fstate, residual, window):
+    _ew_record(fstate, residual, window, F_RES_MEAN, F_RES_SQ, F_RES_COUNT)
     fstate[F_RES_LAST] = residual
 
 
@@ -275,6 +286,7 @@ def _advance_round(istate, fstate, t, log_inv_rho):
         m = istate[I_EPOCH] + 1
         istate[I_EPOCH] = m
         istate[I_EPOCH_END] = t + epoch_length(m, log_inv_rho)
+        istate[I_EPOCH_START] = t + 1
         istate[I_DUE] = DUE_UCB
     istate[I_ROUND] = t + 1
 
@@ -294,12 +306,15 @@ def ucb_learn(istate, fstate, Vinv, b, h, actions, reward, log_inv_rho, residual
         for i in range(d):
             pred += h[i] * u[i]
         _record_residual(fstate, reward - pred, residual_window)
+        if t - 1 >= istate[I_EPOCH_START]:  # settling check: same action in rounds t-1 and t
+            _ew_record(fstate, reward - fstate[F_PREV_REWARD], residual_window, F_SET_MEAN, F_SET_SQ, F_SET_COUNT)
         sherman_morrison(Vinv, u, scratch)
         for i in range(d):
             b[i] += reward * u[i]
         mat_vec(Vinv, b, h)
         istate[I_UPDATES] += 1
         updated = True
+    fstate[F_PREV_REWARD] = reward
     _advance_round(istate, fstate, t, log_inv_rho)
     return updated
 
@@ -441,7 +456,7 @@ def warm_up() -> None:
     """Compile (or load from cache) every kernel of this module on tiny inputs."""
     d = 2
     actions = np.array([[1.0, 0.0], [0.0, 1.0]])
-    istate = np.array([0, 0, 1, 1, DUE_INITIAL, 0], dtype=np.int64)
+    istate = np.array([0, 0, 1, 1, DUE_INITIAL, 0, 0], dtype=np.int64)
     fstate = np.zeros(N_FSTATE)
     Vinv = np.eye(d)
     b = np.zeros(d)
@@ -449,9 +464,10 @@ def warm_up() -> None:
     means = np.zeros(2)
     scores = np.zeros(2)
     scratch = np.zeros(d)
-    params = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
-    for rule in (RULE_ORACLE, RULE_CONSTANT, RULE_DISCOUNTED):
+    params = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.99])
+    for rule in (RULE_ORACLE, RULE_CONSTANT):
         confidence_radius(3, d, rule, params)
+    confidence_radius(3, d, RULE_DISCOUNTED, np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.99, 0.0]))
     ucb_decide(istate, fstate, h, Vinv, actions, RULE_ORACLE, params, 0, means, scores)
     ucb_learn(istate, fstate, Vinv, b, h, actions, 1.0, 0.5, 100.0, scratch)
     V = np.eye(d)
