@@ -105,7 +105,7 @@ class GroupedRegressionData:
         order = np.random.RandomState(seed).permutation(len(self))
         return GroupedRegressionData(
             name=self.name,
-            rows=[self.rows[i] for i in order],
+            rows=[self.rows[i] for i in order] if self.rows else [],
             feature_names=self.feature_names,
             X=self.X[order],
             y=self.y[order],
