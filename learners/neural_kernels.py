@@ -119,13 +119,14 @@ def perturbation_stream_key(key, item):
 def perturbation_dot(theta, theta0, stream_key):
     """``<s, theta - theta0>`` for the Rademacher vector ``s`` of ``stream_key``."""
     p = theta.shape[0]
+    key = np.uint64(stream_key)
     total = 0.0
     block = -1
     bits = np.uint64(0)
     for i in range(p):
         if i // 64 != block:
             block = i // 64
-            bits = splitmix64(stream_key ^ np.uint64(block))
+            bits = splitmix64(key ^ np.uint64(block))
         if (bits >> np.uint64(i % 64)) & np.uint64(1):
             total += theta[i] - theta0[i]
         else:
@@ -136,12 +137,13 @@ def perturbation_dot(theta, theta0, stream_key):
 @njit(cache=True)
 def add_perturbation_gradient(grad, stream_key, coefficient):
     """``grad += coefficient * s`` for the Rademacher vector ``s`` of ``stream_key``."""
+    key = np.uint64(stream_key)
     block = -1
     bits = np.uint64(0)
     for i in range(grad.shape[0]):
         if i // 64 != block:
             block = i // 64
-            bits = splitmix64(stream_key ^ np.uint64(block))
+            bits = splitmix64(key ^ np.uint64(block))
         if (bits >> np.uint64(i % 64)) & np.uint64(1):
             grad[i] += coefficient
         else:
