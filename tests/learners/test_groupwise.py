@@ -1,0 +1,414 @@
+"""GroupwiseRegressor: AdaNormalHedge over sleeping per-group experts (spec papers/groupwise.md)."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+
+from regretflow.learners import groupwise_kernels as K
+from regretflow.learners.groupwise import ALWAYS_ON, GroupwiseRegressor
+from regretflow.learners.ridge import OnlineRidge
+
+
+# -- plain numpy reference ---------------------------------------------------------------
+def anh_weight_raw(R: float, C: float) -> float:
+    """AdaNormalHedge W(R, C) = (Phi(R+1, C+1) - Phi(R-1, C+1)) / 2, Phi = exp([R]_+^2 / 3C)."""
+
+    def phi(r, c):
+        return math.exp(max(r, 0.0) ** 2 / (3.0 * c))
+
+    return 0.5 * (phi(R + 1.0, C + 1.0) - phi(R - 1.0, C + 1.0))
+
+
+def reference_probabilities(R: np.ndarray, C: np.ndarray) -> np.ndarray:
+    w = np.array([anh_weight_raw(r, c) for r, c in zip(R, C)])
+    return w / w.sum() if w.sum() > 0 else np.full(len(R), 1.0 / len(R))
+
+
+def reference_groupwise(X, y, A_full, lam=1.0, uniforms=None, clip=False):
+    """The algorithm of spec section 3 in numpy, ridge as in the official code (theta = P b)."""
+    n, d = X.shape
+    n_groups = A_full.shape[1]
+    P = np.stack([np.eye(d) / lam] * n_groups)
+    b = np.zeros((n_groups, d))
+    theta = np.zeros((n_groups, d))
+    R = np.zeros(n_groups)
+    C = np.zeros(n_groups)
+    served, expected, mixture = np.empty(n), np.empty(n), np.empty(n)
+    for t in range(n):
+        x = X[t]
+        awake = np.flatnonzero(A_full[t])
+        p = reference_probabilities(R[awake], C[awake])
+        f = np.array([theta[g] @ x for g in awake])
+        if clip:
+            f = np.clip(f, 0.0, 1.0)
+        for g in awake:
+            u = P[g] @ x
+            P[g] = P[g] - np.outer(u, u) / (1.0 + x @ u)
+            b[g] = b[g] + y[t] * x
+            theta[g] = P[g] @ b[g]
+        losses = (f - y[t]) ** 2
+        lhat = p @ losses
+        R[awake] += lhat - losses
+        C[awake] += np.abs(lhat - losses)
+        expected[t] = lhat
+        mixture[t] = p @ f
+        if uniforms is None:
+            served[t] = mixture[t]
+        else:
+            k = min(int(np.searchsorted(np.cumsum(p), uniforms[t], side="right")), len(awake) - 1)
+            served[t] = f[k]
+    return {"served": served, "expected": expected, "mixture": mixture, "R": R, "C": C, "theta": theta}
+
+
+def random_stream(seed: int, n: int = 300, d: int = 6, n_groups: int = 4):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(n, d))
+    G = rng.uniform(size=(n, n_groups)) < 0.4
+    coef = rng.normal(size=(n_groups, d))
+    y = np.clip(0.5 + 0.1 * np.sum((X @ coef.T) * G, axis=1) + 0.05 * rng.normal(size=n), 0, 1)
+    return X, y, G
+
+
+def full_membership(G: np.ndarray) -> np.ndarray:
+    return np.hstack([G, np.ones((G.shape[0], 1), dtype=bool)]).astype(np.uint8)
+
+
+def make(d=6, n_groups=4, **kwargs) -> GroupwiseRegressor:
+    return GroupwiseRegressor(features=[f"f{i}" for i in range(d)], groups=[f"g{j}" for j in range(n_groups)], **kwargs)
+
+
+# -- AdaNormalHedge weights ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "R, C, W",
+    [
+        (0, 0, 0.19780621254304476),
+        (1, 0, 1.3968339473415887),
+        (0.5, 2, 0.1420127083438707),
+        (5, 10, 0.6765251235656355),
+        (2, 2, 0.8003813798585907),
+        (-0.5, 1, 0.02127345259499569),
+        (-1, 3, 0.0),
+    ],
+)
+def test_adanormalhedge_weight_matches_spec_table(R, C, W):
+    assert anh_weight_raw(R, C) == pytest.approx(W, rel=1e-12, abs=0.0)
+
+
+def test_log_space_probabilities_equal_raw_exp_weights():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        m = int(rng.integers(1, 8))
+        C = rng.uniform(0, 60, size=m)
+        R = rng.uniform(-1, 1, size=m) * C - rng.uniform(0, 2, size=m)
+        awake = np.arange(m, dtype=np.int64)
+        p = np.empty(m)
+        K.anh_probabilities(R, C, awake, m, p)
+        np.testing.assert_allclose(p, reference_probabilities(R, C), rtol=1e-12, atol=1e-15)
+
+
+def test_log_space_probabilities_stay_finite_where_raw_exp_overflows():
+    R = np.array([5000.0, 4990.0, -3.0])
+    C = np.array([5000.0, 5000.0, 10.0])
+    with pytest.raises(OverflowError):
+        anh_weight_raw(R[0], C[0])
+    p = np.empty(3)
+    K.anh_probabilities(R, C, np.arange(3, dtype=np.int64), 3, p)
+    assert np.all(np.isfinite(p)) and p.sum() == pytest.approx(1.0, abs=1e-15)
+    assert p[0] > p[1] > p[2] == 0.0
+
+
+def test_probabilities_fall_back_to_uniform_when_every_awake_regret_is_at_most_minus_one():
+    p = np.empty(3)
+    K.anh_probabilities(np.array([-1.0, -4.0, -2.5]), np.array([3.0, 9.0, 4.0]), np.arange(3, dtype=np.int64), 3, p)
+    np.testing.assert_array_equal(p, np.full(3, 1 / 3))
+
+
+def test_probabilities_are_a_distribution_over_awake_groups_only():
+    X, y, G = random_stream(2)
+    model = make()
+    model.observe_many(X, y, G)
+    for row in G[:50]:
+        p = model.probabilities(row)
+        assert np.all(p >= 0) and p.sum() == pytest.approx(1.0, abs=1e-12)
+        assert np.all(p[:-1][~row] == 0.0)
+
+
+# -- kernels against the numpy reference -----------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("clip", [False, True])
+def test_kernel_matches_numpy_reference_in_mixture_mode(seed, clip):
+    X, y, G = random_stream(seed)
+    model = make(mode="mixture", clip=clip)
+    served = model.observe_many(X, y, G)
+    ref = reference_groupwise(X, y, full_membership(G), clip=clip)
+    np.testing.assert_allclose(served, ref["served"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.last_expected_losses, ref["expected"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.expert_regret, ref["R"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.expert_abs_regret, ref["C"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model._theta, ref["theta"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_kernel_matches_numpy_reference_when_sampling_an_expert(seed):
+    X, y, G = random_stream(seed)
+    model = make(mode="expected", seed=11)
+    served = model.observe_many(X, y, G)
+    uniforms = np.random.default_rng(11).random(len(y))
+    ref = reference_groupwise(X, y, full_membership(G), uniforms=uniforms)
+    np.testing.assert_allclose(served, ref["served"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.last_losses, ref["expected"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.last_mixture_predictions, ref["mixture"], rtol=0, atol=1e-9)
+
+
+def test_each_expert_is_exactly_ridge_on_its_own_rounds():
+    X, y, G = random_stream(5, n=200)
+    model = make(lam=0.7)
+    model.observe_many(X, y, G)
+    for g in range(G.shape[1] + 1):
+        rows = np.ones(len(y), bool) if g == G.shape[1] else G[:, g]
+        Xg, yg = X[rows], y[rows]
+        expected = np.linalg.solve(0.7 * np.eye(X.shape[1]) + Xg.T @ Xg, Xg.T @ yg)
+        np.testing.assert_allclose(model._theta[g], expected, rtol=1e-9, atol=1e-12)
+
+
+# -- properties of the algorithm ---------------------------------------------------------------
+@pytest.mark.parametrize("seed", [6, 7])
+def test_sleeping_groups_are_bit_identical_across_a_round_and_abs_regret_bounds_regret(seed):
+    X, y, G = random_stream(seed, n=120)
+    model = make()
+    for t in range(len(y)):
+        before = {k: np.copy(v) for k, v in model.state_dict().items() if isinstance(v, np.ndarray)}
+        model.observe_many(X[t:t + 1], y[t:t + 1], G[t:t + 1])
+        after = model.state_dict()
+        asleep = np.flatnonzero(~G[t])
+        for key in ("R", "C", "counts", "P", "theta"):
+            if key in before:
+                np.testing.assert_array_equal(before[key][asleep], after[key][asleep])
+        assert np.all(np.abs(model.expert_regret) <= model.expert_abs_regret + 1e-12)
+
+
+def test_only_always_on_reduces_to_the_baseline_ridge_bit_for_bit():
+    X, y, _ = random_stream(8)
+    model = GroupwiseRegressor(features=[f"f{i}" for i in range(X.shape[1])], groups=[], mode="expected")
+    model.observe_many(X, y, np.zeros((len(y), 0), dtype=bool))
+    baseline = OnlineRidge(features=[f"f{i}" for i in range(X.shape[1])], lam=1.0)
+    preds = baseline.observe_many(X, y)
+    np.testing.assert_array_equal(model.last_losses, (preds - y) ** 2)
+    assert np.all(model.probabilities(np.zeros(0, bool)) == 1.0)
+
+
+def test_identical_experts_leave_regret_unchanged():
+    X, y, G = random_stream(9, n=50)
+    G[:] = True  # every expert sees every row: all experts stay identical
+    model = make()
+    model.observe_many(X, y, G)
+    np.testing.assert_allclose(model.last_expected_losses, (model.last_mixture_predictions - y) ** 2, atol=1e-15)
+    np.testing.assert_allclose(model.expert_regret, np.zeros(G.shape[1] + 1), rtol=0, atol=1e-14)
+
+
+def test_a_group_first_seen_late_starts_cleanly():
+    X, y, G = random_stream(10, n=200)
+    G[:150, 0] = False
+    model = make()
+    model.observe_many(X[:150], y[:150], G[:150])
+    assert model.expert_regret[0] == 0.0 and model.expert_abs_regret[0] == 0.0
+    np.testing.assert_array_equal(model._theta[0], np.zeros(X.shape[1]))
+    assert model.group_rounds[0] == 0 and model.group_gauges()["expert_regret_rate"][0] == 0.0
+    model.observe_many(X[150:], y[150:], G[150:])
+    assert model.group_rounds[0] == G[150:, 0].sum() > 0
+
+
+def test_a_group_added_to_the_config_after_a_checkpoint_starts_cleanly():
+    X, y, G = random_stream(11, n=100, n_groups=3)
+    old = make(n_groups=3)
+    old.observe_many(X, y, G)
+    new = GroupwiseRegressor(features=[f"f{i}" for i in range(6)], groups=["g0", "new", "g1", "g2"])
+    new.load_state_dict(old.state_dict())
+    np.testing.assert_array_equal(new.expert_regret[[0, 2, 3, 4]], old.expert_regret)
+    assert new.expert_regret[1] == 0.0 and new.group_rounds[1] == 0.0
+    np.testing.assert_array_equal(new._P[1], np.eye(6))
+    with pytest.raises(ValueError, match="not declared"):
+        make(n_groups=2).load_state_dict(old.state_dict())
+
+
+# -- serving modes -----------------------------------------------------------------------------
+def test_modes_share_the_state_update_and_differ_in_what_they_serve_and_report():
+    X, y, G = random_stream(12)
+    runs = {}
+    for mode in ("expected", "sample", "mixture"):
+        model = make(mode=mode, seed=3)
+        runs[mode] = (model.observe_many(X, y, G), model)
+    for mode in ("sample", "mixture"):
+        np.testing.assert_array_equal(runs[mode][1].expert_regret, runs["expected"][1].expert_regret)
+    served_e, exp_model = runs["expected"]
+    served_s, sample_model = runs["sample"]
+    served_m, mix_model = runs["mixture"]
+    np.testing.assert_array_equal(served_e, served_s)  # same seed, same draw
+    np.testing.assert_array_equal(exp_model.last_losses, exp_model.last_expected_losses)
+    np.testing.assert_array_equal(sample_model.last_losses, (served_s - y) ** 2)
+    np.testing.assert_array_equal(served_m, mix_model.last_mixture_predictions)
+    np.testing.assert_array_equal(mix_model.last_losses, (served_m - y) ** 2)
+    assert np.all(mix_model.last_losses <= mix_model.last_expected_losses + 1e-12)  # Jensen
+
+
+def test_predict_one_is_the_pure_mixture_and_learn_one_reads_membership_from_flags():
+    X, y, G = random_stream(13, n=80)
+    names = [f"f{i}" for i in range(6)]
+    by_dicts = make()
+    for t in range(len(y)):
+        x = dict(zip(names, X[t]))
+        x.update({f"g{j}": bool(G[t, j]) for j in range(4)})
+        before = by_dicts.state_dict()["R"].copy()
+        prediction = by_dicts.predict_one(x)
+        np.testing.assert_array_equal(by_dicts.state_dict()["R"], before)
+        assert prediction == pytest.approx(
+            float(by_dicts.predict_many(X[t:t + 1], G[t:t + 1])[0]), abs=1e-15)
+        by_dicts.learn_one(x, y[t])
+    by_matrix = make()
+    by_matrix.observe_many(X, y, G)
+    np.testing.assert_array_equal(by_dicts.expert_regret, by_matrix.expert_regret)
+
+
+# -- determinism and state -------------------------------------------------------------------
+@pytest.mark.parametrize("base", ["ridge", "omd"])
+def test_same_events_and_seed_give_the_same_state_however_batched(base):
+    X, y, G = random_stream(14)
+    whole = make(base=base, seed=5)
+    whole.observe_many(X, y, G)
+    split = make(base=base, seed=5)
+    for start, stop in [(0, 1), (1, 77), (77, 200), (200, 300)]:
+        split.observe_many(X[start:stop], y[start:stop], G[start:stop])
+    a, b = whole.state_dict(), split.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], np.ndarray):
+            np.testing.assert_array_equal(a[key], b[key])
+        else:
+            assert a[key] == b[key]
+
+
+@pytest.mark.parametrize("base", ["ridge", "omd"])
+def test_checkpoint_through_npz_then_continue_is_bit_identical(base):
+    X, y, G = random_stream(15)
+    straight = make(base=base, seed=9)
+    straight.observe_many(X[:150], y[:150], G[:150])
+    buffer = io.BytesIO()
+    np.savez(buffer, **straight.state_dict())
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as saved:
+        state = {k: saved[k] if saved[k].ndim else saved[k].item() for k in saved.files}
+    restored = make(base=base, seed=123)
+    restored.load_state_dict(state)
+    expected = straight.observe_many(X[150:], y[150:], G[150:])
+    got = restored.observe_many(X[150:], y[150:], G[150:])
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(restored.last_losses, straight.last_losses)
+    assert restored.n_updates == straight.n_updates == 300
+
+
+def test_state_holds_only_arrays_and_json_scalars():
+    model = make()
+    model.observe_many(*random_stream(16, n=20))
+    for value in model.state_dict().values():
+        assert isinstance(value, (np.ndarray, str, int, float, bool)) and not (
+            isinstance(value, np.ndarray) and value.dtype == object)
+
+
+# -- bases --------------------------------------------------------------------------------------
+def test_a_contract_regressor_as_base_matches_the_builtin_ridge_path():
+    X, y, G = random_stream(17, n=150)
+    builtin = make(mode="mixture")
+    generic = make(mode="mixture", base=OnlineRidge(lam=1.0))
+    np.testing.assert_array_equal(generic.observe_many(X, y, G), builtin.observe_many(X, y, G))
+    np.testing.assert_array_equal(generic.expert_regret, builtin.expert_regret)
+    np.testing.assert_allclose(generic.predict_many(X[:10], G[:10]), builtin.predict_many(X[:10], G[:10]),
+                               rtol=0, atol=1e-12)  # summation order differs
+    restored = make(mode="mixture", base=OnlineRidge(lam=1.0))
+    restored.load_state_dict(generic.state_dict())
+    np.testing.assert_array_equal(restored.predict_many(X, G), generic.predict_many(X, G))
+
+
+def reference_omd_groupwise(X, y, A_full, diameter=10.0, grad_bound=1.0, delta=1.0):
+    n, d = X.shape
+    n_groups = A_full.shape[1]
+    xhat, hint, V = np.zeros((n_groups, d)), np.zeros((n_groups, d)), np.zeros(n_groups)
+    R, C = np.zeros(n_groups), np.zeros(n_groups)
+    mixture = np.empty(n)
+
+    def proj(v):
+        norm = np.linalg.norm(v)
+        return v * (diameter / 2 / norm) if norm > diameter / 2 else v
+
+    for t in range(n):
+        x = X[t]
+        awake = np.flatnonzero(A_full[t])
+        p = reference_probabilities(R[awake], C[awake])
+        f = np.empty(len(awake))
+        for k, g in enumerate(awake):
+            eta = diameter / np.sqrt(delta + 4 * grad_bound**2 + V[g])
+            w = proj(xhat[g] - eta * hint[g])
+            f[k] = w @ x
+            grad = (f[k] - y[t]) * x
+            xhat[g] = proj(xhat[g] - eta * grad)
+            V[g] += np.sum((grad - hint[g]) ** 2)
+            hint[g] = grad
+        losses = (f - y[t]) ** 2
+        lhat = p @ losses
+        R[awake] += lhat - losses
+        C[awake] += np.abs(lhat - losses)
+        mixture[t] = p @ f
+    return mixture, R
+
+
+def test_omd_experts_match_the_numpy_reference():
+    X, y, G = random_stream(18)
+    model = make(base="omd", mode="mixture", omd_diameter=4.0)
+    served = model.observe_many(X, y, G)
+    mixture, R = reference_omd_groupwise(X, y, full_membership(G), diameter=4.0)
+    np.testing.assert_allclose(served, mixture, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.expert_regret, R, rtol=0, atol=1e-9)
+
+
+# -- monitoring and API ---------------------------------------------------------------------
+def test_gauges_expose_expert_regret_per_declared_group_and_always_on():
+    X, y, G = random_stream(19)
+    model = make()
+    model.observe_many(X, y, G)
+    gauges, per_group = model.gauges(), model.group_gauges()
+    assert set(gauges) == set(GroupwiseRegressor.GAUGES)
+    assert set(per_group) == set(GroupwiseRegressor.GROUP_GAUGES)
+    np.testing.assert_array_equal(per_group["expert_regret"], model.expert_regret[:4])
+    np.testing.assert_allclose(per_group["expert_regret_rate"], model.expert_regret[:4] / G.sum(axis=0))
+    assert gauges["always_on_expert_regret"] == model.expert_regret[-1]
+    assert model.group_names == ["g0", "g1", "g2", "g3", ALWAYS_ON]
+
+
+def test_bad_arguments_are_rejected_with_a_clear_message():
+    with pytest.raises(ValueError, match="mode"):
+        GroupwiseRegressor(mode="best")
+    with pytest.raises(ValueError, match="always_on"):
+        GroupwiseRegressor(groups=["a", "always_on"])
+    with pytest.raises(ValueError, match="base"):
+        GroupwiseRegressor(base="vaw")
+    model = make()
+    with pytest.raises(ValueError, match="groups must be"):
+        model.observe_many(np.zeros((2, 6)), np.zeros(2), np.zeros((2, 5), bool))
+
+
+@pytest.mark.parametrize("base", ["ridge", "omd"])
+def test_passes_river_estimator_checks(base):
+    from river.checks import check_estimator
+
+    check_estimator(GroupwiseRegressor(groups=["ordinal_date"], base=base))
+
+
+def test_runs_in_a_river_pipeline_with_progressive_validation():
+    from river import compose, datasets, evaluate, metrics, preprocessing
+
+    model = compose.Pipeline(preprocessing.StandardScaler(), GroupwiseRegressor(mode="mixture"))
+    metric = evaluate.progressive_val_score(datasets.TrumpApproval().take(300), model, metrics.MAE())
+    assert metric.get() < 5.0
