@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+
+# One BLAS thread per process: the engine's linear algebra is small (d x d), where
+# threads only add contention, and scale-out is by worker processes. Set before numpy
+# loads; an operator's own setting wins.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import orjson
 

@@ -100,6 +100,7 @@ class MetricsSpec:
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 9108
+    refresh_seconds: float = 1.0
     log_path: str | None = None
     log_every_seconds: float = 5.0
 

@@ -170,6 +170,9 @@ def _bin(edges: tuple[float, ...], v: float) -> int:
     return len(edges) - 2
 
 
+_NUMBER_TYPES = frozenset((int, float))
+
+
 def _is_number(v: Any) -> bool:
     return (type(v) is float or type(v) is int) and not isinstance(v, bool)
 
@@ -257,24 +260,22 @@ class EventDecoder:
                 raise BadEvent("missing_features", f"{len(features)} features, the model declares {d}")
             if len(features) > d:
                 raise BadEvent("extra_features", f"{len(features)} features, the model declares {d}")
-            for v in features:
-                if not _is_number(v):
-                    raise BadEvent("wrong_type", f"feature value {v!r} is not a number")
+            if not {type(v) for v in features} <= _NUMBER_TYPES:  # one C-level pass; bool is not a number
+                bad = next(v for v in features if not _is_number(v))
+                raise BadEvent("wrong_type", f"feature value {bad!r} is not a number")
             return np.array(features, dtype=np.float64)
         if type(features) is dict:
-            index = view.index
-            row = np.empty(d, dtype=np.float64)
-            for name, v in features.items():
-                i = index.get(name)
-                if i is None:
-                    raise BadEvent("extra_features", f"feature {name[:64]!r} is not declared")
-                if not _is_number(v):
-                    raise BadEvent("wrong_type", f"feature {name!r} = {v!r} is not a number")
-                row[i] = v
+            if len(features) > d or not features.keys() <= view.index.keys():
+                extra = [n for n in features if n not in view.index]
+                raise BadEvent("extra_features", f"feature {extra[0][:64]!r} is not declared")
             if len(features) < d:
                 absent = [n for n in view.names if n not in features]
                 raise BadEvent("missing_features", f"missing {', '.join(absent[:5])}")
-            return row
+            values = [features[n] for n in view.names]
+            if not {type(v) for v in values} <= _NUMBER_TYPES:
+                name = next(n for n in view.names if not _is_number(features[n]))
+                raise BadEvent("wrong_type", f"feature {name!r} = {features[name]!r} is not a number")
+            return np.array(values, dtype=np.float64)
         raise BadEvent("bad_field", "features must be an array of numbers or a name -> number object")
 
     def _decide(self, view: ModelView, obj: dict, ev: Event) -> None:

@@ -88,6 +88,8 @@ class Engine:
         self.last_checkpoint_time = time.monotonic()
         self.checkpoint_number = 0
         self.summaries: dict[str, Any] = {}
+        self.stale: set[str] = set()
+        self.published: dict[str, float] = {}
         self._warm_up()
         self._restore()
 
@@ -230,12 +232,24 @@ class Engine:
                 if evicted:
                     m.joins_evicted.labels(model=shard.spec.name).inc(evicted)
                     shard.evicted_reported = shard.joins.evicted
-        for model in touched:
+        self.stale.update(touched)
+        now = time.monotonic()
+        refresh = self.config.metrics.refresh_seconds
+        for model in list(self.stale):
+            # the regret gauges solve a d x d eigenproblem per group: at most every refresh_seconds
+            if now - self.published.get(model, -1e18) >= refresh:
+                self._publish_model(model)
+
+    def publish_all(self) -> None:
+        """Bring every gauge up to date now (at shutdown, or before reading them)."""
+        for model in list(self.stale):
             self._publish_model(model)
 
     def _publish_model(self, model: str) -> None:
         """Aggregate the model's shards and set its gauges (called once per batch and model)."""
         m = self.metrics
+        self.stale.discard(model)
+        self.published[model] = time.monotonic()
         shards = [s for s in self.router.shards.values() if s.spec.name == model]
         summary = model_summary(shards)
         self.summaries[model] = summary
@@ -306,7 +320,8 @@ class Engine:
         log.debug("event=checkpoint number=%d events=%d seconds=%.4f", self.checkpoint_number, self.events_seen, duration)
 
     def shutdown(self) -> None:
-        """Finish: flush runs, final checkpoint, close sinks and the source."""
+        """Finish: final checkpoint, gauges up to date, sinks flushed."""
+        self.publish_all()
         if self.config.checkpoint.dir and self.since_checkpoint:
             self.checkpoint()
         self.answers.flush()
