@@ -234,6 +234,7 @@ class _NeuralInverseGapBandit:
             "oracle_loss_total": self.oracle_loss_total,
             "last_greedy_probability": self.last_greedy_probability,
             "nonfinite_decisions": self.nonfinite_decisions,
+            "perturbation_key_base": str(self._key_base),
             **rng_state(self._rng),
         }
         for key, value in self.exploration.state_dict().items():
@@ -256,6 +257,7 @@ class _NeuralInverseGapBandit:
         self.oracle_loss_total = float(state["oracle_loss_total"])
         self.last_greedy_probability = float(state["last_greedy_probability"])
         self.nonfinite_decisions = int(state["nonfinite_decisions"])
+        self._key_base = int(state["perturbation_key_base"])
         self._rng = restore_rng(state)
         self.exploration.load_state_dict({k[12:]: v for k, v in state.items() if k.startswith("exploration.")})
         self.oracle.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("oracle.")})
