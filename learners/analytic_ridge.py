@@ -73,8 +73,9 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
     Parameters
     ----------
     features
-        Input feature names in the order of dense rows. ``None``: taken from the first
-        dict seen. Absent keys count as 0, unknown keys are ignored.
+        Input feature names in the order of dense rows. ``None``: the sorted keys of
+        the first dict seen (or the columns of the first DataFrame, or ``x0, x1, ...``
+        for the first array). Absent keys count as 0, unknown keys are ignored.
     classes
         Labels known in advance, given the first columns in this order (optional;
         other labels are still added as they appear).
@@ -204,6 +205,8 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         self._counts = np.zeros(0, dtype=np.int64)
         self._means: np.ndarray | None = None
         self._m2: np.ndarray | None = None
+        self._A: np.ndarray | None = None  # sum phi phi^T, kept only with the generator
+        self._M: np.ndarray | None = None  # sum phi y^T, kept only with the generator
         self._W_eval: np.ndarray | None = None
         self._eval_at = -1
         self._eval_mask = np.zeros(0, dtype=bool)
@@ -244,6 +247,9 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         d = self.dim
         self._R = np.eye(d) / float(self.gamma)
         self._W = np.zeros((d, 0))
+        if self.generator is not False:
+            self._A = np.zeros((d, d))
+            self._M = np.zeros((d, 0))
         self._means = np.zeros((0, d_in))
         self._m2 = np.zeros((0, d_in))
         if self.classes is not None:
@@ -291,6 +297,8 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         self._class_index[label] = index
         d, d_in = self._W.shape[0], self._means.shape[1]
         self._W = np.ascontiguousarray(np.hstack([self._W, np.zeros((d, 1))]))
+        if self._M is not None:
+            self._M = np.ascontiguousarray(np.hstack([self._M, np.zeros((d, 1))]))
         self._counts = np.append(self._counts, np.int64(0))
         self._means = np.vstack([self._means, np.zeros((1, d_in))])
         self._m2 = np.vstack([self._m2, np.zeros((1, d_in))])
@@ -300,9 +308,10 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         if self._features is not None:
             return
         if isinstance(X, dict):
-            self._allocate(list(X))
+            # sorted, so that the key order of the first dict does not change the model
+            self._allocate(sorted(X, key=lambda name: (type(name).__name__, str(name))))
         elif hasattr(X, "columns"):
-            self._allocate([str(c) for c in X.columns])
+            self._allocate(sorted(X.columns, key=lambda name: (type(name).__name__, str(name))))
         else:
             width = np.asarray(X).reshape(len(X), -1).shape[1]
             self._allocate([f"x{i}" for i in range(width)])
@@ -375,8 +384,13 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         if self._W is None or not np.any(self._counts > 0):
             return
         inputs, labels = self.pseudo_rows()
-        chunk = int(min(2048, max(64, self.dim // 2)))
-        self._W_eval = K.woodbury_weights(self._R, self._W, self._phi(inputs), labels, chunk)
+        pseudo = self._phi(inputs)
+        d = self.dim
+        if labels.shape[0] > d // 4 and self._A is not None:
+            self._W_eval = K.information_weights(self._A, self._M, float(self.gamma), pseudo, labels)
+        else:
+            chunk = int(min(2048, max(64, d // 2)))
+            self._W_eval = K.woodbury_weights(self._R, self._W, pseudo, labels, chunk)
         self._eval_mask = self._counts > 0
         self._eval_at = self.n_updates
         self._pseudo_rows = int(labels.shape[0])
@@ -483,11 +497,11 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
     # -- learning -------------------------------------------------------------------
     def learn_one(self, x: dict, y: Any, **kwargs) -> None:
         self._ensure_features(x)
-        self.observe_many(dict_to_row(x, self._features)[None, :], [y])
+        self._observe(dict_to_row(x, self._features)[None, :], [y], None, answer=False)
 
     def learn_many(self, X: Any, y: Any) -> None:
         self._ensure_features(X)
-        self.observe_many(X, y)
+        self._observe(X, y, None, answer=False)
 
     def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:
         """Prequential block: answer each row, then learn it; returns the answered labels.
@@ -498,6 +512,9 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         ``generator`` says. ``groups`` (rows x declared groups, boolean) feeds the
         per-group gauges.
         """
+        return self._observe(X, y, groups, answer=True)
+
+    def _observe(self, X: Any, y: Any, groups: np.ndarray | None, answer: bool) -> np.ndarray:
         self._ensure_features(X)
         rows = self._matrix(X)
         n = rows.shape[0]
@@ -516,7 +533,7 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         losses = np.empty(n)
         s_values = np.empty(n)
         for start, stop, refresh_after in self._segments(introduces):
-            if self.generator is not False:
+            if answer and self.generator is not False:
                 self._refresh_before_answer()
             block = phi[start:stop]
             kernel = _KERNELS[self._rule(stop - start)]
@@ -529,16 +546,18 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
             if self.generator is False or self._W_eval is None:
                 answered[start:stop] = logits[start:stop]
             self.n_updates += stop - start
+            if self._A is not None:
+                K.gram_update(self._A, self._M, block, indices[start:stop])
             K.welford_update(self._counts, self._means, self._m2, rows[start:stop], indices[start:stop])
             if refresh_after:
                 self.refresh_generator()
-        self._cumulative_loss += float(losses.sum())
-        self._hindsight_loss += float((losses / s_values).sum())
+        self._cumulative_loss = _running_sum(self._cumulative_loss, losses)
+        self._hindsight_loss = _running_sum(self._hindsight_loss, losses / s_values)
         # loss of the answers: masked outputs count as 0
         errors = np.where(answer_mask, answered, 0.0)
         errors[np.arange(n), indices] -= 1.0
         answer_loss = np.einsum("rc,rc->r", errors, errors)
-        self._answer_loss += float(answer_loss.sum())
+        self._answer_loss = _running_sum(self._answer_loss, answer_loss)
         if groups is not None:
             self._track_groups(np.asarray(groups, dtype=bool).reshape(n, -1), answer_loss)
         best = np.empty(n, dtype=np.int64)
@@ -583,7 +602,8 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
                 self._group_rows = np.zeros(groups.shape[1], dtype=np.int64)
             else:
                 raise ValueError(f"expected {self._group_loss.shape[0]} group columns, got {groups.shape[1]}")
-        self._group_loss += answer_loss @ groups
+        for g in range(groups.shape[1]):
+            self._group_loss[g] = _running_sum(self._group_loss[g], answer_loss[groups[:, g]])
         self._group_rows += groups.sum(axis=0)
 
     # -- monitoring -----------------------------------------------------------------
@@ -654,6 +674,9 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
                 state["W_buf"] = self._W_buf.copy()
             if self._W_eval is not None:
                 state["W_eval"] = self._W_eval.copy()
+            if self._A is not None:
+                state["A"] = self._A.copy()
+                state["M"] = self._M.copy()
         check_state(state, "AnalyticRidgeClassifier")
         return state
 
@@ -694,8 +717,17 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         self._eval_mask = np.array(state["eval_mask"], dtype=bool).reshape(-1)
         self._refreshes = int(state["refreshes"])
         self._pseudo_rows = int(state["pseudo_rows"])
+        if self.generator is not False:
+            self._A = _expect(state, "A", (d, d), owner)
+            self._M = _expect(state, "M", (d, C), owner)
         if "W_eval" in state:
             self._W_eval = _expect(state, "W_eval", (d, self._eval_mask.shape[0]), owner)
+
+
+def _running_sum(total: float, values: np.ndarray) -> float:
+    """``total + values[0] + values[1] + ...`` left to right, so the result does not
+    depend on how rows were split into blocks (``ndarray.sum`` adds pairwise)."""
+    return float(np.cumsum(np.concatenate([[total], values]))[-1])
 
 
 def _expect(state: dict[str, Any], key: str, shape: tuple[int, ...], owner: str) -> np.ndarray:
