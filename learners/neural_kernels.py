@@ -184,6 +184,14 @@ def forward_one(theta, x, col_offset, n_in, width, depth, act, pre, post):
 def backward_one(theta, x, col_offset, n_in, width, depth, act, pre, post, dz, grad, delta, delta_below):
     """``grad = dz * d z / d theta`` (``grad`` is overwritten; ``delta*`` are scratch (width))."""
     grad[:] = 0.0
+    backward_touched(theta, x, col_offset, n_in, width, depth, act, pre, post, dz, grad, delta, delta_below)
+
+
+@njit(cache=True)
+def backward_touched(theta, x, col_offset, n_in, width, depth, act, pre, post, dz, grad, delta, delta_below):
+    """As :func:`backward_one`, but writes only the entries the example touches (the
+    ``len(x)`` first-layer columns at ``col_offset``, and every later parameter); the
+    other entries of ``grad`` keep whatever they held."""
     v_off = layer_offset(depth, n_in, width)
     top = depth - 1
     for i in range(width):
@@ -246,6 +254,18 @@ def ogd_step(theta, grad, lr):
     """theta -= lr * grad."""
     for i in range(theta.shape[0]):
         theta[i] -= lr * grad[i]
+
+
+@njit(cache=True)
+def ogd_step_touched(theta, grad, lr, col_offset, d, n_in, width):
+    """OGD on the entries :func:`backward_touched` wrote; bit-identical to :func:`ogd_step`
+    on the full gradient, whose other entries are zero (``theta - lr * 0 == theta``)."""
+    for i in range(width):
+        base = i * n_in + col_offset
+        for j in range(d):
+            theta[base + j] -= lr * grad[base + j]
+    for k in range(width * n_in, theta.shape[0]):
+        theta[k] -= lr * grad[k]
 
 
 @njit(cache=True)
@@ -334,10 +354,15 @@ def learn_one(
         stream = perturbation_stream_key(perturb_key, perturb_item)
         z += scale * perturbation_dot(theta, theta0, stream)
     loss, slope = loss_and_slope(z, target, loss_kind, clamp)
-    backward_one(theta, x, col_offset, n_in, width, depth, act, pre, post, slope, grad, delta, delta_below)
-    if perturb_scale > 0.0:
-        add_perturbation_gradient(grad, stream, slope * scale)
-    optimizer_step(theta, grad, first, second, t, optimizer, lr, beta1, beta2, eps)
+    if optimizer == OGD and perturb_scale <= 0.0:
+        # sparse path: with the disjoint encoding only one column block of W_1 moves
+        backward_touched(theta, x, col_offset, n_in, width, depth, act, pre, post, slope, grad, delta, delta_below)
+        ogd_step_touched(theta, grad, lr, col_offset, x.shape[0], n_in, width)
+    else:
+        backward_one(theta, x, col_offset, n_in, width, depth, act, pre, post, slope, grad, delta, delta_below)
+        if perturb_scale > 0.0:
+            add_perturbation_gradient(grad, stream, slope * scale)
+        optimizer_step(theta, grad, first, second, t, optimizer, lr, beta1, beta2, eps)
     if radius > 0.0:
         project_to_ball(theta, theta0, radius)
     return loss

@@ -324,3 +324,27 @@ def test_sample_index_inverts_the_cumulative_distribution():
 
 def test_warm_up_compiles_every_kernel():
     NK.warm_up()
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_sparse_ogd_step_is_bit_identical_to_the_dense_step(depth):
+    rng = np.random.default_rng(12)
+    k, d, width = 5, 4, 6
+    n_in = k * d
+    theta0 = random_net(rng, n_in, width, depth)
+    sparse, dense = theta0.copy(), theta0.copy()
+    grad_sparse = rng.normal(size=theta0.size)  # stale garbage must not matter
+    pre, post = np.empty((depth, width)), np.empty((depth, width))
+    for step in range(30):
+        x = rng.normal(size=d)
+        arm = int(rng.integers(k))
+        target = float(rng.random() < 0.5)
+        NK.learn_one(sparse, theta0, grad_sparse, np.zeros(1), np.zeros(1), step + 1, x, arm * d, n_in, width, depth,
+                     NK.TANH, NK.KL, target, 1e-6, 0.0, 0, arm, NK.OGD, 0.3, 0.9, 0.999, 0.0, 0.0)
+        z = NK.forward_one(dense, x, arm * d, n_in, width, depth, NK.TANH, pre, post)
+        _, slope = NK.loss_and_slope(z, target, NK.KL, 1e-6)
+        grad = np.empty_like(dense)
+        NK.backward_one(dense, x, arm * d, n_in, width, depth, NK.TANH, pre, post, slope, grad,
+                        np.empty(width), np.empty(width))
+        NK.ogd_step(dense, grad, 0.3)
+        np.testing.assert_array_equal(sparse, dense)
