@@ -367,3 +367,8 @@ class NeuralFastCB(_NeuralInverseGapBandit):
         if not 0.0 <= float(reward) <= 1.0:
             raise ValueError(f"NeuralFastCB needs rewards in [0, 1], got {reward!r}")
         super().learn(context, action, reward, probability, actions, decision)
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) the kernels these bandits use; the engine calls it at start."""
+    NK.warm_up()
