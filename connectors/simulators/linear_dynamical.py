@@ -202,7 +202,9 @@ class LinearDynamicalSystem:
     def step(self, action: Any) -> float:
         """Play ``action`` (an index into :attr:`actions` or a vector) for one round; return the reward."""
         u = self._action_vector(action)
-        draw_noise(self.rng, self._noise)
+        # numpy fills the buffer with the same standard-normal stream draw_noise reads in
+        # jitted loops (and avoids boxing the Generator into numba on every round)
+        self.rng.standard_normal(out=self._noise)
         y = system_step(self.A, self.B, self.C, self.D, self.output_weights, self.x, u, self._noise, self.noise_sigma, self._scratch)
         self.t += 1
         return float(y)
