@@ -131,3 +131,27 @@ def test_state_round_trip_through_npz_continues_the_same_rewards(tmp_path):
     copy.load_state_dict(state)
     assert [sim.step(k) for k in range(6)] == [copy.step(k) for k in range(6)]
     assert copy.t == sim.t == 46
+
+
+def test_a_learner_driven_by_the_event_stream_sees_the_exact_pseudo_regret():
+    from regretflow.learners.dynamical import DynLinUCB, SystemBounds
+
+    sim = test_case("synthetic", seed=4)
+    twin = test_case("synthetic", seed=4)
+    bounds = SystemBounds.from_matrices(sim.A, sim.B, sim.C, sim.D, sim.noise_sigma)
+    learner = DynLinUCB(sim.actions, bounds, 10**6, seed=2)
+    reference = DynLinUCB(twin.actions, bounds, 10**6, seed=2)
+    stream = sim.events(model="ads", rounds=3000)
+    regret = 0.0
+    for decide in stream:
+        arm, _ = learner.act()
+        feedback = stream.send(learner.describe_action(arm))  # the answer carries the budget split
+        learner.learn(None, arm, feedback["reward"])
+        regret += feedback["best_expected_reward"] - feedback["expected_reward"]
+    arms = []
+    for _ in range(3000):
+        arm, _ = reference.act()
+        reference.learn(None, arm, twin.step(arm))
+        arms.append(arm)
+    assert regret == pytest.approx(twin.pseudo_regrets[arms].sum(), rel=1e-12)
+    assert np.array_equal(learner.estimate, reference.estimate)
