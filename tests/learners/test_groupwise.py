@@ -401,6 +401,7 @@ def test_bad_arguments_are_rejected_with_a_clear_message():
 
 @pytest.mark.parametrize("base", ["ridge", "omd"])
 def test_passes_river_estimator_checks(base):
+    pytest.importorskip("sklearn", reason="river.checks draws its datasets through scikit-learn")
     from river.checks import check_estimator
 
     check_estimator(GroupwiseRegressor(groups=["ordinal_date"], base=base))
@@ -412,3 +413,51 @@ def test_runs_in_a_river_pipeline_with_progressive_validation():
     model = compose.Pipeline(preprocessing.StandardScaler(), GroupwiseRegressor(mode="mixture"))
     metric = evaluate.progressive_val_score(datasets.TrumpApproval().take(300), model, metrics.MAE())
     assert metric.get() < 5.0
+
+
+def test_engine_path_gives_the_same_losses_as_direct_learner_calls(monkeypatch):
+    """The Medical stream as JSON observe events through the runtime = direct observe_many calls."""
+    orjson = pytest.importorskip("orjson")
+    from regretflow.connectors.datasets.insurance import load_insurance
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.runtime import Engine
+    from regretflow.learners import LEARNERS
+
+    monkeypatch.setitem(LEARNERS, "groupwise", GroupwiseRegressor)
+    data = load_insurance().shuffled(473)
+    features = list(data.feature_names)
+    groups = [
+        {"name": "smoker", "field": "smoker", "values": ["yes", "no"]},
+        {"name": "age", "field": "age", "edges": [18, 36, 51, 65]},
+    ]
+    config = parse_config({
+        "models": {"gw": {"learner": "groupwise", "features": features, "groups": groups, "params": {"lam": 1.0}}},
+        "runtime": {"batch_size": 100, "batch_timeout_ms": 10.0},
+        "metrics": {"enabled": False},
+    })
+    events = [
+        orjson.dumps({"id": str(i), "model": "gw", "kind": "observe", "features": dict(zip(features, data.X[i].tolist())),
+                      "attributes": {"smoker": row["smoker"], "age": row["age"]}, "label": float(data.y[i])})
+        for i, row in enumerate(data.rows)
+    ]
+    engine = Engine(config, MemorySource([]), MemorySink(keep=False), MemorySink(), serve_metrics=False)
+    for start in range(0, len(events), 100):
+        engine.process(events[start:start + 100])
+    served = next(iter(engine.shards())).learner
+
+    age = np.array([row["age"] for row in data.rows])
+    G = np.column_stack([
+        [row["smoker"] == "yes" for row in data.rows], [row["smoker"] == "no" for row in data.rows],
+        (age >= 18) & (age < 36), (age >= 36) & (age < 51), (age >= 51) & (age < 65),
+    ])
+    direct = GroupwiseRegressor(features=features, groups=served.group_names[:-1], lam=1.0, seed=0)
+    losses = np.concatenate([
+        (direct.observe_many(data.X[s:s + 100], data.y[s:s + 100], G[s:s + 100]), direct.last_losses)[1]
+        for s in range(0, len(data), 100)
+    ])
+    np.testing.assert_array_equal(served.expert_regret, direct.expert_regret)
+    summary = engine.summary()["gw"]["groups"]
+    assert summary["all"]["loss"] == pytest.approx(losses.sum(), rel=1e-12)
+    assert summary["smoker=yes"]["loss"] == pytest.approx(losses[G[:, 0]].sum(), rel=1e-12)
+    assert summary["smoker=yes"]["count"] == int(G[:, 0].sum())
