@@ -16,8 +16,10 @@ UPDATE_RULES = ("sherman-morrison", "cholesky", "blas", "auto")
 # Seed-sequence tags that keep the expansion and generator draws apart.
 _EXPANSION_STREAM = 0x45585041
 _GENERATOR_STREAM = 0x50464721
-# `update="auto"`: numba loops up to this expanded dimension, BLAS above (tests/bench_analytic_ridge.py).
-AUTO_BLAS_FROM_DIM = 256
+# `update="auto"`: rank-1 numba updates below this expanded dimension, BLAS block updates from it
+# on. Measured by tests/bench_analytic_ridge.py (10 classes, one BLAS thread): at d = 64 the two
+# tie (16 vs 15 us/event), at d = 128 BLAS blocks of 64 take 16 us/event against 52.
+AUTO_BLAS_FROM_DIM = 128
 _LABEL_KINDS = {"bool": bool, "int": int, "str": str}
 _KERNELS = {
     "sherman-morrison": K.sherman_morrison_observe,
@@ -64,7 +66,10 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
     expansion and computes answer weights ``W_eval`` = ridge on real and pseudo
     rows. The real-data state is never touched, and the draws are keyed by
     ``(seed, n_updates)``, so a refresh is a pure function of the real-data state:
-    refreshing twice gives the same model.
+    refreshing twice gives the same model. With the generator on, the model also keeps
+    ``A = sum phi phi^T`` and ``M = sum phi y^T`` (another ``d^2`` floats, about ``d^2``
+    more work a row), so that a refresh with many pseudo-rows is one Cholesky solve
+    ``(A + A_pseudo + gamma I)^{-1} (M + M_pseudo)`` instead of a long recursion.
 
     Regret: the a-priori squared one-hot loss of the live recursive state, minus the
     loss of the best ridge classifier in hindsight on the same rows, kept exactly
@@ -105,8 +110,8 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         row in numba; the state is bit-identical whatever the micro-batching),
         ``"cholesky"`` (one Woodbury block update per micro-batch in numba loops),
         ``"blas"`` (the same with numpy/BLAS calls) or ``"auto"`` (rank-1 updates
-        for single rows, Cholesky loops for ``d < 256``, BLAS above). The block
-        rules give the same state up to rounding (1e-12 relative), not bit for bit.
+        for single rows and ``d < 128``, BLAS blocks otherwise). The block rules give
+        the same state up to rounding (about 1e-13 relative), not bit for bit.
     seed
         Seed of the expansion and of the generator's draws.
 
@@ -340,14 +345,20 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
 
     def _indices(self, y: Any) -> np.ndarray:
         labels = y.tolist() if hasattr(y, "tolist") else list(y)
-        return np.array([self._add_class(label) for label in labels], dtype=np.int64)
+        lookup = self._class_index.get
+        kind = _LABEL_KINDS.get(self._label_kind)
+        out = np.empty(len(labels), dtype=np.int64)
+        for i, label in enumerate(labels):
+            index = lookup(label) if type(label) is kind else None
+            out[i] = index if index is not None else self._add_class(label)
+        return out
 
     def _rule(self, n_rows: int) -> str:
         if self.update != "auto":
             return self.update
-        if n_rows == 1:
+        if n_rows == 1 or self.dim < AUTO_BLAS_FROM_DIM:
             return "sherman-morrison"
-        return "cholesky" if self.dim < AUTO_BLAS_FROM_DIM else "blas"
+        return "blas"
 
     # -- generator ------------------------------------------------------------------
     def pseudo_rows(self) -> tuple[np.ndarray, np.ndarray]:
@@ -433,10 +444,10 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         return np.where(mask[None, :], logits, -np.inf)
 
     def _labels_of(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty(indices.shape[0], dtype=object)
-        for i, index in enumerate(indices.tolist()):
-            out[i] = self._classes[index] if index >= 0 else None
-        return out
+        """Labels of column indices as an object array, ``None`` for -1."""
+        table = np.empty(len(self._classes) + 1, dtype=object)
+        table[: len(self._classes)] = self._classes
+        return table[indices]  # index -1 picks the trailing None
 
     def predict_one(self, x: dict, **kwargs) -> Any:
         if self._features is None or not self._classes:
@@ -569,11 +580,10 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         n, C = indices.shape[0], len(self._classes)
         learned = np.zeros(C, dtype=bool)
         learned[: self._counts.shape[0]] = self._counts > 0
-        out = np.empty((n, C), dtype=bool)
-        for i, index in enumerate(indices.tolist()):
-            out[i] = learned
-            learned[index] = True
-        return out
+        first = np.full(C, n, dtype=np.int64)
+        classes, positions = np.unique(indices, return_index=True)
+        first[classes] = positions
+        return learned[None, :] | (np.arange(n)[:, None] > first[None, :])
 
     def _segments(self, introduces: np.ndarray) -> list[tuple[int, int, bool]]:
         """``(start, stop, refresh after)`` row ranges of a block.
@@ -585,8 +595,8 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         n = introduces.shape[0]
         if self.generator != "every_n":
             return [(0, n, False)]
-        period = int(self.refresh_events)
-        cuts = [i + 1 for i in range(n) if (self.n_updates + i + 1) % period == 0 or introduces[i]]
+        after = self.n_updates + np.arange(1, n + 1)
+        cuts = (np.flatnonzero((after % int(self.refresh_events) == 0) | introduces) + 1).tolist()
         bounds, start = [], 0
         for cut in cuts:
             bounds.append((start, cut, True))

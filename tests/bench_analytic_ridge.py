@@ -1,0 +1,120 @@
+"""Benchmark of the analytic ridge classifier's update paths (not collected by pytest).
+
+Per-event cost at expanded dimensions 64, 512 and 2048 with 10 classes, in one run:
+
+- ``single``: the Sherman-Morrison numba kernel, one rank-1 update per event;
+- ``numba-block B``: the Cholesky/Woodbury block kernel in numba loops, micro-batches of B;
+- ``blas-block B``: the same block update with numpy/BLAS calls;
+- ``engine B``: ``AnalyticRidgeClassifier.observe_many`` (what the engine calls), micro-
+  batches of B, with label mapping, masking and regret bookkeeping, ``update="auto"``;
+- ``refresh``: one pseudo-feature generator refresh with 1,000 pseudo-rows;
+- ``River LogReg OvR``: River's one-vs-rest logistic regression on the same input rows
+  (input width 64), for scale.
+
+Run::
+
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python tests/bench_analytic_ridge.py
+    .venv/bin/python tests/bench_analytic_ridge.py --dims 64 512 --batches 16 64
+
+Numbers are microseconds per event (median of ``--repeats`` runs); nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from regretflow.learners import analytic_ridge_kernels as K
+from regretflow.learners.analytic_ridge import AnalyticRidgeClassifier
+
+N_CLASSES = 10
+INPUT_DIM = 64
+
+
+def events_for(d: int) -> int:
+    """Enough events for a stable timing, few enough at large d."""
+    return int(min(4000, max(128, 4e9 / (3 * d * d) / 4)))
+
+
+def time_kernel(kernel, d: int, n: int, batch: int, repeats: int, rng) -> float:
+    Phi = np.maximum(rng.normal(size=(n, d)), 0.0)
+    labels = rng.integers(0, N_CLASSES, n).astype(np.int64)
+    runs = []
+    for _ in range(repeats):
+        R, W = np.eye(d), np.zeros((d, N_CLASSES))
+        logits, losses, s_values = np.empty((n, N_CLASSES)), np.empty(n), np.empty(n)
+        start = time.perf_counter()
+        for offset in range(0, n, batch):
+            sl = slice(offset, offset + batch)
+            kernel(R, W, Phi[sl], labels[sl], logits[sl], losses[sl], s_values[sl])
+        runs.append(1e6 * (time.perf_counter() - start) / n)
+    return statistics.median(runs)
+
+
+def time_engine(d: int, n: int, batch: int, repeats: int, rng) -> float:
+    X = rng.normal(size=(n, INPUT_DIM))
+    labels = rng.integers(0, N_CLASSES, n)
+    runs = []
+    for _ in range(repeats):
+        model = AnalyticRidgeClassifier(gamma=1.0, expansion_dim=d, update="auto", seed=0)
+        start = time.perf_counter()
+        for offset in range(0, n, batch):
+            model.observe_many(X[offset : offset + batch], labels[offset : offset + batch])
+        runs.append(1e6 * (time.perf_counter() - start) / n)
+    return statistics.median(runs)
+
+
+def time_refresh(d: int, rng) -> float:
+    """One generator refresh (1,000 pseudo-rows), in microseconds."""
+    model = AnalyticRidgeClassifier(gamma=1.0, expansion_dim=d, generator="before_answer", update="auto", seed=0)
+    labels = np.concatenate([np.zeros(1100, dtype=int), np.ones(100, dtype=int)])
+    model.learn_many(rng.normal(size=(labels.size, INPUT_DIM)), labels)
+    start = time.perf_counter()
+    model.refresh_generator()
+    return 1e6 * (time.perf_counter() - start)
+
+
+def time_river(n: int, rng) -> float:
+    from river import linear_model, multiclass
+
+    model = multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+    X = rng.normal(size=(n, INPUT_DIM))
+    labels = rng.integers(0, N_CLASSES, n).tolist()
+    rows = [{f"x{i}": v for i, v in enumerate(row)} for row in X.tolist()]
+    start = time.perf_counter()
+    for x, y in zip(rows, labels):
+        model.predict_one(x)
+        model.learn_one(x, y)
+    return 1e6 * (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dims", type=int, nargs="+", default=[64, 512, 2048])
+    parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    K.warm_up()
+    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, classes={N_CLASSES}, input width={INPUT_DIM}")
+    print(f"{'d':>6} {'path':<18} {'us/event':>12} {'events/s':>12}")
+    for d in args.dims:
+        n = events_for(d)
+        rows = [("single", time_kernel(K.sherman_morrison_observe, d, n, 1, args.repeats, rng))]
+        for batch in args.batches:
+            rows.append((f"numba-block {batch}", time_kernel(K.cholesky_observe, d, n, batch, args.repeats, rng)))
+            rows.append((f"blas-block {batch}", time_kernel(K.blas_observe, d, n, batch, args.repeats, rng)))
+        for batch in (1, args.batches[-1]):
+            rows.append((f"engine {batch}", time_engine(d, n, batch, args.repeats, rng)))
+        for path, us in rows:
+            print(f"{d:>6} {path:<18} {us:>12.1f} {1e6 / us:>12.0f}", flush=True)
+        print(f"{d:>6} {'refresh (1k rows)':<18} {time_refresh(d, rng):>12.0f} us per refresh", flush=True)
+    print(f"{INPUT_DIM:>6} {'River LogReg OvR':<18} {time_river(2000, rng):>12.1f}")
+
+
+if __name__ == "__main__":
+    main()
