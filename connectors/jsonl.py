@@ -88,9 +88,9 @@ class JsonlSink:
                 if fh.read(1) != b"\n":
                     self._fh.write(b"\n")  # a crashed writer left half a line: never glue a record to it
 
-    def write(self, records: list[tuple[str, bytes]]) -> None:
+    def write(self, records: list[tuple]) -> None:
         if records:
-            self._fh.write(b"\n".join(payload for _, payload in records) + b"\n")
+            self._fh.write(b"\n".join(record[1] for record in records) + b"\n")
 
     def flush(self) -> None:
         self._fh.flush()

@@ -38,14 +38,14 @@ class MemorySource:
 
 
 class MemorySink:
-    """Keeps every record in ``records`` (a list of (key, payload))."""
+    """Keeps every record in ``records`` (a list of (key, payload, headers))."""
 
     def __init__(self, keep: bool = True):
-        self.records: list[tuple[str, bytes]] = []
+        self.records: list[tuple] = []
         self.keep = keep
         self.count = 0
 
-    def write(self, records: list[tuple[str, bytes]]) -> None:
+    def write(self, records: list[tuple]) -> None:
         self.count += len(records)
         if self.keep:
             self.records.extend(records)

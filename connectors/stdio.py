@@ -71,9 +71,9 @@ class StreamSink:
     def __init__(self, stream=None):
         self._stream = stream if stream is not None else sys.stdout.buffer
 
-    def write(self, records: list[tuple[str, bytes]]) -> None:
+    def write(self, records: list[tuple]) -> None:
         if records:
-            self._stream.write(b"\n".join(payload for _, payload in records) + b"\n")
+            self._stream.write(b"\n".join(record[1] for record in records) + b"\n")
 
     def flush(self) -> None:
         self._stream.flush()

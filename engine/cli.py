@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the daemon on the source of a config file")
     r.add_argument("--config", required=True, help="TOML config (see the README's config reference)")
     r.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (kafka sources)")
+    r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
 
     rp = sub.add_parser("replay", help="evaluate the config's models on a logged JSONL stream, offline")
     rp.add_argument("log", help="JSONL file of events")
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, getattr(logging, args.log_level)))
     try:
         if args.command == "demo":
             from .demo import run_demo
@@ -88,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                      progress=not args.no_progress, as_json=args.json, seed=args.seed)
             return 0
         if args.command == "run":
-            return _run(load_config(args.config), args.workers)
+            config = load_config(args.config)
+            if args.worker_index is not None:
+                config = _as_worker(config, args.worker_index)
+            return _run(config, args.workers, args.config)
         if args.command == "replay":
             return _replay(args)
         if args.command == "checkpoint":
@@ -109,10 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(config: Config, workers: int) -> int:
+def _run(config: Config, workers: int, path: str) -> int:
     from .daemon import run_daemon
 
-    return run_daemon(config, workers=workers)
+    return run_daemon(config, workers=workers, config_path=path)
+
+
+def _as_worker(config: Config, index: int) -> Config:
+    """Worker ``index`` of a supervised group: its own metrics port."""
+    import dataclasses
+
+    port = config.metrics.port + index if config.metrics.port else 0
+    return dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, port=port))
 
 
 def _replay(args) -> int:

@@ -85,6 +85,7 @@ class RuntimeSpec:
     batch_timeout_ms: float = 50.0
     max_event_bytes: int = 65_536
     stop_at_end: bool = True
+    idle_exit_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,13 @@ def open_source(config: Config, spec: EndpointSpec):
 
         _only(spec, "source", set())
         return StdinSource()
+    if spec.type == "kafka":
+        from regretflow.connectors.kafka import KafkaSource
+
+        try:
+            return KafkaSource(spec.options, max_records=config.runtime.batch_size)
+        except ValueError as exc:
+            raise ConfigError(f"source.{exc}") from None
     raise ConfigError(f"source.type: {spec.type!r} is not available in this build")
 
 
@@ -51,6 +58,19 @@ def open_sink(config: Config, spec: EndpointSpec, where: str):
         from regretflow.connectors.memory import MemorySink
 
         return MemorySink(keep=False)
+    if spec.type == "kafka":
+        from regretflow.connectors.kafka import KafkaSink
+
+        options = dict(spec.options)
+        if config.source.type == "kafka":  # connection settings default to the source's
+            for key in ("backend", "bootstrap_servers", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
+                        "sasl_password", "sasl_password_env", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if key in config.source.options and key not in options:
+                    options[key] = config.source.options[key]
+        try:
+            return KafkaSink(options)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
     raise ConfigError(f"{where}.type: {spec.type!r} is not available in this build")
 
 
@@ -60,9 +80,12 @@ def _only(spec: EndpointSpec, where: str, allowed: set[str]) -> None:
             raise ConfigError(f"{where}.{key}: unknown key for type = {spec.type!r}; expected one of {', '.join(sorted(allowed)) or '(none)'}")
 
 
-def run_daemon(config: Config, workers: int = 1) -> int:
-    if workers != 1:
-        raise ConfigError("--workers > 1 needs a kafka source (consumer groups); this source has one reader")
+def run_daemon(config: Config, workers: int = 1, config_path: str | None = None) -> int:
+    """Run one worker in this process, or supervise ``workers`` worker processes."""
+    if workers > 1:
+        if config.source.type != "kafka":
+            raise ConfigError("--workers > 1 needs source.type = \"kafka\" (workers share partitions through a consumer group)")
+        return _supervise(config, workers, config_path)
     source = open_source(config, config.source)
     answers = open_sink(config, config.answers, "answers")
     dead = open_sink(config, config.dead_letters, "dead_letters")
@@ -73,3 +96,50 @@ def run_daemon(config: Config, workers: int = 1) -> int:
     log.info("event=stop events=%d valid=%d dead_letters=%d", engine.events_seen, engine.valid_events, engine.dead_count)
     engine.close()
     return 0
+
+
+def _supervise(config: Config, workers: int, config_path: str | None) -> int:
+    """N worker processes in one consumer group; SIGTERM is passed on; a crashed worker is restarted.
+
+    Worker i serves its metrics on ``metrics.port + i`` (or a free port when the port is 0).
+    """
+    import os
+    import signal
+    import subprocess
+    import time
+
+    if config_path is None:
+        raise ConfigError("--workers needs the config file path")
+    stopping = False
+
+    def spawn(i: int) -> subprocess.Popen:
+        env = {**os.environ, "REGRETFLOW_WORKER_INDEX": str(i)}
+        return subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli", "run", "--config", config_path, "--worker-index", str(i)], env=env)
+
+    procs = {i: spawn(i) for i in range(workers)}
+
+    def forward(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    log.info("event=supervise workers=%d pids=%s", workers, ",".join(str(p.pid) for p in procs.values()))
+    worst = 0
+    while procs:
+        for i, p in list(procs.items()):
+            rc = p.poll()
+            if rc is None:
+                continue
+            if stopping or rc == 0:
+                worst = max(worst, rc)
+                del procs[i]
+            else:
+                log.warning("event=worker_died worker=%d rc=%d action=restart", i, rc)
+                time.sleep(1.0)
+                procs[i] = spawn(i)
+        time.sleep(0.2)
+    return worst

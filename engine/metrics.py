@@ -114,6 +114,13 @@ class Metrics:
         self.last_batch = 0.0
         r.register(_Callback("regretflow_seconds_since_last_batch", "Seconds since the last micro-batch finished (absent before the first).",
                              lambda: time.time() - self.last_batch if self.last_batch else None))
+        self.rebalances = Counter("regretflow_rebalances", "Partition assignments received from the consumer group.", registry=r)
+        self.owned_partitions = Gauge("regretflow_owned_partitions", "Source partitions this worker owns now.", registry=r)
+        self.consumer_lag = Gauge("regretflow_consumer_lag", "Records between this worker's position and the end of the partition.", ["topic", "partition"], registry=r)
+        self.source_errors = Counter("regretflow_source_errors", "Errors talking to the source (broker unreachable, failed commits).", registry=r)
+        self.source_up = Gauge("regretflow_source_up", "1 while the source answers, 0 after a failed poll, commit or lag query.", registry=r)
+        self.source_up.set(1)
+        self.sink_records = Counter("regretflow_sink_records", "Records handed to the sinks (answers, dead_letters).", ["sink"], registry=r)
         self.learner_gauges = {
             name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()
         }

@@ -16,7 +16,7 @@ the state once, even after ``kill -9``.
 >>> answers = MemorySink()
 >>> engine = Engine(cfg, MemorySource(events), answers, MemorySink(), serve_metrics=False)
 >>> engine.run()
->>> [round(__import__("orjson").loads(p)["prediction"], 3) for _, p in answers.records]
+>>> [round(__import__("orjson").loads(r[1])["prediction"], 3) for r in answers.records]
 [0.0, 1.0, 1.333]
 """
 
@@ -55,9 +55,47 @@ class _BatchOutput:
     def answer(self, ev: Event, record: dict) -> None:
         if ev.key is not None:
             record["key"] = ev.key
-        self.answers.append((ev.model, dumps(record)))
+        self.answers.append((ev.key or ev.model, dumps(record), (("model", ev.model), ("event_id", ev.id))))
         k = (ev.model, ev.kind)
         self.answered[k] = self.answered.get(k, 0) + 1
+
+
+class Partition:
+    """The state one source partition owns: its shards, its counters, its checkpoints.
+
+    A file or stdin source is one partition (id ``""``); a Kafka source has one per
+    topic partition the consumer group assigns to this worker. Checkpoints are per
+    partition, so a partition can move to another worker with its state.
+    """
+
+    def __init__(self, pid: str, models):
+        self.pid = pid
+        self.router = Router(models)
+        self.events_seen = 0
+        self.valid_events = 0
+        self.dead_count = 0
+        self.dirty = False
+        self.checkpoint_number = 0
+
+    def state_dict(self, position: dict | None) -> dict[str, Any]:
+        return {
+            "kind": CHECKPOINT_KIND,
+            "partition": self.pid,
+            "position": position or {},
+            "events_seen": self.events_seen,
+            "valid_events": self.valid_events,
+            "dead_count": self.dead_count,
+            "shards": self.router.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], number: int) -> None:
+        if state.get("kind") != CHECKPOINT_KIND:
+            raise CheckpointError(f"not an engine checkpoint (kind {state.get('kind')!r})")
+        self.router.load_state_dict(state.get("shards", {}))
+        self.events_seen = int(state["events_seen"])
+        self.valid_events = int(state["valid_events"])
+        self.dead_count = int(state["dead_count"])
+        self.checkpoint_number = number
 
 
 class Engine:
@@ -70,7 +108,8 @@ class Engine:
         self.answers = answers
         self.dead_letters = dead_letters
         self.decoder = EventDecoder(config)
-        self.router = Router(config.models)
+        self.partitioned = bool(getattr(source, "partitioned", False))
+        self.parts: dict[str, Partition] = {}
         gauges, group_gauges = _learner_gauges(config)
         self.metrics = metrics or Metrics(
             list(config.models), {m: ["all", *s.group_labels] for m, s in config.models.items()}, gauges, group_gauges
@@ -81,17 +120,43 @@ class Engine:
             self.server = MetricsServer(self.metrics, self.health, config.metrics.host, config.metrics.port).start()
         self.progress = progress
         self.stop_requested = False
-        self.events_seen = 0
-        self.valid_events = 0
-        self.dead_count = 0
         self.since_checkpoint = 0
         self.last_checkpoint_time = time.monotonic()
-        self.checkpoint_number = 0
         self.summaries: dict[str, Any] = {}
         self.stale: set[str] = set()
         self.published: dict[str, float] = {}
+        self.last_event_time = time.monotonic()
+        self._lag_checked = 0.0
+        self._lag_labels: set[str] = set()
+        self._errors_reported = 0
         self._warm_up()
-        self._restore()
+        if self.partitioned:
+            source.set_listener(self.on_assign, self.on_revoke)
+        else:
+            self.parts[""] = self._restore("")
+        self.health.ready = True
+
+    # -- totals over the partitions this worker owns ---------------------------------------
+    @property
+    def router(self) -> Router:
+        """The router of an unpartitioned source (files, stdin, memory)."""
+        return self.parts[""].router
+
+    @property
+    def events_seen(self) -> int:
+        return sum(p.events_seen for p in self.parts.values())
+
+    @property
+    def valid_events(self) -> int:
+        return sum(p.valid_events for p in self.parts.values())
+
+    @property
+    def dead_count(self) -> int:
+        return sum(p.dead_count for p in self.parts.values())
+
+    def shards(self):
+        for part in self.parts.values():
+            yield from part.router.shards.values()
 
     # -- start-up ----------------------------------------------------------------------
     def _warm_up(self) -> None:
@@ -118,36 +183,62 @@ class Engine:
         t = regret.HindsightRegret(1, ["g"])
         t.update(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones((1, 1), dtype=np.bool_))
 
-    def _restore(self) -> None:
-        directory = self.config.checkpoint.dir
-        if not directory:
-            self.health.ready = True
-            return
-        found = latest_checkpoint(self._path(directory))
-        if found is None:
-            log.info("event=restore status=fresh dir=%s", directory)
-        else:
-            state, meta = found
-            if state.get("kind") != CHECKPOINT_KIND:
-                raise CheckpointError(f"{directory}: not an engine checkpoint (kind {state.get('kind')!r})")
-            self.router.load_state_dict(state.get("shards", {}))
-            self.source.seek(state["position"])
-            self.events_seen = int(state["events_seen"])
-            self.valid_events = int(state["valid_events"])
-            self.dead_count = int(state["dead_count"])
-            self.checkpoint_number = int(meta["number"])
-            log.info("event=restore status=ok checkpoint=%d events=%d dir=%s", self.checkpoint_number, self.events_seen, directory)
-        self.health.ready = True
-
-    def _path(self, p: str) -> str:
+    def _directory(self, pid: str) -> str | None:
         from pathlib import Path
 
-        path = Path(p)
-        return str(path if path.is_absolute() else Path(self.config.base_dir) / path)
+        if not self.config.checkpoint.dir:
+            return None
+        path = Path(self.config.checkpoint.dir)
+        path = path if path.is_absolute() else Path(self.config.base_dir) / path
+        if pid:
+            path = path / pid.replace(":", ".").replace("/", "_")
+        return str(path)
+
+    def _restore(self, pid: str) -> Partition:
+        """The partition's newest checkpoint, with the source sought to its position (or a fresh one)."""
+        part = Partition(pid, self.config.models)
+        directory = self._directory(pid)
+        found = latest_checkpoint(directory) if directory else None
+        if found is None:
+            log.info("event=restore status=fresh partition=%r dir=%s", pid, directory)
+            return part
+        state, meta = found
+        part.load_state_dict(state, int(meta["number"]))
+        if state["position"]:
+            if self.partitioned:
+                self.source.seek(pid, state["position"])
+            else:
+                self.source.seek(state["position"])
+        log.info("event=restore status=ok partition=%r checkpoint=%d events=%d dir=%s", pid, part.checkpoint_number, part.events_seen, directory)
+        return part
+
+    def on_assign(self, pids: list[str]) -> None:
+        """Rebalance: restore the partitions this worker gains and seek to their checkpoints."""
+        for pid in pids:
+            if pid not in self.parts:
+                self.parts[pid] = self._restore(pid)
+        self.metrics.rebalances.inc()
+        self.metrics.owned_partitions.set(len(self.parts))
+        log.info("event=assigned partitions=%s", ",".join(sorted(pids)))
+
+    def on_revoke(self, pids: list[str]) -> None:
+        """Rebalance: checkpoint the partitions this worker loses, then forget them."""
+        lost = [pid for pid in pids if pid in self.parts]
+        # offsets are not committed here: the client forbids blocking calls inside its
+        # rebalance callback, and the checkpoint (which the next owner restores) is the truth
+        self.checkpoint([pid for pid in lost if self.parts[pid].dirty], commit=False)
+        for pid in lost:
+            del self.parts[pid]
+            if pid in self._lag_labels:
+                self.metrics.consumer_lag.remove(*split_label(pid))
+                self._lag_labels.discard(pid)
+        self.stale.update(self.config.models)
+        self.metrics.owned_partitions.set(len(self.parts))
+        log.info("event=revoked partitions=%s", ",".join(sorted(pids)))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, install_signals: bool = False) -> None:
-        """Consume until the source is exhausted (finite sources) or a stop is requested."""
+        """Consume until the source is exhausted (finite sources), idle too long, or stopped."""
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
@@ -155,12 +246,18 @@ class Engine:
         timeout = rt.batch_timeout_ms / 1000.0
         try:
             while not self.stop_requested:
-                payloads = self.source.poll(rt.batch_size, timeout)
-                if payloads:
-                    self.process(payloads)
-                    self._maybe_checkpoint()
+                records = self.source.poll(rt.batch_size, timeout)
+                if records:
+                    self.process(records)
+                    self.last_event_time = time.monotonic()
                 else:
                     self.health.beat()
+                    self._refresh_stale()
+                    if rt.idle_exit_seconds and time.monotonic() - self.last_event_time > rt.idle_exit_seconds:
+                        log.info("event=idle_exit seconds=%.1f", rt.idle_exit_seconds)
+                        break
+                self._maybe_checkpoint()
+                self._source_metrics()
                 if self.source.exhausted() and rt.stop_at_end:
                     break
         finally:
@@ -170,35 +267,49 @@ class Engine:
         log.info("event=signal signal=%s action=drain-and-checkpoint", signal.Signals(signum).name)
         self.stop_requested = True
 
-    def process(self, payloads: list[bytes]) -> None:
-        """One micro-batch: every payload is answered, learned or dead-lettered."""
+    def process(self, records: list) -> None:
+        """One micro-batch: every payload is answered, learned or dead-lettered.
+
+        ``records`` are payloads (unpartitioned sources) or ``(partition, payload)`` pairs.
+        """
         started = time.perf_counter()
         out = _BatchOutput()
-        decode, router = self.decoder.decode, self.router
+        decode = self.decoder.decode
         kinds = out.kinds
-        for payload in payloads:
+        if not self.partitioned:
+            records = [("", p) for p in records]
+        part = None
+        for pid, payload in records:
+            if part is None or part.pid != pid:
+                part = self.parts.get(pid)
+                if part is None:  # a record of a partition assigned without a callback (never with Kafka)
+                    part = self.parts[pid] = self._restore(pid)
+                part.dirty = True
+            part.events_seen += 1
             try:
                 ev = decode(payload)
-                router.shard(ev).admit(ev, out)
+                part.router.shard(ev).admit(ev, out)
             except BadEvent as bad:
                 self._dead(out, payload, bad)
+                part.dead_count += 1
                 continue
+            part.valid_events += 1
             k = (ev.model, ev.kind)
             kinds[k] = kinds.get(k, 0) + 1
-        router.flush(out)
+        for part in self.parts.values():
+            if part.dirty:
+                part.router.flush(out)
         self.answers.write(out.answers)
         self.dead_letters.write(out.dead)
-        n = len(payloads)
-        self.events_seen += n
-        self.dead_count += len(out.dead)
-        self.valid_events += n - len(out.dead)
+        self.metrics.sink_records.labels(sink="answers").inc(len(out.answers))
+        self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead))
+        n = len(records)
         self.since_checkpoint += n
         elapsed = time.perf_counter() - started
         self._update_metrics(out, n, elapsed)
         self.health.beat()
         if self.progress is not None:
             self.progress(self)
-
     def _dead(self, out: _BatchOutput, payload: bytes, bad: BadEvent) -> None:
         model = UNKNOWN_MODEL
         if bad.reason not in ("oversized", "not_json", "non_finite", "not_object", "unknown_model"):
@@ -206,7 +317,7 @@ class Engine:
             model = obj["model"] if obj.get("model") in self.config.models else UNKNOWN_MODEL
         raw = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
         record = {"reason": bad.reason, "detail": bad.detail, "model": model, "raw": raw[:65536]}
-        out.dead.append((model, orjson.dumps(record)))
+        out.dead.append((model, orjson.dumps(record), (("model", model), ("reason", bad.reason))))
         self.metrics.dead_letters.labels(model=model, reason=bad.reason).inc()
 
     # -- metrics ------------------------------------------------------------------------
@@ -221,7 +332,7 @@ class Engine:
         m.batch_duration.observe(elapsed)
         m.last_batch = time.time()
         touched = set()
-        for shard in self.router.shards.values():
+        for shard in self.shards():
             if shard.dirty:
                 touched.add(shard.spec.name)
                 shard.dirty = False
@@ -233,10 +344,14 @@ class Engine:
                     m.joins_evicted.labels(model=shard.spec.name).inc(evicted)
                     shard.evicted_reported = shard.joins.evicted
         self.stale.update(touched)
+        self._refresh_stale()
+
+    def _refresh_stale(self) -> None:
+        """Publish models whose gauges are behind, at most once per ``metrics.refresh_seconds``
+        each: the regret gauges solve a d x d eigenproblem per group."""
         now = time.monotonic()
         refresh = self.config.metrics.refresh_seconds
         for model in list(self.stale):
-            # the regret gauges solve a d x d eigenproblem per group: at most every refresh_seconds
             if now - self.published.get(model, -1e18) >= refresh:
                 self._publish_model(model)
 
@@ -250,7 +365,9 @@ class Engine:
         m = self.metrics
         self.stale.discard(model)
         self.published[model] = time.monotonic()
-        shards = [s for s in self.router.shards.values() if s.spec.name == model]
+        shards = [s for s in self.shards() if s.spec.name == model]
+        if not shards:
+            return
         summary = model_summary(shards)
         self.summaries[model] = summary
         m.model_version.labels(model=model).set(summary["model_version"])
@@ -290,39 +407,67 @@ class Engine:
         ck = self.config.checkpoint
         if not ck.dir:
             return
-        if self.since_checkpoint >= ck.every_events or time.monotonic() - self.last_checkpoint_time >= ck.every_seconds:
+        if self.since_checkpoint >= ck.every_events or (
+            self.since_checkpoint and time.monotonic() - self.last_checkpoint_time >= ck.every_seconds
+        ):
             self.checkpoint()
 
-    def checkpoint(self) -> None:
-        """Write one checkpoint of everything (after the batch in flight)."""
+    def checkpoint(self, pids: list[str] | None = None, commit: bool = True) -> None:
+        """Checkpoint the partitions that changed (or ``pids``), then commit their offsets.
+
+        Answers and dead letters are flushed first: a checkpoint never covers an event
+        whose answer could still be lost. Offsets go to Kafka only after the checkpoint
+        that covers them, so the group's committed offsets (and lag) are true.
+        """
         ck = self.config.checkpoint
         if not ck.dir:
             return
         started = time.perf_counter()
-        self.checkpoint_number += 1
-        state = {
-            "kind": CHECKPOINT_KIND,
-            "position": self.source.position(),
-            "events_seen": self.events_seen,
-            "valid_events": self.valid_events,
-            "dead_count": self.dead_count,
-            "shards": self.router.state_dict(),
-        }
         self.answers.flush()
         self.dead_letters.flush()
-        write_checkpoint(self._path(ck.dir), self.checkpoint_number, state, keep=ck.keep)
-        self.since_checkpoint = 0
-        self.last_checkpoint_time = time.monotonic()
+        targets = [self.parts[p] for p in pids] if pids is not None else [p for p in self.parts.values() if p.dirty]
+        positions = {}
+        for part in targets:
+            position = self.source.position(part.pid) if self.partitioned else self.source.position()
+            part.checkpoint_number += 1
+            write_checkpoint(self._directory(part.pid), part.checkpoint_number, part.state_dict(position), keep=ck.keep)
+            part.dirty = False
+            positions[part.pid] = position
+        if self.partitioned and positions and commit:
+            self.metrics.source_up.set(1 if self.source.commit(positions) else 0)
+        if pids is None:
+            self.since_checkpoint = 0
+            self.last_checkpoint_time = time.monotonic()
         duration = time.perf_counter() - started
-        self.metrics.checkpoints.inc()
-        self.metrics.checkpoint_duration.set(duration)
-        self.metrics.last_checkpoint = time.time()
-        log.debug("event=checkpoint number=%d events=%d seconds=%.4f", self.checkpoint_number, self.events_seen, duration)
+        if targets:
+            self.metrics.checkpoints.inc(len(targets))
+            self.metrics.checkpoint_duration.set(duration)
+            self.metrics.last_checkpoint = time.time()
+        log.debug("event=checkpoint partitions=%d events=%d seconds=%.4f", len(targets), self.events_seen, duration)
+
+    def _source_metrics(self) -> None:
+        """Consumer lag per partition and client errors, every refresh_seconds (partitioned sources)."""
+        if not self.partitioned:
+            return
+        now = time.monotonic()
+        if now - self._lag_checked < self.config.metrics.refresh_seconds:
+            return
+        self._lag_checked = now
+        m = self.metrics
+        for pid, lag in self.source.lag().items():
+            topic, partition = split_label(pid)
+            m.consumer_lag.labels(topic=topic, partition=partition).set(lag)
+            self._lag_labels.add(pid)
+        errors = getattr(self.source, "errors", 0)
+        if errors > self._errors_reported:
+            m.source_errors.inc(errors - self._errors_reported)
+            self._errors_reported = errors
+            m.source_up.set(0)
 
     def shutdown(self) -> None:
         """Finish: final checkpoint, gauges up to date, sinks flushed."""
         self.publish_all()
-        if self.config.checkpoint.dir and self.since_checkpoint:
+        if self.config.checkpoint.dir and any(p.dirty for p in self.parts.values()):
             self.checkpoint()
         self.answers.flush()
         self.dead_letters.flush()
@@ -339,9 +484,15 @@ class Engine:
         """Per model: task, counts, and per group regret (or bandit values, or accuracy)."""
         out = {}
         for model in self.config.models:
-            shards = [s for s in self.router.shards.values() if s.spec.name == model]
+            shards = [s for s in self.shards() if s.spec.name == model]
             out[model] = model_summary(shards) if shards else {"task": None, "events": 0}
         return out
+
+
+def split_label(pid: str) -> tuple[str, str]:
+    """("topic", "partition") label values of a partition id "topic:partition"."""
+    topic, _, partition = pid.rpartition(":")
+    return topic, partition
 
 
 def model_summary(shards: list) -> dict[str, Any]:

@@ -18,7 +18,7 @@ def run(config, payloads, batch_size=None):
     answers, dead = MemorySink(), MemorySink()
     engine = Engine(config, MemorySource(payloads), answers, dead, serve_metrics=False)
     engine.run()
-    return engine, [orjson.loads(p) for _, p in answers.records], [orjson.loads(p) for _, p in dead.records]
+    return engine, [orjson.loads(r[1]) for r in answers.records], [orjson.loads(r[1]) for r in dead.records]
 
 
 def shard_state(engine):
