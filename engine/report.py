@@ -1,0 +1,547 @@
+"""``regretflow report``: a run's regret, reward and off-policy curves, as PNG files and one HTML page.
+
+Usage::
+
+    regretflow report RUN [--out DIR]                       RUN: a metrics log (metrics.log_path)
+    regretflow report --replay EVENTS.jsonl --config FILE   replay a logged stream, recording as it goes
+    regretflow report --demo [--passes N]                   the demo's stream, offline and flat out
+
+It draws, per model: for regression models the cumulative regret of every declared
+group against its own labelled rounds, the regret per round, and the learner's mean
+loss beside that of the best fixed predictor in hindsight; for bandit models the
+pseudo-regret and the estimated regret against the best constant action, the
+cumulative reward, and the observed mean reward beside the IPS and SNIPS values (with
+their 95% intervals) of the uniform policy and of the best constant action; for
+classification models the accuracy overall, per class and per group; and the
+learner's own gauges. Every figure is a PNG in ``--out``; ``report.html`` embeds them
+all (base64), so the page is one file to mail or attach. ``--replay`` and ``--demo``
+also write the log they recorded to ``--out/metrics.jsonl``. Drawing needs matplotlib
+(the ``plot`` extra); reading and writing the log does not.
+
+The metrics log
+---------------
+A JSON Lines file (UTF-8), appended to by the engine when ``metrics.log_path`` is set:
+one record every ``metrics.log_every_seconds`` and one at shutdown. Each line is one
+JSON object, written by :func:`metrics_log_record`::
+
+    {"format": "regretflow-metrics-log", "version": 1, "ts": 1733000000.125,
+     "models": {"<model>": <summary>, ...}}
+
+``ts`` is the wall-clock time of the record (Unix seconds). ``<summary>`` is the
+engine's summary of the model (``Engine.summary()[model]``), always with ``task``
+(``"regression"``, ``"bandit"``, ``"classification"`` or null before the model's first
+event), ``learner``, ``shards``, ``model_version``, ``pending_joins``,
+``joins_evicted``, ``events``, and by task:
+
+- regression: ``"groups": {"<label>": {"count", "loss", "comparator_loss", "regret"}}``
+  (label ``all`` and every declared group label; counts are labelled rounds);
+- bandit: ``"bandit": {"count", "reward", "mean_reward", "pseudo_regret",
+  "pseudo_count", "uniform": <estimates>, "best_constant": {"action", <estimates>},
+  "regret_vs_best_constant", "constant": [<estimates> per action]}`` where
+  ``<estimates>`` is ``{"ips", "ips_low", "ips_high", "snips", "snips_low", "snips_high"}``;
+- classification: ``"classification": {"count", "accuracy", "mean_per_class_accuracy",
+  "per_class": {"<class>": {"count", "correct", "accuracy"}}, "per_group": {...}}``;
+
+and, when the learner declares gauges, ``"learner_gauges": {"<name>": number}`` and
+``"learner_group_gauges": {"<name>": [number per declared group, then all]}``.
+Non-finite numbers are written as null. Entries of the summary whose key starts with
+``_`` are not models: ``_stream`` (events, valid, dead letters) is kept as ``"stream"``,
+others are dropped. Readers ignore keys they do not know; a record of a newer
+``version`` is refused with a message; a last line cut short by a crash is skipped.
+
+>>> line = metrics_log_record({"m": {"task": "regression", "events": 3, "groups": {"all": {"count": 3, "loss": 1.5, "comparator_loss": 0.5, "regret": 1.0}}}}, now=1700000000.0)
+>>> line[:64]
+b'{"format":"regretflow-metrics-log","version":1,"ts":1700000000.0'
+>>> parse_metrics_log([line, line])[1]["models"]["m"]["groups"]["all"]["regret"]
+1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import html
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import orjson
+
+LOG_FORMAT = "regretflow-metrics-log"
+LOG_VERSION = 1
+
+
+class MetricsLogError(ValueError):
+    """A metrics log that cannot be read: not JSON, not a metrics log, or from a newer version."""
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+def metrics_log_record(summary: dict, now: float) -> bytes:
+    """One line of the metrics log (ending in a newline) for ``Engine.summary()`` at time ``now``."""
+    models = {k: v for k, v in summary.items() if not str(k).startswith("_")}
+    record: dict[str, Any] = {"format": LOG_FORMAT, "version": LOG_VERSION, "ts": float(now), "models": models}
+    if "_stream" in summary:
+        record["stream"] = summary["_stream"]
+    return orjson.dumps(_finite(record), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n"
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats as None (JSON has no NaN); numpy arrays as lists."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def parse_metrics_log(lines: Iterable[bytes], source: str = "metrics log") -> list[dict]:
+    """Records of a metrics log, oldest first; a last line cut short is skipped."""
+    lines = [ln for ln in lines if ln.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if number == len(lines):
+                break  # the engine was killed while writing it
+            raise MetricsLogError(f"{source}: line {number} is not JSON") from None
+        if not isinstance(record, dict) or record.get("format") != LOG_FORMAT:
+            raise MetricsLogError(f"{source}: line {number} is not a regretflow metrics log record")
+        if int(record.get("version", 0)) > LOG_VERSION:
+            raise MetricsLogError(f"{source}: line {number} has format version {record['version']}; "
+                                  f"this regretflow reads up to {LOG_VERSION}: upgrade regretflow")
+        records.append(record)
+    if not records:
+        raise MetricsLogError(f"{source}: no records")
+    return records
+
+
+def read_metrics_log(path: str | Path) -> list[dict]:
+    """Read a metrics log file (or ``metrics.jsonl`` in a directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise MetricsLogError(f"{path}: no such file") from None
+    return parse_metrics_log(data.splitlines(), str(path))
+
+
+# -- series -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ModelSeries:
+    """One model's figures over the records, as arrays aligned on the records that have them."""
+
+    name: str
+    task: str
+    learner: str
+    ts: np.ndarray
+    rounds: np.ndarray
+    values: dict[str, np.ndarray]
+    groups: dict[str, dict[str, np.ndarray]]
+    final: dict[str, Any]
+
+
+def model_series(records: list[dict]) -> dict[str, ModelSeries]:
+    """Per model, the time series a report draws (records where the model has no task are skipped)."""
+    names: list[str] = []
+    for r in records:
+        for name in r["models"]:
+            if name not in names:
+                names.append(name)
+    out = {}
+    for name in names:
+        rows = [(r["ts"], r["models"][name]) for r in records if (r["models"].get(name) or {}).get("task")]
+        if not rows:
+            continue
+        task = rows[-1][1]["task"]
+        rows = [(t, s) for t, s in rows if s.get("task") == task]
+        ts = np.array([t for t, _ in rows], dtype=float)
+        summaries = [s for _, s in rows]
+        values: dict[str, np.ndarray] = {}
+        groups: dict[str, dict[str, np.ndarray]] = {}
+        if task == "regression":
+            labels = list(summaries[-1].get("groups", {}))
+            for label in labels:
+                gs = [s.get("groups", {}).get(label) or {} for s in summaries]
+                groups[label] = {key: _col(gs, key) for key in ("count", "loss", "comparator_loss", "regret")}
+            rounds = groups["all"]["count"] if "all" in groups else np.arange(len(rows), dtype=float)
+        elif task == "bandit":
+            bs = [s.get("bandit") or {} for s in summaries]
+            for key in ("count", "reward", "mean_reward", "pseudo_regret", "pseudo_count", "regret_vs_best_constant"):
+                values[key] = _col(bs, key)
+            for policy in ("uniform", "best_constant"):
+                ps = [b.get(policy) or {} for b in bs]
+                for key in ("ips", "ips_low", "ips_high", "snips", "snips_low", "snips_high"):
+                    values[f"{policy}.{key}"] = _col(ps, key)
+            rounds = values["count"]
+        elif task == "classification":
+            cs = [s.get("classification") or {} for s in summaries]
+            values["count"] = _col(cs, "count")
+            values["accuracy"] = _col(cs, "accuracy")
+            for cls in (cs[-1].get("per_class") or {}):
+                values[f"class.{cls}"] = _col([(c.get("per_class") or {}).get(cls) or {} for c in cs], "accuracy")
+            for label in (cs[-1].get("per_group") or {}):
+                values[f"group.{label}"] = _col([(c.get("per_group") or {}).get(label) or {} for c in cs], "accuracy")
+            rounds = values["count"]
+        else:
+            rounds = np.array([float(s.get("events", i)) for i, s in enumerate(summaries)])
+        for gauge in (summaries[-1].get("learner_gauges") or {}):
+            values[f"learner.{gauge}"] = _col([s.get("learner_gauges") or {} for s in summaries], gauge)
+        for gauge, last in (summaries[-1].get("learner_group_gauges") or {}).items():
+            for i in range(len(last)):
+                values[f"learner_group.{gauge}.{i}"] = np.array(
+                    [_num(((s.get("learner_group_gauges") or {}).get(gauge) or [None] * (i + 1))[i]) for s in summaries])
+        out[name] = ModelSeries(name, task, str(summaries[-1].get("learner", "")), ts, rounds, values, groups, summaries[-1])
+    return out
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
+
+
+def _col(rows: list[dict], key: str) -> np.ndarray:
+    return np.array([_num(r.get(key)) for r in rows], dtype=float)
+
+
+# -- drawing -----------------------------------------------------------------------------------
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("regretflow report: drawing needs matplotlib; install the plot extra: pip install 'regretflow[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})  # no version stamp: reproducible bytes
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _group_order(labels: list[str]) -> list[str]:
+    return (["all"] if "all" in labels else []) + [g for g in labels if g != "all"]
+
+
+def regression_figure(s: ModelSeries, max_groups: int = 16) -> bytes:
+    """Cumulative regret and regret per round per group, and mean loss against the comparator's."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    labels = _group_order(list(s.groups))[:max_groups]
+    cmap = plt.get_cmap("tab20")
+    for i, label in enumerate(labels):
+        g = s.groups[label]
+        n = g["count"]
+        style = {"color": "black", "lw": 2.2, "zorder": 5} if label == "all" else {"color": cmap(i % 20), "lw": 1.1}
+        axes[0].plot(n, g["regret"], label=label, **style)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            axes[1].plot(n, np.where(n > 0, g["regret"] / n, np.nan), **style)
+    axes[0].axhline(0, color="grey", lw=0.6)
+    axes[0].set(title="cumulative regret by group", xlabel="labelled rounds of the group", ylabel="regret (squared loss)")
+    axes[1].axhline(0, color="grey", lw=0.6)
+    axes[1].set(title="regret per round", xlabel="labelled rounds of the group", ylabel="regret / rounds")
+    if "all" in s.groups:
+        g = s.groups["all"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            axes[2].plot(g["count"], g["loss"] / g["count"], color="black", lw=2, label="learner")
+            axes[2].plot(g["count"], g["comparator_loss"] / g["count"], color="tab:orange", lw=2, ls="--",
+                         label="best fixed linear predictor in hindsight")
+        axes[2].legend(fontsize=8)
+    axes[2].set(title="mean squared loss, all rows", xlabel="labelled rounds", ylabel="loss / rounds")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(f"model {s.name} ({s.learner})", fontsize=12)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    return _png(fig)
+
+
+def bandit_figure(s: ModelSeries) -> bytes:
+    """Regret (pseudo and estimated), cumulative reward, and off-policy values with intervals."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    v, n = s.values, s.rounds
+    if np.nanmax(np.nan_to_num(v["pseudo_count"], nan=0.0), initial=0.0) > 0:
+        axes[0].plot(n, v["pseudo_regret"], color="black", lw=2, label="pseudo-regret (exact)")
+    axes[0].plot(n, v["regret_vs_best_constant"], color="tab:red", lw=1.5, label="est. regret vs best constant (SNIPS)")
+    axes[0].axhline(0, color="grey", lw=0.6)
+    axes[0].set(title="cumulative regret", xlabel="feedback rounds", ylabel="reward units")
+    axes[0].legend(fontsize=8)
+    axes[1].plot(n, v["reward"], color="tab:green", lw=2)
+    axes[1].set(title="cumulative reward", xlabel="feedback rounds", ylabel="reward")
+    axes[2].plot(n, v["mean_reward"], color="black", lw=2, label="this policy (observed)")
+    for policy, color in (("uniform", "tab:blue"), ("best_constant", "tab:orange")):
+        for est, ls in (("snips", "-"), ("ips", ":")):
+            axes[2].plot(n, v[f"{policy}.{est}"], color=color, ls=ls, lw=1.3, label=f"{policy.replace('_', ' ')} {est.upper()}")
+        axes[2].fill_between(n, v[f"{policy}.snips_low"], v[f"{policy}.snips_high"], color=color, alpha=0.15, lw=0)
+    axes[2].set(title="mean reward: policy vs reference policies (95% bands)", xlabel="feedback rounds", ylabel="reward per round")
+    axes[2].legend(fontsize=7)
+    fig.suptitle(f"model {s.name} ({s.learner})", fontsize=12)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def classification_figure(s: ModelSeries, max_lines: int = 16) -> bytes:
+    """Prequential accuracy overall, per class and per group."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    n = s.rounds
+    for ax, prefix, title in ((axes[0], "class.", "accuracy per class"), (axes[1], "group.", "accuracy per group")):
+        ax.plot(n, s.values["accuracy"], color="black", lw=2.2, label="overall")
+        for key in [k for k in s.values if k.startswith(prefix)][:max_lines]:
+            if key != "group.all":
+                ax.plot(n, s.values[key], lw=1.1, label=key[len(prefix):])
+        ax.set(title=title, xlabel="labelled rounds", ylabel="accuracy", ylim=(-0.02, 1.02))
+        ax.legend(fontsize=7)
+    fig.suptitle(f"model {s.name} ({s.learner})", fontsize=12)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def learner_figure(s: ModelSeries, group_labels: list[str], max_panels: int = 6) -> bytes | None:
+    """The learner's own gauges (one panel each; per-group gauges one line per group)."""
+    names = [k[len("learner."):] for k in s.values if k.startswith("learner.")]
+    group_names = sorted({k.split(".")[1] for k in s.values if k.startswith("learner_group.")})
+    panels = ([("", n) for n in names] + [("group", n) for n in group_names])[:max_panels]
+    if not panels:
+        return None
+    plt = _pyplot()
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    labels = [*group_labels, "all"]  # the engine's order: declared groups, then all
+    for ax, (kind, name) in zip(axes.flat, panels):
+        if kind:
+            keys = sorted((k for k in s.values if k.startswith(f"learner_group.{name}.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+            for k in keys:
+                i = int(k.rsplit(".", 1)[1])
+                label = labels[i] if i < len(labels) else str(i)
+                ax.plot(s.rounds, s.values[k], lw=2.2 if label == "all" else 1.0, color="black" if label == "all" else None, label=label)
+            ax.legend(fontsize=6)
+        else:
+            ax.plot(s.rounds, s.values[f"learner.{name}"], color="black")
+        ax.set(title=f"regretflow_learner_{name}", xlabel="rounds")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"model {s.name} ({s.learner}): the learner's own gauges", fontsize=12)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def write_report(records: list[dict], out: str | Path, title: str = "regretflow report", source: str = "") -> dict[str, Path]:
+    """Draw every figure of ``records`` into ``out`` (PNG files and report.html); returns name -> path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    series = model_series(records)
+    figures: dict[str, list[tuple[str, bytes]]] = {}
+    for name, s in series.items():
+        figs = []
+        if s.task == "regression" and s.groups:
+            figs.append((f"regret-{name}", regression_figure(s)))
+        elif s.task == "bandit":
+            figs.append((f"bandit-{name}", bandit_figure(s)))
+        elif s.task == "classification":
+            figs.append((f"accuracy-{name}", classification_figure(s)))
+        group_labels = [g for g in s.groups if g != "all"] if s.groups else [
+            k[len("group."):] for k in s.values if k.startswith("group.") and k != "group.all"]
+        learner = learner_figure(s, group_labels)
+        if learner is not None:
+            figs.append((f"learner-{name}", learner))
+        figures[name] = figs
+    written: dict[str, Path] = {}
+    for figs in figures.values():
+        for stem, png in figs:
+            path = out / f"{_safe(stem)}.png"
+            path.write_bytes(png)
+            written[stem] = path
+    page = out / "report.html"
+    page.write_text(_html(records, series, figures, title, source), encoding="utf-8")
+    written["report.html"] = page
+    return written
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return html.escape(str(v))
+
+
+def _final_table(s: ModelSeries) -> str:
+    f = s.final
+    if s.task == "regression":
+        rows = "".join(
+            f"<tr><td>{html.escape(label)}</td><td>{_fmt(g.get('count'))}</td><td>{_fmt(g.get('loss'))}</td>"
+            f"<td>{_fmt(g.get('comparator_loss'))}</td><td>{_fmt(g.get('regret'))}</td>"
+            f"<td>{_fmt(g['regret'] / g['count'] if g.get('count') and g.get('regret') is not None else 0.0)}</td></tr>"
+            for label, g in f.get("groups", {}).items())
+        return ("<table><tr><th>group</th><th>rounds</th><th>cumulative loss</th><th>best fixed</th><th>regret</th>"
+                f"<th>regret / round</th></tr>{rows}</table>")
+    if s.task == "bandit":
+        b = f.get("bandit", {})
+        rows = [("feedback rounds", b.get("count")), ("cumulative reward", b.get("reward")), ("mean reward", b.get("mean_reward")),
+                ("pseudo-regret", b.get("pseudo_regret")), ("est. regret vs best constant", b.get("regret_vs_best_constant"))]
+        for policy in ("uniform", "best_constant"):
+            e = b.get(policy) or {}
+            if e:
+                rows.append((f"{policy.replace('_', ' ')} SNIPS [95%]", f"{_fmt(e.get('snips'))} [{_fmt(e.get('snips_low'))}, {_fmt(e.get('snips_high'))}]"))
+        return "<table>" + "".join(f"<tr><th>{k}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
+    if s.task == "classification":
+        c = f.get("classification", {})
+        rows = [("rounds", c.get("count")), ("accuracy", c.get("accuracy")), ("mean per-class accuracy", c.get("mean_per_class_accuracy"))]
+        return "<table>" + "".join(f"<tr><th>{k}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
+    return ""
+
+
+def _html(records, series, figures, title, source) -> str:
+    t0, t1 = records[0]["ts"], records[-1]["ts"]
+    span = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t0))} to {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t1))} UTC"
+    parts = [
+        "<!DOCTYPE html>",
+        f"<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1600px;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}img{max-width:100%;display:block;margin:0.5em 0}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(records)} records, {span}{'; source ' + html.escape(source) if source else ''}.</p>",
+    ]
+    for name, s in series.items():
+        parts.append(f"<h2>model {html.escape(name)} <small>({html.escape(s.learner)}, {s.task})</small></h2>")
+        parts.append(_final_table(s))
+        for stem, png in figures.get(name, []):
+            b64 = base64.b64encode(png).decode("ascii")
+            parts.append(f"<img alt='{html.escape(stem)}' src='data:image/png;base64,{b64}'>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# -- recording a run offline (replay, demo) ------------------------------------------------------
+
+
+def record_run(config, source, every: int) -> list[bytes]:
+    """Run ``source`` through an engine offline, one metrics-log line every ``every`` events and at the end."""
+    from regretflow.connectors.memory import MemorySink
+
+    from .runtime import Engine
+
+    config = dataclasses.replace(
+        config,
+        runtime=dataclasses.replace(config.runtime, batch_size=max(1, min(config.runtime.batch_size, every)), stop_at_end=True),
+        checkpoint=dataclasses.replace(config.checkpoint, dir=None),
+        metrics=dataclasses.replace(config.metrics, enabled=False),
+    )
+    lines: list[bytes] = []
+    state = {"next": every}
+
+    def recorder(engine) -> None:
+        if engine.events_seen >= state["next"]:
+            lines.append(metrics_log_record(engine.summary(), time.time()))
+            while state["next"] <= engine.events_seen:
+                state["next"] += every
+
+    engine = Engine(config, source, MemorySink(keep=False), MemorySink(keep=False), serve_metrics=False, progress=recorder)
+    engine.run()
+    summary = engine.summary()
+    summary["_stream"] = {"events": engine.events_seen, "valid": engine.valid_events, "dead_letters": engine.dead_count}
+    lines.append(metrics_log_record(summary, time.time()))
+    engine.close()
+    return lines
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The ``regretflow report`` options (the CLI adds them to its ``report`` sub-command)."""
+    p.add_argument("run", nargs="?", help="a metrics log (JSONL written with metrics.log_path), or a directory holding metrics.jsonl")
+    p.add_argument("--replay", metavar="EVENTS.jsonl", help="replay this event log through --config's models, recording as it goes")
+    p.add_argument("--config", help="the TOML config of --replay")
+    p.add_argument("--demo", action="store_true", help="record the demo's stream (Medical costs, offline, flat out)")
+    p.add_argument("--passes", type=int, default=3, help="--demo: passes over the data (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="--demo: shuffle seed (default 0)")
+    p.add_argument("--every", type=int, default=100, help="--replay/--demo: events between two records (default 100)")
+    p.add_argument("--out", default="regretflow-report", help="output directory (default ./regretflow-report)")
+    p.add_argument("--title", help="title of the HTML page")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``regretflow report`` with parsed arguments; returns the exit code."""
+    from .config import ConfigError, load_config
+
+    modes = sum(bool(x) for x in (args.run, args.replay, args.demo))
+    if modes != 1:
+        print("regretflow report: give exactly one of RUN, --replay EVENTS.jsonl --config FILE, or --demo", file=sys.stderr)
+        return 2
+    if args.every < 1:
+        print("regretflow report: --every must be at least 1", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        if args.run:
+            records = read_metrics_log(args.run)
+            source = str(args.run)
+        else:
+            if args.replay:
+                if not args.config:
+                    print("regretflow report: --replay needs --config FILE", file=sys.stderr)
+                    return 2
+                from regretflow.connectors.jsonl import JsonlSource
+
+                lines = record_run(load_config(args.config), JsonlSource(args.replay), args.every)
+                source = f"replay of {args.replay} with {args.config}"
+            else:
+                from regretflow.connectors.memory import MemorySource
+
+                from .demo import demo_config, demo_events
+
+                config = demo_config(metrics=False)
+                events = demo_events(passes=args.passes, seed=args.seed, models=list(config.models))
+                lines = record_run(config, MemorySource(events), args.every)
+                source = f"regretflow demo data, {args.passes} passes, seed {args.seed}"
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "metrics.jsonl").write_bytes(b"".join(lines))
+            records = parse_metrics_log(lines, source)
+    except (MetricsLogError, ConfigError) as exc:
+        print(f"regretflow report: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, MetricsLogError) else 2
+    written = write_report(records, out, title=args.title or "regretflow report", source=source)
+    for name, path in written.items():
+        print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m regretflow.engine.report ...`` (the same as ``regretflow report ...``)."""
+    parser = add_arguments(argparse.ArgumentParser(prog="regretflow report", description=__doc__.split("\n\n")[0]))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
