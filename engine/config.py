@@ -119,7 +119,7 @@ class Config:
 
 
 ENDPOINT_TYPES = {
-    "source": {"jsonl", "stdin", "kafka", "memory"},
+    "source": {"jsonl", "stdin", "kafka", "memory", "simulator"},
     "answers": {"jsonl", "stdout", "kafka", "null", "memory"},
     "dead_letters": {"jsonl", "stderr", "kafka", "null", "memory"},
 }

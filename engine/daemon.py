@@ -32,6 +32,22 @@ def open_source(config: Config, spec: EndpointSpec):
 
         _only(spec, "source", set())
         return StdinSource()
+    if spec.type == "simulator":
+        from regretflow.connectors.simulators.loop import ENVIRONMENTS, ClosedLoopSource
+
+        options = dict(spec.options)
+        name = options.pop("environment", None)
+        if name not in ENVIRONMENTS:
+            raise ConfigError(f"source.environment: {name!r} is not one of {', '.join(sorted(ENVIRONMENTS))}")
+        rounds = options.pop("rounds", None)
+        if rounds is not None and (isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1):
+            raise ConfigError("source.rounds: expected a positive integer (omit it to run forever)")
+        if options.get("model") not in config.models:
+            raise ConfigError(f"source.model: {options.get('model')!r} is not a declared model")
+        try:
+            return ClosedLoopSource(ENVIRONMENTS[name](**options), rounds=rounds)
+        except TypeError as exc:
+            raise ConfigError(f"source: {exc}") from None
     if spec.type == "kafka":
         from regretflow.connectors.kafka import KafkaSource
 
@@ -88,6 +104,10 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
         return _supervise(config, workers, config_path)
     source = open_source(config, config.source)
     answers = open_sink(config, config.answers, "answers")
+    if config.source.type == "simulator":
+        from regretflow.connectors.simulators.loop import TeeSink
+
+        answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
     engine = Engine(config, source, answers, dead)
     if engine.server is not None:

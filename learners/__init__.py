@@ -4,10 +4,17 @@
 models from it and knows nothing else about a family.
 """
 
+from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
+from .linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
 from .ridge import OnlineRidge
 
 LEARNERS = {
     "ridge": OnlineRidge,
+    "dynlin-ucb": DynLinUCB,
+    "linucb": LinUCB,
+    "d-linucb": DiscountedLinUCB,
+    "exp3": Exp3,
+    "batched-exp3": BatchedExp3,
 }
 
-__all__ = ["LEARNERS", "OnlineRidge"]
+__all__ = ["LEARNERS", "OnlineRidge", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds"]

@@ -1,0 +1,157 @@
+"""A simulator as the engine's source *and* answer sink: closed-loop decide/feedback streams.
+
+The loop emits a ``decide`` event (with the expected reward of every action, so the
+engine computes exact pseudo-regret), reads the engine's answer to it, plays the
+chosen action in the environment and emits the ``feedback`` with the observed
+reward, then the next ``decide``. Its position (round, pending feedback, the
+environment's state and RNG) is checkpointed with the engine, so a restarted daemon
+continues the same simulated world.
+
+An environment has ``model``, ``decide(t) -> event dict``, ``feedback(t, answer) ->
+event dict`` and ``state_dict()``/``load_state_dict()``.
+
+Examples
+--------
+>>> env = LinearDynamicalEnv("ads", case="synthetic", seed=1)
+>>> loop = ClosedLoopSource(env, rounds=2)
+>>> [e[:40] for e in loop.poll(10, 0.0)]
+[b'{"id":"ads-0","model":"ads","kind":"deci']
+>>> loop.write([("ads", b'{"id":"ads-0","kind":"decide","action":3}', ())])
+>>> [__import__("orjson").loads(e)["kind"] for e in loop.poll(10, 0.0)]
+['feedback', 'decide']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+
+
+class ClosedLoopSource:
+    """Runs ``rounds`` rounds of an environment against the engine (``None``: forever)."""
+
+    partitioned = False
+
+    def __init__(self, env, rounds: int | None = None):
+        self.env = env
+        self.rounds = rounds
+        self.t = 0
+        self.waiting: dict[str, int] = {}  # decide id -> round, until its answer arrives
+        self.outbox: list[bytes] = []
+        self.issued = 0
+
+    def poll(self, max_records: int, timeout: float) -> list[bytes]:
+        out = self.outbox[:max_records]
+        self.outbox = self.outbox[max_records:]
+        # one decision in flight: its feedback depends on the engine's answer
+        if not self.waiting and len(out) < max_records and (self.rounds is None or self.t < self.rounds):
+            event = self.env.decide(self.t)
+            self.waiting[event["id"]] = self.t
+            self.t += 1
+            out.append(orjson.dumps(event))
+        self.issued += len(out)
+        return out
+
+    def write(self, records) -> None:
+        """The engine's answers: each answered decide is played and its feedback queued."""
+        for record in records:
+            answer = orjson.loads(record[1])
+            t = self.waiting.pop(answer.get("id"), None)
+            if t is not None and answer.get("kind") == "decide":
+                self.outbox.append(orjson.dumps(self.env.feedback(t, answer)))
+
+    def flush(self) -> None:
+        pass
+
+    def position(self) -> dict[str, Any]:
+        return {"t": self.t, "waiting_ids": np.array(list(self.waiting), dtype=str),
+                "waiting_rounds": np.array(list(self.waiting.values()), dtype=np.int64),
+                "outbox": np.array([o.decode() for o in self.outbox], dtype=str), "env": self.env.state_dict()}
+
+    def seek(self, position: dict[str, Any]) -> None:
+        self.t = int(position["t"])
+        self.waiting = {str(k): int(v) for k, v in zip(position["waiting_ids"], position["waiting_rounds"])}
+        self.outbox = [str(o).encode() for o in position["outbox"]]
+        self.env.load_state_dict(position["env"])
+
+    def exhausted(self) -> bool:
+        return self.rounds is not None and self.t >= self.rounds and not self.waiting and not self.outbox
+
+    def close(self) -> None:
+        pass
+
+
+class TeeSink:
+    """Hands every answer to the loop and to the configured answer sink."""
+
+    def __init__(self, loop: ClosedLoopSource, sink):
+        self.loop, self.sink = loop, sink
+
+    def write(self, records) -> None:
+        self.sink.write(records)
+        self.loop.write(records)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+class LinearDynamicalEnv:
+    """The dynamical-bandit systems (``case`` = ``"synthetic"`` or ``"real-data"``) as a loop environment."""
+
+    def __init__(self, model: str, case: str = "real-data", seed: int = 0):
+        from .linear_dynamical import test_case
+
+        self.model = model
+        self.sim = test_case(case, seed=seed)
+        self.values = [float(v) for v in self.sim.steady_state_values]
+
+    def decide(self, t: int) -> dict[str, Any]:
+        return {"id": f"{self.model}-{t}", "model": self.model, "kind": "decide", "expected_rewards": self.values}
+
+    def feedback(self, t: int, answer: dict[str, Any]) -> dict[str, Any]:
+        reward = self.sim.step(int(answer["action"]))
+        return {"id": f"{self.model}-{t}-r", "model": self.model, "kind": "feedback", "ref": answer["id"], "reward": reward}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sim.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sim.load_state_dict(state)
+
+
+class ClassificationBanditEnv:
+    """A labelled dataset as a contextual bandit (reward 1 for the right class)."""
+
+    def __init__(self, model: str, dataset: str = "segment", seed: int = 0):
+        from regretflow.connectors.datasets.bandit_classification import load
+
+        from .classification_bandit import ClassificationBandit
+
+        data = load(dataset)
+        self.model = model
+        self.sim = ClassificationBandit(data.X, data.y, seed=seed, model=model)
+        self.n_actions, self.n_features = self.sim.n_actions, self.sim.n_features
+
+    def decide(self, t: int) -> dict[str, Any]:
+        event = self.sim.decide_event(t % len(self.sim))
+        event["id"] = f"{self.model}-{t}"  # unique across passes over the data
+        return event
+
+    def feedback(self, t: int, answer: dict[str, Any]) -> dict[str, Any]:
+        event = self.sim.feedback_event(t % len(self.sim), int(answer["action"]))
+        event.update(id=f"{self.model}-{t}-r", ref=answer["id"])
+        return event
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+ENVIRONMENTS = {"linear-dynamical": LinearDynamicalEnv, "classification-bandit": ClassificationBanditEnv}
