@@ -230,7 +230,7 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
             raise ValueError(f"gamma must be a number > 0, got {self.gamma!r}")
         if not (isinstance(self.expansion_dim, (int, np.integer)) and self.expansion_dim >= 0):
             raise ValueError(f"expansion_dim must be an integer >= 0, got {self.expansion_dim!r}")
-        if self.generator not in GENERATOR_MODES or self.generator is True:
+        if not (self.generator is False or (isinstance(self.generator, str) and self.generator in GENERATOR_MODES)):
             raise ValueError(f"generator must be one of {GENERATOR_MODES}, got {self.generator!r}")
         if not (isinstance(self.refresh_events, (int, np.integer)) and self.refresh_events >= 1):
             raise ValueError(f"refresh_events must be an integer >= 1, got {self.refresh_events!r}")
@@ -430,8 +430,10 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         """Outputs (rows x classes, columns beyond the answer weights are 0) and the column mask."""
         self._refresh_before_answer()
         W, mask = self._answer_weights()
+        part = np.empty((rows.shape[0], W.shape[1]))
+        K.linear_logits(W, self._phi(rows), part)
         logits = np.zeros((rows.shape[0], len(self._classes)))
-        K.linear_logits(W, self._phi(rows), logits[:, : W.shape[1]])
+        logits[:, : W.shape[1]] = part
         return logits, mask
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -550,7 +552,9 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
             kernel = _KERNELS[self._rule(stop - start)]
             if self.generator is not False and self._W_eval is not None:
                 W_eval = self._W_eval
-                K.linear_logits(W_eval, block, answered[start:stop, : W_eval.shape[1]])
+                part = np.empty((stop - start, W_eval.shape[1]))
+                K.linear_logits(W_eval, block, part)
+                answered[start:stop, : W_eval.shape[1]] = part
                 answer_mask[start:stop] = False
                 answer_mask[start:stop, : W_eval.shape[1]] = self._eval_mask
             kernel(self._R, self._W, block, indices[start:stop], logits[start:stop], losses[start:stop], s_values[start:stop])
