@@ -373,6 +373,26 @@ def test_generator_weights_with_few_pseudo_rows_use_the_recursive_state_exactly(
     assert rel(model.answer_weights, ref_ridge(Phi, idx, len(model.classes_), 0.3)) < 1e-9
 
 
+@settings(max_examples=30, deadline=None)
+@given(params=stream_params, chunk=st.integers(1, 20))
+def test_property_generator_weights_equal_ridge_on_real_plus_pseudo_rows(params, chunk):
+    n, d_in, n_classes, expansion_dim, gamma, data_seed = params
+    rng = np.random.default_rng(data_seed)
+    X = rng.normal(size=(n, d_in)) * rng.uniform(0.1, 3.0, d_in)
+    labels = rng.choice(n_classes, n, p=np.arange(n_classes, 0, -1) / np.arange(n_classes, 0, -1).sum())
+    model = AnalyticRidgeClassifier(gamma=gamma, expansion_dim=expansion_dim, generator="before_answer", seed=data_seed % 5)
+    for start in range(0, n, chunk):
+        model.learn_many(X[start : start + chunk], labels[start : start + chunk])
+    real_state = (model._R.copy(), model.weights)
+    pseudo, pseudo_labels = model.pseudo_rows()
+    model.refresh_generator()
+    Phi = np.vstack([phi_of(model, X), phi_of(model, pseudo)])
+    idx = np.concatenate([column_order(model, labels), pseudo_labels])
+    expected = ref_ridge(Phi, idx, len(model.classes_), gamma)
+    assert np.linalg.norm(model.answer_weights - expected) <= 1e-9 * max(np.linalg.norm(expected), 1e-12)
+    assert np.array_equal(real_state[0], model._R) and np.array_equal(real_state[1], model.weights)
+
+
 def test_pseudo_rows_follow_the_class_mean_and_unbiased_std():
     model, X, y = imbalanced_model(noise=1.0)
     pseudo, labels = model.pseudo_rows()
