@@ -6,10 +6,12 @@ The test starts, on 127.0.0.1 and free ports:
    Medical costs data, groups declared on sex, smoker, region, age and BMI);
 2. a second engine in this process, on a stream of ``decide`` / ``feedback`` events
    from a simulator that knows the expected rewards, with a bandit model of the first
-   bandit family registered in ``regretflow.learners.LEARNERS`` (checked now, at test
-   time; a seeded uniform-policy test double with one learner gauge when none is
-   registered: the bandit panels read engine-level metrics, the same whatever the
-   learner), a classification model when a classification family is registered,
+   bandit family registered in ``regretflow.learners.LEARNERS`` that builds from a
+   model declaration with features and ``n_actions`` alone (checked now, at test time;
+   otherwise a seeded uniform-policy test double with one learner gauge: the bandit
+   panels read engine-level metrics, the same whatever the learner; families such as
+   DynLin-UCB need an action polytope and a horizon in their params), a
+   classification model when a classification family builds the same way,
    checkpoints on, some bad events, unanswered requests and a small join store;
 3. Debian's Prometheus with its own config and data directory, scraping both every
    second and evaluating ``deploy/prometheus/alerts.yml``.
@@ -113,12 +115,26 @@ class GaugedUniformPolicy(UniformPolicy):
 
 
 def registered_family(task: str) -> str | None:
-    """The first registered learner family of ``task``, preferring those that take ``n_actions``."""
-    import inspect
+    """The first registered family of ``task`` that the engine can build from the second
+    engine's model declaration (features, ``n_actions``, groups; no params) and that
+    answers a first request; linucb first when registered."""
+    from regretflow.engine.router import build_learner
 
-    names = sorted(n for n, cls in LEARNERS.items() if getattr(cls, "task", "regression") == task)
-    with_actions = [n for n in names if "n_actions" in inspect.signature(LEARNERS[n]).parameters]
-    return (with_actions or names or [None])[0]
+    names = sorted((n for n, cls in LEARNERS.items() if getattr(cls, "task", "regression") == task),
+                   key=lambda n: (n != "linucb", n))
+    for name in names:
+        spec = parse_config({"models": {"probe": {"learner": name, "features": BANDIT_FEATURES, "n_actions": N_ACTIONS}}}).models["probe"]
+        try:
+            learner = build_learner(spec)
+            x = np.zeros(len(BANDIT_FEATURES))
+            if task == "bandit":
+                learner.act(x, None)
+            else:
+                learner.predict_many(x[None, :])
+        except Exception:  # needs params or a context of another shape: not this run's model
+            continue
+        return name
+    return None
 
 
 def declares_violation_gauge(cls) -> bool:
@@ -349,7 +365,7 @@ def test_every_dashboard_expression_returns_data(stack):
         results = evaluate_all(prom, expressions)
         allowed = allowed_empty(stack)
         missing = {k: v[0] for k, v in results.items() if not v[1] and not any(a in v[0] for a in allowed)}
-        if not missing or time.monotonic() > deadline:
+        if not missing or time.monotonic() > deadline or stack["second"].error is not None:
             break
         time.sleep(1.0)
     assert stack["second"].error is None, f"second engine failed: {stack['second'].error!r}"
