@@ -155,18 +155,18 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
     task = "classification"
 
     GAUGES = {
-        "regret": "cumulative squared one-hot loss of the prequential ridge outputs minus the loss of the best ridge classifier in hindsight on the same rows (exact)",
-        "cumulative_loss": "cumulative squared one-hot loss of the prequential ridge outputs (real rows only)",
-        "hindsight_loss": "ridge objective of the best ridge classifier in hindsight on the rows seen (exact)",
-        "answer_regret": "cumulative squared one-hot loss of the answers given (generator weights when on) minus the hindsight ridge loss",
-        "classes_seen": "number of distinct labels learned",
-        "generator_refreshes": "pseudo-feature generator refreshes so far",
-        "generator_pseudo_rows": "pseudo-rows used by the latest generator refresh",
-        "generator_age_events": "rows learned since the answer weights were last refreshed",
+        "analytic_regret": "cumulative squared one-hot loss of the prequential ridge outputs minus the loss of the best ridge classifier in hindsight on the same rows (exact)",
+        "analytic_cumulative_loss": "cumulative squared one-hot loss of the prequential ridge outputs (real rows only)",
+        "analytic_hindsight_loss": "ridge objective of the best ridge classifier in hindsight on the rows seen (exact)",
+        "analytic_answer_regret": "cumulative squared one-hot loss of the answers given (generator weights when on) minus the hindsight ridge loss",
+        "analytic_classes_seen": "number of distinct labels learned",
+        "analytic_generator_refreshes": "pseudo-feature generator refreshes so far",
+        "analytic_generator_pseudo_rows": "pseudo-rows used by the latest generator refresh",
+        "analytic_generator_age_events": "rows learned since the answer weights were last refreshed",
     }
     GROUP_GAUGES = {
-        "mean_squared_loss": "mean squared one-hot loss of the answers given on the group's rows",
-        "rows": "rows of the group observed",
+        "analytic_group_mean_squared_loss": "mean squared one-hot loss of the answers given on the group's rows",
+        "analytic_group_rows": "rows of the group observed",
     }
 
     def __init__(
@@ -631,20 +631,20 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
 
     def gauges(self) -> dict[str, float]:
         return {
-            "regret": self.hindsight_regret(),
-            "cumulative_loss": self._cumulative_loss,
-            "hindsight_loss": self._hindsight_loss,
-            "answer_regret": self._answer_loss - self._hindsight_loss,
-            "classes_seen": float(np.count_nonzero(self._counts)),
-            "generator_refreshes": float(self._refreshes),
-            "generator_pseudo_rows": float(self._pseudo_rows),
-            "generator_age_events": float(self.n_updates - max(self._eval_at, 0)),
+            "analytic_regret": self.hindsight_regret(),
+            "analytic_cumulative_loss": self._cumulative_loss,
+            "analytic_hindsight_loss": self._hindsight_loss,
+            "analytic_answer_regret": self._answer_loss - self._hindsight_loss,
+            "analytic_classes_seen": float(np.count_nonzero(self._counts)),
+            "analytic_generator_refreshes": float(self._refreshes),
+            "analytic_generator_pseudo_rows": float(self._pseudo_rows),
+            "analytic_generator_age_events": float(self.n_updates - max(self._eval_at, 0)),
         }
 
     def group_gauges(self) -> dict[str, np.ndarray]:
         rows = self._group_rows.astype(np.float64)
         mean = np.divide(self._group_loss, rows, out=np.zeros_like(self._group_loss), where=rows > 0)
-        return {"mean_squared_loss": mean, "rows": rows}
+        return {"analytic_group_mean_squared_loss": mean, "analytic_group_rows": rows}
 
     @property
     def weights(self) -> np.ndarray:

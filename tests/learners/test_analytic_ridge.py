@@ -255,13 +255,13 @@ def test_regret_tracker_equals_prequential_loss_minus_batch_ridge_objective(rule
     idx = column_order(model, y)
     C = len(model.classes_)
     objective = ref_objective(Phi, idx, C, 0.2)
-    assert abs(model.gauges()["hindsight_loss"] - objective) / objective < 1e-10
+    assert abs(model.gauges()["analytic_hindsight_loss"] - objective) / objective < 1e-10
     loss = 0.0
     for i in range(len(y)):  # a-priori losses by refitting on rows < i
         W = ref_ridge(Phi[:i], idx[:i], C, 0.2)
         e = ref_one_hot(idx[i : i + 1], C)[0] - Phi[i] @ W
         loss += float(e @ e)
-    assert abs(model.gauges()["cumulative_loss"] - loss) / loss < 1e-9
+    assert abs(model.gauges()["analytic_cumulative_loss"] - loss) / loss < 1e-9
     assert model.hindsight_regret() == pytest.approx(loss - objective, rel=1e-8)
     assert model.hindsight_regret() > 0
 
@@ -448,8 +448,8 @@ def test_every_n_refreshes_at_multiples_of_n_and_at_new_classes():
     model = AnalyticRidgeClassifier(gamma=0.2, generator="every_n", refresh_events=10)
     model.observe_many(X, y)
     expected = len(y) // 10 + sum(1 for i in range(len(y)) if y[i] not in y[:i] and (i + 1) % 10 != 0)
-    assert model.gauges()["generator_refreshes"] == expected
-    assert model.gauges()["generator_age_events"] == len(y) % 10
+    assert model.gauges()["analytic_generator_refreshes"] == expected
+    assert model.gauges()["analytic_generator_age_events"] == len(y) % 10
 
 
 def test_timer_generator_refreshes_only_after_the_period_or_a_new_class():
@@ -457,14 +457,14 @@ def test_timer_generator_refreshes_only_after_the_period_or_a_new_class():
     model = AnalyticRidgeClassifier(gamma=0.2, generator="timer", refresh_seconds=3600.0)
     model.learn_many(X[:5], y[:5])
     model.predict_many(X[:1])
-    assert model.gauges()["generator_refreshes"] == 1
+    assert model.gauges()["analytic_generator_refreshes"] == 1
     model.learn_many(X[5:10], y[5:10])  # no new class (stream starts with class 0)
     model.predict_many(X[:1])
-    assert model.gauges()["generator_refreshes"] == (2 if len(set(y[:10])) > len(set(y[:5])) else 1)
+    assert model.gauges()["analytic_generator_refreshes"] == (2 if len(set(y[:10])) > len(set(y[:5])) else 1)
     model.refresh_seconds = 0.0
     model.learn_many(X[10:12], y[10:12])
     model.predict_many(X[:1])
-    assert model.gauges()["generator_age_events"] == 0
+    assert model.gauges()["analytic_generator_age_events"] == 0
 
 
 def test_generator_raises_mean_class_and_tail_recall_on_a_gaussian_long_tail():
@@ -525,8 +525,8 @@ def test_group_gauges_average_the_answer_loss_per_group():
     model = AnalyticRidgeClassifier(gamma=0.5)
     model.observe_many(X, y, groups)
     gauges = model.group_gauges()
-    assert gauges["rows"].tolist() == [groups[:, 0].sum(), len(y)]
-    assert gauges["mean_squared_loss"][1] == pytest.approx(model.gauges()["cumulative_loss"] / len(y))
+    assert gauges["analytic_group_rows"].tolist() == [groups[:, 0].sum(), len(y)]
+    assert gauges["analytic_group_mean_squared_loss"][1] == pytest.approx(model.gauges()["analytic_cumulative_loss"] / len(y))
     assert set(model.GAUGES) == set(model.gauges()) and set(model.GROUP_GAUGES) == set(gauges)
 
 
@@ -623,3 +623,47 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(analytic_ridge, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 8 and result.failed == 0
+
+
+# -- through the engine ---------------------------------------------------------------
+def test_engine_answers_observe_and_predict_events_and_exports_the_gauges(monkeypatch):
+    """The engine's path: observe/predict/feedback events in, labels out, learner gauges on /metrics.
+
+    The family is put into ``LEARNERS`` for this test only (the registry line is the lead's).
+    """
+    import orjson
+
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.runtime import Engine
+    from regretflow.learners import LEARNERS
+
+    monkeypatch.setitem(LEARNERS, "analytic-ridge", AnalyticRidgeClassifier)
+    X, y = long_tailed_stream(17, n_classes=4, d_in=3, head=60)
+    names = ["cat", "dog", "eel", "fox"]
+    config = parse_config({"models": {"clf": {
+        "learner": "analytic-ridge",
+        "features": ["a", "b", "c"],
+        "params": {"gamma": 0.5, "expansion_dim": 32, "generator": "every_n", "refresh_events": 20},
+        "groups": [{"name": "segment", "field": "segment", "values": ["left", "right"]}],
+    }}})
+    payloads = []
+    for i, (row, label) in enumerate(zip(X.tolist(), y.tolist())):
+        attrs = {"segment": ["left", "right"][i % 2]}
+        payloads.append(orjson.dumps({"id": f"o{i}", "model": "clf", "kind": "observe", "features": row, "label": names[label], "attributes": attrs}))
+    payloads.append(orjson.dumps({"id": "p", "model": "clf", "kind": "predict", "features": X[0].tolist(), "attributes": {"segment": "left"}}))
+    answers, dead = MemorySink(), MemorySink()
+    engine = Engine(config, MemorySource(payloads), answers, dead, serve_metrics=False)
+    engine.run()
+    replies = [orjson.loads(r[1]) for r in answers.records]
+    assert not dead.records and len(replies) == len(y) + 1
+    assert replies[0]["prediction"] is None  # nothing learned before the first event
+    assert all(r["prediction"] in names for r in replies[1:])
+    learner = engine.router.shards[("clf", "")].learner
+    assert learner.n_updates == len(y)
+    sample = engine.metrics.registry.get_sample_value
+    assert sample("regretflow_learner_analytic_regret", {"model": "clf"}) == pytest.approx(learner.hindsight_regret())
+    assert sample("regretflow_learner_analytic_classes_seen", {"model": "clf"}) == 4
+    left = sample("regretflow_learner_analytic_group_rows", {"model": "clf", "group": "segment=left"})
+    right = sample("regretflow_learner_analytic_group_rows", {"model": "clf", "group": "segment=right"})
+    assert (left, right) == ((len(y) + 1) // 2, len(y) // 2)
