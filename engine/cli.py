@@ -5,6 +5,7 @@
     regretflow replay LOG.jsonl --config F  evaluate the config's models on a logged stream, offline
     regretflow checkpoint inspect PATH      what a checkpoint holds
     regretflow reproduce NAME [--quick]     a paper's table, next to the published numbers
+    regretflow report RUN [--out DIR]       regret curves of a run's metrics log, as PNG + HTML
     regretflow schema                       the event JSON Schema
 """
 
@@ -32,6 +33,7 @@ EPILOG = """examples:
   regretflow replay events.jsonl --config deploy/examples/replay.toml
   regretflow checkpoint inspect state/checkpoint-000000000003.npz
   regretflow reproduce groupwise --quick
+  regretflow report metrics.jsonl --out report/     # or: regretflow report --demo
 The README lists every config key, event field and metric."""
 
 
@@ -72,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("name")
     rep.add_argument("args", nargs=argparse.REMAINDER, help="--quick, --json, ...")
 
+    from .report import add_arguments as add_report_arguments
+
+    add_report_arguments(sub.add_parser("report", help="draw a run's regret, reward and off-policy curves (PNG files + one HTML page)"))
     sub.add_parser("schema", help="print the event JSON Schema")
     return p
 
@@ -102,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             from .reproduce import run
 
             return run(args.name, args.args)
+        if args.command == "report":
+            from .report import run as run_report
+
+            return run_report(args)
         if args.command == "schema":
             from .events import schema
 

@@ -71,6 +71,8 @@ class Shard:
             self.tracker = ClassAccuracy(labels)
         else:
             self.tracker = BanditRegret(spec.n_actions)
+        predict_many = getattr(self.learner, "predict_many", None)
+        self._predict_takes_groups = predict_many is not None and "groups" in inspect.signature(predict_many).parameters
         self.run_kind: str | None = None
         self.run: list[Event] = []
         self.run_ids: set[str] = set()
@@ -189,7 +191,7 @@ class Shard:
             for i, e in enumerate(run):
                 out.answer(e, {"id": e.id, "model": model, "kind": "observe", "prediction": _plain(preds[i]), "model_version": version + i})
         else:
-            preds = self.learner.predict_many(X)
+            preds = self.learner.predict_many(X, G) if self._predict_takes_groups and G is not None else self.learner.predict_many(X)
             for i, e in enumerate(run):
                 self.joins.add(JoinEntry(e.id, self.seq - len(run) + 1 + i, e.ts, "predict", x=e.x, groups=e.groups, prediction=_plain(preds[i])))
                 out.answer(e, {"id": e.id, "model": model, "kind": "predict", "prediction": _plain(preds[i]), "model_version": version})

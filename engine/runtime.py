@@ -126,6 +126,15 @@ class Engine:
         self.stale: set[str] = set()
         self.published: dict[str, float] = {}
         self.last_event_time = time.monotonic()
+        self.metrics_log = None
+        self.metrics_log_due = 0.0
+        if config.metrics.log_path:
+            from pathlib import Path
+
+            path = Path(config.metrics.log_path)
+            path = path if path.is_absolute() else Path(config.base_dir) / path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.metrics_log = open(path, "ab")
         self._lag_checked = 0.0
         self._lag_labels: set[str] = set()
         self._errors_reported = 0
@@ -308,8 +317,18 @@ class Engine:
         elapsed = time.perf_counter() - started
         self._update_metrics(out, n, elapsed)
         self.health.beat()
+        if self.metrics_log is not None and time.monotonic() >= self.metrics_log_due:
+            self.write_metrics_log()
         if self.progress is not None:
             self.progress(self)
+
+    def write_metrics_log(self) -> None:
+        """Append the summary to the metrics log that ``regretflow report`` reads."""
+        from .report import metrics_log_record
+
+        self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
+        self.metrics_log.flush()
+        self.metrics_log_due = time.monotonic() + self.config.metrics.log_every_seconds
     def _dead(self, out: _BatchOutput, payload: bytes, bad: BadEvent) -> None:
         model = UNKNOWN_MODEL
         if bad.reason not in ("oversized", "not_json", "non_finite", "not_object", "unknown_model"):
@@ -471,12 +490,16 @@ class Engine:
             self.checkpoint()
         self.answers.flush()
         self.dead_letters.flush()
+        if self.metrics_log is not None:
+            self.write_metrics_log()
         self.health.ready = False
         self.health.detail = "stopped"
 
     def close(self) -> None:
         for part in (self.answers, self.dead_letters, self.source):
             part.close()
+        if self.metrics_log is not None:
+            self.metrics_log.close()
         if self.server is not None:
             self.server.stop()
 

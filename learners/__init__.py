@@ -5,11 +5,15 @@ models from it and knows nothing else about a family.
 """
 
 from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
+from .groupwise import GroupwiseRegressor
 from .linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
+from .omd import OptimisticOMDRegressor
 from .ridge import OnlineRidge
 
 LEARNERS = {
     "ridge": OnlineRidge,
+    "omd": OptimisticOMDRegressor,
+    "groupwise": GroupwiseRegressor,
     "dynlin-ucb": DynLinUCB,
     "linucb": LinUCB,
     "d-linucb": DiscountedLinUCB,
@@ -17,4 +21,4 @@ LEARNERS = {
     "batched-exp3": BatchedExp3,
 }
 
-__all__ = ["LEARNERS", "OnlineRidge", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds"]
+__all__ = ["LEARNERS", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds"]

@@ -178,7 +178,8 @@ def wait_for_events(proc, port: int, target: float, timeout: float = 120) -> boo
     return False
 
 
-def test_end_to_end_every_request_is_answered_and_metrics_show_the_stream(broker, tmp_path):
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent"])
+def test_end_to_end_every_request_is_answered_and_metrics_show_the_stream(broker, tmp_path, backend):
     from regretflow.engine.demo import demo_events
 
     topic = broker.create_topic(PARTITIONS, "e2e")
@@ -198,9 +199,10 @@ def test_end_to_end_every_request_is_answered_and_metrics_show_the_stream(broker
     cfg.write_text(f"""
 [source]
 type = "kafka"
+backend = "{backend}"
 bootstrap_servers = "{broker.bootstrap}"
 topics = ["{topic}"]
-group_id = "e2e"
+group_id = "e2e-{backend}"
 session_timeout_ms = 2000
 heartbeat_interval_ms = 500
 [answers]
@@ -305,3 +307,19 @@ def test_broker_outage_of_ten_seconds_loses_nothing(broker, tmp_path):
         broker.resume()
     assert proc.wait(timeout=300) == 0, (tmp_path / "outage.log").read_text()[-3000:]
     assert_same_state(clean, final_states(tmp_path / "outage-state"))
+
+
+def test_workers_flag_runs_a_group_of_processes_that_share_the_partitions(broker, tmp_path):
+    topic = broker.create_topic(PARTITIONS, "workers")
+    produce(broker.bootstrap, topic, keyed_stream(6_000, seed=5))
+    clean = clean_run(broker, tmp_path, topic)
+    port = free_port()
+    cfg = write_config(tmp_path, "workers", broker, topic, f"workers-{topic}", port)
+    log = open(tmp_path / "workers.log", "ab")
+    proc = subprocess.Popen([REGRETFLOW, "run", "--config", str(cfg), "--workers", "2"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    assert proc.wait(timeout=300) == 0, (tmp_path / "workers.log").read_text()[-3000:]
+    text = (tmp_path / "workers.log").read_text()
+    assert "event=supervise workers=2" in text
+    # both workers owned partitions at some point (two distinct metrics ports started)
+    assert text.count("event=start metrics=") == 2
+    assert_same_state(clean, final_states(tmp_path / "workers-state"))

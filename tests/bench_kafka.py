@@ -1,0 +1,229 @@
+"""Benchmark (not collected by pytest): the daemon on a real broker, per worker.
+
+    .venv/bin/python tests/bench_kafka.py [--events 100000] [--rates 5000,20000]
+
+Starts tansu on 127.0.0.1, then for each client backend (kafka-python, confluent):
+
+1. the raw consume rate of that client over the topic (no engine);
+2. end-to-end events/s of one worker (consume, decode, validate, learn, regret, answer
+   produced to the answer topic) for the ridge model and, if the build has it, the
+   groupwise model, at d = 32, next to (1) as a percentage;
+3. predict latency from produce to answer at fixed offered loads: a producer thread
+   sends ``predict`` events at the given rate, a consumer reads the answers, and the
+   p50/p99 of (answer received - request produced) is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.kafka_broker import Broker, free_port, produce  # noqa: E402
+
+D = 32
+NAMES = [f"x{i}" for i in range(D)]
+
+
+def events(n: int, model: str, kind: str = "observe", seed: int = 0) -> list[tuple[bytes, bytes]]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, D))
+    y = X @ rng.normal(size=D)
+    out = []
+    for i in range(n):
+        e = {"id": f"e{i}", "model": model, "kind": kind, "features": X[i].tolist(), "attributes": {"seg": "abcdef"[i % 6]}}
+        if kind == "observe":
+            e["label"] = float(y[i])
+        out.append((model.encode(), orjson.dumps(e)))
+    return out
+
+
+def raw_consume(backend: str, bootstrap: str, topic: str, n: int) -> float:
+    t0 = time.perf_counter()
+    got = 0
+    if backend == "confluent":
+        from confluent_kafka import Consumer
+
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe([topic])
+        while got < n:
+            got += sum(1 for m in c.consume(512, 1.0) if m.error() is None)
+    else:
+        from kafka import KafkaConsumer
+
+        c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=uuid.uuid4().hex, auto_offset_reset="earliest",
+                          enable_auto_commit=False, max_poll_records=512)
+        while got < n:
+            got += sum(len(v) for v in c.poll(timeout_ms=1000).values())
+    elapsed = time.perf_counter() - t0
+    c.close()
+    return n / elapsed
+
+
+def config_text(bootstrap: str, topic: str, backend: str, model: str, learner: str, port: int, idle: float) -> str:
+    groups = "".join(f'\n[[models.{model}.groups]]\nname = "seg{j}"\nfield = "seg"\nvalues = ["{"abcdef"[j]}"]\n' for j in range(6))
+    return f"""
+[source]
+type = "kafka"
+backend = "{backend}"
+bootstrap_servers = "{bootstrap}"
+topics = ["{topic}"]
+group_id = "bench-{uuid.uuid4().hex[:6]}"
+session_timeout_ms = 2000
+heartbeat_interval_ms = 500
+[answers]
+type = "kafka"
+topic = "{topic}-answers"
+linger_ms = 1
+[dead_letters]
+type = "null"
+[runtime]
+batch_size = 512
+batch_timeout_ms = 2
+idle_exit_seconds = {idle}
+[metrics]
+port = {port}
+[models.{model}]
+learner = "{learner}"
+features = {orjson.dumps(NAMES).decode()}
+{groups}
+"""
+
+
+def end_to_end(broker: Broker, backend: str, model: str, learner: str, n: int, tmp: Path) -> float:
+    topic = broker.create_topic(1, f"bench-{model}")
+    produce(broker.bootstrap, topic, events(n, model))
+    cfg = tmp / f"{topic}.toml"
+    cfg.write_text(config_text(broker.bootstrap, topic, backend, model, learner, free_port(), idle=3))
+    # the worker prints its own processing span: first to last event
+    out = subprocess.run([sys.executable, "-c", WORKER, str(cfg)], capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    first, last, count = (float(v) for v in out.stdout.split())
+    assert int(count) == n, (count, n)
+    return n / (last - first)
+
+
+WORKER = r"""
+import sys, time
+from regretflow.engine.config import load_config
+from regretflow.engine.daemon import open_source, open_sink
+from regretflow.engine.runtime import Engine
+cfg = load_config(sys.argv[1])
+src = open_source(cfg, cfg.source)
+eng = Engine(cfg, src, open_sink(cfg, cfg.answers, "answers"), open_sink(cfg, cfg.dead_letters, "dead_letters"), serve_metrics=False)
+first = last = None
+orig = eng.process
+def timed(records):
+    global first, last
+    if first is None:
+        first = time.perf_counter()
+    orig(records)
+    last = time.perf_counter()
+eng.process = timed
+eng.run()
+print(first, last, eng.events_seen)
+"""
+
+
+def latency(broker: Broker, backend: str, rate: float, seconds: float, tmp: Path) -> tuple[float, float, int]:
+    from confluent_kafka import Consumer, Producer
+
+    topic = broker.create_topic(1, "lat")
+    cfg = tmp / f"{topic}.toml"
+    cfg.write_text(config_text(broker.bootstrap, topic, backend, "m", "ridge", free_port(), idle=0))
+    proc = subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli", "--log-level", "WARNING", "run", "--config", str(cfg)])
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "latest",
+                         "fetch.wait.max.ms": 1, "enable.auto.commit": False})
+    consumer.subscribe([f"{topic}-answers"])
+    sent: dict[str, float] = {}
+    lat: list[float] = []
+    warm = events(1, "m", kind="predict")[0][1]
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    # warm up: wait until the worker answers
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        producer.produce(topic, key=b"m", value=warm.replace(b'"e0"', b'"warm-%d"' % int(time.monotonic() * 1e6)))
+        producer.flush()
+        msgs = consumer.consume(100, 0.5)
+        if any(m.error() is None for m in msgs):
+            break
+    payloads = events(int(rate * seconds), "m", kind="predict", seed=1)
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            for m in consumer.consume(1000, 0.05):
+                if m.error() is None:
+                    now = time.perf_counter()
+                    eid = orjson.loads(m.value())["id"]
+                    if eid in sent:
+                        lat.append(now - sent[eid])
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    start = time.perf_counter()
+    for i, (key, value) in enumerate(payloads):
+        due = start + i / rate
+        while time.perf_counter() < due:
+            pass
+        eid = f"e{i}"
+        sent[eid] = time.perf_counter()
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+    producer.flush()
+    time.sleep(2.0)
+    stop.set()
+    t.join()
+    proc.terminate()
+    proc.wait(timeout=60)
+    consumer.close()
+    arr = np.array(lat) * 1e3
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99)), len(arr)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--rates", default="5000,20000")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    args = ap.parse_args()
+    import tempfile
+
+    from regretflow.learners import LEARNERS
+
+    tmp = Path(tempfile.mkdtemp())
+    broker = Broker(tmp / "tansu.log")
+    try:
+        raw_topic = broker.create_topic(1, "raw")
+        produce(broker.bootstrap, raw_topic, events(args.events, "m"))
+        models = [("m", "ridge")] + ([("g", "groupwise")] if "groupwise" in LEARNERS else [])
+        print(f"\nKafka (tansu on 127.0.0.1), one worker, d = {D}, {args.events:,} events")
+        print(f"{'backend':<14}{'path':<34}{'events/s':>12}{'% of raw':>10}")
+        for backend in ("kafka-python", "confluent"):
+            raw = raw_consume(backend, broker.bootstrap, raw_topic, args.events)
+            print(f"{backend:<14}{'raw consume (no engine)':<34}{raw:>12,.0f}{100.0:>9.0f}%")
+            for model, learner in models:
+                rate = end_to_end(broker, backend, model, learner, args.events, tmp)
+                print(f"{backend:<14}{'engine end to end: ' + learner:<34}{rate:>12,.0f}{100 * rate / raw:>9.0f}%")
+        print(f"\npredict latency, produce -> answer (ms), ridge, {args.seconds:.0f} s at each offered load")
+        print(f"{'backend':<14}{'offered ev/s':>14}{'p50':>10}{'p99':>10}{'answers':>10}")
+        for backend in ("kafka-python", "confluent"):
+            for rate in (float(r) for r in args.rates.split(",")):
+                p50, p99, count = latency(broker, backend, rate, args.seconds, tmp)
+                print(f"{backend:<14}{rate:>14,.0f}{p50:>10.2f}{p99:>10.2f}{count:>10,}")
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
