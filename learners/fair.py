@@ -437,6 +437,8 @@ class FairExp2(_FairBase):
         ``c_C`` in ``C = c_C T^(1/4)``.
     learning_rate
         A fixed ``eta`` (overrides the schedule).
+    learning_rate_factor
+        Multiplies the tuned ``eta`` (the theory's worst-case ``B`` makes it small).
     mixing
         Uniform mixing ``gamma_mix`` in [0, 1).
     gamma
@@ -475,12 +477,15 @@ class FairExp2(_FairBase):
     def __init__(self, n_features: int | None = None, features: list[str] | None = None, weights: Any = None,
                  offsets: Any = None, n_directions: int = 16, n_offsets: int = 13,
                  offset_range: Any = (-1.0, 1.0), horizon: int | None = None, fairness_weight: float | None = None,
-                 fairness_scale: float = 1.0, learning_rate: float | None = None, mixing: float = 0.0,
-                 gamma: float = 0.5, groups: list[str] | None = None, group_features: dict[str, str] | None = None,
-                 seed: int = 0):
+                 fairness_scale: float = 1.0, learning_rate: float | None = None, learning_rate_factor: float = 1.0,
+                 mixing: float = 0.0, gamma: float = 0.5, groups: list[str] | None = None,
+                 group_features: dict[str, str] | None = None, seed: int = 0):
         super().__init__(n_features, features, weights, offsets, n_directions, n_offsets, offset_range, horizon,
                          fairness_weight, fairness_scale, gamma, groups, group_features, seed)
         self.learning_rate = learning_rate
+        self.learning_rate_factor = learning_rate_factor
+        if not learning_rate_factor > 0:
+            raise ValueError(f"learning_rate_factor must be > 0, got {learning_rate_factor!r}")
         self.mixing = mixing
         if learning_rate is not None and not learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
@@ -494,7 +499,8 @@ class FairExp2(_FairBase):
             return float(self.learning_rate)
         t = self.horizon if self.horizon is not None else self._round_index()
         k = max(self.k_, 1)
-        return math.sqrt(2.0 * math.log(max(self.n_policies, 2)) / (k * k * self._cost_bound() ** 2 * t))
+        return self.learning_rate_factor * math.sqrt(2.0 * math.log(max(self.n_policies, 2))
+                                                     / (k * k * self._cost_bound() ** 2 * t))
 
     def policy(self) -> np.ndarray:
         """The current distribution ``p`` over the class."""
@@ -572,10 +578,10 @@ class OneSidedExp2(FairExp2):
     def __init__(self, n_features: int | None = None, features: list[str] | None = None, weights: Any = None,
                  offsets: Any = None, n_directions: int = 16, n_offsets: int = 13,
                  offset_range: Any = (-1.0, 1.0), horizon: int | None = None, learning_rate: float | None = None,
-                 mixing: float = 0.0, gamma: float = 0.5, groups: list[str] | None = None,
-                 group_features: dict[str, str] | None = None, seed: int = 0):
+                 learning_rate_factor: float = 1.0, mixing: float = 0.0, gamma: float = 0.5,
+                 groups: list[str] | None = None, group_features: dict[str, str] | None = None, seed: int = 0):
         super().__init__(n_features, features, weights, offsets, n_directions, n_offsets, offset_range, horizon,
-                         0.0, 0.0, learning_rate, mixing, gamma, groups, group_features, seed)
+                         0.0, 0.0, learning_rate, learning_rate_factor, mixing, gamma, groups, group_features, seed)
 
 
 class FullInformationFairExp2(FairExp2):
@@ -606,7 +612,8 @@ class FullInformationFairExp2(FairExp2):
             return float(self.learning_rate)
         t = self.horizon if self.horizon is not None else self._round_index()
         k = max(self.k_, 1)
-        return math.sqrt(8.0 * math.log(max(self.n_policies, 2)) / (k * k * self._cost_bound() ** 2 * t))
+        return self.learning_rate_factor * math.sqrt(8.0 * math.log(max(self.n_policies, 2))
+                                                     / (k * k * self._cost_bound() ** 2 * t))
 
     def learn(self, context: Any, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
         X = self._individuals(actions)
@@ -707,6 +714,7 @@ class FairFTPL(_FairBase):
         self.S_ = np.ascontiguousarray(S)
         self.VS_ = np.empty((self.n_policies, self.S_.shape[0]))
         K.evaluate_class(self.W_, self.b_, self.S_, self.VS_)
+        self.VS_T_ = np.ascontiguousarray(self.VS_.T)
         self.oracle_calls = 0
         self.resample_total = 0.0
         self.resample_count = 0
@@ -726,7 +734,7 @@ class FairFTPL(_FairBase):
     def _leaders(self, n: int) -> np.ndarray:
         Z = self._rng.laplace(0.0, self.current_perturbation_scale(), size=(n, self.S_.shape[0]))
         leaders = np.empty(n, dtype=np.int64)
-        K.perturbed_leaders(self.cost_, self.VS_, Z, leaders)
+        K.perturbed_leaders(self.cost_, self.VS_T_, Z, leaders)
         self.oracle_calls += n
         return leaders
 

@@ -191,24 +191,28 @@ def add_fairness_costs(cost, V, f):
 
 
 @njit(cache=True)
-def perturbed_leaders(cost, VS, Z, leaders):
+def perturbed_leaders(cost, VS_T, Z, leaders):
     """The cost-sensitive oracle on perturbed histories, one call per row of ``Z``.
 
-    ``leaders[m] = argmin_n cost[n] + sum_s VS[n, s] Z[m, s]``: the best policy on the
-    history (summarised by the cumulative costs of the finite class) plus the fake
-    examples ``(s, Z[m, s])`` on the separator points. Ties go to the lowest index.
+    ``leaders[m] = argmin_n cost[n] + sum_s VS_T[s, n] Z[m, s]``: the policy of least
+    cost on the history (summarised by the cumulative costs of the finite class) plus
+    the fake examples ``(s, Z[m, s])`` on the separator points; ``VS_T[s, n]`` is
+    policy n on separator point s. Ties go to the lowest index.
     """
-    N, S = VS.shape
+    S, N = VS_T.shape
+    total = np.empty(N)
     for m in range(Z.shape[0]):
-        best = 0
-        best_value = np.inf
         for n in range(N):
-            v = cost[n]
-            for s in range(S):
-                if VS[n, s] != 0.0:
-                    v += Z[m, s]
-            if v < best_value:
-                best_value = v
+            total[n] = cost[n]
+        for s in range(S):
+            z = Z[m, s]
+            for n in range(N):
+                total[n] += VS_T[s, n] * z
+        best = 0
+        best_value = total[0]
+        for n in range(1, N):
+            if total[n] < best_value:
+                best_value = total[n]
                 best = n
         leaders[m] = best
 
@@ -279,7 +283,7 @@ def warm_up() -> None:
     add_label_costs(cost, V, out)
     add_fairness_costs(cost, V, f)
     leaders = np.zeros(2, dtype=np.int64)
-    perturbed_leaders(cost, V, np.zeros((2, 2)), leaders)
+    perturbed_leaders(cost, np.zeros((2, 3)), np.zeros((2, 2)), leaders)
     leader_frequencies(leaders, V, q)
     geometric_repeats(leaders, V, decisions, 2, out)
     expected_errors(q, np.array([1.0, 0.0]))

@@ -60,13 +60,15 @@ class Auditor:
 
 #: The default pool: five auditors with different views of who is alike.
 DEFAULT_AUDITORS = (
-    Auditor("merit", (("education-num", 2.0), ("hours-per-week", 1.0), ("capital-gain", 1.0)), 2.0, 0.10),
+    Auditor("merit", (("education-num", 2.0), ("hours-per-week", 1.0), ("capital-gain", 1.0),
+                      ("marital-status_Married-civ-spouse", 1.0)), 6.0, 0.10),
     Auditor("record", (("age", 1.0), ("education-num", 1.0), ("hours-per-week", 1.0),
                        ("capital-gain", 1.0), ("capital-loss", 1.0), ("marital-status_Married-civ-spouse", 1.0)),
-            2.5, 0.10),
-    Auditor("everything", tuple((f, 1.0) for f in FAIR_FEATURES), 3.0, 0.05),
-    Auditor("age-education", (("age", 1.0), ("education-num", 1.0)), 1.5, 0.15),
-    Auditor("demographic", (("sex_Male", 1.0), ("race_White", 1.0), ("race_Black", 1.0), ("age", 0.5)), 1.0, 0.10),
+            6.0, 0.10),
+    Auditor("everything", tuple((f, 1.0) for f in FAIR_FEATURES), 6.0, 0.05),
+    Auditor("life-stage", (("age", 1.0), ("education-num", 1.0), ("marital-status_Married-civ-spouse", 1.0)),
+            5.0, 0.15),
+    Auditor("demographic", (("sex_Male", 1.0), ("race_White", 1.0), ("race_Black", 1.0), ("age", 0.5)), 2.0, 0.10),
 )
 
 
@@ -124,7 +126,7 @@ class AdultPopulation:
         rows = rng.choice(self.X.shape[0], size=min(sample, self.X.shape[0]), replace=False)
         Xs, ys = self.X[rows], self.y[rows]
         spread = Xs.std(axis=0) + 1e-3
-        discriminant = (Xs[ys == 1].mean(axis=0) - Xs[ys == 0].mean(axis=0)) / spread**2
+        discriminant = (Xs[ys == 1].mean(axis=0) - Xs[ys == 0].mean(axis=0)) / spread
         discriminant /= np.linalg.norm(discriminant)
         directions = []
         for j in range(n_directions):

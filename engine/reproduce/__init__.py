@@ -14,6 +14,7 @@ REPRODUCTIONS = {
     "analytic-ridge": "regretflow.engine.reproduce.analytic_ridge",
     "dynamical-bandit": "regretflow.engine.reproduce.dynamical_bandit",
     "neural-bandit": "regretflow.engine.reproduce.neural_bandit",
+    "fair-onesided": "regretflow.engine.reproduce.fair_onesided",
 }
 
 
