@@ -55,10 +55,13 @@ REASONS = (
     "feedback_mismatch",  # reward for a predict, or label for a decide
     "hidden_label",  # a label for an individual who got a negative decision (one-sided feedback)
     "duplicate_id",  # a predict/decide whose id is still waiting for feedback
+    "duplicate_feedback",  # a second feedback (or audit) to the same fair decision
+    "rejected_by_learner",  # the learner refused the event's values (its message is the detail); nothing changed
 )
 
 _TOP_FIELDS = frozenset(
-    ("id", "model", "kind", "key", "ts", "features", "attributes", "label", "actions", "expected_rewards", "ref", "reward", "violations")
+    ("id", "model", "kind", "key", "ts", "features", "attributes", "label", "actions", "expected_rewards", "ref", "reward",
+     "violations", "panel_size")
 )
 _REQUIRED = {
     "observe": ("features", "label"),
@@ -82,7 +85,8 @@ class BadEvent(Exception):
 class Event:
     """A decoded, validated event. ``x`` is the dense float64 feature row (or None)."""
 
-    __slots__ = ("id", "model", "kind", "key", "ts", "x", "label", "groups", "actions", "expected", "ref", "reward", "violations")
+    __slots__ = ("id", "model", "kind", "key", "ts", "x", "label", "groups", "actions", "expected", "ref", "reward", "violations",
+                 "panel_size")
 
     def __init__(self, id, model, kind):
         self.id = id
@@ -98,6 +102,7 @@ class Event:
         self.ref = None
         self.reward = None
         self.violations = None
+        self.panel_size = None
 
 
 def schema() -> dict[str, Any]:
@@ -316,16 +321,27 @@ class EventDecoder:
                 label = obj["label"]
                 if isinstance(label, bool) or not isinstance(label, (int, float, str, list)):
                     raise BadEvent("bad_label", f"label {label!r} has an unsupported type")
+                if type(label) is list and not all(v is None or (type(v) is int and v in (0, 1)) for v in label):
+                    raise BadEvent("bad_label", "a list label holds 0, 1 or null per individual")
                 ev.label = label
+            if "violations" in obj or "panel_size" in obj:
+                raise BadEvent("unknown_field", "a feedback event carries no violations")
         else:
             violations = obj["violations"]
             if type(violations) is not list or not all(
-                type(p) is list and len(p) == 2 and all(type(i) is int and i >= 0 for i in p) for p in violations
-            ):
-                raise BadEvent("bad_field", "violations must be an array of [i, j] index pairs")
-            ev.violations = np.array(violations, dtype=np.int64).reshape(-1, 2)
+                type(p) is list and len(p) in (2, 3) and all(type(i) is int and i >= 0 for i in p) for p in violations
+            ) or len({len(p) for p in violations}) > 1:
+                raise BadEvent("bad_field", "violations must be an array of [i, j] pairs or of [i, j, auditor] triples")
+            width = len(violations[0]) if violations else 2
+            ev.violations = np.array(violations, dtype=np.int64).reshape(-1, width)
+            panel = obj.get("panel_size")
+            if panel is not None and (type(panel) is not int or panel < 1):
+                raise BadEvent("bad_field", "panel_size must be a positive integer")
+            if panel is not None and width == 3 and len(ev.violations) and int(ev.violations[:, 2].max()) >= panel:
+                raise BadEvent("bad_field", "an auditor index is not below panel_size")
+            ev.panel_size = panel
             if "reward" in obj or "label" in obj:
-                raise BadEvent("unknown_field", "an audit event carries only ref and violations")
+                raise BadEvent("unknown_field", "an audit event carries only ref, violations and panel_size")
         return ev
 
 

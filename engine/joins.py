@@ -20,16 +20,20 @@ from typing import Any
 
 import numpy as np
 
-_KIND_CODES = {"predict": 0, "decide": 1}
+_KIND_CODES = {"predict": 0, "decide": 1, "fair": 2}
 _KIND_NAMES = {v: k for k, v in _KIND_CODES.items()}
 
 
 class JoinEntry:
     """What a request left behind for its feedback: inputs, what was answered, when."""
 
-    __slots__ = ("id", "seq", "ts", "kind", "x", "groups", "prediction", "action", "probability", "n_choices", "actions", "extra")
+    __slots__ = ("id", "seq", "ts", "kind", "x", "groups", "prediction", "action", "probability", "n_choices", "actions", "extra", "flags")
 
-    def __init__(self, id, seq, ts, kind, x=None, groups=None, prediction=0.0, action=-1, probability=1.0, n_choices=0, actions=None, extra=None):
+    # flags of a fair decision: which of its two replies have arrived
+    FEEDBACK, AUDIT = 1, 2
+
+    def __init__(self, id, seq, ts, kind, x=None, groups=None, prediction=0.0, action=-1, probability=1.0, n_choices=0, actions=None,
+                 extra=None, flags=0):
         self.id = id
         self.seq = seq
         self.ts = ts
@@ -42,6 +46,7 @@ class JoinEntry:
         self.n_choices = n_choices
         self.actions = actions
         self.extra = extra
+        self.flags = flags
 
 
 class PendingJoins:
@@ -126,6 +131,7 @@ class PendingJoins:
             "action": np.array([e.action for e in entries], dtype=np.int64),
             "probability": np.array([e.probability for e in entries], dtype=np.float64),
             "n_choices": np.array([e.n_choices for e in entries], dtype=np.int64),
+            "flags": np.array([e.flags for e in entries], dtype=np.int64),
             "closed": np.array(list(self.closed), dtype=str),
             "latest_ts": self.latest_ts,
             "evicted": self.evicted,
@@ -168,6 +174,7 @@ class PendingJoins:
                 x=columns["x"][i], groups=columns["groups"][i], prediction=float(state["prediction"][i]),
                 action=int(state["action"][i]), probability=float(state["probability"][i]),
                 n_choices=int(state["n_choices"][i]), actions=columns["actions"][i], extra=columns["extra"][i],
+                flags=int(state["flags"][i]),
             )
         self.closed = OrderedDict((str(i), None) for i in state["closed"])
         self.latest_ts = None if state["latest_ts"] is None else float(state["latest_ts"])

@@ -124,8 +124,10 @@ class Metrics:
         self.learner_gauges = {
             name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()
         }
+        # a per-group figure whose name is also a per-model one is exported as <name>_by_group
         self.learner_group_gauges = {
-            name: Gauge(f"regretflow_learner_{name}", text, ["model", "group"], registry=r) for name, text in (learner_group_gauges or {}).items()
+            name: Gauge(f"regretflow_learner_{name}{'_by_group' if name in self.learner_gauges else ''}", text, ["model", "group"], registry=r)
+            for name, text in (learner_group_gauges or {}).items()
         }
         info = Gauge("regretflow_build_info", "Constant 1, labelled with the regretflow version.", ["version"], registry=r)
         info.labels(version=_version()).set(1)

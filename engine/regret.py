@@ -309,3 +309,53 @@ class ClassAccuracy:
         self.classes = [str(c) for c in np.asarray(state["classes"])]
         self.class_counts = expect_array(state, "class_counts", (len(self.classes), 2), "ClassAccuracy")
         self.group_counts = expect_array(state, "group_counts", self.group_counts.shape, "ClassAccuracy")
+
+
+class FairnessTracker:
+    """What the engine sees of a fair model: decisions, revealed labels, audits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = FairnessTracker()
+    >>> t.record_decisions(np.array([1, 0, 1]))
+    >>> t.record_labels(np.array([1, 0, 1]), np.array([1.0, -1.0, 0.0]))
+    >>> t.record_audit(flagged_pairs=2)
+    >>> s = t.summary(); s["positive_rate"], s["revealed_accuracy"], s["violations_per_round"]
+    (0.6666666666666666, 0.5, 2.0)
+    """
+
+    FIELDS = ("rounds", "individuals", "positives", "revealed", "revealed_positive", "audits", "violation_pairs", "violation_rounds")
+
+    def __init__(self):
+        self.counts = np.zeros(len(self.FIELDS))
+
+    def _add(self, **kw) -> None:
+        for name, value in kw.items():
+            self.counts[self.FIELDS.index(name)] += value
+
+    def record_decisions(self, decisions: np.ndarray) -> None:
+        self._add(rounds=1, individuals=len(decisions), positives=int(np.sum(decisions)))
+
+    def record_labels(self, decisions: np.ndarray, labels: np.ndarray) -> None:
+        shown = (decisions == 1) & (labels >= 0)
+        self._add(revealed=int(shown.sum()), revealed_positive=int((labels[shown] == 1).sum()))
+
+    def record_audit(self, flagged_pairs: int) -> None:
+        self._add(audits=1, violation_pairs=flagged_pairs, violation_rounds=int(flagged_pairs > 0))
+
+    def summary(self) -> dict[str, Any]:
+        c = dict(zip(self.FIELDS, (float(v) for v in self.counts)))
+        return {
+            **{k: int(v) for k, v in c.items()},
+            "positive_rate": c["positives"] / c["individuals"] if c["individuals"] else 0.0,
+            "revealed_accuracy": c["revealed_positive"] / c["revealed"] if c["revealed"] else 0.0,
+            "violations_per_round": c["violation_pairs"] / c["audits"] if c["audits"] else 0.0,
+            "violation_round_rate": c["violation_rounds"] / c["audits"] if c["audits"] else 0.0,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.counts = expect_array(state, "counts", (len(self.FIELDS),), "FairnessTracker")

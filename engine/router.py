@@ -21,7 +21,7 @@ from regretflow.learners import LEARNERS
 from .config import ModelSpec
 from .events import BadEvent, Event
 from .joins import JoinEntry, PendingJoins
-from .regret import BanditRegret, ClassAccuracy, HindsightRegret
+from .regret import BanditRegret, ClassAccuracy, FairnessTracker, HindsightRegret
 
 ENGINE_PARAMS = ("shard_by_key",)
 
@@ -69,6 +69,8 @@ class Shard:
             self.tracker = HindsightRegret(len(spec.features), labels, r.comparator_lambda, r.lag, r.pinv_cutoff)
         elif self.task == "classification":
             self.tracker = ClassAccuracy(labels)
+        elif self.task == "fair":
+            self.tracker = FairnessTracker()
         else:
             self.tracker = BanditRegret(spec.n_actions)
         predict_many = getattr(self.learner, "predict_many", None)
@@ -105,23 +107,37 @@ class Shard:
                 self.run_ids.add(ev.id)
             return
         self.flush(out)
-        if kind == "decide":
-            self._decide(ev, out)
-        elif kind == "feedback":
-            entry = self.joins.take(ev.ref)
-            if entry.kind == "decide":
-                self._learn_reward(entry, ev.reward)
+        try:
+            if kind == "decide":
+                self._fair_decide(ev, out) if self.task == "fair" else self._decide(ev, out)
+            elif kind == "feedback":
+                entry = self.joins.pending[ev.ref]
+                if entry.kind == "fair":
+                    self._fair_feedback(entry, ev)
+                else:
+                    self.joins.take(ev.ref)
+                    if entry.kind == "decide":
+                        self._learn_reward(entry, ev.reward)
+                    else:
+                        self._learn_label(entry, ev.label)
             else:
-                self._learn_label(entry, ev.label)
-        else:
-            self.learner.audit(self.joins, ev)
+                self._fair_audit(self.joins.pending[ev.ref], ev)
+        except ValueError as exc:
+            # learners check their inputs before they change anything
+            self.seq -= 1
+            raise BadEvent("rejected_by_learner", str(exc)[:300]) from None
 
     def check(self, ev: Event) -> None:
         """Raise BadEvent if the shard cannot take ``ev``; changes nothing."""
         kind, task, name = ev.kind, self.task, self.spec.name
         if kind == "predict" or kind == "decide":
-            if (kind == "decide") != (task == "bandit"):
+            if (kind == "decide") != (task in ("bandit", "fair")):
                 raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no {kind} events")
+            if kind == "decide" and task == "fair":
+                if ev.actions is None:
+                    raise BadEvent("missing_field", "a decide to a fair model carries the k individuals as 'actions'")
+                if self.spec.features and ev.actions.shape[1] != len(self.spec.features):
+                    raise BadEvent("bad_actions", f"each individual has {ev.actions.shape[1]} values, the model declares {len(self.spec.features)}")
             if ev.id in self.joins or ev.id in self.run_ids:
                 raise BadEvent("duplicate_id", f"a {kind} with id {ev.id!r} is still waiting for feedback")
             if kind == "decide":
@@ -139,6 +155,9 @@ class Shard:
                 raise BadEvent("unknown_ref", f"no pending predict or decide with id {ev.ref!r}")
             if self.joins.would_expire(entry, self.seq + 1, ev.ts):
                 raise BadEvent("late_feedback", f"feedback to {ev.ref!r} arrived after its join window closed")
+            if entry.kind == "fair":
+                self._check_fair_labels(entry, ev)
+                return
             if entry.kind == "decide" and ev.reward is None:
                 raise BadEvent("feedback_mismatch", f"feedback to decide {ev.ref!r} must carry a reward")
             if entry.kind == "predict":
@@ -150,10 +169,33 @@ class Shard:
                 if task == "classification" and (isinstance(label, bool) or not isinstance(label, (int, str))):
                     raise BadEvent("bad_label", f"a class label must be a string or an integer, got {label!r}")
         elif kind == "audit":
-            if not hasattr(self.learner, "audit"):
+            if task != "fair":
                 raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no audit events")
-            if ev.ref not in self.joins:
+            entry = self.joins.pending.get(ev.ref)
+            if entry is None or self.joins.would_expire(entry, self.seq + 1, ev.ts):
+                if self.joins.was_expired(ev.ref) or entry is not None:
+                    raise BadEvent("late_feedback", f"audit of {ev.ref!r} arrived after its join window closed")
                 raise BadEvent("unknown_ref", f"no pending decide with id {ev.ref!r}")
+            if entry.flags & JoinEntry.AUDIT:
+                raise BadEvent("duplicate_feedback", f"decide {ev.ref!r} was already audited")
+            k = entry.actions.shape[0]
+            if len(ev.violations) and int(ev.violations[:, :2].max()) >= k:
+                raise BadEvent("bad_field", f"a flagged index is not below the decide's {k} individuals")
+
+    def _check_fair_labels(self, entry: JoinEntry, ev: Event) -> None:
+        """One-sided feedback: labels only for positively decided individuals."""
+        if entry.flags & JoinEntry.FEEDBACK:
+            raise BadEvent("duplicate_feedback", f"decide {ev.ref!r} already has its feedback")
+        decisions = entry.extra[0]
+        label = ev.label
+        if ev.reward is not None or type(label) is not list or len(label) != len(decisions):
+            raise BadEvent("bad_label", f"feedback to a fair decide carries a list of {len(decisions)} labels (0, 1 or null)")
+        hidden = [i for i, (d, v) in enumerate(zip(decisions, label)) if d == 0 and v is not None]
+        if hidden:
+            raise BadEvent("hidden_label", f"labels for negatively decided individuals {hidden[:5]} are never learned")
+        missing = [i for i, (d, v) in enumerate(zip(decisions, label)) if d == 1 and v is None]
+        if missing:
+            raise BadEvent("bad_label", f"no label for positively decided individuals {missing[:5]}")
 
     def _on_expired(self, entries: list[JoinEntry], out) -> None:
         self.expired += len(entries)
@@ -216,6 +258,34 @@ class Shard:
         if describe is not None:
             answer["action_vector"] = [float(v) for v in describe(action)]
         out.answer(ev, answer)
+
+    def _fair_decide(self, ev: Event, out) -> None:
+        decisions, probs = self.learner.act(None, ev.actions)
+        decisions = np.asarray(decisions, dtype=np.int64)
+        probs = np.asarray(probs, dtype=np.float64)
+        self.tracker.record_decisions(decisions)
+        self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "fair", actions=ev.actions, n_choices=len(decisions),
+                                 extra=np.vstack([decisions.astype(np.float64), probs])))
+        out.answer(ev, {"id": ev.id, "model": self.spec.name, "kind": "decide", "decisions": decisions.tolist(),
+                        "probabilities": probs.tolist(), "model_version": getattr(self.learner, "n_updates", 0)})
+
+    def _fair_feedback(self, entry: JoinEntry, ev: Event) -> None:
+        decisions, probs = entry.extra[0].astype(np.int64), entry.extra[1]
+        labels = np.array([-1.0 if v is None else float(v) for v in ev.label])
+        self.learner.learn(None, decisions, labels, probs, entry.actions)
+        self.tracker.record_labels(decisions, labels)
+        self._replied(entry, JoinEntry.FEEDBACK)
+
+    def _fair_audit(self, entry: JoinEntry, ev: Event) -> None:
+        decisions, probs = entry.extra[0].astype(np.int64), entry.extra[1]
+        kept = self.learner.audit(entry.actions, decisions, probs, ev.violations, panel_size=ev.panel_size)
+        self.tracker.record_audit(int(kept))
+        self._replied(entry, JoinEntry.AUDIT)
+
+    def _replied(self, entry: JoinEntry, flag: int) -> None:
+        entry.flags |= flag
+        if entry.flags == JoinEntry.FEEDBACK | JoinEntry.AUDIT:
+            self.joins.take(entry.id)
 
     def _learn_label(self, entry: JoinEntry, label: Any) -> None:
         x = entry.x[None, :]

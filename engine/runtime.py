@@ -540,6 +540,8 @@ def model_summary(shards: list) -> dict[str, Any]:
         summary["groups"] = groups
     elif first.task == "bandit":
         summary["bandit"] = first.tracker.summary() if len(shards) == 1 else _sum_bandits([s.tracker.summary() for s in shards])
+    elif first.task == "fair":
+        summary["fair"] = first.tracker.summary()
     else:
         summary["classification"] = first.tracker.summary()
     if hasattr(first.learner, "gauges"):

@@ -5,6 +5,7 @@ models from it and knows nothing else about a family.
 """
 
 from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
+from .fair import FairExp2, FairFTPL, OneSidedExp2
 from .groupwise import GroupwiseRegressor
 from .linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
 from .omd import OptimisticOMDRegressor
@@ -19,6 +20,10 @@ LEARNERS = {
     "d-linucb": DiscountedLinUCB,
     "exp3": Exp3,
     "batched-exp3": BatchedExp3,
+    "fair-exp2": FairExp2,
+    "fair-ftpl": FairFTPL,
+    "one-sided-exp2": OneSidedExp2,
 }
 
-__all__ = ["LEARNERS", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds"]
+__all__ = ["LEARNERS", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds",
+           "FairExp2", "FairFTPL", "OneSidedExp2"]

@@ -132,11 +132,11 @@ class _FairBase:
         "positive_decision_rate": "Fraction of all individuals decided positively so far",
         "revealed_accuracy": "Fraction of revealed labels (positive decisions) that were positive: "
                              "the accuracy on the individuals whose label the learner saw",
-        "revealed_labels_total": "Labels revealed to the learner (one per positive decision with feedback)",
-        "audited_rounds_total": "Audit events learned",
-        "violation_rounds_total": "Audited rounds with at least one panel violation (the spec's V_T)",
-        "violation_pairs_total": "Panel-violating pairs over all audited rounds",
-        "violation_rate": "violation_rounds_total / audited_rounds_total",
+        "revealed_labels": "Labels revealed to the learner (one per positive decision with feedback)",
+        "audited_rounds": "Audit events learned",
+        "violation_rounds": "Audited rounds with at least one panel violation (the spec's V_T)",
+        "violation_pairs": "Panel-violating pairs over all audited rounds",
+        "violation_rate": "violation_rounds / audited_rounds",
         "last_round_violations": "Panel-violating pairs in the last audited round",
         "fairness_weight": "Current Lagrange multiplier C on the fairness term",
         "probability_spread": "max_i q_i - min_i q_i at the last decision",
@@ -349,10 +349,10 @@ class _FairBase:
             "rounds_decided": float(self.rounds_decided),
             "positive_decision_rate": self.positives_decided / self.individuals_decided if self.individuals_decided else 0.0,
             "revealed_accuracy": self.revealed_accuracy(),
-            "revealed_labels_total": float(self.revealed_labels),
-            "audited_rounds_total": float(self.audited_rounds),
-            "violation_rounds_total": float(self.violation_rounds),
-            "violation_pairs_total": float(self.violation_pairs),
+            "revealed_labels": float(self.revealed_labels),
+            "audited_rounds": float(self.audited_rounds),
+            "violation_rounds": float(self.violation_rounds),
+            "violation_pairs": float(self.violation_pairs),
             "violation_rate": self.violation_rounds / self.audited_rounds if self.audited_rounds else 0.0,
             "last_round_violations": float(self.last_round_violations),
             "fairness_weight": self._audit_weight(),
@@ -468,7 +468,7 @@ class FairExp2(_FairBase):
     True
     >>> model.audit(people, decisions, q, [[0, 1, 0], [0, 1, 1]], panel_size=3)  # 2 of 3 flag the pair
     1
-    >>> model.gauges()["violation_rounds_total"]
+    >>> model.gauges()["violation_rounds"]
     1.0
     """
 
@@ -569,7 +569,7 @@ class OneSidedExp2(FairExp2):
     ...     decisions, q = model.act(None, people)
     ...     model.learn(None, decisions, [y if d else None for d, y in zip(decisions, (1, 0))], q, people)
     ...     flagged = model.audit(people, decisions, q, [[0, 1]])  # counted, not learned
-    >>> model.current_fairness_weight(), model.gauges()["violation_rounds_total"] > 0
+    >>> model.current_fairness_weight(), model.gauges()["violation_rounds"] > 0
     (0.0, True)
     """
 
@@ -681,7 +681,7 @@ class FairFTPL(_FairBase):
     GAUGES = {**_FairBase.GAUGES,
               "perturbation_scale": "Current Laplace scale of the perturbation",
               "mean_resamples": "Mean geometric-resampling count K_i over the label estimates so far",
-              "oracle_calls_total": "Calls of the cost-sensitive oracle"}
+              "oracle_calls": "Calls of the cost-sensitive oracle"}
 
     def __init__(self, n_features: int | None = None, features: list[str] | None = None, weights: Any = None,
                  offsets: Any = None, n_directions: int = 16, n_offsets: int = 13,
@@ -772,7 +772,7 @@ class FairFTPL(_FairBase):
         g = super().gauges()
         g["perturbation_scale"] = self.current_perturbation_scale()
         g["mean_resamples"] = self.resample_total / self.resample_count if self.resample_count else 0.0
-        g["oracle_calls_total"] = float(self.oracle_calls)
+        g["oracle_calls"] = float(self.oracle_calls)
         return g
 
     def state_dict(self) -> dict[str, Any]:

@@ -60,7 +60,9 @@ class ClosedLoopSource:
             answer = orjson.loads(record[1])
             t = self.waiting.pop(answer.get("id"), None)
             if t is not None and answer.get("kind") == "decide":
-                self.outbox.append(orjson.dumps(self.env.feedback(t, answer)))
+                replies = self.env.feedback(t, answer)
+                for reply in replies if isinstance(replies, list) else [replies]:
+                    self.outbox.append(orjson.dumps(reply))
 
     def flush(self) -> None:
         pass
@@ -154,4 +156,28 @@ class ClassificationBanditEnv:
         pass
 
 
-ENVIRONMENTS = {"linear-dynamical": LinearDynamicalEnv, "classification-bandit": ClassificationBanditEnv}
+class FairnessEnv:
+    """k individuals from the real Adult data per round, one-sided feedback and an auditor panel."""
+
+    def __init__(self, model: str, k: int = 5, seed: int = 0, rounds: int = 100_000):
+        from .fairness import FairnessSimulator
+
+        self.model = model
+        self.sim = FairnessSimulator(n_rounds=rounds, k=k, seed=seed, model=model)
+
+    def decide(self, t: int) -> dict[str, Any]:
+        return self.sim.decide_event(t)
+
+    def feedback(self, t: int, answer: dict[str, Any]) -> list[dict[str, Any]]:
+        """Labels of the positively decided only, then the panel's audit of the answered probabilities."""
+        return [self.sim.feedback_event(t, np.asarray(answer["decisions"])),
+                self.sim.audit_event(t, np.asarray(answer["probabilities"]))]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+ENVIRONMENTS = {"linear-dynamical": LinearDynamicalEnv, "classification-bandit": ClassificationBanditEnv, "fairness": FairnessEnv}

@@ -269,23 +269,39 @@ def test_sigkill_at_random_points_gives_the_uninterrupted_state(broker, tmp_path
     assert_same_state(clean, final_states(tmp_path / "crash-state"))
 
 
+def wait_for_metric(proc, port: int, name: str, target: float, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        value = metric(port, name)
+        if value is not None and value >= target:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_a_second_worker_joins_and_leaves_without_loss_or_double_counting(broker, tmp_path):
     topic = broker.create_topic(PARTITIONS, "rebalance")
-    produce(broker.bootstrap, topic, keyed_stream(20_000, seed=2))
-    clean = clean_run(broker, tmp_path, topic)
+    stream = keyed_stream(20_000, seed=2)
+    produce(broker.bootstrap, topic, stream[:10_000])
     group = f"rb-{topic}"
     port_a, port_b = free_port(), free_port()
     cfg_a = write_config(tmp_path, "shared", broker, topic, group, port_a)
+    cfg_a.write_text(cfg_a.read_text().replace("idle_exit_seconds = 6", "idle_exit_seconds = 10"))
     cfg_b = tmp_path / "shared-b.toml"
     cfg_b.write_text(cfg_a.read_text().replace(f"port = {port_a}", f"port = {port_b}"))
     a = start(cfg_a, tmp_path, "a.log")
-    assert wait_for_events(a, port_a, 2_000)
+    assert wait_for_events(a, port_a, 2_000), (tmp_path / "a.log").read_text()[-3000:]
     b = start(cfg_b, tmp_path, "b.log")
+    # B joins: the group rebalances, A checkpoints what it loses, B restores it
+    assert wait_for_metric(b, port_b, "regretflow_owned_partitions", 1), (tmp_path / "b.log").read_text()[-3000:]
+    produce(broker.bootstrap, topic, stream[10_000:])
     assert wait_for_events(b, port_b, 500), (tmp_path / "b.log").read_text()[-3000:]
-    b.send_signal(signal.SIGTERM)
+    b.send_signal(signal.SIGTERM)  # B leaves: it checkpoints, A restores its partitions
     assert b.wait(timeout=60) == 0
     assert a.wait(timeout=300) == 0, (tmp_path / "a.log").read_text()[-3000:]
-    assert "event=revoked" in (tmp_path / "a.log").read_text()
+    log_a = (tmp_path / "a.log").read_text()
+    assert log_a.count("event=assigned") >= 3 and "event=revoked" in log_a
+    clean = clean_run(broker, tmp_path, topic)
     assert_same_state(clean, final_states(tmp_path / "shared-state"))
 
 

@@ -344,7 +344,7 @@ def test_gauges_are_declared(name):
     g = model.gauges()
     assert set(g) == set(type(model).GAUGES)
     assert all(isinstance(v, float) for v in g.values())
-    assert g["rounds_decided"] == 5 and g["audited_rounds_total"] == 5
+    assert g["rounds_decided"] == 5 and g["audited_rounds"] == 5
     assert 0.0 <= g["positive_decision_rate"] <= 1.0
 
 
