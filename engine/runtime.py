@@ -412,6 +412,14 @@ class Engine:
                         m.policy_value_high.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_high"])
             if "regret_vs_best_constant" in b:
                 m.regret_vs_best_constant.labels(model=model).set(b["regret_vs_best_constant"])
+        elif task == "classification":
+            c = summary["classification"]
+            for cls, v in c["per_class"].items():
+                m.class_accuracy.labels(model=model, **{"class": cls}).set(v["accuracy"])
+                m.class_rounds.labels(model=model, **{"class": cls}).set(v["count"])
+            for group, v in c["per_group"].items():
+                m.accuracy.labels(model=model, group=group).set(v["accuracy"])
+                m.group_rounds.labels(model=model, group=group).set(v["count"])
         for name, value in summary.get("learner_gauges", {}).items():
             if name in m.learner_gauges:
                 m.learner_gauges[name].labels(model=model).set(value)

@@ -4,6 +4,7 @@
 models from it and knows nothing else about a family.
 """
 
+from .analytic_ridge import AnalyticRidgeClassifier
 from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
 from .fair import FairExp2, FairFTPL, OneSidedExp2
 from .groupwise import GroupwiseRegressor
@@ -15,6 +16,7 @@ LEARNERS = {
     "ridge": OnlineRidge,
     "omd": OptimisticOMDRegressor,
     "groupwise": GroupwiseRegressor,
+    "analytic-ridge": AnalyticRidgeClassifier,
     "dynlin-ucb": DynLinUCB,
     "linucb": LinUCB,
     "d-linucb": DiscountedLinUCB,
@@ -26,4 +28,4 @@ LEARNERS = {
 }
 
 __all__ = ["LEARNERS", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds",
-           "FairExp2", "FairFTPL", "OneSidedExp2"]
+           "FairExp2", "FairFTPL", "OneSidedExp2", "AnalyticRidgeClassifier"]

@@ -142,7 +142,10 @@ def declares_violation_gauge(cls) -> bool:
     return any("violation" in n for n in names)
 
 
-def second_engine_events(classification: bool, n_rounds: int = 900, seed: int = 0) -> list[bytes]:
+FAIR_FEATURES = [f"z{i}" for i in range(4)]
+
+
+def second_engine_events(classification: bool, n_rounds: int = 900, seed: int = 0, fairness: bool = False) -> list[bytes]:
     """Decides with exact expected rewards, their feedback two rounds later (one in seven
     never answered, so windows expire), a burst of unanswered decides that overflows the
     join store, bad events of three kinds, and classification observes when asked for."""
@@ -167,6 +170,12 @@ def second_engine_events(classification: bool, n_rounds: int = 900, seed: int = 
         if t % 50 == 0:
             out.extend([b"{not json", orjson.dumps({"id": f"u{t}", "model": "nope", "kind": "observe"}),
                         orjson.dumps({"id": f"m{t}", "model": "offers", "kind": "decide", "features": [1.0]})])
+        if fairness:
+            # k = 4 applicants; a panel flags pairs; no feedback (it depends on the decisions): windows expire
+            people = rng.random(size=(4, len(FAIR_FEATURES)))
+            out.append(orjson.dumps({"id": f"q{t}", "model": "lending", "kind": "decide", "actions": people.tolist()}))
+            out.append(orjson.dumps({"id": f"a{t}", "model": "lending", "kind": "audit", "ref": f"q{t}",
+                                     "violations": [[0, 1, 0], [0, 1, 1], [2, 3, 2]], "panel_size": 3}))
         if classification:
             label = "pos" if x[1] > 0 else ("neg" if x[2] > 0 else "other")
             out.append(orjson.dumps({"id": f"c{t}", "model": "classes", "kind": "observe", "features": x.tolist(),
@@ -174,22 +183,36 @@ def second_engine_events(classification: bool, n_rounds: int = 900, seed: int = 
     return out
 
 
+def n_fair_rounds() -> int:
+    return 900
+
+
+def fairness_family() -> str | None:
+    """The registered family whose gauges count fairness violations (fair-exp2 first)."""
+    names = sorted((n for n, cls in LEARNERS.items() if declares_violation_gauge(cls)), key=lambda n: (n != "fair-exp2", n))
+    return names[0] if names else None
+
+
 class SecondEngine:
     """An engine in a background thread, serving /metrics on a free port of 127.0.0.1."""
 
-    def __init__(self, tmp_path: Path, bandit_family: str, classification_family: str | None, rate: float = 250.0):
+    def __init__(self, tmp_path: Path, bandit_family: str, classification_family: str | None, rate: float = 250.0,
+                 fairness_family: str | None = None):
         groups = [{"name": "segment", "field": "segment", "values": ["a", "b"]}]
         models = {"offers": {"learner": bandit_family, "features": BANDIT_FEATURES, "n_actions": N_ACTIONS,
                              "groups": groups, "joins": {"ttl_events": 40, "max_pending": 10}}}
         if classification_family:
             models["classes"] = {"learner": classification_family, "features": BANDIT_FEATURES, "groups": groups}
+        if fairness_family:
+            models["lending"] = {"learner": fairness_family, "features": FAIR_FEATURES, "joins": {"ttl_events": 20},
+                                 "params": {"horizon": n_fair_rounds(), "seed": 0}}
         self.config = parse_config({
             "models": models,
             "runtime": {"batch_size": 32, "batch_timeout_ms": 10.0},
             "checkpoint": {"dir": str(tmp_path / "state"), "every_events": 200, "every_seconds": 1.0},
             "metrics": {"port": 0, "refresh_seconds": 0.2},
         })
-        events = second_engine_events(classification=bool(classification_family))
+        events = second_engine_events(classification=bool(classification_family), fairness=bool(fairness_family))
         self.engine = Engine(self.config, ThrottledSource(events, rate), MemorySink(keep=False), MemorySink(keep=False))
         self.port = self.engine.server.port
         self.error: BaseException | None = None
@@ -284,7 +307,7 @@ def stack(tmp_path_factory):
         bandit_family = "uniform-test-double"
     second = prom = None
     try:
-        second = SecondEngine(tmp_path, bandit_family, classification_family).start()
+        second = SecondEngine(tmp_path, bandit_family, classification_family, fairness_family=fairness_family()).start()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
