@@ -16,6 +16,26 @@ differences under 2 standard errors called inconclusive.
 
 ``--quick`` (CI): fewer rounds and seeds on three datasets, and asserts only the
 orderings that are robust there (see :func:`quick_assertions`).
+
+Recorded full run (this module's hyperparameters, 5 seeds, mean cumulative
+pseudo-regret at T; about 35 minutes on a shared 2-core machine, River on fashion14
+takes 110 s per run)::
+
+    learner                 mushroom  shuttle  fashion14  digits  segment  vehicle
+    NeuralFastCB               682.1    598.0     3320.4   543.9    901.1    570.9
+    NeuralSquareCB             914.0   1303.8     3588.1   681.0   1050.8    589.5
+    LinUCB (ours)              718.6    993.0     2469.4   342.0    700.8    482.8
+    EpsilonGreedy (ours)      1090.6   1765.2     3839.4   899.2   1301.7    571.3
+    River LinUCBDisjoint       729.0    991.6     2717.4   515.6    866.6    559.8
+    VW --squarecb (-q sa)      737.1   1750.7     3952.0   775.6   1094.0    611.7
+    NeuralFastCB +perturb      870.7    725.2     3439.0   529.6   1141.9    591.9
+    NeuralSquareCB +perturb   1318.2   1611.0     4038.3   662.9   1281.1    591.0
+    uniform play              4062.0   8571.4     9000.0  1617.3   1980.0    634.5
+
+The paper's first claim (KL variant ahead of the squared one) held on all six; the
+neural bandits were ahead of every linear baseline only on mushroom and shuttle
+(NeuralFastCB), and behind our exact LinUCB on the other four; the perturbation (as
+implemented, scale 1) made things worse on five of six.
 """
 
 from __future__ import annotations
