@@ -112,8 +112,10 @@ def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) 
     """Every record of ``topic`` (from the start) once at least ``expect`` have arrived, or at timeout."""
     from confluent_kafka import Consumer
 
+    # a short session: group joins take about half of it on tansu
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000})
     consumer.subscribe([topic])
     out = []
     deadline = time.monotonic() + timeout
