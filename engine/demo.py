@@ -99,11 +99,13 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.every = every if self.tty else 2.0
-        self.started = time.monotonic()
+        self.started = None  # set at the first batch: start-up (kernel warm-up) is not streaming
         self.last = 0.0
 
     def __call__(self, engine: Engine, final: bool = False) -> None:
         now = time.monotonic()
+        if self.started is None:
+            self.started = now - 1e-3
         if not final and now - self.last < self.every:
             return
         self.last = now
