@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--answers", help="write the answers to this JSONL file")
     rp.add_argument("--dead-letters", help="write dead letters to this JSONL file")
     rp.add_argument("--json", action="store_true", help="print the summary as JSON")
+    rp.add_argument("--logged-answers", help="the answers the live system gave (JSONL): off-policy estimates of its bandit decisions, with bootstrap intervals")
+    rp.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the off-policy intervals (default 500)")
 
     c = sub.add_parser("checkpoint", help="checkpoint tools")
     csub = c.add_subparsers(dest="action", metavar="ACTION")
@@ -152,6 +154,10 @@ def _replay(args) -> int:
     engine.run()
     summary = engine.summary()
     summary["_stream"] = {"events": engine.events_seen, "valid": engine.valid_events, "dead_letters": engine.dead_count}
+    if args.logged_answers:
+        from .offline import logged_policy_values
+
+        summary["_logged_policies"] = logged_policy_values(args.log, args.logged_answers, config, n_bootstrap=args.bootstrap)
     if args.json:
         print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
     else:
@@ -166,6 +172,12 @@ def _replay(args) -> int:
                         e = b[policy]
                         print(f"  {policy:<14} IPS {e['ips']:.4f} [{e['ips_low']:.4f}, {e['ips_high']:.4f}]"
                               f"  SNIPS {e['snips']:.4f} [{e['snips_low']:.4f}, {e['snips_high']:.4f}]")
+            elif model == "_logged_policies":
+                for name, table in s.items():
+                    print(f"\nlogged decisions of {name}: {table['rounds']} joined rounds, observed mean reward {table['logged']['observed']['value']:.4f}")
+                    for policy in ("greedy", "uniform", "best_constant"):
+                        for est, v in table[policy].items():
+                            print(f"  {policy:<14}{est.upper():<6}{v['value']:.4f}  95% bootstrap [{v['low']:.4f}, {v['high']:.4f}]")
             elif isinstance(s, dict) and s.get("task") == "classification":
                 c = s["classification"]
                 print(f"\nmodel {model}: accuracy {c['accuracy']:.4f}, mean per-class accuracy {c['mean_per_class_accuracy']:.4f}")

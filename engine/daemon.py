@@ -44,8 +44,11 @@ def open_source(config: Config, spec: EndpointSpec):
             raise ConfigError("source.rounds: expected a positive integer (omit it to run forever)")
         if options.get("model") not in config.models:
             raise ConfigError(f"source.model: {options.get('model')!r} is not a declared model")
+        record = options.pop("record_path", None)
+        if record is not None:
+            record = str(_resolve(config, record))
         try:
-            return ClosedLoopSource(ENVIRONMENTS[name](**options), rounds=rounds)
+            return ClosedLoopSource(ENVIRONMENTS[name](**options), rounds=rounds, record_path=record)
         except TypeError as exc:
             raise ConfigError(f"source: {exc}") from None
     if spec.type == "kafka":

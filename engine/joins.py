@@ -27,13 +27,14 @@ _KIND_NAMES = {v: k for k, v in _KIND_CODES.items()}
 class JoinEntry:
     """What a request left behind for its feedback: inputs, what was answered, when."""
 
-    __slots__ = ("id", "seq", "ts", "kind", "x", "groups", "prediction", "action", "probability", "n_choices", "actions", "extra", "flags")
+    __slots__ = ("id", "seq", "ts", "kind", "x", "groups", "prediction", "action", "probability", "n_choices", "actions", "extra", "flags",
+                 "decision")
 
     # flags of a fair decision: which of its two replies have arrived
     FEEDBACK, AUDIT = 1, 2
 
     def __init__(self, id, seq, ts, kind, x=None, groups=None, prediction=0.0, action=-1, probability=1.0, n_choices=0, actions=None,
-                 extra=None, flags=0):
+                 extra=None, flags=0, decision=-1):
         self.id = id
         self.seq = seq
         self.ts = ts
@@ -47,6 +48,7 @@ class JoinEntry:
         self.actions = actions
         self.extra = extra
         self.flags = flags
+        self.decision = decision  # the learner's decision number (late feedback selects its draw)
 
 
 class PendingJoins:
@@ -132,6 +134,7 @@ class PendingJoins:
             "probability": np.array([e.probability for e in entries], dtype=np.float64),
             "n_choices": np.array([e.n_choices for e in entries], dtype=np.int64),
             "flags": np.array([e.flags for e in entries], dtype=np.int64),
+            "decision": np.array([e.decision for e in entries], dtype=np.int64),
             "closed": np.array(list(self.closed), dtype=str),
             "latest_ts": self.latest_ts,
             "evicted": self.evicted,
@@ -174,7 +177,7 @@ class PendingJoins:
                 x=columns["x"][i], groups=columns["groups"][i], prediction=float(state["prediction"][i]),
                 action=int(state["action"][i]), probability=float(state["probability"][i]),
                 n_choices=int(state["n_choices"][i]), actions=columns["actions"][i], extra=columns["extra"][i],
-                flags=int(state["flags"][i]),
+                flags=int(state["flags"][i]), decision=int(state["decision"][i]),
             )
         self.closed = OrderedDict((str(i), None) for i in state["closed"])
         self.latest_ts = None if state["latest_ts"] is None else float(state["latest_ts"])

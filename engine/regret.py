@@ -139,10 +139,23 @@ class HindsightRegret:
 
 
 _POLICY_SUMS = ("n", "w", "wr", "w2", "w2r", "w2r2")
+_DR_SUMS = ("n", "dr", "dr2")
 
 
 class BanditRegret:
     """Reward, pseudo-regret and off-policy values of reference policies for a bandit model.
+
+    Reference policies: ``uniform``, every constant action (``best_constant`` is the
+    one with the highest SNIPS value) and ``greedy`` (the action the model's own
+    probability vector ranked first at each decision: what the model would play
+    without exploring). For each, inverse-propensity (IPS) and self-normalised (SNIPS)
+    estimates from the logged propensities, and doubly-robust (DR) ones when the
+    learner logs its predicted rewards, all with 95% normal intervals, kept in
+    streaming sums (``regretflow replay`` gives bootstrap intervals on a log).
+
+    Pseudo-regret when the source supplies expected rewards: ``pseudo_regret`` sums
+    ``max mu - mu[chosen]``; ``expected_pseudo_regret`` sums ``max mu - p . mu``, its
+    expectation over the decision's own randomisation (lower variance).
 
     Examples
     --------
@@ -159,25 +172,39 @@ class BanditRegret:
         self.count = 0
         self.reward = 0.0
         self.pseudo_regret = 0.0
+        self.expected_pseudo_regret = 0.0
         self.pseudo_count = 0
         self.uniform = np.zeros(len(_POLICY_SUMS))
+        self.greedy = np.zeros(len(_POLICY_SUMS))
         self.constant = np.zeros((self.n_actions, len(_POLICY_SUMS)))
+        self.dr_uniform = np.zeros(len(_DR_SUMS))
+        self.dr_greedy = np.zeros(len(_DR_SUMS))
+        self.dr_constant = np.zeros((self.n_actions, len(_DR_SUMS)))
 
     def _grow(self, k: int) -> None:
         if k > self.constant.shape[0]:
-            grown = np.zeros((k, len(_POLICY_SUMS)))
-            grown[: self.constant.shape[0]] = self.constant
-            self.constant = grown
+            for name, width in (("constant", len(_POLICY_SUMS)), ("dr_constant", len(_DR_SUMS))):
+                old = getattr(self, name)
+                grown = np.zeros((k, width))
+                grown[: old.shape[0]] = old
+                setattr(self, name, grown)
             self.n_actions = k
 
-    def record_decision(self, expected: np.ndarray | None, action: int) -> None:
+    def record_decision(self, expected: np.ndarray | None, action: int, probabilities: np.ndarray | None = None) -> None:
         """Exact pseudo-regret of one decision, when the source knows the expected rewards."""
         if expected is not None:
-            self.pseudo_regret += float(expected.max() - expected[action])
+            best = float(expected.max())
+            self.pseudo_regret += best - float(expected[action])
+            if probabilities is not None and len(probabilities) == len(expected):
+                self.expected_pseudo_regret += best - float(probabilities @ expected)
+            else:
+                self.expected_pseudo_regret += best - float(expected[action])
             self.pseudo_count += 1
 
-    def update(self, actions: np.ndarray, probabilities: np.ndarray, rewards: np.ndarray, n_choices: np.ndarray) -> None:
-        """Account joined feedback: chosen action, its logged probability, reward, number of actions offered."""
+    def update(self, actions: np.ndarray, probabilities: np.ndarray, rewards: np.ndarray, n_choices: np.ndarray,
+               prob_vectors: np.ndarray | None = None, reward_estimates: np.ndarray | None = None) -> None:
+        """Account joined feedback: chosen action, its logged probability, reward, number of actions
+        offered; optionally the logged probability vectors (greedy policy) and predicted rewards (DR)."""
         if len(actions) == 0:
             return
         self._grow(int(n_choices.max()))
@@ -194,6 +221,19 @@ class BanditRegret:
             s[0] = 0.0
             self.constant[a] += s
         self.constant[:, 0] += len(actions)
+        if prob_vectors is None:
+            return
+        for i, (a, p, r, k) in enumerate(zip(actions, probabilities, rewards, n_choices)):
+            greedy = int(np.argmax(prob_vectors[i]))
+            self.greedy += _sums(np.array([1.0 / p if a == greedy else 0.0]), np.array([r]))
+            if reward_estimates is None:
+                continue
+            rhat = reward_estimates[i]
+            residual = (r - rhat[a]) / p
+            self.dr_uniform += _dr(float(rhat[:k].mean()) + residual / k)
+            self.dr_greedy += _dr(float(rhat[greedy]) + (residual if a == greedy else 0.0))
+            for c in range(min(k, self.dr_constant.shape[0])):
+                self.dr_constant[c] += _dr(float(rhat[c]) + (residual if a == c else 0.0))
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -201,11 +241,14 @@ class BanditRegret:
             "reward": self.reward,
             "mean_reward": self.reward / self.count if self.count else 0.0,
             "pseudo_regret": self.pseudo_regret,
+            "expected_pseudo_regret": self.expected_pseudo_regret,
             "pseudo_count": self.pseudo_count,
-            "uniform": _estimates(self.uniform),
+            "uniform": {**_estimates(self.uniform), **_dr_estimates(self.dr_uniform)},
         }
+        if self.greedy[0]:
+            out["greedy"] = {**_estimates(self.greedy), **_dr_estimates(self.dr_greedy)}
         if self.constant.shape[0]:
-            per_action = [_estimates(row) for row in self.constant]
+            per_action = [{**_estimates(row), **_dr_estimates(dr)} for row, dr in zip(self.constant, self.dr_constant)]
             best = int(np.argmax([p["snips"] for p in per_action]))
             out["constant"] = per_action
             out["best_constant"] = {"action": best, **per_action[best]}
@@ -214,17 +257,38 @@ class BanditRegret:
 
     def state_dict(self) -> dict[str, Any]:
         return {"n_actions": self.n_actions, "count": self.count, "reward": self.reward,
-                "pseudo_regret": self.pseudo_regret, "pseudo_count": self.pseudo_count,
-                "uniform": self.uniform.copy(), "constant": self.constant.copy()}
+                "pseudo_regret": self.pseudo_regret, "expected_pseudo_regret": self.expected_pseudo_regret,
+                "pseudo_count": self.pseudo_count, "uniform": self.uniform.copy(), "greedy": self.greedy.copy(),
+                "constant": self.constant.copy(), "dr_uniform": self.dr_uniform.copy(), "dr_greedy": self.dr_greedy.copy(),
+                "dr_constant": self.dr_constant.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_actions = int(state["n_actions"])
         self.count = int(state["count"])
         self.reward = float(state["reward"])
         self.pseudo_regret = float(state["pseudo_regret"])
+        self.expected_pseudo_regret = float(state["expected_pseudo_regret"])
         self.pseudo_count = int(state["pseudo_count"])
-        self.uniform = expect_array(state, "uniform", (len(_POLICY_SUMS),), "BanditRegret")
-        self.constant = expect_array(state, "constant", (self.n_actions, len(_POLICY_SUMS)), "BanditRegret")
+        n = len(_POLICY_SUMS)
+        self.uniform = expect_array(state, "uniform", (n,), "BanditRegret")
+        self.greedy = expect_array(state, "greedy", (n,), "BanditRegret")
+        self.constant = expect_array(state, "constant", (self.n_actions, n), "BanditRegret")
+        self.dr_uniform = expect_array(state, "dr_uniform", (len(_DR_SUMS),), "BanditRegret")
+        self.dr_greedy = expect_array(state, "dr_greedy", (len(_DR_SUMS),), "BanditRegret")
+        self.dr_constant = expect_array(state, "dr_constant", (self.n_actions, len(_DR_SUMS)), "BanditRegret")
+
+
+def _dr(term: float) -> np.ndarray:
+    return np.array([1.0, term, term * term])
+
+
+def _dr_estimates(s: np.ndarray) -> dict[str, float]:
+    n, total, squares = (float(v) for v in s)
+    if n == 0:
+        return {}
+    mean = total / n
+    half = 1.959963984540054 * math.sqrt(max(squares / n - mean * mean, 0.0) / n)
+    return {"dr": mean, "dr_low": mean - half, "dr_high": mean + half}
 
 
 def _sums(w: np.ndarray, r: np.ndarray) -> np.ndarray:

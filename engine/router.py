@@ -73,6 +73,8 @@ class Shard:
             self.tracker = FairnessTracker()
         else:
             self.tracker = BanditRegret(spec.n_actions)
+        learn = getattr(self.learner, "learn", None)
+        self._learn_takes_decision = learn is not None and "decision" in inspect.signature(learn).parameters
         predict_many = getattr(self.learner, "predict_many", None)
         self._predict_takes_groups = predict_many is not None and "groups" in inspect.signature(predict_many).parameters
         self.run_kind: str | None = None
@@ -246,14 +248,21 @@ class Shard:
         action = int(action)
         probs = np.asarray(probs, dtype=np.float64)
         n_choices = n_choices or len(probs)
-        self.tracker.record_decision(ev.expected, action)
+        # what off-policy evaluation needs later: the whole probability vector and, when
+        # the learner has a reward model, its predictions (doubly-robust estimates)
+        predicted = getattr(self.learner, "last_predicted_rewards", None)
+        logged = probs[None, :] if predicted is None else np.vstack([probs, np.asarray(predicted, dtype=np.float64)])
+        self.tracker.record_decision(ev.expected, action, probs)
         evicted = self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "decide", x=ev.x, groups=ev.groups, action=action,
-                                           probability=float(probs[action]), n_choices=n_choices, actions=ev.actions))
+                                           probability=float(probs[action]), n_choices=n_choices, actions=ev.actions,
+                                           extra=logged, decision=int(getattr(self.learner, "last_decision", -1))))
         if evicted:
             self._on_expired(evicted, out)
         answer = {"id": ev.id, "model": self.spec.name, "kind": "decide", "action": action,
                   "probability": float(probs[action]), "probabilities": probs.tolist(),
                   "model_version": getattr(self.learner, "n_updates", 0)}
+        if predicted is not None:
+            answer["predicted_rewards"] = logged[1].tolist()
         describe = getattr(self.learner, "describe_action", None)
         if describe is not None:
             answer["action_vector"] = [float(v) for v in describe(action)]
@@ -299,11 +308,16 @@ class Shard:
             self.tracker.update([label], [entry.prediction], G)
 
     def _learn_reward(self, entry: JoinEntry, reward: float) -> None:
-        if entry.actions is None:
-            self.learner.learn(entry.x, entry.action, reward, entry.probability)
-        else:
-            self.learner.learn(entry.x, entry.action, reward, entry.probability, actions=entry.actions)
-        self.tracker.update(np.array([entry.action]), np.array([entry.probability]), np.array([reward]), np.array([entry.n_choices]))
+        extra = {}
+        if entry.actions is not None:
+            extra["actions"] = entry.actions
+        if self._learn_takes_decision and entry.decision >= 0:
+            extra["decision"] = entry.decision
+        self.learner.learn(entry.x, entry.action, reward, entry.probability, **extra)
+        logged = entry.extra
+        self.tracker.update(np.array([entry.action]), np.array([entry.probability]), np.array([reward]), np.array([entry.n_choices]),
+                            prob_vectors=None if logged is None else logged[:1],
+                            reward_estimates=None if logged is None or len(logged) < 2 else logged[1:2])
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -404,9 +404,12 @@ class Engine:
             m.cumulative_reward.labels(model=model).set(b["reward"])
             m.feedback_rounds.labels(model=model).set(b["count"])
             m.pseudo_regret.labels(model=model).set(b["pseudo_regret"])
-            for policy in ("uniform", "best_constant"):
+            m.expected_pseudo_regret.labels(model=model).set(b["expected_pseudo_regret"])
+            for policy in ("uniform", "best_constant", "greedy"):
                 if policy in b:
-                    for est in ("ips", "snips"):
+                    for est in ("ips", "snips", "dr"):
+                        if est not in b[policy]:
+                            continue
                         m.policy_value.labels(model=model, policy=policy, estimator=est).set(b[policy][est])
                         m.policy_value_low.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_low"])
                         m.policy_value_high.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_high"])
@@ -561,7 +564,7 @@ def model_summary(shards: list) -> dict[str, Any]:
 
 def _sum_bandits(parts: list[dict[str, Any]]) -> dict[str, Any]:
     total = dict(parts[0])
-    for key in ("count", "reward", "pseudo_regret", "pseudo_count", "regret_vs_best_constant"):
+    for key in ("count", "reward", "pseudo_regret", "expected_pseudo_regret", "pseudo_count", "regret_vs_best_constant"):
         total[key] = sum(p.get(key, 0) for p in parts)
     total["mean_reward"] = total["reward"] / total["count"] if total["count"] else 0.0
     return total

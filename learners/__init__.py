@@ -5,10 +5,13 @@ models from it and knows nothing else about a family.
 """
 
 from .analytic_ridge import AnalyticRidgeClassifier
+from .contextual_baselines import EpsilonGreedy, LinUCBDisjoint
 from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
 from .fair import FairExp2, FairFTPL, OneSidedExp2
 from .groupwise import GroupwiseRegressor
 from .linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
+from .neural import OnlineNeuralRegressor
+from .neural_bandit import NeuralFastCB, NeuralSquareCB
 from .omd import OptimisticOMDRegressor
 from .ridge import OnlineRidge
 
@@ -17,6 +20,11 @@ LEARNERS = {
     "omd": OptimisticOMDRegressor,
     "groupwise": GroupwiseRegressor,
     "analytic-ridge": AnalyticRidgeClassifier,
+    "neural": OnlineNeuralRegressor,
+    "neural-squarecb": NeuralSquareCB,
+    "neural-fastcb": NeuralFastCB,
+    "linucb-disjoint": LinUCBDisjoint,
+    "epsilon-greedy": EpsilonGreedy,
     "dynlin-ucb": DynLinUCB,
     "linucb": LinUCB,
     "d-linucb": DiscountedLinUCB,
@@ -28,4 +36,5 @@ LEARNERS = {
 }
 
 __all__ = ["LEARNERS", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds",
-           "FairExp2", "FairFTPL", "OneSidedExp2", "AnalyticRidgeClassifier"]
+           "FairExp2", "FairFTPL", "OneSidedExp2", "AnalyticRidgeClassifier",
+           "OnlineNeuralRegressor", "NeuralSquareCB", "NeuralFastCB", "LinUCBDisjoint", "EpsilonGreedy"]

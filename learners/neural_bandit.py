@@ -163,6 +163,7 @@ class _NeuralInverseGapBandit:
         self.exploration_cost_total += self.exploration.last_exploration_cost
         greedy = int(np.argmax(predicted)) if np.all(np.isfinite(predicted)) else 0
         self.last_greedy_probability = float(probabilities[greedy])
+        self.last_predicted_rewards = predicted  # the engine logs them for doubly-robust estimates
         return action, probabilities
 
     def learn(self, context: Any, action: int, reward: float, probability: float, actions: Any = None,

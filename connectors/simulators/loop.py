@@ -34,9 +34,11 @@ class ClosedLoopSource:
 
     partitioned = False
 
-    def __init__(self, env, rounds: int | None = None):
+    def __init__(self, env, rounds: int | None = None, record_path: str | None = None):
         self.env = env
         self.rounds = rounds
+        # every emitted event, as JSONL: a log that ``regretflow replay`` can evaluate later
+        self._record = open(record_path, "ab") if record_path else None
         self.t = 0
         self.waiting: dict[str, int] = {}  # decide id -> round, until its answer arrives
         self.outbox: list[bytes] = []
@@ -52,6 +54,8 @@ class ClosedLoopSource:
             self.t += 1
             out.append(orjson.dumps(event))
         self.issued += len(out)
+        if self._record is not None and out:
+            self._record.write(b"\n".join(out) + b"\n")
         return out
 
     def write(self, records) -> None:
@@ -65,7 +69,8 @@ class ClosedLoopSource:
                     self.outbox.append(orjson.dumps(reply))
 
     def flush(self) -> None:
-        pass
+        if self._record is not None:
+            self._record.flush()
 
     def position(self) -> dict[str, Any]:
         return {"t": self.t, "waiting_ids": np.array(list(self.waiting), dtype=str),
@@ -82,7 +87,8 @@ class ClosedLoopSource:
         return self.rounds is not None and self.t >= self.rounds and not self.waiting and not self.outbox
 
     def close(self) -> None:
-        pass
+        if self._record is not None:
+            self._record.close()
 
 
 class TeeSink:
@@ -97,6 +103,7 @@ class TeeSink:
 
     def flush(self) -> None:
         self.sink.flush()
+        self.loop.flush()
 
     def close(self) -> None:
         self.sink.close()

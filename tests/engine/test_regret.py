@@ -110,3 +110,38 @@ def test_class_accuracy_caps_class_labels():
     assert sorted(s["per_class"]) == ["_other_", "a", "b"]
     assert s["per_class"]["_other_"] == {"count": 2, "correct": 2, "accuracy": 1.0}
     assert s["per_group"]["g"]["accuracy"] == 1.0
+
+
+def test_streaming_greedy_and_doubly_robust_estimates_equal_the_offline_estimators():
+    from regretflow.engine import offpolicy as op
+
+    rng = np.random.default_rng(9)
+    n, k = 3000, 4
+    P = rng.dirichlet(np.ones(k) * 2, size=n)
+    A = np.array([rng.choice(k, p=p) for p in P])
+    p = P[np.arange(n), A]
+    mu = np.array([0.1, 0.3, 0.6, 0.4])
+    R = (rng.random(n) < mu[A]).astype(float)
+    Rhat = np.clip(mu + 0.1 * rng.normal(size=(n, k)), 0, 1)
+    t = BanditRegret(k)
+    for lo in range(0, n, 250):
+        sl = slice(lo, lo + 250)
+        t.update(A[sl], p[sl], R[sl], np.full(len(A[sl]), k), prob_vectors=P[sl], reward_estimates=Rhat[sl])
+    s = t.summary()
+    greedy = op.greedy_policy(P)
+    assert s["greedy"]["ips"] == pytest.approx(op.ips(A, p, R, greedy), rel=1e-12)
+    assert s["greedy"]["snips"] == pytest.approx(op.snips(A, p, R, greedy), rel=1e-12)
+    assert s["greedy"]["dr"] == pytest.approx(op.doubly_robust(A, p, R, greedy, Rhat), rel=1e-12)
+    assert s["uniform"]["dr"] == pytest.approx(op.doubly_robust(A, p, R, op.uniform_policy(n, k), Rhat), rel=1e-12)
+    for a in range(k):
+        assert s["constant"][a]["dr"] == pytest.approx(op.doubly_robust(A, p, R, op.constant_policy(n, k, a), Rhat), rel=1e-12)
+    # DR has the smaller interval when the reward model is good
+    c = s["constant"][2]
+    assert c["dr_high"] - c["dr_low"] < c["ips_high"] - c["ips_low"]
+
+
+def test_expected_pseudo_regret_uses_the_probability_vector():
+    t = BanditRegret(2)
+    t.record_decision(np.array([0.2, 0.9]), 0, np.array([0.25, 0.75]))
+    s = t.summary()
+    assert s["pseudo_regret"] == pytest.approx(0.7) and s["expected_pseudo_regret"] == pytest.approx(0.9 - (0.05 + 0.675))
