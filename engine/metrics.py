@@ -121,6 +121,7 @@ class Metrics:
         self.rebalances = Counter("regretflow_rebalances", "Partition assignments received from the consumer group.", registry=r)
         self.owned_partitions = Gauge("regretflow_owned_partitions", "Source partitions this worker owns now.", registry=r)
         self.consumer_lag = Gauge("regretflow_consumer_lag", "Records between this worker's position and the end of the partition.", ["topic", "partition"], registry=r)
+        self.partition_events = Gauge("regretflow_partition_events", "Events applied to the state of each partition this worker owns (restored from checkpoints).", ["topic", "partition"], registry=r)
         self.source_errors = Counter("regretflow_source_errors", "Errors talking to the source (broker unreachable, failed commits).", registry=r)
         self.source_up = Gauge("regretflow_source_up", "1 while the source answers, 0 after a failed poll, commit or lag query.", registry=r)
         self.source_up.set(1)

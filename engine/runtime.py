@@ -239,7 +239,11 @@ class Engine:
         for pid in lost:
             del self.parts[pid]
             if pid in self._lag_labels:
-                self.metrics.consumer_lag.remove(*split_label(pid))
+                for gauge in (self.metrics.consumer_lag, self.metrics.partition_events):
+                    try:
+                        gauge.remove(*split_label(pid))
+                    except KeyError:
+                        pass
                 self._lag_labels.discard(pid)
         self.stale.update(self.config.models)
         self.metrics.owned_partitions.set(len(self.parts))
@@ -487,6 +491,10 @@ class Engine:
         for pid, lag in self.source.lag().items():
             topic, partition = split_label(pid)
             m.consumer_lag.labels(topic=topic, partition=partition).set(lag)
+            self._lag_labels.add(pid)
+        for pid, part in self.parts.items():
+            topic, partition = split_label(pid)
+            m.partition_events.labels(topic=topic, partition=partition).set(part.events_seen)
             self._lag_labels.add(pid)
         errors = getattr(self.source, "errors", 0)
         if errors > self._errors_reported:
