@@ -17,6 +17,14 @@ VENV_BIN = Path(sys.executable).parent
 REGRETFLOW = str(VENV_BIN / "regretflow")
 
 
+def flat(state: dict) -> dict:
+    """A nested checkpoint state as one {"a/b/c": leaf} dict (the checkpoint's own flattening)."""
+    from regretflow.engine.checkpoint import flatten
+
+    arrays, scalars = flatten(state)
+    return {**{k.rstrip("/"): v for k, v in scalars.items()}, **arrays}
+
+
 def observe(eid, model="m", features=None, label=0.0, **extra) -> bytes:
     return orjson.dumps({"id": str(eid), "model": model, "kind": "observe", "features": features, "label": label, **extra})
 

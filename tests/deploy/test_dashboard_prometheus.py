@@ -413,7 +413,10 @@ def test_values_are_the_engines_own(stack):
     versions = {r["metric"]["model"] for r in prom.query("regretflow_model_version")}
     assert {"ridge", "offers"} <= versions
     intervals = prom.query('regretflow_policy_value_low{model="offers"} <= regretflow_policy_value{model="offers"}')
-    assert len(intervals) == 4  # uniform and best_constant, by ips and snips
+    b = stack["second"].engine.summary()["offers"]["bandit"]
+    published = {(p, e) for p in ("uniform", "best_constant", "greedy") if p in b for e in ("ips", "snips", "dr") if e in b[p]}
+    assert len(published) >= 6  # greedy, uniform and best_constant, by ips and snips at least
+    assert {(r["metric"]["policy"], r["metric"]["estimator"]) for r in intervals} == published
     dead = prom.query('sum by (reason) (regretflow_dead_letters_total{model=~"offers|_unknown_"}) > 0')
     assert {r["metric"]["reason"] for r in dead} >= {"not_json", "unknown_model", "missing_features"}
 

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from regretflow.engine.checkpoint import latest_checkpoint
-from tests.conftest import REGRETFLOW, regression_stream
+from tests.conftest import REGRETFLOW, regression_stream, flat
 
 N_EVENTS = 30_000
 
@@ -47,16 +47,6 @@ values = ["a", "b", "c"]
 ttl_events = 3
 """)
     return cfg
-
-
-def flat(state, prefix=""):
-    out = {}
-    for k, v in state.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}/"))
-        else:
-            out[prefix + k] = v
-    return out
 
 
 def lines(path):

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from regretflow.engine.checkpoint import latest_checkpoint
-from tests.conftest import REGRETFLOW
+from tests.conftest import REGRETFLOW, flat
 from tests.integration.kafka_broker import Broker, consume_all, free_port, produce
 
 PARTITIONS = 3
@@ -124,16 +124,6 @@ def final_states(state_dir: Path) -> dict[str, dict]:
         found = latest_checkpoint(part_dir)
         if found:
             out[part_dir.name] = found[0]
-    return out
-
-
-def flat(state, prefix=""):
-    out = {}
-    for k, v in state.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}/"))
-        else:
-            out[prefix + k] = v
     return out
 
 
