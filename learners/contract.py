@@ -92,7 +92,8 @@ def expect_array(state: dict[str, Any], key: str, shape: tuple[int, ...], owner:
 
 def dict_to_row(x: dict, features: list[str]) -> np.ndarray:
     """A River feature dict as a dense row in ``features`` order (absent keys are 0)."""
-    return np.array([float(x.get(name, 0.0)) for name in features], dtype=np.float64)
+    get = x.get
+    return np.fromiter((get(name, 0.0) for name in features), dtype=np.float64, count=len(features))
 
 
 def as_matrix(X: Any, features: list[str] | None) -> np.ndarray:

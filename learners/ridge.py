@@ -75,6 +75,7 @@ class OnlineRidge(base.Regressor):
         d = n_features + (1 if self.fit_intercept else 0)
         self._P = np.eye(d) / self.lam
         self._w = np.zeros(d)
+        self._scratch = np.empty(d)
         self._trace_cap = d / self.lam
 
     def _rows(self, X: Any) -> np.ndarray:
@@ -98,12 +99,18 @@ class OnlineRidge(base.Regressor):
     # -- River API ----------------------------------------------------------------
     def learn_one(self, x: dict, y: float) -> None:
         self._ensure(x)
-        self.observe_many(dict_to_row(x, self._features)[None, :], np.array([float(y)]))
+        K.ridge_update_one(self._P, self._w, self._row(x), float(y), float(self.forgetting), self._trace_cap, self._scratch)
+        self.n_updates += 1
 
     def predict_one(self, x: dict) -> float:
         if self._features is None:
             return 0.0
-        return float(self.predict_many(dict_to_row(x, self._features)[None, :])[0])
+        return float(self._row(x) @ self._w)
+
+    def _row(self, x: dict) -> np.ndarray:
+        """One dict as a dense row (the single-event path skips the batch machinery)."""
+        row = dict_to_row(x, self._features)
+        return np.append(row, 1.0) if self.fit_intercept else row
 
     def learn_many(self, X: Any, y: Any) -> None:
         if self._features is None and hasattr(X, "columns"):
