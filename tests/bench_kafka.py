@@ -10,7 +10,8 @@ Starts tansu on 127.0.0.1, then for each client backend (kafka-python, confluent
    groupwise model, at d = 32, next to (1) as a percentage;
 3. predict latency from produce to answer at fixed offered loads: a producer thread
    sends ``predict`` events at the given rate, a consumer reads the answers, and the
-   p50/p99 of (answer received - request produced) is printed.
+   p50/p99 of (answer received - request produced) is printed, next to the same load
+   through a bare consume->produce relay with no engine (the broker's own floor).
 """
 
 from __future__ import annotations
@@ -174,7 +175,8 @@ def latency(broker: Broker, backend: str, rate: float, seconds: float, tmp: Path
     sent: dict[str, float] = {}
     lat: list[float] = []
     warm = events(1, "m", kind="predict")[0][1]
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    # linger 2 ms: tansu takes only a few thousand single-record produce requests per second
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2})
     # warm up: wait until the worker answers
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -221,6 +223,69 @@ def latency(broker: Broker, backend: str, rate: float, seconds: float, tmp: Path
     return float(np.percentile(arr, 50)), float(np.percentile(arr, 99)), len(arr)
 
 
+def relay_latency(broker: Broker, rate: float, seconds: float) -> tuple[float, float, int]:
+    """The broker's own floor: the same load through a bare consume->produce relay, no engine."""
+    from confluent_kafka import Consumer, Producer
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    topic = broker.create_topic(1, "relay")
+    answers = f"{topic}-answers"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(answers, num_partitions=1, replication_factor=1)])
+    admin.close()
+    stop = threading.Event()
+
+    def relay():
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "relay", "auto.offset.reset": "earliest",
+                      "fetch.wait.max.ms": 1, "session.timeout.ms": 6000})
+        c.subscribe([topic])
+        p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1})
+        while not stop.is_set():
+            for m in c.consume(512, 0.002):
+                if m.error() is None:
+                    p.produce(answers, m.value())
+            p.poll(0)
+        p.flush()
+        c.close()
+
+    reader = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
+                       "fetch.wait.max.ms": 1, "session.timeout.ms": 6000})
+    reader.subscribe([answers])
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2})
+    threading.Thread(target=relay, daemon=True).start()
+    time.sleep(5)  # both group joins
+    payloads = events(int(rate * seconds), "m", kind="predict", seed=1)
+    sent: dict[str, float] = {}
+    lat: list[float] = []
+
+    def read():
+        while not stop.is_set():
+            for m in reader.consume(1000, 0.05):
+                if m.error() is None:
+                    eid = orjson.loads(m.value())["id"]
+                    if eid in sent:
+                        lat.append(time.perf_counter() - sent[eid])
+
+    threading.Thread(target=read, daemon=True).start()
+    start = time.perf_counter()
+    for i, (key, value) in enumerate(payloads):
+        wait = start + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        sent[f"e{i}"] = time.perf_counter()
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+    producer.flush()
+    deadline = time.monotonic() + 30
+    while len(lat) < len(payloads) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    arr = np.array(lat) * 1e3
+    if not len(arr):
+        return float("nan"), float("nan"), 0
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99)), len(arr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=100_000)
@@ -247,7 +312,10 @@ def main() -> None:
                 print(f"{backend:<14}{'engine end to end: ' + learner:<34}{rate:>12,.0f}{100 * rate / raw:>9.0f}%")
         print(f"\npredict latency, produce -> answer (ms), ridge, {args.seconds:.0f} s at each offered load")
         print(f"{'backend':<14}{'offered ev/s':>14}{'p50':>10}{'p99':>10}{'answers':>10}")
-        for backend in ("kafka-python", "confluent"):
+        for rate in (float(r) for r in args.rates.split(",")):
+            p50, p99, count = relay_latency(broker, rate, args.seconds)
+            print(f"{'relay, no engine':<14}{rate:>14,.0f}{p50:>10.2f}{p99:>10.2f}{count:>10,}")
+        for backend in ("confluent", "kafka-python"):
             for rate in (float(r) for r in args.rates.split(",")):
                 p50, p99, count = latency(broker, backend, rate, args.seconds, tmp)
                 print(f"{backend:<14}{rate:>14,.0f}{p50:>10.2f}{p99:>10.2f}{count:>10,}")
