@@ -117,6 +117,11 @@ class Config:
     metrics: MetricsSpec = field(default_factory=MetricsSpec)
     base_dir: str = "."
 
+    def resolve(self, path: str) -> Path:
+        """A path from the config: relative ones are relative to the config file."""
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
 
 ENDPOINT_TYPES = {
     "source": {"jsonl", "stdin", "kafka", "memory", "simulator"},

@@ -7,17 +7,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 from .config import Config, ConfigError, EndpointSpec
 from .runtime import Engine
 
 log = logging.getLogger("regretflow")
-
-
-def _resolve(config: Config, path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else Path(config.base_dir) / p
 
 
 def open_source(config: Config, spec: EndpointSpec):
@@ -26,7 +20,7 @@ def open_source(config: Config, spec: EndpointSpec):
         from regretflow.connectors.jsonl import JsonlSource
 
         _only(spec, "source", {"path", "follow"})
-        return JsonlSource(_resolve(config, spec.options["path"]), follow=bool(spec.options.get("follow", False)))
+        return JsonlSource(config.resolve(spec.options["path"]), follow=bool(spec.options.get("follow", False)))
     if spec.type == "stdin":
         from regretflow.connectors.stdio import StdinSource
 
@@ -46,7 +40,7 @@ def open_source(config: Config, spec: EndpointSpec):
             raise ConfigError(f"source.model: {options.get('model')!r} is not a declared model")
         record = options.pop("record_path", None)
         if record is not None:
-            record = str(_resolve(config, record))
+            record = str(config.resolve(record))
         try:
             return ClosedLoopSource(ENVIRONMENTS[name](**options), rounds=rounds, record_path=record)
         except TypeError as exc:
@@ -67,7 +61,7 @@ def open_sink(config: Config, spec: EndpointSpec, where: str):
         from regretflow.connectors.jsonl import JsonlSink
 
         _only(spec, where, {"path", "fsync"})
-        return JsonlSink(_resolve(config, spec.options["path"]), fsync=bool(spec.options.get("fsync", True)))
+        return JsonlSink(config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)))
     if spec.type in ("stdout", "stderr"):
         from regretflow.connectors.stdio import StreamSink
 

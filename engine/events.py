@@ -75,11 +75,12 @@ _REQUIRED = {
 class BadEvent(Exception):
     """An event that must be dead-lettered, with its reason (one of REASONS)."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, model: str | None = None):
         assert reason in REASONS, reason
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.model = model  # the declared model the event named, when it got that far
 
 
 class Event:
@@ -203,7 +204,13 @@ class EventDecoder:
             raise _classify_undecodable(payload, exc) from None
         if type(obj) is not dict:
             raise BadEvent("not_object", f"expected a JSON object, got {type(obj).__name__}")
-        return self.validate(obj)
+        try:
+            return self.validate(obj)
+        except BadEvent as bad:
+            named = obj.get("model")
+            if type(named) is str and named in self.models:
+                bad.model = named  # dead letters and their counters name the declared model
+            raise
 
     def validate(self, obj: dict) -> Event:
         for key in obj:
@@ -250,7 +257,7 @@ class EventDecoder:
             if kind != "decide":
                 raise BadEvent("missing_field", f"a {kind} event requires 'features'")
         if kind == "observe":
-            ev.label = _label(view.task, obj["label"])
+            ev.label = check_label(view.task, obj["label"])
         elif "label" in obj:
             raise BadEvent("unknown_field", f"a {kind} event carries no label")
         if kind == "decide":
@@ -345,7 +352,8 @@ class EventDecoder:
         return ev
 
 
-def _label(task: str, label: Any) -> Any:
+def check_label(task: str, label: Any) -> Any:
+    """The label as the model's task takes it, or BadEvent (observe, and feedback to a predict)."""
     if task == "regression":
         if not _is_number(label):
             raise BadEvent("bad_label", f"a regression label must be a number, got {label!r}")

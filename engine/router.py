@@ -19,7 +19,7 @@ import orjson
 from regretflow.learners import LEARNERS
 
 from .config import ModelSpec
-from .events import BadEvent, Event
+from .events import BadEvent, Event, check_label
 from .joins import JoinEntry, PendingJoins
 from .regret import BanditRegret, ClassAccuracy, FairnessTracker, HindsightRegret
 
@@ -92,7 +92,9 @@ class Shard:
         shard exactly as it was.
         """
         if ev.kind != self.run_kind:
-            self.flush(out)  # a feedback may refer to a predict still in the run
+            # the one place a run ends: any other kind of event (a feedback may refer to a
+            # predict still in the run) first has the run processed
+            self.flush(out)
         self.check(ev)
         self.seq += 1
         self.dirty = True
@@ -101,14 +103,11 @@ class Shard:
             self._on_expired(expired, out)
         kind = ev.kind
         if kind == "observe" or kind == "predict":
-            if self.run_kind != kind:
-                self.flush(out)
-                self.run_kind = kind
+            self.run_kind = kind
             self.run.append(ev)
             if kind == "predict":
                 self.run_ids.add(ev.id)
             return
-        self.flush(out)
         try:
             if kind == "decide":
                 self._fair_decide(ev, out) if self.task == "fair" else self._decide(ev, out)
@@ -165,11 +164,7 @@ class Shard:
             if entry.kind == "predict":
                 if ev.reward is not None:
                     raise BadEvent("feedback_mismatch", f"feedback to predict {ev.ref!r} must carry a label")
-                label = ev.label
-                if task == "regression" and (isinstance(label, bool) or not isinstance(label, (int, float))):
-                    raise BadEvent("bad_label", f"a regression label must be a number, got {label!r}")
-                if task == "classification" and (isinstance(label, bool) or not isinstance(label, (int, str))):
-                    raise BadEvent("bad_label", f"a class label must be a string or an integer, got {label!r}")
+                check_label(task, ev.label)
         elif kind == "audit":
             if task != "fair":
                 raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no audit events")

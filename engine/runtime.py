@@ -44,13 +44,14 @@ CHECKPOINT_KIND = "regretflow-engine"
 class _BatchOutput:
     """Collects what one micro-batch produces; metrics read it once at the end."""
 
-    __slots__ = ("answers", "dead", "kinds", "answered")
+    __slots__ = ("answers", "dead", "kinds", "answered", "dead_reasons")
 
     def __init__(self):
         self.answers: list[tuple[str, bytes]] = []
         self.dead: list[tuple[str, bytes]] = []
         self.kinds: dict[tuple[str, str], int] = {}
         self.answered: dict[tuple[str, str], int] = {}
+        self.dead_reasons: dict[tuple[str, str], int] = {}
 
     def answer(self, ev: Event, record: dict) -> None:
         if ev.key is not None:
@@ -129,10 +130,7 @@ class Engine:
         self.metrics_log = None
         self.metrics_log_due = 0.0
         if config.metrics.log_path:
-            from pathlib import Path
-
-            path = Path(config.metrics.log_path)
-            path = path if path.is_absolute() else Path(config.base_dir) / path
+            path = config.resolve(config.metrics.log_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             self.metrics_log = open(path, "ab")
         self._lag_checked = 0.0
@@ -193,12 +191,9 @@ class Engine:
         t.update(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones((1, 1), dtype=np.bool_))
 
     def _directory(self, pid: str) -> str | None:
-        from pathlib import Path
-
         if not self.config.checkpoint.dir:
             return None
-        path = Path(self.config.checkpoint.dir)
-        path = path if path.is_absolute() else Path(self.config.base_dir) / path
+        path = self.config.resolve(self.config.checkpoint.dir)
         if pid:
             path = path / pid.replace(":", ".").replace("/", "_")
         return str(path)
@@ -299,11 +294,12 @@ class Engine:
                     part = self.parts[pid] = self._restore(pid)
                 part.dirty = True
             part.events_seen += 1
+            ev = None
             try:
                 ev = decode(payload)
                 part.router.shard(ev).admit(ev, out)
             except BadEvent as bad:
-                self._dead(out, payload, bad)
+                self._dead(out, payload, bad, ev.model if ev is not None else bad.model)
                 part.dead_count += 1
                 continue
             part.valid_events += 1
@@ -333,21 +329,21 @@ class Engine:
         self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
         self.metrics_log.flush()
         self.metrics_log_due = time.monotonic() + self.config.metrics.log_every_seconds
-    def _dead(self, out: _BatchOutput, payload: bytes, bad: BadEvent) -> None:
-        model = UNKNOWN_MODEL
-        if bad.reason not in ("oversized", "not_json", "non_finite", "not_object", "unknown_model"):
-            obj = orjson.loads(payload)  # decoded fine before; the model is a declared one
-            model = obj["model"] if obj.get("model") in self.config.models else UNKNOWN_MODEL
+    def _dead(self, out: _BatchOutput, payload: bytes, bad: BadEvent, model: str | None) -> None:
+        model = model or UNKNOWN_MODEL
         raw = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
         record = {"reason": bad.reason, "detail": bad.detail, "model": model, "raw": raw[:65536]}
         out.dead.append((model, orjson.dumps(record), (("model", model), ("reason", bad.reason))))
-        self.metrics.dead_letters.labels(model=model, reason=bad.reason).inc()
+        k = (model, bad.reason)
+        out.dead_reasons[k] = out.dead_reasons.get(k, 0) + 1
 
     # -- metrics ------------------------------------------------------------------------
     def _update_metrics(self, out: _BatchOutput, n: int, elapsed: float) -> None:
         m = self.metrics
         for (model, kind), count in out.kinds.items():
             m.events.labels(model=model, kind=kind).inc(count)
+        for (model, reason), count in out.dead_reasons.items():
+            m.dead_letters.labels(model=model, reason=reason).inc(count)
         for (model, kind), count in out.answered.items():
             m.answers.labels(model=model, kind=kind).inc(count)
         m.batches.inc()
