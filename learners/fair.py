@@ -245,9 +245,13 @@ class _FairBase:
 
     def current_fairness_weight(self) -> float:
         """C: the fixed ``fairness_weight``, else ``fairness_scale * T^(1/4)`` (``t^(1/4)`` without a horizon)."""
+        return self.fairness_weight_at(self._round_index())
+
+    def fairness_weight_at(self, rounds_decided: int) -> float:
+        """C once ``rounds_decided`` rounds have been decided (the schedule, for monitors replaying it)."""
         if self.fairness_weight is not None:
             return float(self.fairness_weight)
-        t = self.horizon if self.horizon is not None else self._round_index()
+        t = self.horizon if self.horizon is not None else max(1, int(rounds_decided))
         return float(self.fairness_scale) * float(t) ** 0.25
 
     def _cost_bound(self) -> float:
