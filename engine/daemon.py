@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from .config import Config, ConfigError, EndpointSpec
 from .runtime import Engine
@@ -41,10 +42,20 @@ def open_source(config: Config, spec: EndpointSpec):
         record = options.pop("record_path", None)
         if record is not None:
             record = str(config.resolve(record))
+        lp_max_rounds = options.pop("lp_max_rounds", 20_000) if name == "fairness" else None
         try:
-            return ClosedLoopSource(ENVIRONMENTS[name](**options), rounds=rounds, record_path=record)
+            env = ENVIRONMENTS[name](**options)
         except TypeError as exc:
             raise ConfigError(f"source: {exc}") from None
+        if name == "fairness":
+            # its schedule (who comes, which panel sits) is drawn once for its own horizon, so a run of any
+            # length, or a restarted one, plays the same world
+            horizon = env.sim.n_rounds
+            if rounds is not None and rounds > horizon:
+                raise ConfigError(f"source.rounds: the fairness schedule holds {horizon} rounds (raise source.horizon)")
+            rounds = rounds if rounds is not None else horizon
+            env.monitor = fairness_monitor(config, env, rounds, lp_max_rounds)
+        return ClosedLoopSource(env, rounds=rounds, record_path=record)
     if spec.type == "kafka":
         from regretflow.connectors.kafka import KafkaSource
 
@@ -53,6 +64,26 @@ def open_source(config: Config, spec: EndpointSpec):
         except ValueError as exc:
             raise ConfigError(f"source.{exc}") from None
     raise ConfigError(f"source.type: {spec.type!r} is not available in this build")
+
+
+def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
+    """The simulator-side monitor of the fair model the environment drives (its class, gamma, C schedule)."""
+    from .fairness_lp import FairnessMonitor
+    from .router import build_learner
+
+    if isinstance(lp_max_rounds, bool) or not isinstance(lp_max_rounds, int) or lp_max_rounds < 0:
+        raise ConfigError("source.lp_max_rounds: expected an integer >= 0 (0: never solve the fair-comparator LP)")
+    spec = config.models[env.model]
+    try:
+        probe = build_learner(spec)  # the same class and schedules as the engine's learner (both seeded from the spec)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if getattr(probe, "task", None) != "fair":
+        raise ConfigError(f"source.environment = \"fairness\" drives a fair model; models.{env.model} is {spec.learner!r}")
+    if probe.d_ != env.sim.n_features:
+        raise ConfigError(f"models.{env.model}: its class has {probe.d_} features, the fairness simulator {env.sim.n_features}")
+    return FairnessMonitor(env.sim, probe.W_, probe.b_, gamma=probe.gamma, fairness_weight=probe.fairness_weight_at,
+                           lp_max_rounds=lp_max_rounds, last_round=rounds)
 
 
 def open_sink(config: Config, spec: EndpointSpec, where: str):

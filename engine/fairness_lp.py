@@ -205,3 +205,202 @@ def _chunked_excess(A: np.ndarray, b: np.ndarray, p: np.ndarray, chunk: int = 10
     for start in range(0, A.shape[0], chunk):
         out[start:start + chunk] = A[start:start + chunk] @ p - b[start:start + chunk]
     return out
+
+
+class FairnessMonitor:
+    """What a fairness simulator measures of the learner it drives: the truth the engine never sees.
+
+    The engine's own gauges stop at what a deployment can see (decisions, revealed
+    labels, the panel's reports). A simulator also knows every label and every
+    auditor's metric; this monitor turns that into per-round figures for ``/metrics``:
+
+    - the pairs each auditor of the whole pool would flag under its own metric and
+      margin (sat on the panel or not), and the panel's violations;
+    - the exact Lagrangian regret against the best fixed policy of the class
+      (:class:`FairRegretTracker`), every round;
+    - the accuracy regret against the best fixed *fair* mixture of the class (the LP
+      of :func:`fair_comparator`), re-solved when the round count doubles and at the
+      last round, while the rounds are at most ``lp_max_rounds``. Beyond that the LP
+      is not solved (its constraints grow with T): ``comparator_available`` says 0,
+      the last solution keeps its round count, and the Lagrangian regret, an upper
+      bound on it (spec section 3.1), keeps updating.
+
+    The LP needs no stored rounds: the simulator's schedule is seeded, so rounds
+    ``0..t-1`` are recomputed from ``t``. State (for checkpoints) is O(N + pool).
+
+    Parameters
+    ----------
+    sim
+        A :class:`~regretflow.connectors.simulators.fairness.FairnessSimulator`.
+    weights, offsets
+        The learner's class.
+    gamma
+        The learner's panel threshold.
+    fairness_weight
+        ``C`` after ``t`` decisions, as the learner's schedule gives it (a callable of t).
+    lp_max_rounds, lp_first
+        Largest round count for the LP, and the first count it is solved at.
+    last_round
+        The run's final round count, if known: the LP is also solved there.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from regretflow.connectors.simulators.fairness import FairnessSimulator
+    >>> from regretflow.learners.fair import linear_threshold_class
+    >>> sim = FairnessSimulator(n_rounds=8, k=4, seed=0)
+    >>> W, b = linear_threshold_class(sim.n_features, n_directions=4, n_offsets=3)
+    >>> monitor = FairnessMonitor(sim, W, b, fairness_weight=lambda t: 1.0, lp_first=4, last_round=8)
+    >>> for t in range(8):
+    ...     monitor.observe(t, np.zeros(4, dtype=np.int64), np.full(4, 0.5))  # everyone alike
+    >>> g = monitor.gauges()
+    >>> g["rounds"], g["panel_violation_rounds"], g["fair_regret_rounds"], g["comparator_available"]
+    (8.0, 0.0, 8.0, 1.0)
+    >>> bool(g["fair_regret"] >= -1e-9)  # a coin flip for everyone is fair, never better than the best fair mixture
+    True
+    """
+
+    #: Exported as ``regretflow_simulator_<name>{model}``.
+    GAUGES = {
+        "rounds": "Rounds the fairness simulator has played against the model",
+        "expected_mistakes": "The model's expected mistakes on the true labels, hidden ones included: "
+                             "sum over rounds and individuals of y + q (1 - 2 y)",
+        "lagrangian_regret": "Exact regret on the fair Lagrangian cost (C from the model's schedule) against "
+                             "the best fixed policy of its class",
+        "mistake_regret_unconstrained": "Expected mistakes minus those of the best fixed policy of the class, "
+                                        "fair or not",
+        "fair_regret": "Expected mistakes minus those of the best fixed fair mixture of the class (the LP), "
+                       "as of regretflow_simulator_fair_regret_rounds rounds (NaN before the first solve)",
+        "fair_regret_rounds": "Rounds covered by the last fair-comparator LP solve",
+        "fair_comparator_mistakes": "Expected mistakes of the best fixed fair mixture of the class on those rounds",
+        "comparator_available": "1 while the fair-comparator LP is still solved (rounds <= lp_max_rounds); "
+                                "0 after: lagrangian_regret, an upper bound, keeps updating",
+        "lp_seconds": "Wall time of the last fair-comparator LP solve",
+        "panel_violation_rounds": "Rounds in which the sitting panel reported at least one violating pair "
+                                  "(gamma rule)",
+        "panel_violation_pairs": "Panel-violating pairs over all rounds (gamma rule)",
+    }
+    #: Exported as ``regretflow_simulator_auditor_<name>{model, auditor}``, for every auditor of the pool.
+    AUDITOR_GAUGES = {
+        "violation_pairs": "Pairs the auditor's own metric and margin flag on the answered probabilities, "
+                           "whether it sat on the panel or not (cumulative)",
+        "violation_rounds": "Rounds in which the auditor's own metric flags at least one pair",
+        "last_round_pairs": "Pairs the auditor's own metric flags in the last round",
+    }
+
+    def __init__(self, sim: Any, weights: Any, offsets: Any, gamma: float = 0.5,
+                 fairness_weight: Any = lambda t: 0.0, lp_max_rounds: int = 20_000, lp_first: int = 250,
+                 last_round: int | None = None):
+        from regretflow.learners.fair import aggregate_panel
+
+        self._aggregate = aggregate_panel
+        self.sim = sim
+        self.gamma = float(gamma)
+        self.fairness_weight = fairness_weight
+        self.lp_max_rounds = int(lp_max_rounds)
+        self.lp_first = max(1, int(lp_first))
+        self.last_round = last_round
+        self.tracker = FairRegretTracker(weights, offsets)
+        self.auditor_names = [a.name for a in sim.auditors]
+        M = len(self.auditor_names)
+        self.auditor_pairs = np.zeros(M)
+        self.auditor_rounds = np.zeros(M)
+        self.auditor_last = np.zeros(M)
+        self.panel_violation_rounds = 0
+        self.panel_violation_pairs = 0
+        self.fair_regret = float("nan")
+        self.fair_regret_rounds = 0
+        self.comparator_mistakes = float("nan")
+        self.lp_seconds = 0.0
+        self.in_order = True
+
+    def observe(self, t: int, decisions: np.ndarray, probabilities: np.ndarray) -> None:
+        """Round ``t`` was answered with these decisions and probabilities (rounds come in order)."""
+        q = np.asarray(probabilities, dtype=np.float64)
+        self.in_order &= t == self.tracker.rounds
+        kept = self._aggregate(self.sim.reports(t, q), q, self.sim.panel_size, self.gamma)
+        n_kept = int(kept.sum())
+        self.panel_violation_rounds += int(n_kept > 0)
+        self.panel_violation_pairs += n_kept
+        flagged = np.asarray(self.sim.auditor_violations(t, q), dtype=np.float64)
+        self.auditor_pairs += flagged
+        self.auditor_rounds += flagged > 0
+        self.auditor_last = flagged
+        self.tracker.update(self.sim.individuals(t), self.sim.labels(t), q, kept, float(self.fairness_weight(t + 1)))
+        rounds = self.tracker.rounds
+        if self._lp_due(rounds):
+            self.solve()
+
+    def _lp_due(self, rounds: int) -> bool:
+        """At ``lp_first`` times a power of two, and at the last round."""
+        if not self.comparator_available():
+            return False
+        doublings, rest = divmod(rounds, self.lp_first)
+        return rounds == self.last_round or (rest == 0 and doublings & (doublings - 1) == 0)
+
+    def comparator_available(self) -> bool:
+        """Whether the LP can be solved for the rounds so far (in order, at most ``lp_max_rounds``)."""
+        return self.in_order and self.tracker.rounds <= self.lp_max_rounds
+
+    def solve(self) -> None:
+        """Solve the fair-comparator LP on every round so far; set the fair regret."""
+        import time
+
+        started = time.perf_counter()
+        V = np.empty((self.tracker.W.shape[0], self.sim.k))
+        class_rounds, labels, bounds = [], [], []
+        for t in range(self.tracker.rounds):
+            K.evaluate_class(self.tracker.W, self.tracker.b, np.ascontiguousarray(self.sim.individuals(t)), V)
+            class_rounds.append(V.astype(np.int8))
+            labels.append(self.sim.labels(t))
+            bounds.append(self.sim.panel_bounds(t, self.gamma))
+        best = fair_comparator(class_rounds, labels, bounds)
+        self.comparator_mistakes = best.errors
+        self.fair_regret = self.tracker.learner_errors - best.errors
+        self.fair_regret_rounds = self.tracker.rounds
+        self.lp_seconds = time.perf_counter() - started
+
+    def gauges(self) -> dict[str, float]:
+        """Per-model figures (names without the ``regretflow_simulator_`` prefix)."""
+        return {
+            "rounds": float(self.tracker.rounds),
+            "expected_mistakes": float(self.tracker.learner_errors),
+            "lagrangian_regret": float(self.tracker.lagrangian_regret()),
+            "mistake_regret_unconstrained": float(self.tracker.error_regret()),
+            "fair_regret": float(self.fair_regret),
+            "fair_regret_rounds": float(self.fair_regret_rounds),
+            "fair_comparator_mistakes": float(self.comparator_mistakes),
+            "comparator_available": float(self.comparator_available()),
+            "lp_seconds": float(self.lp_seconds),
+            "panel_violation_rounds": float(self.panel_violation_rounds),
+            "panel_violation_pairs": float(self.panel_violation_pairs),
+        }
+
+    def auditor_gauges(self) -> dict[str, dict[str, float]]:
+        """Per auditor of the pool: flagged pairs (cumulative and last round) and rounds with any."""
+        return {name: {"violation_pairs": float(self.auditor_pairs[j]), "violation_rounds": float(self.auditor_rounds[j]),
+                       "last_round_pairs": float(self.auditor_last[j])}
+                for j, name in enumerate(self.auditor_names)}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {f"tracker_{k}": v for k, v in self.tracker.state_dict().items()}
+        state.update(auditor_pairs=self.auditor_pairs.copy(), auditor_rounds=self.auditor_rounds.copy(),
+                     auditor_last=self.auditor_last.copy(), panel_violation_rounds=int(self.panel_violation_rounds),
+                     panel_violation_pairs=int(self.panel_violation_pairs), fair_regret=float(self.fair_regret),
+                     fair_regret_rounds=int(self.fair_regret_rounds), comparator_mistakes=float(self.comparator_mistakes),
+                     lp_seconds=float(self.lp_seconds), in_order=int(self.in_order))
+        check_state(state, "FairnessMonitor")
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tracker.load_state_dict({k[len("tracker_"):]: v for k, v in state.items() if k.startswith("tracker_")})
+        M = len(self.auditor_names)
+        for name in ("auditor_pairs", "auditor_rounds", "auditor_last"):
+            setattr(self, name, expect_array(state, name, (M,), "FairnessMonitor"))
+        self.panel_violation_rounds = int(state["panel_violation_rounds"])
+        self.panel_violation_pairs = int(state["panel_violation_pairs"])
+        self.fair_regret = float(state["fair_regret"])
+        self.fair_regret_rounds = int(state["fair_regret_rounds"])
+        self.comparator_mistakes = float(state["comparator_mistakes"])
+        self.lp_seconds = float(state["lp_seconds"])
+        self.in_order = bool(state["in_order"])

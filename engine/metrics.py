@@ -75,6 +75,38 @@ class _Callback:
         return []
 
 
+class MonitorCollector:
+    """A simulator monitor's figures as ``regretflow_simulator_*`` gauges, read at scrape time.
+
+    The monitor (e.g. :class:`~regretflow.engine.fairness_lp.FairnessMonitor`) declares
+    ``GAUGES`` (per model) and ``AUDITOR_GAUGES`` (per model and auditor) with their help.
+    """
+
+    def __init__(self, model: str, monitor: Any):
+        self.model = model
+        self.monitor = monitor
+
+    def _families(self, with_samples: bool):
+        values = self.monitor.gauges() if with_samples else {}
+        for name, text in self.monitor.GAUGES.items():
+            family = GaugeMetricFamily(f"regretflow_simulator_{name}", text, labels=["model"])
+            if with_samples:
+                family.add_metric([self.model], values[name])
+            yield family
+        per_auditor = self.monitor.auditor_gauges() if with_samples else {}
+        for name, text in getattr(self.monitor, "AUDITOR_GAUGES", {}).items():
+            family = GaugeMetricFamily(f"regretflow_simulator_auditor_{name}", text, labels=["model", "auditor"])
+            for auditor, figures in per_auditor.items():
+                family.add_metric([self.model, auditor], figures[name])
+            yield family
+
+    def collect(self):
+        yield from self._families(True)
+
+    def describe(self):
+        yield from self._families(False)
+
+
 class Metrics:
     """All metric objects of one engine process, on their own registry."""
 

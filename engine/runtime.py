@@ -33,7 +33,7 @@ import orjson
 from .checkpoint import CheckpointError, latest_checkpoint, write_checkpoint
 from .config import Config
 from .events import BadEvent, Event, EventDecoder
-from .metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer
+from .metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
 from .router import Router, dumps
 
 log = logging.getLogger("regretflow")
@@ -115,6 +115,9 @@ class Engine:
         self.metrics = metrics or Metrics(
             list(config.models), {m: ["all", *s.group_labels] for m, s in config.models.items()}, gauges, group_gauges
         )
+        monitor = getattr(getattr(source, "env", None), "monitor", None)
+        if monitor is not None:  # a simulator's own measurements (e.g. fairness: the LP regret, per-auditor violations)
+            self.metrics.registry.register(MonitorCollector(source.env.model, monitor))
         self.health = HealthState()
         self.server = None
         if serve_metrics and config.metrics.enabled:

@@ -164,27 +164,37 @@ class ClassificationBanditEnv:
 
 
 class FairnessEnv:
-    """k individuals from the real Adult data per round, one-sided feedback and an auditor panel."""
+    """k individuals from the real Adult data per round, one-sided feedback and an auditor panel.
 
-    def __init__(self, model: str, k: int = 5, seed: int = 0, rounds: int = 100_000):
+    ``monitor``, when set (the daemon sets a
+    :class:`~regretflow.engine.fairness_lp.FairnessMonitor`), observes every answered
+    round with the simulator's knowledge (all labels, every auditor's metric); its
+    state travels in the loop's checkpointed position.
+    """
+
+    def __init__(self, model: str, k: int = 5, seed: int = 0, horizon: int = 100_000):
         from .fairness import FairnessSimulator
 
         self.model = model
-        self.sim = FairnessSimulator(n_rounds=rounds, k=k, seed=seed, model=model)
+        self.sim = FairnessSimulator(n_rounds=horizon, k=k, seed=seed, model=model)
+        self.monitor = None
 
     def decide(self, t: int) -> dict[str, Any]:
         return self.sim.decide_event(t)
 
     def feedback(self, t: int, answer: dict[str, Any]) -> list[dict[str, Any]]:
         """Labels of the positively decided only, then the panel's audit of the answered probabilities."""
-        return [self.sim.feedback_event(t, np.asarray(answer["decisions"])),
-                self.sim.audit_event(t, np.asarray(answer["probabilities"]))]
+        decisions, probabilities = np.asarray(answer["decisions"]), np.asarray(answer["probabilities"])
+        if self.monitor is not None:
+            self.monitor.observe(t, decisions, probabilities)
+        return [self.sim.feedback_event(t, decisions), self.sim.audit_event(t, probabilities)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return self.monitor.state_dict() if self.monitor is not None else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        if self.monitor is not None and state:
+            self.monitor.load_state_dict(state)
 
 
 ENVIRONMENTS = {"linear-dynamical": LinearDynamicalEnv, "classification-bandit": ClassificationBanditEnv, "fairness": FairnessEnv}

@@ -1,0 +1,145 @@
+"""The fairness simulator's monitor through the engine: truth the learner never sees, exported on /metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from regretflow.connectors.memory import MemorySink
+from regretflow.connectors.simulators.loop import TeeSink
+from regretflow.engine.config import ConfigError, load_config
+from regretflow.engine.daemon import open_source
+from regretflow.engine.fairness_lp import FairnessMonitor, fair_comparator
+from regretflow.engine.runtime import Engine
+from regretflow.learners import fair_kernels as K
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "fairness.toml"
+ROUNDS = 600
+
+
+def config_with(rounds=ROUNDS, checkpoint_dir=None, **source):
+    config = load_config(EXAMPLE)
+    options = {**config.source.options, "rounds": rounds, **source}
+    return dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, enabled=False),
+                               checkpoint=dataclasses.replace(config.checkpoint, dir=checkpoint_dir),
+                               source=dataclasses.replace(config.source, options=options))
+
+
+def run(config):
+    """The daemon's own construction of the simulator source, then the engine until the loop ends."""
+    source = open_source(config, config.source)
+    answers = MemorySink()
+    engine = Engine(config, source, TeeSink(source, answers), MemorySink(), serve_metrics=False)
+    engine.run()
+    return engine, source, answers
+
+
+def sample(engine, name, **labels):
+    return engine.metrics.registry.get_sample_value(f"regretflow_simulator_{name}", {"model": "lending", **labels})
+
+
+@pytest.fixture(scope="module")
+def straight():
+    return run(config_with())
+
+
+def test_monitor_figures_match_a_recomputation_from_the_answers(straight):
+    engine, source, answers = straight
+    sim = source.env.sim
+    decided = [orjson.loads(r[1]) for r in answers.records]
+    assert len(decided) == ROUNDS
+    q = [np.array(a["probabilities"]) for a in decided]
+    y = [sim.labels(t) for t in range(ROUNDS)]
+    mistakes = sum(float(np.sum(y[t] + q[t] * (1 - 2 * y[t]))) for t in range(ROUNDS))
+    assert sample(engine, "rounds") == ROUNDS
+    assert sample(engine, "expected_mistakes") == pytest.approx(mistakes, rel=1e-12)
+
+    # the fair comparator: the LP on every round, solved independently here
+    learner = engine.router.shards[("lending", "")].learner
+    V = []
+    for t in range(ROUNDS):
+        M = np.empty((learner.n_policies, sim.k))
+        K.evaluate_class(learner.W_, learner.b_, sim.individuals(t), M)
+        V.append(M.astype(np.int8))
+    best = fair_comparator(V, y, [sim.panel_bounds(t, learner.gamma) for t in range(ROUNDS)])
+    assert sample(engine, "fair_regret_rounds") == ROUNDS, "solved at the last round"
+    assert sample(engine, "fair_comparator_mistakes") == pytest.approx(best.errors, rel=1e-9)
+    assert sample(engine, "fair_regret") == pytest.approx(mistakes - best.errors, rel=1e-9, abs=1e-9)
+    assert sample(engine, "comparator_available") == 1.0
+
+    # every auditor of the pool, measured with its own metric on the answered probabilities
+    per_auditor = sum(sim.auditor_violations(t, q[t]) for t in range(ROUNDS))
+    for j, auditor in enumerate(sim.auditors):
+        assert sample(engine, "auditor_violation_pairs", auditor=auditor.name) == per_auditor[j]
+    assert sample(engine, "auditor_last_round_pairs", auditor=sim.auditors[0].name) == \
+        sim.auditor_violations(ROUNDS - 1, q[-1])[0]
+    assert len({a.name for a in sim.auditors}) == 5
+
+
+def test_panel_violations_seen_by_the_simulator_equal_what_the_learner_learned():
+    config = config_with(rounds=1_500, lp_max_rounds=0)
+    params = {k: v for k, v in config.models["lending"].params.items() if k != "learning_rate_factor"}
+    accuracy_only = dataclasses.replace(config.models["lending"], learner="one-sided-exp2", params=params)
+    engine, _, _ = run(dataclasses.replace(config, models={"lending": accuracy_only}))
+    learner_rounds = engine.metrics.registry.get_sample_value("regretflow_learner_violation_rounds", {"model": "lending"})
+    assert sample(engine, "panel_violation_rounds") == learner_rounds > 0
+    learner_pairs = engine.metrics.registry.get_sample_value("regretflow_learner_violation_pairs", {"model": "lending"})
+    assert sample(engine, "panel_violation_pairs") == learner_pairs
+    assert sample(engine, "comparator_available") == 0.0 and np.isnan(sample(engine, "fair_regret"))
+
+
+def test_beyond_lp_max_rounds_the_comparator_says_it_is_unavailable():
+    engine, _, _ = run(config_with(lp_max_rounds=300))
+    assert sample(engine, "comparator_available") == 0.0
+    assert sample(engine, "fair_regret_rounds") == 250, "the last solve, at a doubling of lp_first = 250"
+    assert np.isfinite(sample(engine, "fair_regret"))
+    assert sample(engine, "lagrangian_regret") == sample(engine, "lagrangian_regret")  # still updated (not NaN)
+
+
+def test_a_restarted_run_continues_the_same_monitor(tmp_path, straight):
+    first_half, _, _ = run(config_with(rounds=ROUNDS // 2, checkpoint_dir=str(tmp_path)))
+    assert sample(first_half, "rounds") == ROUNDS // 2
+    resumed, _, _ = run(config_with(rounds=ROUNDS, checkpoint_dir=str(tmp_path)))
+    engine = straight[0]
+    for name in FairnessMonitor.GAUGES:
+        if name != "lp_seconds":
+            assert sample(resumed, name) == sample(engine, name), name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lp_max_rounds": -1}, "lp_max_rounds"),
+    ({"lp_max_rounds": "many"}, "lp_max_rounds"),
+])
+def test_bad_monitor_options_are_config_errors(change, message):
+    with pytest.raises(ConfigError, match=message):
+        open_source(config_with(**change), config_with(**change).source)
+
+
+def test_the_fairness_simulator_refuses_a_model_that_is_not_fair():
+    config = config_with()
+    spec = dataclasses.replace(config.models["lending"], learner="ridge", params={})
+    config = dataclasses.replace(config, models={"lending": spec})
+    with pytest.raises(ConfigError, match="fair model"):
+        open_source(config, config.source)
+
+
+def test_more_rounds_than_the_schedule_holds_is_a_config_error():
+    with pytest.raises(ConfigError, match="source.rounds"):
+        open_source(config_with(rounds=2_000, horizon=1_000), config_with(rounds=2_000, horizon=1_000).source)
+
+
+def test_the_fair_exposition_passes_promtool(straight):
+    import os
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    assert os.path.exists(promtool), "promtool is required (Debian package prometheus; .ci/run installs it)"
+    body = straight[0].metrics.exposition()
+    assert b"regretflow_simulator_auditor_violation_pairs{" in body
+    out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
