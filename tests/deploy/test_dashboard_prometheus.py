@@ -13,7 +13,10 @@ The test starts, on 127.0.0.1 and free ports:
    DynLin-UCB need an action polytope and a horizon in their params), a
    classification model when a classification family builds the same way,
    checkpoints on, some bad events, unanswered requests and a small join store;
-3. Debian's Prometheus with its own config and data directory, scraping both every
+3. a third engine in this process, ``deploy/examples/fairness.toml``: the Adult fairness
+   simulator plays its rounds against a fair model, then the engine keeps serving the
+   simulator's own figures (``regretflow_simulator_*``);
+4. Debian's Prometheus with its own config and data directory, scraping all three every
    second and evaluating ``deploy/prometheus/alerts.yml``.
 
 Then it evaluates every expression of ``deploy/grafana/dashboards/regretflow.json``
@@ -25,6 +28,7 @@ cannot have data in this run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -43,9 +47,12 @@ import orjson
 import pytest
 
 from regretflow.connectors.memory import MemorySink
-from regretflow.engine.config import parse_config
+from regretflow.connectors.simulators.loop import TeeSink
+from regretflow.engine.config import load_config, parse_config
 from regretflow.engine.demo import ThrottledSource
-from regretflow.engine.metrics import Metrics
+from regretflow.engine.daemon import open_source
+from regretflow.engine.fairness_lp import FairnessMonitor
+from regretflow.engine.metrics import Metrics, MonitorCollector
 from regretflow.engine.runtime import Engine
 from regretflow.learners import LEARNERS
 from tests.conftest import REGRETFLOW, REPO, UniformPolicy
@@ -234,6 +241,24 @@ class SecondEngine:
         self.engine.close()
 
 
+class FairnessSimulatorEngine:
+    """``deploy/examples/fairness.toml`` in this process: the simulator plays its rounds, then the
+    engine keeps serving /metrics (the simulator's own figures included) until stopped."""
+
+    def __init__(self, rounds: int = 1500):
+        config = load_config(REPO / "deploy" / "examples" / "fairness.toml")
+        self.config = dataclasses.replace(
+            config, metrics=dataclasses.replace(config.metrics, port=0),
+            source=dataclasses.replace(config.source, options={**config.source.options, "rounds": rounds}))
+        source = open_source(self.config, self.config.source)
+        self.engine = Engine(self.config, source, TeeSink(source, MemorySink(keep=False)), MemorySink(keep=False))
+        self.port = self.engine.server.port
+        self.engine.run()  # about a second: the loop ends when its rounds are played
+
+    def stop(self) -> None:
+        self.engine.close()
+
+
 # -- Prometheus ---------------------------------------------------------------------------------
 
 
@@ -305,9 +330,10 @@ def stack(tmp_path_factory):
     if bandit_family is None:
         LEARNERS["uniform-test-double"] = GaugedUniformPolicy
         bandit_family = "uniform-test-double"
-    second = prom = None
+    second = prom = fair = None
     try:
         second = SecondEngine(tmp_path, bandit_family, classification_family, fairness_family=fairness_family()).start()
+        fair = FairnessSimulatorEngine()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -321,13 +347,15 @@ def stack(tmp_path_factory):
         else:
             raise AssertionError("the demo never became ready")
         assert demo.poll() is None, "demo exited: " + demo.stderr.read().decode()[-2000:]
-        prom = Prometheus(tmp_path, [f"127.0.0.1:{demo_port}", f"127.0.0.1:{second.port}"])
+        prom = Prometheus(tmp_path, [f"127.0.0.1:{demo_port}", f"127.0.0.1:{second.port}", f"127.0.0.1:{fair.port}"])
         prom.wait_ready()
         yield {"prometheus": prom, "second": second, "demo": demo, "bandit_family": bandit_family,
-               "classification_family": classification_family}
+               "classification_family": classification_family, "fairness_simulator": fair}
     finally:
         if prom is not None:
             prom.stop()
+        if fair is not None:
+            fair.stop()
         if second is not None:
             second.stop()
         demo.terminate()
@@ -419,6 +447,12 @@ def test_values_are_the_engines_own(stack):
     assert {(r["metric"]["policy"], r["metric"]["estimator"]) for r in intervals} == published
     dead = prom.query('sum by (reason) (regretflow_dead_letters_total{model=~"offers|_unknown_"}) > 0')
     assert {r["metric"]["reason"] for r in dead} >= {"not_json", "unknown_model", "missing_features"}
+    monitor = stack["fairness_simulator"].engine.source.env.monitor
+    auditors = prom.query('regretflow_simulator_auditor_violation_pairs{model="lending"}')
+    assert {r["metric"]["auditor"]: float(r["value"][1]) for r in auditors} == {
+        name: figures["violation_pairs"] for name, figures in monitor.auditor_gauges().items()}
+    fair_regret = prom.query('regretflow_simulator_fair_regret{model="lending"}')
+    assert len(fair_regret) == 1 and float(fair_regret[0]["value"][1]) == pytest.approx(monitor.fair_regret, rel=1e-12)
 
 
 def test_template_variables_list_the_models_and_groups(stack):
@@ -452,7 +486,7 @@ def test_alert_rules_evaluate_without_error_and_targets_are_up(stack):
     firing = {a["labels"]["alertname"] for a in prom.api("alerts")["alerts"] if a["state"] == "firing"}
     assert "RegretflowExporterDown" not in firing
     targets = prom.api("targets")["activeTargets"]
-    assert len(targets) == 2 and all(t["health"] == "up" for t in targets), targets
+    assert len(targets) == 3 and all(t["health"] == "up" for t in targets), targets
 
 
 # -- the dashboard file itself (no services) --------------------------------------------------------
@@ -468,6 +502,8 @@ def _exported_families() -> set[str]:
             names.add(name)
             if kind == "histogram":
                 names.update({name + "_bucket", name + "_sum", name + "_count"})
+    # and what a fairness simulator's monitor adds (its describe() reads the class's declarations)
+    names.update(family.name for family in MonitorCollector("m", FairnessMonitor).describe())
     return names
 
 
@@ -502,7 +538,8 @@ def test_dashboard_layout_has_no_overlaps_and_covers_the_issue():
     assert len(titles) == len(set(titles))
     text = json.dumps(dashboard)
     for needle in ("regretflow_regret{", "delta(regretflow_regret", "regretflow_mean_loss", "regretflow_cumulative_reward",
-                   "regretflow_policy_value_low", "violation", "regretflow_class_accuracy", "regretflow_events_total",
+                   "regretflow_policy_value_low", "violation", "regretflow_simulator_fair_regret",
+                   "regretflow_simulator_auditor_violation_pairs", "regretflow_class_accuracy", "regretflow_events_total",
                    "sum by (reason)", "histogram_quantile(0.5", "histogram_quantile(0.99", "regretflow_consumer_lag",
                    "regretflow_checkpoint_age_seconds"):
         assert needle in text, needle
