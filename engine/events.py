@@ -296,12 +296,12 @@ class EventDecoder:
             if type(actions) is not list or not actions or any(type(a) is not list for a in actions):
                 raise BadEvent("bad_actions", "actions must be a non-empty array of feature arrays")
             width = len(actions[0])
-            if any(len(a) != width for a in actions) or not all(_is_number(v) for a in actions for v in a):
+            if any(len(a) != width for a in actions) or not {type(v) for a in actions for v in a} <= _NUMBER_TYPES:
                 raise BadEvent("bad_actions", "every action row must have the same number of numeric values")
             ev.actions = np.array(actions, dtype=np.float64)
         expected = obj.get("expected_rewards")
         if expected is not None:
-            if type(expected) is not list or not all(_is_number(v) for v in expected):
+            if type(expected) is not list or not {type(v) for v in expected} <= _NUMBER_TYPES:
                 raise BadEvent("bad_actions", "expected_rewards must be an array of numbers")
             n_actions = len(actions) if actions is not None else view.spec.n_actions
             if n_actions is not None and len(expected) != n_actions:

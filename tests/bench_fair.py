@@ -1,57 +1,283 @@
 """Benchmark (not collected by pytest): per-round cost of the fair learners, k = 10, N = 1,000.
 
-    .venv/bin/python tests/bench_fair.py [--rounds 2000]
+    .venv/bin/python tests/bench_fair.py [--rounds 2000] [--batch 64]
 
-One round = ``act`` (k individuals) + ``learn`` (labels of the positive decisions) +
-``audit`` (the panel's reports), on Adult individuals with the default auditor pool.
-This measures the learner path the engine calls; the engine's own per-event cost
-(decode, join, answer) is measured by the engine benchmarks once it routes
-``task = "fair"`` models. Prints microseconds per round (p50, p99, mean).
+One round = a ``decide`` of k = 10 Adult individuals, the ``feedback`` with the labels of
+the positively decided, and the ``audit`` with the panel's reports (3 of the 5 default
+auditors), for a class of 1,002 linear thresholds. Measured, for FairExp2, FairFTPL and
+the accuracy-only OneSidedExp2, in the same run:
+
+1. ``kernels``: the numba kernel calls of a round alone (what the learner cannot avoid);
+2. ``learner``: ``act`` + ``learn`` + ``audit`` through the learner's Python API;
+3. ``engine, closed loop``: the three events as JSON bytes through ``Engine.process``,
+   one decide per micro-batch and its feedback and audit in the next (a caller waiting
+   for every answer): decode, validate, join, learn, answer encoding, metrics. The
+   decide latency (what a live caller waits for) is reported on its own;
+4. ``engine, batched``: ``--batch`` decides per micro-batch, then their feedbacks and
+   audits in one micro-batch (delayed feedback, as a busy deployment sees it).
+
+The simulator's own work (drawing people, computing the auditors' reports) is outside
+every timer. River and Vowpal Wabbit have no learner for this setting (one-sided
+feedback, randomised policies judged by auditor panels); as a yardstick the benchmark
+times what they charge for a plain online logistic classifier on the same 10
+individuals per round (predict each, then learn each label: full information, an upper
+bound of the one-sided cost), when installed.
+Prints µs per round (p50, p99, mean), rounds/s and the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import numpy as np
+import orjson
 
-from regretflow.connectors.simulators.fairness import AdultPopulation, FairnessSimulator
-from regretflow.learners import fair_kernels
+from regretflow.connectors.memory import MemorySink
+from regretflow.connectors.simulators.fairness import FAIR_FEATURES, AdultPopulation, FairnessSimulator
+from regretflow.engine.config import parse_config
+from regretflow.engine.runtime import Engine
+from regretflow.learners import fair_kernels as K
 from regretflow.learners.fair import FairExp2, FairFTPL, OneSidedExp2, greedy_separator
 
 
-def bench(name, model, sim, rounds):
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def line(path: str, name: str, laps_us: np.ndarray, extra: str = "") -> None:
+    print(f"  {path:<22} {name:<13} p50 {np.percentile(laps_us, 50):9.1f}  p99 {np.percentile(laps_us, 99):9.1f}"
+          f"  mean {laps_us.mean():9.1f} us/round  {1e6 / laps_us.mean():9.0f} rounds/s  {extra}")
+
+
+def build(name: str, W, b, separator, rounds: int):
+    common = dict(weights=W, offsets=b, horizon=rounds, seed=0)
+    if name == "FairExp2":
+        return FairExp2(learning_rate_factor=32.0, **common)
+    if name == "OneSidedExp2":
+        return OneSidedExp2(**common)
+    return FairFTPL(separator_points=separator, perturbation_factor=0.003, **common)
+
+
+FAMILY = {"FairExp2": "fair-exp2", "OneSidedExp2": "one-sided-exp2", "FairFTPL": "fair-ftpl"}
+
+
+def bench_learner(model, sim: FairnessSimulator, rounds: int) -> np.ndarray:
     laps = np.empty(rounds)
     for t in range(rounds):
         X, y = sim.individuals(t), sim.labels(t)
         start = time.perf_counter()
         dec, q = model.act(None, X)
         model.learn(None, dec, np.where(dec == 1, y, -1.0), q, X)
-        reports = sim.reports(t, q)  # the simulator's work, excluded below
         mid = time.perf_counter()
+        reports = sim.reports(t, q)  # the simulator's work, not timed
+        resume = time.perf_counter()
         model.audit(X, dec, q, reports, panel_size=sim.panel_size)
-        end = time.perf_counter()
-        laps[t] = (mid - start) + (end - mid)
-    laps *= 1e6
-    print(f"{name:<14} k={sim.k} N={model.n_policies:<5} rounds={rounds:<6} "
-          f"p50 {np.percentile(laps, 50):9.1f} us  p99 {np.percentile(laps, 99):9.1f} us  mean {laps.mean():9.1f} us")
+        laps[t] = (mid - start) + (time.perf_counter() - resume)
+    return laps * 1e6
+
+
+def bench_exp2_kernels(model: FairExp2, sim: FairnessSimulator, rounds: int) -> np.ndarray:
+    """The kernel calls of FairExp2's act, learn and audit, nothing else."""
+    N, k = model.n_policies, sim.k
+    V, p, q = np.empty((N, k)), np.empty(N), np.empty(k)
+    arm, kept, f = np.empty(k), np.zeros((k, k)), np.zeros(k)
+    cost = model.cost_.copy()
+    eta = model.current_learning_rate() if hasattr(model, "current_learning_rate") else 0.01
+    weight = model.current_fairness_weight()
+    rng = np.random.default_rng(0)
+    laps = np.empty(rounds)
+    for t in range(rounds):
+        X, y = np.ascontiguousarray(sim.individuals(t)), sim.labels(t)
+        start = time.perf_counter()
+        K.evaluate_class(model.W_, model.b_, X, V)
+        K.softmax_weights(cost, eta, 0.0, p)
+        K.positive_probabilities(p, V, q)
+        n = K.draw_index(p, rng.random())
+        dec = V[n].astype(np.int64)
+        labels = np.where(dec == 1, y, -1.0)
+        K.importance_label_costs(dec, labels, q, arm)
+        K.add_label_costs(cost, V, arm)
+        mid = time.perf_counter()
+        reports = np.array(sim.reports(t, q), dtype=np.int64).reshape(-1, 3)
+        resume = time.perf_counter()
+        kept[:] = 0.0
+        if K.aggregate_reports(reports, q, sim.panel_size, 2, kept) and weight > 0:
+            f[:] = 0.0
+            K.fairness_costs(kept, weight, f)
+            K.add_fairness_costs(cost, V, f)
+        laps[t] = (mid - start) + (time.perf_counter() - resume)
+    return laps * 1e6
+
+
+def bench_ftpl_kernels(model: FairFTPL, sim: FairnessSimulator, rounds: int) -> np.ndarray:
+    """The kernel calls of FairFTPL's act (n_samples leaders), learn (geometric resampling) and audit."""
+    N, k, S = model.n_policies, sim.k, model.S_.shape[0]
+    V, q, arm, repeats = np.empty((N, k)), np.empty(k), np.empty(k), np.empty(k)
+    kept, f = np.zeros((k, k)), np.zeros(k)
+    cost = model.cost_.copy()
+    scale, cap, samples = model.current_perturbation_scale(), model.current_max_resamples(), int(model.n_samples)
+    weight = model.current_fairness_weight()
+    leaders, resampled = np.empty(samples, dtype=np.int64), np.empty(cap, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    laps = np.empty(rounds)
+    for t in range(rounds):
+        X, y = np.ascontiguousarray(sim.individuals(t)), sim.labels(t)
+        start = time.perf_counter()
+        K.evaluate_class(model.W_, model.b_, X, V)
+        K.perturbed_leaders(cost, model.VS_T_, rng.laplace(0.0, scale, size=(samples, S)), leaders)
+        K.leader_frequencies(leaders, V, q)
+        dec = V[leaders[0]].astype(np.int64)
+        labels = np.where(dec == 1, y, -1.0)
+        repeats[:] = 0.0
+        if dec.any():
+            K.perturbed_leaders(cost, model.VS_T_, rng.laplace(0.0, scale, size=(cap, S)), resampled)
+            K.geometric_repeats(resampled, V, dec, cap, repeats)
+        K.resampled_label_costs(dec, labels, repeats, arm)
+        K.add_label_costs(cost, V, arm)
+        mid = time.perf_counter()
+        reports = np.array(sim.reports(t, q), dtype=np.int64).reshape(-1, 3)
+        resume = time.perf_counter()
+        kept[:] = 0.0
+        if K.aggregate_reports(reports, q, sim.panel_size, 2, kept) and weight > 0:
+            f[:] = 0.0
+            K.fairness_costs(kept, weight, f)
+            K.add_fairness_costs(cost, V, f)
+        laps[t] = (mid - start) + (time.perf_counter() - resume)
+    return laps * 1e6
+
+
+def engine_for(name: str, W, b, separator, rounds: int, batch: int) -> Engine:
+    params = {"weights": W.tolist(), "offsets": b.tolist(), "horizon": rounds, "seed": 0}
+    if name == "FairExp2":
+        params["learning_rate_factor"] = 32.0
+    if name == "FairFTPL":
+        params.update(separator_points=separator.tolist(), perturbation_factor=0.003)
+    config = parse_config({
+        "models": {"fair": {"learner": FAMILY[name], "features": list(FAIR_FEATURES), "params": params,
+                            "joins": {"ttl_events": 4 * batch + 16}}},
+        "runtime": {"batch_size": 4 * batch + 16}, "metrics": {"enabled": False},
+    })
+    return Engine(config, None, MemorySink(), MemorySink(), serve_metrics=False)
+
+
+def answers_of(sink: MemorySink) -> list[dict]:
+    out = [orjson.loads(r[1]) for r in sink.records]
+    sink.records.clear()
+    return out
+
+
+def bench_engine_closed_loop(engine: Engine, sim: FairnessSimulator, rounds: int) -> tuple[np.ndarray, np.ndarray]:
+    laps, decide_laps = np.empty(rounds), np.empty(rounds)
+    sim.model = "fair"
+    for t in range(rounds):
+        decide = orjson.dumps(sim.decide_event(t))
+        start = time.perf_counter()
+        engine.process([decide])
+        decided = time.perf_counter()
+        answer = answers_of(engine.answers)[0]
+        replies = [orjson.dumps(sim.feedback_event(t, np.asarray(answer["decisions"]))),
+                   orjson.dumps(sim.audit_event(t, np.asarray(answer["probabilities"])))]
+        resume = time.perf_counter()
+        engine.process(replies)
+        laps[t] = (decided - start) + (time.perf_counter() - resume)
+        decide_laps[t] = decided - start
+    assert not engine.dead_letters.records, engine.dead_letters.records[:3]
+    return laps * 1e6, decide_laps * 1e6
+
+
+def bench_engine_batched(engine: Engine, sim: FairnessSimulator, rounds: int, batch: int) -> np.ndarray:
+    laps = []
+    sim.model = "fair"
+    for first in range(0, rounds - batch + 1, batch):
+        decides = [orjson.dumps(sim.decide_event(t)) for t in range(first, first + batch)]
+        start = time.perf_counter()
+        engine.process(decides)
+        decided = time.perf_counter()
+        replies = []
+        for t, answer in zip(range(first, first + batch), answers_of(engine.answers)):
+            replies.append(orjson.dumps(sim.feedback_event(t, np.asarray(answer["decisions"]))))
+            replies.append(orjson.dumps(sim.audit_event(t, np.asarray(answer["probabilities"]))))
+        resume = time.perf_counter()
+        engine.process(replies)
+        laps.append(((decided - start) + (time.perf_counter() - resume)) / batch)
+    assert not engine.dead_letters.records, engine.dead_letters.records[:3]
+    return np.array(laps) * 1e6
+
+
+def bench_river(sim: FairnessSimulator, rounds: int) -> np.ndarray | None:
+    try:
+        from river import linear_model
+    except ImportError:
+        return None
+    model, laps = linear_model.LogisticRegression(), np.empty(rounds)
+    names = list(FAIR_FEATURES)
+    for t in range(rounds):
+        rows = [dict(zip(names, x)) for x in sim.individuals(t).tolist()]
+        y = sim.labels(t)
+        start = time.perf_counter()
+        for row, label in zip(rows, y):
+            model.predict_proba_one(row)
+            model.learn_one(row, bool(label))
+        laps[t] = time.perf_counter() - start
+    return laps * 1e6
+
+
+def bench_vw(sim: FairnessSimulator, rounds: int) -> np.ndarray | None:
+    try:
+        import vowpalwabbit
+    except ImportError:
+        return None
+    vw, laps = vowpalwabbit.Workspace("--loss_function logistic --link logistic --quiet"), np.empty(rounds)
+    for t in range(rounds):
+        lines = [" ".join(f"f{j}:{v:.6g}" for j, v in enumerate(x)) for x in sim.individuals(t).tolist()]
+        y = sim.labels(t)
+        start = time.perf_counter()
+        for text, label in zip(lines, y):
+            vw.predict("| " + text)
+            vw.learn(f"{1 if label else -1} | " + text)
+        laps[t] = time.perf_counter() - start
+    vw.finish()
+    return laps * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
-    fair_kernels.warm_up()
+    K.warm_up()
     pop = AdultPopulation.load()
     W, b = pop.hypothesis_class(50, 20, seed=0)  # 1,002 policies
     separator = greedy_separator(W, b, pop.separator_candidates(3000, seed=1))
     sim = FairnessSimulator(pop, n_rounds=args.rounds, k=10, seed=0)
-    print(f"class: {W.shape[0]} thresholds, separator: {separator.shape[0]} points")
-    common = dict(weights=W, offsets=b, horizon=args.rounds, seed=0)
-    bench("FairExp2", FairExp2(learning_rate_factor=32.0, **common), sim, args.rounds)
-    bench("OneSidedExp2", OneSidedExp2(**common), sim, args.rounds)
-    bench("FairFTPL", FairFTPL(separator_points=separator, perturbation_factor=0.003, **common), sim, args.rounds)
+    print(f"k = {sim.k} individuals per round, N = {W.shape[0]} thresholds, |S| = {separator.shape[0]} separator points, "
+          f"{args.rounds} rounds, micro-batches of {args.batch} for the batched engine path")
+    for name in ("FairExp2", "FairFTPL", "OneSidedExp2"):
+        print(name)
+        kernel = bench_exp2_kernels if name != "FairFTPL" else bench_ftpl_kernels
+        line("kernels", name, kernel(build(name, W, b, separator, args.rounds), sim, args.rounds))
+        line("learner API", name, bench_learner(build(name, W, b, separator, args.rounds), sim, args.rounds))
+        engine = engine_for(name, W, b, separator, args.rounds, args.batch)
+        engine.process([orjson.dumps(sim.decide_event(0) | {"id": "warm", "model": "fair"})])  # first-call set-up
+        answers_of(engine.answers)
+        laps, decide = bench_engine_closed_loop(engine, sim, args.rounds)
+        line("engine, closed loop", name, laps, f"(decide alone p50 {np.percentile(decide, 50):.1f}, "
+                                                 f"p99 {np.percentile(decide, 99):.1f} us)")
+        engine = engine_for(name, W, b, separator, args.rounds, args.batch)
+        line("engine, batched", name, bench_engine_batched(engine, sim, args.rounds, args.batch),
+             "(per round; p50/p99 over micro-batches)")
+        print(f"  peak RSS so far {peak_rss_mb():.0f} MB")
+    print("Yardsticks: a plain online logistic classifier, predict and learn each of the same 10 individuals "
+          "per round (no fairness, no randomised policy, no auditors)")
+    for label, laps in (("River LogisticRegression", bench_river(sim, args.rounds)),
+                        ("Vowpal Wabbit logistic", bench_vw(sim, args.rounds))):
+        if laps is None:
+            print(f"  {label}: not installed (pip install -e '.[bench]')")
+        else:
+            line(label, "", laps)
+    print(f"peak RSS {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":
