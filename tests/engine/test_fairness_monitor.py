@@ -143,3 +143,24 @@ def test_the_fair_exposition_passes_promtool(straight):
     assert b"regretflow_simulator_auditor_violation_pairs{" in body
     out = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("family", ["fair-exp2", "fair-ftpl"])
+def test_both_fair_learners_run_as_daemon_models_with_every_metric(family):
+    config = config_with(rounds=400)
+    params = {k: v for k, v in config.models["lending"].params.items() if k != "learning_rate_factor"}
+    spec = dataclasses.replace(config.models["lending"], learner=family, params=params)
+    engine, source, answers = run(dataclasses.replace(config, models={"lending": spec}))
+    assert len(answers.records) == 400
+    registry = engine.metrics.registry
+    learner = {name: registry.get_sample_value(f"regretflow_learner_{name}", {"model": "lending"})
+               for name in ("revealed_accuracy", "violation_rounds", "violation_pairs", "last_round_violations",
+                            "positive_decision_rate", "audited_rounds")}
+    assert learner["audited_rounds"] == 400 and 0.0 <= learner["revealed_accuracy"] <= 1.0, learner
+    for group in ("sex=male", "sex=female"):
+        rate = registry.get_sample_value("regretflow_learner_positive_decision_rate_by_group",
+                                         {"model": "lending", "group": group})
+        assert 0.0 <= rate <= 1.0
+    assert sample(engine, "fair_regret_rounds") == 400 and np.isfinite(sample(engine, "fair_regret"))
+    assert sample(engine, "panel_violation_rounds") == learner["violation_rounds"]
+    assert sum(sample(engine, "auditor_violation_rounds", auditor=a.name) for a in source.env.sim.auditors) > 0
