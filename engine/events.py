@@ -61,7 +61,7 @@ REASONS = (
 
 _TOP_FIELDS = frozenset(
     ("id", "model", "kind", "key", "ts", "features", "attributes", "label", "actions", "expected_rewards", "ref", "reward",
-     "violations", "panel_size")
+     "violations", "panel_size", "auditors")
 )
 _REQUIRED = {
     "observe": ("features", "label"),
@@ -87,7 +87,7 @@ class Event:
     """A decoded, validated event. ``x`` is the dense float64 feature row (or None)."""
 
     __slots__ = ("id", "model", "kind", "key", "ts", "x", "label", "groups", "actions", "expected", "ref", "reward", "violations",
-                 "panel_size")
+                 "panel_size", "auditors")
 
     def __init__(self, id, model, kind):
         self.id = id
@@ -104,6 +104,7 @@ class Event:
         self.reward = None
         self.violations = None
         self.panel_size = None
+        self.auditors = None
 
 
 def schema() -> dict[str, Any]:
@@ -331,7 +332,7 @@ class EventDecoder:
                 if type(label) is list and not all(v is None or (type(v) is int and v in (0, 1)) for v in label):
                     raise BadEvent("bad_label", "a list label holds 0, 1 or null per individual")
                 ev.label = label
-            if "violations" in obj or "panel_size" in obj:
+            if "violations" in obj or "panel_size" in obj or "auditors" in obj:
                 raise BadEvent("unknown_field", "a feedback event carries no violations")
         else:
             violations = obj["violations"]
@@ -346,9 +347,22 @@ class EventDecoder:
                 raise BadEvent("bad_field", "panel_size must be a positive integer")
             if panel is not None and width == 3 and len(ev.violations) and int(ev.violations[:, 2].max()) >= panel:
                 raise BadEvent("bad_field", "an auditor index is not below panel_size")
+            auditors = obj.get("auditors")
+            if auditors is not None:
+                if (type(auditors) is not list or not auditors or len(set(auditors)) != len(auditors)
+                        or not all(type(a) is str and 0 < len(a) <= 64 for a in auditors)):
+                    raise BadEvent("bad_field", "auditors must be distinct non-empty names (at most 64 characters)")
+                if width != 3 and len(ev.violations):
+                    raise BadEvent("bad_field", "auditors name the panel slots of [i, j, auditor] triples")
+                if panel is not None and panel != len(auditors):
+                    raise BadEvent("bad_field", f"{len(auditors)} auditors named for a panel of {panel}")
+                if len(ev.violations) and int(ev.violations[:, 2].max()) >= len(auditors):
+                    raise BadEvent("bad_field", "an auditor index has no name in auditors")
+                panel = len(auditors)
+                ev.auditors = auditors
             ev.panel_size = panel
             if "reward" in obj or "label" in obj:
-                raise BadEvent("unknown_field", "an audit event carries only ref, violations and panel_size")
+                raise BadEvent("unknown_field", "an audit event carries only ref, violations, panel_size and auditors")
         return ev
 
 

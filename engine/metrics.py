@@ -139,6 +139,8 @@ class Metrics:
         self.class_accuracy = Gauge("regretflow_class_accuracy", "Prequential accuracy on the rows of each class (at most 64 class labels; later ones count as _other_).", ["model", "class"], registry=r)
         self.class_rounds = Gauge("regretflow_class_rounds", "Labelled rows of each class.", ["model", "class"], registry=r)
         self.accuracy = Gauge("regretflow_accuracy", "Prequential accuracy of a classification model on the group's rows.", ["model", "group"], registry=r)
+        self.auditor_reported_pairs = Gauge("regretflow_fair_auditor_reported_pairs", "Fair models, audits that name their auditors: distinct pairs each auditor reported (at most 64 names per model, later ones as _other_).", ["model", "auditor"], registry=r)
+        self.auditor_panels = Gauge("regretflow_fair_auditor_panels", "Fair models, audits that name their auditors: panels each auditor sat on.", ["model", "auditor"], registry=r)
         self.pending_joins = Gauge("regretflow_pending_joins", "Requests waiting for feedback.", ["model"], registry=r)
         self.joins_expired = Counter("regretflow_joins_expired", "Requests whose feedback window closed without feedback.", ["model"], registry=r)
         self.joins_evicted = Counter("regretflow_joins_evicted", "Requests dropped because the join store was full (joins.max_pending).", ["model"], registry=r)

@@ -376,7 +376,12 @@ class ClassAccuracy:
 
 
 class FairnessTracker:
-    """What the engine sees of a fair model: decisions, revealed labels, audits.
+    """What the engine sees of a fair model: decisions, revealed labels, audits, and who reported what.
+
+    When audits name their auditors (``auditors``, by panel slot), each auditor's
+    reports are counted: the distinct pairs it flagged and the panels it sat on. Names
+    come from the event stream, so at most :attr:`MAX_AUDITORS` are kept per model; later
+    ones are counted together as ``_other_``.
 
     Examples
     --------
@@ -384,15 +389,21 @@ class FairnessTracker:
     >>> t = FairnessTracker()
     >>> t.record_decisions(np.array([1, 0, 1]))
     >>> t.record_labels(np.array([1, 0, 1]), np.array([1.0, -1.0, 0.0]))
-    >>> t.record_audit(flagged_pairs=2)
+    >>> t.record_audit(flagged_pairs=2, violations=np.array([[0, 1, 0], [0, 1, 1], [2, 1, 1]]), auditors=["ann", "bo"])
     >>> s = t.summary(); s["positive_rate"], s["revealed_accuracy"], s["violations_per_round"]
     (0.6666666666666666, 0.5, 2.0)
+    >>> s["auditors"]
+    {'ann': {'reported_pairs': 1, 'panels': 1}, 'bo': {'reported_pairs': 2, 'panels': 1}}
     """
 
     FIELDS = ("rounds", "individuals", "positives", "revealed", "revealed_positive", "audits", "violation_pairs", "violation_rounds")
+    MAX_AUDITORS = 64
+    OTHER = "_other_"
 
     def __init__(self):
         self.counts = np.zeros(len(self.FIELDS))
+        self.auditor_index: dict[str, int] = {}
+        self.auditor_counts = np.zeros((0, 2))  # per auditor: distinct reported pairs, panels sat on
 
     def _add(self, **kw) -> None:
         for name, value in kw.items():
@@ -405,8 +416,30 @@ class FairnessTracker:
         shown = (decisions == 1) & (labels >= 0)
         self._add(revealed=int(shown.sum()), revealed_positive=int((labels[shown] == 1).sum()))
 
-    def record_audit(self, flagged_pairs: int) -> None:
+    def record_audit(self, flagged_pairs: int, violations: np.ndarray | None = None, auditors: list[str] | None = None) -> None:
         self._add(audits=1, violation_pairs=flagged_pairs, violation_rounds=int(flagged_pairs > 0))
+        if not auditors:
+            return
+        rows = [self._auditor_row(name) for name in auditors]
+        reported = np.zeros(len(auditors))
+        if violations is not None and len(violations):
+            distinct = {(int(i), int(l), int(a)) for i, l, a in violations if i != l}
+            for _, _, slot in distinct:
+                reported[slot] += 1
+        for slot, row in enumerate(rows):
+            self.auditor_counts[row, 0] += reported[slot]
+            self.auditor_counts[row, 1] += 1
+
+    def _auditor_row(self, name: str) -> int:
+        row = self.auditor_index.get(name)
+        if row is None:
+            if len(self.auditor_index) >= self.MAX_AUDITORS:
+                name = self.OTHER
+                row = self.auditor_index.get(name)
+            if row is None:
+                row = self.auditor_index[name] = len(self.auditor_index)
+                self.auditor_counts = np.vstack([self.auditor_counts, np.zeros((1, 2))])
+        return row
 
     def summary(self) -> dict[str, Any]:
         c = dict(zip(self.FIELDS, (float(v) for v in self.counts)))
@@ -416,10 +449,18 @@ class FairnessTracker:
             "revealed_accuracy": c["revealed_positive"] / c["revealed"] if c["revealed"] else 0.0,
             "violations_per_round": c["violation_pairs"] / c["audits"] if c["audits"] else 0.0,
             "violation_round_rate": c["violation_rounds"] / c["audits"] if c["audits"] else 0.0,
+            "auditors": {name: {"reported_pairs": int(self.auditor_counts[row, 0]), "panels": int(self.auditor_counts[row, 1])}
+                         for name, row in self.auditor_index.items()},
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts.copy()}
+        names = sorted(self.auditor_index, key=self.auditor_index.get)
+        return {"counts": self.counts.copy(), "auditor_names": np.array(names, dtype=str),
+                "auditor_counts": self.auditor_counts.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.counts = expect_array(state, "counts", (len(self.FIELDS),), "FairnessTracker")
+        names = [str(n) for n in state.get("auditor_names", [])]  # absent in checkpoints older than auditor names
+        self.auditor_index = {name: row for row, name in enumerate(names)}
+        self.auditor_counts = (expect_array(state, "auditor_counts", (len(names), 2), "FairnessTracker") if names
+                               else np.zeros((0, 2)))

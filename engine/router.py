@@ -283,7 +283,7 @@ class Shard:
     def _fair_audit(self, entry: JoinEntry, ev: Event) -> None:
         decisions, probs = entry.extra[0].astype(np.int64), entry.extra[1]
         kept = self.learner.audit(entry.actions, decisions, probs, ev.violations, panel_size=ev.panel_size)
-        self.tracker.record_audit(int(kept))
+        self.tracker.record_audit(int(kept), ev.violations, ev.auditors)
         self._replied(entry, JoinEntry.AUDIT)
 
     def _replied(self, entry: JoinEntry, flag: int) -> None:

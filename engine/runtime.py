@@ -418,6 +418,10 @@ class Engine:
                         m.policy_value_high.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_high"])
             if "regret_vs_best_constant" in b:
                 m.regret_vs_best_constant.labels(model=model).set(b["regret_vs_best_constant"])
+        elif task == "fair":
+            for auditor, figures in summary["fair"]["auditors"].items():
+                m.auditor_reported_pairs.labels(model=model, auditor=auditor).set(figures["reported_pairs"])
+                m.auditor_panels.labels(model=model, auditor=auditor).set(figures["panels"])
         elif task == "classification":
             c = summary["classification"]
             for cls, v in c["per_class"].items():

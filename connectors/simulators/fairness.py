@@ -24,7 +24,8 @@ the same panels.
 The stream can be emitted as engine events: ``decide`` (the k individuals as
 ``actions``), ``feedback`` (``label``: a list with the label of each positively
 decided individual and ``None`` elsewhere) and ``audit`` (``violations``:
-``[i, l, panel_slot]`` triples, and ``panel_size``).
+``[i, l, panel_slot]`` triples, ``panel_size``, and ``auditors``: the sitting auditors'
+names by slot).
 """
 
 from __future__ import annotations
@@ -287,4 +288,4 @@ class FairnessSimulator:
         """The panel's reports on the deployed probabilities of round t."""
         return {"id": f"{self.decision_id(t)}-audit", "model": self.model, "kind": "audit",
                 "ref": self.decision_id(t), "violations": [list(r) for r in self.reports(t, probabilities)],
-                "panel_size": self.panel_size}
+                "panel_size": self.panel_size, "auditors": [self.auditors[j].name for j in self.panel(t)]}

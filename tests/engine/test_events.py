@@ -22,6 +22,7 @@ GOOD = [
     {"id": "4", "model": "m", "kind": "feedback", "ref": "3", "label": 1.0},
     {"id": "5", "model": "m", "kind": "feedback", "ref": "9", "reward": 0.5},
     {"id": "6", "model": "m", "kind": "audit", "ref": "9", "violations": [[0, 1]]},
+    {"id": "6b", "model": "m", "kind": "audit", "ref": "9", "violations": [[0, 1, 1]], "panel_size": 2, "auditors": ["ann", "bo"]},
     {"id": "7", "model": "m", "kind": "decide", "actions": [[1, 0], [0, 1]], "expected_rewards": [0.1, 0.2]},
 ]
 
@@ -39,6 +40,9 @@ BAD = [
     ({"id": "x", "model": "m", "kind": "feedback", "ref": "y"}, "missing_field"),
     ({"id": "x", "model": "m", "kind": "feedback", "ref": "y", "reward": "high"}, "bad_field"),
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0]]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": ["ann", "ann"]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [""]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": "ann"}, "bad_field"),
     ({"id": "x", "model": "m", "kind": "observe", "features": [1, 2], "label": 1, "ts": "noon"}, "bad_field"),
 ]
 
@@ -51,6 +55,10 @@ MODEL_BAD = [
     ({"id": "x", "model": "m", "kind": "observe", "features": {"a": 1, "b": 2, "c": 3}, "label": 1}, "extra_features"),
     ({"id": "x", "model": "m", "kind": "observe", "features": [1, 2], "label": "cat"}, "bad_label"),
     ({"id": "x", "model": "m", "kind": "decide", "actions": [[1, 0], [1]]}, "bad_actions"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 2]], "auditors": ["ann", "bo"]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "panel_size": 3, "auditors": ["ann", "bo"]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1]], "auditors": ["ann"]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "feedback", "ref": "y", "reward": 1.0, "auditors": ["ann"]}, "unknown_field"),
 ]
 
 

@@ -108,6 +108,11 @@ def test_a_restarted_run_continues_the_same_monitor(tmp_path, straight):
     for name in FairnessMonitor.GAUGES:
         if name != "lp_seconds":
             assert sample(resumed, name) == sample(engine, name), name
+    for auditor in ("merit", "record", "everything", "life-stage", "demographic"):
+        labels = {"model": "lending", "auditor": auditor}
+        for name in ("regretflow_fair_auditor_reported_pairs", "regretflow_fair_auditor_panels"):
+            value = resumed.metrics.registry.get_sample_value(name, labels)
+            assert value is not None and value == engine.metrics.registry.get_sample_value(name, labels), (name, auditor)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -164,3 +169,24 @@ def test_both_fair_learners_run_as_daemon_models_with_every_metric(family):
     assert sample(engine, "fair_regret_rounds") == 400 and np.isfinite(sample(engine, "fair_regret"))
     assert sample(engine, "panel_violation_rounds") == learner["violation_rounds"]
     assert sum(sample(engine, "auditor_violation_rounds", auditor=a.name) for a in source.env.sim.auditors) > 0
+
+
+def test_audits_that_name_their_auditors_are_counted_per_auditor_by_the_engine(straight):
+    """The engine's own per-auditor counts (what a deployment sees) agree with the simulator's reports."""
+    engine, source, answers = straight
+    sim = source.env.sim
+    expected: dict[str, list[int]] = {}
+    for t, record in enumerate(answers.records):
+        q = np.array(orjson.loads(record[1])["probabilities"])
+        reported = {(i, l, slot) for i, l, slot in sim.reports(t, q)}
+        for slot, j in enumerate(sim.panel(t)):
+            figures = expected.setdefault(sim.auditors[j].name, [0, 0])
+            figures[0] += sum(1 for r in reported if r[2] == slot)
+            figures[1] += 1
+    registry = engine.metrics.registry
+    for name, (pairs, panels) in expected.items():
+        labels = {"model": "lending", "auditor": name}
+        assert registry.get_sample_value("regretflow_fair_auditor_reported_pairs", labels) == pairs, name
+        assert registry.get_sample_value("regretflow_fair_auditor_panels", labels) == panels, name
+    assert sum(p for _, p in expected.values()) == ROUNDS * sim.panel_size
+    assert sum(r for r, _ in expected.values()) > 0
