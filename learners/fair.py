@@ -21,6 +21,10 @@ when at least ``ceil(gamma m_t)`` of the ``m_t`` panel members flagged it.
 - :class:`FullInformationFairExp2`: a simulation reference that sees every label
   (never deploy it behind the engine: the engine drops hidden labels).
 
+Schedules: ``C = fairness_scale T^(1/4)`` and the learning rate (or FTPL's
+perturbation scale) from the horizon T, or anytime with t in place of T; the ``B`` in
+them is the worst-case cost range ``2 + 2C(k-1)`` unless ``cost_bound`` is given.
+
 Regret: against the best fixed policy of the class on the realised Lagrangian costs
 (exact in a simulator: :class:`regretflow.engine.fairness_lp.FairRegretTracker`), and
 the accuracy regret against the best fixed *fair* mixture of the class, a linear
@@ -150,7 +154,8 @@ class _FairBase:
     def __init__(self, n_features: int | None, features: list[str] | None, weights: Any, offsets: Any,
                  n_directions: int, n_offsets: int, offset_range: Any, horizon: int | None,
                  fairness_weight: float | None, fairness_scale: float, gamma: float,
-                 groups: list[str] | None, group_features: dict[str, str] | None, seed: int):
+                 groups: list[str] | None, group_features: dict[str, str] | None, seed: int,
+                 cost_bound: float | None = None):
         self.n_features = n_features
         self.features = features
         self.weights = weights
@@ -161,6 +166,7 @@ class _FairBase:
         self.horizon = horizon
         self.fairness_weight = fairness_weight
         self.fairness_scale = fairness_scale
+        self.cost_bound = cost_bound
         self.gamma = gamma
         self.groups = groups
         self.group_features = group_features
@@ -169,6 +175,8 @@ class _FairBase:
             raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
         if horizon is not None and int(horizon) < 1:
             raise ValueError(f"horizon must be a positive number of rounds, got {horizon!r}")
+        if cost_bound is not None and not cost_bound > 0:
+            raise ValueError(f"cost_bound must be > 0, got {cost_bound!r}")
         if fairness_weight is not None and not fairness_weight >= 0:
             raise ValueError(f"fairness_weight must be >= 0, got {fairness_weight!r}")
         if weights is not None:
@@ -255,7 +263,9 @@ class _FairBase:
         return float(self.fairness_scale) * float(t) ** 0.25
 
     def _cost_bound(self) -> float:
-        """B = 2 + 2 C (k - 1): the range of a per-coordinate cost (spec 3.2)."""
+        """B of the schedules: ``cost_bound`` if given, else ``2 + 2 C (k - 1)``, the worst-case range (spec 3.2)."""
+        if self.cost_bound is not None:
+            return float(self.cost_bound)
         k = max(self.k_, 1)
         return 2.0 + 2.0 * self.current_fairness_weight() * (k - 1)
 
@@ -419,6 +429,10 @@ class FairExp2(_FairBase):
     Regret (reconstruction, spec 3.2): Lagrangian regret ``O(k B sqrt(T ln N))`` with
     ``B = 2 + 2 C (k - 1)`` and the tuned ``eta``; with ``C ~ T^(1/4)``, accuracy regret
     against fair mixtures and the number of violating rounds both ``O(T^(3/4))``.
+    In practice the worst-case ``B`` makes ``eta`` shrink like ``1 / C`` and the learner
+    barely leaves the uniform mixture; ``cost_bound=2`` (with ``fairness_scale`` about
+    ``sqrt(k / alpha)``) is what ``regretflow reproduce fair-onesided`` runs, and there
+    both regret/T and violations/T shrink with T (see that module for the numbers).
 
     Parameters
     ----------
@@ -443,6 +457,14 @@ class FairExp2(_FairBase):
         A fixed ``eta`` (overrides the schedule).
     learning_rate_factor
         Multiplies the tuned ``eta`` (the theory's worst-case ``B`` makes it small).
+    cost_bound
+        The ``B`` of the schedules. ``None``: the worst-case range ``2 + 2 C (k - 1)`` of a
+        per-coordinate cost (spec 3.2), which makes ``eta`` shrink like ``1 / C``. The
+        fairness part is deterministic (no importance weights) and non-zero only on
+        rounds with a panel violation, so its share of the Exp2 variance term is about
+        ``C^2 E[pairs^2]`` per round rather than ``(k B)^2``; ``cost_bound = 2`` (the
+        range of the label part, the accuracy-only learner's ``B``) keeps ``eta`` at the
+        accuracy-only rate whatever C is.
     mixing
         Uniform mixing ``gamma_mix`` in [0, 1).
     gamma
@@ -483,9 +505,9 @@ class FairExp2(_FairBase):
                  offset_range: Any = (-1.0, 1.0), horizon: int | None = None, fairness_weight: float | None = None,
                  fairness_scale: float = 1.0, learning_rate: float | None = None, learning_rate_factor: float = 1.0,
                  mixing: float = 0.0, gamma: float = 0.5, groups: list[str] | None = None,
-                 group_features: dict[str, str] | None = None, seed: int = 0):
+                 group_features: dict[str, str] | None = None, seed: int = 0, cost_bound: float | None = None):
         super().__init__(n_features, features, weights, offsets, n_directions, n_offsets, offset_range, horizon,
-                         fairness_weight, fairness_scale, gamma, groups, group_features, seed)
+                         fairness_weight, fairness_scale, gamma, groups, group_features, seed, cost_bound)
         self.learning_rate = learning_rate
         self.learning_rate_factor = learning_rate_factor
         if not learning_rate_factor > 0:
@@ -662,6 +684,8 @@ class FairFTPL(_FairBase):
         Leaders sampled to estimate ``q`` (precision about ``0.5 / sqrt(n_samples)``).
     max_resamples
         Cap of geometric resampling; ``None``: ``ceil(T^(1/3))`` (``t`` without a horizon), at least 2.
+    cost_bound
+        The ``B`` of the default perturbation scale (default: the worst case ``2 + 2 C (k - 1)``).
     Others
         As :class:`FairExp2`.
 
@@ -693,9 +717,9 @@ class FairFTPL(_FairBase):
                  horizon: int | None = None, fairness_weight: float | None = None, fairness_scale: float = 1.0,
                  perturbation_scale: float | None = None, perturbation_factor: float = 1.0, n_samples: int = 200,
                  max_resamples: int | None = None, gamma: float = 0.5, groups: list[str] | None = None,
-                 group_features: dict[str, str] | None = None, seed: int = 0):
+                 group_features: dict[str, str] | None = None, seed: int = 0, cost_bound: float | None = None):
         super().__init__(n_features, features, weights, offsets, n_directions, n_offsets, offset_range, horizon,
-                         fairness_weight, fairness_scale, gamma, groups, group_features, seed)
+                         fairness_weight, fairness_scale, gamma, groups, group_features, seed, cost_bound)
         self.separator_points = separator_points
         self.n_candidates = n_candidates
         self.perturbation_scale = perturbation_scale

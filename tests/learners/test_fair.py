@@ -378,3 +378,27 @@ def test_full_information_reference_needs_every_label():
     dec, q = model.act(None, X)
     with pytest.raises(ValueError):
         model.learn(None, dec, [1, -1, 0, 1], q, X)
+
+
+def test_cost_bound_sets_the_B_of_the_schedules():
+    """``cost_bound`` replaces the worst-case ``B = 2 + 2C(k-1)`` in eta and in FTPL's scale; C is untouched."""
+    X = np.random.default_rng(0).random((5, 3))
+    common = dict(n_features=3, n_directions=4, n_offsets=3, horizon=10_000, fairness_scale=7.0)
+    worst, label = FairExp2(**common), FairExp2(cost_bound=2.0, **common)
+    for model in (worst, label):
+        model.act(None, X)
+    C = 7.0 * 10_000 ** 0.25
+    assert worst.current_fairness_weight() == label.current_fairness_weight() == pytest.approx(C)
+    eta_label = math.sqrt(2 * math.log(worst.n_policies) / (25 * 4 * 10_000))
+    assert label.current_learning_rate() == pytest.approx(eta_label, rel=1e-12)
+    assert worst.current_learning_rate() == pytest.approx(eta_label * 2 / (2 + 8 * C), rel=1e-12)
+    # the accuracy-only learner (C = 0) already runs with B = 2
+    plain = OneSidedExp2(n_features=3, n_directions=4, n_offsets=3, horizon=10_000)
+    plain.act(None, X)
+    assert plain.current_learning_rate() == pytest.approx(eta_label, rel=1e-12)
+    ftpl = FairFTPL(cost_bound=2.0, perturbation_factor=0.15, n_samples=4, **common)
+    ftpl.act(None, X)
+    assert ftpl.current_perturbation_scale() == pytest.approx(0.15 * 2.0 * math.sqrt(5 * 10_000))
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError):
+            FairExp2(cost_bound=bad, **common)
