@@ -43,9 +43,12 @@ def open_source(config: Config, spec: EndpointSpec):
         if record is not None:
             record = str(config.resolve(record))
         lp_max_rounds = options.pop("lp_max_rounds", 20_000) if name == "fairness" else None
+        horizon = options.get("horizon")
+        if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1):
+            raise ConfigError("source.horizon: expected a positive integer (rounds in the simulator's schedule)")
         try:
             env = ENVIRONMENTS[name](**options)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"source: {exc}") from None
         if name == "fairness":
             # its schedule (who comes, which panel sits) is drawn once for its own horizon, so a run of any

@@ -178,6 +178,8 @@ def _bin(edges: tuple[float, ...], v: float) -> int:
 
 
 _NUMBER_TYPES = frozenset((int, float))
+MAX_PANEL = 64  # auditors named on one audit
+OTHER_AUDITOR = "_other_"  # where per-auditor counts go beyond the first 64 names of a model
 
 
 def _is_number(v: Any) -> bool:
@@ -349,9 +351,12 @@ class EventDecoder:
                 raise BadEvent("bad_field", "an auditor index is not below panel_size")
             auditors = obj.get("auditors")
             if auditors is not None:
-                if (type(auditors) is not list or not auditors or len(set(auditors)) != len(auditors)
-                        or not all(type(a) is str and 0 < len(a) <= 64 for a in auditors)):
-                    raise BadEvent("bad_field", "auditors must be distinct non-empty names (at most 64 characters)")
+                if (type(auditors) is not list or not 0 < len(auditors) <= MAX_PANEL
+                        or not all(type(a) is str and 0 < len(a) <= 64 and a.isprintable() and a != OTHER_AUDITOR
+                                   for a in auditors)
+                        or len(set(auditors)) != len(auditors)):
+                    raise BadEvent("bad_field", f"auditors must be 1 to {MAX_PANEL} distinct printable names of at most "
+                                                f"64 characters (not {OTHER_AUDITOR!r})")
                 if width != 3 and len(ev.violations):
                     raise BadEvent("bad_field", "auditors name the panel slots of [i, j, auditor] triples")
                 if panel is not None and panel != len(auditors):

@@ -33,6 +33,8 @@ from numba import njit
 
 from regretflow.learners.contract import expect_array
 
+from .events import OTHER_AUDITOR
+
 
 @njit(cache=True)
 def accumulate_hindsight(S, u, v, n, loss, last_x, last_y, X, y, losses, member):
@@ -398,7 +400,7 @@ class FairnessTracker:
 
     FIELDS = ("rounds", "individuals", "positives", "revealed", "revealed_positive", "audits", "violation_pairs", "violation_rounds")
     MAX_AUDITORS = 64
-    OTHER = "_other_"
+    OTHER = OTHER_AUDITOR
 
     def __init__(self):
         self.counts = np.zeros(len(self.FIELDS))
@@ -423,7 +425,8 @@ class FairnessTracker:
         rows = [self._auditor_row(name) for name in auditors]
         reported = np.zeros(len(auditors))
         if violations is not None and len(violations):
-            distinct = {(int(i), int(l), int(a)) for i, l, a in violations if i != l}
+            # a pair in either order is one pair (as the learner's panel rule counts it)
+            distinct = {(int(min(i, l)), int(max(i, l)), int(a)) for i, l, a in violations if i != l}
             for _, _, slot in distinct:
                 reported[slot] += 1
         for slot, row in enumerate(rows):
@@ -437,7 +440,7 @@ class FairnessTracker:
                 name = self.OTHER
                 row = self.auditor_index.get(name)
             if row is None:
-                row = self.auditor_index[name] = len(self.auditor_index)
+                row = self.auditor_index[name] = self.auditor_counts.shape[0]
                 self.auditor_counts = np.vstack([self.auditor_counts, np.zeros((1, 2))])
         return row
 
@@ -461,6 +464,8 @@ class FairnessTracker:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.counts = expect_array(state, "counts", (len(self.FIELDS),), "FairnessTracker")
         names = [str(n) for n in state.get("auditor_names", [])]  # absent in checkpoints older than auditor names
+        if len(set(names)) != len(names):
+            raise ValueError("FairnessTracker: the checkpoint's auditor names are not distinct")
         self.auditor_index = {name: row for row, name in enumerate(names)}
         self.auditor_counts = (expect_array(state, "auditor_counts", (len(names), 2), "FairnessTracker") if names
                                else np.zeros((0, 2)))

@@ -28,6 +28,7 @@ Prints µs per round (p50, p99, mean), rounds/s and the process's peak RSS.
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import time
 
@@ -86,6 +87,7 @@ def bench_exp2_kernels(model: FairExp2, sim: FairnessSimulator, rounds: int) -> 
     cost = model.cost_.copy()
     eta = model.current_learning_rate() if hasattr(model, "current_learning_rate") else 0.01
     weight = model.current_fairness_weight()
+    required = max(1, math.ceil(model.gamma * sim.panel_size - 1e-12))
     rng = np.random.default_rng(0)
     laps = np.empty(rounds)
     for t in range(rounds):
@@ -103,7 +105,7 @@ def bench_exp2_kernels(model: FairExp2, sim: FairnessSimulator, rounds: int) -> 
         reports = np.array(sim.reports(t, q), dtype=np.int64).reshape(-1, 3)
         resume = time.perf_counter()
         kept[:] = 0.0
-        if K.aggregate_reports(reports, q, sim.panel_size, 2, kept) and weight > 0:
+        if K.aggregate_reports(reports, q, sim.panel_size, required, kept) and weight > 0:
             f[:] = 0.0
             K.fairness_costs(kept, weight, f)
             K.add_fairness_costs(cost, V, f)
@@ -119,6 +121,7 @@ def bench_ftpl_kernels(model: FairFTPL, sim: FairnessSimulator, rounds: int) -> 
     cost = model.cost_.copy()
     scale, cap, samples = model.current_perturbation_scale(), model.current_max_resamples(), int(model.n_samples)
     weight = model.current_fairness_weight()
+    required = max(1, math.ceil(model.gamma * sim.panel_size - 1e-12))
     leaders, resampled = np.empty(samples, dtype=np.int64), np.empty(cap, dtype=np.int64)
     rng = np.random.default_rng(0)
     laps = np.empty(rounds)
@@ -140,7 +143,7 @@ def bench_ftpl_kernels(model: FairFTPL, sim: FairnessSimulator, rounds: int) -> 
         reports = np.array(sim.reports(t, q), dtype=np.int64).reshape(-1, 3)
         resume = time.perf_counter()
         kept[:] = 0.0
-        if K.aggregate_reports(reports, q, sim.panel_size, 2, kept) and weight > 0:
+        if K.aggregate_reports(reports, q, sim.panel_size, required, kept) and weight > 0:
             f[:] = 0.0
             K.fairness_costs(kept, weight, f)
             K.add_fairness_costs(cost, V, f)
@@ -259,9 +262,9 @@ def main() -> None:
         kernel = bench_exp2_kernels if name != "FairFTPL" else bench_ftpl_kernels
         line("kernels", name, kernel(build(name, W, b, separator, args.rounds), sim, args.rounds))
         line("learner API", name, bench_learner(build(name, W, b, separator, args.rounds), sim, args.rounds))
+        warm = engine_for(name, W, b, separator, args.rounds, args.batch)  # first-call set-up, then thrown away
+        warm.process([orjson.dumps(sim.decide_event(0) | {"model": "fair"})])
         engine = engine_for(name, W, b, separator, args.rounds, args.batch)
-        engine.process([orjson.dumps(sim.decide_event(0) | {"id": "warm", "model": "fair"})])  # first-call set-up
-        answers_of(engine.answers)
         laps, decide = bench_engine_closed_loop(engine, sim, args.rounds)
         line("engine, closed loop", name, laps, f"(decide alone p50 {np.percentile(decide, 50):.1f}, "
                                                  f"p99 {np.percentile(decide, 99):.1f} us)")

@@ -185,9 +185,10 @@ class FairnessEnv:
     def feedback(self, t: int, answer: dict[str, Any]) -> list[dict[str, Any]]:
         """Labels of the positively decided only, then the panel's audit of the answered probabilities."""
         decisions, probabilities = np.asarray(answer["decisions"]), np.asarray(answer["probabilities"])
+        audit = self.sim.audit_event(t, probabilities)
         if self.monitor is not None:
-            self.monitor.observe(t, decisions, probabilities)
-        return [self.sim.feedback_event(t, decisions), self.sim.audit_event(t, probabilities)]
+            self.monitor.observe(t, probabilities, reports=audit["violations"])
+        return [self.sim.feedback_event(t, decisions), audit]
 
     def state_dict(self) -> dict[str, Any]:
         return self.monitor.state_dict() if self.monitor is not None else {}

@@ -14,15 +14,48 @@ k = 5 Adult individuals per round drawn with replacement, true label income > 50
 the class of 16 x 13 linear thresholds fitted to the population's scale plus all-0
 and all-1 (N = 210), a panel of 3 of the 5 inconsistent auditors of
 :data:`~regretflow.connectors.simulators.fairness.DEFAULT_AUDITORS` per round,
-gamma = 0.5 (2 of 3 must agree), comparator margin alpha' = 0; C = c_C T^(1/4)
-with c_C = 1 and T known (spec 3.2). Learning rates: the spec's
-``eta = sqrt(2 ln N / (k^2 B^2 T))`` uses the worst-case cost range
-``B = 2 + 2C(k-1)`` (about 55 at T = 2,000) and barely moves the weights at these
-horizons, so FairExp2 and the full-information reference run 32 x that eta
-(comparable to the accuracy-only learner's own eta with B = 2, which runs
-unscaled); FairFTPL's Laplace scale is 0.003 B sqrt(k T), ``n_samples`` = 200
-leaders per probability estimate, ``max_resamples = ceil(T^(1/3))``. These
-factors were calibrated on T in 500..8,000 (seeds 0-1), not derived.
+gamma = 0.5 (2 of 3 must agree), comparator margin alpha' = 0.
+
+Tuning that ran (the same for every T; T known, as in spec 3.2):
+
+- ``C = c_C T^(1/4)`` with ``c_C = sqrt(k / alpha) = sqrt(5 / 0.1) ~ 7.07``, the spec's
+  second proposed value (C ~ 33 at T = 500, 126 at T = 10^5).
+- FairExp2 and the full-information reference: the spec's ``eta = sqrt(2 ln N / (k^2 B^2 T))``
+  (factor 1) with ``B = 2``, the range of the label part, instead of the worst case
+  ``B = 2 + 2C(k-1)``. The fairness part has no importance weights and is non-zero only
+  on violating rounds, so its share of Exp2's variance term is about
+  ``C^2 E[pairs^2]`` per round (about 40 at T = 8,000, against about ``4 k^2 = 100`` for
+  the label part), not the ``(k B)^2 ~ 7 x 10^6`` of the worst case. With this B,
+  FairExp2 runs at the accuracy-only learner's own rate.
+- FairFTPL: Laplace scale ``0.15 B sqrt(k T)`` with the same ``B = 2`` (0.3 sqrt(kT), about
+  what the earlier calibration gave at T ~ 10^4), ``n_samples`` = 200 leaders per
+  probability estimate, ``max_resamples = ceil(T^(1/3))``.
+
+Why (measured with seeded sweeps over T = 500..100,000, seeds 0-1, before this tuning):
+with ``c_C = 1`` (C = 4.7..9.5 at T = 500..8,000) FairExp2's violations/T stayed flat at
+0.03 whatever the learning rate (factors 1..512 on the worst-case eta, and with the
+label-range B): C was too small for the fairness term to outweigh the accuracy
+advantage of sharpening (the spec notes the bound needs C >~ k/alpha), so the learner
+moved from a near-uniform mixture (which the panel already flags on ~2% of rounds)
+towards sharper, more violating mixtures as T grew, and the two effects cancelled.
+With ``c_C = sqrt(k / alpha)`` but the worst-case B, eta shrinks like 1/C and the
+learner hardly leaves the uniform mixture (flat violations near 0.015, regret/T near
+0.7). Both changes together give shrinking violations and regret. The anytime schedules
+(C_t = c_C t^(1/4), eta_t with t) behave alike: FairExp2 at T = 10^3 / 10^4 / 10^5,
+2 seeds, viol/T 0.0165 / 0.0089 / 0.0042 and Lagrangian regret/T 0.28 / 0.11 / 0.041
+(T known: 0.0145 / 0.0072 / 0.0032 and 0.31 / 0.15 / 0.053).
+
+Checks (asserted by tests/reproductions/test_fair_onesided.py on the --quick table,
+3 seeds): for FairExp2 and FairFTPL, Lagrangian regret/T decreases at every step of T
+and at the largest T is <= 0.6 x its value at the smallest (measured: seed means 0.39,
+single seeds 0.34-0.45); violations/T at the largest T <= 0.7 x at the smallest (seed
+means 0.43-0.51, single seeds 0.34-0.55); both log-log slopes of the totals < 0.9 (spec
+section 7); the accuracy-only learner has >= 3 x their violations/T at every T but the
+smallest (measured 6-18 x; at the smallest T it has not yet left the near-uniform
+mixture). The accuracy-only learner fails the shrink check (its violations/T grow 3-6 x).
+The table states the cost of fairness: each fair learner's mistakes per individual
+minus the accuracy-only learner's, and the fair LP optimum's minus the best
+unconstrained threshold's.
 
 Columns, per learner and T, mean +- std over seeds:
 
@@ -63,27 +96,34 @@ from regretflow.learners.fair import (
 LEARNERS = ("FairExp2", "FairFTPL", "OneSidedExp2", "FullInfoFairExp2")
 FULL_HORIZONS = (1_000, 10_000, 100_000)
 QUICK_HORIZONS = (500, 2_000, 8_000)
+QUICK_SEEDS = 3
 K_INDIVIDUALS = 5
 GAMMA = 0.5
 
 
-#: Tuning that ran (calibrated once on T = 500..8,000, seeds 0-1; see the module docstring).
-EXP2_RATE_FACTOR = 32.0  # x the spec's eta: with B = 2 + 2C(k-1) ~ 55 that eta is ~ the accuracy-only one
-FTPL_PERTURBATION_FACTOR = 0.003  # x B sqrt(k T)
+ALPHA = 0.1  # the spec's reporting sensitivity (the auditors' margins are 0.05..0.15)
+
+#: Tuning that ran (see the module docstring for why).
+FAIRNESS_SCALE = math.sqrt(K_INDIVIDUALS / ALPHA)  # c_C = sqrt(k / alpha), the spec's second value (~7.07)
+RATE_COST_BOUND = 2.0  # B in eta and in FTPL's perturbation scale: the label part's range, not 2 + 2C(k-1)
+EXP2_RATE_FACTOR = 1.0  # the spec's eta with that B (the accuracy-only learner's own rate)
+FTPL_PERTURBATION_FACTOR = 0.15  # x B sqrt(k T) = 0.3 sqrt(k T)
 
 
 def build(name: str, W: np.ndarray, b: np.ndarray, separator: np.ndarray, horizon: int, seed: int,
           fairness_scale: float, n_samples: int) -> Any:
     common = dict(weights=W, offsets=b, horizon=horizon, gamma=GAMMA, seed=seed)
     if name == "FairExp2":
-        return FairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR, **common)
+        return FairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR,
+                        cost_bound=RATE_COST_BOUND, **common)
     if name == "FairFTPL":
         return FairFTPL(fairness_scale=fairness_scale, separator_points=separator, n_samples=n_samples,
-                        perturbation_factor=FTPL_PERTURBATION_FACTOR, **common)
+                        perturbation_factor=FTPL_PERTURBATION_FACTOR, cost_bound=RATE_COST_BOUND, **common)
     if name == "OneSidedExp2":
-        return OneSidedExp2(**common)
+        return OneSidedExp2(**common)  # C = 0, so its B is 2 already
     if name == "FullInfoFairExp2":
-        return FullInformationFairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR, **common)
+        return FullInformationFairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR,
+                                       cost_bound=RATE_COST_BOUND, **common)
     raise ValueError(name)
 
 
@@ -111,6 +151,7 @@ def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray, 
             bounds.append(sim.panel_bounds(t, GAMMA))
     out = {
         "errors": tracker.learner_errors,
+        "best_policy_errors": float(tracker.policy_errors.min()),
         "lagrangian_regret": tracker.lagrangian_regret(),
         "error_regret_unconstrained": tracker.error_regret(),
         "violation_rounds": int(violation_rounds),
@@ -143,7 +184,13 @@ def experiment(horizons: tuple[int, ...], seeds: int, learners: tuple[str, ...],
                 run = run_one(sim, learner, W, b, keep_rounds=(T <= lp_max and comparator_errors is None))
                 if "_rounds" in run:
                     V, Y, D = run.pop("_rounds")
-                    comparator_errors = fair_comparator(V, Y, D).errors
+                    lp_started = time.perf_counter()
+                    solution = fair_comparator(V, Y, D)
+                    comparator_errors = solution.errors
+                    results.setdefault("lp", []).append({
+                        "T": T, "seed": seed, "seconds": time.perf_counter() - lp_started,
+                        "constraints_used": solution.constraints_used,
+                        "constraints_total": solution.constraints_total, "iterations": solution.iterations})
                 run.update(learner=name, T=T, seed=seed, seconds=time.perf_counter() - started,
                            comparator_errors=comparator_errors)
                 run["regret"] = (run["errors"] - comparator_errors) if comparator_errors is not None \
@@ -174,6 +221,7 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "violations_per_round": stat("violation_rounds", 1.0 / T),
                 "pairs_per_round": stat("violation_pairs", 1.0 / T),
                 "error_rate": stat("errors", 1.0 / (T * K_INDIVIDUALS)),
+                "best_policy_error_rate": stat("best_policy_errors", 1.0 / (T * K_INDIVIDUALS)),
                 "fair_comparator_error_rate": (float(np.mean([r["comparator_errors"] for r in runs])) / (T * K_INDIVIDUALS)
                                                if runs[0]["comparator_errors"] is not None else None),
                 "seconds": float(np.mean([r["seconds"] for r in runs])),
@@ -194,7 +242,8 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         "Individually fair learning with one-sided feedback (Bechavod & Roth, ICML 2023) on UCI Adult",
         f"k={K_INDIVIDUALS}, N={results['n_policies']} thresholds, |S|={results['separator_points']} separator points, "
-        f"panel 3 of 5 auditors, gamma={GAMMA}, C={results['fairness_scale']}*T^(1/4), {results['seeds']} seeds",
+        f"panel 3 of 5 auditors, gamma={GAMMA}, C={results['fairness_scale']:.3g}*T^(1/4) (T known), "
+        f"eta and FTPL scale with B={RATE_COST_BOUND:g}, {results['seeds']} seeds",
         "The paper has no experiments: its claim is that regret/T and violations/T both shrink (sublinear).",
         "",
         f"{'learner':<17}{'T':>8}  {'regret/T':>17}  {'lagr/T':>15}  {'viol/T':>15}  {'pairs/T':>7}  {'err':>6}  {'fair-opt err':>12}  {'C':>5}  {'s/run':>6}",
@@ -209,6 +258,31 @@ def table(results: dict[str, Any]) -> str:
             f"  {r['pairs_per_round'][0]:>7.3f}  {r['error_rate'][0]:>6.4f}  {fair_opt:>12}  {r['fairness_weight']:>5.2f}"
             f"  {r['seconds']:>6.1f}")
     lines.append("")
+    lines.append("cost of fairness in accuracy (expected mistakes per individual):")
+    by = {(r["learner"], r["T"]): r for r in results["summary"]}
+    for T in results["horizons"]:
+        plain = by.get(("OneSidedExp2", T))
+        parts = []
+        for name in ("FairExp2", "FairFTPL"):
+            if plain is not None and (name, T) in by:
+                parts.append(f"{name} {by[(name, T)]['error_rate'][0] - plain['error_rate'][0]:+.4f}")
+        row = plain or by.get(("FairExp2", T))
+        comparator = row["fair_comparator_error_rate"] if row is not None else None
+        best = row["best_policy_error_rate"][0] if row is not None else None
+        fair_opt = (f"fair LP optimum - best unconstrained policy {comparator - best:+.4f} "
+                    f"({comparator:.4f} vs {best:.4f})" if comparator is not None else "fair LP optimum: not solved (T > --lp-max)")
+        lines.append(f"  T={T:<7} learner - accuracy-only: {', '.join(parts) or '-'};  {fair_opt}")
+    if results.get("lp"):
+        lines.append("")
+        lines.append("fair LP comparator (HiGHS, row generation), seconds per solve:")
+        for T in results["horizons"]:
+            solves = [x for x in results["lp"] if x["T"] == T]
+            if solves:
+                lines.append(f"  T={T:<7} {np.mean([x['seconds'] for x in solves]):.1f} s  "
+                             f"({np.mean([x['constraints_used'] for x in solves]):.0f} of "
+                             f"{np.mean([x['constraints_total'] for x in solves]):.0f} constraints active, "
+                             f"{np.mean([x['iterations'] for x in solves]):.0f} rounds of row generation)")
+    lines.append("")
     lines.append("log-log slopes of the totals against T (sublinear: < 1; spec pass threshold 0.9):")
     for name in results["learners"]:
         lines.append(f"  {name:<17} regret {slopes(results, name, 'lagrangian_regret_per_round'):.3f} (Lagrangian)"
@@ -219,17 +293,18 @@ def table(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="regretflow reproduce fair-onesided", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help=f"T in {QUICK_HORIZONS}, 2 seeds, LP comparator up to T = 2,000 (the CI form)")
+                        help=f"T in {QUICK_HORIZONS}, {QUICK_SEEDS} seeds, LP comparator up to T = 2,000 (the CI form)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per horizon (default 5; 3 with --quick)")
     parser.add_argument("--horizons", type=int, nargs="+", default=None)
-    parser.add_argument("--fairness-scale", type=float, default=1.0, help="c_C in C = c_C T^(1/4)")
+    parser.add_argument("--fairness-scale", type=float, default=FAIRNESS_SCALE,
+                        help="c_C in C = c_C T^(1/4) (default sqrt(k / alpha) = %(default).3g)")
     parser.add_argument("--n-samples", type=int, default=200, help="FairFTPL leaders per probability estimate")
     parser.add_argument("--lp-max", type=int, default=None,
                         help="largest T with the LP comparator (default 10,000; 2,000 with --quick)")
     args = parser.parse_args(argv)
     horizons = tuple(args.horizons) if args.horizons else (QUICK_HORIZONS if args.quick else FULL_HORIZONS)
-    seeds = args.seeds or (2 if args.quick else 5)
+    seeds = args.seeds or (QUICK_SEEDS if args.quick else 5)
     lp_max = args.lp_max if args.lp_max is not None else (2_000 if args.quick else 10_000)
     results = experiment(horizons, seeds, LEARNERS, args.fairness_scale, args.n_samples, lp_max)
     results["checks"] = checks(results)
@@ -243,10 +318,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-#: Tolerances of the acceptance checks (the CI part asserts them on the --quick table).
-VIOLATION_GROWTH_TOLERANCE = 1.15  # viol/T at the largest T <= 1.15 x viol/T at the smallest
-VIOLATION_GAP = 2.0  # accuracy-only viol/T >= 2 x each fair learner's, at every T but the smallest
+#: Tolerances of the acceptance checks (the CI part asserts them on the --quick table; see the
+#: module docstring for the seed spread they were set against).
+REGRET_SHRINK = 0.6  # Lagrangian regret/T at the largest T <= 0.6 x at the smallest
+VIOLATION_SHRINK = 0.7  # violations/T at the largest T <= 0.7 x at the smallest
+SLOPE_THRESHOLD = 0.9  # spec section 7: fitted log-log slopes of both totals < 0.9
+VIOLATION_GAP = 3.0  # accuracy-only viol/T >= 3 x each fair learner's, at every T but the smallest
 # (at the smallest T the accuracy-only learner has not concentrated on one policy yet)
+
+
+def shrinks(results: dict[str, Any], learner: str, key: str, factor: float) -> bool:
+    """Seed-mean ``key`` at the largest T is at most ``factor`` times its value at the smallest T."""
+    by = {(r["learner"], r["T"]): r for r in results["summary"]}
+    first, last = results["horizons"][0], results["horizons"][-1]
+    return by[(learner, last)][key][0] <= factor * by[(learner, first)][key][0]
+
+
+def violation_gap(results: dict[str, Any], learner: str, baseline: str = "OneSidedExp2",
+                  factor: float = VIOLATION_GAP) -> bool:
+    """``baseline`` has at least ``factor`` times ``learner``'s violations/T at every T but the smallest."""
+    by = {(r["learner"], r["T"]): r for r in results["summary"]}
+    return all(by[(baseline, T)]["violations_per_round"][0] >= factor * by[(learner, T)]["violations_per_round"][0]
+               for T in results["horizons"][1:])
 
 
 def checks(results: dict[str, Any]) -> dict[str, bool]:
@@ -258,14 +351,15 @@ def checks(results: dict[str, Any]) -> dict[str, bool]:
     for name in ("FairExp2", "FairFTPL"):
         lagr = [by[(name, T)]["lagrangian_regret_per_round"][0] for T in horizons]
         out[f"{name}: Lagrangian regret/T decreases at every step of T"] = all(b < a for a, b in zip(lagr, lagr[1:]))
-        out[f"{name}: violations/T at T={last} <= {VIOLATION_GROWTH_TOLERANCE} x at T={first}"] = (
-            by[(name, last)]["violations_per_round"][0]
-            <= VIOLATION_GROWTH_TOLERANCE * by[(name, first)]["violations_per_round"][0])
-        out[f"{name}: log-log slope of the Lagrangian regret < 0.9"] = slopes(results, name,
-                                                                           "lagrangian_regret_per_round") < 0.9
-        out[f"{name}: accuracy-only has >= {VIOLATION_GAP} x its violations/T at every T >= {horizons[1]}"] = all(
-            by[("OneSidedExp2", T)]["violations_per_round"][0] >= VIOLATION_GAP * by[(name, T)]["violations_per_round"][0]
-            for T in horizons[1:])
+        out[f"{name}: Lagrangian regret/T at T={last} <= {REGRET_SHRINK} x at T={first}"] = shrinks(
+            results, name, "lagrangian_regret_per_round", REGRET_SHRINK)
+        out[f"{name}: violations/T at T={last} <= {VIOLATION_SHRINK} x at T={first}"] = shrinks(
+            results, name, "violations_per_round", VIOLATION_SHRINK)
+        out[f"{name}: log-log slopes of the Lagrangian regret and of the violations < {SLOPE_THRESHOLD}"] = (
+            slopes(results, name, "lagrangian_regret_per_round") < SLOPE_THRESHOLD
+            and slopes(results, name, "violations_per_round") < SLOPE_THRESHOLD)
+        out[f"{name}: accuracy-only has >= {VIOLATION_GAP} x its violations/T at every T >= {horizons[1]}"] = \
+            violation_gap(results, name)
     return out
 
 

@@ -43,6 +43,13 @@ BAD = [
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": ["ann", "ann"]}, "bad_field"),
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [""]}, "bad_field"),
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": "ann"}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [["ann"]]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [{"a": 1}]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [1]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": ["a\x00"]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": ["_other_"]}, "bad_field"),
+    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [f"a{i}" for i in range(65)]},
+     "bad_field"),
     ({"id": "x", "model": "m", "kind": "observe", "features": [1, 2], "label": 1, "ts": "noon"}, "bad_field"),
 ]
 

@@ -88,3 +88,19 @@ def test_audit_indices_and_kinds_are_checked():
         orjson.dumps({"id": "a4", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 1]]}),
     ])
     assert [orjson.loads(r[1])["reason"] for r in dead.records] == ["bad_field", "bad_field", "unsupported_kind", "duplicate_feedback"]
+
+
+@pytest.mark.parametrize("auditors", [[["x"]], [{"a": 1}], [1], ["a\u0000"], ["_other_"], ["a", "a"], "a", []])
+def test_malformed_auditor_names_are_dead_lettered_and_never_touch_the_learner(auditors):
+    config = offline(load_config(EXAMPLE))
+    env = FairnessEnv("lending", k=5, seed=0)
+    dead = MemorySink()
+    engine = Engine(config, MemorySource([orjson.dumps(env.decide(0))]), MemorySink(), dead, serve_metrics=False)
+    engine.run()
+    before = learner_bits(engine)
+    audit = {"id": "a1", "model": "lending", "kind": "audit", "ref": env.sim.decision_id(0),
+             "violations": [[0, 1, 0]], "auditors": auditors}
+    engine.process([orjson.dumps(audit)])
+    assert [orjson.loads(r[1])["reason"] for r in dead.records] == ["bad_field"]
+    assert learner_bits(engine) == before
+    assert engine.router.shards[("lending", "")].tracker.summary()["audits"] == 0

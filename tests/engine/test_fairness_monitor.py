@@ -11,11 +11,13 @@ import pytest
 
 from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.loop import TeeSink
+from regretflow.engine.checkpoint import latest_checkpoint, write_checkpoint
 from regretflow.engine.config import ConfigError, load_config
 from regretflow.engine.daemon import open_source
-from regretflow.engine.fairness_lp import FairnessMonitor, fair_comparator
+from regretflow.engine.fairness_lp import FairnessMonitor, FairRegretTracker, fair_comparator
 from regretflow.engine.runtime import Engine
 from regretflow.learners import fair_kernels as K
+from regretflow.learners.fair import aggregate_panel
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "fairness.toml"
 ROUNDS = 600
@@ -92,12 +94,67 @@ def test_panel_violations_seen_by_the_simulator_equal_what_the_learner_learned()
     assert sample(engine, "comparator_available") == 0.0 and np.isnan(sample(engine, "fair_regret"))
 
 
-def test_beyond_lp_max_rounds_the_comparator_says_it_is_unavailable():
-    engine, _, _ = run(config_with(lp_max_rounds=300))
+def test_beyond_lp_max_rounds_the_comparator_says_it_is_unavailable(straight):
+    engine, _, _ = run(config_with(lp_max_rounds=400))
     assert sample(engine, "comparator_available") == 0.0
-    assert sample(engine, "fair_regret_rounds") == 250, "the last solve, at a doubling of lp_first = 250"
+    assert sample(engine, "fair_regret_rounds") == 400, "the last solve, at lp_max_rounds"
     assert np.isfinite(sample(engine, "fair_regret"))
-    assert sample(engine, "lagrangian_regret") == sample(engine, "lagrangian_regret")  # still updated (not NaN)
+    # the Lagrangian regret carries on past the LP: the same run without a limit agrees on it
+    assert sample(engine, "rounds") == ROUNDS
+    assert sample(engine, "lagrangian_regret") == sample(straight[0], "lagrangian_regret")
+
+
+def test_lagrangian_regret_follows_the_models_anytime_c_schedule():
+    """Without a horizon C grows every round; the monitor must use the C the learner used at each audit."""
+    config = config_with(rounds=400, lp_max_rounds=0)
+    params = {k: v for k, v in config.models["lending"].params.items() if k != "horizon"}
+    params["fairness_scale"] = 0.5
+    spec = dataclasses.replace(config.models["lending"], params=params)
+    engine, source, answers = run(dataclasses.replace(config, models={"lending": spec}))
+    sim, learner = source.env.sim, engine.router.shards[("lending", "")].learner
+    tracker = FairRegretTracker(learner.W_, learner.b_)
+    kept_any = 0
+    for t, record in enumerate(answers.records):
+        q = np.array(orjson.loads(record[1])["probabilities"])
+        kept = aggregate_panel(sim.reports(t, q), q, sim.panel_size, learner.gamma)
+        kept_any += int(kept.sum() > 0)
+        tracker.update(sim.individuals(t), sim.labels(t), q, kept, learner.fairness_weight_at(t + 1))
+    assert kept_any > 0, "no kept pair: C never entered the cost"
+    assert sample(engine, "lagrangian_regret") == pytest.approx(tracker.lagrangian_regret(), rel=1e-12, abs=1e-9)
+    assert sample(engine, "mistake_regret_unconstrained") == pytest.approx(tracker.error_regret(), rel=1e-12, abs=1e-9)
+    off_by_one = FairRegretTracker(learner.W_, learner.b_)
+    for t, record in enumerate(answers.records):
+        q = np.array(orjson.loads(record[1])["probabilities"])
+        kept = aggregate_panel(sim.reports(t, q), q, sim.panel_size, learner.gamma)
+        off_by_one.update(sim.individuals(t), sim.labels(t), q, kept, learner.fairness_weight_at(t))
+    assert off_by_one.lagrangian_regret() != pytest.approx(tracker.lagrangian_regret(), rel=1e-9)
+
+
+def test_a_run_that_never_solves_the_lp_checkpoints_and_restores(tmp_path):
+    """NaN figures (no solve) go into checkpoints, whose scalars are strict JSON, and come back."""
+    first, _, _ = run(config_with(rounds=150, checkpoint_dir=str(tmp_path), lp_max_rounds=0))
+    assert np.isnan(sample(first, "fair_regret"))
+    resumed, _, _ = run(config_with(rounds=300, checkpoint_dir=str(tmp_path), lp_max_rounds=0))
+    straight, _, _ = run(config_with(rounds=300, lp_max_rounds=0))
+    for name in FairnessMonitor.GAUGES:
+        if name != "lp_seconds":
+            a, b = sample(resumed, name), sample(straight, name)
+            assert a == b or (np.isnan(a) and np.isnan(b)), name
+    assert np.isnan(sample(resumed, "fair_regret")) and sample(resumed, "rounds") == 300
+
+
+def test_monitor_state_before_the_first_solve_survives_a_checkpoint_file(tmp_path, straight):
+    sim = straight[1].env.sim
+    learner = straight[0].router.shards[("lending", "")].learner
+    monitor = FairnessMonitor(sim, learner.W_, learner.b_, fairness_weight=learner.fairness_weight_at)
+    for t in range(40):  # before lp_first = 250
+        monitor.observe(t, np.full(sim.k, 0.25))
+    write_checkpoint(str(tmp_path), 1, {"monitor": monitor.state_dict()})
+    restored = FairnessMonitor(sim, learner.W_, learner.b_, fairness_weight=learner.fairness_weight_at)
+    restored.load_state_dict(latest_checkpoint(str(tmp_path))[0]["monitor"])
+    assert restored.gauges()["rounds"] == 40 and np.isnan(restored.gauges()["fair_regret"])
+    assert {k: v for k, v in restored.gauges().items() if k != "fair_regret" and k != "fair_comparator_mistakes"} == \
+        {k: v for k, v in monitor.gauges().items() if k != "fair_regret" and k != "fair_comparator_mistakes"}
 
 
 def test_a_restarted_run_continues_the_same_monitor(tmp_path, straight):
@@ -118,6 +175,9 @@ def test_a_restarted_run_continues_the_same_monitor(tmp_path, straight):
 @pytest.mark.parametrize("change, message", [
     ({"lp_max_rounds": -1}, "lp_max_rounds"),
     ({"lp_max_rounds": "many"}, "lp_max_rounds"),
+    ({"horizon": "many"}, "horizon"),
+    ({"horizon": -5}, "horizon"),
+    ({"horizon": 0}, "horizon"),
 ])
 def test_bad_monitor_options_are_config_errors(change, message):
     with pytest.raises(ConfigError, match=message):

@@ -145,3 +145,29 @@ def test_expected_pseudo_regret_uses_the_probability_vector():
     t.record_decision(np.array([0.2, 0.9]), 0, np.array([0.25, 0.75]))
     s = t.summary()
     assert s["pseudo_regret"] == pytest.approx(0.7) and s["expected_pseudo_regret"] == pytest.approx(0.9 - (0.05 + 0.675))
+
+
+def test_fairness_tracker_counts_a_pair_once_in_either_order_per_auditor():
+    from regretflow.engine.regret import FairnessTracker
+
+    t = FairnessTracker()
+    t.record_audit(1, np.array([[0, 1, 0], [1, 0, 0], [0, 1, 0], [2, 2, 1], [1, 2, 1]]), ["ann", "bo"])
+    assert t.summary()["auditors"] == {"ann": {"reported_pairs": 1, "panels": 1}, "bo": {"reported_pairs": 1, "panels": 1}}
+
+
+def test_fairness_tracker_keeps_auditor_rows_apart_after_a_restore_and_bounds_names():
+    from regretflow.engine.regret import FairnessTracker
+
+    t = FairnessTracker()
+    t.record_audit(1, np.array([[0, 1, 0]]), ["a"])
+    restored = FairnessTracker()
+    restored.load_state_dict(t.state_dict())
+    restored.record_audit(1, np.array([[0, 1, 0], [0, 2, 1]]), ["b", "a"])
+    assert restored.summary()["auditors"] == {"a": {"reported_pairs": 2, "panels": 2}, "b": {"reported_pairs": 1, "panels": 1}}
+    for i in range(FairnessTracker.MAX_AUDITORS + 5):
+        restored.record_audit(0, np.zeros((0, 3), dtype=np.int64), [f"x{i}"])
+    names = restored.summary()["auditors"]
+    assert len(names) == FairnessTracker.MAX_AUDITORS + 1 and names["_other_"]["panels"] == 7
+    with pytest.raises(ValueError, match="distinct"):
+        FairnessTracker().load_state_dict({"counts": t.counts, "auditor_names": np.array(["a", "a"]),
+                                           "auditor_counts": np.zeros((2, 2))})
