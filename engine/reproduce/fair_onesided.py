@@ -57,6 +57,15 @@ The table states the cost of fairness: each fair learner's mistakes per individu
 minus the accuracy-only learner's, and the fair LP optimum's minus the best
 unconstrained threshold's.
 
+Full table (T = 10^3 / 10^4 / 10^5, 5 seeds, 16 min on this 2-core machine; saved in
+notes/fair_onesided_full.txt): violations/T FairExp2 0.0148 / 0.0074 / 0.0033, FairFTPL
+0.0136 / 0.0066 / 0.0033, accuracy-only 0.057 / 0.130 / 0.187; Lagrangian regret/T
+FairExp2 0.35 / 0.15 / 0.052, FairFTPL 0.49 / 0.24 / 0.10. Cost of fairness: FairExp2
+makes 0.009 / 0.025 / 0.033 more expected mistakes per individual than the accuracy-only
+learner (FairFTPL 0.042-0.046); the fair LP optimum makes 0.044 / 0.059 more than the best
+unconstrained threshold (T = 10^3 / 10^4). One LP solve at T = 10^4 takes about 1.2 s
+(about 4,000 of 47,000 constraints active after 4-6 rounds of row generation).
+
 Columns, per learner and T, mean +- std over seeds:
 
 - ``regret/T``: accuracy regret per round, the learner's expected mistakes minus
