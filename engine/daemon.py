@@ -42,7 +42,7 @@ def open_source(config: Config, spec: EndpointSpec):
         record = options.pop("record_path", None)
         if record is not None:
             record = str(config.resolve(record))
-        lp_max_rounds = options.pop("lp_max_rounds", 20_000) if name == "fairness" else None
+        lp_max_rounds = options.pop("lp_max_rounds", 100_000) if name == "fairness" else None
         horizon = options.get("horizon")
         if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1):
             raise ConfigError("source.horizon: expected a positive integer (rounds in the simulator's schedule)")

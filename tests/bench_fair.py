@@ -38,6 +38,7 @@ import orjson
 from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.fairness import FAIR_FEATURES, AdultPopulation, FairnessSimulator
 from regretflow.engine.config import parse_config
+from regretflow.engine.reproduce import fair_onesided as R
 from regretflow.engine.runtime import Engine
 from regretflow.learners import fair_kernels as K
 from regretflow.learners.fair import FairExp2, FairFTPL, OneSidedExp2, greedy_separator
@@ -55,10 +56,11 @@ def line(path: str, name: str, laps_us: np.ndarray, extra: str = "") -> None:
 def build(name: str, W, b, separator, rounds: int):
     common = dict(weights=W, offsets=b, horizon=rounds, seed=0)
     if name == "FairExp2":
-        return FairExp2(learning_rate_factor=32.0, **common)
+        return FairExp2(fairness_scale=R.FAIRNESS_SCALE, cost_bound=R.RATE_COST_BOUND, **common)
     if name == "OneSidedExp2":
         return OneSidedExp2(**common)
-    return FairFTPL(separator_points=separator, perturbation_factor=0.003, **common)
+    return FairFTPL(separator_points=separator, fairness_scale=R.FAIRNESS_SCALE, cost_bound=R.RATE_COST_BOUND,
+                    perturbation_factor=R.FTPL_PERTURBATION_FACTOR, **common)
 
 
 FAMILY = {"FairExp2": "fair-exp2", "OneSidedExp2": "one-sided-exp2", "FairFTPL": "fair-ftpl"}
@@ -153,10 +155,10 @@ def bench_ftpl_kernels(model: FairFTPL, sim: FairnessSimulator, rounds: int) -> 
 
 def engine_for(name: str, W, b, separator, rounds: int, batch: int) -> Engine:
     params = {"weights": W.tolist(), "offsets": b.tolist(), "horizon": rounds, "seed": 0}
-    if name == "FairExp2":
-        params["learning_rate_factor"] = 32.0
+    if name != "OneSidedExp2":  # the tuning regretflow reproduce fair-onesided runs
+        params.update(fairness_scale=R.FAIRNESS_SCALE, cost_bound=R.RATE_COST_BOUND)
     if name == "FairFTPL":
-        params.update(separator_points=separator.tolist(), perturbation_factor=0.003)
+        params.update(separator_points=separator.tolist(), perturbation_factor=R.FTPL_PERTURBATION_FACTOR)
     config = parse_config({
         "models": {"fair": {"learner": FAMILY[name], "features": list(FAIR_FEATURES), "params": params,
                             "joins": {"ttl_events": 4 * batch + 16}}},

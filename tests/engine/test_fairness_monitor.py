@@ -84,7 +84,7 @@ def test_monitor_figures_match_a_recomputation_from_the_answers(straight):
 
 def test_panel_violations_seen_by_the_simulator_equal_what_the_learner_learned():
     config = config_with(rounds=1_500, lp_max_rounds=0)
-    params = {k: v for k, v in config.models["lending"].params.items() if k != "learning_rate_factor"}
+    params = {k: v for k, v in config.models["lending"].params.items() if k not in ("fairness_scale", "cost_bound")}
     accuracy_only = dataclasses.replace(config.models["lending"], learner="one-sided-exp2", params=params)
     engine, _, _ = run(dataclasses.replace(config, models={"lending": accuracy_only}))
     learner_rounds = engine.metrics.registry.get_sample_value("regretflow_learner_violation_rounds", {"model": "lending"})
@@ -108,7 +108,7 @@ def test_lagrangian_regret_follows_the_models_anytime_c_schedule():
     """Without a horizon C grows every round; the monitor must use the C the learner used at each audit."""
     config = config_with(rounds=400, lp_max_rounds=0)
     params = {k: v for k, v in config.models["lending"].params.items() if k != "horizon"}
-    params["fairness_scale"] = 0.5
+    params.update(fairness_scale=0.5, learning_rate_factor=32.0)  # a weak C and a sharp policy: pairs get kept
     spec = dataclasses.replace(config.models["lending"], params=params)
     engine, source, answers = run(dataclasses.replace(config, models={"lending": spec}))
     sim, learner = source.env.sim, engine.router.shards[("lending", "")].learner
