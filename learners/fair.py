@@ -197,6 +197,7 @@ class _FairBase:
         self.d_ = self.W_.shape[1]
         self._group_columns = self._resolve_groups()
         self._rng = np.random.default_rng(seed)
+        self._class_cache: dict[bytes, np.ndarray] = {}  # derived from X alone: not state
         self.cost_ = np.zeros(self.n_policies)
         self.n_updates = 0
         self.k_ = 0
@@ -242,9 +243,20 @@ class _FairBase:
             self.k_ = X.shape[0]
         return X
 
+    #: Bytes of class matrices kept for decisions awaiting their feedback and audit.
+    CLASS_CACHE_BYTES = 8 << 20
+
     def _class_on(self, X: np.ndarray) -> np.ndarray:
-        V = np.empty((self.n_policies, X.shape[0]))
-        K.evaluate_class(self.W_, self.b_, X, V)
+        """``V[n, i] = h_n(x_i)``, remembered for the round's feedback and audit (the same X comes back
+        three times per round; evaluating the class is the largest per-round cost of Exp2)."""
+        key = X.tobytes()
+        V = self._class_cache.get(key)
+        if V is None:
+            V = np.empty((self.n_policies, X.shape[0]))
+            K.evaluate_class(self.W_, self.b_, X, V)
+            self._class_cache[key] = V
+            if len(self._class_cache) > max(1, self.CLASS_CACHE_BYTES // V.nbytes):
+                del self._class_cache[next(iter(self._class_cache))]  # the oldest decision's
         return V
 
     def _round_index(self) -> int:
