@@ -1,9 +1,10 @@
-"""The quick form of ``regretflow reproduce fair-onesided``: trends and the violation gap (about 70 s).
+"""The quick form of ``regretflow reproduce fair-onesided``: trends and the violation gap (about 40 s).
 
 Tolerances (set against the 3-seed quick table; see the reproduction's docstring):
 regret/T and violations/T of FairExp2 and FairFTPL at T = 8,000 are at most 0.6 x and
-0.7 x their values at T = 500 (measured about 0.39 and 0.43-0.51); the accuracy-only
-learner has at least 3 x their violations/T at T = 2,000 and 8,000 (measured 6-18 x).
+0.7 x their values at T = 500 (seed means measured 0.36-0.43 and 0.39-0.52); the
+accuracy-only learner has at least 3 x their violations/T at T = 2,000 and 8,000
+(measured 7-19 x).
 """
 
 from __future__ import annotations
