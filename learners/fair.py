@@ -198,6 +198,7 @@ class _FairBase:
         self._group_columns = self._resolve_groups()
         self._rng = np.random.default_rng(seed)
         self._class_cache: dict[bytes, np.ndarray] = {}  # derived from X alone: not state
+        self._class_cache_bytes = 0
         self.cost_ = np.zeros(self.n_policies)
         self.n_updates = 0
         self.k_ = 0
@@ -254,9 +255,12 @@ class _FairBase:
         if V is None:
             V = np.empty((self.n_policies, X.shape[0]))
             K.evaluate_class(self.W_, self.b_, X, V)
+            V.flags.writeable = False  # shared by the round's calls: no kernel may change it
             self._class_cache[key] = V
-            if len(self._class_cache) > max(1, self.CLASS_CACHE_BYTES // V.nbytes):
-                del self._class_cache[next(iter(self._class_cache))]  # the oldest decision's
+            self._class_cache_bytes += V.nbytes
+            while self._class_cache_bytes > self.CLASS_CACHE_BYTES and len(self._class_cache) > 1:
+                oldest = self._class_cache.pop(next(iter(self._class_cache)))  # the oldest decision's
+                self._class_cache_bytes -= oldest.nbytes
         return V
 
     def _round_index(self) -> int:

@@ -30,17 +30,33 @@ from numba import njit
 
 @njit(cache=True)
 def evaluate_class(W, b, X, V):
-    """``V[n, i] = 1.0 if W[n] . X[i] >= b[n] else 0.0``.
+    """``V[n, i] = 1.0 if W[n] . X[i] >= b[n] else 0.0``, the same on every CPU.
 
-    The N x k scores come from one BLAS product (3x the speed of a dot-product loop
-    at N = 1,000, k = d = 10); BLAS runs single-threaded in the daemon, so the same
-    inputs give the same scores.
+    The N x k scores come from one BLAS product (3x the speed of a dot-product loop at
+    N = 1,000, k = d = 10). BLAS kernels differ between CPUs (and between shapes) in
+    the last bits, which would flip decisions on individuals sitting exactly on a
+    threshold; so every score within rounding distance of its offset is recomputed
+    by the fixed-order loop, whose result does not depend on the CPU or on k.
     """
+    N, d = W.shape
+    k = X.shape[0]
     scores = np.dot(W, np.ascontiguousarray(X.T))
-    N, k = scores.shape
+    weight_size = np.zeros(N)
+    for n in range(N):
+        for j in range(d):
+            weight_size[n] += abs(W[n, j])
+    feature_size = np.zeros(k)
+    for i in range(k):
+        for j in range(d):
+            feature_size[i] = max(feature_size[i], abs(X[i, j]))
     for n in range(N):
         for i in range(k):
-            V[n, i] = 1.0 if scores[n, i] >= b[n] else 0.0
+            s = scores[n, i]
+            if abs(s - b[n]) <= 1e-12 * (weight_size[n] * feature_size[i] + abs(b[n])):
+                s = 0.0
+                for j in range(d):
+                    s += W[n, j] * X[i, j]
+            V[n, i] = 1.0 if s >= b[n] else 0.0
 
 
 @njit(cache=True)
@@ -285,3 +301,9 @@ def warm_up() -> None:
     leader_frequencies(leaders, V, q)
     geometric_repeats(leaders, V, decisions, 2, out)
     expected_errors(q, np.array([1.0, 0.0]))
+    V.flags.writeable = False  # the learners share class matrices read-only: compile those signatures too
+    positive_probabilities(p, V, q)
+    add_label_costs(cost, V, out)
+    add_fairness_costs(cost, V, f)
+    leader_frequencies(leaders, V, q)
+    geometric_repeats(leaders, V, decisions, 2, out)

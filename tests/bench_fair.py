@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import time
 
@@ -258,7 +259,8 @@ def main() -> None:
     separator = greedy_separator(W, b, pop.separator_candidates(3000, seed=1))
     sim = FairnessSimulator(pop, n_rounds=args.rounds, k=10, seed=0)
     print(f"k = {sim.k} individuals per round, N = {W.shape[0]} thresholds, |S| = {separator.shape[0]} separator points, "
-          f"{args.rounds} rounds, micro-batches of {args.batch} for the batched engine path")
+          f"{args.rounds} rounds, micro-batches of {args.batch} for the batched engine path, "
+          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (the daemon sets 1)')}")
     for name in ("FairExp2", "FairFTPL", "OneSidedExp2"):
         print(name)
         kernel = bench_exp2_kernels if name != "FairFTPL" else bench_ftpl_kernels

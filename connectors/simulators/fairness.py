@@ -114,7 +114,10 @@ class AdultPopulation:
         Directions: the standardised class-mean difference (a linear discriminant)
         blended with seeded Gaussian directions, from pure discriminant to nearly
         random; offsets: evenly spaced quantiles (5%..95%) of each direction's scores
-        on a seeded sample. Plus all-0 and all-1. ``N = n_directions n_offsets + 2``.
+        on a seeded sample, each moved to the midpoint between the two nearest distinct
+        scores of the whole population, so that nobody sits on a threshold (the last
+        bits of a score differ between CPUs; a decision must not). Plus all-0 and
+        all-1. ``N = n_directions n_offsets + 2``.
 
         Examples
         --------
@@ -139,8 +142,15 @@ class AdultPopulation:
         levels = np.linspace(0.05, 0.95, n_offsets)
         W, b = [], []
         for w in directions:
-            scores = Xs @ w
-            for c in np.quantile(scores, levels):
+            everyone = np.unique(self.X @ w)
+            for c in np.quantile(Xs @ w, levels):
+                above = int(np.searchsorted(everyone, c))  # the first distinct score >= c
+                if above == 0:
+                    c = everyone[0] - 1.0
+                elif above == everyone.shape[0]:
+                    c = everyone[-1] + 1.0
+                else:
+                    c = 0.5 * (everyone[above - 1] + everyone[above])
                 W.append(w)
                 b.append(c)
         W.extend([np.zeros(self.X.shape[1]), np.zeros(self.X.shape[1])])

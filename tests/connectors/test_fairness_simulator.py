@@ -147,3 +147,11 @@ def test_row_generation_equals_the_full_lp_and_is_feasible(population):
     assert best.errors == pytest.approx(full.fun + sum(y.sum() for y in Ys), abs=1e-6)
     assert np.all(np.array(rows) @ best.weights <= np.array(bounds) + 1e-7)
     assert best.iterations > 1
+
+
+def test_nobody_in_the_population_sits_on_a_threshold_of_the_class(population):
+    """Scores differ between CPUs in their last bits: no decision may hang on them."""
+    W, b = population.hypothesis_class(16, 13, seed=0)
+    scores = population.X @ W[:-2].T
+    gaps = np.abs(scores - b[None, :-2])
+    assert gaps.min() > 1e-9

@@ -402,3 +402,30 @@ def test_cost_bound_sets_the_B_of_the_schedules():
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError):
             FairExp2(cost_bound=bad, **common)
+
+
+def test_class_cache_stays_within_its_bytes_when_k_changes_and_matches_a_fresh_evaluation():
+    rng = np.random.default_rng(3)
+    model = FairExp2(n_features=3, n_directions=50, n_offsets=20, horizon=100, seed=0)
+    model.CLASS_CACHE_BYTES = 200_000
+    for k in [1] * 300 + [40] * 30 + [2] * 50:
+        X = rng.random((k, 3))
+        V = model._class_on(X)
+        fresh = ref_class(model.W_, model.b_, X)
+        assert np.array_equal(V, fresh) and not V.flags.writeable
+        assert model._class_cache_bytes == sum(v.nbytes for v in model._class_cache.values())
+        assert model._class_cache_bytes <= model.CLASS_CACHE_BYTES or len(model._class_cache) == 1
+
+
+def test_class_evaluation_at_exact_ties_does_not_depend_on_the_batch():
+    """Scores exactly on an offset: one individual alone and in a batch of many is judged alike."""
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(30, 4))
+    X = rng.random((200, 4))
+    b = np.array([W[n] @ X[n] for n in range(30)])  # policy n's offset is individual n's score
+    batch = np.empty((30, 200))
+    K.evaluate_class(W, b, X, batch)
+    for i in range(30):
+        alone = np.empty((30, 1))
+        K.evaluate_class(W, b, X[i:i + 1], alone)
+        assert np.array_equal(alone[:, 0], batch[:, i])

@@ -2,9 +2,9 @@
 
 Tolerances (set against the 3-seed quick table; see the reproduction's docstring):
 regret/T and violations/T of FairExp2 and FairFTPL at T = 8,000 are at most 0.6 x and
-0.7 x their values at T = 500 (seed means measured 0.36-0.43 and 0.39-0.52); the
+0.7 x their values at T = 500 (seed means measured 0.36-0.38 and 0.45-0.53); the
 accuracy-only learner has at least 3 x their violations/T at T = 2,000 and 8,000
-(measured 7-19 x).
+(measured 7-18 x).
 """
 
 from __future__ import annotations
