@@ -222,8 +222,8 @@ class FairnessMonitor:
 
     The LP needs no stored rounds: the simulator's schedule is seeded, so rounds
     ``0..t-1`` are recomputed from ``t``. State (for checkpoints) is O(N + pool). The
-    solve runs on the caller's thread: a simulated run pauses for it (about 2 s at
-    8,000 rounds, 7 s and 0.9 GB at 100,000). Restored from a checkpoint written without monitor
+    solve runs on the caller's thread: a simulated run pauses for it (about 1.4 s at
+    10,000 rounds, 6-8 s and 0.9 GB at 100,000). Restored from a checkpoint written without monitor
     state (an older release), the LP stays off: the rounds before the restart are unknown.
 
     The multiplier of round ``t`` is ``fairness_weight(t + 1)``: the closed loop keeps

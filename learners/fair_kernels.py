@@ -32,7 +32,7 @@ from numba import njit
 def evaluate_class(W, b, X, V):
     """``V[n, i] = 1.0 if W[n] . X[i] >= b[n] else 0.0``, the same on every CPU.
 
-    The N x k scores come from one BLAS product (3x the speed of a dot-product loop at
+    The N x k scores come from one BLAS product (about 2x the speed of a dot-product loop at
     N = 1,000, k = d = 10). BLAS kernels differ between CPUs (and between shapes) in
     the last bits, which would flip decisions on individuals sitting exactly on a
     threshold; so every score within rounding distance of its offset is recomputed

@@ -58,22 +58,22 @@ The table states the cost of fairness: each fair learner's mistakes per individu
 minus the accuracy-only learner's, and the fair LP optimum's minus the best
 unconstrained threshold's.
 
-Full table (T = 10^3 / 10^4 / 10^5, 5 seeds, 15 min on this 2-core machine; the LP
-comparator at every T): violations/T FairExp2 0.0150 / 0.0073 / 0.0032, FairFTPL
-0.0122 / 0.0065 / 0.0032, accuracy-only 0.057 / 0.132 / 0.187; Lagrangian regret/T
-FairExp2 0.35 / 0.14 / 0.051, FairFTPL 0.46 / 0.23 / 0.10; regret/T against the best
-fixed fair mixture FairExp2 +0.075 / -0.064 / -0.092, FairFTPL +0.26 / +0.04 / -0.04.
-Cost of fairness: FairExp2 makes 0.006 / 0.024 / 0.033 more expected mistakes per
-individual than the accuracy-only learner (FairFTPL 0.042-0.045); the fair LP optimum
+Full table (T = 10^3 / 10^4 / 10^5, 5 seeds, 13 min on this 2-core machine; the LP
+comparator at every T): violations/T FairExp2 0.0152 / 0.0072 / 0.0032, FairFTPL
+0.0158 / 0.0070 / 0.0032, accuracy-only 0.058 / 0.130 / 0.187; Lagrangian regret/T
+FairExp2 0.33 / 0.15 / 0.052, FairFTPL 0.51 / 0.23 / 0.10; regret/T against the best
+fixed fair mixture FairExp2 +0.061 / -0.061 / -0.092, FairFTPL +0.28 / +0.03 / -0.04.
+Cost of fairness: FairExp2 makes 0.003 / 0.025 / 0.033 more expected mistakes per
+individual than the accuracy-only learner (FairFTPL 0.043-0.046); the fair LP optimum
 makes 0.044 / 0.059 / 0.061 more than the best unconstrained threshold. One LP solve
-takes 0.2 / 1.6 / 7.9 s (about 4,000 of 470,000 constraints active at T = 10^5).
+takes 0.1 / 1.4 / 6.5 s (about 4,000 of 470,000 constraints active at T = 10^5).
 
 Columns, per learner and T, mean +- std over seeds:
 
 - ``regret/T``: accuracy regret per round, the learner's expected mistakes minus
   those of the best fixed fair mixture of the class (the LP of
   :func:`~regretflow.engine.fairness_lp.fair_comparator` on the panels' d^gamma),
-  when T <= ``--lp-max`` (default 100,000: every horizon of the full table, 7 s and 0.9 GB at
+  when T <= ``--lp-max`` (default 100,000: every horizon of the full table, 6-8 s and 0.9 GB at
   T = 10^5; 2,000 with ``--quick``); beyond it, the Lagrangian regret per round
   (an upper bound, spec 3.1), marked ``L``.
 - ``lagr/T``: the Lagrangian regret per round against the best fixed policy on the
