@@ -333,7 +333,6 @@ def stack(tmp_path_factory):
     second = prom = fair = None
     try:
         second = SecondEngine(tmp_path, bandit_family, classification_family, fairness_family=fairness_family()).start()
-        fair = FairnessSimulatorEngine()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -347,6 +346,9 @@ def stack(tmp_path_factory):
         else:
             raise AssertionError("the demo never became ready")
         assert demo.poll() is None, "demo exited: " + demo.stderr.read().decode()[-2000:]
+        # after the demo is ready: its /readyz answers only while it streams (about 10 s), and this
+        # engine's first run compiles the fair kernels when numba's cache is cold
+        fair = FairnessSimulatorEngine()
         prom = Prometheus(tmp_path, [f"127.0.0.1:{demo_port}", f"127.0.0.1:{second.port}", f"127.0.0.1:{fair.port}"])
         prom.wait_ready()
         yield {"prometheus": prom, "second": second, "demo": demo, "bandit_family": bandit_family,
