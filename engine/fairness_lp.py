@@ -27,6 +27,7 @@ from scipy.optimize import linprog
 
 from regretflow.learners import fair_kernels as K
 from regretflow.learners.contract import check_state, expect_array
+from regretflow.learners.fair import aggregate_panel
 
 
 class FairRegretTracker:
@@ -294,9 +295,6 @@ class FairnessMonitor:
     def __init__(self, sim: Any, weights: Any, offsets: Any, gamma: float = 0.5,
                  fairness_weight: Any = lambda t: 0.0, lp_max_rounds: int = 100_000, lp_first: int = 250,
                  last_round: int | None = None):
-        from regretflow.learners.fair import aggregate_panel
-
-        self._aggregate = aggregate_panel
         self.sim = sim
         self.gamma = float(gamma)
         self.fairness_weight = fairness_weight
@@ -325,7 +323,7 @@ class FairnessMonitor:
         self.in_order &= t == self.tracker.rounds
         if reports is None:
             reports = self.sim.reports(t, q)
-        kept = self._aggregate(reports, q, self.sim.panel_size, self.gamma)
+        kept = aggregate_panel(reports, q, self.sim.panel_size, self.gamma)
         n_kept = int(kept.sum())
         self.panel_violation_rounds += int(n_kept > 0)
         self.panel_violation_pairs += n_kept

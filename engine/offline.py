@@ -34,27 +34,17 @@ def logged_policy_values(events_path: str, answers_path: str, config=None, n_boo
                          seed: int = 0) -> dict[str, Any]:
     """Per bandit model in the answers: off-policy values of greedy, uniform and best-constant policies."""
     decisions: dict[str, dict] = {}
-    with open(answers_path, "rb") as fh:
-        for line in fh:
-            try:
-                a = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a half-written last line
-            if isinstance(a, dict) and a.get("kind") == "decide" and "probabilities" in a and "action" in a:
-                decisions[a["id"]] = a
+    for a in _json_objects(answers_path):
+        if a.get("kind") == "decide" and "probabilities" in a and "action" in a:
+            decisions[a["id"]] = a
     rows: dict[str, list] = {}
-    with open(events_path, "rb") as fh:
-        for line in fh:
-            try:
-                e = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(e, dict) or e.get("kind") != "feedback" or "reward" not in e:
-                continue
-            a = decisions.pop(e.get("ref"), None)  # first feedback of a decision only
-            if a is None:
-                continue
-            rows.setdefault(a["model"], []).append((a, float(e["reward"])))
+    for e in _json_objects(events_path):
+        if e.get("kind") != "feedback" or "reward" not in e:
+            continue
+        a = decisions.pop(e.get("ref"), None)  # first feedback of a decision only
+        if a is None:
+            continue
+        rows.setdefault(a["model"], []).append((a, float(e["reward"])))
     out = {}
     for model, joined in rows.items():
         widths = {len(a["probabilities"]) for a, _ in joined}
@@ -76,3 +66,15 @@ def logged_policy_values(events_path: str, answers_path: str, config=None, n_boo
         )
         out[model] = {"rounds": n, "best_constant_action": best, **values}
     return out
+
+
+def _json_objects(path: str):
+    """The JSON objects of a JSONL file, skipping lines that are not one (e.g. a half-written last line)."""
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                yield obj

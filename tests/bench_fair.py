@@ -82,15 +82,35 @@ def bench_learner(model, sim: FairnessSimulator, rounds: int) -> np.ndarray:
     return laps * 1e6
 
 
+class AuditKernels:
+    """The kernel calls of ``audit``: the panel rule on the reports, then the fairness costs."""
+
+    def __init__(self, model, sim: FairnessSimulator):
+        self.sim = sim
+        self.weight = model.current_fairness_weight()
+        self.required = max(1, math.ceil(model.gamma * sim.panel_size - 1e-12))
+        self.kept, self.f = np.zeros((sim.k, sim.k)), np.zeros(sim.k)
+
+    def run(self, t: int, q: np.ndarray, V: np.ndarray, cost: np.ndarray) -> float:
+        """Seconds the kernels take (the simulator's reports are computed outside the timer)."""
+        reports = np.array(self.sim.reports(t, q), dtype=np.int64).reshape(-1, 3)
+        start = time.perf_counter()
+        self.kept[:] = 0.0
+        if K.aggregate_reports(reports, q, self.sim.panel_size, self.required, self.kept) and self.weight > 0:
+            self.f[:] = 0.0
+            K.fairness_costs(self.kept, self.weight, self.f)
+            K.add_fairness_costs(cost, V, self.f)
+        return time.perf_counter() - start
+
+
 def bench_exp2_kernels(model: FairExp2, sim: FairnessSimulator, rounds: int) -> np.ndarray:
     """The kernel calls of FairExp2's act, learn and audit, nothing else."""
     N, k = model.n_policies, sim.k
     V, p, q = np.empty((N, k)), np.empty(N), np.empty(k)
-    arm, kept, f = np.empty(k), np.zeros((k, k)), np.zeros(k)
+    arm = np.empty(k)
     cost = model.cost_.copy()
     eta = model.current_learning_rate() if hasattr(model, "current_learning_rate") else 0.01
-    weight = model.current_fairness_weight()
-    required = max(1, math.ceil(model.gamma * sim.panel_size - 1e-12))
+    audit = AuditKernels(model, sim)
     rng = np.random.default_rng(0)
     laps = np.empty(rounds)
     for t in range(rounds):
@@ -104,15 +124,7 @@ def bench_exp2_kernels(model: FairExp2, sim: FairnessSimulator, rounds: int) -> 
         labels = np.where(dec == 1, y, -1.0)
         K.importance_label_costs(dec, labels, q, arm)
         K.add_label_costs(cost, V, arm)
-        mid = time.perf_counter()
-        reports = np.array(sim.reports(t, q), dtype=np.int64).reshape(-1, 3)
-        resume = time.perf_counter()
-        kept[:] = 0.0
-        if K.aggregate_reports(reports, q, sim.panel_size, required, kept) and weight > 0:
-            f[:] = 0.0
-            K.fairness_costs(kept, weight, f)
-            K.add_fairness_costs(cost, V, f)
-        laps[t] = (mid - start) + (time.perf_counter() - resume)
+        laps[t] = time.perf_counter() - start + audit.run(t, q, V, cost)
     return laps * 1e6
 
 
@@ -120,11 +132,9 @@ def bench_ftpl_kernels(model: FairFTPL, sim: FairnessSimulator, rounds: int) -> 
     """The kernel calls of FairFTPL's act (n_samples leaders), learn (geometric resampling) and audit."""
     N, k, S = model.n_policies, sim.k, model.S_.shape[0]
     V, q, arm, repeats = np.empty((N, k)), np.empty(k), np.empty(k), np.empty(k)
-    kept, f = np.zeros((k, k)), np.zeros(k)
     cost = model.cost_.copy()
     scale, cap, samples = model.current_perturbation_scale(), model.current_max_resamples(), int(model.n_samples)
-    weight = model.current_fairness_weight()
-    required = max(1, math.ceil(model.gamma * sim.panel_size - 1e-12))
+    audit = AuditKernels(model, sim)
     leaders, resampled = np.empty(samples, dtype=np.int64), np.empty(cap, dtype=np.int64)
     rng = np.random.default_rng(0)
     laps = np.empty(rounds)
@@ -142,15 +152,7 @@ def bench_ftpl_kernels(model: FairFTPL, sim: FairnessSimulator, rounds: int) -> 
             K.geometric_repeats(resampled, V, dec, cap, repeats)
         K.resampled_label_costs(dec, labels, repeats, arm)
         K.add_label_costs(cost, V, arm)
-        mid = time.perf_counter()
-        reports = np.array(sim.reports(t, q), dtype=np.int64).reshape(-1, 3)
-        resume = time.perf_counter()
-        kept[:] = 0.0
-        if K.aggregate_reports(reports, q, sim.panel_size, required, kept) and weight > 0:
-            f[:] = 0.0
-            K.fairness_costs(kept, weight, f)
-            K.add_fairness_costs(cost, V, f)
-        laps[t] = (mid - start) + (time.perf_counter() - resume)
+        laps[t] = time.perf_counter() - start + audit.run(t, q, V, cost)
     return laps * 1e6
 
 

@@ -157,6 +157,16 @@ def clean_run(broker, tmp_path, topic) -> dict:
     return final_states(tmp_path / "clean-state")
 
 
+def fault_test_setup(broker, tmp_path, name: str, events: int, seed: int):
+    """A topic holding a keyed stream, the state an uninterrupted run reaches on it, and a config
+    (with its metrics port) for the run under test."""
+    topic = broker.create_topic(PARTITIONS, name)
+    produce(broker.bootstrap, topic, keyed_stream(events, seed=seed))
+    clean = clean_run(broker, tmp_path, topic)
+    port = free_port()
+    return topic, clean, port, write_config(tmp_path, name, broker, topic, f"{name}-{topic}", port)
+
+
 def wait_for_events(proc, port: int, target: float, timeout: float = 120) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -236,11 +246,7 @@ features = {orjson.dumps(features).decode()}
 
 
 def test_sigkill_at_random_points_gives_the_uninterrupted_state(broker, tmp_path):
-    topic = broker.create_topic(PARTITIONS, "crash")
-    produce(broker.bootstrap, topic, keyed_stream(12_000, seed=1))
-    clean = clean_run(broker, tmp_path, topic)
-    port = free_port()
-    cfg = write_config(tmp_path, "crash", broker, topic, f"crash-{topic}", port)
+    topic, clean, port, cfg = fault_test_setup(broker, tmp_path, "crash", 12_000, seed=1)
     rng = np.random.default_rng(3)
     targets = sorted(rng.integers(300, 1500, size=6))
     kills = 0
@@ -300,11 +306,7 @@ def test_a_second_worker_joins_and_leaves_without_loss_or_double_counting(broker
 
 
 def test_broker_outage_of_ten_seconds_loses_nothing(broker, tmp_path):
-    topic = broker.create_topic(PARTITIONS, "outage")
-    produce(broker.bootstrap, topic, keyed_stream(8_000, seed=4))
-    clean = clean_run(broker, tmp_path, topic)
-    port = free_port()
-    cfg = write_config(tmp_path, "outage", broker, topic, f"outage-{topic}", port)
+    topic, clean, port, cfg = fault_test_setup(broker, tmp_path, "outage", 8_000, seed=4)
     cfg.write_text(cfg.read_text().replace("idle_exit_seconds = 6", "idle_exit_seconds = 20"))
     proc = start(cfg, tmp_path, "outage.log")
     assert wait_for_events(proc, port, 1_000)
@@ -320,11 +322,7 @@ def test_broker_outage_of_ten_seconds_loses_nothing(broker, tmp_path):
 
 
 def test_workers_flag_runs_a_group_of_processes_that_share_the_partitions(broker, tmp_path):
-    topic = broker.create_topic(PARTITIONS, "workers")
-    produce(broker.bootstrap, topic, keyed_stream(6_000, seed=5))
-    clean = clean_run(broker, tmp_path, topic)
-    port = free_port()
-    cfg = write_config(tmp_path, "workers", broker, topic, f"workers-{topic}", port)
+    topic, clean, port, cfg = fault_test_setup(broker, tmp_path, "workers", 6_000, seed=5)
     log = open(tmp_path / "workers.log", "ab")
     proc = subprocess.Popen([REGRETFLOW, "run", "--config", str(cfg), "--workers", "2"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     assert proc.wait(timeout=300) == 0, (tmp_path / "workers.log").read_text()[-3000:]
