@@ -9,9 +9,11 @@ production pass through under one set of names (see :data:`SOURCE_OPTIONS` and
 The source is *partitioned*: ``poll`` returns ``(partition_id, payload)`` pairs, with
 ``partition_id = "topic:partition"``; ``position(pid)`` is the offset after the last
 record handed out; ``seek(pid, position)``; ``commit({pid: position})`` commits
-offsets to the group; ``set_listener(on_assign, on_revoke)`` is called with partition
-ids when the group rebalances (the engine checkpoints what it loses and restores what
-it gains inside those calls).
+offsets to the group; ``set_listener(on_assign, on_revoke, on_lost)`` is called with
+partition ids when the group rebalances (the engine checkpoints what it gives up and
+restores what it gains inside those calls). ``on_lost`` is the forced case: this worker
+was evicted (it stalled past the session timeout), another may already own the
+partitions, so the engine drops them without writing anything.
 
 Examples
 --------
@@ -143,8 +145,12 @@ class _KafkaPythonConsumer:
             def on_partitions_assigned(self, assigned):
                 outer.on_assign([pid_of(tp.topic, tp.partition) for tp in assigned])
 
+            def on_partitions_lost(self, lost):
+                outer.on_lost([pid_of(tp.topic, tp.partition) for tp in lost])
+
         self.on_assign: Callable[[list[str]], None] = lambda pids: None
         self.on_revoke: Callable[[list[str]], None] = lambda pids: None
+        self.on_lost: Callable[[list[str]], None] = lambda pids: None
         self._consumer.subscribe(self._topics, listener=Listener())
 
     def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes]]:
@@ -229,6 +235,7 @@ class _ConfluentConsumer:
         })
         self.on_assign: Callable[[list[str]], None] = lambda pids: None
         self.on_revoke: Callable[[list[str]], None] = lambda pids: None
+        self.on_lost: Callable[[list[str]], None] = lambda pids: None
         self._seeks: dict[str, int] = {}
         self._assigning = False
 
@@ -249,7 +256,11 @@ class _ConfluentConsumer:
             self.on_revoke([pid_of(p.topic, p.partition) for p in partitions])
             consumer.unassign()
 
-        self._consumer.subscribe(s["topics"], on_assign=assigned, on_revoke=revoked)
+        def lost(consumer, partitions):
+            self.on_lost([pid_of(p.topic, p.partition) for p in partitions])
+            consumer.unassign()
+
+        self._consumer.subscribe(s["topics"], on_assign=assigned, on_revoke=revoked, on_lost=lost)
 
     def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes]]:
         out = []
@@ -337,18 +348,28 @@ class KafkaSource:
         self._next: dict[str, int] = {}
         self._client.on_assign = self._assigned
         self._client.on_revoke = self._revoked
+        self._client.on_lost = self._lost
         self._on_assign: Callable[[list[str]], None] = lambda pids: None
         self._on_revoke: Callable[[list[str]], None] = lambda pids: None
+        self._on_lost: Callable[[list[str]], None] = lambda pids: None
         self.errors = 0
 
-    def set_listener(self, on_assign: Callable[[list[str]], None], on_revoke: Callable[[list[str]], None]) -> None:
+    def set_listener(self, on_assign: Callable[[list[str]], None], on_revoke: Callable[[list[str]], None],
+                     on_lost: Callable[[list[str]], None] | None = None) -> None:
+        """Rebalance callbacks; ``on_lost`` (eviction) falls back to ``on_revoke`` when not given."""
         self._on_assign, self._on_revoke = on_assign, on_revoke
+        self._on_lost = on_lost if on_lost is not None else on_revoke
 
     def _assigned(self, pids: list[str]) -> None:
         self._on_assign(pids)
 
     def _revoked(self, pids: list[str]) -> None:
         self._on_revoke(pids)
+        for pid in pids:
+            self._next.pop(pid, None)
+
+    def _lost(self, pids: list[str]) -> None:
+        self._on_lost(pids)
         for pid in pids:
             self._next.pop(pid, None)
 

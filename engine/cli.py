@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="ts=%(asctime)s level=%(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.WARNING, getattr(logging, args.log_level)))
+    # group membership changes (joins, evictions, assignments) are rare and are what an
+    # operator reads first when partitions move: keep the client's coordinator at INFO
+    logging.getLogger("kafka.coordinator").setLevel(getattr(logging, args.log_level))
     try:
         if args.command == "demo":
             from .demo import run_demo

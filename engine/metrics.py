@@ -154,6 +154,7 @@ class Metrics:
         r.register(_Callback("regretflow_seconds_since_last_batch", "Seconds since the last micro-batch finished (absent before the first).",
                              lambda: time.time() - self.last_batch if self.last_batch else None))
         self.rebalances = Counter("regretflow_rebalances", "Partition assignments received from the consumer group.", registry=r)
+        self.partitions_lost = Counter("regretflow_partitions_lost", "Partitions dropped unwritten because the group evicted this worker (it stalled past the session timeout).", registry=r)
         self.owned_partitions = Gauge("regretflow_owned_partitions", "Source partitions this worker owns now.", registry=r)
         self.consumer_lag = Gauge("regretflow_consumer_lag", "Records between this worker's position and the end of the partition.", ["topic", "partition"], registry=r)
         self.partition_events = Gauge("regretflow_partition_events", "Events applied to the state of each partition this worker owns (restored from checkpoints).", ["topic", "partition"], registry=r)

@@ -141,7 +141,7 @@ class Engine:
         self._errors_reported = 0
         self._warm_up()
         if self.partitioned:
-            source.set_listener(self.on_assign, self.on_revoke)
+            source.set_listener(self.on_assign, self.on_revoke, self.on_lost)
         else:
             self.parts[""] = self._restore("")
         self.health.ready = True
@@ -229,12 +229,28 @@ class Engine:
         log.info("event=assigned partitions=%s", ",".join(sorted(pids)))
 
     def on_revoke(self, pids: list[str]) -> None:
-        """Rebalance: checkpoint the partitions this worker loses, then forget them."""
+        """Rebalance: checkpoint the partitions this worker gives up, then forget them."""
         lost = [pid for pid in pids if pid in self.parts]
         # offsets are not committed here: the client forbids blocking calls inside its
         # rebalance callback, and the checkpoint (which the next owner restores) is the truth
         self.checkpoint([pid for pid in lost if self.parts[pid].dirty], commit=False)
-        for pid in lost:
+        self._forget(lost)
+        log.info("event=revoked partitions=%s", ",".join(sorted(pids)))
+
+    def on_lost(self, pids: list[str]) -> None:
+        """Eviction: the group moved on without this worker, so drop the partitions unwritten.
+
+        Another worker may already have restored them and be checkpointing; a checkpoint
+        from here would be a stale lineage racing it (still self-consistent, so never a
+        double count, but a step back in progress). Whatever this worker applied since
+        its last checkpoint is replayed by the new owner.
+        """
+        self._forget([pid for pid in pids if pid in self.parts])
+        self.metrics.partitions_lost.inc(len(pids))
+        log.warning("event=lost partitions=%s reason=evicted_from_group", ",".join(sorted(pids)))
+
+    def _forget(self, pids: list[str]) -> None:
+        for pid in pids:
             del self.parts[pid]
             if pid in self._lag_labels:
                 for gauge in (self.metrics.consumer_lag, self.metrics.partition_events):
@@ -245,7 +261,6 @@ class Engine:
                 self._lag_labels.discard(pid)
         self.stale.update(self.config.models)
         self.metrics.owned_partitions.set(len(self.parts))
-        log.info("event=revoked partitions=%s", ",".join(sorted(pids)))
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, install_signals: bool = False) -> None:

@@ -55,11 +55,13 @@ def keyed_stream(n: int, seed: int) -> list[tuple[bytes, bytes]]:
     return [(f"m:{e['key']}".encode(), orjson.dumps(e)) for e in out]
 
 
-def write_config(directory: Path, name: str, broker: Broker, topic: str, group: str, port: int, every_events: int = 500) -> Path:
+def write_config(directory: Path, name: str, broker: Broker, topic: str, group: str, port: int, every_events: int = 500,
+                 backend: str = "kafka-python") -> Path:
     cfg = directory / f"{name}.toml"
     cfg.write_text(f"""
 [source]
 type = "kafka"
+backend = "{backend}"
 bootstrap_servers = "{broker.bootstrap}"
 topics = ["{topic}"]
 group_id = "{group}"
@@ -275,21 +277,49 @@ def wait_for_metric(proc, port: int, name: str, target: float, timeout: float = 
     return False
 
 
-def test_a_second_worker_joins_and_leaves_without_loss_or_double_counting(broker, tmp_path):
-    topic = broker.create_topic(PARTITIONS, "rebalance")
+def wait_until(condition, procs, timeout: float = 120) -> bool:
+    """Poll ``condition()`` until it holds; False on timeout or when a process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def owned(port: int) -> float:
+    return metric(port, "regretflow_owned_partitions") or 0.0
+
+
+def coordinator_lines(log: str) -> str:
+    """The membership story of a worker's log (its checkpoint lines left out)."""
+    return "\n".join(line for line in log.splitlines() if "event=checkpoint" not in line)[-4000:]
+
+
+def two_workers(broker, tmp_path, name: str, backend: str = "kafka-python"):
+    """A topic with the first half of a keyed stream, and the configs of two workers A and B
+    that share one group and one checkpoint directory."""
+    topic = broker.create_topic(PARTITIONS, name)
     stream = keyed_stream(20_000, seed=2)
     produce(broker.bootstrap, topic, stream[:10_000])
-    group = f"rb-{topic}"
     port_a, port_b = free_port(), free_port()
-    cfg_a = write_config(tmp_path, "shared", broker, topic, group, port_a)
+    cfg_a = write_config(tmp_path, "shared", broker, topic, f"{name}-{topic}", port_a, backend=backend)
     cfg_a.write_text(cfg_a.read_text().replace("idle_exit_seconds = 6", "idle_exit_seconds = 120"))
     cfg_b = tmp_path / "shared-b.toml"
     cfg_b.write_text(cfg_a.read_text().replace(f"port = {port_a}", f"port = {port_b}"))
+    return topic, stream, (cfg_a, port_a), (cfg_b, port_b)
+
+
+def test_a_second_worker_joins_and_leaves_without_loss_or_double_counting(broker, tmp_path):
+    topic, stream, (cfg_a, port_a), (cfg_b, port_b) = two_workers(broker, tmp_path, "rebalance")
     a = start(cfg_a, tmp_path, "a.log")
     assert wait_for_events(a, port_a, 2_000), (tmp_path / "a.log").read_text()[-3000:]
     b = start(cfg_b, tmp_path, "b.log")
-    # B joins: the group rebalances, A checkpoints what it loses, B restores it
-    assert wait_for_metric(b, port_b, "regretflow_owned_partitions", 1), (tmp_path / "b.log").read_text()[-3000:]
+    # B joins: the group rebalances, A checkpoints what it gives up, B restores it. If A
+    # misses the join window the group forms without it and it rejoins: either way the
+    # two end up sharing the partitions.
+    shared = wait_until(lambda: owned(port_a) >= 1 and owned(port_b) >= 1 and owned(port_a) + owned(port_b) == PARTITIONS, [a, b])
+    assert shared, coordinator_lines((tmp_path / "a.log").read_text()) + "\n--- B ---\n" + coordinator_lines((tmp_path / "b.log").read_text())
     produce(broker.bootstrap, topic, stream[10_000:])
     assert wait_for_events(b, port_b, 500), (tmp_path / "b.log").read_text()[-3000:]
     b.send_signal(signal.SIGTERM)  # B leaves: it checkpoints, A restores its partitions
@@ -300,7 +330,39 @@ def test_a_second_worker_joins_and_leaves_without_loss_or_double_counting(broker
     a.send_signal(signal.SIGTERM)
     assert a.wait(timeout=60) == 0, (tmp_path / "a.log").read_text()[-3000:]
     log_a = (tmp_path / "a.log").read_text()
-    assert log_a.count("event=assigned") >= 3 and "event=revoked" in log_a
+    # A held all partitions, then its share, then all again
+    assert log_a.count("event=assigned") >= 3 and "event=revoked" in log_a, coordinator_lines(log_a)
+    clean = clean_run(broker, tmp_path, topic)
+    assert_same_state(clean, final_states(tmp_path / "shared-state"))
+
+
+@pytest.mark.parametrize("backend", ["kafka-python", "confluent"])
+def test_a_stalled_worker_is_evicted_and_rejoins_without_double_counting(broker, tmp_path, backend):
+    """A freezes (SIGSTOP) past its session timeout while B joins: the group evicts it and
+    B takes every partition. A wakes up holding partitions it no longer owns; it must drop
+    them unwritten (``event=lost``), rejoin, and the final state is the uninterrupted one."""
+    topic, stream, (cfg_a, port_a), (cfg_b, port_b) = two_workers(broker, tmp_path, f"evict-{backend}", backend)
+    a = start(cfg_a, tmp_path, "a.log")
+    assert wait_for_events(a, port_a, 2_000), (tmp_path / "a.log").read_text()[-3000:]
+    a.send_signal(signal.SIGSTOP)
+    try:
+        b = start(cfg_b, tmp_path, "b.log")
+        assert wait_until(lambda: owned(port_b) == PARTITIONS, [b]), coordinator_lines((tmp_path / "b.log").read_text())
+        produce(broker.bootstrap, topic, stream[10_000:])
+        assert wait_for_events(b, port_b, 1_000), (tmp_path / "b.log").read_text()[-3000:]
+    finally:
+        a.send_signal(signal.SIGCONT)
+    # A learns it was evicted, drops its partitions, rejoins: the two share the group
+    assert wait_until(lambda: metric(port_a, "regretflow_partitions_lost_total") == PARTITIONS and owned(port_a) >= 1, [a, b]), \
+        coordinator_lines((tmp_path / "a.log").read_text())
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(timeout=60) == 0
+    assert wait_for_metric(a, port_a, "regretflow_owned_partitions", PARTITIONS)
+    assert wait_for_metric(a, port_a, "regretflow_partition_events", len(stream)), (tmp_path / "a.log").read_text()[-3000:]
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(timeout=60) == 0, (tmp_path / "a.log").read_text()[-3000:]
+    log_a = (tmp_path / "a.log").read_text()
+    assert "event=lost" in log_a and log_a.count("event=assigned") >= 2, coordinator_lines(log_a)
     clean = clean_run(broker, tmp_path, topic)
     assert_same_state(clean, final_states(tmp_path / "shared-state"))
 
