@@ -103,57 +103,59 @@ class AuditKernels:
         return time.perf_counter() - start
 
 
-def bench_exp2_kernels(model: FairExp2, sim: FairnessSimulator, rounds: int) -> np.ndarray:
-    """The kernel calls of FairExp2's act, learn and audit, nothing else."""
-    N, k = model.n_policies, sim.k
-    V, p, q = np.empty((N, k)), np.empty(N), np.empty(k)
-    arm = np.empty(k)
-    cost = model.cost_.copy()
-    eta = model.current_learning_rate() if hasattr(model, "current_learning_rate") else 0.01
+def time_kernel_rounds(model, sim: FairnessSimulator, rounds: int, act_and_learn) -> np.ndarray:
+    """µs per round of the class evaluation, ``act_and_learn(X, y, V, cost)`` (the family's
+    kernels, returning the probabilities q) and the audit kernels."""
+    V, cost = np.empty((model.n_policies, sim.k)), model.cost_.copy()
     audit = AuditKernels(model, sim)
-    rng = np.random.default_rng(0)
     laps = np.empty(rounds)
     for t in range(rounds):
         X, y = np.ascontiguousarray(sim.individuals(t)), sim.labels(t)
         start = time.perf_counter()
         K.evaluate_class(model.W_, model.b_, X, V)
-        K.softmax_weights(cost, eta, 0.0, p)
-        K.positive_probabilities(p, V, q)
-        n = K.draw_index(p, rng.random())
-        dec = V[n].astype(np.int64)
-        labels = np.where(dec == 1, y, -1.0)
-        K.importance_label_costs(dec, labels, q, arm)
-        K.add_label_costs(cost, V, arm)
+        q = act_and_learn(X, y, V, cost)
         laps[t] = time.perf_counter() - start + audit.run(t, q, V, cost)
     return laps * 1e6
+
+
+def bench_exp2_kernels(model: FairExp2, sim: FairnessSimulator, rounds: int) -> np.ndarray:
+    """The kernel calls of FairExp2's act, learn and audit, nothing else."""
+    p, q, arm = np.empty(model.n_policies), np.empty(sim.k), np.empty(sim.k)
+    eta = model.current_learning_rate() if hasattr(model, "current_learning_rate") else 0.01
+    rng = np.random.default_rng(0)
+
+    def act_and_learn(X, y, V, cost):
+        K.softmax_weights(cost, eta, 0.0, p)
+        K.positive_probabilities(p, V, q)
+        dec = V[K.draw_index(p, rng.random())].astype(np.int64)
+        K.importance_label_costs(dec, np.where(dec == 1, y, -1.0), q, arm)
+        K.add_label_costs(cost, V, arm)
+        return q
+
+    return time_kernel_rounds(model, sim, rounds, act_and_learn)
 
 
 def bench_ftpl_kernels(model: FairFTPL, sim: FairnessSimulator, rounds: int) -> np.ndarray:
     """The kernel calls of FairFTPL's act (n_samples leaders), learn (geometric resampling) and audit."""
-    N, k, S = model.n_policies, sim.k, model.S_.shape[0]
-    V, q, arm, repeats = np.empty((N, k)), np.empty(k), np.empty(k), np.empty(k)
-    cost = model.cost_.copy()
+    k, S = sim.k, model.S_.shape[0]
+    q, arm, repeats = np.empty(k), np.empty(k), np.empty(k)
     scale, cap, samples = model.current_perturbation_scale(), model.current_max_resamples(), int(model.n_samples)
-    audit = AuditKernels(model, sim)
     leaders, resampled = np.empty(samples, dtype=np.int64), np.empty(cap, dtype=np.int64)
     rng = np.random.default_rng(0)
-    laps = np.empty(rounds)
-    for t in range(rounds):
-        X, y = np.ascontiguousarray(sim.individuals(t)), sim.labels(t)
-        start = time.perf_counter()
-        K.evaluate_class(model.W_, model.b_, X, V)
+
+    def act_and_learn(X, y, V, cost):
         K.perturbed_leaders(cost, model.VS_T_, rng.laplace(0.0, scale, size=(samples, S)), leaders)
         K.leader_frequencies(leaders, V, q)
         dec = V[leaders[0]].astype(np.int64)
-        labels = np.where(dec == 1, y, -1.0)
         repeats[:] = 0.0
         if dec.any():
             K.perturbed_leaders(cost, model.VS_T_, rng.laplace(0.0, scale, size=(cap, S)), resampled)
             K.geometric_repeats(resampled, V, dec, cap, repeats)
-        K.resampled_label_costs(dec, labels, repeats, arm)
+        K.resampled_label_costs(dec, np.where(dec == 1, y, -1.0), repeats, arm)
         K.add_label_costs(cost, V, arm)
-        laps[t] = time.perf_counter() - start + audit.run(t, q, V, cost)
-    return laps * 1e6
+        return q
+
+    return time_kernel_rounds(model, sim, rounds, act_and_learn)
 
 
 def engine_for(name: str, W, b, separator, rounds: int, batch: int) -> Engine:
