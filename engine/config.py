@@ -66,6 +66,8 @@ class ModelSpec:
     joins: JoinSpec
     regret: RegretSpec
     n_actions: int | None = None
+    # shards one model may hold with params.shard_by_key (one per key); past it: too_many_keys
+    max_shards: int = 10_000
 
     @property
     def group_labels(self) -> list[str]:
@@ -84,6 +86,8 @@ class RuntimeSpec:
     batch_size: int = 512
     batch_timeout_ms: float = 50.0
     max_event_bytes: int = 65_536
+    # |value| bound on features, labels and rewards; past it: out_of_range (sums of squares stay finite)
+    max_abs_value: float = 1e12
     stop_at_end: bool = True
     idle_exit_seconds: float = 0.0
 
@@ -215,7 +219,7 @@ def _endpoint(table: Any, where: str) -> EndpointSpec:
 
 def _model(name: str, spec: Any) -> ModelSpec:
     where = f"models.{name}"
-    _only(spec, where, {"learner", "features", "params", "groups", "joins", "regret", "n_actions"})
+    _only(spec, where, {"learner", "features", "params", "groups", "joins", "regret", "n_actions", "max_shards"})
     from regretflow.learners import LEARNERS
 
     learner = spec.get("learner")
@@ -242,6 +246,9 @@ def _model(name: str, spec: Any) -> ModelSpec:
     n_actions = spec.get("n_actions")
     if n_actions is not None and (isinstance(n_actions, bool) or not isinstance(n_actions, int) or n_actions < 1):
         raise ConfigError(f"{where}.n_actions: expected a positive integer")
+    max_shards = spec.get("max_shards", ModelSpec.max_shards)
+    if isinstance(max_shards, bool) or not isinstance(max_shards, int) or max_shards < 1:
+        raise ConfigError(f"{where}.max_shards: expected a positive integer, got {max_shards!r}")
     return ModelSpec(
         name=name,
         learner=learner,
@@ -251,6 +258,7 @@ def _model(name: str, spec: Any) -> ModelSpec:
         joins=_dataclass(JoinSpec, spec.get("joins", {}), f"{where}.joins"),
         regret=_regret(spec.get("regret", {}), f"{where}.regret"),
         n_actions=n_actions,
+        max_shards=max_shards,
     )
 
 

@@ -57,6 +57,10 @@ REASONS = (
     "duplicate_id",  # a predict/decide whose id is still waiting for feedback
     "duplicate_feedback",  # a second feedback (or audit) to the same fair decision
     "rejected_by_learner",  # the learner refused the event's values (its message is the detail); nothing changed
+    "out_of_range",  # a feature, label or reward beyond runtime.max_abs_value in absolute value
+    "too_many_keys",  # a new shard key past models.NAME.max_shards
+    "model_unhealthy",  # the model's shard is quarantined (its state went non-finite)
+    "internal_error",  # the engine raised while handling this one event (exception type and message in detail)
 )
 
 _TOP_FIELDS = frozenset(
