@@ -85,13 +85,14 @@ class BadEvent(Exception):
         self.reason = reason
         self.detail = detail
         self.model = model  # the declared model the event named, when it got that far
+        self.event_id: str | None = None  # the event's id, when it is a valid one (a dead-letter header)
 
 
 class Event:
     """A decoded, validated event. ``x`` is the dense float64 feature row (or None)."""
 
     __slots__ = ("id", "model", "kind", "key", "ts", "x", "label", "groups", "actions", "expected", "ref", "reward", "violations",
-                 "panel_size", "auditors")
+                 "panel_size", "auditors", "raw")
 
     def __init__(self, id, model, kind):
         self.id = id
@@ -109,6 +110,7 @@ class Event:
         self.violations = None
         self.panel_size = None
         self.auditors = None
+        self.raw = b""  # the payload, for a dead letter after validation (a quarantined run)
 
 
 def schema() -> dict[str, Any]:
@@ -217,6 +219,9 @@ class EventDecoder:
             named = obj.get("model")
             if type(named) is str and named in self.models:
                 bad.model = named  # dead letters and their counters name the declared model
+            eid = obj.get("id")
+            if type(eid) is str and 0 < len(eid) <= 256:
+                bad.event_id = eid
             raise
 
     def validate(self, obj: dict) -> Event:

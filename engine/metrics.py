@@ -145,6 +145,8 @@ class Metrics:
         self.pending_joins = Gauge("regretflow_pending_joins", "Requests waiting for feedback.", ["model"], registry=r)
         self.joins_expired = Counter("regretflow_joins_expired", "Requests whose feedback window closed without feedback.", ["model"], registry=r)
         self.joins_evicted = Counter("regretflow_joins_evicted", "Requests dropped because the join store was full (joins.max_pending).", ["model"], registry=r)
+        self.quarantines = Counter("regretflow_quarantines", "Shards quarantined: their state went non-finite or their learner raised mid-update; the last good state was put back and their events are dead-lettered as model_unhealthy until a restart.", ["model"], registry=r)
+        self.quarantined_shards = Gauge("regretflow_quarantined_shards", "Shards of the model that are quarantined now (they neither learn nor answer).", ["model"], registry=r)
         self.checkpoints = Counter("regretflow_checkpoints", "Checkpoints written.", registry=r)
         self.checkpoint_duration = Gauge("regretflow_checkpoint_duration_seconds", "Wall time of the last checkpoint write.", registry=r)
         self.last_checkpoint = 0.0
@@ -181,6 +183,8 @@ class Metrics:
                 self.dead_letters.labels(model=model, reason=reason)
             for group in groups.get(model, []):
                 self.regret.labels(model=model, group=group)
+            for per_model in (self.joins_expired, self.joins_evicted, self.quarantines, self.quarantined_shards):
+                per_model.labels(model=model)
         for reason in REASONS:
             self.dead_letters.labels(model=UNKNOWN_MODEL, reason=reason)
 

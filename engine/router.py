@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from typing import Any
 
 import numpy as np
@@ -19,11 +20,69 @@ import orjson
 from regretflow.learners import LEARNERS
 
 from .config import ModelSpec
+from .errors import FatalError
 from .events import BadEvent, Event, check_label
 from .joins import JoinEntry, PendingJoins
 from .regret import BanditRegret, ClassAccuracy, FairnessTracker, HindsightRegret
 
 ENGINE_PARAMS = ("shard_by_key",)
+
+# Test hook: the N-th vectorised run of this process raises after its learner call
+# (state changed, nothing answered), as a kernel bug would. Never set in production.
+_FAIL_AT_RUN = int(os.environ.get("REGRETFLOW_TEST_FAIL_AT_RUN", "0") or 0)
+_runs_done = 0
+
+
+class RunFailed(FatalError):
+    """A vectorised run raised: its events cannot be told apart, so the worker ends
+    without a checkpoint past the last one (the run is replayed after the restart)."""
+
+
+def nonfinite_state(*objects: Any) -> str | None:
+    """Name of the first float array (or float) attribute holding NaN or +-inf, else None.
+
+    Looks at the objects' attributes and one level into lists, tuples and dicts (where
+    learners keep per-action or per-group arrays), and into nested objects' attributes.
+
+    >>> class L: pass
+    >>> l = L(); l.w = np.array([1.0, np.nan]); nonfinite_state(l)
+    'L.w'
+    """
+    for obj in objects:
+        found = _nonfinite_in(obj, type(obj).__name__, 2)
+        if found:
+            return found
+    return None
+
+
+def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "fc" and value.size and not np.isfinite(value).all():
+            return name
+        return None
+    if isinstance(value, float):
+        return None if np.isfinite(value) else name
+    if depth <= 0:
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value[:1024]):
+            found = _nonfinite_in(v, f"{name}[{i}]", depth - 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for k, v in list(value.items())[:1024]:
+            found = _nonfinite_in(v, f"{name}[{k!r}]", depth - 1)
+            if found:
+                return found
+        return None
+    attrs = getattr(value, "__dict__", None)
+    if attrs is not None and not isinstance(value, type):
+        for k, v in attrs.items():
+            found = _nonfinite_in(v, f"{name}.{k}", depth - 1)
+            if found:
+                return found
+    return None
 
 
 def build_learner(spec: ModelSpec, key: str = ""):
@@ -83,6 +142,10 @@ class Shard:
         self.expired = 0
         self.evicted_reported = 0
         self.dirty = False
+        # why the shard stopped learning and answering (its state went non-finite, or a
+        # learner raised mid-update); the engine then puts its last good state back
+        self.quarantined: str | None = None
+        self.reverted = True
 
     # -- per event ------------------------------------------------------------------
     def admit(self, ev: Event, out) -> None:
@@ -123,14 +186,43 @@ class Shard:
                         self._learn_label(entry, ev.label)
             else:
                 self._fair_audit(self.joins.pending[ev.ref], ev)
+        except (BadEvent, FatalError):
+            raise
         except ValueError as exc:
             # learners check their inputs before they change anything
             self.seq -= 1
             raise BadEvent("rejected_by_learner", str(exc)[:300]) from None
+        except Exception as exc:
+            # the learner raised part-way: its state can no longer be trusted
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            self.quarantine(f"the learner raised on {kind} {ev.id!r}: {detail}")
+            raise BadEvent("internal_error", detail) from exc
+        if kind != "decide":
+            self._check_finite(f"{kind} {ev.id!r}")
+
+    def _check_finite(self, where: str, outputs: Any = None) -> None:
+        """Quarantine the shard (and refuse the event) if its outputs or state went non-finite."""
+        bad = None
+        if outputs is not None and not np.isfinite(np.asarray(outputs, dtype=np.float64)).all():
+            bad = "its outputs"
+        else:
+            bad = nonfinite_state(self.learner, self.tracker)
+        if bad:
+            self.quarantine(f"non-finite values in {bad} after {where}")
+            raise BadEvent("model_unhealthy", self.quarantined[:300])
+
+    def quarantine(self, why: str) -> None:
+        """Stop learning and answering: every later event of the shard is dead-lettered as
+        ``model_unhealthy`` until the process restarts; the engine restores its last good state."""
+        if self.quarantined is None:
+            self.quarantined = why
+            self.reverted = False
 
     def check(self, ev: Event) -> None:
         """Raise BadEvent if the shard cannot take ``ev``; changes nothing."""
         kind, task, name = ev.kind, self.task, self.spec.name
+        if self.quarantined is not None:
+            raise BadEvent("model_unhealthy", f"model {name!r} key {self.key!r} is quarantined: {self.quarantined}"[:300])
         if kind == "predict" or kind == "decide":
             if (kind == "decide") != (task in ("bandit", "fair")):
                 raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no {kind} events")
@@ -215,26 +307,55 @@ class Shard:
         G = np.stack([e.groups for e in run]) if run[0].groups is not None else None
         version = getattr(self.learner, "n_updates", 0)
         model = self.spec.name
+        try:
+            preds = self._run_learner(kind, run, X, G)
+        except Exception as exc:
+            raise RunFailed(f"model {model!r}: {type(exc).__name__}: {exc} (in a run of {len(run)} {kind} events)") from exc
+        regression = self.task == "regression"
+        bad = None
+        if regression and not np.isfinite(np.asarray(preds, dtype=np.float64)).all():
+            bad = "its predictions"
+        else:
+            bad = nonfinite_state(self.learner, self.tracker) if kind == "observe" else None
+        if bad:
+            # nothing of the run is answered from the bad state; the engine puts the
+            # shard's last good state back
+            self.quarantine(f"non-finite values in {bad} after a run of {len(run)} {kind} events")
+            for e in run:
+                out.dead_event(e, "model_unhealthy", self.quarantined)
+            return
         if kind == "observe":
-            if self.task == "regression":
-                y = np.array([e.label for e in run], dtype=np.float64)
-                preds = self.learner.observe_many(X, y, G)
-                losses = getattr(self.learner, "last_losses", None)
-                if losses is None or len(losses) != len(run):
-                    losses = (np.asarray(preds, dtype=np.float64) - y) ** 2
-                self.tracker.update(X, y, losses, G)
-            else:
-                y = [e.label for e in run]
-                preds = self.learner.observe_many(X, y, G)
-                self.tracker.update(y, preds, G)
             for i, e in enumerate(run):
                 out.answer(e, {"id": e.id, "model": model, "kind": "observe", "prediction": _plain(preds[i]), "model_version": version + i})
         else:
-            preds = self.learner.predict_many(X, G) if self._predict_takes_groups and G is not None else self.learner.predict_many(X)
             for i, e in enumerate(run):
                 self.joins.add(JoinEntry(e.id, self.seq - len(run) + 1 + i, e.ts, "predict", x=e.x, groups=e.groups, prediction=_plain(preds[i])))
                 out.answer(e, {"id": e.id, "model": model, "kind": "predict", "prediction": _plain(preds[i]), "model_version": version})
             self.expired += len(self.joins.expire(self.seq, None))
+
+    def _run_learner(self, kind: str, run: list[Event], X: np.ndarray, G: np.ndarray | None):
+        """The run's one vectorised learner call (and the tracker's, for observes)."""
+        global _runs_done
+        if kind == "predict":
+            return self.learner.predict_many(X, G) if self._predict_takes_groups and G is not None else self.learner.predict_many(X)
+        if self.task == "regression":
+            y = np.array([e.label for e in run], dtype=np.float64)
+            preds = self.learner.observe_many(X, y, G)
+            losses = getattr(self.learner, "last_losses", None)
+            if losses is None or len(losses) != len(run):
+                losses = (np.asarray(preds, dtype=np.float64) - y) ** 2
+        else:
+            y = [e.label for e in run]
+            preds = self.learner.observe_many(X, y, G)
+        if _FAIL_AT_RUN:
+            _runs_done += 1
+            if _runs_done == _FAIL_AT_RUN:
+                raise RuntimeError("injected fault (REGRETFLOW_TEST_FAIL_AT_RUN)")
+        if self.task == "regression":
+            self.tracker.update(X, y, losses, G)
+        else:
+            self.tracker.update(y, preds, G)
+        return preds
 
     # -- requests and replies ----------------------------------------------------------
     def _decide(self, ev: Event, out) -> None:
@@ -253,6 +374,7 @@ class Shard:
                                            extra=logged, decision=int(getattr(self.learner, "last_decision", -1))))
         if evicted:
             self._on_expired(evicted, out)
+        self._check_finite(f"decide {ev.id!r}", logged)
         answer = {"id": ev.id, "model": self.spec.name, "kind": "decide", "action": action,
                   "probability": float(probs[action]), "probabilities": probs.tolist(),
                   "model_version": getattr(self.learner, "n_updates", 0)}
@@ -270,6 +392,7 @@ class Shard:
         self.tracker.record_decisions(decisions)
         self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "fair", actions=ev.actions, n_choices=len(decisions),
                                  extra=np.vstack([decisions.astype(np.float64), probs])))
+        self._check_finite(f"decide {ev.id!r}", probs)
         out.answer(ev, {"id": ev.id, "model": self.spec.name, "kind": "decide", "decisions": decisions.tolist(),
                         "probabilities": probs.tolist(), "model_version": getattr(self.learner, "n_updates", 0)})
 
@@ -341,13 +464,25 @@ class Router:
         self.models = models
         self.shards: dict[tuple[str, str], Shard] = {}
         self.by_key = {name: bool(spec.params.get("shard_by_key", False)) for name, spec in models.items()}
+        self.counts = dict.fromkeys(models, 0)
+        # one empty shard per model, built on first need: an event for a new key is checked
+        # against it, so a shard (learner and tracker arrays) exists only for valid events
+        self._blank: dict[str, Shard] = {}
 
     def shard(self, ev: Event) -> Shard:
         key = (ev.key or "") if self.by_key[ev.model] else ""
         sid = (ev.model, key)
         shard = self.shards.get(sid)
         if shard is None:
-            shard = self.shards[sid] = Shard(self.models[ev.model], key)
+            spec = self.models[ev.model]
+            blank = self._blank.get(ev.model)
+            if blank is None:
+                blank = self._blank[ev.model] = Shard(spec, "")
+            blank.check(ev)
+            if self.counts[ev.model] >= spec.max_shards:
+                raise BadEvent("too_many_keys", f"model {ev.model!r} holds max_shards = {spec.max_shards} keys; {key!r} is new")
+            shard = self.shards[sid] = Shard(spec, key)
+            self.counts[ev.model] += 1
         return shard
 
     def flush(self, out) -> None:
@@ -366,6 +501,9 @@ class Router:
             shard = Shard(self.models[s["model"]], s["key"])
             shard.load_state_dict(s)
             self.shards[(s["model"], s["key"])] = shard
+        self.counts = dict.fromkeys(self.models, 0)
+        for model, _ in self.shards:
+            self.counts[model] += 1
 
 
 def dumps(record: dict) -> bytes:

@@ -32,9 +32,10 @@ import orjson
 
 from .checkpoint import CheckpointError, latest_checkpoint, write_checkpoint
 from .config import Config
+from .errors import FatalError
 from .events import BadEvent, Event, EventDecoder
 from .metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
-from .router import Router, dumps
+from .router import Router, Shard, dumps
 
 log = logging.getLogger("regretflow")
 
@@ -44,11 +45,11 @@ CHECKPOINT_KIND = "regretflow-engine"
 class _BatchOutput:
     """Collects what one micro-batch produces; metrics read it once at the end."""
 
-    __slots__ = ("answers", "dead", "kinds", "answered", "dead_reasons")
+    __slots__ = ("answers", "dead_records", "kinds", "answered", "dead_reasons")
 
     def __init__(self):
-        self.answers: list[tuple[str, bytes]] = []
-        self.dead: list[tuple[str, bytes]] = []
+        self.answers: list[tuple[str, bytes, tuple]] = []
+        self.dead_records: list[tuple[str, bytes, tuple]] = []
         self.kinds: dict[tuple[str, str], int] = {}
         self.answered: dict[tuple[str, str], int] = {}
         self.dead_reasons: dict[tuple[str, str], int] = {}
@@ -59,6 +60,23 @@ class _BatchOutput:
         self.answers.append((ev.key or ev.model, dumps(record), (("model", ev.model), ("event_id", ev.id))))
         k = (ev.model, ev.kind)
         self.answered[k] = self.answered.get(k, 0) + 1
+
+    def dead(self, payload: Any, reason: str, detail: str, model: str | None, event_id: str | None = None) -> None:
+        """A dead letter: the reason, a detail, the model (``_unknown_`` when not a declared
+        one) and the raw payload; headers name the model, the reason and the event id when known."""
+        model = model or UNKNOWN_MODEL
+        raw = payload.decode("utf-8", errors="replace") if isinstance(payload, (bytes, bytearray, memoryview)) else str(payload)
+        record = {"reason": reason, "detail": detail, "model": model, "raw": raw[:65536]}
+        headers = (("model", model), ("reason", reason))
+        if event_id is not None:
+            headers += (("event_id", event_id),)
+        self.dead_records.append((model, orjson.dumps(record), headers))
+        k = (model, reason)
+        self.dead_reasons[k] = self.dead_reasons.get(k, 0) + 1
+
+    def dead_event(self, ev: Event, reason: str, detail: str) -> None:
+        """Dead-letter an event that had passed validation (its shard was quarantined)."""
+        self.dead(ev.raw, reason, detail, ev.model, ev.id)
 
 
 class Partition:
@@ -139,11 +157,13 @@ class Engine:
         self._lag_checked = 0.0
         self._lag_labels: set[str] = set()
         self._errors_reported = 0
+        self._internal_logged: dict[tuple, tuple[float, int]] = {}
         self._warm_up()
         if self.partitioned:
             source.set_listener(self.on_assign, self.on_revoke, self.on_lost)
         else:
             self.parts[""] = self._restore("")
+            self.publish_all()  # restored figures are on /metrics before the first event
         self.health.ready = True
 
     # -- totals over the partitions this worker owns ---------------------------------------
@@ -211,6 +231,7 @@ class Engine:
             return part
         state, meta = found
         part.load_state_dict(state, int(meta["number"]))
+        self.stale.update(s.spec.name for s in part.router.shards.values())
         if state["position"]:
             if self.partitioned:
                 self.source.seek(pid, state["position"])
@@ -224,6 +245,7 @@ class Engine:
         for pid in pids:
             if pid not in self.parts:
                 self.parts[pid] = self._restore(pid)
+        self.publish_all()  # restored figures are on /metrics before the partitions' next event
         self.metrics.rebalances.inc()
         self.metrics.owned_partitions.set(len(self.parts))
         log.info("event=assigned partitions=%s", ",".join(sorted(pids)))
@@ -286,8 +308,23 @@ class Engine:
                 self._source_metrics()
                 if self.source.exhausted() and rt.stop_at_end:
                     break
-        finally:
-            self.shutdown()
+        except BaseException as exc:
+            # a batch may be half applied: no checkpoint now, so the newest one (whose
+            # position is that of its last applied event) is where the restart resumes
+            self.abort(exc)
+            raise
+        self.shutdown()
+
+    def abort(self, exc: BaseException) -> None:
+        """End after an error that one event cannot contain: flush what was answered, write no checkpoint."""
+        self.health.ready = False
+        self.health.detail = "failed"
+        log.error("event=abort error=%r checkpoint=none", f"{type(exc).__name__}: {exc}"[:500])
+        for sink in (self.answers, self.dead_letters):
+            try:
+                sink.flush()
+            except Exception as flush_exc:  # the sink may be what failed
+                log.error("event=abort_flush_failed error=%r", f"{type(flush_exc).__name__}: {flush_exc}"[:300])
 
     def _on_signal(self, signum, frame) -> None:
         log.info("event=signal signal=%s action=drain-and-checkpoint", signal.Signals(signum).name)
@@ -315,9 +352,20 @@ class Engine:
             ev = None
             try:
                 ev = decode(payload)
+                ev.raw = payload
                 part.router.shard(ev).admit(ev, out)
             except BadEvent as bad:
-                self._dead(out, payload, bad, ev.model if ev is not None else bad.model)
+                out.dead(payload, bad.reason, bad.detail, ev.model if ev is not None else bad.model,
+                         ev.id if ev is not None else bad.event_id)
+                part.dead_count += 1
+                continue
+            except FatalError:
+                raise
+            except Exception as exc:  # one event's problem, never the process's end
+                model = ev.model if ev is not None else None
+                detail = f"{type(exc).__name__}: {exc}"[:300]
+                self._log_internal_error(exc, model, detail)
+                out.dead(payload, "internal_error", detail, model, ev.id if ev is not None else None)
                 part.dead_count += 1
                 continue
             part.valid_events += 1
@@ -326,10 +374,11 @@ class Engine:
         for part in self.parts.values():
             if part.dirty:
                 part.router.flush(out)
+                self._revert_quarantined(part)
         self.answers.write(out.answers)
-        self.dead_letters.write(out.dead)
+        self.dead_letters.write(out.dead_records)
         self.metrics.sink_records.labels(sink="answers").inc(len(out.answers))
-        self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead))
+        self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead_records))
         n = len(records)
         self.since_checkpoint += n
         elapsed = time.perf_counter() - started
@@ -347,13 +396,39 @@ class Engine:
         self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
         self.metrics_log.flush()
         self.metrics_log_due = time.monotonic() + self.config.metrics.log_every_seconds
-    def _dead(self, out: _BatchOutput, payload: bytes, bad: BadEvent, model: str | None) -> None:
-        model = model or UNKNOWN_MODEL
-        raw = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
-        record = {"reason": bad.reason, "detail": bad.detail, "model": model, "raw": raw[:65536]}
-        out.dead.append((model, orjson.dumps(record), (("model", model), ("reason", bad.reason))))
-        k = (model, bad.reason)
-        out.dead_reasons[k] = out.dead_reasons.get(k, 0) + 1
+    def _log_internal_error(self, exc: Exception, model: str | None, detail: str) -> None:
+        """Log an internal error once per (model, exception type) a minute, with the count held back."""
+        key = (model, type(exc).__name__)
+        now = time.monotonic()
+        last, held = self._internal_logged.get(key, (-1e18, 0))
+        if now - last < 60.0:
+            self._internal_logged[key] = (last, held + 1)
+            return
+        self._internal_logged[key] = (now, 0)
+        log.error("event=internal_error model=%s error=%r suppressed_since_last=%d", model or UNKNOWN_MODEL, detail, held,
+                  exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+
+    def _revert_quarantined(self, part: Partition) -> None:
+        """Put back the last good state of shards quarantined in this batch: the state in the
+        partition's newest checkpoint, or an empty shard when it has none."""
+        for sid, shard in list(part.router.shards.items()):
+            if shard.reverted:
+                continue
+            why = shard.quarantined
+            good = None
+            directory = self._directory(part.pid)
+            found = latest_checkpoint(directory) if directory else None
+            if found is not None:
+                good = next((s for s in found[0].get("shards", {}).values() if (s["model"], s["key"]) == sid), None)
+            fresh = Shard(shard.spec, shard.key)
+            if good is not None:
+                fresh.load_state_dict(good)
+            fresh.quarantined, fresh.reverted = why, True
+            part.router.shards[sid] = fresh
+            self.metrics.quarantines.labels(model=shard.spec.name).inc()
+            self.stale.add(shard.spec.name)
+            log.error("event=quarantine model=%s key=%r partition=%r restored=%s reason=%r", shard.spec.name, shard.key, part.pid,
+                      "checkpoint" if good is not None else "empty", why)
 
     # -- metrics ------------------------------------------------------------------------
     def _update_metrics(self, out: _BatchOutput, n: int, elapsed: float) -> None:
@@ -409,6 +484,7 @@ class Engine:
         self.summaries[model] = summary
         m.model_version.labels(model=model).set(summary["model_version"])
         m.pending_joins.labels(model=model).set(summary["pending_joins"])
+        m.quarantined_shards.labels(model=model).set(sum(s.quarantined is not None for s in shards))
         task = summary["task"]
         if task == "regression":
             for group, g in summary["groups"].items():
