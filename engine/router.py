@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
 from typing import Any
 
@@ -55,33 +56,37 @@ def nonfinite_state(*objects: Any) -> str | None:
     return None
 
 
+_SKIP = (str, int, bool, type(None), bytes)
+
+
 def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "fc" and value.size and not np.isfinite(value).all():
+    if type(value) is np.ndarray:
+        # one reduction, no temporary: NaN and +-inf propagate into the sum (a finite
+        # array whose sum overflows is ~1e308 and as good as broken anyway)
+        if value.dtype.kind in "fc" and value.size and not np.isfinite(np.add.reduce(value, axis=None)):
             return name
         return None
-    if isinstance(value, float):
-        return None if np.isfinite(value) else name
-    if depth <= 0:
+    if type(value) is float:
+        return None if math.isfinite(value) else name
+    if depth <= 0 or isinstance(value, _SKIP):
         return None
     if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value[:1024]):
-            found = _nonfinite_in(v, f"{name}[{i}]", depth - 1)
-            if found:
-                return found
-        return None
-    if isinstance(value, dict):
-        for k, v in list(value.items())[:1024]:
-            found = _nonfinite_in(v, f"{name}[{k!r}]", depth - 1)
-            if found:
-                return found
-        return None
-    attrs = getattr(value, "__dict__", None)
-    if attrs is not None and not isinstance(value, type):
-        for k, v in attrs.items():
-            found = _nonfinite_in(v, f"{name}.{k}", depth - 1)
-            if found:
-                return found
+        if not value or isinstance(value[0], _SKIP):
+            return None  # feature names, labels: nothing numeric to watch
+        items = enumerate(value[:1024])
+    elif isinstance(value, dict):
+        items = list(value.items())[:1024]
+    else:
+        attrs = getattr(value, "__dict__", None)
+        if attrs is None or isinstance(value, type):
+            return None
+        items = attrs.items()
+    for k, v in items:
+        if isinstance(v, _SKIP):
+            continue
+        found = _nonfinite_in(v, f"{name}.{k}" if type(k) is str and not isinstance(value, dict) else f"{name}[{k!r}]", depth - 1)
+        if found:
+            return found
     return None
 
 
@@ -197,19 +202,24 @@ class Shard:
             detail = f"{type(exc).__name__}: {exc}"[:300]
             self.quarantine(f"the learner raised on {kind} {ev.id!r}: {detail}")
             raise BadEvent("internal_error", detail) from exc
-        if kind != "decide":
-            self._check_finite(f"{kind} {ev.id!r}")
 
-    def _check_finite(self, where: str, outputs: Any = None) -> None:
-        """Quarantine the shard (and refuse the event) if its outputs or state went non-finite."""
-        bad = None
-        if outputs is not None and not np.isfinite(np.asarray(outputs, dtype=np.float64)).all():
-            bad = "its outputs"
-        else:
-            bad = nonfinite_state(self.learner, self.tracker)
-        if bad:
-            self.quarantine(f"non-finite values in {bad} after {where}")
+    def _check_outputs(self, where: str, outputs: Any) -> None:
+        """Quarantine the shard (and refuse the event) if the learner answered non-finite values.
+
+        Outputs are checked at every call (cheap); the state once per micro-batch, by the
+        engine (:meth:`check_state`), before any answer of the batch leaves the process.
+        """
+        if not np.isfinite(np.asarray(outputs, dtype=np.float64)).all():
+            self.quarantine(f"non-finite outputs after {where}")
             raise BadEvent("model_unhealthy", self.quarantined[:300])
+
+    def check_state(self) -> bool:
+        """Quarantine the shard if its learner or tracker holds non-finite values; True if healthy."""
+        if self.quarantined is None:
+            bad = nonfinite_state(self.learner, self.tracker)
+            if bad:
+                self.quarantine(f"non-finite values in {bad}")
+        return self.quarantined is None
 
     def quarantine(self, why: str) -> None:
         """Stop learning and answering: every later event of the shard is dead-lettered as
@@ -311,16 +321,10 @@ class Shard:
             preds = self._run_learner(kind, run, X, G)
         except Exception as exc:
             raise RunFailed(f"model {model!r}: {type(exc).__name__}: {exc} (in a run of {len(run)} {kind} events)") from exc
-        regression = self.task == "regression"
-        bad = None
-        if regression and not np.isfinite(np.asarray(preds, dtype=np.float64)).all():
-            bad = "its predictions"
-        else:
-            bad = nonfinite_state(self.learner, self.tracker) if kind == "observe" else None
-        if bad:
+        if self.task == "regression" and not np.isfinite(np.asarray(preds, dtype=np.float64)).all():
             # nothing of the run is answered from the bad state; the engine puts the
             # shard's last good state back
-            self.quarantine(f"non-finite values in {bad} after a run of {len(run)} {kind} events")
+            self.quarantine(f"non-finite predictions after a run of {len(run)} {kind} events")
             for e in run:
                 out.dead_event(e, "model_unhealthy", self.quarantined)
             return
@@ -374,7 +378,7 @@ class Shard:
                                            extra=logged, decision=int(getattr(self.learner, "last_decision", -1))))
         if evicted:
             self._on_expired(evicted, out)
-        self._check_finite(f"decide {ev.id!r}", logged)
+        self._check_outputs(f"decide {ev.id!r}", logged)
         answer = {"id": ev.id, "model": self.spec.name, "kind": "decide", "action": action,
                   "probability": float(probs[action]), "probabilities": probs.tolist(),
                   "model_version": getattr(self.learner, "n_updates", 0)}
@@ -392,7 +396,7 @@ class Shard:
         self.tracker.record_decisions(decisions)
         self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "fair", actions=ev.actions, n_choices=len(decisions),
                                  extra=np.vstack([decisions.astype(np.float64), probs])))
-        self._check_finite(f"decide {ev.id!r}", probs)
+        self._check_outputs(f"decide {ev.id!r}", probs)
         out.answer(ev, {"id": ev.id, "model": self.spec.name, "kind": "decide", "decisions": decisions.tolist(),
                         "probabilities": probs.tolist(), "model_version": getattr(self.learner, "n_updates", 0)})
 

@@ -45,10 +45,11 @@ CHECKPOINT_KIND = "regretflow-engine"
 class _BatchOutput:
     """Collects what one micro-batch produces; metrics read it once at the end."""
 
-    __slots__ = ("answers", "dead_records", "kinds", "answered", "dead_reasons")
+    __slots__ = ("answers", "answer_events", "dead_records", "kinds", "answered", "dead_reasons")
 
     def __init__(self):
         self.answers: list[tuple[str, bytes, tuple]] = []
+        self.answer_events: list[Event] = []  # the event of each answer (to withdraw a quarantined shard's)
         self.dead_records: list[tuple[str, bytes, tuple]] = []
         self.kinds: dict[tuple[str, str], int] = {}
         self.answered: dict[tuple[str, str], int] = {}
@@ -58,6 +59,7 @@ class _BatchOutput:
         if ev.key is not None:
             record["key"] = ev.key
         self.answers.append((ev.key or ev.model, dumps(record), (("model", ev.model), ("event_id", ev.id))))
+        self.answer_events.append(ev)
         k = (ev.model, ev.kind)
         self.answered[k] = self.answered.get(k, 0) + 1
 
@@ -374,7 +376,7 @@ class Engine:
         for part in self.parts.values():
             if part.dirty:
                 part.router.flush(out)
-                self._revert_quarantined(part)
+                self._quarantine_unhealthy(part, out)
         self.answers.write(out.answers)
         self.dead_letters.write(out.dead_records)
         self.metrics.sink_records.labels(sink="answers").inc(len(out.answers))
@@ -408,12 +410,28 @@ class Engine:
         log.error("event=internal_error model=%s error=%r suppressed_since_last=%d", model or UNKNOWN_MODEL, detail, held,
                   exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
 
-    def _revert_quarantined(self, part: Partition) -> None:
-        """Put back the last good state of shards quarantined in this batch: the state in the
-        partition's newest checkpoint, or an empty shard when it has none."""
-        for sid, shard in list(part.router.shards.items()):
-            if shard.reverted:
-                continue
+    def _quarantine_unhealthy(self, part: Partition, out: _BatchOutput) -> None:
+        """Once per batch, before any answer leaves: shards whose state went non-finite are
+        quarantined, their answers of this batch become ``model_unhealthy`` dead letters,
+        and their last good state is put back (the partition's newest checkpoint, or an
+        empty shard when it has none)."""
+        failed = {sid: shard for sid, shard in part.router.shards.items()
+                  if shard.dirty and not shard.check_state() and not shard.reverted}
+        if not failed:
+            return
+        by_key = part.router.by_key
+        kept = []
+        for answer, ev in zip(out.answers, out.answer_events):
+            sid = (ev.model, (ev.key or "") if by_key[ev.model] else "")
+            if sid in failed:
+                out.dead_event(ev, "model_unhealthy", failed[sid].quarantined[:300])
+                k = (ev.model, ev.kind)
+                out.answered[k] -= 1
+            else:
+                kept.append((answer, ev))
+        out.answers = [a for a, _ in kept]
+        out.answer_events = [e for _, e in kept]
+        for sid, shard in failed.items():
             why = shard.quarantined
             good = None
             directory = self._directory(part.pid)
@@ -424,6 +442,7 @@ class Engine:
             if good is not None:
                 fresh.load_state_dict(good)
             fresh.quarantined, fresh.reverted = why, True
+            fresh.dirty = True
             part.router.shards[sid] = fresh
             self.metrics.quarantines.labels(model=shard.spec.name).inc()
             self.stale.add(shard.spec.name)
