@@ -286,7 +286,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
             if os.fstat(fh.fileno()).st_size == 0:
                 raise UnreadableCheckpoint(path, "empty file (zero length)")
             if not zipfile.is_zipfile(fh):
-                raise UnreadableCheckpoint(path, "not a zip archive")
+                raise UnreadableCheckpoint(path, "not a complete zip archive")
             fh.seek(0)
             with np.load(fh, allow_pickle=False) as npz:
                 if "__meta__" not in npz.files:
