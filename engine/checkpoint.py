@@ -8,6 +8,14 @@ every array's name, dtype, shape and bytes plus the scalars. Writing is atomic:
 temp file, fsync, rename, fsync of the directory; a reader sees the old checkpoint
 or the new one, never half of one.
 
+Off the happy path: a newest file that cannot be used (empty, not an archive, a read
+error, a checksum mismatch) is skipped with a warning and the previous one restored; a
+write that fails (no space, a read-only directory) removes its temp file, leaves the
+older checkpoints as they were and raises :class:`CheckpointError`, a
+:class:`~regretflow.engine.errors.FatalError` whose message names the directory and
+the OS error. While a new checkpoint is written the ``keep`` older ones still exist,
+so the directory needs room for ``keep + 1`` checkpoints.
+
 >>> import tempfile, numpy as np
 >>> d = tempfile.mkdtemp()
 >>> path = write_checkpoint(d, 1, {"model": {"w": np.arange(3.0), "n": 3}})
@@ -18,11 +26,14 @@ or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import logging
 import os
 import re
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -30,16 +41,53 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FatalError
+
+log = logging.getLogger("regretflow")
+
 FORMAT_VERSION = 1
 # Older formats this build upgrades on load: version -> function(state, meta) -> (state, meta)
 MIGRATIONS: dict[int, Any] = {}
 
 _NAME = re.compile(r"^checkpoint-(\d{12})\.npz$")
+# what a writer leaves behind when it is killed mid-write: ".checkpoint-<number>.npz.<pid>.tmp"
+# (and the ".checkpoint-probe.*.tmp" of check_checkpoint_dir)
+_TEMP = re.compile(r"^\.checkpoint-.*\.tmp$")
 SEP = "/"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: corrupt, from an unknown format, or unreadable."""
+class CheckpointError(FatalError):
+    """Checkpoints that cannot be written or used: the worker stops with this one message.
+
+    Raised when storage refuses a write (no space, read-only, not a directory), when no
+    checkpoint of a directory can be read, and for a format this build cannot read.
+
+    >>> issubclass(CheckpointError, FatalError), CheckpointError.exit_code
+    (True, 1)
+    """
+
+
+class UnreadableCheckpoint(CheckpointError):
+    """One checkpoint file that cannot be read or verified; an older one may still serve.
+
+    >>> exc = UnreadableCheckpoint("state/checkpoint-000000000002.npz", "empty file (zero length)")
+    >>> print(exc)
+    state/checkpoint-000000000002.npz: unreadable checkpoint (empty file (zero length))
+    >>> exc.reason
+    'empty file (zero length)'
+    """
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: unreadable checkpoint ({reason})")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def _storage_message(directory: Path, action: str, exc: OSError) -> str:
+    """'checkpoint directory D: ACTION: <OS error> (ENOSPC)': what an operator needs, on one line."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    text = exc.strerror or str(exc)
+    return f"checkpoint directory {directory}: {action}: {text}" + (f" ({code})" if code else "")
 
 
 def flatten(state: dict[str, Any], prefix: str = "") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -94,9 +142,12 @@ def _digest(arrays: dict[str, np.ndarray], scalars_json: bytes) -> str:
 
 
 def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], keep: int = 2) -> Path:
-    """Write checkpoint ``number`` atomically into ``directory``; keep the newest ``keep``."""
+    """Write checkpoint ``number`` atomically into ``directory``; keep the newest ``keep``.
+
+    Raises CheckpointError (naming the directory and the OS error) when storage refuses
+    the write; its temp file is removed and the older checkpoints are untouched.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     arrays, scalars = flatten(state)
     scalars_json = json.dumps(scalars, sort_keys=True, allow_nan=False).encode()
     meta = {
@@ -110,19 +161,100 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
     tmp = directory / f".{final.name}.{os.getpid()}.tmp"
     buf = io.BytesIO()
     np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8), **{_member(k): v for k, v in arrays.items()})
-    with open(tmp, "wb") as fh:
-        fh.write(buf.getbuffer())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    dir_fd = os.open(directory, os.O_RDONLY)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory}: exists and is not a directory")
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(buf.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            # a full disk or a kill must not leave a partial file behind (nor one per restart)
+            _remove_quietly(tmp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise CheckpointError(_storage_message(directory, f"cannot write {final.name}", exc)) from exc
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+        try:
+            old.unlink(missing_ok=True)
+        except OSError as exc:  # the new checkpoint is durable; the next write prunes again
+            log.warning("event=checkpoint_prune status=failed file=%s error=%r", old, _storage_message(directory, "cannot remove", exc))
     return final
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Remove the temp files that killed or failed writers left in ``directory``.
+
+    Call it only where this process owns the directory (start-up restore): a temp file
+    is the partial write of a checkpoint that never existed, but a live writer's temp
+    file is its checkpoint in progress. Returns the files removed.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / ".checkpoint-000000000003.npz.4242.tmp").write_bytes(b"partial")
+    >>> [p.name for p in remove_stale_temps(d)], sorted(d.iterdir())
+    (['.checkpoint-000000000003.npz.4242.tmp'], [])
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in sorted(directory.iterdir()):
+        if not _TEMP.match(path.name):
+            continue
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # e.g. a read-only directory: restoring still works; writing will say why not
+            log.warning("event=checkpoint_temp status=not-removed file=%s error=%r", path, _storage_message(directory, "cannot remove", exc))
+            continue
+        log.info("event=checkpoint_temp status=removed file=%s", path)
+        removed.append(path)
+    return removed
+
+
+def check_checkpoint_dir(path: str | Path) -> Path:
+    """Start-up check of ``checkpoint.dir``: a directory (created if missing) where files can be created.
+
+    Cheap (one empty probe file, created and removed); raises CheckpointError with the
+    directory and the OS error otherwise. It cannot promise space: a full disk is
+    reported by the write that meets it.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()) / "state"
+    >>> check_checkpoint_dir(d) == d, d.is_dir(), list(d.iterdir())
+    (True, True, [])
+    >>> _ = (d / "file").write_text("x")
+    >>> check_checkpoint_dir(d / "file")
+    Traceback (most recent call last):
+    ...
+    regretflow.engine.checkpoint.CheckpointError: checkpoint directory .../state/file: exists and is not a directory
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"checkpoint directory {path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".checkpoint-probe.", suffix=".tmp", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointError(_storage_message(path, "not writable", exc)) from exc
+    return path
 
 
 def _member(path: str) -> str:
@@ -143,28 +275,45 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load and verify a checkpoint; returns (nested state, meta). Raises CheckpointError."""
+    """Load and verify a checkpoint; returns (nested state, meta).
+
+    Raises UnreadableCheckpoint for a file that cannot be read or verified, and
+    CheckpointError for a format this build cannot read.
+    """
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "__meta__" not in npz.files:
-                raise CheckpointError(f"{path}: no __meta__ member: not a regretflow checkpoint")
-            meta = json.loads(npz["__meta__"].tobytes().decode())
-            arrays = {_path(m): npz[m] for m in npz.files if m.startswith("a:")}
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({exc})") from exc
-    version = meta.get("format_version")
-    if not isinstance(version, int):
-        raise CheckpointError(f"{path}: no format version")
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise UnreadableCheckpoint(path, "empty file (zero length)")
+            if not zipfile.is_zipfile(fh):
+                raise UnreadableCheckpoint(path, "not a complete zip archive")
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as npz:
+                if "__meta__" not in npz.files:
+                    raise UnreadableCheckpoint(path, "no __meta__ member: not a regretflow checkpoint")
+                meta = json.loads(npz["__meta__"].tobytes().decode())
+                arrays = {_path(m): npz[m] for m in npz.files if m.startswith("a:")}
+        if not isinstance(meta, dict) or not isinstance(meta.get("scalars", {}), dict):
+            raise UnreadableCheckpoint(path, "__meta__ is not a checkpoint's meta object")
+        version = meta.get("format_version")
+        if not isinstance(version, int):
+            raise UnreadableCheckpoint(path, "no format version")
+        scalars = meta.get("scalars", {})
+        if version <= FORMAT_VERSION:  # a newer format may checksum differently: refused below, by name
+            expected = _digest(arrays, json.dumps(scalars, sort_keys=True, allow_nan=False).encode())
+            if expected != meta.get("sha256"):
+                raise UnreadableCheckpoint(path, "checksum mismatch: the file is corrupt")
+            state = unflatten(arrays, scalars)
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever reading or decoding these bytes raises, the file cannot be used
+        raise UnreadableCheckpoint(path, f"{type(exc).__name__}: {exc}") from exc
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: written in checkpoint format {version} by a newer regretflow; this build reads formats up to {FORMAT_VERSION}"
         )
-    scalars = meta.get("scalars", {})
-    expected = _digest(arrays, json.dumps(scalars, sort_keys=True, allow_nan=False).encode())
-    if expected != meta.get("sha256"):
-        raise CheckpointError(f"{path}: checksum mismatch: the file is corrupt")
-    state = unflatten(arrays, scalars)
     while version < FORMAT_VERSION:
         if version not in MIGRATIONS:
             raise CheckpointError(
@@ -177,18 +326,52 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def latest_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The newest checkpoint that verifies (a corrupt newest one falls back to the previous)."""
-    errors = []
-    for path in reversed(list_checkpoints(directory)):
+    """The newest checkpoint that verifies, or None when ``directory`` holds none.
+
+    A newest file that cannot be read or verified is skipped with a warning naming it
+    and why, and the previous one is used; a format this build cannot read stops the
+    search (falling back past it would silently undo work). Read-only: it never
+    changes the directory (see :func:`restore_checkpoint`).
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory}: exists and is not a directory")
+    try:
+        paths = list_checkpoints(directory)
+    except OSError as exc:
+        raise CheckpointError(_storage_message(directory, "cannot list", exc)) from exc
+    skipped: list[UnreadableCheckpoint] = []
+    for path in reversed(paths):
         try:
-            return read_checkpoint(path)
-        except CheckpointError as exc:
-            if "format" in str(exc) and "checksum" not in str(exc) and "unreadable" not in str(exc):
-                raise
-            errors.append(str(exc))
-    if errors:
-        raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+            found = read_checkpoint(path)
+        except UnreadableCheckpoint as exc:
+            log.warning("event=checkpoint_skipped file=%s reason=%r action=use-previous", path, exc.reason)
+            skipped.append(exc)
+            continue
+        if skipped:
+            log.warning("event=checkpoint_fallback file=%s skipped=%d", path, len(skipped))
+        return found
+    if skipped:
+        raise CheckpointError(
+            f"checkpoint directory {directory}: no usable checkpoint among {len(skipped)} files: " + "; ".join(map(str, skipped))
+        )
     return None
+
+
+def restore_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Start-up restore of a directory this process now owns: stale temp files removed, then the newest usable checkpoint.
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_checkpoint(d, 1, {"v": np.zeros(2)})
+    >>> _ = (d / "checkpoint-000000000002.npz").write_bytes(b"")  # e.g. a disk that filled up outside regretflow
+    >>> _ = (d / ".checkpoint-000000000002.npz.77.tmp").write_bytes(b"partial")
+    >>> state, meta = restore_checkpoint(d)
+    >>> meta["number"], sorted(p.name for p in d.iterdir())
+    (1, ['checkpoint-000000000001.npz', 'checkpoint-000000000002.npz'])
+    """
+    remove_stale_temps(directory)
+    return latest_checkpoint(directory)
 
 
 def describe(path: str | Path) -> dict[str, Any]:
