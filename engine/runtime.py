@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .checkpoint import CheckpointError, latest_checkpoint, write_checkpoint
+from .checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from .config import Config
 from .errors import FatalError
 from .events import BadEvent, Event, EventDecoder
@@ -227,7 +227,7 @@ class Engine:
         """The partition's newest checkpoint, with the source sought to its position (or a fresh one)."""
         part = Partition(pid, self.config.models)
         directory = self._directory(pid)
-        found = latest_checkpoint(directory) if directory else None
+        found = restore_checkpoint(directory) if directory else None
         if found is None:
             log.info("event=restore status=fresh partition=%r dir=%s", pid, directory)
             return part
