@@ -252,6 +252,7 @@ ENDPOINT_OPTIONS = {
     ("sink", "stdout"): set(),
     ("sink", "stderr"): set(),
 }
+LEARNER_KEYS = ("name", "learner", "features", "params", "groups", "n_actions")  # what build_learner reads from a ModelSpec
 SECTIONS = ("models", "source", "answers", "dead_letters", "runtime", "checkpoint", "metrics")
 _ADAPTERS: dict[type, TypeAdapter] = {}
 
@@ -318,6 +319,9 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> Config:
         model = _validated(ModelSpec, spec, ["models", name], problems)
         if model is not None:
             models[name] = model
+        elif isinstance(spec, dict):  # its learner is still checked when the keys it is built from are valid
+            model = _validated(ModelSpec, {k: v for k, v in spec.items() if k in LEARNER_KEYS}, ["models", name], [])
+        if model is not None:
             problems += learner_problems(model)
     for section, cls in (("runtime", RuntimeSpec), ("checkpoint", CheckpointSpec), ("metrics", MetricsSpec)):
         if section in doc:
@@ -636,12 +640,12 @@ def _directory_problem(key: str, path: Path) -> list[str]:
         if not path.is_dir():
             return [f"{key}: {path} exists and is not a directory"]
         why = _writable_directory(path)
-        return [f"{key}: {path} is not writable ({why})"] if why else []
+        return [f"{key}: {path} is not writable: no file can be created in it ({why})"] if why else []
     ancestor = _existing_ancestor(path)
     if not ancestor.is_dir():
         return [f"{key}: {path} cannot be created: {ancestor} is not a directory"]
     why = _writable_directory(ancestor)
-    return [f"{key}: {path} cannot be created: {ancestor} is not writable ({why})"] if why else []
+    return [f"{key}: {path} cannot be created: no file can be created in {ancestor} ({why})"] if why else []
 
 
 def _file_problem(key: str, path: Path) -> list[str]:
@@ -655,7 +659,7 @@ def _file_problem(key: str, path: Path) -> list[str]:
     if not ancestor.is_dir():
         return [f"{key}: {path} cannot be created: {ancestor} is not a directory"]
     why = _writable_directory(ancestor)
-    return [f"{key}: {path} cannot be created: {ancestor} is not writable ({why})"] if why else []
+    return [f"{key}: {path} cannot be created: no file can be created in {ancestor} ({why})"] if why else []
 
 
 def check_config(config: Config, workers: int = 1) -> None:
