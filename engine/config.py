@@ -27,6 +27,7 @@ runtime.batch_size: expected an integer >= 1, got 0
 from __future__ import annotations
 
 import difflib
+import errno
 import inspect
 import os
 import socket
@@ -615,6 +616,8 @@ def _port_problem(host: str, port: int) -> list[str]:
     except socket.gaierror as exc:
         return [f"metrics.host: {host!r} is not an address of this host ({exc.strerror})"]
     except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return [f"metrics.host: {host} is not an address of this host ({exc.strerror})"]
         return [f"{key}: cannot listen on {host}:{port} ({exc.strerror or exc})"]
     return []
 
