@@ -297,46 +297,43 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a table, got {type(raw).__name__}")
     problems = [f"{key}: unknown key; expected one of {', '.join(sorted(SECTIONS))}" for key in raw if key not in SECTIONS]
-    doc: dict[str, Any] = {"base_dir": base_dir}
+    # each part is validated on its own, so that a problem in one leaves the others checked
+    models: dict[str, ModelSpec] = {}
     models_raw = raw.get("models")
     if not isinstance(models_raw, dict) or not models_raw:
         problems.append("models: at least one [models.NAME] table is required")
-        doc["models"] = {}
     else:
-        doc["models"] = {name: _model_input(name, spec) for name, spec in models_raw.items()}
-    for section in ("runtime", "checkpoint", "metrics"):
+        for name, table in models_raw.items():
+            model = _model(name, table, problems)
+            if model is not None:
+                models[name] = model
+    parts: dict[str, Any] = {}
+    for section, cls in (("runtime", RuntimeSpec), ("checkpoint", CheckpointSpec), ("metrics", MetricsSpec)):
         if section in raw:
-            doc[section] = raw[section]
+            parts[section] = _validated(cls, raw[section], [section], problems)
     for section, default in (("source", "stdin"), ("answers", "stdout"), ("dead_letters", "stderr")):
         table = raw.get(section, {"type": default})
-        endpoint_problems = _endpoint_problems(table, section, raw)
-        problems += endpoint_problems
-        if not endpoint_problems:
-            doc[section] = {"type": table["type"], "options": {k: v for k, v in table.items() if k != "type"}}
-    # each part validated on its own, so that a problem in one leaves the others checked (learners included)
-    parts: dict[str, Any] = {}
-    models: dict[str, ModelSpec] = {}
-    for name, spec in doc["models"].items():
-        model = _validated(ModelSpec, spec, ["models", name], problems)
-        if model is not None:
-            models[name] = model
-        elif isinstance(spec, dict):  # its learner is still checked when the keys it is built from are valid
-            model = _validated(ModelSpec, {k: v for k, v in spec.items() if k in LEARNER_KEYS}, ["models", name], [])
-        if model is not None:
-            problems += learner_problems(model)
-    for section, cls in (("runtime", RuntimeSpec), ("checkpoint", CheckpointSpec), ("metrics", MetricsSpec)):
-        if section in doc:
-            parts[section] = _validated(cls, doc[section], [section], problems)
-    for section in ("source", "answers", "dead_letters"):
-        if section in doc:
-            parts[section] = EndpointSpec(**doc[section])
-    config = None
+        found = _endpoint_problems(table, section, raw)
+        problems += found
+        if not found:
+            parts[section] = EndpointSpec(table["type"], {k: v for k, v in table.items() if k != "type"})
     if not problems:
         config = Config(models=models, base_dir=base_dir, **parts)
         problems += _source_problems(config)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _model(name: str, table: Any, problems: list[str]) -> ModelSpec | None:
+    """The model's spec, or None; the problems of its table and of its learner are appended."""
+    table = _model_input(name, table)
+    model = probe = _validated(ModelSpec, table, ["models", name], problems)
+    if model is None and isinstance(table, dict):  # its learner is still checked when the keys it is built from are valid
+        probe = _validated(ModelSpec, {k: v for k, v in table.items() if k in LEARNER_KEYS}, ["models", name], [])
+    if probe is not None:
+        problems += learner_problems(probe)
+    return model
 
 
 def _model_input(name: str, spec: Any) -> Any:

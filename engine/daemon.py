@@ -10,6 +10,7 @@ written, exit 0.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from typing import Any
@@ -147,7 +148,13 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
 
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
-    engine = Engine(config, source, answers, dead)
+    try:
+        engine = Engine(config, source, answers, dead)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # the port was taken between check_config and the metrics server's bind: still a config problem (exit 2)
+        raise ConfigError(f"metrics.port: cannot listen on {config.metrics.host}:{config.metrics.port} ({exc.strerror})") from None
     if engine.server is not None:
         log.info("event=start metrics=http://%s:%d/metrics models=%s", engine.server.host, engine.server.port, ",".join(config.models))
     engine.run(install_signals=True)

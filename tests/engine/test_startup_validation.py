@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -199,3 +200,28 @@ def test_missing_or_broken_config_file_exits_2(tmp_path):
                             timeout=120)
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     assert broken.returncode == 2 and "not valid TOML" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_supervisor_stops_all_workers_when_one_exits_2_instead_of_restarting_it(tmp_path, sentinel):
+    """The workers re-read the file the supervisor was given: broken after the supervisor read it, they exit 2."""
+    kafka = f'[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel.address}"\ntopics = ["t"]\n'
+    good = write_case(tmp_path, base(source=kafka))
+    bad = tmp_path / "broken-later.toml"
+    bad.write_text(base(source=kafka, model=MODEL + "params = { lamda = 1.0 }\n"))
+    script = ("import sys; from regretflow.engine.config import load_config; from regretflow.engine.daemon import _supervise; "
+              "sys.exit(_supervise(load_config(sys.argv[1]), 2, sys.argv[2]))")
+    out = subprocess.run([sys.executable, "-c", script, good, str(bad)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "event=worker_config_error" in out.stderr and "event=worker_died" not in out.stderr, out.stderr
+    assert "models.m.params.lamda: unknown parameter" in out.stderr and sentinel.connections == 0
+
+
+def test_a_port_taken_after_the_check_is_still_a_config_error(tmp_path, monkeypatch, busy_port):
+    """The race between the start-up check and the metrics server's bind ends as exit 2 too, not as a traceback."""
+    from regretflow.engine import daemon
+    from regretflow.engine.config import ConfigError, load_config
+
+    config = load_config(write_case(tmp_path, base(metrics=f"port = {busy_port}\n")))
+    monkeypatch.setattr(daemon, "check_config", lambda config, workers=1: None)  # the port was free when it looked
+    with pytest.raises(ConfigError, match=f"metrics.port: cannot listen on 127.0.0.1:{busy_port}"):
+        daemon.run_daemon(config)
