@@ -162,7 +162,9 @@ class ModelSpec:
         from regretflow.learners import LEARNERS
 
         if self.learner not in LEARNERS:
-            raise _KeyProblem("learner", f"{self.learner!r} is not one of {', '.join(sorted(LEARNERS))}")
+            close = difflib.get_close_matches(str(self.learner), list(LEARNERS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise _KeyProblem("learner", f"{self.learner!r} is not one of {', '.join(sorted(LEARNERS))}{hint}")
         if len(set(self.features)) != len(self.features):
             raise _KeyProblem("features", "names must be unique")
         task = getattr(LEARNERS[self.learner], "task", "regression")
@@ -296,7 +298,7 @@ def parse_config(raw: dict[str, Any], base_dir: str = ".") -> Config:
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a table, got {type(raw).__name__}")
-    problems = [f"{key}: unknown key; expected one of {', '.join(sorted(SECTIONS))}" for key in raw if key not in SECTIONS]
+    problems = [f"{key}: {_unknown(key, SECTIONS)}" for key in raw if key not in SECTIONS]
     # each part is validated on its own, so that a problem in one leaves the others checked
     models: dict[str, ModelSpec] = {}
     models_raw = raw.get("models")
@@ -359,8 +361,7 @@ def _endpoint_problems(table: Any, where: str, raw: dict[str, Any]) -> list[str]
     problems = []
     allowed = ENDPOINT_OPTIONS.get((role, kind))
     if allowed is not None:
-        problems += [f"{where}.{key}: unknown key for type = {kind!r}; expected one of {', '.join(sorted(allowed)) or '(none)'}"
-                     for key in options if key not in allowed]
+        problems += [f"{where}.{key}: {_unknown(key, allowed, f'for type = {kind!r}')}" for key in options if key not in allowed]
     if kind == "jsonl":
         path = options.get("path")
         if not isinstance(path, str) or not path:
@@ -514,12 +515,20 @@ def _describe(err: dict[str, Any], root: type, prefix: list[Any]) -> str:
         return f"{_key(loc + [problem.key])}: {problem.message}"
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         allowed = _allowed_keys(root, list(err["loc"])[:-1])
-        return f"{_key(loc)}: unknown key; expected one of {', '.join(sorted(allowed))}"
+        return f"{_key(loc)}: {_unknown(str(loc[-1]), allowed)}"
     if kind == "missing":
         return f"{_key(loc)}: required"
     if kind == "value_error":
         return f"{_key(loc)}: {str(ctx.get('error', err['msg']))}"
     return f"{_key(loc)}: {_expected(err)}, got {err['input']!r}"
+
+
+def _unknown(key: str, allowed: Any, what: str = "") -> str:
+    """'unknown key; did you mean 'batch_size'? (expected one of ...)'."""
+    listed = ", ".join(sorted(allowed)) or "(none)"
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    head = f"unknown key{' ' + what if what else ''}"
+    return f"{head}; did you mean {close[0]!r}? (expected one of {listed})" if close else f"{head}; expected one of {listed}"
 
 
 def _expected(err: dict[str, Any]) -> str:

@@ -186,3 +186,11 @@ def test_describe_says_what_will_run():
     cfg = parse_config({**BASE, "metrics": {"enabled": False}})
     assert describe(cfg) == ("config OK: 1 model m (ridge); source stdin, answers stdout, dead letters stderr; "
                              "no checkpoints; metrics off")
+
+
+def test_unknown_keys_are_answered_with_the_closest_name():
+    problems = problems_of({"models": {"m": {"learner": "ridgee", "features": ["a"]}}, "runtime": {"batch_sise": 1}, "metrik": {},
+                            "source": {"type": "jsonl", "path": "x", "folow": True}})
+    suggested = {p.split(":")[0]: p.split("did you mean ")[1].split("?")[0] for p in problems}
+    assert suggested == {"metrik": "'metrics'", "models.m.learner": "'ridge'", "runtime.batch_sise": "'batch_size'",
+                         "source.folow": "'follow'"}
