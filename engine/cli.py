@@ -3,15 +3,15 @@
     regretflow demo                         stream the bundled Medical costs data, serve /metrics
     regretflow run --config FILE            the daemon (SIGTERM: finish the batch, checkpoint, exit 0)
     regretflow run --check --config FILE    validate the config on this host, run nothing
-
-Exit status: 0 done; 2 the config (or a command-line argument) is wrong, one line per
-problem on stderr, a restart cannot help; 1 the worker stopped on an error a restart may
-fix (one line "regretflow: error: ..."; an unexpected exception also prints its traceback).
     regretflow replay LOG.jsonl --config F  evaluate the config's models on a logged stream, offline
     regretflow checkpoint inspect PATH      what a checkpoint holds
     regretflow reproduce NAME [--quick]     a paper's table, next to the published numbers
     regretflow report RUN [--out DIR]       regret curves of a run's metrics log, as PNG + HTML
     regretflow schema                       the event JSON Schema
+
+Exit status: 0 done; 2 the config (or a command-line argument) is wrong, one line per
+problem on stderr, a restart cannot help; 1 the worker stopped on an error a restart may
+fix (one line "regretflow: error: ..."; an unexpected exception also prints its traceback).
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress line")
     d.add_argument("--json", action="store_true", help="print the final summary as JSON")
 
-    r = sub.add_parser("run", help="run the daemon on the source of a config file")
+    r = sub.add_parser("run", help="run the daemon on the source of a config file",
+                       epilog="exit status: 0 a normal end; 2 the config cannot work here (one line per problem, "
+                              "nothing started: do not restart); 1 an error a restart may fix")
     r.add_argument("--config", required=True, help="TOML config (see the README's config reference)")
     r.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (kafka sources)")
     r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
