@@ -556,8 +556,6 @@ def _key(loc: list[Any]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part == "options" and out in ("source", "answers", "dead_letters"):
-            continue
         else:
             out += f".{part}" if out else str(part)
     return out or "config"
