@@ -2,11 +2,16 @@
 
     regretflow demo                         stream the bundled Medical costs data, serve /metrics
     regretflow run --config FILE            the daemon (SIGTERM: finish the batch, checkpoint, exit 0)
+    regretflow run --check --config FILE    validate the config on this host, run nothing
     regretflow replay LOG.jsonl --config F  evaluate the config's models on a logged stream, offline
     regretflow checkpoint inspect PATH      what a checkpoint holds
     regretflow reproduce NAME [--quick]     a paper's table, next to the published numbers
     regretflow report RUN [--out DIR]       regret curves of a run's metrics log, as PNG + HTML
     regretflow schema                       the event JSON Schema
+
+Exit status: 0 done; 2 the config (or a command-line argument) is wrong, one line per
+problem on stderr, a restart cannot help; 1 the worker stopped on an error a restart may
+fix (one line "regretflow: error: ..."; an unexpected exception also prints its traceback).
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import orjson
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, check_config, describe, load_config
+from .errors import FatalError
 
 EPILOG = """examples:
   regretflow demo                                   # no config, no broker: watch regret live
   regretflow run --config deploy/examples/daemon.toml
+  regretflow run --check --config deploy/examples/daemon.toml   # exit 0 "config OK: ...", or 2 and the problems
   regretflow replay events.jsonl --config deploy/examples/replay.toml
   regretflow checkpoint inspect state/checkpoint-000000000003.npz
   regretflow reproduce groupwise --quick
@@ -52,10 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress line")
     d.add_argument("--json", action="store_true", help="print the final summary as JSON")
 
-    r = sub.add_parser("run", help="run the daemon on the source of a config file")
+    r = sub.add_parser("run", help="run the daemon on the source of a config file",
+                       epilog="exit status: 0 a normal end; 2 the config cannot work here (one line per problem, "
+                              "nothing started: do not restart); 1 an error a restart may fix")
     r.add_argument("--config", required=True, help="TOML config (see the README's config reference)")
     r.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (kafka sources)")
     r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--check", action="store_true",
+                   help="validate the config (schema, learners, ports, paths) on this host and exit: 0 OK, 2 problems")
 
     rp = sub.add_parser("replay", help="evaluate the config's models on a logged JSONL stream, offline")
     rp.add_argument("log", help="JSONL file of events")
@@ -103,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config)
             if args.worker_index is not None:
                 config = _as_worker(config, args.worker_index)
+            if args.check:
+                check_config(config, args.workers)
+                print(describe(config))
+                return 0
             return _run(config, args.workers, args.config)
         if args.command == "replay":
             return _replay(args)
@@ -122,8 +137,12 @@ def main(argv: list[str] | None = None) -> int:
             print(orjson.dumps(schema(), option=orjson.OPT_INDENT_2).decode())
             return 0
     except ConfigError as exc:
-        print(f"regretflow: config error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"regretflow: config error: {problem}", file=sys.stderr)
         return 2
+    except FatalError as exc:  # the worker cannot go on safely: one line, no traceback; exit_code says if a restart may help
+        print(f"regretflow: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     parser.print_help()
     return 0
 
@@ -151,6 +170,9 @@ def _replay(args) -> int:
 
     config = load_config(args.config)
     config = _offline(config)
+    if not Path(args.log).is_file():
+        print(f"regretflow: error: LOG: {args.log} is not a file", file=sys.stderr)
+        return 2
     answers = JsonlSink(args.answers, fsync=False) if args.answers else MemorySink(keep=False)
     dead = JsonlSink(args.dead_letters, fsync=False) if args.dead_letters else MemorySink(keep=False)
     engine = Engine(config, JsonlSource(args.log), answers, dead, serve_metrics=False)

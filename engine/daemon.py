@@ -1,15 +1,21 @@
 """``regretflow run``: build the configured source and sinks, run the engine until told to stop.
 
-SIGTERM or SIGINT: the batch in flight finishes, a checkpoint is written, exit 0.
+Start-up order: the config was validated whole when it was loaded (schema, endpoints,
+every model's learner); :func:`run_daemon` then checks the host (metrics port, files,
+checkpoint directory) and only after that opens the source, the sinks and the engine,
+so a config problem ends the process (exit 2) before it joins a consumer group or
+reports ready. SIGTERM or SIGINT: the batch in flight finishes, a checkpoint is
+written, exit 0.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from typing import Any
 
-from .config import Config, ConfigError, EndpointSpec
+from .config import Config, ConfigError, EndpointSpec, check_config
 from .runtime import Engine
 
 log = logging.getLogger("regretflow")
@@ -132,7 +138,9 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
     if workers > 1:
         if config.source.type != "kafka":
             raise ConfigError("--workers > 1 needs source.type = \"kafka\" (workers share partitions through a consumer group)")
+        check_config(config, workers)  # every worker's port, before any worker starts
         return _supervise(config, workers, config_path)
+    check_config(config)
     source = open_source(config, config.source)
     answers = open_sink(config, config.answers, "answers")
     if config.source.type == "simulator":
@@ -140,7 +148,13 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
 
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
-    engine = Engine(config, source, answers, dead)
+    try:
+        engine = Engine(config, source, answers, dead)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        # the port was taken between check_config and the metrics server's bind: still a config problem (exit 2)
+        raise ConfigError(f"metrics.port: cannot listen on {config.metrics.host}:{config.metrics.port} ({exc.strerror})") from None
     if engine.server is not None:
         log.info("event=start metrics=http://%s:%d/metrics models=%s", engine.server.host, engine.server.port, ",".join(config.models))
     engine.run(install_signals=True)
@@ -153,6 +167,8 @@ def _supervise(config: Config, workers: int, config_path: str | None) -> int:
     """N worker processes in one consumer group; SIGTERM is passed on; a crashed worker is restarted.
 
     Worker i serves its metrics on ``metrics.port + i`` (or a free port when the port is 0).
+    A worker that exits 2 (its config cannot work here) is not restarted: the others are
+    stopped and the supervisor exits 2 too, so systemd's RestartPreventExitStatus holds.
     """
     import os
     import signal
@@ -188,6 +204,11 @@ def _supervise(config: Config, workers: int, config_path: str | None) -> int:
             if stopping or rc == 0:
                 worst = max(worst, rc)
                 del procs[i]
+            elif rc == 2:  # a config error: a restart would fail the same way
+                log.error("event=worker_config_error worker=%d rc=2 action=stop_all", i)
+                del procs[i]
+                forward(signal.SIGTERM, None)
+                worst = 2
             else:
                 log.warning("event=worker_died worker=%d rc=%d action=restart", i, rc)
                 time.sleep(1.0)

@@ -130,8 +130,8 @@ def registered_family(task: str) -> str | None:
     names = sorted((n for n, cls in LEARNERS.items() if getattr(cls, "task", "regression") == task),
                    key=lambda n: (n != "linucb", n))
     for name in names:
-        spec = parse_config({"models": {"probe": {"learner": name, "features": BANDIT_FEATURES, "n_actions": N_ACTIONS}}}).models["probe"]
-        try:
+        try:  # parse_config builds the learner too: a family that needs params is refused there
+            spec = parse_config({"models": {"probe": {"learner": name, "features": BANDIT_FEATURES, "n_actions": N_ACTIONS}}}).models["probe"]
             learner = build_learner(spec)
             x = np.zeros(len(BANDIT_FEATURES))
             if task == "bandit":

@@ -227,3 +227,41 @@ def test_systemd_unit_runs_the_daemon_and_stops_it_with_sigterm():
         out = subprocess.run([analyze, "verify", str(path)], capture_output=True, text=True, timeout=60)
         problems = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip() and "is not executable" not in ln]
         assert not problems, problems
+
+
+# -- a config error stops before the worker starts, and is not restarted forever -----------------
+
+
+def _run_check_argv(argv: list[str], config_text: str, tmp_path) -> subprocess.CompletedProcess:
+    """Run a deploy file's check command here, on its config with the container paths moved under tmp_path."""
+    assert argv[:2] == ["run", "--check"] and argv[-2:] == ["--config", CONFIG_IN_CONTAINER], argv
+    local = tmp_path / "regretflow.toml"
+    local.write_text(config_text.replace(STATE_IN_CONTAINER, str(tmp_path / "state")).replace("port = 9108", "port = 0"))
+    return subprocess.run([REGRETFLOW, *argv[:-1], str(local)], capture_output=True, text=True, timeout=120)
+
+
+def test_k8s_init_container_checks_the_config_with_the_workers_mounts(tmp_path):
+    pod = k8s()["StatefulSet/regretflow"]["spec"]["template"]["spec"]
+    (check,) = pod["initContainers"]
+    (worker,) = pod["containers"]
+    assert check["image"] == worker["image"]
+    assert check["terminationMessagePolicy"] == "FallbackToLogsOnError", "kubectl describe must show the problems"
+    assert worker["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    as_mounted = lambda c: {(m["name"], m["mountPath"]) for m in c["volumeMounts"]}  # noqa: E731
+    assert as_mounted(check) == as_mounted(worker), "the check must see the config and the state volume the worker sees"
+    text = k8s()["ConfigMap/regretflow-config"]["data"]["regretflow.toml"]
+    ok = _run_check_argv(check["args"], text, tmp_path)
+    assert ok.returncode == 0 and ok.stdout.startswith("config OK: 1 model charges (ridge); source kafka"), ok.stderr
+    bad = _run_check_argv(check["args"], text.replace("params = { lam = 1.0 }", "params = { lamda = 1.0 }"), tmp_path)
+    assert bad.returncode == 2 and "models.charges.params.lamda: unknown parameter; did you mean 'lam'?" in bad.stderr
+
+
+def test_compose_checks_the_config_first_and_never_restarts_the_daemon_forever(tmp_path):
+    services = compose()["services"]
+    check, rf = services["regretflow-check"], services["regretflow"]
+    assert rf["depends_on"]["regretflow-check"] == {"condition": "service_completed_successfully"}
+    assert check["restart"] == "no" and check["image"] == rf["image"]
+    assert set(check["volumes"]) == set(rf["volumes"])
+    assert re.fullmatch(r"on-failure:\d+", rf["restart"]), "Docker restarts exit 2 too: the daemon's restarts must be bounded"
+    ok = _run_check_argv(check["command"], CONFIG_FILE.read_text(), tmp_path)
+    assert ok.returncode == 0 and ok.stdout.startswith("config OK:"), ok.stderr

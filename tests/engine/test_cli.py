@@ -4,6 +4,7 @@ import json
 import subprocess
 
 import orjson
+import pytest
 
 from tests.conftest import REGRETFLOW, regression_stream
 
@@ -74,3 +75,44 @@ def test_run_reads_stdin_and_answers_on_stdout(tmp_path):
     assert out.returncode == 0, out.stderr
     answers = [orjson.loads(l) for l in out.stdout.splitlines()]
     assert len(answers) == 50 and answers[-1]["model_version"] == 49
+
+
+def test_fatal_errors_end_in_one_line_with_their_exit_code(monkeypatch, capsys, tmp_path):
+    from regretflow.engine import cli
+    from regretflow.engine.errors import FatalError
+
+    class SourceGone(FatalError):
+        exit_code = 3
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[metrics]\nenabled = false\n[models.m]\nlearner = "ridge"\nfeatures = ["x0"]\n')
+
+    def stop(config, workers, path):
+        raise SourceGone("topic events was deleted and recreated: offsets 0..41 are gone")
+
+    monkeypatch.setattr(cli, "_run", stop)
+    assert cli.main(["run", "--config", str(cfg)]) == 3
+    err = capsys.readouterr().err
+    assert err == "regretflow: error: topic events was deleted and recreated: offsets 0..41 are gone\n"
+
+
+def test_unexpected_exceptions_are_not_swallowed(monkeypatch, tmp_path):
+    """What nobody foresaw keeps its traceback (Python prints it, exit 1): main lets it through."""
+    from regretflow.engine import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[metrics]\nenabled = false\n[models.m]\nlearner = "ridge"\nfeatures = ["x0"]\n')
+
+    def crash(config, workers, path):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "_run", crash)
+    with pytest.raises(KeyError, match="a bug"):
+        cli.main(["run", "--config", str(cfg)])
+
+
+def test_replay_of_a_missing_log_exits_2_in_one_line(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[metrics]\nenabled = false\n[models.m]\nlearner = "ridge"\nfeatures = ["x0"]\n')
+    out = rf("replay", str(tmp_path / "missing.jsonl"), "--config", str(cfg))
+    assert out.returncode == 2 and out.stderr == f"regretflow: error: LOG: {tmp_path / 'missing.jsonl'} is not a file\n"
