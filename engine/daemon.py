@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from .config import Config, ConfigError, EndpointSpec
+from .errors import FatalError
 from .runtime import Engine
 
 log = logging.getLogger("regretflow")
@@ -141,9 +142,20 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
     engine = Engine(config, source, answers, dead)
+    if hasattr(source, "offset_resets"):
+        from .metrics import OffsetResetCollector
+
+        engine.metrics.registry.register(OffsetResetCollector(source))
     if engine.server is not None:
         log.info("event=start metrics=http://%s:%d/metrics models=%s", engine.server.host, engine.server.port, ",".join(config.models))
-    engine.run(install_signals=True)
+    from regretflow.connectors.kafka import OffsetResetError  # no Kafka client is imported with it
+
+    try:
+        engine.run(install_signals=True)
+    except OffsetResetError as exc:
+        # the loop's shutdown checkpointed applied events only: nothing of the new log was handed out
+        engine.close()
+        raise FatalError(str(exc)) from None
     log.info("event=stop events=%d valid=%d dead_letters=%d", engine.events_seen, engine.valid_events, engine.dead_count)
     engine.close()
     return 0

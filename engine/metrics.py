@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .events import KINDS, REASONS
 
@@ -70,6 +70,31 @@ class _Callback:
         value = self.fn()
         if value is not None:
             family.add_metric([], value)
+        yield family
+
+    def describe(self):
+        return []
+
+
+class OffsetResetCollector:
+    """``regretflow_source_offset_resets_total{topic,partition,action}``, read from a source's
+    ``offset_resets`` counts ({(topic, partition, action): n}) at scrape time.
+
+    >>> class Source:
+    ...     offset_resets = {("events", "0", "earliest"): 1}
+    >>> [s.labels["action"] for f in OffsetResetCollector(Source()).collect() for s in f.samples if s.name.endswith("_total")]
+    ['earliest']
+    """
+
+    def __init__(self, source: Any):
+        self.source = source
+
+    def collect(self):
+        family = CounterMetricFamily("regretflow_source_offset_resets", "Positions found outside their partition's log "
+                                     "(topic recreated, offset out of range), by the action source.on_offset_reset took.",
+                                     labels=["topic", "partition", "action"])
+        for (topic, partition, action), count in list(self.source.offset_resets.items()):
+            family.add_metric([topic, partition, action], count)
         yield family
 
     def describe(self):
