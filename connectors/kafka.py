@@ -179,8 +179,11 @@ class _KafkaPythonConsumer:
     def __init__(self, s: dict[str, Any], max_records: int):
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
+        # a consumer never creates a topic it reads (a deleted topic would come back empty, with the broker's
+        # default partitions); older kafka-python has no such option
+        no_create = {"allow_auto_create_topics": False} if "allow_auto_create_topics" in KafkaConsumer.DEFAULT_CONFIG else {}
         self._consumer = KafkaConsumer(
-            bootstrap_servers=s["bootstrap_servers"].split(","), client_id=s["client_id"], group_id=s["group_id"],
+            bootstrap_servers=s["bootstrap_servers"].split(","), client_id=s["client_id"], group_id=s["group_id"], **no_create,
             # "none": out-of-range offsets and missing positions raise, so the source decides (never a silent reset)
             enable_auto_commit=False, auto_offset_reset="none",
             session_timeout_ms=s["session_timeout_ms"], heartbeat_interval_ms=s["heartbeat_interval_ms"],
@@ -334,7 +337,7 @@ class _ConfluentConsumer:
         self._consumer = Consumer({
             **self._connection, "group.id": s["group_id"],
             # "error": an out-of-range offset is reported to the source, never reset silently
-            "enable.auto.commit": False, "auto.offset.reset": "error",
+            "enable.auto.commit": False, "auto.offset.reset": "error", "allow.auto.create.topics": False,
             "session.timeout.ms": s["session_timeout_ms"], "heartbeat.interval.ms": s["heartbeat_interval_ms"],
             "max.poll.interval.ms": s["max_poll_interval_ms"], "fetch.max.bytes": s["fetch_max_bytes"],
             "max.partition.fetch.bytes": s["max_partition_fetch_bytes"], "fetch.wait.max.ms": s["fetch_max_wait_ms"],

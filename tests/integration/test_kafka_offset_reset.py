@@ -161,3 +161,57 @@ def test_an_unknown_offset_reset_policy_is_a_config_error_naming_the_key(tmp_pat
     done = subprocess.run([REGRETFLOW, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "source.on_offset_reset: 'skip' is not one of fail, earliest, latest" in done.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_checkpoint_past_the_end_of_the_log_is_caught_without_a_topic_id(broker, backend):
+    """An old checkpoint (or a broker without topic ids) gives no id to compare: a position past
+    the end of the log the broker serves is caught by the fetch's end alone, before any record."""
+    from regretflow.connectors.kafka import KafkaSource, OffsetResetError
+
+    topic = broker.create_topic(1, f"past-end-{backend}")
+    produce(broker.bootstrap, topic, events(0, 40))
+    options = {"backend": backend, "bootstrap_servers": broker.bootstrap, "topics": [topic], "group_id": f"g-{topic}",
+               "session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
+
+    def consume(policy: str, polls: int = 60) -> list:
+        source = KafkaSource({**options, "on_offset_reset": policy})
+        source.set_listener(lambda pids: [source.seek(pid, {"offset": 5_000}) for pid in pids], lambda pids: None)
+        got = []
+        try:
+            for _ in range(polls):
+                got.extend(source.poll(100, 0.1))
+                if len(got) >= 40:
+                    break
+        finally:
+            source.close()
+        return got, source
+
+    with pytest.raises(OffsetResetError) as failed:
+        consume("fail")
+    assert (failed.value.reason, failed.value.position, failed.value.high) == ("past_log_end", 5_000, 40)
+    got, source = consume("earliest")
+    assert [orjson.loads(v)["id"] for _, v in got] == [f"o{i}" for i in range(40)]
+    assert source.offset_resets == {(topic, "0", "earliest"): 1} and source.errors >= 1
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "idle_exit"])
+def test_the_confluent_backend_exits_0_with_file_sinks(broker, tmp_path, stop):
+    """librdkafka reports the revocation while the consumer closes, after the engine closed its sinks:
+    nothing may raise through it (it used to end in a SystemError, exit 1)."""
+    topic = broker.create_topic(PARTITIONS, f"exit-{stop}")
+    produce(broker.bootstrap, topic, events(0, 300))
+    port = free_port()
+    cfg = write_config(tmp_path, broker, topic, "confluent", "fail", port, idle_exit=3 if stop == "idle_exit" else 60)
+    cfg.write_text(cfg.read_text().replace('[answers]\ntype = "null"', '[answers]\ntype = "jsonl"\npath = "answers.jsonl"')
+                   .replace('[dead_letters]\ntype = "null"', '[dead_letters]\ntype = "jsonl"\npath = "dead.jsonl"'))
+    proc = start(cfg, tmp_path, "exit.log")
+    if stop == "sigterm":
+        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 300, [proc]), \
+            (tmp_path / "exit.log").read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+    log = (tmp_path / "exit.log").read_text()
+    assert rc == 0, log[-3000:]
+    assert "event=stop events=300" in log and "Traceback" not in log, log[-3000:]
+    assert len((tmp_path / "answers.jsonl").read_text().splitlines()) == 300
