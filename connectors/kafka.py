@@ -612,20 +612,27 @@ class KafkaSource:
         pids = set(self._unverified) | set(out_of_range) | (set(self._next) | set(self._topic_ids) if periodic else set())
         held: set[str] = set()
         moved: set[str] = set()
+        states: dict[str, tuple[bool, str | None]] = {}  # one metadata look-up per topic and pass
         for pid in sorted(pids):
             topic, _ = split_pid(pid)
             try:
-                exists, topic_id = self._client.topic_state(topic)
-                if not exists:
+                if topic not in states:
+                    states[topic] = self._client.topic_state(topic)
+                exists, topic_id = states[topic]
+                if not exists:  # deleted, or lost with the broker: held until it is back, then checked
                     if topic not in self._missing:
                         self._missing.add(topic)
+                        self.errors += 1  # once per absence: source_up reads 0 until a commit succeeds again
                         log.warning("event=kafka_topic_missing topic=%s partition=%s position=%s", topic, pid, self._next.get(pid))
-                    self.errors += 1
                     self._unverified.add(pid)
                     held.add(pid)
                     continue
                 self._missing.discard(topic)
                 reason = self._verdict(pid, topic_id, pid in out_of_range, pid in self._unverified)
+                if reason is not None:
+                    self._reset(pid, reason, topic_id)  # raises with "fail"
+                    moved.add(pid)
+                    continue
             except OffsetResetError:
                 raise
             except Exception as exc:  # the broker is away: check again at the next poll
@@ -634,13 +641,9 @@ class KafkaSource:
                 self._unverified.add(pid)
                 held.add(pid)
                 continue
-            if reason is not None:
-                self._reset(pid, reason, topic_id)  # raises with "fail"
-                moved.add(pid)
-            else:
-                if self._topic_ids.get(pid) is None:
-                    self._topic_ids[pid] = topic_id
-                self._unverified.discard(pid)
+            if self._topic_ids.get(pid) is None:
+                self._topic_ids[pid] = topic_id
+            self._unverified.discard(pid)
         return held, moved
 
     def _verdict(self, pid: str, topic_id: str | None, out_of_range: bool, new: bool) -> str | None:
