@@ -549,6 +549,9 @@ class KafkaSource:
 
     def _assigned(self, pids: list[str]) -> None:
         self._unverified.update(pids)
+        for pid in pids:  # a series at 0 before the first reset, so that an alert sees its increase
+            topic, partition = split_pid(pid)
+            self.offset_resets.setdefault((topic, str(partition), self.policy), 0)
         self._on_assign(pids)
 
     def _revoked(self, pids: list[str]) -> None:

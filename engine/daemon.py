@@ -142,10 +142,8 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
     engine = Engine(config, source, answers, dead)
-    if hasattr(source, "offset_resets"):
-        from .metrics import OffsetResetCollector
-
-        engine.metrics.registry.register(OffsetResetCollector(source))
+    if hasattr(source, "offset_resets"):  # a Kafka source: its position resets, by action
+        engine.metrics.offset_resets.counts = source.offset_resets
     if engine.server is not None:
         log.info("event=start metrics=http://%s:%d/metrics models=%s", engine.server.host, engine.server.port, ",".join(config.models))
     from regretflow.connectors.kafka import OffsetResetError  # no Kafka client is imported with it

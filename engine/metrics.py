@@ -77,23 +77,23 @@ class _Callback:
 
 
 class OffsetResetCollector:
-    """``regretflow_source_offset_resets_total{topic,partition,action}``, read from a source's
-    ``offset_resets`` counts ({(topic, partition, action): n}) at scrape time.
+    """``regretflow_source_offset_resets_total{topic,partition,action}``, read at scrape time from
+    ``counts``: a source's own ``{(topic, partition, action): n}`` (a Kafka source's ``offset_resets``).
 
-    >>> class Source:
-    ...     offset_resets = {("events", "0", "earliest"): 1}
-    >>> [s.labels["action"] for f in OffsetResetCollector(Source()).collect() for s in f.samples if s.name.endswith("_total")]
-    ['earliest']
+    >>> c = OffsetResetCollector()
+    >>> c.counts = {("events", "0", "earliest"): 1}
+    >>> [(s.labels["action"], s.value) for f in c.collect() for s in f.samples if s.name.endswith("_total")]
+    [('earliest', 1)]
     """
 
-    def __init__(self, source: Any):
-        self.source = source
+    def __init__(self):
+        self.counts: dict[tuple[str, str, str], int] = {}
 
     def collect(self):
-        family = CounterMetricFamily("regretflow_source_offset_resets", "Positions found outside their partition's log "
+        family = CounterMetricFamily("regretflow_source_offset_resets", "Source positions found outside their partition's log "
                                      "(topic recreated, offset out of range), by the action source.on_offset_reset took.",
                                      labels=["topic", "partition", "action"])
-        for (topic, partition, action), count in list(self.source.offset_resets.items()):
+        for (topic, partition, action), count in list(self.counts.items()):
             family.add_metric([topic, partition, action], count)
         yield family
 
@@ -186,6 +186,8 @@ class Metrics:
         self.source_errors = Counter("regretflow_source_errors", "Errors talking to the source (broker unreachable, failed commits).", registry=r)
         self.source_up = Gauge("regretflow_source_up", "1 while the source answers, 0 after a failed poll, commit or lag query.", registry=r)
         self.source_up.set(1)
+        self.offset_resets = OffsetResetCollector()  # the daemon points it at a Kafka source's counts
+        r.register(self.offset_resets)
         self.sink_records = Counter("regretflow_sink_records", "Records handed to the sinks (answers, dead_letters).", ["sink"], registry=r)
         self.learner_gauges = {
             name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()
