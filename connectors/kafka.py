@@ -345,6 +345,7 @@ class _ConfluentConsumer:
         })
         self._timeout = s["request_timeout_ms"] / 1000.0
         self._admin = None
+        self._ids_unavailable = False
         self.on_assign: Callable[[list[str]], None] = lambda pids: None
         self.on_revoke: Callable[[list[str]], None] = lambda pids: None
         self.on_lost: Callable[[list[str]], None] = lambda pids: None
@@ -434,15 +435,25 @@ class _ConfluentConsumer:
         from confluent_kafka import KafkaError, KafkaException, TopicCollection
         from confluent_kafka.admin import AdminClient
 
+        if self._ids_unavailable:
+            return True, None
         if self._admin is None:
             self._admin = AdminClient(self._connection)
         future = self._admin.describe_topics(TopicCollection([topic]), request_timeout=self._timeout)[topic]
         try:
             described = future.result(timeout=self._timeout + 1.0)
         except KafkaException as exc:
-            if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return False, None
-            raise
+            if error is None or error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                                                                     KafkaError._ALL_BROKERS_DOWN):
+                raise  # the broker is away: checked again at the next poll
+            # a broker (or an ACL) that refuses to describe topics: go on without ids, never stall
+            self._ids_unavailable = True
+            log.warning("event=kafka_topic_ids_unavailable topic=%s error=%s (recreated topics are found by their offsets only)",
+                        topic, error)
+            return True, None
         return True, _uuid_text(getattr(described, "topic_id", None))
 
     def fetched_end(self, pid: str) -> int | None:

@@ -41,7 +41,7 @@ def events(first: int, n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def write_config(directory: Path, broker: Broker, topic: str, backend: str, policy: str, port: int, idle_exit: float = 3) -> Path:
+def write_config(directory: Path, broker: Broker, topic: str, backend: str, policy: str, port: int, idle_exit: float = 60) -> Path:
     cfg = directory / f"{policy}.toml"
     cfg.write_text(f"""
 [source]
@@ -86,11 +86,16 @@ def applied(state_dir: Path) -> tuple[int, set[str | None]]:
     return sum(s["events_seen"] for s in states.values()), {s["position"].get("topic_id") for s in states.values()}
 
 
-def run_to_idle_exit(cfg: Path, cwd: Path, log: str) -> str:
+def run_until_applied(cfg: Path, cwd: Path, log: str, port: int, events_applied: int) -> str:
+    """Run the daemon until its partitions hold ``events_applied`` events, then SIGTERM it (exit 0)."""
     proc = start(cfg, cwd, log)
-    rc = proc.wait(timeout=120)
+    try:
+        done = wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= events_applied, [proc])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
     text = (cwd / log).read_text()
-    assert rc == 0, text[-3000:]
+    assert done and rc == 0, text[-3000:]
     return text
 
 
@@ -105,8 +110,9 @@ def recreate(broker: Broker, topic: str, records: list[tuple[bytes, bytes]]) -> 
 def test_a_restart_onto_a_recreated_topic_fails_loudly_then_earliest_resumes_from_its_start(broker, tmp_path, backend):
     topic = broker.create_topic(PARTITIONS, f"recreated-{backend}")
     produce(broker.bootstrap, topic, events(0, 600))
-    cfg = write_config(tmp_path, broker, topic, backend, "fail", free_port())
-    run_to_idle_exit(cfg, tmp_path, "first.log")
+    port = free_port()
+    cfg = write_config(tmp_path, broker, topic, backend, "fail", port)
+    run_until_applied(cfg, tmp_path, "first.log", port, 600)
     seen, old_ids = applied(tmp_path / "state")
     assert seen == 600 and None not in old_ids and len(old_ids) == 1  # tansu has topic ids, and they are checkpointed
     checkpointed = len(final_states(tmp_path / "state"))
@@ -121,8 +127,8 @@ def test_a_restart_onto_a_recreated_topic_fails_loudly_then_earliest_resumes_fro
     assert f"Kafka topic {topic} partition" in log and "source.on_offset_reset = \"fail\"" in log, log[-3000:]
     assert snapshot(tmp_path / "state") == before
 
-    cfg = write_config(tmp_path, broker, topic, backend, "earliest", free_port())
-    log = run_to_idle_exit(cfg, tmp_path, "earliest.log")
+    cfg = write_config(tmp_path, broker, topic, backend, "earliest", port)
+    log = run_until_applied(cfg, tmp_path, "earliest.log", port, 600 + 150)
     assert log.count("event=offset_reset") == checkpointed and "reason=topic_recreated action=earliest" in log, log[-3000:]
     seen, new_ids = applied(tmp_path / "state")
     assert seen == 600 + 150, log[-3000:]  # the old state kept, every new record applied once
@@ -134,7 +140,7 @@ def test_a_broker_restart_under_a_running_daemon_is_reset_per_policy_and_counted
     topic = broker.create_topic(PARTITIONS, f"live-{backend}")
     produce(broker.bootstrap, topic, events(0, 600))
     port = free_port()
-    cfg = write_config(tmp_path, broker, topic, backend, "earliest", port, idle_exit=60)
+    cfg = write_config(tmp_path, broker, topic, backend, "earliest", port)
     proc = start(cfg, tmp_path, "live.log")
     try:
         assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), \
@@ -149,9 +155,32 @@ def test_a_broker_restart_under_a_running_daemon_is_reset_per_policy_and_counted
         rc = proc.wait(timeout=60)
     log = (tmp_path / "live.log").read_text()
     assert rc == 0, log[-3000:]
-    assert "event=offset_reset" in log, log[-3000:]
+    assert "reason=topic_recreated action=earliest" in log, log[-3000:]
     seen, ids = applied(tmp_path / "state")
-    assert seen == 750, log[-3000:]
+    assert seen == 750 and len(ids) == 1, log[-3000:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_broker_restart_under_a_running_daemon_stops_it_under_fail_with_only_the_old_log_applied(broker, tmp_path, backend):
+    topic = broker.create_topic(PARTITIONS, f"live-fail-{backend}")
+    produce(broker.bootstrap, topic, events(0, 600))
+    port = free_port()
+    cfg = write_config(tmp_path, broker, topic, backend, "fail", port)
+    proc = start(cfg, tmp_path, "live.log")
+    try:
+        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), \
+            (tmp_path / "live.log").read_text()[-3000:]
+        _, old_ids = applied(tmp_path / "state")
+        recreate(broker, topic, events(10_000, 150))
+        rc = proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "live.log").read_text()
+    assert rc == 1, log[-3000:]
+    assert "reason=topic_recreated action=fail" in log and "source.on_offset_reset = \"fail\" stops here" in log, log[-3000:]
+    seen, ids = applied(tmp_path / "state")
+    assert seen == 600 and ids == old_ids, log[-3000:]  # not one record of the new log in any checkpoint
 
 
 def test_an_unknown_offset_reset_policy_is_a_config_error_naming_the_key(tmp_path):
@@ -202,7 +231,7 @@ def test_the_confluent_backend_exits_0_with_file_sinks(broker, tmp_path, stop):
     topic = broker.create_topic(PARTITIONS, f"exit-{stop}")
     produce(broker.bootstrap, topic, events(0, 300))
     port = free_port()
-    cfg = write_config(tmp_path, broker, topic, "confluent", "fail", port, idle_exit=3 if stop == "idle_exit" else 60)
+    cfg = write_config(tmp_path, broker, topic, "confluent", "fail", port, idle_exit=6 if stop == "idle_exit" else 60)
     cfg.write_text(cfg.read_text().replace('[answers]\ntype = "null"', '[answers]\ntype = "jsonl"\npath = "answers.jsonl"')
                    .replace('[dead_letters]\ntype = "null"', '[dead_letters]\ntype = "jsonl"\npath = "dead.jsonl"'))
     proc = start(cfg, tmp_path, "exit.log")
