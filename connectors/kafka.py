@@ -219,13 +219,25 @@ class _KafkaPythonConsumer:
         try:
             batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
         except NoOffsetForPartitionError as exc:  # no checkpoint and no committed offset: start per auto_offset_reset
-            tps = list(exc.args[0]) if exc.args else []
+            tps = list(exc.args[0]) if exc.args and isinstance(exc.args[0], (set, list, tuple)) else []
+            if not tps:  # (no partitions named: seek_to_* would move every partition, restored ones too)
+                raise
             log.info("event=kafka_start partitions=%s at=%s", ",".join(sorted(pid_of(tp.topic, tp.partition) for tp in tps)), self._start)
             (self._consumer.seek_to_beginning if self._start == "earliest" else self._consumer.seek_to_end)(*tps)
             return []
         except OffsetOutOfRangeError as exc:
             offsets = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            if not offsets:
+                raise
             self.out_of_range.update({pid_of(tp.topic, tp.partition): int(off) for tp, off in offsets.items()})
+            return []
+        except Exception as exc:
+            # kafka-python 3's LogTruncationError (the log was cut below our position, an unclean leader
+            # election): the same decision as out of range
+            divergent = getattr(exc, "divergent_offsets", None)
+            if not isinstance(divergent, dict) or not divergent:
+                raise
+            self.out_of_range.update({pid_of(tp.topic, tp.partition): -1 for tp in divergent})
             return []
         out = []
         for tp, records in batches.items():
@@ -540,6 +552,7 @@ class KafkaSource:
         self._client = cls(self.settings, max_records)
         self._next: dict[str, int] = {}
         self._topic_ids: dict[str, str | None] = {}  # pid -> the id of the log its position belongs to
+        self._owned: set[str] = set()  # the partitions the group gave this worker
         self._unverified: set[str] = set()  # assigned or sought, not yet checked against the log
         self._check_due = 0.0
         self._missing: set[str] = set()  # topics absent from the broker's metadata (logged once)
@@ -559,6 +572,7 @@ class KafkaSource:
         self._on_lost = on_lost if on_lost is not None else on_revoke
 
     def _assigned(self, pids: list[str]) -> None:
+        self._owned.update(pids)
         self._unverified.update(pids)
         for pid in pids:  # a series at 0 before the first reset, so that an alert sees its increase
             topic, partition = split_pid(pid)
@@ -575,6 +589,7 @@ class KafkaSource:
 
     def _drop(self, pids: list[str]) -> None:
         for pid in pids:
+            self._owned.discard(pid)
             self._next.pop(pid, None)
             self._topic_ids.pop(pid, None)
             self._unverified.discard(pid)
@@ -623,7 +638,7 @@ class KafkaSource:
             return set(), set()
         if periodic:
             self._check_due = now + POSITION_CHECK_SECONDS
-        pids = set(self._unverified) | set(out_of_range) | (set(self._next) | set(self._topic_ids) if periodic else set())
+        pids = (self._unverified | set(out_of_range) | (self._owned if periodic else set())) & self._owned
         held: set[str] = set()
         moved: set[str] = set()
         states: dict[str, tuple[bool, str | None]] = {}  # one metadata look-up per topic and pass

@@ -161,3 +161,11 @@ def test_a_reset_whose_target_cannot_be_read_is_retried_at_the_next_poll(source,
     assert s.poll(100, 0.0) == [] and s.offset_resets == {("events", "0", "earliest"): 0}
     assert payloads(s.poll(100, 0.0)) == []  # the reset happens here: position 0, fetched from the next poll
     assert s.offset_resets == {("events", "0", "earliest"): 1} and len(s.poll(100, 0.0)) == 10
+
+
+def test_a_report_about_a_partition_given_up_meanwhile_is_ignored(source):
+    s = source("fail", {"offset": 0, "topic_id": "id-1"})
+    s._revoked([PID])
+    s._client.out_of_range[PID] = 0
+    s.poll(100, 0.0)  # no OffsetResetError: the partition is not ours any more
+    assert s.offset_resets == {("events", "0", "fail"): 0} and s.errors == 0
