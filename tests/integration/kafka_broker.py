@@ -2,7 +2,8 @@
 
 Set ``REGRETFLOW_TEST_BOOTSTRAP=host:port`` to run the same tests against another
 broker (e.g. Apache Kafka); the outage test then needs ``REGRETFLOW_TEST_BROKER_PID``
-to pause it, and fails clearly without it.
+to pause it, and fails clearly without it; the offset-reset tests restart tansu (losing
+its topics) and fail clearly against an external broker.
 """
 
 from __future__ import annotations
