@@ -15,6 +15,16 @@ restores what it gains inside those calls). ``on_lost`` is the forced case: this
 was evicted (it stalled past the session timeout), another may already own the
 partitions, so the engine drops them without writing anything.
 
+Positions are checked, never trusted: a recreated topic (its topic id changed, or our
+offset is past the end of its log) or an offset the broker reports out of range is
+logged (``event=offset_reset``), counted in :attr:`KafkaSource.offset_resets` and
+handled by ``on_offset_reset``: ``"fail"`` (the default) raises
+:class:`OffsetResetError`, ``"earliest"`` and ``"latest"`` move to the start or the
+end of the log and keep the learner state. Both clients are told never to reset on
+their own (kafka-python ``auto_offset_reset="none"``, librdkafka
+``auto.offset.reset=error``); ``auto_offset_reset`` only says where a partition with
+no checkpoint and no committed offset starts.
+
 Examples
 --------
 >>> settings = kafka_settings({"bootstrap_servers": "127.0.0.1:9092", "topics": ["events"]}, SOURCE_OPTIONS)
@@ -27,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from typing import Any, Callable
 
 log = logging.getLogger("regretflow.kafka")
@@ -56,6 +67,7 @@ SOURCE_OPTIONS = {
     "max_partition_fetch_bytes": 1_048_576,
     "fetch_max_wait_ms": 100,
     "auto_offset_reset": "earliest",
+    "on_offset_reset": "fail",
 }
 SINK_OPTIONS = {
     **_COMMON,
@@ -71,6 +83,43 @@ BACKENDS = ("kafka-python", "confluent")
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 COMPRESSION = ("none", "gzip", "snappy", "lz4", "zstd")
+STARTS = ("earliest", "latest")
+OFFSET_RESET_POLICIES = ("fail", "earliest", "latest")
+# how often the owned partitions are checked against their logs while consuming
+POSITION_CHECK_SECONDS = 1.0
+
+
+class OffsetResetError(RuntimeError):
+    """A partition's position is not in its log and ``on_offset_reset = "fail"``.
+
+    The topic was recreated (deleted, or lost with an in-memory broker) or the offset
+    fell out of the log's range. Nothing from the new log was handed to the engine.
+
+    Examples
+    --------
+    >>> err = OffsetResetError("events", 0, 20000, 0, 500, "past_log_end")
+    >>> err.topic, err.partition, err.position, err.reason
+    ('events', 0, 20000, 'past_log_end')
+    """
+
+    def __init__(self, topic: str, partition: int, position: int | None, low: int | None, high: int | None, reason: str):
+        self.topic, self.partition, self.position, self.low, self.high, self.reason = topic, partition, position, low, high, reason
+        super().__init__(
+            f"Kafka topic {topic} partition {partition}: our position {position} is not in its log "
+            f"(offsets {_span(low, high)}; {REASON_TEXT[reason]}); source.on_offset_reset = \"fail\" stops here, "
+            "the checkpoints keep the last applied event: set it to \"earliest\" or \"latest\" to go on")
+
+
+REASON_TEXT = {
+    "topic_recreated": "the topic id changed: the topic was deleted and created again",
+    "past_log_end": "the offset is past the end of the log: the topic was recreated or truncated",
+    "before_log_start": "the offset is before the start of the log: retention deleted records not yet applied",
+    "out_of_range": "the broker reports the offset out of range",
+}
+
+
+def _span(low: int | None, high: int | None) -> str:
+    return f"{'?' if low is None else low}..{'?' if high is None else high}"
 
 
 def kafka_settings(options: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +144,10 @@ def kafka_settings(options: dict[str, Any], allowed: dict[str, Any]) -> dict[str
             raise ValueError("topics: expected a non-empty list of topic names")
     if "topic" in allowed and not isinstance(s["topic"], str):
         raise ValueError("topic: required, the topic to produce to")
+    if "auto_offset_reset" in allowed and s["auto_offset_reset"] not in STARTS:
+        raise ValueError(f"auto_offset_reset: {s['auto_offset_reset']!r} is not one of {', '.join(STARTS)}")
+    if "on_offset_reset" in allowed and s["on_offset_reset"] not in OFFSET_RESET_POLICIES:
+        raise ValueError(f"on_offset_reset: {s['on_offset_reset']!r} is not one of {', '.join(OFFSET_RESET_POLICIES)}")
     if "compression" in allowed and s["compression"] not in COMPRESSION:
         raise ValueError(f"compression: {s['compression']!r} is not one of {', '.join(COMPRESSION)}")
     if isinstance(s["bootstrap_servers"], list):
@@ -126,9 +179,13 @@ class _KafkaPythonConsumer:
     def __init__(self, s: dict[str, Any], max_records: int):
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
+        # a consumer never creates a topic it reads (a deleted topic would come back empty, with the broker's
+        # default partitions); older kafka-python has no such option
+        no_create = {"allow_auto_create_topics": False} if "allow_auto_create_topics" in KafkaConsumer.DEFAULT_CONFIG else {}
         self._consumer = KafkaConsumer(
-            bootstrap_servers=s["bootstrap_servers"].split(","), client_id=s["client_id"], group_id=s["group_id"],
-            enable_auto_commit=False, auto_offset_reset=s["auto_offset_reset"],
+            bootstrap_servers=s["bootstrap_servers"].split(","), client_id=s["client_id"], group_id=s["group_id"], **no_create,
+            # "none": out-of-range offsets and missing positions raise, so the source decides (never a silent reset)
+            enable_auto_commit=False, auto_offset_reset="none",
             session_timeout_ms=s["session_timeout_ms"], heartbeat_interval_ms=s["heartbeat_interval_ms"],
             max_poll_interval_ms=s["max_poll_interval_ms"], max_poll_records=max_records,
             fetch_max_bytes=s["fetch_max_bytes"], max_partition_fetch_bytes=s["max_partition_fetch_bytes"],
@@ -136,6 +193,9 @@ class _KafkaPythonConsumer:
             **_kp_security(s),
         )
         self._topics = s["topics"]
+        self._start = s["auto_offset_reset"]
+        self._timeout_ms = s["request_timeout_ms"]
+        self.out_of_range: dict[str, int] = {}
         outer = self
 
         class Listener(ConsumerRebalanceListener):
@@ -154,7 +214,31 @@ class _KafkaPythonConsumer:
         self._consumer.subscribe(self._topics, listener=Listener())
 
     def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes]]:
-        batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+
+        try:
+            batches = self._consumer.poll(timeout_ms=int(timeout * 1000), max_records=max_records)
+        except NoOffsetForPartitionError as exc:  # no checkpoint and no committed offset: start per auto_offset_reset
+            tps = list(exc.args[0]) if exc.args and isinstance(exc.args[0], (set, list, tuple)) else []
+            if not tps:  # (no partitions named: seek_to_* would move every partition, restored ones too)
+                raise
+            log.info("event=kafka_start partitions=%s at=%s", ",".join(sorted(pid_of(tp.topic, tp.partition) for tp in tps)), self._start)
+            (self._consumer.seek_to_beginning if self._start == "earliest" else self._consumer.seek_to_end)(*tps)
+            return []
+        except OffsetOutOfRangeError as exc:
+            offsets = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            if not offsets:
+                raise
+            self.out_of_range.update({pid_of(tp.topic, tp.partition): int(off) for tp, off in offsets.items()})
+            return []
+        except Exception as exc:
+            # kafka-python 3's LogTruncationError (the log was cut below our position, an unclean leader
+            # election): the same decision as out of range
+            divergent = getattr(exc, "divergent_offsets", None)
+            if not isinstance(divergent, dict) or not divergent:
+                raise
+            self.out_of_range.update({pid_of(tp.topic, tp.partition): -1 for tp in divergent})
+            return []
         out = []
         for tp, records in batches.items():
             pid = pid_of(tp.topic, tp.partition)
@@ -173,6 +257,31 @@ class _KafkaPythonConsumer:
         self._consumer.commit({TopicPartition(*split_pid(pid)): OffsetAndMetadata(off, "", -1) for pid, off in offsets.items()},
                               timeout_ms=5000)
 
+    def topic_state(self, topic: str) -> tuple[bool, str | None]:
+        """(the topic is in the client's metadata, its topic id or None when the client or broker has none)."""
+        cluster = getattr(getattr(self._consumer, "_client", None), "cluster", None)  # kafka-python keeps it private
+        if cluster is None:
+            return True, None
+        exists = cluster.partitions_for_topic(topic) is not None
+        topic_id = cluster.topic_id(topic) if hasattr(cluster, "topic_id") else None
+        return exists, _uuid_text(topic_id)
+
+    def fetched_end(self, pid: str) -> int | None:
+        """The end of the log as the last fetch response said (no request)."""
+        from kafka import TopicPartition
+
+        end = self._consumer.highwater(TopicPartition(*split_pid(pid)))
+        return None if end is None else int(end)
+
+    def log_range(self, pid: str) -> tuple[int, int]:
+        """(first offset, end offset) from the broker (ListOffsets; tansu under-reports the end)."""
+        from kafka import TopicPartition
+
+        tp = TopicPartition(*split_pid(pid))
+        low = self._consumer.beginning_offsets([tp], timeout_ms=self._timeout_ms)[tp]
+        high = self._consumer.end_offsets([tp], timeout_ms=self._timeout_ms)[tp]
+        return int(low), int(high)
+
     def lag(self, positions: dict[str, int]) -> dict[str, int]:
         from kafka import TopicPartition
 
@@ -187,6 +296,17 @@ class _KafkaPythonConsumer:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+def _uuid_text(value: Any) -> str | None:
+    """A topic id as canonical UUID text, from either client's type; None when unknown (or Kafka's zero id)."""
+    if value is None:
+        return None
+    if hasattr(value, "get_most_significant_bits"):  # confluent_kafka.Uuid
+        mask = (1 << 64) - 1
+        value = uuid.UUID(int=((value.get_most_significant_bits() & mask) << 64) | (value.get_least_significant_bits() & mask))
+    value = value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    return None if value.int == 0 else str(value)
 
 
 class _KafkaPythonProducer:
@@ -223,50 +343,88 @@ def _ck_security(s: dict[str, Any]) -> dict[str, Any]:
 
 class _ConfluentConsumer:
     def __init__(self, s: dict[str, Any], max_records: int):
-        from confluent_kafka import Consumer
+        from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer
 
+        self._connection = {"bootstrap.servers": s["bootstrap_servers"], "client.id": s["client_id"], **_ck_security(s)}
         self._consumer = Consumer({
-            "bootstrap.servers": s["bootstrap_servers"], "client.id": s["client_id"], "group.id": s["group_id"],
-            "enable.auto.commit": False, "auto.offset.reset": s["auto_offset_reset"],
+            **self._connection, "group.id": s["group_id"],
+            # "error": an out-of-range offset is reported to the source, never reset silently
+            "enable.auto.commit": False, "auto.offset.reset": "error", "allow.auto.create.topics": False,
             "session.timeout.ms": s["session_timeout_ms"], "heartbeat.interval.ms": s["heartbeat_interval_ms"],
             "max.poll.interval.ms": s["max_poll_interval_ms"], "fetch.max.bytes": s["fetch_max_bytes"],
             "max.partition.fetch.bytes": s["max_partition_fetch_bytes"], "fetch.wait.max.ms": s["fetch_max_wait_ms"],
-            "socket.timeout.ms": s["request_timeout_ms"], **_ck_security(s),
+            "socket.timeout.ms": s["request_timeout_ms"],
         })
+        self._timeout = s["request_timeout_ms"] / 1000.0
+        self._admin = None
+        self._ids_unavailable = False
         self.on_assign: Callable[[list[str]], None] = lambda pids: None
         self.on_revoke: Callable[[list[str]], None] = lambda pids: None
         self.on_lost: Callable[[list[str]], None] = lambda pids: None
+        self.out_of_range: dict[str, int] = {}
         self._seeks: dict[str, int] = {}
         self._assigning = False
+        # an exception raised inside a callback of librdkafka's poll is kept and raised after it: raised
+        # through the C layer it would surface as a SystemError
+        self._callback_error: BaseException | None = None
+        start = OFFSET_BEGINNING if s["auto_offset_reset"] == "earliest" else OFFSET_END
 
         def assigned(consumer, partitions):
             self._assigning = True
             self._seeks = {}
             try:
                 self.on_assign([pid_of(p.topic, p.partition) for p in partitions])
+                unsought = [p for p in partitions if pid_of(p.topic, p.partition) not in self._seeks]
+                committed = consumer.committed(unsought, timeout=self._timeout) if unsought else []
+                # no checkpoint: the group's committed offset, else auto_offset_reset (librdkafka itself would
+                # report a missing offset as out of range with auto.offset.reset=error)
+                starts = {pid_of(p.topic, p.partition): (p.offset if p.offset >= 0 else start) for p in committed}
+            except BaseException as exc:
+                self._callback_error = self._callback_error or exc
+                starts = {}
             finally:
                 self._assigning = False
             for p in partitions:
-                off = self._seeks.get(pid_of(p.topic, p.partition))
+                pid = pid_of(p.topic, p.partition)
+                off = self._seeks.get(pid, starts.get(pid))
                 if off is not None:
                     p.offset = off
             consumer.assign(partitions)
 
         def revoked(consumer, partitions):
-            self.on_revoke([pid_of(p.topic, p.partition) for p in partitions])
+            self._guarded(self.on_revoke, [pid_of(p.topic, p.partition) for p in partitions])
             consumer.unassign()
 
         def lost(consumer, partitions):
-            self.on_lost([pid_of(p.topic, p.partition) for p in partitions])
+            self._guarded(self.on_lost, [pid_of(p.topic, p.partition) for p in partitions])
             consumer.unassign()
 
         self._consumer.subscribe(s["topics"], on_assign=assigned, on_revoke=revoked, on_lost=lost)
 
+    def _guarded(self, callback: Callable[[list[str]], None], pids: list[str]) -> None:
+        try:
+            callback(pids)
+        except BaseException as exc:
+            self._callback_error = self._callback_error or exc
+
+    def _raise_callback_error(self) -> None:
+        exc, self._callback_error = self._callback_error, None
+        if exc is not None:
+            raise exc
+
     def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes]]:
+        from confluent_kafka import KafkaError
+
         out = []
-        for m in self._consumer.consume(num_messages=max_records, timeout=timeout):
-            if m.error() is not None:
-                log.warning("event=kafka_error error=%s", m.error())
+        messages = self._consumer.consume(num_messages=max_records, timeout=timeout)
+        self._raise_callback_error()
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE) and m.topic() is not None:
+                    self.out_of_range[pid_of(m.topic(), m.partition())] = m.offset()
+                else:
+                    log.warning("event=kafka_error error=%s", err)
                 continue
             out.append((pid_of(m.topic(), m.partition()), m.offset(), m.value()))
         return out
@@ -284,6 +442,44 @@ class _ConfluentConsumer:
 
         self._consumer.commit(offsets=[TopicPartition(*split_pid(pid), off) for pid, off in offsets.items()], asynchronous=False)
 
+    def topic_state(self, topic: str) -> tuple[bool, str | None]:
+        """(the topic exists, its topic id or None); librdkafka's consumer metadata has no ids, the admin API does."""
+        from confluent_kafka import KafkaError, KafkaException, TopicCollection
+        from confluent_kafka.admin import AdminClient
+
+        if self._ids_unavailable:
+            return True, None
+        if self._admin is None:
+            self._admin = AdminClient(self._connection)
+        future = self._admin.describe_topics(TopicCollection([topic]), request_timeout=self._timeout)[topic]
+        try:
+            described = future.result(timeout=self._timeout + 1.0)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return False, None
+            if error is None or error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
+                                                                     KafkaError._ALL_BROKERS_DOWN):
+                raise  # the broker is away: checked again at the next poll
+            # a broker (or an ACL) that refuses to describe topics: go on without ids, never stall
+            self._ids_unavailable = True
+            log.warning("event=kafka_topic_ids_unavailable topic=%s error=%s (recreated topics are found by their offsets only)",
+                        topic, error)
+            return True, None
+        return True, _uuid_text(getattr(described, "topic_id", None))
+
+    def fetched_end(self, pid: str) -> int | None:
+        from confluent_kafka import TopicPartition
+
+        _, high = self._consumer.get_watermark_offsets(TopicPartition(*split_pid(pid)), timeout=1.0, cached=True)
+        return None if high is None or high < 0 else int(high)
+
+    def log_range(self, pid: str) -> tuple[int, int]:
+        from confluent_kafka import TopicPartition
+
+        low, high = self._consumer.get_watermark_offsets(TopicPartition(*split_pid(pid)), timeout=self._timeout, cached=False)
+        return int(low), int(high)
+
     def lag(self, positions: dict[str, int]) -> dict[str, int]:
         from confluent_kafka import TopicPartition
 
@@ -295,6 +491,7 @@ class _ConfluentConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+        self._callback_error = None  # the engine had already stopped: a revocation at close has nothing to save
 
 
 class _ConfluentProducer:
@@ -333,19 +530,32 @@ class _ConfluentProducer:
 class KafkaSource:
     """Consumes ``topics`` in consumer group ``group_id``; partitioned positions.
 
+    A position is ``{"offset": next offset, "topic_id": id}`` (the id when the broker
+    has topic ids), so a checkpoint restored onto a recreated topic is recognised.
+
     Examples
     --------
     >>> KafkaSource.partitioned
     True
+    >>> KafkaSource({"topics": ["events"], "on_offset_reset": "skip"})
+    Traceback (most recent call last):
+    ...
+    ValueError: on_offset_reset: 'skip' is not one of fail, earliest, latest
     """
 
     partitioned = True
 
     def __init__(self, options: dict[str, Any], max_records: int = 512):
         self.settings = kafka_settings(options, SOURCE_OPTIONS)
+        self.policy = self.settings["on_offset_reset"]
         cls = _ConfluentConsumer if self.settings["backend"] == "confluent" else _KafkaPythonConsumer
         self._client = cls(self.settings, max_records)
         self._next: dict[str, int] = {}
+        self._topic_ids: dict[str, str | None] = {}  # pid -> the id of the log its position belongs to
+        self._owned: set[str] = set()  # the partitions the group gave this worker
+        self._unverified: set[str] = set()  # assigned or sought, not yet checked against the log
+        self._check_due = 0.0
+        self._missing: set[str] = set()  # topics absent from the broker's metadata (logged once)
         self._client.on_assign = self._assigned
         self._client.on_revoke = self._revoked
         self._client.on_lost = self._lost
@@ -353,6 +563,7 @@ class KafkaSource:
         self._on_revoke: Callable[[list[str]], None] = lambda pids: None
         self._on_lost: Callable[[list[str]], None] = lambda pids: None
         self.errors = 0
+        self.offset_resets: dict[tuple[str, str, str], int] = {}  # (topic, partition, action) -> count
 
     def set_listener(self, on_assign: Callable[[list[str]], None], on_revoke: Callable[[list[str]], None],
                      on_lost: Callable[[list[str]], None] | None = None) -> None:
@@ -361,19 +572,33 @@ class KafkaSource:
         self._on_lost = on_lost if on_lost is not None else on_revoke
 
     def _assigned(self, pids: list[str]) -> None:
+        self._owned.update(pids)
+        self._unverified.update(pids)
+        for pid in pids:  # a series at 0 before the first reset, so that an alert sees its increase
+            topic, partition = split_pid(pid)
+            self.offset_resets.setdefault((topic, str(partition), self.policy), 0)
         self._on_assign(pids)
 
     def _revoked(self, pids: list[str]) -> None:
         self._on_revoke(pids)
-        for pid in pids:
-            self._next.pop(pid, None)
+        self._drop(pids)
 
     def _lost(self, pids: list[str]) -> None:
         self._on_lost(pids)
+        self._drop(pids)
+
+    def _drop(self, pids: list[str]) -> None:
         for pid in pids:
+            self._owned.discard(pid)
             self._next.pop(pid, None)
+            self._topic_ids.pop(pid, None)
+            self._unverified.discard(pid)
 
     def poll(self, max_records: int, timeout: float) -> list[tuple[str, bytes]]:
+        """The next records, none of them from a partition whose position is not in its log.
+
+        Raises :class:`OffsetResetError` when one is found and ``on_offset_reset = "fail"``.
+        """
         try:
             records = self._client.poll(max_records, timeout)
         except Exception as exc:  # the broker is away: say so, keep running
@@ -381,6 +606,20 @@ class KafkaSource:
             log.warning("event=kafka_poll_error error=%r", exc)
             time.sleep(min(timeout, 1.0))
             return []
+        held, moved = self._check_positions()
+        if held or moved:
+            # records of a partition that failed its check, or could not be checked, are never handed out
+            first: dict[str, int] = {}
+            kept = []
+            for record in records:
+                if record[0] in held or record[0] in moved:
+                    first.setdefault(record[0], record[1])
+                else:
+                    kept.append(record)
+            for pid, offset in first.items():
+                if pid in held:  # fetched again once the check passes (a reset has sought elsewhere already)
+                    self._client.seek(pid, offset)
+            records = kept
         out = []
         nxt = self._next
         for pid, offset, value in records:
@@ -388,15 +627,118 @@ class KafkaSource:
             out.append((pid, value if value is not None else b""))
         return out
 
-    def position(self, pid: str) -> dict[str, int] | None:
-        off = self._next.get(pid)
-        return None if off is None else {"offset": off}
+    def _check_positions(self) -> tuple[set[str], set[str]]:
+        """Check the new and (every POSITION_CHECK_SECONDS) all owned positions against their logs; a position
+        not in its log gets the policy. Returns the partitions held back (to be checked again at the next
+        poll) and those the policy moved."""
+        out_of_range, self._client.out_of_range = self._client.out_of_range, {}
+        now = time.monotonic()
+        periodic = now >= self._check_due
+        if not (out_of_range or self._unverified or periodic):
+            return set(), set()
+        if periodic:
+            self._check_due = now + POSITION_CHECK_SECONDS
+        pids = (self._unverified | set(out_of_range) | (self._owned if periodic else set())) & self._owned
+        held: set[str] = set()
+        moved: set[str] = set()
+        states: dict[str, tuple[bool, str | None]] = {}  # one metadata look-up per topic and pass
+        for pid in sorted(pids):
+            topic, _ = split_pid(pid)
+            try:
+                if topic not in states:
+                    states[topic] = self._client.topic_state(topic)
+                exists, topic_id = states[topic]
+                if not exists:  # deleted, or lost with the broker: held until it is back, then checked
+                    if topic not in self._missing:
+                        self._missing.add(topic)
+                        self.errors += 1  # once per absence: source_up reads 0 until a commit succeeds again
+                        log.warning("event=kafka_topic_missing topic=%s partition=%s position=%s", topic, pid, self._next.get(pid))
+                    self._unverified.add(pid)
+                    held.add(pid)
+                    continue
+                self._missing.discard(topic)
+                reason = self._verdict(pid, topic_id, pid in out_of_range, pid in self._unverified)
+                if reason is not None:
+                    self._reset(pid, reason, topic_id)  # raises with "fail"
+                    moved.add(pid)
+                    continue
+            except OffsetResetError:
+                raise
+            except Exception as exc:  # the broker is away: check again at the next poll
+                self.errors += 1
+                log.warning("event=kafka_position_check_failed partition=%s error=%r", pid, exc)
+                self._unverified.add(pid)
+                held.add(pid)
+                continue
+            if self._topic_ids.get(pid) is None:
+                self._topic_ids[pid] = topic_id
+            self._unverified.discard(pid)
+        return held, moved
 
-    def seek(self, pid: str, position: dict[str, int]) -> None:
+    def _verdict(self, pid: str, topic_id: str | None, out_of_range: bool, new: bool) -> str | None:
+        """Why ``pid``'s position is not in its log, or None when it is (as far as the broker says)."""
+        known = self._topic_ids.get(pid)
+        if known is not None and topic_id is not None and known != topic_id:
+            return "topic_recreated"
+        if out_of_range:
+            return "out_of_range"
+        position = self._next.get(pid)
+        if position is None:
+            return None
+        end = self._client.fetched_end(pid)
+        # the end the last fetch reported (ListOffsets under-reports it on tansu, so it is not used here)
+        if end is not None and position > end:
+            return "past_log_end"
+        if new:
+            low, _ = self._client.log_range(pid)
+            if position < low:
+                return "before_log_start"
+        return None
+
+    def _reset(self, pid: str, reason: str, topic_id: str | None) -> None:
+        """Log, count and apply the policy to a position that is not in its log."""
+        topic, partition = split_pid(pid)
+        position = self._next.get(pid)
+        action = self.policy
+        try:
+            low, high = self._client.log_range(pid)
+        except Exception:
+            if action != "fail":
+                raise  # where to go is unknown: checked again at the next poll
+            low = high = None
+        if reason != "topic_recreated" and high is not None:
+            fetched = self._client.fetched_end(pid)
+            high = high if fetched is None else max(high, fetched)
+        self.errors += 1
+        key = (topic, str(partition), action)
+        self.offset_resets[key] = self.offset_resets.get(key, 0) + 1
+        fields = (f"event=offset_reset topic={topic} partition={partition} position={position} log_start={low} log_end={high} "
+                  f"reason={reason} action={action}")
+        if action == "fail":
+            log.error(fields)
+            raise OffsetResetError(topic, partition, position, low, high, reason)
+        target = low if action == "earliest" else high
+        log.warning("%s to=%d (the learner state is kept)", fields, target)
+        self._client.seek(pid, target)
+        self._next[pid] = target
+        self._topic_ids[pid] = topic_id
+        self._unverified.discard(pid)
+
+    def position(self, pid: str) -> dict[str, Any] | None:
+        off = self._next.get(pid)
+        if off is None:
+            return None
+        topic_id = self._topic_ids.get(pid)
+        return {"offset": off} if topic_id is None else {"offset": off, "topic_id": topic_id}
+
+    def seek(self, pid: str, position: dict[str, Any]) -> None:
+        """Resume at a checkpointed position; it is checked against the log before any record is handed out."""
         self._client.seek(pid, int(position["offset"]))
         self._next[pid] = int(position["offset"])
+        self._topic_ids[pid] = position.get("topic_id")
+        self._unverified.add(pid)
 
-    def commit(self, positions: dict[str, dict[str, int]]) -> bool:
+    def commit(self, positions: dict[str, dict[str, Any]]) -> bool:
         """Commit offsets to the group (after the checkpoint that covers them); False if the broker is away."""
         offsets = {pid: int(p["offset"]) for pid, p in positions.items() if p}
         if not offsets:
@@ -425,6 +767,9 @@ class KafkaSource:
         return False
 
     def close(self) -> None:
+        # the engine checkpointed before closing: the revocation the client reports while leaving the group
+        # has nothing to save (and the engine's sinks are closed by now)
+        self._on_assign = self._on_revoke = self._on_lost = lambda pids: None
         self._client.close()
 
 

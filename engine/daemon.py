@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .config import Config, ConfigError, EndpointSpec, check_config
+from .errors import FatalError
 from .runtime import Engine
 
 log = logging.getLogger("regretflow")
@@ -157,7 +158,14 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
         raise ConfigError(f"metrics.port: cannot listen on {config.metrics.host}:{config.metrics.port} ({exc.strerror})") from None
     if engine.server is not None:
         log.info("event=start metrics=http://%s:%d/metrics models=%s", engine.server.host, engine.server.port, ",".join(config.models))
-    engine.run(install_signals=True)
+    from regretflow.connectors.kafka import OffsetResetError  # no Kafka client is imported with it
+
+    try:
+        engine.run(install_signals=True)
+    except OffsetResetError as exc:
+        # the loop's shutdown checkpointed applied events only: nothing of the new log was handed out
+        engine.close()
+        raise FatalError(str(exc)) from None
     log.info("event=stop events=%d valid=%d dead_letters=%d", engine.events_seen, engine.valid_events, engine.dead_count)
     engine.close()
     return 0

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .events import KINDS, REASONS
 
@@ -70,6 +70,31 @@ class _Callback:
         value = self.fn()
         if value is not None:
             family.add_metric([], value)
+        yield family
+
+    def describe(self):
+        return []
+
+
+class OffsetResetCollector:
+    """``regretflow_source_offset_resets_total{topic,partition,action}``, read at scrape time from
+    ``counts``: a source's own ``{(topic, partition, action): n}`` (a Kafka source's ``offset_resets``).
+
+    >>> c = OffsetResetCollector()
+    >>> c.counts = {("events", "0", "earliest"): 1}
+    >>> [(s.labels["action"], s.value) for f in c.collect() for s in f.samples if s.name.endswith("_total")]
+    [('earliest', 1)]
+    """
+
+    def __init__(self):
+        self.counts: dict[tuple[str, str, str], int] = {}
+
+    def collect(self):
+        family = CounterMetricFamily("regretflow_source_offset_resets", "Source positions found outside their partition's log "
+                                     "(topic recreated, offset out of range), by the action source.on_offset_reset took.",
+                                     labels=["topic", "partition", "action"])
+        for (topic, partition, action), count in list(self.counts.items()):
+            family.add_metric([topic, partition, action], count)
         yield family
 
     def describe(self):
@@ -163,6 +188,8 @@ class Metrics:
         self.source_errors = Counter("regretflow_source_errors", "Errors talking to the source (broker unreachable, failed commits).", registry=r)
         self.source_up = Gauge("regretflow_source_up", "1 while the source answers, 0 after a failed poll, commit or lag query.", registry=r)
         self.source_up.set(1)
+        self.offset_resets = OffsetResetCollector()  # the engine points it at a Kafka source's counts
+        r.register(self.offset_resets)
         self.sink_records = Counter("regretflow_sink_records", "Records handed to the sinks (answers, dead_letters).", ["sink"], registry=r)
         self.learner_gauges = {
             name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()

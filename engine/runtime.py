@@ -135,6 +135,8 @@ class Engine:
         self.metrics = metrics or Metrics(
             list(config.models), {m: ["all", *s.group_labels] for m, s in config.models.items()}, gauges, group_gauges
         )
+        if hasattr(source, "offset_resets"):  # a Kafka source: its position resets, by action
+            self.metrics.offset_resets.counts = source.offset_resets
         monitor = getattr(getattr(source, "env", None), "monitor", None)
         if monitor is not None:  # a simulator's own measurements (e.g. fairness: the LP regret, per-auditor violations)
             self.metrics.registry.register(MonitorCollector(source.env.model, monitor))
@@ -248,6 +250,7 @@ class Engine:
             if pid not in self.parts:
                 self.parts[pid] = self._restore(pid)
         self.publish_all()  # restored figures are on /metrics before the partitions' next event
+        self.last_event_time = time.monotonic()  # idle_exit_seconds counts from here, not from a slow group join
         self.metrics.rebalances.inc()
         self.metrics.owned_partitions.set(len(self.parts))
         log.info("event=assigned partitions=%s", ",".join(sorted(pids)))

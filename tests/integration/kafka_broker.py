@@ -2,7 +2,8 @@
 
 Set ``REGRETFLOW_TEST_BOOTSTRAP=host:port`` to run the same tests against another
 broker (e.g. Apache Kafka); the outage test then needs ``REGRETFLOW_TEST_BROKER_PID``
-to pause it, and fails clearly without it.
+to pause it, and fails clearly without it; the offset-reset tests restart tansu (losing
+its topics) and fail clearly against an external broker.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ class Broker:
             pid = os.environ.get("REGRETFLOW_TEST_BROKER_PID")
             self.pid = int(pid) if pid else None
             return
-        port = free_port()
-        self.bootstrap = f"127.0.0.1:{port}"
+        self._log_path = log_path
         self._log = open(log_path, "wb")
+        self._launch(free_port())
+
+    def _launch(self, port: int) -> None:
+        self.bootstrap = f"127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
              "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/"],
@@ -54,7 +58,7 @@ class Broker:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tansu exited with {self.proc.returncode}; see {log_path}")
+                raise RuntimeError(f"tansu exited with {self.proc.returncode}; see {self._log_path}")
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                     return
@@ -62,10 +66,19 @@ class Broker:
                 time.sleep(0.1)
         raise RuntimeError("tansu did not start listening")
 
-    def create_topic(self, partitions: int, prefix: str = "t") -> str:
+    def restart(self) -> None:
+        """Stop tansu and start a new one on the same port: its in-memory storage, every topic, is gone."""
+        if self.proc is None:
+            raise RuntimeError("cannot restart an external broker (REGRETFLOW_TEST_BOOTSTRAP)")
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._launch(int(self.bootstrap.rsplit(":", 1)[1]))
+
+    def create_topic(self, partitions: int, prefix: str = "t", name: str | None = None) -> str:
+        """A new topic named ``prefix-<random>`` (or ``name``)."""
         from kafka.admin import KafkaAdminClient, NewTopic
 
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        name = name or f"{prefix}-{uuid.uuid4().hex[:8]}"
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
