@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import neural_kernels as NK
-from .contract import check_state, restore_rng, rng_state
-from .exploration import FastCBExploration, SquareCBExploration
+from .contract import check_choice, check_integer, check_state, refuse_nonfinite, restore_rng, rng_state
+from .exploration import SCHEDULES, FastCBExploration, SquareCBExploration
 from .neural import OnlineNeuralRegressor
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -80,6 +80,10 @@ class _NeuralInverseGapBandit:
         self.perturbation = perturbation
         self.init_scale = init_scale
         self.seed = seed
+        check_integer("n_actions", n_actions, ">= 1", allow_none=True)
+        check_integer("seed", seed, ">= 0")
+        # the rule checks its own constants; its schedule is this class's gamma_schedule
+        check_choice("gamma_schedule", gamma_schedule, SCHEDULES)
         net_seed, sample_seed, key_seed = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
         self.oracle = OnlineNeuralRegressor(
             depth=depth, width=width, activation=activation, loss=self._loss, optimizer=optimizer,
@@ -246,6 +250,7 @@ class _NeuralInverseGapBandit:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, type(self).__name__)
         if str(state["family"]) != self.family:
             raise ValueError(f"state of family {state['family']!r} given to {type(self).__name__}")
         self.mode = str(state["mode"])
