@@ -839,6 +839,7 @@ class FairFTPL(_FairBase):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, type(self).__name__)
         S = expect_array(state, "S", self.S_.shape, type(self).__name__)
         if not np.array_equal(S, self.S_):
             raise ValueError("FairFTPL: the checkpoint was written with a different separator set")
