@@ -26,8 +26,10 @@ class OnlineNeuralRegressor(base.Regressor):
     ``z``. With ``loss="squared"`` the prediction is ``z`` and the step follows
     ``(y - z)^2``; with ``loss="kl"`` the prediction is ``sigmoid(z)`` clamped to
     ``[1e-6, 1 - 1e-6]`` and the step follows the KL (log) loss of targets in [0, 1]
-    (gradient ``sigmoid(z) - y`` in logit space). Each step is plain online gradient
-    descent, AdaBelief or EXAdam (update rules in papers/optimizers.md), optionally
+    (gradient ``sigmoid(z) - y`` in logit space). Each step is online gradient descent
+    (its rate capped at ``1 / L`` along the gradient, so a step never moves the
+    linearised output past its target whatever the width and feature scale; see
+    :mod:`regretflow.learners.neural_kernels`), AdaBelief or EXAdam, optionally
     followed by the projection onto the ball of ``projection_radius`` around the
     initial weights. All arithmetic is float64 in numba kernels
     (:mod:`regretflow.learners.neural_kernels`).

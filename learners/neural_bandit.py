@@ -45,7 +45,8 @@ class _NeuralInverseGapBandit:
         "observed_loss_total": "Sum of 1 - reward over learned feedback (FastCB: the running estimate of L*)",
         "oracle_loss_mean": "Mean loss of the regression oracle on the feedback before each step (prequential)",
         "nonfinite_decisions": "Decisions made uniformly because the network predicted a non-finite reward "
-                               "(a diverged network: lower the learning rate)",
+                               "(a diverged network; its non-finite weights stay in the state, where the "
+                               "engine's check finds them)",
         "weight_distance": "Distance ||theta - theta0|| of the network weights from their initialisation",
     }
 
@@ -156,6 +157,9 @@ class _NeuralInverseGapBandit:
         """Choose an action; returns ``(action index, probability vector over actions)``.
 
         The decision number (for :meth:`learn` with late feedback) is ``last_decision``.
+        A network that predicts a non-finite reward has diverged: the decision is uniform,
+        counted in the ``nonfinite_decisions`` gauge, and the weights are left as they are
+        (non-finite) so that the engine's check of the state arrays sees it.
         """
         predicted = self.predict_rewards(context, actions)
         if not np.all(np.isfinite(predicted)):  # a diverged network: explore uniformly, and say so
