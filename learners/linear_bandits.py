@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import dynamical_kernels as K
-from .contract import check_choice, check_integer, check_number, check_state, expect_array, refuse_nonfinite, restore_rng, rng_state
+from .contract import (check_choice, check_integer, check_number, check_state, expect_array, refuse_nonfinite,
+                       restore_rng, rng_state)
 from .dynamical import (
     SystemBounds,
     _OptimisticLinearBandit,
