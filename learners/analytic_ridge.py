@@ -9,7 +9,8 @@ import numpy as np
 from river import base
 
 from . import analytic_ridge_kernels as K
-from .contract import check_state, dict_to_row
+from .contract import (check_bool, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
+                       refuse_nonfinite)
 
 GENERATOR_MODES = (False, "before_answer", "every_n", "timer")
 UPDATE_RULES = ("sherman-morrison", "cholesky", "blas", "auto")
@@ -194,6 +195,7 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         self.noise = noise
         self.update = update
         self.seed = seed
+        self._validate()
         self._reset()
         if features is not None:
             self._allocate(list(features))
@@ -226,20 +228,21 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         self.n_updates = 0
 
     def _validate(self) -> None:
-        if not (isinstance(self.gamma, (int, float)) and self.gamma > 0):
-            raise ValueError(f"gamma must be a number > 0, got {self.gamma!r}")
-        if not (isinstance(self.expansion_dim, (int, np.integer)) and self.expansion_dim >= 0):
-            raise ValueError(f"expansion_dim must be an integer >= 0, got {self.expansion_dim!r}")
-        if not (self.generator is False or (isinstance(self.generator, str) and self.generator in GENERATOR_MODES)):
-            raise ValueError(f"generator must be one of {GENERATOR_MODES}, got {self.generator!r}")
-        if not (isinstance(self.refresh_events, (int, np.integer)) and self.refresh_events >= 1):
-            raise ValueError(f"refresh_events must be an integer >= 1, got {self.refresh_events!r}")
-        if not self.refresh_seconds >= 0:
-            raise ValueError(f"refresh_seconds must be >= 0, got {self.refresh_seconds!r}")
-        if not self.noise >= 0:
-            raise ValueError(f"noise must be >= 0, got {self.noise!r}")
-        if self.update not in UPDATE_RULES:
-            raise ValueError(f"update must be one of {UPDATE_RULES}, got {self.update!r}")
+        check_names("features", self.features)
+        if self.classes is not None:
+            if isinstance(self.classes, (str, bytes)) or not isinstance(self.classes, (list, tuple)):
+                raise TypeError(f"classes: expected a list of distinct labels or None, got {self.classes!r}")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError(f"classes: expected a list of distinct labels or None, got {self.classes!r}")
+        check_number("gamma", self.gamma, "> 0")
+        check_integer("expansion_dim", self.expansion_dim, ">= 0")
+        check_bool("fit_intercept", self.fit_intercept)
+        check_choice("generator", self.generator, GENERATOR_MODES)
+        check_integer("refresh_events", self.refresh_events, ">= 1")
+        check_number("refresh_seconds", self.refresh_seconds, ">= 0")
+        check_number("noise", self.noise, ">= 0")
+        check_choice("update", self.update, UPDATE_RULES)
+        check_integer("seed", self.seed, ">= 0")
 
     def _allocate(self, features: list[str]) -> None:
         self._validate()
@@ -696,6 +699,7 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         owner = "AnalyticRidgeClassifier"
+        refuse_nonfinite(state, owner)
         if state.get("family", "analytic_ridge") != "analytic_ridge":
             raise ValueError(f"{owner}: state of family {state.get('family')!r}")
         if int(state["seed"]) != int(self.seed):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import contextual_baselines_kernels as CK
-from .contract import check_state, expect_array, restore_rng, rng_state
+from .contract import check_integer, check_number, check_state, expect_array, refuse_nonfinite, restore_rng, rng_state
 
 
 class _RidgeArms:
@@ -35,8 +35,9 @@ class _RidgeArms:
         self.n_actions = n_actions
         self.lam = lam
         self.seed = seed
-        if not lam > 0:
-            raise ValueError(f"lam must be > 0, got {lam!r}")
+        check_integer("n_actions", n_actions, ">= 1", allow_none=True)
+        check_number("lam", lam, "> 0")
+        check_integer("seed", seed, ">= 0")
         self._rng = np.random.default_rng(seed)
         self.mode = ""
         self.n_actions_ = 0
@@ -120,6 +121,7 @@ class _RidgeArms:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, type(self).__name__)
         if str(state["family"]) != self.family:
             raise ValueError(f"state of family {state['family']!r} given to {type(self).__name__}")
         self.mode = str(state["mode"])
@@ -177,6 +179,7 @@ class LinUCBDisjoint(_RidgeArms):
     def __init__(self, n_actions: int | None = None, alpha: float = 1.0, lam: float = 1.0, seed: int = 0):
         super().__init__(n_actions, lam, seed)
         self.alpha = alpha
+        check_number("alpha", alpha, ">= 0")
 
     def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:
         """Play the highest upper confidence bound; returns ``(action, one-hot probabilities)``."""
@@ -220,8 +223,7 @@ class EpsilonGreedy(_RidgeArms):
 
     def __init__(self, n_actions: int | None = None, epsilon: float = 0.05, lam: float = 1.0, seed: int = 0):
         super().__init__(n_actions, lam, seed)
-        if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        check_number("epsilon", epsilon, "[0, 1]")
         self.epsilon = epsilon
 
     def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:

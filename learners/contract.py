@@ -31,11 +31,169 @@ and reads them once per micro-batch. A learner never imports Prometheus.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import numbers
+import re
+from typing import Any, Iterable
 
 import numpy as np
 
 STATE_SCALARS = (str, int, float, bool, type(None))
+
+# -- parameter checks ------------------------------------------------------------------
+# A constructor stores its parameters as given (so repr and clone work) and checks each
+# with one of these; the message starts with the parameter's name and says what was
+# expected, and the config layer prefixes it with ``models.NAME.params.``.
+
+_BOUND = re.compile(r"^(>=|>|<=|<)\s*(\S+)$")
+_INTERVAL = re.compile(r"^([\[(])\s*(\S+),\s*(\S+)\s*([\])])$")
+
+
+def _within(value: float, bounds: str) -> bool:
+    """``value`` inside ``bounds``: ``"> 0"``, ``">= 1"``, ``"< 1"``, ``"(0, 1]"``, ``"[0, 1)"``..."""
+    one_sided = _BOUND.match(bounds)
+    if one_sided:
+        op, limit = one_sided.group(1), float(one_sided.group(2))
+        return {">": value > limit, ">=": value >= limit, "<": value < limit, "<=": value <= limit}[op]
+    interval = _INTERVAL.match(bounds)
+    if interval is None:
+        raise ValueError(f"bad bounds spec {bounds!r}")
+    left, low, high, right = interval.group(1), float(interval.group(2)), float(interval.group(3)), interval.group(4)
+    above = value >= low if left == "[" else value > low
+    below = value <= high if right == "]" else value < high
+    return above and below
+
+
+def _describe(kind: str, bounds: str | None, allow_none: bool) -> str:
+    where = "" if bounds is None else (f" in {bounds}" if bounds[0] in "[(" else f" {bounds}")
+    return f"{kind}{where}" + (" or None" if allow_none else "")
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def check_number(name: str, value: Any, bounds: str | None = None, allow_none: bool = False) -> float | None:
+    """A finite real number (not a bool) inside ``bounds``; returns it as a float.
+
+    Wrong types raise TypeError, values out of range (NaN and infinities included)
+    ValueError, each naming the parameter and what it expects.
+
+    >>> check_number("lam", 0.5, "> 0")
+    0.5
+    >>> check_number("lam", -5, "> 0")
+    Traceback (most recent call last):
+    ...
+    ValueError: lam: expected a number > 0, got -5
+    >>> check_number("gamma", True, "(0, 1]")
+    Traceback (most recent call last):
+    ...
+    TypeError: gamma: expected a number in (0, 1], got True
+    """
+    if value is None and allow_none:
+        return None
+    expected = _describe("a number", bounds, allow_none)
+    if _is_bool(value) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or (bounds is not None and not _within(number, bounds)):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return number
+
+
+def check_integer(name: str, value: Any, bounds: str | None = None, allow_none: bool = False) -> int | None:
+    """An integer (not a bool, not a float) inside ``bounds``; returns it as an int.
+
+    >>> check_integer("depth", 2, ">= 1")
+    2
+    >>> check_integer("depth", 1.5, ">= 1")
+    Traceback (most recent call last):
+    ...
+    TypeError: depth: expected an integer >= 1, got 1.5
+    """
+    if value is None and allow_none:
+        return None
+    expected = _describe("an integer", bounds, allow_none)
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    if bounds is not None and not _within(int(value), bounds):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """One of ``choices`` (compared by equality, types included: ``1`` is not ``True``).
+
+    >>> check_choice("mode", "mix", ("expected", "mixture", "sample"))
+    Traceback (most recent call last):
+    ...
+    ValueError: mode: expected one of 'expected', 'mixture', 'sample', got 'mix'
+    """
+    options = tuple(choices)
+    if not any(type(value) is type(option) and value == option for option in options):
+        raise ValueError(f"{name}: expected one of {', '.join(repr(o) for o in options)}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``True`` or ``False`` (not 0/1, not a string)."""
+    if not _is_bool(value):
+        raise TypeError(f"{name}: expected true or false, got {value!r}")
+    return bool(value)
+
+
+def check_names(name: str, value: Any, allow_none: bool = True) -> list[str] | None:
+    """A list of distinct strings (feature or group names), or None when allowed.
+
+    >>> check_names("features", ["a", "a"])
+    Traceback (most recent call last):
+    ...
+    ValueError: features: expected a list of distinct strings or None, got ['a', 'a']
+    """
+    if value is None and allow_none:
+        return None
+    expected = "a list of distinct strings" + (" or None" if allow_none else "")
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    if not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return list(value)
+
+
+def check_finite_matrix(name: str, value: Any, ndim: int) -> np.ndarray:
+    """A finite float64 array of ``ndim`` dimensions (a config list of lists, say)."""
+    try:
+        array = np.array(value, dtype=np.float64, ndmin=ndim)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a {ndim}-d array of numbers, got {value!r}") from None
+    if array.ndim != ndim or array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError(f"{name}: expected a non-empty {ndim}-d array of finite numbers, got {value!r}")
+    return array
+
+
+# -- state checks ----------------------------------------------------------------------
+def refuse_nonfinite(state: dict[str, Any], owner: str) -> None:
+    """Refuse a state dict holding NaN or an infinity in a float array or float scalar.
+
+    A learner calls it first in ``load_state_dict``, before it assigns anything, so a
+    refused state leaves the learner as it was.
+
+    >>> refuse_nonfinite({"w": np.array([0.0, np.nan])}, "OnlineRidge")
+    Traceback (most recent call last):
+    ...
+    ValueError: OnlineRidge: state['w'] holds non-finite values
+    """
+    for key, value in state.items():
+        if isinstance(value, np.ndarray):
+            finite = value.dtype.kind not in "fc" or bool(np.all(np.isfinite(value)))
+        elif isinstance(value, (float, np.floating)):
+            finite = math.isfinite(value)
+        else:
+            continue
+        if not finite:
+            raise ValueError(f"{owner}: state[{key!r}] holds non-finite values")
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

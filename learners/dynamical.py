@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import dynamical_kernels as K
-from .contract import check_state, expect_array, restore_rng, rng_state
+from .contract import (check_bool, check_finite_matrix, check_integer, check_number, check_state, expect_array,
+                       refuse_nonfinite, restore_rng, rng_state)
 
 __all__ = [
     "BudgetPolytope",
@@ -108,25 +109,38 @@ class BudgetPolytope:
         return np.array([[float(v) for v in u] for u in sorted(found)], dtype=np.float64)
 
 
-def action_matrix(actions: Any) -> np.ndarray:
+def action_matrix(actions: Any, name: str = "actions") -> np.ndarray:
     """The (K, d) float64 matrix of a finite action set.
 
     ``actions`` is a list of action vectors, a :class:`BudgetPolytope`, or a dict of
-    :class:`BudgetPolytope`'s arguments (as a config file gives it).
+    :class:`BudgetPolytope`'s arguments (as a config file gives it); errors start with
+    ``name``, the parameter it came in.
 
     >>> action_matrix({"lower": 0, "upper": 1, "total": 1, "dim": 2}).tolist()
     [[0.0, 1.0], [1.0, 0.0]]
     """
     if isinstance(actions, dict):
+        unknown = set(actions) - set(_POLYTOPE_FIELDS)
+        missing = set(_POLYTOPE_FIELDS[:4]) - set(actions)
+        if unknown or missing:
+            raise TypeError(f"{name}: expected a list of action vectors or a budget polytope with the fields "
+                            f"{', '.join(_POLYTOPE_FIELDS)}, got {actions!r}")
         actions = BudgetPolytope(**actions)
     if isinstance(actions, BudgetPolytope):
-        return actions.vertices()
-    mat = np.array(actions, dtype=np.float64)
-    if mat.ndim != 2 or mat.shape[0] < 1 or mat.shape[1] < 1:
-        raise ValueError(f"actions must be a non-empty list of equal-length vectors, got shape {mat.shape}")
-    if not np.all(np.isfinite(mat)):
-        raise ValueError("actions contain NaN or inf")
+        for field in ("lower", "upper"):
+            check_finite_matrix(f"{name}.{field}", getattr(actions, field), 1)
+        check_number(f"{name}.total", actions.total)
+        check_integer(f"{name}.dim", actions.dim, ">= 1")
+        check_bool(f"{name}.spend_all", actions.spend_all)
+        try:
+            return actions.vertices()
+        except ValueError as error:
+            raise ValueError(f"{name}: expected a non-empty budget polytope, {error}") from None
+    mat = check_finite_matrix(name, actions, 2)
     return np.ascontiguousarray(mat)
+
+
+_POLYTOPE_FIELDS = ("lower", "upper", "total", "dim", "spend_all")
 
 
 # ---------------------------------------------------------------------------------------
@@ -201,11 +215,17 @@ class SystemBounds:
 
     @classmethod
     def coerce(cls, bounds: Any) -> "SystemBounds":
-        if isinstance(bounds, cls):
-            return bounds
+        """Checked bounds from a :class:`SystemBounds` or a dict of its fields (a config table)."""
+        fields = ("rho_bar", "phi_bar", "omega_norm", "theta_norm", "b_norm", "noise_sigma")
         if isinstance(bounds, dict):
-            return cls(**{k: float(v) for k, v in bounds.items()})
-        raise TypeError(f"bounds must be SystemBounds or a dict of its fields, got {type(bounds).__name__}")
+            if set(bounds) != set(fields):
+                raise TypeError(f"bounds: expected a table with exactly the fields {', '.join(fields)}, got {bounds!r}")
+        elif not isinstance(bounds, cls):
+            raise TypeError(f"bounds: expected SystemBounds or a table of its fields, got {bounds!r}")
+        get = bounds.get if isinstance(bounds, dict) else lambda name: getattr(bounds, name)
+        values = {name: check_number(f"bounds.{name}", get(name), ">= 0") for name in fields}
+        check_number("bounds.rho_bar", values["rho_bar"], "[0, 1)")
+        return bounds if isinstance(bounds, cls) else cls(**values)
 
 
 def dynamical_constants(bounds: SystemBounds, u_norm: float) -> dict[str, float]:
@@ -259,13 +279,25 @@ def _log_inv_rho(rho_bar: float, threshold: float) -> float:
 def _resolve_lam(lam: Any, horizon: int) -> float:
     if isinstance(lam, str):
         if lam not in ("log_horizon", "log T"):
-            raise ValueError(f"lam must be a positive number or 'log_horizon', got {lam!r}")
-        value = float(np.log(horizon))
-    else:
-        value = float(lam)
-    if not value > 0:
-        raise ValueError(f"lam must be > 0, got {lam!r} (log of horizon {horizon} when 'log_horizon')")
-    return value
+            raise ValueError(f"lam: expected a number > 0 or 'log_horizon', got {lam!r}")
+        return float(np.log(horizon))  # horizon >= 2: log > 0
+    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (int, float, np.integer, np.floating)):
+        raise TypeError(f"lam: expected a number > 0 or 'log_horizon', got {lam!r}")
+    if not (np.isfinite(lam) and lam > 0):
+        raise ValueError(f"lam: expected a number > 0 or 'log_horizon', got {lam!r}")
+    return float(lam)
+
+
+def check_optimistic_parameters(horizon: Any, delta: Any, u_norm: Any, norm_bound: Any, beta_scale: Any,
+                                residual_window: Any, seed: Any) -> None:
+    """The parameters DynLin-UCB, LinUCB and Discounted LinUCB share, named as they take them."""
+    check_integer("horizon", horizon, ">= 2")
+    check_number("delta", delta, "(0, 1)", allow_none=True)
+    check_number("u_norm", u_norm, "> 0", allow_none=True)
+    check_number("norm_bound", norm_bound, "> 0", allow_none=True)
+    check_number("beta_scale", beta_scale, ">= 0")
+    check_number("residual_window", residual_window, ">= 1")
+    check_integer("seed", seed, ">= 0")
 
 
 # ---------------------------------------------------------------------------------------
@@ -472,6 +504,7 @@ class _OptimisticLinearBandit:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         owner = type(self).__name__
+        refuse_nonfinite(state, owner)
         if str(state.get("learner", owner)) != owner:
             raise ValueError(f"{owner}: state was saved by {state['learner']!r}")
         n_arms, d = self._actions.shape
@@ -577,18 +610,14 @@ class DynLinUCB(_OptimisticLinearBandit):
         self.epoch_threshold = epoch_threshold
         self.residual_window = residual_window
         self.seed = seed
+        check_optimistic_parameters(horizon, delta, u_norm, None, beta_scale, residual_window, seed)
+        check_number("epoch_threshold", epoch_threshold, "[0, 1)")
         sb = SystemBounds.coerce(bounds)
         horizon = int(horizon)
-        if horizon < 2:
-            raise ValueError(f"horizon must be >= 2, got {horizon!r}")
         mat = action_matrix(actions)
         u = float(u_norm) if u_norm is not None else float(np.max(np.linalg.norm(mat, axis=1)))
         lam_value = _resolve_lam(lam, horizon)
         dlt = 1.0 / horizon if delta is None else float(delta)
-        if not 0 < dlt < 1:
-            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
-        if not beta_scale >= 0:
-            raise ValueError(f"beta_scale must be >= 0, got {beta_scale!r}")
         consts = dynamical_constants(sb, u)
         self.constants_ = consts
         log_inv_rho = _log_inv_rho(sb.rho_bar, epoch_threshold)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import neural_kernels as NK
+from .contract import check_choice, check_number
 
 SCHEDULES = ("fixed", "sqrt", "doubling")
 
@@ -83,10 +84,10 @@ class _InverseGapExploration:
         self.gamma0 = gamma0
         self.gamma_exponent = gamma_exponent
         self.gamma_min = gamma_min
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if not gamma0 >= 0:
-            raise ValueError(f"gamma0 must be >= 0, got {gamma0!r}")
+        check_choice("schedule", schedule, SCHEDULES)
+        check_number("gamma0", gamma0, ">= 0")
+        check_number("gamma_exponent", gamma_exponent, ">= 0")
+        check_number("gamma_min", gamma_min, ">= 0", allow_none=True)
         self.n_learned = 0
         self.cumulative_loss = 0.0
         self.last_gamma = 0.0

@@ -42,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from . import fair_kernels as K
-from .contract import check_state, expect_array, restore_rng, rng_state
+from .contract import (check_finite_matrix, check_integer, check_names, check_number, check_state, expect_array,
+                       refuse_nonfinite, restore_rng, rng_state)
 
 
 def linear_threshold_class(n_features: int, n_directions: int = 16, n_offsets: int = 13,
@@ -171,19 +172,12 @@ class _FairBase:
         self.groups = groups
         self.group_features = group_features
         self.seed = seed
-        if not 0.0 < gamma <= 1.0:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-        if horizon is not None and int(horizon) < 1:
-            raise ValueError(f"horizon must be a positive number of rounds, got {horizon!r}")
-        if cost_bound is not None and not cost_bound > 0:
-            raise ValueError(f"cost_bound must be > 0, got {cost_bound!r}")
-        if fairness_weight is not None and not fairness_weight >= 0:
-            raise ValueError(f"fairness_weight must be >= 0, got {fairness_weight!r}")
+        self._check_base_parameters()
         if weights is not None:
-            W = np.array(weights, dtype=np.float64, ndmin=2)
-            b = np.array(offsets, dtype=np.float64).reshape(-1)
+            W = check_finite_matrix("weights", weights, 2)
+            b = check_finite_matrix("offsets", offsets, 1).reshape(-1)
             if W.shape[0] != b.shape[0]:
-                raise ValueError(f"weights has {W.shape[0]} rows, offsets {b.shape[0]} values")
+                raise ValueError(f"offsets: expected one value per row of weights ({W.shape[0]}), got {b.shape[0]}")
         else:
             d = n_features if n_features is not None else (len(features) if features is not None else None)
             if d is None:
@@ -216,6 +210,26 @@ class _FairBase:
         self.group_positive_ = np.zeros(len(self._group_columns))
 
     # -- set-up -------------------------------------------------------------------
+    def _check_base_parameters(self) -> None:
+        check_integer("n_features", self.n_features, ">= 1", allow_none=True)
+        check_names("features", self.features)
+        check_integer("n_directions", self.n_directions, ">= 1")
+        check_integer("n_offsets", self.n_offsets, ">= 1")
+        bounds = check_finite_matrix("offset_range", self.offset_range, 1)
+        if bounds.shape != (2,) or not bounds[0] < bounds[1]:
+            raise ValueError(f"offset_range: expected a pair [low, high] with low < high, got {self.offset_range!r}")
+        check_integer("horizon", self.horizon, ">= 1", allow_none=True)
+        check_number("fairness_weight", self.fairness_weight, ">= 0", allow_none=True)
+        check_number("fairness_scale", self.fairness_scale, ">= 0")
+        check_number("gamma", self.gamma, "(0, 1]")
+        check_names("groups", self.groups)
+        mapping = self.group_features
+        if mapping is not None and not (isinstance(mapping, dict)
+                                        and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+            raise TypeError(f"group_features: expected a table of group label -> feature name, got {mapping!r}")
+        check_integer("seed", self.seed, ">= 0")
+        check_number("cost_bound", self.cost_bound, "> 0", allow_none=True)
+
     def _resolve_groups(self) -> list[int]:
         if not self.groups:
             return []
@@ -414,6 +428,7 @@ class _FairBase:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         owner = type(self).__name__
+        refuse_nonfinite(state, owner)
         if state.get("family") != self.family:
             raise ValueError(f"{owner}: state of family {state.get('family')!r}, expected {self.family!r}")
         N = int(state["n_policies"])
@@ -526,13 +541,10 @@ class FairExp2(_FairBase):
                          fairness_weight, fairness_scale, gamma, groups, group_features, seed, cost_bound)
         self.learning_rate = learning_rate
         self.learning_rate_factor = learning_rate_factor
-        if not learning_rate_factor > 0:
-            raise ValueError(f"learning_rate_factor must be > 0, got {learning_rate_factor!r}")
         self.mixing = mixing
-        if learning_rate is not None and not learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-        if not 0.0 <= mixing < 1.0:
-            raise ValueError(f"mixing must be in [0, 1), got {mixing!r}")
+        check_number("learning_rate", learning_rate, "> 0", allow_none=True)
+        check_number("learning_rate_factor", learning_rate_factor, "> 0")
+        check_number("mixing", mixing, "[0, 1)")
         self._p = np.empty(self.n_policies)
 
     def current_learning_rate(self) -> float:
@@ -742,16 +754,15 @@ class FairFTPL(_FairBase):
         self.perturbation_factor = perturbation_factor
         self.n_samples = n_samples
         self.max_resamples = max_resamples
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be >= 1, got {n_samples!r}")
-        if max_resamples is not None and int(max_resamples) < 1:
-            raise ValueError(f"max_resamples must be >= 1, got {max_resamples!r}")
-        if perturbation_scale is not None and not perturbation_scale > 0:
-            raise ValueError(f"perturbation_scale must be > 0, got {perturbation_scale!r}")
+        check_integer("n_candidates", n_candidates, ">= 1")
+        check_number("perturbation_scale", perturbation_scale, "> 0", allow_none=True)
+        check_number("perturbation_factor", perturbation_factor, "> 0")
+        check_integer("n_samples", n_samples, ">= 1")
+        check_integer("max_resamples", max_resamples, ">= 1", allow_none=True)
         if separator_points is not None:
-            S = np.array(separator_points, dtype=np.float64, ndmin=2)
+            S = check_finite_matrix("separator_points", separator_points, 2)
             if S.shape[1] != self.d_:
-                raise ValueError(f"separator_points must have {self.d_} columns, got {S.shape[1]}")
+                raise ValueError(f"separator_points: expected {self.d_} columns, got {S.shape[1]}")
         else:
             pool = np.random.default_rng(seed + 7919).random((int(n_candidates), self.d_))
             S = greedy_separator(self.W_, self.b_, pool)
@@ -828,6 +839,7 @@ class FairFTPL(_FairBase):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, type(self).__name__)
         S = expect_array(state, "S", self.S_.shape, type(self).__name__)
         if not np.array_equal(S, self.S_):
             raise ValueError("FairFTPL: the checkpoint was written with a different separator set")

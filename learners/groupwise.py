@@ -16,7 +16,8 @@ from river import base as river_base
 
 from . import groupwise_kernels as K
 from . import ridge_kernels
-from .contract import as_matrix, check_state, dict_to_row, expect_array, restore_rng, rng_state
+from .contract import (as_matrix, check_bool, check_choice, check_integer, check_names, check_number, check_state,
+                       dict_to_row, expect_array, refuse_nonfinite, restore_rng, rng_state)
 
 ALWAYS_ON = "always_on"
 MODES = ("expected", "sample", "mixture")
@@ -183,22 +184,22 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
 
     # -- set-up -------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        check_names("features", self.features)
+        check_choice("mode", self.mode, MODES)
         if isinstance(self.base, str):
-            if self.base not in BUILTIN_BASES:
-                raise ValueError(f"base must be one of {BUILTIN_BASES} or a regressor, got {self.base!r}")
+            check_choice("base", self.base, BUILTIN_BASES)
         elif not (hasattr(self.base, "observe_many") and hasattr(self.base, "clone")):
-            raise TypeError("base must be 'ridge', 'omd' or a regretflow regressor with observe_many and clone")
-        if not self.lam > 0:
-            raise ValueError(f"lam must be > 0, got {self.lam!r}")
-        if not (self.omd_diameter > 0 and self.omd_grad_bound >= 0 and self.omd_delta > 0):
-            raise ValueError("omd_diameter and omd_delta must be > 0 and omd_grad_bound >= 0")
-        names = [str(g) for g in (self.groups or [])]
+            raise TypeError(f"base: expected 'ridge', 'omd' or a regretflow regressor with observe_many and clone, "
+                            f"got {self.base!r}")
+        check_number("lam", self.lam, "> 0")
+        check_bool("clip", self.clip)
+        check_integer("seed", self.seed, ">= 0")
+        check_number("omd_diameter", self.omd_diameter, "> 0")
+        check_number("omd_grad_bound", self.omd_grad_bound, ">= 0")
+        check_number("omd_delta", self.omd_delta, "> 0")
+        names = check_names("groups", self.groups) or []
         if ALWAYS_ON in names:
-            raise ValueError(f"groups must not contain {ALWAYS_ON!r}: the learner adds it")
-        if len(set(names)) != len(names):
-            raise ValueError(f"groups must be unique, got {names}")
+            raise ValueError(f"groups: expected names other than {ALWAYS_ON!r} (the learner adds it), got {names}")
 
     def _allocate(self) -> None:
         n_groups, d = len(self._group_names), len(self._features)
@@ -469,6 +470,7 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state; groups declared now but absent from it start fresh."""
         owner = "GroupwiseRegressor"
+        refuse_nonfinite(state, owner)
         expected_base = self.base if isinstance(self.base, str) else type(self.base).__name__
         if str(state.get("base")) != expected_base:
             raise ValueError(f"{owner}: state has base {state.get('base')!r}, this learner {expected_base!r}")

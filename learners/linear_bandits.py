@@ -16,12 +16,14 @@ from typing import Any
 import numpy as np
 
 from . import dynamical_kernels as K
-from .contract import check_state, expect_array, restore_rng, rng_state
+from .contract import (check_choice, check_integer, check_number, check_state, expect_array, refuse_nonfinite,
+                       restore_rng, rng_state)
 from .dynamical import (
     SystemBounds,
     _OptimisticLinearBandit,
     _resolve_lam,
     action_matrix,
+    check_optimistic_parameters,
     dynamical_constants,
 )
 
@@ -90,17 +92,15 @@ class LinUCB(_OptimisticLinearBandit):
         self.beta_scale = beta_scale
         self.residual_window = residual_window
         self.seed = seed
+        check_optimistic_parameters(horizon, delta, u_norm, norm_bound, beta_scale, residual_window, seed)
+        check_choice("radius", radius, ("oracle", "standard"))
         sb = SystemBounds.coerce(bounds)
         horizon = int(horizon)
-        if horizon < 2:
-            raise ValueError(f"horizon must be >= 2, got {horizon!r}")
         mat = action_matrix(actions)
         d = mat.shape[1]
         u = float(u_norm) if u_norm is not None else float(np.max(np.linalg.norm(mat, axis=1)))
         lam_value = _resolve_lam(lam, horizon)
         dlt = 1.0 / horizon if delta is None else float(delta)
-        if not 0 < dlt < 1:
-            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
         if radius == "oracle":
             consts = dynamical_constants(sb, u)
             rule = K.RULE_ORACLE
@@ -181,19 +181,15 @@ class DiscountedLinUCB(_OptimisticLinearBandit):
         self.beta_scale = beta_scale
         self.residual_window = residual_window
         self.seed = seed
+        check_optimistic_parameters(horizon, delta, u_norm, norm_bound, beta_scale, residual_window, seed)
+        self._discount = check_number("discount", discount, "(0, 1)")
+        check_choice("statistics", statistics, ("discounted", "radius-only"))
         sb = SystemBounds.coerce(bounds)
         horizon = int(horizon)
-        if horizon < 2:
-            raise ValueError(f"horizon must be >= 2, got {horizon!r}")
-        if not 0 < float(discount) < 1:
-            raise ValueError(f"discount must be in (0, 1), got {discount!r}")
-        self._discount = float(discount)
         mat = action_matrix(actions)
         u = float(u_norm) if u_norm is not None else float(np.max(np.linalg.norm(mat, axis=1)))
         lam_value = _resolve_lam(lam, horizon)
         dlt = 1.0 / horizon if delta is None else float(delta)
-        if not 0 < dlt < 1:
-            raise ValueError(f"delta must be in (0, 1), got {delta!r}")
         if statistics == "discounted":
             self._statistics = "discounted"
             nb = u if norm_bound is None else float(norm_bound)
@@ -272,18 +268,20 @@ class Exp3(object):
         self.eta = eta
         self.batch_size = batch_size
         self.seed = seed
-        if isinstance(n_arms_or_actions, (int, np.integer)):
-            if n_arms_or_actions < 2:
-                raise ValueError(f"need at least 2 arms, got {n_arms_or_actions!r}")
-            self._actions = np.eye(int(n_arms_or_actions))
+        check_integer("horizon", horizon, ">= 1")
+        check_number("reward_offset", reward_offset)
+        check_number("reward_scale", reward_scale, "> 0")
+        check_number("gamma", gamma, "(0, 1]", allow_none=True)
+        check_number("eta", eta, "> 0", allow_none=True)
+        self._batch = check_integer("batch_size", batch_size, ">= 1")
+        check_integer("seed", seed, ">= 0")
+        if isinstance(n_arms_or_actions, (int, np.integer)) and not isinstance(n_arms_or_actions, bool):
+            self._actions = np.eye(check_integer("n_arms_or_actions", n_arms_or_actions, ">= 2"))
         else:
-            self._actions = action_matrix(n_arms_or_actions)
+            self._actions = action_matrix(n_arms_or_actions, "n_arms_or_actions")
+            if self._actions.shape[0] < 2:
+                raise ValueError(f"n_arms_or_actions: expected at least 2 arms, got {n_arms_or_actions!r}")
         n = self._actions.shape[0]
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self._batch = int(batch_size)
-        if not reward_scale > 0:
-            raise ValueError(f"reward_scale must be > 0, got {reward_scale!r}")
         n_updates = int(horizon) / self._batch
         g = min(1.0, math.sqrt(n * math.log(n) / ((math.e - 1) * 2 * n_updates / 3))) if gamma is None else float(gamma)
         if not 0 < g <= 1:
@@ -364,6 +362,7 @@ class Exp3(object):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         owner = type(self).__name__
+        refuse_nonfinite(state, owner)
         n, d = self._actions.shape
         if not np.array_equal(expect_array(state, "actions", (n, d), owner), self._actions):
             raise ValueError(f"{owner}: state was saved with a different action set")

@@ -8,7 +8,8 @@ import numpy as np
 from river import base
 
 from . import neural_kernels as NK
-from .contract import as_matrix, check_state, dict_to_row, expect_array, restore_rng, rng_state
+from .contract import (as_matrix, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
+                       expect_array, refuse_nonfinite, restore_rng, rng_state)
 
 ACTIVATIONS = {"tanh": NK.TANH, "softplus": NK.SOFTPLUS, "gelu": NK.GELU, "relu": NK.RELU}
 LOSSES = {"squared": NK.SQUARED, "kl": NK.KL}
@@ -25,8 +26,10 @@ class OnlineNeuralRegressor(base.Regressor):
     ``z``. With ``loss="squared"`` the prediction is ``z`` and the step follows
     ``(y - z)^2``; with ``loss="kl"`` the prediction is ``sigmoid(z)`` clamped to
     ``[1e-6, 1 - 1e-6]`` and the step follows the KL (log) loss of targets in [0, 1]
-    (gradient ``sigmoid(z) - y`` in logit space). Each step is plain online gradient
-    descent, AdaBelief or EXAdam (update rules in papers/optimizers.md), optionally
+    (gradient ``sigmoid(z) - y`` in logit space). Each step is online gradient descent
+    (its rate capped at ``1 / L`` along the gradient, so a step never moves the
+    linearised output past its target whatever the width and feature scale; see
+    :mod:`regretflow.learners.neural_kernels`), AdaBelief or EXAdam, optionally
     followed by the projection onto the ball of ``projection_radius`` around the
     initial weights. All arithmetic is float64 in numba kernels
     (:mod:`regretflow.learners.neural_kernels`).
@@ -118,6 +121,8 @@ class OnlineNeuralRegressor(base.Regressor):
         self.perturbation = perturbation
         self.init_scale = init_scale
         self.seed = seed
+        check_names("features", features)
+        self._check_parameters()
         self._features = list(features) if features is not None else None
         self._theta: np.ndarray | None = None
         self.n_updates = 0
@@ -128,19 +133,20 @@ class OnlineNeuralRegressor(base.Regressor):
 
     # -- set-up -------------------------------------------------------------------
     def _check_parameters(self) -> None:
-        if int(self.depth) < 1 or int(self.width) < 1:
-            raise ValueError(f"depth and width must be >= 1, got depth={self.depth!r} width={self.width!r}")
+        """The network's parameters (the neural bandits pass theirs on under the same names)."""
+        check_integer("depth", self.depth, ">= 1")
+        check_integer("width", self.width, ">= 1")
         for name, table in (("activation", ACTIVATIONS), ("loss", LOSSES), ("optimizer", OPTIMIZERS)):
-            if getattr(self, name) not in table:
-                raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(self, name)!r}")
-        if self.exadam_variant != "v2":
-            raise ValueError(f"exadam_variant must be 'v2' (the pinned variant), got {self.exadam_variant!r}")
-        if not self.learning_rate >= 0:
-            raise ValueError(f"learning_rate must be >= 0, got {self.learning_rate!r}")
-        if self.projection_radius is not None and not self.projection_radius > 0:
-            raise ValueError(f"projection_radius must be > 0 or None, got {self.projection_radius!r}")
-        if not self.perturbation >= 0:
-            raise ValueError(f"perturbation must be >= 0, got {self.perturbation!r}")
+            check_choice(name, getattr(self, name), table)
+        check_choice("exadam_variant", self.exadam_variant, ("v2",))  # the pinned variant
+        check_number("learning_rate", self.learning_rate, ">= 0")
+        check_number("beta1", self.beta1, "[0, 1)")
+        check_number("beta2", self.beta2, "[0, 1)")
+        check_number("eps", self.eps, ">= 0", allow_none=True)
+        check_number("projection_radius", self.projection_radius, "> 0", allow_none=True)
+        check_number("perturbation", self.perturbation, ">= 0")
+        check_number("init_scale", self.init_scale, "> 0")
+        check_integer("seed", self.seed, ">= 0")
 
     def allocate(self, n_inputs: int, fan_in: int) -> None:
         """Draw the initial weights for rows of ``n_inputs`` columns, ``fan_in`` of which an
@@ -286,6 +292,7 @@ class OnlineNeuralRegressor(base.Regressor):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, "OnlineNeuralRegressor")
         names = [str(n) for n in np.asarray(state.get("features", []))]
         self._features = names or None
         self.n_updates = int(state["n_updates"])

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import neural_kernels as NK
-from .contract import check_state, restore_rng, rng_state
-from .exploration import FastCBExploration, SquareCBExploration
+from .contract import check_choice, check_integer, check_state, refuse_nonfinite, restore_rng, rng_state
+from .exploration import SCHEDULES, FastCBExploration, SquareCBExploration
 from .neural import OnlineNeuralRegressor
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -45,7 +45,8 @@ class _NeuralInverseGapBandit:
         "observed_loss_total": "Sum of 1 - reward over learned feedback (FastCB: the running estimate of L*)",
         "oracle_loss_mean": "Mean loss of the regression oracle on the feedback before each step (prequential)",
         "nonfinite_decisions": "Decisions made uniformly because the network predicted a non-finite reward "
-                               "(a diverged network: lower the learning rate)",
+                               "(a diverged network; its non-finite weights stay in the state, where the "
+                               "engine's check finds them)",
         "weight_distance": "Distance ||theta - theta0|| of the network weights from their initialisation",
     }
 
@@ -80,6 +81,10 @@ class _NeuralInverseGapBandit:
         self.perturbation = perturbation
         self.init_scale = init_scale
         self.seed = seed
+        check_integer("n_actions", n_actions, ">= 1", allow_none=True)
+        check_integer("seed", seed, ">= 0")
+        # the rule checks its own constants; its schedule is this class's gamma_schedule
+        check_choice("gamma_schedule", gamma_schedule, SCHEDULES)
         net_seed, sample_seed, key_seed = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
         self.oracle = OnlineNeuralRegressor(
             depth=depth, width=width, activation=activation, loss=self._loss, optimizer=optimizer,
@@ -152,6 +157,9 @@ class _NeuralInverseGapBandit:
         """Choose an action; returns ``(action index, probability vector over actions)``.
 
         The decision number (for :meth:`learn` with late feedback) is ``last_decision``.
+        A network that predicts a non-finite reward has diverged: the decision is uniform,
+        counted in the ``nonfinite_decisions`` gauge, and the weights are left as they are
+        (non-finite) so that the engine's check of the state arrays sees it.
         """
         predicted = self.predict_rewards(context, actions)
         if not np.all(np.isfinite(predicted)):  # a diverged network: explore uniformly, and say so
@@ -246,6 +254,7 @@ class _NeuralInverseGapBandit:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, type(self).__name__)
         if str(state["family"]) != self.family:
             raise ValueError(f"state of family {state['family']!r} given to {type(self).__name__}")
         self.mode = str(state["mode"])

@@ -8,7 +8,8 @@ import numpy as np
 from river import base
 
 from . import omd_kernels as K
-from .contract import as_matrix, check_state, dict_to_row, expect_array
+from .contract import (as_matrix, check_bool, check_names, check_number, check_state, dict_to_row, expect_array,
+                       refuse_nonfinite)
 
 
 class OptimisticOMDRegressor(base.MiniBatchRegressor):
@@ -75,8 +76,11 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
         self.grad_bound = grad_bound
         self.delta = delta
         self.fit_intercept = fit_intercept
-        if not (diameter > 0 and grad_bound >= 0 and delta > 0):
-            raise ValueError("diameter and delta must be > 0 and grad_bound >= 0")
+        check_names("features", features)
+        check_number("diameter", diameter, "> 0")
+        check_number("grad_bound", grad_bound, ">= 0")
+        check_number("delta", delta, "> 0")
+        check_bool("fit_intercept", fit_intercept)
         self._features = list(features) if features is not None else None
         self._xhat: np.ndarray | None = None
         self.n_updates = 0
@@ -173,6 +177,7 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, "OptimisticOMDRegressor")
         names = [str(n) for n in np.asarray(state.get("features", []))]
         self._features = names or None
         self.n_updates = int(state["n_updates"])

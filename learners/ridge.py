@@ -8,7 +8,8 @@ import numpy as np
 from river import base
 
 from . import ridge_kernels as K
-from .contract import as_matrix, check_state, dict_to_row, expect_array
+from .contract import (as_matrix, check_bool, check_names, check_number, check_state, dict_to_row, expect_array,
+                       refuse_nonfinite)
 
 
 class OnlineRidge(base.Regressor):
@@ -59,6 +60,10 @@ class OnlineRidge(base.Regressor):
         self.lam = lam
         self.forgetting = forgetting
         self.fit_intercept = fit_intercept
+        check_names("features", features)
+        check_number("lam", lam, "> 0")
+        check_number("forgetting", forgetting, "(0, 1]")
+        check_bool("fit_intercept", fit_intercept)
         self._features = list(features) if features is not None else None
         self._P: np.ndarray | None = None
         self._w: np.ndarray | None = None
@@ -68,10 +73,6 @@ class OnlineRidge(base.Regressor):
 
     # -- set-up -------------------------------------------------------------------
     def _allocate(self, n_features: int) -> None:
-        if not self.lam > 0:
-            raise ValueError(f"lam must be > 0, got {self.lam!r}")
-        if not 0 < self.forgetting <= 1:
-            raise ValueError(f"forgetting must be in (0, 1], got {self.forgetting!r}")
         d = n_features + (1 if self.fit_intercept else 0)
         self._P = np.eye(d) / self.lam
         self._w = np.zeros(d)
@@ -152,6 +153,7 @@ class OnlineRidge(base.Regressor):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, "OnlineRidge")
         names = [str(n) for n in np.asarray(state.get("features", []))]
         self._features = names or None
         self.n_updates = int(state["n_updates"])

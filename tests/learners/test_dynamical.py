@@ -148,7 +148,7 @@ def test_budget_polytope_vertices_match_brute_force_enumeration(lower, upper, to
 
 def test_action_matrix_accepts_config_dict_and_rejects_nan():
     assert np.array_equal(action_matrix({"lower": 0, "upper": 1, "total": 1.5, "dim": 3}), OFFICIAL_BUDGET_ACTIONS)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="actions: expected a non-empty 2-d array of finite numbers"):
         action_matrix([[0.0, float("nan")]])
 
 

@@ -203,10 +203,12 @@ def test_perturbation_term_is_in_the_output_and_its_gradient_in_the_step():
                      n_in, width, depth, NK.TANH, scale, key, out)
     z_ref = reference_forward(theta, x, n_in, width, depth, NK.TANH) + scale / math.sqrt(p) * signs @ (theta - theta0)
     assert out[0] == pytest.approx(z_ref, abs=1e-12)
-    # one OGD step: theta - lr * slope * (dz/dtheta + scale/sqrt(p) * s)
+    # one OGD step: theta - rate * slope * g, g = dz/dtheta + scale/sqrt(p) * s, at the
+    # rate capped at 1 / (2 ||g||^2) (2: the squared loss's curvature)
     lr, target = 0.1, 0.2
-    expected = theta - lr * 2 * (z_ref - target) * (
-        reference_gradient(theta, x, n_in, width, depth, NK.TANH) + scale / math.sqrt(p) * signs)
+    g = reference_gradient(theta, x, n_in, width, depth, NK.TANH) + scale / math.sqrt(p) * signs
+    rate = min(lr, 1.0 / (2.0 * g @ g))
+    expected = theta - rate * 2 * (z_ref - target) * g
     stepped = theta.copy()
     NK.learn_one(stepped, theta0, np.zeros(p), np.zeros(p), np.zeros(p), 1, x, 0, n_in, width, depth, NK.TANH,
                  NK.SQUARED, target, 1e-6, scale, key, 0, NK.OGD, lr, 0.9, 0.999, 0.0, 0.0)
@@ -346,5 +348,24 @@ def test_sparse_ogd_step_is_bit_identical_to_the_dense_step(depth):
         grad = np.empty_like(dense)
         NK.backward_one(dense, x, arm * d, n_in, width, depth, NK.TANH, pre, post, slope, grad,
                         np.empty(width), np.empty(width))
-        NK.ogd_step(dense, grad, 0.3)
+        rate = NK.capped_ogd_rate(0.3, slope, NK.sq_norm(grad), NK.loss_curvature(NK.KL))
+        NK.ogd_step(dense, grad, rate)
         np.testing.assert_array_equal(sparse, dense)
+
+
+@pytest.mark.parametrize("feature_scale,lr,capped", [(1.0, 1e-4, False), (1.0, 0.1, True), (1e4, 0.1, True)])
+def test_ogd_rate_is_capped_so_a_step_never_moves_the_output_past_its_target(feature_scale, lr, capped):
+    rng = np.random.default_rng(5)
+    n_in, width, depth = 6, 100, 1
+    theta = random_net(rng, n_in, width, depth)
+    x = feature_scale * rng.normal(size=n_in)
+    target = 1.0
+    z = reference_forward(theta, x, n_in, width, depth, NK.TANH)
+    g = reference_gradient(theta, x, n_in, width, depth, NK.TANH)
+    slope = 2.0 * (z - target)
+    rate = NK.capped_ogd_rate(lr, slope, NK.sq_norm(slope * g), NK.loss_curvature(NK.SQUARED))
+    linear_change = rate * slope * (g @ g)  # first-order change of z under the step
+    assert abs(linear_change) <= abs(z - target) * (1 + 1e-12)
+    assert (rate < lr) == capped
+    if capped:  # at the cap the linearised output lands on the target
+        assert linear_change == pytest.approx(z - target, rel=1e-9)
