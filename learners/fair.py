@@ -545,7 +545,7 @@ class FairExp2(_FairBase):
         check_number("learning_rate", learning_rate, "> 0", allow_none=True)
         check_number("learning_rate_factor", learning_rate_factor, "> 0")
         check_number("mixing", mixing, "[0, 1)")
-        self._p = np.empty(self.n_policies)
+        self._p = np.zeros(self.n_policies)  # zeros, not empty: the engine scans state for non-finite values
 
     def current_learning_rate(self) -> float:
         """eta: fixed, else ``sqrt(2 ln N / (k^2 B^2 T))`` (``t`` for T without a horizon)."""
