@@ -375,11 +375,12 @@ def restore_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str,
 
 
 def describe(path: str | Path) -> dict[str, Any]:
-    """What ``regretflow checkpoint inspect`` prints: meta and every leaf's shape or value."""
+    """What ``regretflow checkpoint inspect`` prints: meta, the file's size and every leaf's shape or value."""
     state, meta = read_checkpoint(path)
     arrays, scalars = flatten(state)
     return {
         "path": str(path),
+        "bytes": Path(path).stat().st_size,
         "format_version": meta["format_version"],
         "number": meta["number"],
         "written_at": meta["written_at"],
