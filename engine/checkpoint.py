@@ -82,6 +82,9 @@ class UnreadableCheckpoint(CheckpointError):
         self.path = Path(path)
         self.reason = reason
 
+    def __reduce__(self):  # picklable with its two arguments (the default would pass the message alone)
+        return type(self), (self.path, self.reason)
+
 
 def _storage_message(directory: Path, action: str, exc: OSError) -> str:
     """'checkpoint directory D: ACTION: <OS error> (ENOSPC)': what an operator needs, on one line."""
@@ -298,22 +301,19 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         version = meta.get("format_version")
         if not isinstance(version, int):
             raise UnreadableCheckpoint(path, "no format version")
+        if version > FORMAT_VERSION:  # checked before the checksum: a newer format may compute it differently
+            raise CheckpointError(
+                f"{path}: written in checkpoint format {version} by a newer regretflow; this build reads formats up to {FORMAT_VERSION}"
+            )
         scalars = meta.get("scalars", {})
-        if version <= FORMAT_VERSION:  # a newer format may checksum differently: refused below, by name
-            expected = _digest(arrays, json.dumps(scalars, sort_keys=True, allow_nan=False).encode())
-            if expected != meta.get("sha256"):
-                raise UnreadableCheckpoint(path, "checksum mismatch: the file is corrupt")
-            state = unflatten(arrays, scalars)
-    except CheckpointError:
-        raise
-    except MemoryError:
+        expected = _digest(arrays, json.dumps(scalars, sort_keys=True, allow_nan=False).encode())
+        if expected != meta.get("sha256"):
+            raise UnreadableCheckpoint(path, "checksum mismatch: the file is corrupt")
+        state = unflatten(arrays, scalars)
+    except (CheckpointError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - whatever reading or decoding these bytes raises, the file cannot be used
         raise UnreadableCheckpoint(path, f"{type(exc).__name__}: {exc}") from exc
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: written in checkpoint format {version} by a newer regretflow; this build reads formats up to {FORMAT_VERSION}"
-        )
     while version < FORMAT_VERSION:
         if version not in MIGRATIONS:
             raise CheckpointError(
@@ -375,11 +375,12 @@ def restore_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str,
 
 
 def describe(path: str | Path) -> dict[str, Any]:
-    """What ``regretflow checkpoint inspect`` prints: meta and every leaf's shape or value."""
+    """What ``regretflow checkpoint inspect`` prints: meta, the file's size and every leaf's shape or value."""
     state, meta = read_checkpoint(path)
     arrays, scalars = flatten(state)
     return {
         "path": str(path),
+        "bytes": Path(path).stat().st_size,
         "format_version": meta["format_version"],
         "number": meta["number"],
         "written_at": meta["written_at"],

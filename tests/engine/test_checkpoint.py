@@ -207,3 +207,16 @@ def test_check_checkpoint_dir_creates_the_directory_and_leaves_no_probe(tmp_path
     target = tmp_path / "a" / "b"
     assert ck.check_checkpoint_dir(target) == target
     assert target.is_dir() and list(target.iterdir()) == []
+
+
+def test_inspect_reports_the_file_size_that_the_space_estimate_uses(tmp_path):
+    path = ck.write_checkpoint(tmp_path, 1, {"v": np.zeros(1000)})
+    info = ck.describe(path)
+    assert info["bytes"] == path.stat().st_size and info["bytes"] > 8000
+
+
+def test_an_unreadable_checkpoint_error_survives_pickling(tmp_path):
+    import pickle
+
+    exc = pickle.loads(pickle.dumps(ck.UnreadableCheckpoint(tmp_path / "c.npz", "empty file (zero length)")))
+    assert exc.reason == "empty file (zero length)" and str(exc) == f"{tmp_path / 'c.npz'}: unreadable checkpoint (empty file (zero length))"
