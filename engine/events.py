@@ -212,8 +212,12 @@ class EventDecoder:
         }
 
     def decode(self, payload: bytes | str) -> Event:
-        if len(payload) > self.max_bytes:
-            raise BadEvent("oversized", f"{len(payload)} bytes > max_event_bytes {self.max_bytes}")
+        try:
+            size = len(payload)
+        except TypeError:  # a Kafka tombstone (null value) or another non-payload
+            raise BadEvent("not_json", f"a {type(payload).__name__} record, not a JSON payload") from None
+        if size > self.max_bytes:
+            raise BadEvent("oversized", f"{size} bytes > max_event_bytes {self.max_bytes}")
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
@@ -397,7 +401,7 @@ class EventDecoder:
             ev.violations = np.array(violations, dtype=np.int64).reshape(-1, width)
             panel = obj.get("panel_size")
             if panel is not None and (type(panel) is not int or not 1 <= panel <= MAX_INDEX):
-                raise BadEvent("bad_field", "panel_size must be a positive integer")
+                raise BadEvent("bad_field", f"panel_size must be an integer from 1 to {MAX_INDEX}")
             if panel is not None and width == 3 and len(ev.violations) and int(ev.violations[:, 2].max()) >= panel:
                 raise BadEvent("bad_field", "an auditor index is not below panel_size")
             auditors = obj.get("auditors")

@@ -250,3 +250,9 @@ def test_no_event_of_any_shape_makes_the_decoder_raise_anything_but_bad_event(ev
 @given(st.binary(max_size=300) | st.text(max_size=300).map(str.encode))
 def test_no_byte_string_makes_the_decoder_raise_anything_but_bad_event(payload):
     _decode_or_bad(payload)
+
+
+def test_a_null_record_is_not_json():
+    with pytest.raises(BadEvent) as info:
+        EventDecoder(CONFIG).decode(None)  # a Kafka tombstone
+    assert info.value.reason == "not_json"
