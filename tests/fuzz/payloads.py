@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 from hypothesis import strategies as st
 
-from .streams import FAIR_K, REG_FEATURES
+from tests.fuzz.streams import FAIR_K, REG_FEATURES
 
 UNKNOWN = "_unknown_"  # the model a dead letter names when the payload names no declared one
 ANY = None  # the payload may or may not get far enough to name its model (e.g. depth near the parser's limit)
