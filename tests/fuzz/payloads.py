@@ -516,6 +516,31 @@ def audit_index_out_of_range(ctx):
     return st.builds(build, st.sampled_from(ctx.fair_decides), ids, st.integers(FAIR_K, 2**31 - 1))
 
 
+def bandit_decide_with_actions(ctx):
+    return st.builds(lambda e, n: Bad(dumps({**e, "actions": [[0.5] * 18] * n}), frozenset({"rejected_by_learner"}), "bandit"),
+                     bandit_decide(expected_rewards=None).map(lambda e: {k: v for k, v in e.items() if k != "expected_rewards"}),
+                     st.integers(1, 9))
+
+
+def bandit_decide_without_context(ctx):
+    return st.builds(lambda i: Bad(dumps({"id": i, "model": "bandit", "kind": "decide"}), frozenset({"rejected_by_learner"}), "bandit"), ids)
+
+
+def wrong_label_for_a_predict(ctx):
+    def build(i, r, label):
+        e = ctx.events[i]
+        return Bad(dumps({"id": r, "model": "reg", "kind": "feedback", "key": e["key"], "ref": e["id"], "label": label}),
+                   frozenset({"bad_label"}), "reg", after=i)
+    return st.builds(build, st.sampled_from(ctx.reg_predicts), ids, st.text(max_size=5) | st.lists(st.sampled_from([0, 1, None]), max_size=4))
+
+
+def reward_for_a_fair_decide(ctx):
+    def build(i, r):
+        return Bad(dumps({"id": r, "model": "fair", "kind": "feedback", "ref": ctx.events[i]["id"], "reward": 1.0}),
+                   frozenset({"bad_label"}), "fair", after=i)
+    return st.builds(build, st.sampled_from(ctx.fair_decides), ids)
+
+
 GENERATORS = [
     ("truncated", truncated),
     ("invalid_utf8", invalid_utf8),
@@ -587,4 +612,8 @@ GENERATORS = [
     ("label_for_a_decide", label_for_a_decide),
     ("fair_labels_wrong_length", fair_labels_wrong_length),
     ("audit_index_out_of_range", audit_index_out_of_range),
+    ("bandit_decide_with_actions", bandit_decide_with_actions),
+    ("bandit_decide_without_context", bandit_decide_without_context),
+    ("wrong_label_for_a_predict", wrong_label_for_a_predict),
+    ("reward_for_a_fair_decide", reward_for_a_fair_decide),
 ]
