@@ -3,7 +3,9 @@
 The contract is the JSON Schema shipped in ``schema/event.schema.json``; this module
 implements the same rules by hand (a generic schema validator costs ~30 us an event,
 this path ~3 us), then the model-specific ones: declared model, feature names and
-dimension, finite values, label type, group membership from the declared groups.
+dimension, finite values within ``runtime.max_abs_value``, label type, group
+membership from the declared groups. Whatever the payload, ``decode`` returns an
+:class:`Event` or raises :class:`BadEvent`; nothing else.
 A test checks the two agree on a corpus of good and bad events.
 
 >>> from regretflow.engine.config import parse_config
@@ -144,6 +146,8 @@ class ModelView:
             value = _field_value(g, attributes, named, x, self.index)
             if value is None:
                 continue
+            if type(value) not in _ATTRIBUTE_TYPES:  # only the values groups read are checked: the hot path stays short
+                raise BadEvent("bad_field", f"attribute {g.field!r} must be a string, number or boolean, got {_show(value)}")
             if g.values:
                 j = self.value_index[gi].get(_category(value))
                 if j is not None:
@@ -153,6 +157,9 @@ class ModelView:
                 if j >= 0:
                     row[self.offsets[gi] + j] = True
         return row
+
+
+_ATTRIBUTE_TYPES = frozenset((str, int, float, bool))  # the schema's scalar attribute values
 
 
 def _category(value: Any) -> str:
@@ -184,6 +191,7 @@ def _bin(edges: tuple[float, ...], v: float) -> int:
 
 
 _NUMBER_TYPES = frozenset((int, float))
+MAX_INDEX = 2**31  # an individual or auditor index in an audit; keeps int64 arrays exact
 MAX_PANEL = 64  # auditors named on one audit
 OTHER_AUDITOR = "_other_"  # where per-auditor counts go beyond the first 64 names of a model
 
@@ -199,30 +207,64 @@ class EventDecoder:
         from regretflow.learners import LEARNERS
 
         self.max_bytes = config.runtime.max_event_bytes
+        self.max_abs = config.runtime.max_abs_value
         self.models = {
             name: ModelView(spec, (tasks or {}).get(name) or getattr(LEARNERS[spec.learner], "task", "regression"))
             for name, spec in config.models.items()
         }
 
     def decode(self, payload: bytes | str) -> Event:
-        if len(payload) > self.max_bytes:
-            raise BadEvent("oversized", f"{len(payload)} bytes > max_event_bytes {self.max_bytes}")
+        try:
+            size = len(payload)
+        except TypeError:  # a Kafka tombstone (null value) or another non-payload
+            raise BadEvent("not_json", f"a {type(payload).__name__} record, not a JSON payload") from None
+        if size > self.max_bytes:
+            raise BadEvent("oversized", f"{size} bytes > max_event_bytes {self.max_bytes}")
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
-            raise _classify_undecodable(payload, exc) from None
+            raise self._undecodable(payload, exc) from None
         if type(obj) is not dict:
             raise BadEvent("not_object", f"expected a JSON object, got {type(obj).__name__}")
         try:
             return self.validate(obj)
         except BadEvent as bad:
-            named = obj.get("model")
-            if type(named) is str and named in self.models:
-                bad.model = named  # dead letters and their counters name the declared model
-            eid = obj.get("id")
-            if type(eid) is str and 0 < len(eid) <= 256:
-                bad.event_id = eid
+            self._name_model(bad, obj)
             raise
+
+    def _name_model(self, bad: BadEvent, obj: Any) -> None:
+        """Dead letters and their counters name the declared model the event named, if any,
+        and carry the event's id when it is a valid one (a dead-letter header)."""
+        if type(obj) is not dict:
+            return
+        named = obj.get("model")
+        if type(named) is str and named in self.models:
+            bad.model = named
+        eid = obj.get("id")
+        if type(eid) is str and 0 < len(eid) <= 256:
+            bad.event_id = eid
+
+    def _undecodable(self, payload: bytes | str, exc: Exception) -> BadEvent:
+        """Why orjson refused a payload: a non-finite number, an integer past the float range, or not JSON.
+
+        orjson rejects NaN, Infinity, 1e999 and integers that overflow a double alike;
+        only these rare payloads pay for a second, stdlib parse that tells them apart.
+        """
+        found: list[tuple[str, str]] = []  # (reason, literal)
+        try:
+            text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
+            obj = json.loads(text, parse_constant=lambda name: _flag(found, "non_finite", name),
+                             parse_float=lambda s: _parsed_float(s, found), parse_int=lambda s: _parsed_int(s, found))
+        except Exception:  # not UTF-8, not JSON, nested past the parser's depth: all not_json
+            return BadEvent("not_json", str(exc)[:200])
+        if not found:
+            return BadEvent("not_json", str(exc)[:200])
+        reason, literal = found[0]
+        detail = (f"non-finite number {literal[:32]}" if reason == "non_finite"
+                  else f"integer of {len(literal.lstrip('-'))} digits is past the float range")
+        bad = BadEvent(reason, detail)
+        self._name_model(bad, obj)
+        return bad
 
     def validate(self, obj: dict) -> Event:
         for key in obj:
@@ -236,8 +278,8 @@ class EventDecoder:
             raise BadEvent("bad_field", "id must be a string of 1 to 256 characters")
         if type(model_name) is not str:
             raise BadEvent("bad_field", "model must be a string")
-        if kind not in _REQUIRED:
-            raise BadEvent("unknown_kind", f"kind {kind!r} is not one of {', '.join(KINDS)}")
+        if type(kind) is not str or kind not in _REQUIRED:
+            raise BadEvent("unknown_kind", f"kind {_show(kind)} is not one of {', '.join(KINDS)}")
         view = self.models.get(model_name)
         if view is None:
             raise BadEvent("unknown_model", f"model {model_name[:128]!r} is not declared in the config")
@@ -269,7 +311,9 @@ class EventDecoder:
             if kind != "decide":
                 raise BadEvent("missing_field", f"a {kind} event requires 'features'")
         if kind == "observe":
-            ev.label = check_label(view.task, obj["label"])
+            label = ev.label = check_label(view.task, obj["label"])
+            if type(label) is not str and not -self.max_abs <= label <= self.max_abs:  # a number (inline: the hot path)
+                self._bounded(label, "label")
         elif "label" in obj:
             raise BadEvent("unknown_field", f"a {kind} event carries no label")
         if kind == "decide":
@@ -286,7 +330,10 @@ class EventDecoder:
                 raise BadEvent("extra_features", f"{len(features)} features, the model declares {d}")
             if not {type(v) for v in features} <= _NUMBER_TYPES:  # one C-level pass; bool is not a number
                 bad = next(v for v in features if not _is_number(v))
-                raise BadEvent("wrong_type", f"feature value {bad!r} is not a number")
+                raise BadEvent("wrong_type", f"feature value {_show(bad)} is not a number")
+            bound = self.max_abs
+            if d and (max(features) > bound or min(features) < -bound):
+                raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {bound:g}")
             return np.array(features, dtype=np.float64)
         if type(features) is dict:
             if len(features) > d or not features.keys() <= view.index.keys():
@@ -298,7 +345,9 @@ class EventDecoder:
             values = [features[n] for n in view.names]
             if not {type(v) for v in values} <= _NUMBER_TYPES:
                 name = next(n for n in view.names if not _is_number(features[n]))
-                raise BadEvent("wrong_type", f"feature {name!r} = {features[name]!r} is not a number")
+                raise BadEvent("wrong_type", f"feature {name!r} = {_show(features[name])} is not a number")
+            if d and (max(values) > self.max_abs or min(values) < -self.max_abs):
+                raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {self.max_abs:g}")
             return np.array(values, dtype=np.float64)
         raise BadEvent("bad_field", "features must be an array of numbers or a name -> number object")
 
@@ -308,8 +357,11 @@ class EventDecoder:
             if type(actions) is not list or not actions or any(type(a) is not list for a in actions):
                 raise BadEvent("bad_actions", "actions must be a non-empty array of feature arrays")
             width = len(actions[0])
-            if any(len(a) != width for a in actions) or not {type(v) for a in actions for v in a} <= _NUMBER_TYPES:
+            values = [v for a in actions for v in a]
+            if any(len(a) != width for a in actions) or not {type(v) for v in values} <= _NUMBER_TYPES:
                 raise BadEvent("bad_actions", "every action row must have the same number of numeric values")
+            if values and (max(values) > self.max_abs or min(values) < -self.max_abs):
+                raise BadEvent("out_of_range", f"an action value is beyond max_abs_value {self.max_abs:g}")
             ev.actions = np.array(actions, dtype=np.float64)
         expected = obj.get("expected_rewards")
         if expected is not None:
@@ -318,6 +370,8 @@ class EventDecoder:
             n_actions = len(actions) if actions is not None else view.spec.n_actions
             if n_actions is not None and len(expected) != n_actions:
                 raise BadEvent("bad_actions", f"{len(expected)} expected rewards for {n_actions} actions")
+            if expected and (max(expected) > self.max_abs or min(expected) < -self.max_abs):
+                raise BadEvent("out_of_range", f"an expected reward is beyond max_abs_value {self.max_abs:g}")
             ev.expected = np.array(expected, dtype=np.float64)
 
     def _reply(self, obj: dict, ev: Event, kind: str) -> Event:
@@ -335,27 +389,27 @@ class EventDecoder:
             if has_reward:
                 if not _is_number(obj["reward"]):
                     raise BadEvent("bad_field", "reward must be a number")
-                ev.reward = float(obj["reward"])
+                ev.reward = float(self._bounded(obj["reward"], "reward"))
             else:
                 label = obj["label"]
                 if isinstance(label, bool) or not isinstance(label, (int, float, str, list)):
-                    raise BadEvent("bad_label", f"label {label!r} has an unsupported type")
+                    raise BadEvent("bad_label", f"label {_show(label)} has an unsupported type")
                 if type(label) is list and not all(v is None or (type(v) is int and v in (0, 1)) for v in label):
                     raise BadEvent("bad_label", "a list label holds 0, 1 or null per individual")
-                ev.label = label
+                ev.label = self._bounded(label, "label")
             if "violations" in obj or "panel_size" in obj or "auditors" in obj:
                 raise BadEvent("unknown_field", "a feedback event carries no violations")
         else:
             violations = obj["violations"]
             if type(violations) is not list or not all(
-                type(p) is list and len(p) in (2, 3) and all(type(i) is int and i >= 0 for i in p) for p in violations
+                type(p) is list and len(p) in (2, 3) and all(type(i) is int and 0 <= i < MAX_INDEX for i in p) for p in violations
             ) or len({len(p) for p in violations}) > 1:
                 raise BadEvent("bad_field", "violations must be an array of [i, j] pairs or of [i, j, auditor] triples")
             width = len(violations[0]) if violations else 2
             ev.violations = np.array(violations, dtype=np.int64).reshape(-1, width)
             panel = obj.get("panel_size")
-            if panel is not None and (type(panel) is not int or panel < 1):
-                raise BadEvent("bad_field", "panel_size must be a positive integer")
+            if panel is not None and (type(panel) is not int or not 1 <= panel <= MAX_INDEX):
+                raise BadEvent("bad_field", f"panel_size must be an integer from 1 to {MAX_INDEX}")
             if panel is not None and width == 3 and len(ev.violations) and int(ev.violations[:, 2].max()) >= panel:
                 raise BadEvent("bad_field", "an auditor index is not below panel_size")
             auditors = obj.get("auditors")
@@ -379,40 +433,53 @@ class EventDecoder:
                 raise BadEvent("unknown_field", "an audit event carries only ref, violations, panel_size and auditors")
         return ev
 
+    def _bounded(self, value: Any, what: str) -> Any:
+        """``value``, unless it is a number beyond max_abs_value (labels may also be classes or lists)."""
+        if (type(value) is float or type(value) is int) and not -self.max_abs <= value <= self.max_abs:
+            raise BadEvent("out_of_range", f"{what} {_show(value)} is beyond max_abs_value {self.max_abs:g}")
+        return value
+
+
+def _show(value: Any) -> str:
+    """A short rendering of a wrong value for a dead letter's detail (never a deep or huge repr)."""
+    if type(value) is list or type(value) is dict:
+        return f"<{type(value).__name__} of {len(value)}>"
+    if type(value) is str and len(value) > 64:
+        return repr(value[:61]) + "..."
+    text = repr(value)
+    return text if len(text) <= 64 else text[:61] + "..."
+
 
 def check_label(task: str, label: Any) -> Any:
     """The label as the model's task takes it, or BadEvent (observe, and feedback to a predict)."""
     if task == "regression":
         if not _is_number(label):
-            raise BadEvent("bad_label", f"a regression label must be a number, got {label!r}")
+            raise BadEvent("bad_label", f"a regression label must be a number, got {_show(label)}")
         return float(label)
     if task == "classification":
         if isinstance(label, bool) or not isinstance(label, (int, str)):
-            raise BadEvent("bad_label", f"a class label must be a string or an integer, got {label!r}")
+            raise BadEvent("bad_label", f"a class label must be a string or an integer, got {_show(label)}")
         return label
     raise BadEvent("unsupported_kind", f"a {task} model takes no observe events")
 
 
-def _classify_undecodable(payload: bytes | str, exc: Exception) -> BadEvent:
-    """orjson rejects NaN and Infinity; tell those apart from payloads that are not JSON."""
-    found = []
-
-    def constant(name):
-        found.append(name)
-        return float("nan")
-
-    try:
-        text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
-        json.loads(text, parse_constant=constant, parse_float=lambda s: _finite_float(s, found))
-    except Exception:
-        return BadEvent("not_json", str(exc)[:200])
-    if found:
-        return BadEvent("non_finite", f"non-finite number {found[0]}")
-    return BadEvent("not_json", str(exc)[:200])
+def _flag(found: list, reason: str, literal: str) -> float:
+    found.append((reason, literal))
+    return 0.0  # a placeholder: the event is dead-lettered for ``reason``
 
 
-def _finite_float(text: str, found: list) -> float:
+def _parsed_float(text: str, found: list) -> float:
     v = float(text)
-    if not math.isfinite(v):
-        found.append(text)
+    return v if math.isfinite(v) else _flag(found, "non_finite", text)
+
+
+def _parsed_int(text: str, found: list) -> int | float:
+    # more than 309 digits is past the float range (and int() of thousands of digits is refused)
+    if len(text.lstrip("-")) > 309:
+        return _flag(found, "out_of_range", text)
+    v = int(text)
+    try:
+        float(v)
+    except OverflowError:
+        return _flag(found, "out_of_range", text)
     return v

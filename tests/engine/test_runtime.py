@@ -130,13 +130,13 @@ def test_bad_input_never_touches_state_and_is_dead_lettered_with_reasons(regress
     assert clean_answers == dirty_answers
     # the counter by reason agrees
     for reason in set(expected_reasons):
-        model = "_unknown_" if reason in ("not_json", "non_finite", "unknown_model", "oversized", "not_object") else "m"
+        model = "_unknown_" if reason in ("not_json", "unknown_model", "oversized", "not_object") else "m"
         got = dirty.metrics.registry.get_sample_value("regretflow_dead_letters_total", {"model": model, "reason": reason})
         assert got == sum(1 for r in expected_reasons if r == reason and (model == "m") == _names_model(r)), reason
 
 
 def _names_model(reason):
-    return reason not in ("not_json", "non_finite", "unknown_model", "oversized", "not_object")
+    return reason not in ("not_json", "unknown_model", "oversized", "not_object")
 
 
 def test_bandit_decisions_log_propensities_and_feedback_updates_estimates(uniform_bandit):
