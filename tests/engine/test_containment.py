@@ -248,24 +248,17 @@ def test_a_run_that_raises_ends_the_worker_without_a_checkpoint_and_loses_nothin
     assert clean_state["events_seen"] == fault_state["events_seen"] == len(events)
 
 
-def test_a_real_learner_diverging_on_raw_scale_data_is_quarantined_not_served():
-    """The online neural regressor with a large step on unscaled data really diverges:
-    the batches before it are answered, nothing after, and no non-finite state is kept."""
+def test_a_large_step_on_raw_scale_data_no_longer_diverges_through_the_engine():
+    """Before the capped gradient step, the online neural regressor with a large step on
+    unscaled data went NaN within a few batches (the engine then quarantined it); now
+    every answer is finite and the shard stays healthy."""
     cfg = parse_config({"models": {"m": {"learner": "neural", "features": ["a", "b"], "params": {"learning_rate": 0.5}}},
                         "runtime": {"batch_size": 16}})
     rng = np.random.default_rng(0)
     events = [orjson.dumps({"id": str(i), "model": "m", "kind": "observe", "features": (rng.normal(size=2) * 1e5).tolist(),
                             "label": float(rng.normal() * 1e6)}) for i in range(300)]
-    with np.errstate(all="ignore"):
-        engine, answers, dead = run(cfg, events)
-    shard = engine.router.shards[("m", "")]
-    assert shard.quarantined
-    assert {d["reason"] for d in dead} == {"model_unhealthy"}
-    assert len(answers) + len(dead) == 300
-    assert len(answers) >= 16 and len(answers) % 16 == 0  # whole batches before the divergence
-    assert [a["id"] for a in answers] == [str(i) for i in range(len(answers))]
+    engine, answers, dead = run(cfg, events)
+    assert engine.router.shards[("m", "")].quarantined is None
+    assert dead == [] and len(answers) == 300
     assert all(np.isfinite(a["prediction"]) for a in answers)
-    assert engine.metrics.quarantined_shards.labels(model="m")._value.get() == 1
-    for value in flat(shard.state_dict()).values():
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            assert np.isfinite(value).all()
+    assert engine.metrics.quarantined_shards.labels(model="m")._value.get() == 0
