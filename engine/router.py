@@ -243,6 +243,15 @@ class Shard:
                     raise BadEvent("bad_actions", f"each individual has {ev.actions.shape[1]} values, the model declares {len(self.spec.features)}")
             if ev.id in self.joins or ev.id in self.run_ids:
                 raise BadEvent("duplicate_id", f"a {kind} with id {ev.id!r} is still waiting for feedback")
+            if kind == "decide" and task == "bandit":
+                # a learner sets itself up from its first decide: one of the wrong shape
+                # must not get that far, or it would fix the shape for every later one
+                if self.spec.n_actions and ev.actions is not None:
+                    raise BadEvent("bad_actions", f"model {name!r} declares n_actions = {self.spec.n_actions} (a shared context): a decide carries no 'actions'")
+                if self.spec.features and ev.x is None and ev.actions is None:
+                    raise BadEvent("missing_field", f"model {name!r} declares {len(self.spec.features)} features: a decide carries them as 'features'")
+                if self.spec.features and ev.actions is not None and ev.actions.shape[1] != len(self.spec.features):
+                    raise BadEvent("bad_actions", f"each action has {ev.actions.shape[1]} values, the model declares {len(self.spec.features)}")
             if kind == "decide":
                 n_choices = len(ev.actions) if ev.actions is not None else self.spec.n_actions
                 if ev.expected is not None and n_choices and len(ev.expected) != n_choices:
@@ -482,9 +491,9 @@ class Router:
             blank = self._blank.get(ev.model)
             if blank is None:
                 blank = self._blank[ev.model] = Shard(spec, "")
-            blank.check(ev)
             if self.counts[ev.model] >= spec.max_shards:
                 raise BadEvent("too_many_keys", f"model {ev.model!r} holds max_shards = {spec.max_shards} keys; {key!r} is new")
+            blank.check(ev)
             shard = self.shards[sid] = Shard(spec, key)
             self.counts[ev.model] += 1
         return shard
