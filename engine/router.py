@@ -43,7 +43,8 @@ def nonfinite_state(*objects: Any) -> str | None:
     """Name of the first float array (or float) attribute holding NaN or +-inf, else None.
 
     Looks at the objects' attributes and one level into lists, tuples and dicts (where
-    learners keep per-action or per-group arrays), and into nested objects' attributes.
+    learners keep per-action or per-group arrays), and into nested objects' attributes;
+    read-only arrays are derived caches and skipped.
 
     >>> class L: pass
     >>> l = L(); l.w = np.array([1.0, np.nan]); nonfinite_state(l)
@@ -61,9 +62,12 @@ _SKIP = (str, int, bool, type(None), bytes)
 
 def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
     if type(value) is np.ndarray:
-        # one reduction, no temporary: NaN and +-inf propagate into the sum (a finite
-        # array whose sum overflows is ~1e308 and as good as broken anyway)
-        if value.dtype.kind in "fc" and value.size and not np.isfinite(np.add.reduce(value, axis=None)):
+        # read-only arrays are caches derived from the state (e.g. a fair learner's class
+        # scores per decision), which is scanned itself. One reduction, no temporary: NaN
+        # and +-inf propagate into the sum (a finite array whose sum overflows is ~1e308
+        # and as good as broken anyway)
+        if (value.dtype.kind in "fc" and value.size and value.flags.writeable
+                and not np.isfinite(np.add.reduce(value, axis=None))):
             return name
         return None
     if type(value) is float:
@@ -75,6 +79,9 @@ def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
             return None  # feature names, labels: nothing numeric to watch
         items = enumerate(value[:1024])
     elif isinstance(value, dict):
+        first = next(iter(value.values()), None)
+        if type(first) is np.ndarray and not first.flags.writeable:
+            return None  # a cache of derived, read-only arrays
         items = list(value.items())[:1024]
     else:
         attrs = getattr(value, "__dict__", None)
