@@ -1,6 +1,6 @@
 """The ``regretflow`` command line.
 
-    regretflow demo                         stream the bundled Medical costs data, serve /metrics
+    regretflow demo                         every family side by side on bundled data, live page at /
     regretflow run --config FILE            the daemon (SIGTERM: finish the batch, checkpoint, exit 0)
     regretflow replay LOG.jsonl --config F  evaluate the config's models on a logged stream, offline
     regretflow checkpoint inspect PATH      what a checkpoint holds
@@ -28,7 +28,7 @@ import orjson
 from .config import Config, ConfigError, load_config
 
 EPILOG = """examples:
-  regretflow demo                                   # no config, no broker: watch regret live
+  regretflow demo                                   # no config, no broker: watch regret live at http://127.0.0.1:9108/
   regretflow run --config deploy/examples/daemon.toml
   regretflow replay events.jsonl --config deploy/examples/replay.toml
   regretflow checkpoint inspect state/checkpoint-000000000003.npz
@@ -43,11 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="stream the bundled Medical costs data through every regression model")
-    d.add_argument("--passes", type=int, default=3, help="passes over the 1,338 rows, reshuffled each time (default 3)")
+    d = sub.add_parser("demo", help="one model of every family, side by side on bundled data and simulators, with a live page")
+    d.add_argument("--passes", type=int, default=3, help="passes over the bundled data (and simulator rounds in proportion), default 3")
+    d.add_argument("--family", action="append", metavar="NAME",
+                   help="run only this family (repeatable): groupwise, neural-bandit, analytic-ridge, dynamical-bandit, fair-onesided")
     d.add_argument("--rate", type=float, default=1000.0, help="events per second, 0 for as fast as possible (default 1000)")
-    d.add_argument("--port", type=int, default=9108, help="metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
-    d.add_argument("--linger", type=float, default=0.0, help="keep serving /metrics this many seconds after the end")
+    d.add_argument("--port", type=int, default=9108, help="live page and metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
+    d.add_argument("--linger", type=float, default=0.0, help="keep serving the live page and /metrics this many seconds after the end")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true", help="no progress line")
     d.add_argument("--json", action="store_true", help="print the final summary as JSON")
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(passes=args.passes, rate=args.rate, port=args.port, linger=args.linger,
-                     progress=not args.no_progress, as_json=args.json, seed=args.seed)
+                     progress=not args.no_progress, as_json=args.json, seed=args.seed, families=args.family)
             return 0
         if args.command == "run":
             config = load_config(args.config)

@@ -521,7 +521,7 @@ def run(args: argparse.Namespace) -> int:
 
                 from .demo import demo_config, demo_events
 
-                config = demo_config(metrics=False)
+                config = demo_config(metrics=False, families=["groupwise"])
                 events = demo_events(passes=args.passes, seed=args.seed, models=list(config.models))
                 lines = record_run(config, MemorySource(events), args.every)
                 source = f"regretflow demo data, {args.passes} passes, seed {args.seed}"
