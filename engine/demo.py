@@ -476,8 +476,8 @@ def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None
     >>> print(family_tables(s))
     <BLANKLINE>
     regression
-      model                 rounds   mean loss      regret worst group  its regret/round
-      m                          4      0.5000      1.0000           -               -
+      model    rounds  mean loss  regret  worst group  its regret/round
+      m             4     0.5000  1.0000            -                 -
     """
     extras = extras or {}
     if families is None:
