@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--config", required=True, help="TOML config (see the README's config reference)")
     r.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (kafka sources)")
     r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--json", action="store_true", help="end with the summary as JSON instead of the table")
 
     rp = sub.add_parser("replay", help="evaluate the config's models on a logged JSONL stream, offline")
     rp.add_argument("log", help="JSONL file of events")
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config)
             if args.worker_index is not None:
                 config = _as_worker(config, args.worker_index)
-            return _run(config, args.workers, args.config)
+            return _run(config, args.workers, args.config, "json" if args.json else "table")
         if args.command == "replay":
             return _replay(args)
         if args.command == "checkpoint":
@@ -130,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(config: Config, workers: int, path: str) -> int:
+def _run(config: Config, workers: int, path: str, summary: str = "table") -> int:
     from .daemon import run_daemon
 
-    return run_daemon(config, workers=workers, config_path=path)
+    return run_daemon(config, workers=workers, config_path=path, summary=summary)
 
 
 def _as_worker(config: Config, index: int) -> Config:
