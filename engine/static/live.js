@@ -21,18 +21,20 @@ function niceTicks(lo, hi, n) {
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
   const ticks = [];
-  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(v);
+  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) ticks.push(k * step);
+  ticks.step = step;
   return ticks;
 }
 
-function fmt(v) {
+// a tick label with as many decimals as the step between ticks needs
+function fmt(v, step) {
   const a = Math.abs(v);
   if (a === 0) return "0";
   if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
   if (a >= 1e4) return (v / 1e3).toFixed(0) + "k";
-  if (a >= 100) return v.toFixed(0);
-  if (a >= 1) return v.toFixed(1);
-  return v.toPrecision(2);
+  if (step === undefined) return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(1) : v.toPrecision(2);
+  const decimals = Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9) + (step / Math.pow(10, Math.floor(Math.log10(step))) === 2.5 ? 1 : 0)));
+  return v.toFixed(decimals);
 }
 
 function draw(chart, t) {
@@ -56,15 +58,17 @@ function draw(chart, t) {
   ctx.font = "11px system-ui, sans-serif";
   ctx.strokeStyle = "#e6e9ee"; ctx.fillStyle = "#44506a"; ctx.lineWidth = 1;
   ctx.textAlign = "right"; ctx.textBaseline = "middle";
-  for (const v of niceTicks(lo, hi, 4)) {
+  const yTicks = niceTicks(lo, hi, 4);
+  for (const v of yTicks) {
     if (v < lo - 1e-12 || v > hi + 1e-12) continue;
     ctx.beginPath(); ctx.moveTo(left, y(v)); ctx.lineTo(w - right, y(v)); ctx.stroke();
-    ctx.fillText(fmt(v), left - 4, y(v));
+    ctx.fillText(fmt(v, yTicks.step), left - 4, y(v));
   }
   ctx.textAlign = "center"; ctx.textBaseline = "top";
-  for (const v of niceTicks(t0, t1, 5)) {
+  const xTicks = niceTicks(t0, t1, 5);
+  for (const v of xTicks) {
     if (v < t0 || v > t1) continue;
-    ctx.fillText(fmt(v), x(v), h - bottom + 3);
+    ctx.fillText(fmt(v, xTicks.step), x(v), h - bottom + 3);
   }
   ctx.fillText("time since start (s)", left + (w - left - right) / 2, h - 14);
   ctx.save(); ctx.translate(10, top + (h - top - bottom) / 2); ctx.rotate(-Math.PI / 2);
