@@ -318,9 +318,7 @@ def cold_kernel_cache(config) -> bool:
         source = Path(spec.origin)
         if "@njit" not in source.read_text(errors="ignore") and "njit(" not in source.read_text(errors="ignore"):
             continue
-        places = [source.parent / "__pycache__"]
-        if CACHE_DIR:
-            places.append(Path(CACHE_DIR))
+        places = [Path(CACHE_DIR)] if CACHE_DIR else [source.parent / "__pycache__"]  # numba uses one or the other
         if not any(list(p.rglob(f"{source.stem}.*.nbi")) for p in places if p.is_dir()):
             return True
     return False
