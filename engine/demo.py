@@ -13,7 +13,7 @@ neural-bandit      ``segment-fastcb`` (recommended neural       image segments a
 analytic-ridge     ``digits-ridge``, ``digits-ridge-pfg``       long-tailed digits (``observe``), without
                                                                 and with the pseudo-feature generator
 dynamical-bandit   ``ads`` (DynLin-UCB)                         the linear-dynamical advertising simulator
-fair-onesided      ``lending`` (fair Exp2)                      the Adult simulator with its auditor panel
+fair-onesided      ``adult-lending`` (fair Exp2)                the Adult simulator with its auditor panel
 =================  ===========================================  ======================================
 
 It serves ``/metrics`` and the live page (``/``, data at ``/live.json``) while it
@@ -100,7 +100,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "fair-onesided": {
         "title": "individually fair decisions (Adult applicants, one-sided labels, auditor panel)",
         "models": {
-            "lending": {"learner": "fair-exp2", "features": FAIR_FEATURES,
+            "adult-lending": {"learner": "fair-exp2", "features": FAIR_FEATURES,
                         "params": {"gamma": 0.5, "fairness_scale": 7.07, "cost_bound": 2.0,
                                    "group_features": {"sex=male": "sex_Male", "sex=female": "sex_Female"}, "seed": 0},
                         "groups": [{"name": "sex", "field": "sex", "values": ["male", "female"]}],
@@ -346,11 +346,11 @@ def build_demo(config: Config, passes: int, seed: int, rate: float):
     if "ads" in models:
         loops["ads"] = ClosedLoopSource(LinearDynamicalEnv("ads", case="real-data", seed=seed),
                                         rounds=passes * ROUNDS_PER_PASS["dynamical-bandit"])
-    if "lending" in models:
+    if "adult-lending" in models:
         rounds = fair_rounds(passes)
-        env = FairnessEnv("lending", k=5, seed=seed, horizon=rounds)
-        env.monitor = monitors["lending"] = fairness_monitor(config, env, rounds, rounds)
-        loops["lending"] = ClosedLoopSource(env, rounds=rounds)
+        env = FairnessEnv("adult-lending", k=5, seed=seed, horizon=rounds)
+        env.monitor = monitors["adult-lending"] = fairness_monitor(config, env, rounds, rounds)
+        loops["adult-lending"] = ClosedLoopSource(env, rounds=rounds)
     lanes += [(name, loop, loop.rounds) for name, loop in loops.items()]
     # the analytic ridge learns (and refreshes its generator) per call: rows in the reproduction's micro-batches of 16
     chunks = {name: 16 for name in ("digits-ridge", "digits-ridge-pfg")}
@@ -515,7 +515,7 @@ def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: fl
     chosen = _families(families)
     config = demo_config(port=port, families=chosen, passes=passes)
     source, sink, monitors = build_demo(config, passes, seed, rate)
-    total = sum(k if not hasattr(s, "env") else k * (3 if s.env.model == "lending" else 2) for _, s, k in source.lanes)
+    total = sum(k if not hasattr(s, "env") else k * (3 if s.env.model == "adult-lending" else 2) for _, s, k in source.lanes)
     with announce_compile(config):
         engine = Engine(config, source, sink, MemorySink(), progress=None)
     for model, monitor in monitors.items():

@@ -47,8 +47,8 @@ def test_demo_runs_one_model_of_every_family_and_ends_with_a_table_per_family(ca
     assert summary["digits-ridge-pfg"]["learner_gauges"]["analytic_generator_refreshes"] > 0
     assert summary["digits-ridge"]["learner_gauges"]["analytic_generator_refreshes"] == 0
     assert summary["ads"]["bandit"]["count"] == ROUNDS_PER_PASS["dynamical-bandit"]
-    assert summary["lending"]["fair"]["rounds"] == ROUNDS_PER_PASS["fair-onesided"]
-    assert summary["lending"]["fair"]["audits"] == ROUNDS_PER_PASS["fair-onesided"]  # the auditor panel judged every round
+    assert summary["adult-lending"]["fair"]["rounds"] == ROUNDS_PER_PASS["fair-onesided"]
+    assert summary["adult-lending"]["fair"]["audits"] == ROUNDS_PER_PASS["fair-onesided"]  # the auditor panel judged every round
 
 
 def test_family_option_keeps_one_family(capsys):

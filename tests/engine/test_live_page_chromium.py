@@ -24,7 +24,7 @@ from tests.live_browser import CHROMIUM, Chromium
 
 pytestmark = pytest.mark.integration
 
-DEMO_MODELS = ["ridge", "groupwise", "segment-fastcb", "segment-linucb", "digits-ridge", "digits-ridge-pfg", "ads", "lending"]
+DEMO_MODELS = ["ridge", "groupwise", "segment-fastcb", "segment-linucb", "digits-ridge", "digits-ridge-pfg", "ads", "adult-lending"]
 ARTIFACTS = Path(os.environ.get("REGRETFLOW_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
@@ -114,7 +114,7 @@ def test_live_json_and_page_are_served_beside_metrics(demo_page):
         data = orjson.loads(r.read())
     assert data["format"] == "regretflow-live" and data["version"] == 1
     assert len(data["t"]) >= 1 and set(DEMO_MODELS) <= set(data["models"])
-    for panel in data["models"]["lending"]["panels"] + data["engine"]:
+    for panel in data["models"]["adult-lending"]["panels"] + data["engine"]:
         for series in panel["series"].values():
             assert len(series) == len(data["t"])
     with urllib.request.urlopen(base + "/live.js", timeout=5) as r:
