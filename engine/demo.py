@@ -488,22 +488,23 @@ def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None
     lines = []
     for title, models in families.items():
         table = []
-        heads = None
+        heads: list[str] = []
         for model in models:
             s = summary.get(model)
-            if not s or not s.get("task"):
-                continue
-            heads, row = _rows(s["task"], model, s, extras.get(model, {}))
-            table.append(row)
-        if not table:
-            continue
+            if s and s.get("task"):
+                heads, row = _rows(s["task"], model, s, extras.get(model, {}))
+                table.append(row)
         lines.append(f"\n{title}")
-        widths = [max(len(h), *(len(r[i]) for r in table)) + 2 for i, h in enumerate(heads)]
-        shown = [m for m in models if summary.get(m, {}).get("task")]
-        name_w = max(len("model"), *(len(m) for m in shown)) + 2
-        lines.append("  " + "model".ljust(name_w) + "".join(h.rjust(w) for h, w in zip(heads, widths)))
-        for model, row in zip(shown, table):
-            lines.append("  " + model.ljust(name_w) + "".join(v.rjust(w) for v, w in zip(row, widths)))
+        shown = [m for m in models if (summary.get(m) or {}).get("task")]
+        name_w = max(len("model"), *(len(m) for m in models)) + 2
+        if table:
+            widths = [max(len(h), *(len(r[i]) for r in table)) + 2 for i, h in enumerate(heads)]
+            lines.append("  " + "model".ljust(name_w) + "".join(h.rjust(w) for h, w in zip(heads, widths)))
+            for model, row in zip(shown, table):
+                lines.append("  " + model.ljust(name_w) + "".join(v.rjust(w) for v, w in zip(row, widths)))
+        for model in models:
+            if model not in shown:
+                lines.append("  " + model.ljust(name_w) + "no events yet")
     return "\n".join(lines)
 
 
