@@ -10,6 +10,8 @@ import io
 import os
 import socket
 import subprocess
+import time
+from pathlib import Path
 import urllib.error
 import urllib.request
 
@@ -171,3 +173,34 @@ def test_unknown_paths_still_answer_404_with_the_routes():
         assert r.headers["Content-Type"].startswith("text/html") and b'<script src="live.js">' in page
     finally:
         engine.close()
+
+
+def test_run_serves_the_live_page_and_prints_its_summary_after_sigterm(tmp_path):
+    port = free_port()
+    config = _simulator_config(tmp_path)
+    text = Path(config).read_text().replace("rounds = 300", "rounds = 1000000").replace("port = 0", f"port = {port}")
+    Path(config).write_text(text)
+    proc = subprocess.Popen([REGRETFLOW, "--log-level", "WARNING", "run", "--config", config], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        data = None
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/live.json", timeout=2) as r:
+                    data = orjson.loads(r.read())
+                if "ads" in data["models"] and len(data["t"]) >= 2:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        assert data is not None and "ads" in data["models"], data
+        rewards = data["models"]["ads"]["panels"][0]["series"]["cumulative reward"]
+        assert len(rewards) == len(data["t"]) and rewards[-1] > 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+            assert b"live.js" in r.read()
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "\n  ads " in out and "pseudo-regret" in out
