@@ -72,6 +72,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
     },
     "neural-bandit": {
         "title": "contextual bandits (image segments, 7 actions, reward 1 for the right class)",
+        "note": "segment-linucb plays its UCB argmax with probability 1: from its log, the SNIPS values of other "
+                "policies only restate its own observed mean reward (the neural bandit's explored log is what identifies them)",
         "models": {
             "segment-fastcb": {"learner": "neural-fastcb", "n_actions": 7, "features": SEGMENT_FEATURES,
                                "params": {"width": 100, "optimizer": "adabelief", "learning_rate": 0.01, "gamma0": 10.0, "seed": 0},
@@ -469,7 +471,7 @@ def _rows(task: str, model: str, s: dict[str, Any], extra: dict[str, Any]) -> tu
 
 
 def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None = None,
-                  extras: dict[str, dict[str, Any]] | None = None) -> str:
+                  extras: dict[str, dict[str, Any]] | None = None, notes: dict[str, str] | None = None) -> str:
     """One compact table per family (``families``: title -> models; default: one per task).
 
     >>> s = {"m": {"task": "regression", "learner": "ridge", "groups": {"all": {"count": 4, "loss": 2.0, "comparator_loss": 1.0, "regret": 1.0}}}}
@@ -505,6 +507,8 @@ def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None
         for model in models:
             if model not in shown:
                 lines.append("  " + model.ljust(name_w) + "no events yet")
+        if notes and title in notes and table:
+            lines.append(f"  note: {notes[title]}")
     return "\n".join(lines)
 
 
@@ -544,7 +548,8 @@ def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: fl
         print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode())
     else:
         titles = {FAMILIES[f]["title"]: list(FAMILIES[f]["models"]) for f in chosen}
-        print(family_tables(summary, titles, extras))
+        notes = {FAMILIES[f]["title"]: FAMILIES[f]["note"] for f in chosen if "note" in FAMILIES[f]}
+        print(family_tables(summary, titles, extras, notes))
     if linger > 0 and engine.server is not None:
         engine.health.ready = True  # still serving: a scraper keeps reading the final figures
         engine.health.detail = "lingering"
