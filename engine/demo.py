@@ -256,10 +256,13 @@ class InterleavedSource:
 
     def poll(self, max_records: int, timeout: float) -> list[bytes]:
         if self.rate > 0:
+            # pace by waiting until what was emitted is due, never by shrinking a poll: a small poll
+            # would go to the loops first and starve the streams
             wait = self._start + self.emitted / self.rate - time.monotonic()
             if wait > 0:
                 time.sleep(min(wait, max(timeout, 0.001)))
-            max_records = max(1, min(max_records, int((time.monotonic() - self._start) * self.rate) - self.emitted + 1))
+                if self._start + self.emitted / self.rate > time.monotonic():
+                    return []
         self.polls += 1
         out: list[bytes] = []
         clock = self._clock()

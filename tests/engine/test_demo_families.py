@@ -66,10 +66,11 @@ def test_an_unknown_family_is_refused_with_the_known_ones(capsys):
     assert "kalman" in err and "neural-bandit" in err
 
 
-def test_families_progress_together():
-    """At every batch, each lane (streams and simulator loops) has done about the same share of its work."""
+@pytest.mark.parametrize("rate", [0, 3000])
+def test_families_progress_together(rate):
+    """At every batch, each lane (streams and simulator loops) has done about the same share of its work, paced or not."""
     config = demo_config(metrics=False, families=["groupwise", "dynamical-bandit", "analytic-ridge"], passes=1)
-    source, sink, _ = build_demo(config, passes=1, seed=0, rate=0)
+    source, sink, _ = build_demo(config, passes=1, seed=0, rate=rate)
     spreads = []
 
     def watch(engine):
