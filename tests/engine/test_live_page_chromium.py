@@ -76,12 +76,18 @@ def panel_points(browser: Chromium) -> dict[str, int]:
         "Object.fromEntries([...document.querySelectorAll('[data-panel]')].map(p => [p.dataset.panel, +p.dataset.points]))")
 
 
+def panel_last_values(browser: Chromium) -> dict[str, list]:
+    """The newest value of every series per panel, as the page last drew them."""
+    return browser.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('[data-panel]')].map(p => [p.dataset.panel, JSON.parse(p.dataset.last)]))")
+
+
 def test_live_page_draws_every_model_and_its_series_grow_in_chromium(demo_page):
     proc, _, browser = demo_page
     browser.wait_for("+document.body.dataset.updates >= 2", timeout=30)
-    first = panel_points(browser)
+    first, first_values = panel_points(browser), panel_last_values(browser)
     browser.wait_for("+document.body.dataset.updates >= 6", timeout=30)  # the page polls once a second
-    second = panel_points(browser)
+    second, second_values = panel_points(browser), panel_last_values(browser)
     assert proc.poll() is None, "the demo should still be streaming while the page is checked"
     drawn = {key.split("/")[0] for key in second}
     assert set(DEMO_MODELS) <= drawn, f"models without a panel: {set(DEMO_MODELS) - drawn}"
@@ -89,6 +95,8 @@ def test_live_page_draws_every_model_and_its_series_grow_in_chromium(demo_page):
     for model in DEMO_MODELS:
         grew = [k for k in second if k.startswith(model + "/") and second[k] > first.get(k, 0)]
         assert grew, f"no panel of {model} grew between two refreshes: {first} -> {second}"
+        moved = [k for k in second_values if k.startswith(model + "/") and second_values[k] != first_values.get(k)]
+        assert moved, f"the values drawn for {model} did not change: {first_values} -> {second_values}"
     regret_panels = browser.evaluate(
         "[...document.querySelectorAll('[data-panel^=\"ridge/\"] .title')].map(t => t.textContent)")
     assert "ridge (ridge): cumulative regret by smoker" in regret_panels
