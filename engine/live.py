@@ -40,7 +40,6 @@ name: one panel for sex, one for region, each with ``all``). Per task:
 When more than 600 samples have been taken, every other old sample is dropped, so the
 whole run stays on the page at a coarser step.
 
->>> r = LiveRecorder.__new__(LiveRecorder)
 >>> [p["title"] for p in _group_panels({"all": 1.0, "sex=female": 2.0, "sex=male": 0.5, "smoker=yes": 1.5}, "cumulative regret", "squared loss")]
 ['cumulative regret by sex', 'cumulative regret by smoker']
 """
