@@ -1,6 +1,6 @@
 """The ``regretflow`` command line.
 
-    regretflow demo                         stream the bundled Medical costs data, serve /metrics
+    regretflow demo                         every family side by side on bundled data, live page at /
     regretflow run --config FILE            the daemon (SIGTERM: finish the batch, checkpoint, exit 0)
     regretflow run --check --config FILE    validate the config on this host, run nothing
     regretflow replay LOG.jsonl --config F  evaluate the config's models on a logged stream, offline
@@ -34,7 +34,7 @@ from .config import Config, ConfigError, check_config, describe, load_config
 from .errors import FatalError
 
 EPILOG = """examples:
-  regretflow demo                                   # no config, no broker: watch regret live
+  regretflow demo                                   # no config, no broker: watch regret live at http://127.0.0.1:9108/
   regretflow run --config deploy/examples/daemon.toml
   regretflow run --check --config deploy/examples/daemon.toml   # exit 0 "config OK: ...", or 2 and the problems
   regretflow replay events.jsonl --config deploy/examples/replay.toml
@@ -50,11 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="stream the bundled Medical costs data through every regression model")
-    d.add_argument("--passes", type=int, default=3, help="passes over the 1,338 rows, reshuffled each time (default 3)")
+    d = sub.add_parser("demo", help="one model of every family, side by side on bundled data and simulators, with a live page")
+    d.add_argument("--passes", type=int, default=3, help="passes over the bundled data (and simulator rounds in proportion), default 3")
+    d.add_argument("--family", action="append", metavar="NAME",
+                   help="run only this family (repeatable): groupwise, neural-bandit, analytic-ridge, dynamical-bandit, fair-onesided")
     d.add_argument("--rate", type=float, default=1000.0, help="events per second, 0 for as fast as possible (default 1000)")
-    d.add_argument("--port", type=int, default=9108, help="metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
-    d.add_argument("--linger", type=float, default=0.0, help="keep serving /metrics this many seconds after the end")
+    d.add_argument("--port", type=int, default=9108, help="live page and metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
+    d.add_argument("--linger", type=float, default=0.0, help="keep serving the live page and /metrics this many seconds after the end")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true", help="no progress line")
     d.add_argument("--json", action="store_true", help="print the final summary as JSON")
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     r.add_argument("--check", action="store_true",
                    help="validate the config (schema, learners, ports, paths) on this host and exit: 0 OK, 2 problems")
+    r.add_argument("--json", action="store_true", help="end with the summary as JSON instead of the table")
 
     rp = sub.add_parser("replay", help="evaluate the config's models on a logged JSONL stream, offline")
     rp.add_argument("log", help="JSONL file of events")
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(passes=args.passes, rate=args.rate, port=args.port, linger=args.linger,
-                     progress=not args.no_progress, as_json=args.json, seed=args.seed)
+                     progress=not args.no_progress, as_json=args.json, seed=args.seed, families=args.family)
             return 0
         if args.command == "run":
             config = load_config(args.config)
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 check_config(config, args.workers)
                 print(describe(config))
                 return 0
-            return _run(config, args.workers, args.config)
+            return _run(config, args.workers, args.config, "json" if args.json else "table")
         if args.command == "replay":
             return _replay(args)
         if args.command == "checkpoint":
@@ -147,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(config: Config, workers: int, path: str) -> int:
+def _run(config: Config, workers: int, path: str, summary: str = "table") -> int:
     from .daemon import run_daemon
 
-    return run_daemon(config, workers=workers, config_path=path)
+    return run_daemon(config, workers=workers, config_path=path, summary=summary)
 
 
 def _as_worker(config: Config, index: int) -> Config:

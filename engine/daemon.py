@@ -134,8 +134,13 @@ def _only(spec: EndpointSpec, where: str, allowed: set[str]) -> None:
             raise ConfigError(f"{where}.{key}: unknown key for type = {spec.type!r}; expected one of {', '.join(sorted(allowed)) or '(none)'}")
 
 
-def run_daemon(config: Config, workers: int = 1, config_path: str | None = None) -> int:
-    """Run one worker in this process, or supervise ``workers`` worker processes."""
+def run_daemon(config: Config, workers: int = 1, config_path: str | None = None, summary: str = "table") -> int:
+    """Run one worker in this process, or supervise ``workers`` worker processes.
+
+    A worker serves the live page at ``/`` beside ``/metrics`` and ends by printing its
+    summary (``summary``: ``"table"``, ``"json"`` or ``"none"``), to stdout unless a sink
+    writes there.
+    """
     if workers > 1:
         if config.source.type != "kafka":
             raise ConfigError("--workers > 1 needs source.type = \"kafka\" (workers share partitions through a consumer group)")
@@ -149,26 +154,60 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None)
 
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
+    from .live import LiveRecorder, announce_compile
+
     try:
-        engine = Engine(config, source, answers, dead)
+        with announce_compile(config):
+            engine = Engine(config, source, answers, dead)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
         # the port was taken between check_config and the metrics server's bind: still a config problem (exit 2)
         raise ConfigError(f"metrics.port: cannot listen on {config.metrics.host}:{config.metrics.port} ({exc.strerror})") from None
     if engine.server is not None:
-        log.info("event=start metrics=http://%s:%d/metrics models=%s", engine.server.host, engine.server.port, ",".join(config.models))
+        monitor = getattr(getattr(source, "env", None), "monitor", None)
+        live = LiveRecorder(engine, monitors={source.env.model: monitor} if monitor is not None else None,
+                            title=f"regretflow run {config_path or ''}".strip())
+        engine.progress = live.chain(engine.progress)
+        live.serve(engine.server)
+        log.info("event=start metrics=http://%s:%d/metrics live=http://%s:%d/ models=%s", engine.server.host, engine.server.port,
+                 engine.server.host, engine.server.port, ",".join(config.models))
     from regretflow.connectors.kafka import OffsetResetError  # no Kafka client is imported with it
 
     try:
         engine.run(install_signals=True)
     except OffsetResetError as exc:
-        # the loop's shutdown checkpointed applied events only: nothing of the new log was handed out
+        # the loop ended without a checkpoint: nothing of the new log is in any checkpoint
         engine.close()
         raise FatalError(str(exc)) from None
     log.info("event=stop events=%d valid=%d dead_letters=%d", engine.events_seen, engine.valid_events, engine.dead_count)
+    print_summary(engine, config, summary)
     engine.close()
     return 0
+
+
+def print_summary(engine: Engine, config: Config, how: str) -> None:
+    """The end-of-run summary the demo prints (one table per task), or JSON; never into a sink's stream."""
+    if how == "none":
+        return
+    from .demo import family_tables
+
+    stdout_taken = "stdout" in (config.answers.type, config.dead_letters.type)
+    out = sys.stderr if stdout_taken else sys.stdout
+    summary = engine.summary()
+    summary["_stream"] = {"events": engine.events_seen, "valid": engine.valid_events, "dead_letters": engine.dead_count}
+    monitor = getattr(getattr(engine.source, "env", None), "monitor", None)
+    extras = {engine.source.env.model: monitor.gauges()} if monitor is not None else {}
+    if how == "json":
+        import orjson
+
+        for model, figures in extras.items():
+            summary[model]["simulator"] = figures
+        out.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode() + "\n")
+    else:
+        out.write(f"{engine.events_seen:,} events, {engine.valid_events:,} valid, {engine.dead_count:,} dead-lettered\n")
+        out.write(family_tables(summary, extras=extras).lstrip("\n") + "\n")
+    out.flush()
 
 
 def _supervise(config: Config, workers: int, config_path: str | None) -> int:

@@ -1,13 +1,34 @@
 """``regretflow demo``: the embedded default, no broker and no config needed.
 
-It streams the Medical costs data (bundled, checksummed) as ``observe`` events
-through every regression model the project has, with the declared groups sex,
-smoker, region and age/BMI bins, serves ``/metrics`` while it runs, shows a progress
-line with events/s and the current regret, and ends with a table per model and group.
+One model of every family runs side by side, interleaved in one engine, on bundled
+real data or the bundled simulators:
+
+=================  ===========================================  ======================================
+family             models                                       stream
+=================  ===========================================  ======================================
+groupwise          ``ridge``, ``groupwise``                     Medical costs rows (``observe``), groups on
+                                                                sex, smoker, region, age and BMI bins
+neural-bandit      ``segment-fastcb`` (recommended neural       image segments as a 7-action bandit
+                   bandit), ``segment-linucb``                  (``decide``/``feedback``, logged propensities)
+analytic-ridge     ``digits-ridge``, ``digits-ridge-pfg``       long-tailed digits (``observe``), without
+                                                                and with the pseudo-feature generator
+dynamical-bandit   ``ads`` (DynLin-UCB)                         the linear-dynamical advertising simulator
+fair-onesided      ``adult-lending`` (fair Exp2)                the Adult simulator with its auditor panel
+=================  ===========================================  ======================================
+
+It serves ``/metrics`` and the live page (``/``, data at ``/live.json``) while it
+runs, shows a progress line with the events/s of the last seconds, and ends with one
+compact table per family (:func:`family_tables`).
+
+>>> sorted(FAMILIES)
+['analytic-ridge', 'dynamical-bandit', 'fair-onesided', 'groupwise', 'neural-bandit']
+>>> demo_config(metrics=False, families=["groupwise"]).models.keys()
+dict_keys(['ridge', 'groupwise'])
 """
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 from typing import Any
@@ -17,9 +38,8 @@ import orjson
 
 from regretflow.connectors.datasets.insurance import load_insurance
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.learners import LEARNERS
 
-from .config import Config, parse_config
+from .config import Config, ConfigError, parse_config
 from .runtime import Engine
 
 DEMO_GROUPS = [
@@ -30,21 +50,94 @@ DEMO_GROUPS = [
     {"name": "bmi", "field": "bmi", "edges": [0, 18.5, 25, 30, 100]},
 ]
 
-# The demo's models: every regression family the build has, with its paper's settings.
-DEMO_MODELS = {
-    "ridge": {"learner": "ridge", "params": {"lam": 1.0}},
-    "groupwise": {"learner": "groupwise", "params": {"lam": 1.0}},
+# Settings are those of each family's reproduction (``regretflow reproduce NAME``) and deploy/examples.
+SEGMENT_FEATURES = [f"f{i}" for i in range(18)]
+ADS_ACTIONS = [[0.0, 0.5, 1.0], [0.0, 1.0, 0.5], [0.5, 0.0, 1.0], [0.5, 1.0, 0.0], [1.0, 0.0, 0.5], [1.0, 0.5, 0.0]]
+ADS_BOUNDS = {"rho_bar": 0.6668913422955944, "phi_bar": 2.781214839211887, "omega_norm": 0.6249799996799899,
+              "theta_norm": 0.4305810028322197, "b_norm": 0.38560618976151995, "noise_sigma": 0.01}
+FAIR_FEATURES = ["age", "education-num", "hours-per-week", "capital-gain", "capital-loss",
+                 "marital-status_Married-civ-spouse", "sex_Male", "sex_Female", "race_White", "race_Black"]
+
+# Closed-loop rounds per pass: a simulator plays one round per micro-batch (its feedback
+# depends on the engine's answer), so these set the demo's length at --rate 0.
+ROUNDS_PER_PASS = {"neural-bandit": 770, "dynamical-bandit": 700, "fair-onesided": 250}
+
+FAMILIES: dict[str, dict[str, Any]] = {
+    "groupwise": {
+        "title": "groupwise regret (Medical costs, squared loss)",
+        "models": {
+            "ridge": {"learner": "ridge", "params": {"lam": 1.0}},
+            "groupwise": {"learner": "groupwise", "params": {"lam": 1.0}},
+        },
+    },
+    "neural-bandit": {
+        "title": "contextual bandits (image segments, 7 actions, reward 1 for the right class)",
+        "note": "segment-linucb plays its UCB argmax with probability 1: from its log, the SNIPS values of other "
+                "policies only restate its own observed mean reward (the neural bandit's explored log is what identifies them)",
+        "models": {
+            "segment-fastcb": {"learner": "neural-fastcb", "n_actions": 7, "features": SEGMENT_FEATURES,
+                               "params": {"width": 100, "optimizer": "adabelief", "learning_rate": 0.01, "gamma0": 10.0, "seed": 0},
+                               "joins": {"ttl_events": 100, "default_reward": 0.0}},
+            "segment-linucb": {"learner": "linucb-disjoint", "n_actions": 7, "features": SEGMENT_FEATURES,
+                               "params": {"alpha": 1.0, "lam": 1.0, "seed": 0},
+                               "joins": {"ttl_events": 100, "default_reward": 0.0}},
+        },
+    },
+    "analytic-ridge": {
+        "title": "analytic ridge classifier (long-tailed digits, 10 classes)",
+        "models": {
+            "digits-ridge": {"learner": "analytic-ridge", "params": {"gamma": 0.1, "expansion_dim": 1024, "seed": 0}},
+            "digits-ridge-pfg": {"learner": "analytic-ridge",
+                                 "params": {"gamma": 0.1, "expansion_dim": 1024, "generator": "before_answer", "seed": 0}},
+        },
+    },
+    "dynamical-bandit": {
+        "title": "dynamical linear bandit (budget split over 3 ad platforms, simulator of real data)",
+        "models": {
+            "ads": {"learner": "dynlin-ucb", "n_actions": 6,
+                    "params": {"actions": ADS_ACTIONS, "bounds": ADS_BOUNDS, "horizon": 1_000_000, "lam": "log_horizon",
+                               "epoch_threshold": 1e-4, "seed": 0}},
+        },
+    },
+    "fair-onesided": {
+        "title": "individually fair decisions (Adult applicants, one-sided labels, auditor panel)",
+        "models": {
+            "adult-lending": {"learner": "fair-exp2", "features": FAIR_FEATURES,
+                        "params": {"gamma": 0.5, "fairness_scale": 7.07, "cost_bound": 2.0,
+                                   "group_features": {"sex=male": "sex_Male", "sex=female": "sex_Female"}, "seed": 0},
+                        "groups": [{"name": "sex", "field": "sex", "values": ["male", "female"]}],
+                        "joins": {"ttl_events": 1000}},
+        },
+    },
 }
 
 
-def demo_config(port: int = 9108, metrics: bool = True) -> Config:
+def _families(families: list[str] | None) -> list[str]:
+    chosen = list(FAMILIES) if not families else list(families)
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown:
+        raise ConfigError(f"--family: {', '.join(unknown)} is not one of {', '.join(FAMILIES)}")
+    return chosen
+
+
+def fair_rounds(passes: int) -> int:
+    return max(1, passes) * ROUNDS_PER_PASS["fair-onesided"]
+
+
+def demo_config(port: int = 9108, metrics: bool = True, families: list[str] | None = None, passes: int = 3) -> Config:
     """The demo's config, as a user would write it in TOML (see deploy/examples)."""
     data = load_insurance()
-    models = {
-        name: {**spec, "features": list(data.feature_names), "groups": DEMO_GROUPS}
-        for name, spec in DEMO_MODELS.items()
-        if spec["learner"] in LEARNERS
-    }
+    models: dict[str, Any] = {}
+    for family in _families(families):
+        for name, spec in FAMILIES[family]["models"].items():
+            spec = dict(spec)
+            if family == "groupwise":
+                spec.update(features=list(data.feature_names), groups=DEMO_GROUPS)
+            elif family == "analytic-ridge":
+                spec["features"] = [f"p{i}" for i in range(64)]
+            elif family == "fair-onesided":
+                spec["params"] = {**spec["params"], "horizon": fair_rounds(passes)}
+            models[name] = spec
     return parse_config({
         "models": models,
         "runtime": {"batch_size": 64, "batch_timeout_ms": 10.0},
@@ -53,10 +146,11 @@ def demo_config(port: int = 9108, metrics: bool = True) -> Config:
 
 
 def demo_events(passes: int = 1, seed: int = 0, models: list[str] | None = None) -> list[bytes]:
-    """Observe events for every demo model, pass after pass, each pass reshuffled."""
+    """Observe events of the Medical costs rows for the regression models, pass after pass, each pass reshuffled."""
     data = load_insurance()
     names = list(data.feature_names)
-    models = models or [m for m, s in DEMO_MODELS.items() if s["learner"] in LEARNERS]
+    models = models if models is not None else list(FAMILIES["groupwise"]["models"])
+    models = [m for m in models if m in FAMILIES["groupwise"]["models"]]
     out = []
     for p in range(passes):
         order = np.random.RandomState(seed + p).permutation(len(data))
@@ -69,6 +163,44 @@ def demo_events(passes: int = 1, seed: int = 0, models: list[str] | None = None)
                     "id": f"{model}-{p}-{i}", "model": model, "kind": "observe",
                     "features": features, "attributes": attributes, "label": float(data.y[i]),
                 }))
+    return out
+
+
+def digits_events(passes: int = 1, seed: int = 0, models: list[str] | None = None) -> list[bytes]:
+    """Observe events of the long-tailed digits stream (the analytic-ridge reproduction's), the same rows every pass.
+
+    Its balanced held-out set (:func:`digits_held_out`) is never streamed.
+    """
+    from .reproduce.analytic_ridge import digits_long_tail
+
+    models = models if models is not None else list(FAMILIES["analytic-ridge"]["models"])
+    models = [m for m in models if m in FAMILIES["analytic-ridge"]["models"]]
+    out = []
+    split = digits_long_tail(seed)
+    for p in range(passes):
+        for i, (row, label) in enumerate(zip(split.X.tolist(), split.y.tolist())):
+            for model in models:
+                out.append(orjson.dumps({"id": f"{model}-{p}-{i}", "model": model, "kind": "observe",
+                                         "features": row, "label": int(label)}))
+    return out
+
+
+def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
+    """Mean per-class accuracy of each analytic-ridge demo model on the digits' balanced held-out set.
+
+    As the reproduction measures it: the generator's answer weights refreshed from the
+    final state first (the held-out rows are never learned).
+    """
+    from .reproduce.analytic_ridge import digits_long_tail, mean_class_accuracy
+
+    split = digits_long_tail(seed)
+    out = {}
+    for shard in engine.shards():
+        if shard.spec.name in FAMILIES["analytic-ridge"]["models"]:
+            learner = shard.learner
+            if learner.generator:
+                learner.refresh_generator()
+            out[shard.spec.name] = mean_class_accuracy(split.y_test, learner.predict_many(split.X_test))
     return out
 
 
@@ -91,45 +223,198 @@ class ThrottledSource(MemorySource):
         return super().poll(max_records, timeout)
 
 
-class Progress:
-    """One status line: a bar, events/s and the current overall regret of each model."""
+class InterleavedSource:
+    """Several lanes (finite streams and closed simulator loops) as one source, progressing together.
 
-    def __init__(self, total: int, stream=None, every: float = 0.2):
+    A closed loop plays one round per poll (its next event waits for the engine's
+    answer), so the loops set the pace: at every poll each loop whose share of its
+    rounds is behind the slowest's gets a round, and each stream gets the events that
+    keep it at the same fraction. ``rate`` (events/s, 0: unlimited) paces the whole.
+
+    >>> a = InterleavedSource([("a", MemorySource([b"1", b"2", b"3", b"4"]), 4)])
+    >>> a.poll(2, 0.0), a.poll(8, 0.0), a.exhausted()
+    ([b'1', b'2'], [b'3', b'4'], True)
+    """
+
+    partitioned = False
+
+    def __init__(self, lanes: list[tuple[str, Any, int]], rate: float = 0.0, chunks: dict[str, int] | None = None):
+        self.lanes = lanes  # (name, source, size): events of a stream, rounds of a loop
+        self.rate = rate
+        self.chunks = chunks or {}  # stream -> events released together (a learner that pays per call)
+        self.emitted = 0
+        self.polls = 0
+        self._start = time.monotonic()
+        self._loops = [(n, s, k) for n, s, k in lanes if hasattr(s, "env")]
+        self._streams = [(n, s, k) for n, s, k in lanes if not hasattr(s, "env")]
+        self._released = {n: 0 for n, _, _ in self._streams}
+
+    def _clock(self) -> float:
+        """The slowest loop's fraction of its rounds (1 when there is no loop left)."""
+        fractions = [s.t / k for _, s, k in self._loops if not s.exhausted()]
+        return min(fractions) if fractions else 1.0
+
+    def poll(self, max_records: int, timeout: float) -> list[bytes]:
+        if self.rate > 0:
+            # pace by waiting until what was emitted is due, never by shrinking a poll: a small poll
+            # would go to the loops first and starve the streams
+            wait = self._start + self.emitted / self.rate - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, max(timeout, 0.001)))
+                if self._start + self.emitted / self.rate > time.monotonic():
+                    return []
+        self.polls += 1
+        out: list[bytes] = []
+        clock = self._clock()
+        step = max((1.0 / k for _, s, k in self._loops if not s.exhausted()), default=1.0)
+        for _, loop, rounds in self._loops:
+            room = max_records - len(out)
+            if room <= 0:
+                break
+            if loop.t / rounds > clock:  # ahead of the slowest: only the feedback already due, no new round
+                room = min(room, len(loop.outbox))
+            if room > 0:
+                out += loop.poll(room, 0.0)
+        target = min(1.0, clock + step)
+        for name, stream, size in self._streams:
+            chunk = self.chunks.get(name, 1)
+            due = min(size, chunk * int(np.ceil(target * size / chunk))) - self._released[name]
+            take = min(due, max_records - len(out))
+            if take > 0:
+                got = stream.poll(take, 0.0)
+                self._released[name] += len(got)
+                out += got
+        self.emitted += len(out)
+        return out
+
+    def progress(self) -> dict[str, float]:
+        """Per lane, the fraction done."""
+        return {name: (s.t / k if hasattr(s, "env") else self._released[name] / k) if k else 1.0 for name, s, k in self.lanes}
+
+    def exhausted(self) -> bool:
+        return all(s.exhausted() for _, s, _ in self.lanes)
+
+    def position(self) -> dict:
+        return {}
+
+    def seek(self, position: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        for _, s, _ in self.lanes:
+            s.close()
+
+
+class LoopSink:
+    """Hands each answer to the simulator loop of its model (answers carry a ``model`` header)."""
+
+    def __init__(self, loops: dict[str, Any]):
+        self.loops = loops
+
+    def write(self, records) -> None:
+        for record in records:
+            headers = dict(record[2]) if len(record) > 2 else {}
+            loop = self.loops.get(headers.get("model", record[0]))
+            if loop is not None:
+                loop.write([record])
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def build_demo(config: Config, passes: int, seed: int, rate: float):
+    """The interleaved source, the answer sink and the simulator monitors of the demo's models."""
+    from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, LinearDynamicalEnv
+
+    from .daemon import fairness_monitor
+
+    models = set(config.models)
+    lanes: list[tuple[str, Any, int]] = []
+    loops: dict[str, Any] = {}
+    monitors: dict[str, Any] = {}
+    passes = max(1, passes)
+    for name in ("ridge", "groupwise"):
+        if name in models:
+            events = demo_events(passes, seed, [name])
+            lanes.append((name, MemorySource(events), len(events)))
+    for name in ("digits-ridge", "digits-ridge-pfg"):
+        if name in models:
+            events = digits_events(passes, seed, [name])
+            lanes.append((name, MemorySource(events), len(events)))
+    for name in ("segment-fastcb", "segment-linucb"):
+        if name in models:
+            rounds = passes * ROUNDS_PER_PASS["neural-bandit"]
+            loops[name] = ClosedLoopSource(ClassificationBanditEnv(name, dataset="segment", seed=seed), rounds=rounds)
+    if "ads" in models:
+        loops["ads"] = ClosedLoopSource(LinearDynamicalEnv("ads", case="real-data", seed=seed),
+                                        rounds=passes * ROUNDS_PER_PASS["dynamical-bandit"])
+    if "adult-lending" in models:
+        rounds = fair_rounds(passes)
+        env = FairnessEnv("adult-lending", k=5, seed=seed, horizon=rounds)
+        env.monitor = monitors["adult-lending"] = fairness_monitor(config, env, rounds, rounds)
+        loops["adult-lending"] = ClosedLoopSource(env, rounds=rounds)
+    lanes += [(name, loop, loop.rounds) for name, loop in loops.items()]
+    # the analytic ridge learns (and refreshes its generator) per call: rows in the reproduction's micro-batches of 16
+    chunks = {name: 16 for name in ("digits-ridge", "digits-ridge-pfg")}
+    return InterleavedSource(lanes, rate, chunks), LoopSink(loops), monitors
+
+
+class Progress:
+    """One status line: a bar, events/s over the last seconds and the current overall regret of each model.
+
+    The rate is that of a sliding window (``window`` seconds), so one fast batch at the
+    start does not claim a figure the run never keeps.
+    """
+
+    def __init__(self, total: int, stream=None, every: float = 0.2, window: float = 5.0):
         self.total = total
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.every = every if self.tty else 2.0
-        self.started = None  # set at the first batch: start-up (kernel warm-up) is not streaming
+        self.window = window
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
         self.last = 0.0
+
+    def rate(self, now: float, done: int) -> float | None:
+        """Events per second over the window; ``None`` until it spans at least a second."""
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+        t0, n0 = self.samples[0]
+        return (done - n0) / (now - t0) if now - t0 >= 1.0 else None
 
     def __call__(self, engine: Engine, final: bool = False) -> None:
         now = time.monotonic()
-        if self.started is None:
-            self.started = now - 1e-3
+        done = engine.events_seen
+        rate = self.rate(now, done)
         if not final and now - self.last < self.every:
             return
         self.last = now
-        done = engine.events_seen
-        rate = done / max(now - self.started, 1e-9)
-        frac = done / self.total if self.total else 1.0
+        frac = min(1.0, done / self.total) if self.total else 1.0
         bar = "#" * int(frac * 24) + "-" * (24 - int(frac * 24))
-        regrets = []
+        figures = []
         for model, s in engine.summaries.items():
             if "groups" in s:
-                regrets.append(f"{model} regret={s['groups']['all']['regret']:.3f}")
-        line = f"[{bar}] {100 * frac:5.1f}% {done:,}/{self.total:,} events {rate:,.0f} ev/s  " + "  ".join(regrets)
+                figures.append(f"{model} regret={s['groups']['all']['regret']:.3f}")
+            elif "bandit" in s and s["bandit"].get("pseudo_count"):
+                figures.append(f"{model} pseudo-regret={s['bandit']['pseudo_regret']:.1f}")
+        shown = f"{rate:,.0f} ev/s" if rate is not None else "… ev/s"
+        line = f"[{bar}] {100 * frac:5.1f}% {done:,}/{self.total:,} events {shown}  " + "  ".join(figures[:4])
         if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
+            self.stream.write("\r" + line[:200] + ("\n" if final else ""))
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
 
 
 def summary_table(summary: dict[str, Any]) -> str:
-    """Per model and group: rounds, mean loss, comparator loss, regret."""
+    """Per regression model and group: rounds, mean loss, comparator loss, regret."""
     lines = []
     for model, s in summary.items():
-        if s.get("task") != "regression":
+        if not isinstance(s, dict) or s.get("task") != "regression":
             continue
         lines.append(f"\nmodel {model} ({s['learner']}), version {s['model_version']}")
         lines.append(f"  {'group':<24}{'rounds':>8}{'cum. loss':>12}{'best fixed':>12}{'regret':>10}{'regret/round':>14}")
@@ -142,25 +427,136 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _f(value: Any, spec: str = ".4f") -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if not np.isfinite(v) else format(v, spec)
+
+
+def _rows(task: str, model: str, s: dict[str, Any], extra: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Column heads and one row of a model: rounds, regret, loss or reward, and its task's headline figure."""
+    g = s.get("learner_gauges", {})
+    if task == "regression":
+        groups = {k: v for k, v in s["groups"].items() if v["count"]}
+        a = groups.get("all", {"count": 0, "loss": 0.0, "regret": 0.0})
+        worst = max((k for k in groups if k != "all"), key=lambda k: groups[k]["regret"] / groups[k]["count"], default="-")
+        w = groups.get(worst, {"regret": float("nan"), "count": 1})
+        return (["rounds", "mean loss", "regret", "worst group", "its regret/round"],
+                [str(a["count"]), _f(a["loss"] / a["count"] if a["count"] else float("nan")), _f(a["regret"]), worst,
+                 _f(w["regret"] / w["count"], ".5f")])
+    if task == "bandit":
+        b = s["bandit"]
+        greedy = b.get("greedy", {})
+        if "dynlin_regret_envelope" in g:
+            return (["rounds", "mean reward", "pseudo-regret", "epochs", "regret envelope"],
+                    [str(b["count"]), _f(b["mean_reward"]), _f(b["pseudo_regret"], ".3f"), _f(g.get("dynlin_epoch"), ".0f"),
+                     _f(g.get("dynlin_regret_envelope"), ".1f")])
+        return (["rounds", "mean reward", "pseudo-regret", "uniform SNIPS", "greedy SNIPS [95%]"],
+                [str(b["count"]), _f(b["mean_reward"]), _f(b["pseudo_regret"], ".1f"), _f(b.get("uniform", {}).get("snips")),
+                 f"{_f(greedy.get('snips'), '.3f')} [{_f(greedy.get('snips_low'), '.3f')}, {_f(greedy.get('snips_high'), '.3f')}]"
+                 if greedy else "-"])
+    if task == "classification":
+        c = s["classification"]
+        heads = ["rows", "accuracy", "answer regret", "mean per-class acc."]
+        row = [str(c["count"]), _f(c["accuracy"]), _f(g.get("analytic_answer_regret"), ".1f"), _f(c["mean_per_class_accuracy"])]
+        if "held_out_mean_class_accuracy" in extra:
+            heads.append("held-out mean per-class acc.")
+            row.append(_f(extra["held_out_mean_class_accuracy"]))
+        return heads, row
+    if task == "fair":
+        f = s["fair"]
+        return (["rounds", "positive rate", "revealed acc.", "violations/round", "fair regret (simulator)"],
+                [str(f["rounds"]), _f(f["positive_rate"]), _f(f["revealed_accuracy"]), _f(f["violations_per_round"], ".3f"),
+                 _f(extra.get("fair_regret"), ".1f")])
+    return (["events"], [str(s.get("events", 0))])
+
+
+def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None = None,
+                  extras: dict[str, dict[str, Any]] | None = None, notes: dict[str, str] | None = None) -> str:
+    """One compact table per family (``families``: title -> models; default: one per task).
+
+    >>> s = {"m": {"task": "regression", "learner": "ridge", "groups": {"all": {"count": 4, "loss": 2.0, "comparator_loss": 1.0, "regret": 1.0}}}}
+    >>> print(family_tables(s))
+    <BLANKLINE>
+    regression
+      model    rounds  mean loss  regret  worst group  its regret/round
+      m             4     0.5000  1.0000            -                 -
+    """
+    extras = extras or {}
+    if families is None:
+        families = {}
+        for model, s in summary.items():
+            if isinstance(s, dict) and not model.startswith("_"):
+                families.setdefault(s.get("task") or "no events yet", []).append(model)
+    lines = []
+    for title, models in families.items():
+        table = []
+        heads: list[str] = []
+        for model in models:
+            s = summary.get(model)
+            if s and s.get("task"):
+                heads, row = _rows(s["task"], model, s, extras.get(model, {}))
+                table.append(row)
+        lines.append(f"\n{title}")
+        shown = [m for m in models if (summary.get(m) or {}).get("task")]
+        name_w = max(len("model"), *(len(m) for m in models)) + 2
+        if table:
+            widths = [max(len(h), *(len(r[i]) for r in table)) + 2 for i, h in enumerate(heads)]
+            lines.append("  " + "model".ljust(name_w) + "".join(h.rjust(w) for h, w in zip(heads, widths)))
+            for model, row in zip(shown, table):
+                lines.append("  " + model.ljust(name_w) + "".join(v.rjust(w) for v, w in zip(row, widths)))
+        for model in models:
+            if model not in shown:
+                lines.append("  " + model.ljust(name_w) + "no events yet")
+        if notes and title in notes and table:
+            lines.append(f"  note: {notes[title]}")
+    return "\n".join(lines)
+
+
 def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: float = 0.0,
-             progress: bool = True, as_json: bool = False, seed: int = 0) -> dict[str, Any]:
-    config = demo_config(port=port)
-    events = demo_events(passes=passes, seed=seed, models=list(config.models))
-    engine = Engine(config, ThrottledSource(events, rate), MemorySink(keep=False), MemorySink(),
-                    progress=Progress(len(events)) if progress else None)
+             progress: bool = True, as_json: bool = False, seed: int = 0, families: list[str] | None = None) -> dict[str, Any]:
+    from .live import LiveRecorder, announce_compile
+    from .metrics import MonitorCollector
+
+    chosen = _families(families)
+    config = demo_config(port=port, families=chosen, passes=passes)
+    source, sink, monitors = build_demo(config, passes, seed, rate)
+    total = sum(k if not hasattr(s, "env") else k * (3 if s.env.model == "adult-lending" else 2) for _, s, k in source.lanes)
+    with announce_compile(config):
+        engine = Engine(config, source, sink, MemorySink(), progress=None)
+    for model, monitor in monitors.items():
+        engine.metrics.registry.register(MonitorCollector(model, monitor))
+    bar = Progress(total) if progress else None
+    live = LiveRecorder(engine, monitors=monitors, title="regretflow demo",
+                        families={FAMILIES[f]["title"]: list(FAMILIES[f]["models"]) for f in chosen})
+    engine.progress = live.chain(bar)
     if engine.server is not None:
-        print(f"regretflow demo: {len(events):,} events, metrics on http://{engine.server.host}:{engine.server.port}/metrics",
-              file=sys.stderr)
+        live.serve(engine.server)
+        print(f"regretflow demo: {', '.join(chosen)}; live page http://{engine.server.host}:{engine.server.port}/ "
+              f"(/metrics, /live.json)", file=sys.stderr)
+    source._start = time.monotonic()  # pace from the first poll, not from before the warm-up
     engine.run(install_signals=True)
-    if progress:
-        engine.progress(engine, final=True)
+    live.sample(force=True)
+    if bar is not None:
+        bar(engine, final=True)
     summary = engine.summary()
+    extras = {m: mon.gauges() for m, mon in monitors.items()}
+    for model, value in held_out_accuracy(engine, seed).items():
+        extras[model] = {"held_out_mean_class_accuracy": value}
     if as_json:
-        print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
+        for model, figures in extras.items():  # what only the demo knows: simulator monitors, held-out sets
+            summary[model]["simulator" if model in monitors else "held_out"] = figures
+        print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode())
     else:
-        print(summary_table(summary))
+        titles = {FAMILIES[f]["title"]: list(FAMILIES[f]["models"]) for f in chosen}
+        notes = {FAMILIES[f]["title"]: FAMILIES[f]["note"] for f in chosen if "note" in FAMILIES[f]}
+        print(family_tables(summary, titles, extras, notes))
     if linger > 0 and engine.server is not None:
-        print(f"serving /metrics for {linger:.0f} more seconds", file=sys.stderr)
+        engine.health.ready = True  # still serving: a scraper keeps reading the final figures
+        engine.health.detail = "lingering"
+        print(f"serving the live page and /metrics for {linger:.0f} more seconds", file=sys.stderr)
         until = time.monotonic() + linger
         while time.monotonic() < until and not engine.stop_requested:
             time.sleep(0.1)

@@ -242,10 +242,12 @@ class HealthState:
 
 
 class MetricsServer:
-    """HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz; runs in a daemon thread."""
+    """HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz and any added ``routes``; runs in a daemon thread."""
 
     def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108):
         self.metrics, self.health = metrics, health
+        # further GET routes (path -> callable returning (body, content type)): the live page adds /, /live.js, /live.json
+        self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
         server_self = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -261,8 +263,11 @@ class MetricsServer:
                     ok = server_self.health.ready
                     body = (b"ready\n" if ok else f"not ready: {server_self.health.detail}\n".encode())
                     status, ctype = (200 if ok else 503), "text/plain"
+                elif path in server_self.routes:
+                    body, ctype = server_self.routes[path]()
+                    status = 200
                 else:
-                    body, status, ctype = b"not found: try /metrics, /healthz or /readyz\n", 404, "text/plain"
+                    body, status, ctype = b"not found: try / (live page), /live.json, /metrics, /healthz or /readyz\n", 404, "text/plain"
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -248,104 +248,169 @@ def _group_order(labels: list[str]) -> list[str]:
     return (["all"] if "all" in labels else []) + [g for g in labels if g != "all"]
 
 
-def regression_figure(s: ModelSeries, max_groups: int = 16) -> bytes:
-    """Cumulative regret and regret per round per group, and mean loss against the comparator's."""
+# Okabe-Ito: eight colours that stay apart for common colour-vision deficiencies; a panel
+# never holds more series than this (MAX_SERIES), the rest go to further panels.
+COLOURS = ("#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+MAX_SERIES = len(COLOURS)
+
+
+def _by_name(labels: list[str]) -> list[tuple[str, list[str]]]:
+    """Group labels ``name=value`` by name, at most ``MAX_SERIES - 1`` per chunk (``all`` joins every chunk)."""
+    names: dict[str, list[str]] = {}
+    for label in labels:
+        if label != "all":
+            names.setdefault(label.split("=", 1)[0], []).append(label)
+    chunks = []
+    for name, members in names.items():
+        for start in range(0, len(members), MAX_SERIES - 1):
+            chunks.append((name, members[start:start + MAX_SERIES - 1]))
+    return chunks
+
+
+def _grid(plt, n_panels: int, cols: int = 3, width: float = 5.2, height: float = 3.9):
+    cols = max(1, min(cols, n_panels))
+    rows = math.ceil(n_panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in list(axes.flat)[n_panels:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n_panels]
+
+
+def _legend_below(ax, ncol: int = 3) -> None:
+    """The legend under the axes, never over the data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(ncol, len(labels)),
+                  fontsize=8, frameon=False)
+
+
+def regression_figure(s: ModelSeries, max_groups: int = 64) -> bytes:
+    """Cumulative regret per group, one small panel per declared group (with ``all``), and mean loss against the comparator's."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     labels = _group_order(list(s.groups))[:max_groups]
-    cmap = plt.get_cmap("tab20")
-    for i, label in enumerate(labels):
-        g = s.groups[label]
-        n = g["count"]
-        style = {"color": "black", "lw": 2.2, "zorder": 5} if label == "all" else {"color": cmap(i % 20), "lw": 1.1}
-        axes[0].plot(n, g["regret"], label=label, **style)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            axes[1].plot(n, np.where(n > 0, g["regret"] / n, np.nan), **style)
-    axes[0].axhline(0, color="grey", lw=0.6)
-    axes[0].set(title="cumulative regret by group", xlabel="labelled rounds of the group", ylabel="regret (squared loss)")
-    axes[1].axhline(0, color="grey", lw=0.6)
-    axes[1].set(title="regret per round", xlabel="labelled rounds of the group", ylabel="regret / rounds")
+    chunks = _by_name(labels) or [("all", [])]
+    fig, axes = _grid(plt, len(chunks) + 1)
+    for ax, (name, members) in zip(axes, chunks):
+        for i, label in enumerate(["all", *members] if "all" in s.groups else members):
+            g = s.groups[label]
+            ax.plot(g["count"], g["regret"], label=label, color=COLOURS[i % MAX_SERIES], lw=2.2 if label == "all" else 1.4)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set(title=f"cumulative regret by {name}", xlabel="labelled rounds of the group", ylabel="regret (squared loss)")
+        _legend_below(ax)
+    ax = axes[-1]
     if "all" in s.groups:
         g = s.groups["all"]
         with np.errstate(invalid="ignore", divide="ignore"):
-            axes[2].plot(g["count"], g["loss"] / g["count"], color="black", lw=2, label="learner")
-            axes[2].plot(g["count"], g["comparator_loss"] / g["count"], color="tab:orange", lw=2, ls="--",
-                         label="best fixed linear predictor in hindsight")
-        axes[2].legend(fontsize=8)
-    axes[2].set(title="mean squared loss, all rows", xlabel="labelled rounds", ylabel="loss / rounds")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8, frameon=False)
-    fig.suptitle(f"model {s.name} ({s.learner})", fontsize=12)
-    fig.tight_layout(rect=(0, 0, 0.86, 1))
+            ax.plot(g["count"], g["loss"] / g["count"], color=COLOURS[0], lw=2, label="learner")
+            ax.plot(g["count"], g["comparator_loss"] / g["count"], color=COLOURS[2], lw=2, ls="--",
+                    label="best fixed linear predictor in hindsight")
+    ax.set(title="mean loss on all rows", xlabel="labelled rounds", ylabel="squared loss per round")
+    _legend_below(ax, ncol=1)
+    fig.suptitle(f"model {s.name} ({s.learner}): regret against the best fixed linear predictor, per group", fontsize=12)
+    fig.tight_layout()
     return _png(fig)
 
 
 def bandit_figure(s: ModelSeries) -> bytes:
     """Regret (pseudo and estimated), cumulative reward, and off-policy values with intervals."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = _grid(plt, 3, height=4.3)
     v, n = s.values, s.rounds
     if np.nanmax(np.nan_to_num(v["pseudo_count"], nan=0.0), initial=0.0) > 0:
-        axes[0].plot(n, v["pseudo_regret"], color="black", lw=2, label="pseudo-regret (exact)")
-    axes[0].plot(n, v["regret_vs_best_constant"], color="tab:red", lw=1.5, label="est. regret vs best constant (SNIPS)")
+        axes[0].plot(n, v["pseudo_regret"], color=COLOURS[0], lw=2, label="pseudo-regret (exact)")
+    axes[0].plot(n, v["regret_vs_best_constant"], color=COLOURS[6], lw=1.5, label="estimated regret vs best constant action (SNIPS)")
     axes[0].axhline(0, color="grey", lw=0.6)
-    axes[0].set(title="cumulative regret", xlabel="feedback rounds", ylabel="reward units")
-    axes[0].legend(fontsize=8)
-    axes[1].plot(n, v["reward"], color="tab:green", lw=2)
-    axes[1].set(title="cumulative reward", xlabel="feedback rounds", ylabel="reward")
-    axes[2].plot(n, v["mean_reward"], color="black", lw=2, label="this policy (observed)")
-    for policy, color in (("uniform", "tab:blue"), ("best_constant", "tab:orange")):
+    axes[0].set(title="cumulative regret", xlabel="feedback rounds", ylabel="regret (reward units)")
+    _legend_below(axes[0], ncol=1)
+    axes[1].plot(n, v["reward"], color=COLOURS[3], lw=2, label="cumulative reward")
+    axes[1].set(title="cumulative reward", xlabel="feedback rounds", ylabel="reward (sum)")
+    _legend_below(axes[1], ncol=1)
+    axes[2].plot(n, v["mean_reward"], color=COLOURS[0], lw=2, label="this policy (observed)")
+    for policy, color in (("uniform", COLOURS[1]), ("best_constant", COLOURS[2])):
         for est, ls in (("snips", "-"), ("ips", ":")):
-            axes[2].plot(n, v[f"{policy}.{est}"], color=color, ls=ls, lw=1.3, label=f"{policy.replace('_', ' ')} {est.upper()}")
+            axes[2].plot(n, v[f"{policy}.{est}"], color=color, ls=ls, lw=1.3, label=f"{policy.replace('_', ' ')} policy, {est.upper()}")
         axes[2].fill_between(n, v[f"{policy}.snips_low"], v[f"{policy}.snips_high"], color=color, alpha=0.15, lw=0)
-    axes[2].set(title="mean reward: policy vs reference policies (95% bands)", xlabel="feedback rounds", ylabel="reward per round")
-    axes[2].legend(fontsize=7)
-    fig.suptitle(f"model {s.name} ({s.learner})", fontsize=12)
+    axes[2].set(title="mean reward of reference policies (95% bands)", xlabel="feedback rounds", ylabel="reward per round")
+    _legend_below(axes[2], ncol=2)
+    fig.suptitle(f"model {s.name} ({s.learner}): regret, reward and off-policy values", fontsize=12)
     fig.tight_layout()
     return _png(fig)
 
 
-def classification_figure(s: ModelSeries, max_lines: int = 16) -> bytes:
-    """Prequential accuracy overall, per class and per group."""
+def classification_figure(s: ModelSeries, max_lines: int = 64) -> bytes:
+    """Prequential accuracy overall and per class, then per group, at most eight lines a panel."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     n = s.rounds
-    for ax, prefix, title in ((axes[0], "class.", "accuracy per class"), (axes[1], "group.", "accuracy per group")):
-        ax.plot(n, s.values["accuracy"], color="black", lw=2.2, label="overall")
-        for key in [k for k in s.values if k.startswith(prefix)][:max_lines]:
-            if key != "group.all":
-                ax.plot(n, s.values[key], lw=1.1, label=key[len(prefix):])
-        ax.set(title=title, xlabel="labelled rounds", ylabel="accuracy", ylim=(-0.02, 1.02))
-        ax.legend(fontsize=7)
-    fig.suptitle(f"model {s.name} ({s.learner})", fontsize=12)
+    panels = []
+    for prefix, what in (("class.", "class"), ("group.", "group")):
+        keys = [k for k in s.values if k.startswith(prefix) and k != "group.all"][:max_lines]
+        for start in range(0, max(len(keys), 1 if prefix == "class." else 0), MAX_SERIES - 1):
+            panels.append((what, keys[start:start + MAX_SERIES - 1]))
+    fig, axes = _grid(plt, len(panels))
+    for ax, (what, keys) in zip(axes, panels):
+        ax.plot(n, s.values["accuracy"], color=COLOURS[0], lw=2.2, label="all rows")
+        for i, key in enumerate(keys, start=1):
+            ax.plot(n, s.values[key], lw=1.3, color=COLOURS[i % MAX_SERIES], label=key.split(".", 1)[1])
+        ax.set(title=f"prequential accuracy by {what}", xlabel="labelled rounds", ylabel="accuracy (fraction correct)", ylim=(-0.02, 1.02))
+        _legend_below(ax, ncol=4)
+    fig.suptitle(f"model {s.name} ({s.learner}): accuracy", fontsize=12)
     fig.tight_layout()
     return _png(fig)
 
 
-def learner_figure(s: ModelSeries, group_labels: list[str], max_panels: int = 6) -> bytes | None:
-    """The learner's own gauges (one panel each; per-group gauges one line per group)."""
+def _gauge_words(name: str, learner: str) -> tuple[str, str]:
+    """A title in words and a y-axis label for a learner gauge (from the learner's own description)."""
+    from regretflow.learners import LEARNERS
+
+    cls = LEARNERS.get(learner)
+    text = {**getattr(cls, "GAUGES", {}), **getattr(cls, "GROUP_GAUGES", {})}.get(name, "") if cls else ""
+    title = text.split(":")[0].split(" (")[0].split(". ")[0].rstrip(".") or name.replace("_", " ")
+    if len(title) > 60:
+        title = title[:57].rsplit(" ", 1)[0] + "…"
+    lowered = name.lower()
+    if any(w in lowered for w in ("probability", "accuracy", "fraction")):
+        unit = "fraction"
+    elif lowered.endswith("rate"):
+        unit = "per round"
+    elif any(w in lowered for w in ("regret", "loss", "reward", "gap", "envelope", "cost")):
+        unit = "reward or loss units"
+    elif any(w in lowered for w in ("rounds", "count", "epoch", "samples", "refreshes", "rows", "calls", "decisions", "pairs")):
+        unit = "count"
+    else:
+        unit = "value"
+    return title, f"{unit} ({name})"
+
+
+def learner_figure(s: ModelSeries, group_labels: list[str], max_panels: int = 9) -> bytes | None:
+    """The learner's own gauges: one panel each, titled in words; per-group gauges split by group name."""
     names = [k[len("learner."):] for k in s.values if k.startswith("learner.")]
     group_names = sorted({k.split(".")[1] for k in s.values if k.startswith("learner_group.")})
-    panels = ([("", n) for n in names] + [("group", n) for n in group_names])[:max_panels]
+    labels = [*group_labels, "all"]  # the engine's order: declared groups, then all
+    panels: list[tuple[str, str, list[int]]] = [("", n, []) for n in names]
+    for gauge in group_names:
+        index = {label: i for i, label in enumerate(labels)}
+        for _, members in _by_name(labels) or [("all", [])]:
+            panels.append(("group", gauge, [index["all"], *(index[m] for m in members)]))
+    panels = panels[:max_panels]
     if not panels:
         return None
     plt = _pyplot()
-    cols = min(3, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    labels = [*group_labels, "all"]  # the engine's order: declared groups, then all
-    for ax, (kind, name) in zip(axes.flat, panels):
+    fig, axes = _grid(plt, len(panels))
+    for ax, (kind, name, members) in zip(axes, panels):
+        title, ylabel = _gauge_words(name, s.learner)
         if kind:
-            keys = sorted((k for k in s.values if k.startswith(f"learner_group.{name}.")), key=lambda k: int(k.rsplit(".", 1)[1]))
-            for k in keys:
-                i = int(k.rsplit(".", 1)[1])
-                label = labels[i] if i < len(labels) else str(i)
-                ax.plot(s.rounds, s.values[k], lw=2.2 if label == "all" else 1.0, color="black" if label == "all" else None, label=label)
-            ax.legend(fontsize=6)
+            for j, i in enumerate(members):
+                key = f"learner_group.{name}.{i}"
+                if key in s.values:
+                    label = labels[i] if i < len(labels) else str(i)
+                    ax.plot(s.rounds, s.values[key], lw=2.2 if label == "all" else 1.3, color=COLOURS[j % MAX_SERIES], label=label)
+            shown = [labels[i].split("=", 1)[0] for i in members[1:]]
+            title = f"{title} by {shown[0]}" if shown else title
+            _legend_below(ax)
         else:
-            ax.plot(s.rounds, s.values[f"learner.{name}"], color="black")
-        ax.set(title=f"regretflow_learner_{name}", xlabel="rounds")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
+            ax.plot(s.rounds, s.values[f"learner.{name}"], color=COLOURS[0], lw=1.6)
+        ax.set(title=title, xlabel="rounds", ylabel=ylabel)
+        ax.title.set_fontsize(10)
     fig.suptitle(f"model {s.name} ({s.learner}): the learner's own gauges", fontsize=12)
     fig.tight_layout()
     return _png(fig)
@@ -447,8 +512,12 @@ def _html(records, series, figures, title, source) -> str:
 # -- recording a run offline (replay, demo) ------------------------------------------------------
 
 
-def record_run(config, source, every: int) -> list[bytes]:
-    """Run ``source`` through an engine offline, one metrics-log line every ``every`` events and at the end."""
+def record_run(config, source, every: int, total: int | None = None, progress=None) -> list[bytes]:
+    """Run ``source`` through an engine offline, one metrics-log line every ``every`` events and at the end.
+
+    ``progress`` (a text stream, e.g. stderr) gets a line every two seconds: events so
+    far, of ``total`` when known, and the events/s since the previous line.
+    """
     from regretflow.connectors.memory import MemorySink
 
     from .runtime import Engine
@@ -460,9 +529,16 @@ def record_run(config, source, every: int) -> list[bytes]:
         metrics=dataclasses.replace(config.metrics, enabled=False),
     )
     lines: list[bytes] = []
-    state = {"next": every}
+    state = {"next": every, "shown": time.monotonic(), "shown_events": 0}
 
     def recorder(engine) -> None:
+        now = time.monotonic()
+        if progress is not None and now - state["shown"] >= 2.0:
+            rate = (engine.events_seen - state["shown_events"]) / (now - state["shown"])
+            of = f"/{total:,} ({100 * engine.events_seen / total:.0f}%)" if total else ""
+            progress.write(f"recording: {engine.events_seen:,}{of} events, {rate:,.0f} ev/s\n")
+            progress.flush()
+            state["shown"], state["shown_events"] = now, engine.events_seen
         if engine.events_seen >= state["next"]:
             lines.append(metrics_log_record(engine.summary(), time.time()))
             while state["next"] <= engine.events_seen:
@@ -514,16 +590,17 @@ def run(args: argparse.Namespace) -> int:
                     return 2
                 from regretflow.connectors.jsonl import JsonlSource
 
-                lines = record_run(load_config(args.config), JsonlSource(args.replay), args.every)
+                lines = record_run(load_config(args.config), JsonlSource(args.replay), args.every, progress=sys.stderr)
                 source = f"replay of {args.replay} with {args.config}"
             else:
                 from regretflow.connectors.memory import MemorySource
 
                 from .demo import demo_config, demo_events
 
-                config = demo_config(metrics=False)
+                config = demo_config(metrics=False, families=["groupwise"])
                 events = demo_events(passes=args.passes, seed=args.seed, models=list(config.models))
-                lines = record_run(config, MemorySource(events), args.every)
+                print(f"recording the demo's stream offline: {len(events):,} events", file=sys.stderr)
+                lines = record_run(config, MemorySource(events), args.every, total=len(events), progress=sys.stderr)
                 source = f"regretflow demo data, {args.passes} passes, seed {args.seed}"
             out.mkdir(parents=True, exist_ok=True)
             (out / "metrics.jsonl").write_bytes(b"".join(lines))
@@ -531,6 +608,7 @@ def run(args: argparse.Namespace) -> int:
     except (MetricsLogError, ConfigError) as exc:
         print(f"regretflow report: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, MetricsLogError) else 2
+    print(f"drawing {len(records)} records…", file=sys.stderr)
     written = write_report(records, out, title=args.title or "regretflow report", source=source)
     for name, path in written.items():
         print(path)

@@ -39,10 +39,10 @@ class _NeuralInverseGapBandit:
     GAUGES = {
         "exploration_cost": "Predicted reward given up to exploration at the last decision, "
                             "sum_a p_a (max_b yhat_b - yhat_a)",
-        "exploration_cost_total": "Cumulative predicted reward given up to exploration over all decisions",
+        "exploration_cost_cumulative": "Cumulative predicted reward given up to exploration over all decisions",
         "gamma": "Exploration strength gamma of the last decision",
         "greedy_probability": "Probability of the greedy (highest predicted reward) action at the last decision",
-        "observed_loss_total": "Sum of 1 - reward over learned feedback (FastCB: the running estimate of L*)",
+        "observed_loss_cumulative": "Sum of 1 - reward over learned feedback (FastCB: the running estimate of L*)",
         "oracle_loss_mean": "Mean loss of the regression oracle on the feedback before each step (prequential)",
         "nonfinite_decisions": "Decisions made uniformly because the network predicted a non-finite reward "
                                "(a diverged network; its non-finite weights stay in the state, where the "
@@ -220,10 +220,10 @@ class _NeuralInverseGapBandit:
     def gauges(self) -> dict[str, float]:
         return {
             "exploration_cost": float(self.exploration.last_exploration_cost),
-            "exploration_cost_total": float(self.exploration_cost_total),
+            "exploration_cost_cumulative": float(self.exploration_cost_total),
             "gamma": float(self.exploration.last_gamma),
             "greedy_probability": float(self.last_greedy_probability),
-            "observed_loss_total": float(self.exploration.cumulative_loss),
+            "observed_loss_cumulative": float(self.exploration.cumulative_loss),
             "oracle_loss_mean": float(self.oracle_loss_total / self.n_updates) if self.n_updates else 0.0,
             "nonfinite_decisions": float(self.nonfinite_decisions),
             "weight_distance": self.oracle.distance_from_init() if self.mode else 0.0,
@@ -346,7 +346,7 @@ class NeuralFastCB(_NeuralInverseGapBandit):
     reward in [0, 1], and the exploration is FastCB's reweighted inverse-gap weighting
     (:class:`~regretflow.learners.exploration.FastCBExploration`): exploration fades
     as the best predicted loss goes to 0, the first-order (small-loss) behaviour.
-    ``observed_loss_total`` (a gauge) is the running estimate of ``L*``.
+    ``observed_loss_cumulative`` (a gauge) is the running estimate of ``L*``.
 
     Rewards must lie in [0, 1]. Parameters as :class:`NeuralSquareCB`.
 

@@ -76,7 +76,7 @@ class OnlineRidge(base.Regressor):
         d = n_features + (1 if self.fit_intercept else 0)
         self._P = np.eye(d) / self.lam
         self._w = np.zeros(d)
-        self._scratch = np.zeros(d)  # zeros, not empty: the engine scans state for non-finite values
+        self._scratch = np.zeros(d)  # zeros, not np.empty: garbage NaNs would trip the non-finite state scan
         self._trace_cap = d / self.lam
 
     def _rows(self, X: Any) -> np.ndarray:

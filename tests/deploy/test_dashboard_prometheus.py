@@ -2,8 +2,9 @@
 
 The test starts, on 127.0.0.1 and free ports:
 
-1. ``regretflow demo`` (a subprocess: the regression models of the build on the
-   Medical costs data, groups declared on sex, smoker, region, age and BMI);
+1. ``regretflow demo`` (a subprocess: one model of every family, among them the
+   regression models on the Medical costs data, groups declared on sex, smoker,
+   region, age and BMI);
 2. a second engine in this process, on a stream of ``decide`` / ``feedback`` events
    from a simulator that knows the expected rewards, with a bandit model of the first
    bandit family registered in ``regretflow.learners.LEARNERS`` that builds from a
@@ -346,7 +347,7 @@ def stack(tmp_path_factory):
         else:
             raise AssertionError("the demo never became ready")
         assert demo.poll() is None, "demo exited: " + demo.stderr.read().decode()[-2000:]
-        # after the demo is ready: its /readyz answers only while it streams (about 10 s), and this
+        # after the demo is ready: its /readyz answers only while it streams (about 35 s at 250 ev/s), and this
         # engine's first run compiles the fair kernels when numba's cache is cold
         fair = FairnessSimulatorEngine()
         prom = Prometheus(tmp_path, [f"127.0.0.1:{demo_port}", f"127.0.0.1:{second.port}", f"127.0.0.1:{fair.port}"])

@@ -77,4 +77,5 @@ def test_sigterm_finishes_and_exits_zero(running_demo):
     proc, _ = running_demo
     proc.terminate()
     assert proc.wait(timeout=30) == 0
-    assert b"model ridge" in proc.stdout.read()
+    out = proc.stdout.read()
+    assert b"groupwise regret" in out and b"\n  ridge " in out  # the final table of the regression family

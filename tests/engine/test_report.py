@@ -70,7 +70,7 @@ def test_reader_refuses_other_files_newer_versions_and_empty_logs():
 
 
 def test_log_records_round_trip_the_engine_summary():
-    config = demo_config(metrics=False)
+    config = demo_config(metrics=False, families=["groupwise"])
     lines = record_run(config, MemorySource(demo_events(passes=1, models=list(config.models))[:300]), every=100)
     assert len(lines) == 4  # after 100, 200, 300 events, and at the end
     records = parse_metrics_log(lines)
@@ -82,7 +82,7 @@ def test_log_records_round_trip_the_engine_summary():
 
 
 def test_demo_report_draws_regret_per_group_into_pngs_and_one_self_contained_page(tmp_path):
-    config = demo_config(metrics=False)
+    config = demo_config(metrics=False, families=["groupwise"])
     lines = record_run(config, MemorySource(demo_events(passes=1, models=list(config.models))), every=200)
     records = parse_metrics_log(lines)
     series = model_series(records)["ridge"]

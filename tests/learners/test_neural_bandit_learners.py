@@ -194,7 +194,7 @@ def test_fastcb_observed_loss_gauge_counts_one_minus_reward():
     for r in (1.0, 0.0, 0.25):
         a, p = bandit.act(np.ones(2))
         bandit.learn(np.ones(2), a, r, p[a])
-    assert bandit.gauges()["observed_loss_total"] == pytest.approx(1.75)
+    assert bandit.gauges()["observed_loss_cumulative"] == pytest.approx(1.75)
 
 
 # -- baselines -----------------------------------------------------------------------
