@@ -206,6 +206,7 @@ class EventDecoder:
 
         self.max_bytes = config.runtime.max_event_bytes
         self.max_abs = config.runtime.max_abs_value
+        self.max_sq = self.max_abs * self.max_abs  # may be inf: compared with >=, so inf still leads to the exact test
         self.models = {
             name: ModelView(spec, (tasks or {}).get(name) or getattr(LEARNERS[spec.learner], "task", "regression"))
             for name, spec in config.models.items()
@@ -323,10 +324,7 @@ class EventDecoder:
             if not {type(v) for v in features} <= _NUMBER_TYPES:  # one C-level pass; bool is not a number
                 bad = next(v for v in features if not _is_number(v))
                 raise BadEvent("wrong_type", f"feature value {_show(bad)} is not a number")
-            bound = self.max_abs
-            if d and (max(features) > bound or min(features) < -bound):
-                raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {bound:g}")
-            return np.array(features, dtype=np.float64)
+            return self._bounded_row(np.array(features, dtype=np.float64))
         if type(features) is dict:
             if len(features) > d or not features.keys() <= view.index.keys():
                 extra = [n for n in features if n not in view.index]
@@ -338,10 +336,15 @@ class EventDecoder:
             if not {type(v) for v in values} <= _NUMBER_TYPES:
                 name = next(n for n in view.names if not _is_number(features[n]))
                 raise BadEvent("wrong_type", f"feature {name!r} = {_show(features[name])} is not a number")
-            if d and (max(values) > self.max_abs or min(values) < -self.max_abs):
-                raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {self.max_abs:g}")
-            return np.array(values, dtype=np.float64)
+            return self._bounded_row(np.array(values, dtype=np.float64))
         raise BadEvent("bad_field", "features must be an array of numbers or a name -> number object")
+
+    def _bounded_row(self, x: np.ndarray) -> np.ndarray:
+        # one dot product (~0.3 us at any width) clears every row whose norm is within the
+        # bound; only the others pay for the exact per-value test
+        if x.dot(x) >= self.max_sq and np.abs(x).max() > self.max_abs:
+            raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {self.max_abs:g}")
+        return x
 
     def _decide(self, view: ModelView, obj: dict, ev: Event) -> None:
         actions = obj.get("actions")
