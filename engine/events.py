@@ -331,9 +331,7 @@ class EventDecoder:
             if not {type(v) for v in features} <= _NUMBER_TYPES:  # one C-level pass; bool is not a number
                 bad = next(v for v in features if not _is_number(v))
                 raise BadEvent("wrong_type", f"feature value {_show(bad)} is not a number")
-            bound = self.max_abs
-            if d and (max(features) > bound or min(features) < -bound):
-                raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {bound:g}")
+            self._check_bound(features)
             return np.array(features, dtype=np.float64)
         if type(features) is dict:
             if len(features) > d or not features.keys() <= view.index.keys():
@@ -346,10 +344,18 @@ class EventDecoder:
             if not {type(v) for v in values} <= _NUMBER_TYPES:
                 name = next(n for n in view.names if not _is_number(features[n]))
                 raise BadEvent("wrong_type", f"feature {name!r} = {_show(features[name])} is not a number")
-            if d and (max(values) > self.max_abs or min(values) < -self.max_abs):
-                raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {self.max_abs:g}")
+            self._check_bound(values)
             return np.array(values, dtype=np.float64)
         raise BadEvent("bad_field", "features must be an array of numbers or a name -> number object")
+
+    def _check_bound(self, values: list) -> None:
+        # the Euclidean norm (one C call, 0.1 us at d=8, 0.3 us at d=32; inf, not an error,
+        # past the float range) clears every row within the bound; only the others pay for
+        # the exact per-value test
+        if math.hypot(*values) <= self.max_abs:
+            return
+        if max(values) > self.max_abs or min(values) < -self.max_abs:
+            raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {self.max_abs:g}")
 
     def _decide(self, view: ModelView, obj: dict, ev: Event) -> None:
         actions = obj.get("actions")

@@ -256,3 +256,14 @@ def test_a_null_record_is_not_json():
     with pytest.raises(BadEvent) as info:
         EventDecoder(CONFIG).decode(None)  # a Kafka tombstone
     assert info.value.reason == "not_json"
+
+
+def test_huge_features_are_out_of_range_without_a_numeric_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning per event would flood the daemon's log
+        for v in (1e200, -1.7e308, 1e13):
+            with pytest.raises(BadEvent) as info:
+                EventDecoder(CONFIG).decode(orjson.dumps({"id": "x", "model": "m", "kind": "observe", "features": [v, v], "label": 1}))
+            assert info.value.reason == "out_of_range"

@@ -517,13 +517,14 @@ def audit_index_out_of_range(ctx):
 
 
 def bandit_decide_with_actions(ctx):
-    return st.builds(lambda e, n: Bad(dumps({**e, "actions": [[0.5] * 18] * n}), frozenset({"rejected_by_learner"}), "bandit"),
+    return st.builds(lambda e, n: Bad(dumps({**e, "actions": [[0.5] * 18] * n}), frozenset({"rejected_by_learner", "bad_actions"}), "bandit"),
                      bandit_decide(expected_rewards=None).map(lambda e: {k: v for k, v in e.items() if k != "expected_rewards"}),
                      st.integers(1, 9))
 
 
 def bandit_decide_without_context(ctx):
-    return st.builds(lambda i: Bad(dumps({"id": i, "model": "bandit", "kind": "decide"}), frozenset({"rejected_by_learner"}), "bandit"), ids)
+    return st.builds(lambda i: Bad(dumps({"id": i, "model": "bandit", "kind": "decide"}), frozenset({"rejected_by_learner", "missing_field"}),
+                                   "bandit"), ids)
 
 
 def wrong_label_for_a_predict(ctx):

@@ -196,3 +196,20 @@ def test_new_keys_past_max_shards_are_dead_lettered_too_many_keys_and_change_not
     alone = run_engine(config, [p for p in good if orjson.loads(p).get("key") != "k2"])
     assert sorted(shard_states(engine)) == [("reg", "k0"), ("reg", "k1")]
     assert_same_states(shard_states(alone), shard_states(engine), only_reference_shards=False)
+
+
+@pytest.mark.parametrize("first", [
+    {"id": "bad-1", "model": "bandit", "kind": "decide", "features": [0.5] * 18, "actions": [[0.5] * 18] * 3},
+    {"id": "bad-2", "model": "bandit", "kind": "decide"},
+], ids=["with_actions", "without_context"])
+def test_a_malformed_first_decide_does_not_fix_the_bandit_learners_shape(first):
+    """Found by the fuzz mixture: the shared-context bandit learns its mode and width from its first decide,
+    so a malformed first decide was accepted and every good decide after it rejected (needs a fix in the
+    learner or the router's check)."""
+    _, _, config, _ = reference()
+    good = [p for p in good_stream(ROUNDS) if orjson.loads(p)["model"] == "bandit"]
+    engine = run_engine(config, [orjson.dumps(first), *good])
+    reasons = [orjson.loads(v)["reason"] for _, v, _ in engine.dead_letters.records]
+    assert len(reasons) == 1 and reasons[0] in {"rejected_by_learner", "bad_actions", "missing_field"}, reasons[:5]
+    clean = run_engine(config, good)
+    assert_same_states(shard_states(clean), shard_states(engine), only_reference_shards=False)

@@ -121,7 +121,8 @@ def test_the_daemon_on_a_real_broker_dead_letters_the_fuzz_mixture_and_learns_as
 
     dead = consume_all(broker.bootstrap, f"{topic}-dead", len(order))
     letters = [orjson.loads(m.value()) for m in dead]
-    assert Counter((d["reason"], d["model"]) for d in letters) == expected
+    got = Counter((d["reason"], d["model"]) for d in letters)
+    assert got == expected, (f"on the broker only: {dict(got - expected)}", f"in-process only: {dict(expected - got)}")
     print(f"{len(letters)} dead letters on the broker, by reason: {dict(Counter(d['reason'] for d in letters))}")
 
     clean, fuzzed = shard_states(clean_dir), shard_states(fuzz_dir)
