@@ -239,13 +239,7 @@ def test_a_run_that_raises_ends_the_worker_without_a_checkpoint_and_loses_nothin
 
     clean_state, _ = latest_checkpoint(tmp_path / "clean-state")
     fault_state, _ = latest_checkpoint(tmp_path / "fault-state")
-    a, b = flat(clean_state["shards"]), flat(fault_state["shards"])
-    assert a.keys() == b.keys()
-    for key in a:
-        if isinstance(a[key], np.ndarray):
-            assert a[key].tobytes() == b[key].tobytes(), key
-        else:
-            assert a[key] == b[key], key
+    assert_same_bits(clean_state["shards"], fault_state["shards"])
     assert clean_state["events_seen"] == fault_state["events_seen"] == len(events)
 
 
