@@ -87,7 +87,7 @@ def test_fatal_errors_end_in_one_line_with_their_exit_code(monkeypatch, capsys, 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[metrics]\nenabled = false\n[models.m]\nlearner = "ridge"\nfeatures = ["x0"]\n')
 
-    def stop(config, workers, path):
+    def stop(config, workers, path, summary="table"):
         raise SourceGone("topic events was deleted and recreated: offsets 0..41 are gone")
 
     monkeypatch.setattr(cli, "_run", stop)
@@ -103,7 +103,7 @@ def test_unexpected_exceptions_are_not_swallowed(monkeypatch, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[metrics]\nenabled = false\n[models.m]\nlearner = "ridge"\nfeatures = ["x0"]\n')
 
-    def crash(config, workers, path):
+    def crash(config, workers, path, summary="table"):
         raise KeyError("a bug")
 
     monkeypatch.setattr(cli, "_run", crash)
