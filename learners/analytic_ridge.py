@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -9,8 +10,8 @@ import numpy as np
 from river import base
 
 from . import analytic_ridge_kernels as K
-from .contract import (check_bool, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
-                       refuse_nonfinite)
+from .contract import (as_matrix, check_bool, check_choice, check_feature_dict, check_integer, check_names, check_number,
+                       check_state, dict_to_row, refuse_nonfinite)
 
 GENERATOR_MODES = (False, "before_answer", "every_n", "timer")
 UPDATE_RULES = ("sherman-morrison", "cholesky", "blas", "auto")
@@ -283,6 +284,8 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         return self.expansion_dim > 0 or self.generator is not False
 
     def _label_kind_of(self, label: Any) -> str:
+        if label is None or (isinstance(label, (float, np.floating)) and not math.isfinite(label)):
+            raise ValueError(f"label {label!r} is missing, expected a bool, int or str class")
         if isinstance(label, (bool, np.bool_)):
             return "bool"
         if isinstance(label, (int, np.integer)):
@@ -348,6 +351,13 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
 
     def _indices(self, y: Any) -> np.ndarray:
         labels = y.tolist() if hasattr(y, "tolist") else list(y)
+        for label in labels:  # a missing label is a ValueError even after a label of the wrong kind
+            if label is None or (isinstance(label, (float, np.floating)) and not math.isfinite(label)):
+                self._label_kind_of(label)
+        kinds = {self._label_kind_of(label) for label in labels}  # every label checked before any class is added
+        known = {self._label_kind} if self._label_kind is not None else set()
+        if len(kinds | known) > 1:
+            raise TypeError(f"labels mix kinds {sorted(kinds | known)}")
         lookup = self._class_index.get
         kind = _LABEL_KINDS.get(self._label_kind)
         out = np.empty(len(labels), dtype=np.int64)
@@ -512,11 +522,11 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
 
     # -- learning -------------------------------------------------------------------
     def learn_one(self, x: dict, y: Any, **kwargs) -> None:
-        self._ensure_features(x)
+        self._label_kind_of(y)
+        self._ensure_features(check_feature_dict(x))
         self._observe(dict_to_row(x, self._features)[None, :], [y], None, answer=False)
 
     def learn_many(self, X: Any, y: Any) -> None:
-        self._ensure_features(X)
         self._observe(X, y, None, answer=False)
 
     def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:
@@ -531,11 +541,15 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         return self._observe(X, y, groups, answer=True)
 
     def _observe(self, X: Any, y: Any, groups: np.ndarray | None, answer: bool) -> np.ndarray:
+        if self._features is None and hasattr(X, "columns"):
+            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
         self._ensure_features(X)
         rows = self._matrix(X)
         n = rows.shape[0]
         if n == 0:
             return np.empty(0, dtype=object)
+        if len(y) != n:
+            raise ValueError(f"got {n} rows but {len(y)} labels")
         indices = self._indices(y)
         if indices.shape[0] != n:
             raise ValueError(f"got {n} rows but {indices.shape[0]} labels")

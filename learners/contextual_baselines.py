@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import contextual_baselines_kernels as CK
-from .contract import check_integer, check_number, check_state, expect_array, refuse_nonfinite, restore_rng, rng_state
+from .contract import check_integer, check_number, check_state, expect_array, refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state
 
 
 class _RidgeArms:
@@ -92,6 +92,7 @@ class _RidgeArms:
             CK.disjoint_scores(self._P, self._w, rows, float(alpha), out)
         return out
 
+    @refuses_nonfinite
     def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
               actions: Any = None) -> None:
         """Exact ridge update with the chosen action's observed reward."""
@@ -181,6 +182,7 @@ class LinUCBDisjoint(_RidgeArms):
         self.alpha = alpha
         check_number("alpha", alpha, ">= 0")
 
+    @refuses_nonfinite
     def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:
         """Play the highest upper confidence bound; returns ``(action, one-hot probabilities)``."""
         ucb = self.scores(context, actions, self.alpha)
@@ -226,6 +228,7 @@ class EpsilonGreedy(_RidgeArms):
         check_number("epsilon", epsilon, "[0, 1]")
         self.epsilon = epsilon
 
+    @refuses_nonfinite
     def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:
         """Explore with probability ``epsilon``; returns ``(action, probabilities)``."""
         means = self.scores(context, actions, 0.0)

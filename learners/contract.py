@@ -31,6 +31,8 @@ and reads them once per micro-batch. A learner never imports Prometheus.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 import re
@@ -249,13 +251,142 @@ def expect_array(state: dict[str, Any], key: str, shape: tuple[int, ...], owner:
 
 
 def dict_to_row(x: dict, features: list[str]) -> np.ndarray:
-    """A River feature dict as a dense row in ``features`` order (absent keys are 0)."""
+    """A River feature dict as a dense row in ``features`` order (absent keys are 0).
+
+    NaN, infinities and None are refused with a ValueError naming the key, so they
+    never reach a learner's state.
+
+    >>> dict_to_row({"b": 2, "a": 1}, ["a", "b", "c"])
+    array([1., 2., 0.])
+    >>> dict_to_row({"a": None}, ["a"])
+    Traceback (most recent call last):
+    ...
+    ValueError: feature 'a' is None, expected a finite number
+    """
     get = x.get
-    return np.fromiter((get(name, 0.0) for name in features), dtype=np.float64, count=len(features))
+    try:
+        row = np.fromiter((get(name, 0.0) for name in features), dtype=np.float64, count=len(features))
+    except TypeError:
+        row = None
+    if row is None or not np.isfinite(row).all():
+        check_feature_dict({name: get(name, 0.0) for name in features})
+    return row
+
+
+def check_feature_dict(x: dict) -> dict:
+    """Refuse a feature dict whose values are not all finite numbers (ValueError naming
+    the key); a learner calls it before it fixes or grows its features.
+
+    >>> check_feature_dict({"a": 1.0, "b": float("nan")})
+    Traceback (most recent call last):
+    ...
+    ValueError: feature 'b' is nan, expected a finite number
+    """
+    for name, value in x.items():
+        if value is None:
+            raise ValueError(f"feature {name!r} is None, expected a finite number")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"feature {name!r} is {value!r}, expected a finite number") from None
+        if not math.isfinite(number):
+            raise ValueError(f"feature {name!r} is {value!r}, expected a finite number")
+    return x
 
 
 def as_matrix(X: Any, features: list[str] | None) -> np.ndarray:
-    """A 2-D float64 C-contiguous matrix from an array or a pandas DataFrame."""
+    """A finite 2-D float64 C-contiguous matrix from an array or a pandas DataFrame.
+
+    >>> as_matrix([[1.0, float("nan")]], None)
+    Traceback (most recent call last):
+    ...
+    ValueError: features hold NaN, an infinity or None (row 0, column 1)
+    """
     if hasattr(X, "columns"):  # pandas, as River's *_many pass it
         X = X[features].to_numpy() if features is not None else X.to_numpy()
-    return np.ascontiguousarray(X, dtype=np.float64).reshape(len(X), -1)
+    try:
+        rows = np.ascontiguousarray(X, dtype=np.float64).reshape(len(X), -1)
+    except TypeError:  # None in an object array
+        raise ValueError("features hold None or a non-number, expected finite numbers") from None
+    _refuse_nonfinite_values("features", rows)
+    return rows
+
+
+def finite_targets(y: Any, name: str = "labels") -> np.ndarray:
+    """Regression targets (or rewards) as a finite 1-D float64 array.
+
+    >>> finite_targets([1.0, 2.0])
+    array([1., 2.])
+    >>> finite_targets([1.0, None])
+    Traceback (most recent call last):
+    ...
+    ValueError: labels hold NaN, an infinity or None (row 1)
+    """
+    if hasattr(y, "to_numpy"):
+        y = y.to_numpy()
+    try:
+        values = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} hold None or a non-number, expected finite numbers") from None
+    _refuse_nonfinite_values(name, values)
+    return values
+
+
+def _refuse_nonfinite_values(name: str, values: np.ndarray) -> None:
+    if not np.isfinite(values).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        at = f"row {where[0]}, column {where[1]}" if len(where) == 2 else f"row {where[0]}"
+        raise ValueError(f"{name} hold NaN, an infinity or None ({at})")
+
+
+def refuse_nonfinite_input(name: str, value: Any, allow_none: bool = True) -> None:
+    """Refuse a context, reward or probability holding NaN, an infinity or None.
+
+    ``None`` itself passes when ``allow_none`` (a context-free bandit takes no context,
+    a probability may be unknown); values that are not numeric arrays (ragged action
+    lists, say) are left to the learner's own checks.
+
+    >>> refuse_nonfinite_input("reward", float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: reward holds NaN, an infinity or None, expected finite numbers
+    """
+    if value is None:
+        if allow_none:
+            return
+        raise ValueError(f"{name} holds NaN, an infinity or None, expected finite numbers")
+    if isinstance(value, dict):
+        value = list(value.values())
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except TypeError:
+        raise ValueError(f"{name} holds NaN, an infinity or None, expected finite numbers") from None
+    except ValueError:
+        return
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN, an infinity or None, expected finite numbers")
+
+
+_REQUIRED_ARGUMENTS = ("reward", "rewards")
+_CHECKED_ARGUMENTS = ("context", "contexts", "reward", "rewards", "probability", "probabilities")
+
+
+def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
+    """Decorate a bandit's ``act``/``learn``: its contexts, rewards and
+    probabilities (and the arguments named in ``also``) are checked with
+    :func:`refuse_nonfinite_input` before the call, so a refused call changes nothing.
+    Use it bare (``@refuses_nonfinite``) or as ``@refuses_nonfinite(also=("actions",))``."""
+    if method is None:
+        return functools.partial(refuses_nonfinite, also=also)
+    signature = inspect.signature(method)
+    checked = [name for name in signature.parameters if name in _CHECKED_ARGUMENTS or name in also]
+
+    @functools.wraps(method)
+    def guarded(*args, **kwargs):
+        bound = signature.bind_partial(*args, **kwargs).arguments
+        for name in checked:
+            if name in bound:
+                refuse_nonfinite_input(name, bound[name], allow_none=name not in _REQUIRED_ARGUMENTS)
+        return method(*args, **kwargs)
+
+    return guarded

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import dynamical_kernels as K
 from .contract import (check_bool, check_finite_matrix, check_integer, check_number, check_state, expect_array,
-                       refuse_nonfinite, restore_rng, rng_state)
+                       refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state)
 
 __all__ = [
     "BudgetPolytope",
@@ -398,6 +398,7 @@ class _OptimisticLinearBandit:
         return [float(v) for v in self._actions[int(action)]]
 
     # -- bandit contract -----------------------------------------------------------------
+    @refuses_nonfinite
     def act(self, context: Any = None, actions: Any = None) -> tuple[int, np.ndarray]:
         """Arm for the current round and the probability vector it was drawn from.
 
@@ -415,6 +416,7 @@ class _OptimisticLinearBandit:
             probs[arm] = 1.0
         return arm, probs
 
+    @refuses_nonfinite
     def learn(self, context: Any, action: int, reward: float, probability: float | None = None) -> None:
         """Feed the reward of the current round (every round, in order).
 
@@ -437,6 +439,7 @@ class _OptimisticLinearBandit:
         else:
             K.discounted_learn(self._istate, self._fstate, self._V, self._Vtilde, self._Vinv, self._M, self._b, self._h, self._actions, reward, self._lam, self._discount, self._residual_window, self._work, self._scratch)
 
+    @refuses_nonfinite
     def learn_many(self, contexts: Any, actions: Sequence[int], rewards: Sequence[float], probabilities: Any = None) -> None:
         """Feed several consecutive rounds (replay). Each round is decided, then learned."""
         actions = np.asarray(actions, dtype=np.int64).reshape(-1)

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import fair_kernels as K
 from .contract import (check_finite_matrix, check_integer, check_names, check_number, check_state, expect_array,
-                       refuse_nonfinite, restore_rng, rng_state)
+                       refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state)
 
 
 def linear_threshold_class(n_features: int, n_directions: int = 16, n_offsets: int = 13,
@@ -319,8 +319,8 @@ class _FairBase:
     @staticmethod
     def _revealed(labels: Any, decisions: np.ndarray) -> np.ndarray:
         """Labels as float64 where the decision was positive; -1 elsewhere (never read)."""
-        raw = np.asarray([(-1 if v is None else v) for v in labels] if isinstance(labels, list) else labels,
-                         dtype=np.float64).reshape(-1)
+        hidden_as_minus_one = [(-1 if v is None else v) for v in np.asarray(labels, dtype=object).reshape(-1)]
+        raw = np.asarray(hidden_as_minus_one, dtype=np.float64)
         if raw.shape[0] != decisions.shape[0]:
             raise ValueError(f"expected {decisions.shape[0]} labels, got {raw.shape[0]}")
         out = np.full(decisions.shape[0], -1.0)
@@ -337,6 +337,7 @@ class _FairBase:
         self.revealed_positive += int((y[positive] == 1.0).sum())
 
     # -- audits ---------------------------------------------------------------------
+    @refuses_nonfinite(also=("actions",))
     def audit(self, actions: Any, decisions: Any, probabilities: Any, violations: Any,
               panel_size: int | None = None) -> int:
         """Learn the fairness part of the round's cost from the panel's reports.
@@ -561,6 +562,7 @@ class FairExp2(_FairBase):
         K.softmax_weights(self.cost_, self.current_learning_rate(), float(self.mixing), self._p)
         return self._p.copy()
 
+    @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
     def act(self, context: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
         """Decide the round's k individuals (rows of ``actions``).
 
@@ -580,6 +582,7 @@ class FairExp2(_FairBase):
         self._record_decision(X, decisions, q)
         return decisions, q
 
+    @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
     def learn(self, context: Any, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
         """Learn the label part from the revealed labels (positive decisions only; others are ignored)."""
         X = self._individuals(actions)
@@ -669,6 +672,7 @@ class FullInformationFairExp2(FairExp2):
         return self.learning_rate_factor * math.sqrt(8.0 * math.log(max(self.n_policies, 2))
                                                      / (k * k * self._cost_bound() ** 2 * t))
 
+    @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
     def learn(self, context: Any, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
         X = self._individuals(actions)
         dec = self._decisions(decisions, X.shape[0])
@@ -793,6 +797,7 @@ class FairFTPL(_FairBase):
         self.oracle_calls += n
         return leaders
 
+    @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
     def act(self, context: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
         """Decide with a perturbed leader; ``q`` is the fraction of ``n_samples`` leaders deciding positively."""
         X = self._individuals(actions)
@@ -804,6 +809,7 @@ class FairFTPL(_FairBase):
         self._record_decision(X, decisions, q)
         return decisions, q
 
+    @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
     def learn(self, context: Any, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
         """Geometric-resampling label costs for the positive decisions (others are ignored)."""
         X = self._individuals(actions)

@@ -17,7 +17,7 @@ from river import base as river_base
 from . import groupwise_kernels as K
 from . import ridge_kernels
 from .contract import (as_matrix, check_bool, check_choice, check_integer, check_names, check_number, check_state,
-                       dict_to_row, expect_array, refuse_nonfinite, restore_rng, rng_state)
+                       check_feature_dict, dict_to_row, expect_array, finite_targets, refuse_nonfinite, restore_rng, rng_state)
 
 ALWAYS_ON = "always_on"
 MODES = ("expected", "sample", "mixture")
@@ -271,8 +271,9 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
 
     # -- River API ----------------------------------------------------------------
     def learn_one(self, x: dict, y: float) -> None:
-        self._ensure_features(x)
-        self.observe_many(dict_to_row(x, self._features)[None, :], np.array([float(y)]), self._membership_one(x))
+        target = finite_targets(y)
+        self._ensure_features(check_feature_dict(x))
+        self.observe_many(dict_to_row(x, self._features)[None, :], target, self._membership_one(x))
 
     def predict_one(self, x: dict) -> float:
         """The mixed prediction ``p . f`` over the groups present in ``x`` (pure)."""
@@ -282,7 +283,8 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
         return float(self._predict_rows(row, self._membership(row, 1, self._membership_one(x)))[0])
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
-        if hasattr(X, "columns"):
+        if hasattr(X, "columns") and self._features is None:
+            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._ensure_features(X.columns)
         self.observe_many(X, y, groups)
 
@@ -333,7 +335,7 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
                 raise ValueError("features are unknown: pass features= or a DataFrame")
             self._ensure_features(X.columns)
         rows = self._rows(X)
-        targets = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+        targets = finite_targets(y)
         n = rows.shape[0]
         if targets.shape[0] != n:
             raise ValueError(f"{n} rows but {targets.shape[0]} targets")

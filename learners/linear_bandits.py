@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import dynamical_kernels as K
-from .contract import (check_choice, check_integer, check_number, check_state, expect_array, refuse_nonfinite,
+from .contract import (check_choice, check_integer, check_number, check_state, expect_array, refuse_nonfinite, refuses_nonfinite,
                        restore_rng, rng_state)
 from .dynamical import (
     SystemBounds,
@@ -316,6 +316,7 @@ class Exp3(object):
     def describe_action(self, action: int) -> list[float]:
         return [float(v) for v in self._actions[int(action)]]
 
+    @refuses_nonfinite
     def act(self, context: Any = None, actions: Any = None) -> tuple[int, np.ndarray]:
         """Arm and the distribution it was drawn from (one-hot inside a batch)."""
         if actions is not None and not np.array_equal(np.asarray(actions, dtype=float), self._actions):
@@ -332,6 +333,7 @@ class Exp3(object):
                 probs[arm] = 1.0
         return arm, probs
 
+    @refuses_nonfinite
     def learn(self, context: Any, action: int, reward: float, probability: float | None = None) -> None:
         if self._istate[K.E_DUE] == 1:
             raise ValueError(f"learn() before act() in round {self.round}: call act() first")

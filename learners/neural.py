@@ -9,6 +9,7 @@ from river import base
 
 from . import neural_kernels as NK
 from .contract import (as_matrix, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
+                       check_feature_dict, finite_targets,
                        expect_array, refuse_nonfinite, restore_rng, rng_state)
 
 ACTIVATIONS = {"tanh": NK.TANH, "softplus": NK.SOFTPLUS, "gelu": NK.GELU, "relu": NK.RELU}
@@ -232,6 +233,8 @@ class OnlineNeuralRegressor(base.Regressor):
             self.allocate(n, n)
 
     def learn_one(self, x: dict, y: float) -> None:
+        y = float(finite_targets(y)[0])
+        check_feature_dict(x)
         if self._features is None:
             self._features = list(x)
         self._ensure(len(self._features))
@@ -262,13 +265,16 @@ class OnlineNeuralRegressor(base.Regressor):
 
     def learn_many(self, X: Any, y: Any) -> None:
         if self._features is None and hasattr(X, "columns"):
+            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._features = list(X.columns)
         self.observe_many(X, y)
 
     def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:
         """Predict each row, then learn it; returns the predictions (prequential)."""
         rows = self._rows(X)
-        targets = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+        targets = finite_targets(y)
+        if targets.shape[0] != rows.shape[0]:
+            raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
         preds = np.empty(rows.shape[0])
         zero = np.zeros(1, dtype=np.int64)
         for i in range(rows.shape[0]):

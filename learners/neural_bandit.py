@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import neural_kernels as NK
-from .contract import check_choice, check_integer, check_state, refuse_nonfinite, restore_rng, rng_state
+from .contract import check_choice, check_integer, check_state, refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state
 from .exploration import SCHEDULES, FastCBExploration, SquareCBExploration
 from .neural import OnlineNeuralRegressor
 
@@ -153,6 +153,7 @@ class _NeuralInverseGapBandit:
         key = self.decision_key(self.n_decisions if decision is None else decision)
         return self.oracle.link(self.oracle.raw_outputs(rows, row_of, offsets, key))
 
+    @refuses_nonfinite
     def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:
         """Choose an action; returns ``(action index, probability vector over actions)``.
 
@@ -174,6 +175,7 @@ class _NeuralInverseGapBandit:
         self.last_predicted_rewards = predicted  # the engine logs them for doubly-robust estimates
         return action, probabilities
 
+    @refuses_nonfinite
     def learn(self, context: Any, action: int, reward: float, probability: float, actions: Any = None,
               decision: int | None = None) -> None:
         """One oracle step on the chosen action's observed reward (no importance weighting).
@@ -198,6 +200,7 @@ class _NeuralInverseGapBandit:
         self.oracle_loss_total += loss
         self.n_updates += 1
 
+    @refuses_nonfinite
     def act_many(self, contexts: Any, actions: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """``act`` row by row: ``contexts`` (n, d) or ``actions`` (n, K, d)."""
         n = len(actions) if actions is not None else len(contexts)
@@ -209,6 +212,7 @@ class _NeuralInverseGapBandit:
             probabilities.append(p)
         return chosen, np.array(probabilities)
 
+    @refuses_nonfinite
     def learn_many(self, contexts: Any, chosen: Any, rewards: Any, probabilities: Any, actions: Any = None,
                    decisions: Any = None) -> None:
         """``learn`` row by row."""
@@ -372,6 +376,7 @@ class NeuralFastCB(_NeuralInverseGapBandit):
     _loss = "kl"
     _rule_class = FastCBExploration
 
+    @refuses_nonfinite
     def learn(self, context: Any, action: int, reward: float, probability: float, actions: Any = None,
               decision: int | None = None) -> None:
         if not 0.0 <= float(reward) <= 1.0:

@@ -8,8 +8,8 @@ import numpy as np
 from river import base
 
 from . import omd_kernels as K
-from .contract import (as_matrix, check_bool, check_names, check_number, check_state, dict_to_row, expect_array,
-                       refuse_nonfinite)
+from .contract import (as_matrix, check_bool, check_feature_dict, check_names, check_number, check_state, dict_to_row,
+                       expect_array, finite_targets, refuse_nonfinite)
 
 
 class OptimisticOMDRegressor(base.MiniBatchRegressor):
@@ -118,8 +118,9 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
 
     # -- River API ----------------------------------------------------------------
     def learn_one(self, x: dict, y: float) -> None:
-        self._ensure(x)
-        self.observe_many(dict_to_row(x, self._features)[None, :], np.array([float(y)]))
+        target = finite_targets(y)
+        self._ensure(check_feature_dict(x))
+        self.observe_many(dict_to_row(x, self._features)[None, :], target)
 
     def predict_one(self, x: dict) -> float:
         if self._features is None:
@@ -127,7 +128,8 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
         return float(self.predict_many(dict_to_row(x, self._features)[None, :])[0])
 
     def learn_many(self, X: Any, y: Any) -> None:
-        if hasattr(X, "columns"):
+        if hasattr(X, "columns") and self._features is None:
+            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._ensure(X.columns)
         self.observe_many(X, y)
 
@@ -153,7 +155,7 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
                 raise ValueError("features are unknown: pass features= or a DataFrame")
             self._ensure(X.columns)
         rows = self._rows(X)
-        targets = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+        targets = finite_targets(y)
         if targets.shape[0] != rows.shape[0]:
             raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
         preds = np.empty(rows.shape[0])

@@ -8,8 +8,8 @@ import numpy as np
 from river import base
 
 from . import ridge_kernels as K
-from .contract import (as_matrix, check_bool, check_names, check_number, check_state, dict_to_row, expect_array,
-                       refuse_nonfinite)
+from .contract import (as_matrix, check_bool, check_feature_dict, check_names, check_number, check_state, dict_to_row,
+                       expect_array, finite_targets, refuse_nonfinite)
 
 
 class OnlineRidge(base.Regressor):
@@ -99,8 +99,9 @@ class OnlineRidge(base.Regressor):
 
     # -- River API ----------------------------------------------------------------
     def learn_one(self, x: dict, y: float) -> None:
-        self._ensure(x)
-        K.ridge_update_one(self._P, self._w, self._row(x), float(y), float(self.forgetting), self._trace_cap, self._scratch)
+        target = float(finite_targets(y)[0])
+        self._ensure(check_feature_dict(x))
+        K.ridge_update_one(self._P, self._w, self._row(x), target, float(self.forgetting), self._trace_cap, self._scratch)
         self.n_updates += 1
 
     def predict_one(self, x: dict) -> float:
@@ -115,6 +116,7 @@ class OnlineRidge(base.Regressor):
 
     def learn_many(self, X: Any, y: Any) -> None:
         if self._features is None and hasattr(X, "columns"):
+            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._features = list(X.columns)
             self._allocate(len(self._features))
         self.observe_many(X, y)
@@ -132,8 +134,12 @@ class OnlineRidge(base.Regressor):
     # -- engine path --------------------------------------------------------------
     def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:
         """Predict each row, then learn it; returns the predictions (prequential)."""
+        if self._features is None:
+            raise ValueError("features are unknown: pass features= or learn a dict or a DataFrame first")
         rows = self._rows(X)
-        targets = np.ascontiguousarray(y, dtype=np.float64).reshape(-1)
+        targets = finite_targets(y)
+        if targets.shape[0] != rows.shape[0]:
+            raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
         preds = np.empty(rows.shape[0])
         K.ridge_observe(self._P, self._w, rows, targets, float(self.forgetting), self._trace_cap, preds)
         self.n_updates += rows.shape[0]
