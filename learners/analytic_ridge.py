@@ -22,6 +22,9 @@ _GENERATOR_STREAM = 0x50464721
 # on. Measured by tests/bench_analytic_ridge.py (10 classes, one BLAS thread): at d = 64 the two
 # tie (16 vs 15 us/event), at d = 128 BLAS blocks of 64 take 16 us/event against 52.
 AUTO_BLAS_FROM_DIM = 128
+# Probability mixed in from the uniform distribution (see predict_proba_one): keeps
+# every class's probability in [1e-6, 1 - 1e-6] with two or more classes known.
+PROBA_FLOOR = 1e-6
 _LABEL_KINDS = {"bool": bool, "int": int, "str": str}
 _KERNELS = {
     "sherman-morrison": K.sherman_morrison_observe,
@@ -474,11 +477,18 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
 
         The outputs estimate the one-hot target by least squares; the probabilities
         are the nearest probability vector to them in squared loss, which keeps the
-        arg-max of :meth:`predict_one`. Classes that cannot be answered yet get 0;
-        before any row is learned the result is ``{}``.
+        arg-max of :meth:`predict_one`. They are then mixed with the uniform
+        distribution, ``(1 - C * PROBA_FLOOR) p + PROBA_FLOOR`` over ``C`` known
+        classes, so none is exactly 0 or 1 (a log loss stays finite; a lone known
+        class keeps probability 1). Before any row is learned the result is uniform
+        over the known (declared) classes, and ``{}`` when no class is known, as in
+        River.
         """
-        if self._features is None or not np.any(self._counts > 0):
+        known = self._classes or list(self.classes or [])  # declared classes before the first row
+        if not known:
             return {}
+        if self._features is None or not np.any(self._counts > 0):
+            return dict.fromkeys(known, 1.0 / len(known))
         proba = self._proba_rows(dict_to_row(x, self._features)[None, :])[0]
         return dict(zip(self._classes, proba.tolist()))
 
@@ -492,7 +502,8 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         logits, mask = self._answer_logits(rows)
         proba = np.zeros_like(logits)
         proba[:, mask] = sparsemax(logits[:, mask])
-        return proba
+        n_classes = proba.shape[1]
+        return proba * (1.0 - n_classes * PROBA_FLOOR) + PROBA_FLOOR
 
     def predict_many(self, X: Any) -> Any:
         """Predicted labels (no learning); ``None`` before any class is known."""
@@ -516,7 +527,10 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         if self._features is None:
             self._ensure_features(X)
         rows = self._matrix(X)
-        proba = self._proba_rows(rows) if self._classes else np.zeros((rows.shape[0], 0))
+        if not np.any(self._counts > 0):  # the prior: uniform over the known (declared) classes
+            proba = np.full((rows.shape[0], len(self._classes)), 1.0 / max(len(self._classes), 1))
+        else:
+            proba = self._proba_rows(rows)
         index = X.index if hasattr(X, "index") else None
         return pd.DataFrame(proba, columns=list(self._classes), index=index)
 

@@ -6,13 +6,16 @@ the class are checked against.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regretflow.learners import analytic_ridge_kernels as K
-from regretflow.learners.analytic_ridge import AnalyticRidgeClassifier, sparsemax
+from regretflow.learners.analytic_ridge import PROBA_FLOOR, AnalyticRidgeClassifier, sparsemax
 
 RULES = ("sherman-morrison", "cholesky", "blas")
 
@@ -225,7 +228,8 @@ def test_declared_class_never_learned_is_never_predicted():
     # far away points where every learned output is negative: a zero column would win
     probe = -100.0 * np.abs(rng.normal(size=(200, 3)))
     assert "never" not in set(model.predict_many(probe).tolist())
-    assert model.predict_proba_one({"x0": -50.0, "x1": -50.0, "x2": -50.0})["never"] == 0.0
+    # the floor mixed in from the uniform distribution, nothing more
+    assert model.predict_proba_one({"x0": -50.0, "x1": -50.0, "x2": -50.0})["never"] == pytest.approx(PROBA_FLOOR)
 
 
 def test_prequential_answers_equal_refits_on_the_rows_before():
@@ -667,3 +671,28 @@ def test_engine_answers_observe_and_predict_events_and_exports_the_gauges(monkey
     left = sample("regretflow_learner_analytic_group_rows", {"model": "clf", "group": "segment=left"})
     right = sample("regretflow_learner_analytic_group_rows", {"model": "clf", "group": "segment=right"})
     assert (left, right) == ((len(y) + 1) // 2, len(y) // 2)
+
+
+def test_proba_before_learning_is_uniform_over_the_declared_classes():
+    model = AnalyticRidgeClassifier(classes=["a", "b", "c", "d"])
+    assert model.predict_proba_one({"x": 1.0}) == {"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}
+    frame = model.predict_proba_many(pd.DataFrame({"x": [1.0, 2.0]}))
+    assert frame.to_numpy().tolist() == [[0.25] * 4] * 2
+
+
+def test_probabilities_are_never_exactly_zero_or_one_so_log_loss_stays_finite():
+    from river import metrics
+
+    model = AnalyticRidgeClassifier(gamma=1e-3)
+    for i in range(200):  # perfectly separable: sparsemax alone gives exact 0 and 1
+        model.learn_one({"x": 1.0 + (i % 3)}, "right")
+        model.learn_one({"x": -1.0 - (i % 3)}, "left")
+    proba = model.predict_proba_one({"x": 50.0})
+    assert proba["left"] == pytest.approx(PROBA_FLOOR)
+    assert proba["right"] == pytest.approx(1.0 - PROBA_FLOOR)
+    assert sum(proba.values()) == pytest.approx(1.0, abs=1e-12)
+    cross_entropy = metrics.CrossEntropy()
+    cross_entropy.update("left", proba)  # the confidently wrong answer
+    assert cross_entropy.get() == pytest.approx(-math.log(PROBA_FLOOR))
+    frame = model.predict_proba_many(pd.DataFrame({"x": [50.0, -50.0]}))
+    assert frame.to_numpy().min() == pytest.approx(PROBA_FLOOR) and frame.to_numpy().max() < 1.0
