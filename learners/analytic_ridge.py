@@ -268,6 +268,12 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
             for label in self.classes:
                 self._add_class(label)
 
+    @classmethod
+    def _unit_test_params(cls):
+        """Configurations River's estimator checks run on (``river.checks``)."""
+        yield {}
+        yield {"expansion_dim": 16, "generator": "every_n", "refresh_events": 50, "update": "cholesky"}
+
     @property
     def dim(self) -> int:
         """Dimension ``d`` of ``phi`` (expansion width or input width, plus the intercept)."""

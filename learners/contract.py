@@ -390,3 +390,28 @@ def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
         return method(*args, **kwargs)
 
     return guarded
+
+
+def feature_changes(names: Iterable[Any], features: list[str]) -> tuple[list[Any], list[str]]:
+    """The names not in ``features`` (sorted, the order a learner grows in) and the
+    features absent from ``names``.
+
+    >>> feature_changes(["b", "z", "a"], ["a", "b", "c"])
+    (['z'], ['c'])
+    """
+    incoming = set(names)
+    known = set(features)
+    return sorted((n for n in incoming if n not in known), key=str), [f for f in features if f not in incoming]
+
+
+def refuse_feature_changes(owner: str, names: Iterable[Any], features: list[str]) -> None:
+    """``strict=True``: refuse a dict or frame whose keys differ from ``features``.
+
+    >>> refuse_feature_changes("OnlineRidge", ["a", "z"], ["a", "b"])
+    Traceback (most recent call last):
+    ...
+    ValueError: OnlineRidge(strict=True): features changed: new ['z'], missing ['b']
+    """
+    new, missing = feature_changes(names, features)
+    if new or missing:
+        raise ValueError(f"{owner}(strict=True): features changed: new {new}, missing {missing}")

@@ -182,6 +182,12 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
         if self._features is not None:
             self._allocate()
 
+    @classmethod
+    def _unit_test_params(cls):
+        """Configurations River's estimator checks run on (``river.checks``)."""
+        yield {"groups": ["ordinal_date"]}
+        yield {"groups": ["ordinal_date"], "base": "omd", "mode": "mixture"}
+
     # -- set-up -------------------------------------------------------------------
     def _check_params(self) -> None:
         check_names("features", self.features)

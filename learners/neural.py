@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 from river import base
 
 from . import neural_kernels as NK
-from .contract import (as_matrix, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
+from .contract import (as_matrix, check_bool, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
                        check_feature_dict, finite_targets,
-                       expect_array, refuse_nonfinite, restore_rng, rng_state)
+                       expect_array, feature_changes, refuse_feature_changes, refuse_nonfinite, restore_rng,
+                       rng_state)
 
 ACTIVATIONS = {"tanh": NK.TANH, "softplus": NK.SOFTPLUS, "gelu": NK.GELU, "relu": NK.RELU}
 LOSSES = {"squared": NK.SQUARED, "kl": NK.KL}
@@ -19,7 +21,7 @@ DEFAULT_EPS = {"ogd": 0.0, "adabelief": 1e-16, "exadam": 1e-8}
 KL_CLAMP = 1e-6
 
 
-class OnlineNeuralRegressor(base.Regressor):
+class OnlineNeuralRegressor(base.MiniBatchRegressor):
     """A fully connected network learned online, one gradient step per example.
 
     ``depth`` hidden layers of ``width`` units with biases and a smooth activation
@@ -46,7 +48,11 @@ class OnlineNeuralRegressor(base.Regressor):
     Parameters
     ----------
     features
-        Feature names in the order of the dense rows (``None``: from the first dict).
+        Feature names in the order of the dense rows (``None``: the keys of the first
+        dict or the columns of the first frame, sorted by name, so the initial weights
+        do not depend on the key order). An absent key or column counts as 0; a key
+        first seen after the input layer is built is ignored with a warning (once per
+        key): the network's input width is fixed, so declare every feature up front.
     depth, width
         Number of hidden layers and units per hidden layer.
     activation
@@ -72,6 +78,9 @@ class OnlineNeuralRegressor(base.Regressor):
         Gain of the Gaussian initialisation.
     seed
         Seed of the initial weights.
+    strict
+        Refuse (ValueError) any dict or frame whose keys differ from the model's
+        features, instead of ignoring new keys and filling in zeros.
 
     Examples
     --------
@@ -106,6 +115,7 @@ class OnlineNeuralRegressor(base.Regressor):
         perturbation: float = 0.0,
         init_scale: float = 1.0,
         seed: int = 0,
+        strict: bool = False,
     ):
         self.features = features
         self.depth = depth
@@ -122,7 +132,10 @@ class OnlineNeuralRegressor(base.Regressor):
         self.perturbation = perturbation
         self.init_scale = init_scale
         self.seed = seed
+        self.strict = strict
         check_names("features", features)
+        check_bool("strict", strict)
+        self._warned: set = set()  # new keys already warned about (not state: warnings only)
         self._check_parameters()
         self._features = list(features) if features is not None else None
         self._theta: np.ndarray | None = None
@@ -131,6 +144,12 @@ class OnlineNeuralRegressor(base.Regressor):
         self.fan_in = 0
         if self._features is not None:
             self.allocate(len(self._features), len(self._features))
+
+    @classmethod
+    def _unit_test_params(cls):
+        """Configurations River's estimator checks run on (``river.checks``)."""
+        yield {"width": 8}
+        yield {"depth": 2, "width": 8, "activation": "relu", "optimizer": "exadam", "learning_rate": 0.001}
 
     # -- set-up -------------------------------------------------------------------
     def _check_parameters(self) -> None:
@@ -232,21 +251,39 @@ class OnlineNeuralRegressor(base.Regressor):
         if self._theta is None:
             self.allocate(n, n)
 
+    def _admit(self, names) -> None:
+        """The feature policy: strict refuses any change, otherwise new keys are ignored, loudly."""
+        if self.strict:
+            refuse_feature_changes("OnlineNeuralRegressor", names, self._features)
+            return
+        new, _ = feature_changes(names, self._features)
+        unwarned = [name for name in new if name not in self._warned]
+        if unwarned:
+            self._warned.update(unwarned)
+            warnings.warn(f"OnlineNeuralRegressor ignores features it was not built with: {unwarned} "
+                          "(its input width is fixed; pass every feature in features=)", stacklevel=3)
+
     def learn_one(self, x: dict, y: float) -> None:
         y = float(finite_targets(y)[0])
         check_feature_dict(x)
         if self._features is None:
-            self._features = list(x)
+            self._features = sorted(x, key=str)
+        else:
+            self._admit(x)
         self._ensure(len(self._features))
         self.learn_item(dict_to_row(x, self._features), 0, y)
 
     def predict_one(self, x: dict) -> float:
         if self._features is None:
             return 0.0
+        self._admit(x)
         self._ensure(len(self._features))
         return float(self.predict_many(dict_to_row(x, self._features)[None, :])[0])
 
     def _rows(self, X: Any) -> np.ndarray:
+        if hasattr(X, "columns"):  # absent columns count as 0
+            self._admit(X.columns)
+            X = X.reindex(columns=self._features, fill_value=0.0)
         rows = as_matrix(X, self._features)
         self._ensure(rows.shape[1])
         if rows.shape[1] != self.n_inputs:
@@ -266,7 +303,7 @@ class OnlineNeuralRegressor(base.Regressor):
     def learn_many(self, X: Any, y: Any) -> None:
         if self._features is None and hasattr(X, "columns"):
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
-            self._features = list(X.columns)
+            self._features = sorted(X.columns, key=str)
         self.observe_many(X, y)
 
     def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ from river import base
 
 from . import omd_kernels as K
 from .contract import (as_matrix, check_bool, check_feature_dict, check_names, check_number, check_state, dict_to_row,
-                       expect_array, finite_targets, refuse_nonfinite)
+                       expect_array, feature_changes, finite_targets, refuse_feature_changes, refuse_nonfinite)
 
 
 class OptimisticOMDRegressor(base.MiniBatchRegressor):
@@ -31,8 +31,11 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
     Parameters
     ----------
     features
-        Feature names in the order of the dense rows. ``None``: the keys of the first
-        dict (or the columns of the first frame), sorted by name.
+        Feature names in the order of the dense rows (declared: absent keys count as 0,
+        unknown keys are ignored). ``None``: the keys of the first dict (or the
+        columns of the first frame), sorted by name, and the model grows: a key first
+        seen later gets a coordinate that starts at 0, exactly as if the feature had
+        been 0 so far; an absent key counts as 0, as in River.
     diameter
         Diameter ``D`` of the feasible ball (radius ``D / 2``); sets the step scale.
     grad_bound
@@ -41,6 +44,9 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
         Positive constant under the square root of the step size.
     fit_intercept
         Append a constant feature.
+    strict
+        Refuse (ValueError) any dict or frame whose keys differ from the model's
+        features, instead of growing or filling in zeros.
 
     Examples
     --------
@@ -70,6 +76,7 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
         grad_bound: float = 1.0,
         delta: float = 1.0,
         fit_intercept: bool = False,
+        strict: bool = False,
     ):
         self.features = features
         self.diameter = diameter
@@ -81,11 +88,19 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
         check_number("grad_bound", grad_bound, ">= 0")
         check_number("delta", delta, "> 0")
         check_bool("fit_intercept", fit_intercept)
+        check_bool("strict", strict)
+        self.strict = strict
         self._features = list(features) if features is not None else None
         self._xhat: np.ndarray | None = None
         self.n_updates = 0
         if self._features is not None:
             self._allocate()
+
+    @classmethod
+    def _unit_test_params(cls):
+        """Configurations River's estimator checks run on (``river.checks``)."""
+        yield {}
+        yield {"diameter": 100.0, "grad_bound": 10.0, "fit_intercept": True}
 
     def _allocate(self) -> None:
         d = len(self._features) + (1 if self.fit_intercept else 0)
@@ -97,6 +112,22 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
         if self._features is None:
             self._features = sorted(names, key=str)
             self._allocate()
+
+    def _admit(self, names, learning: bool) -> None:
+        """The feature policy for the keys of a dict or the columns of a frame."""
+        if self.strict:
+            refuse_feature_changes("OptimisticOMDRegressor", names, self._features)
+        elif learning and self.features is None:
+            new, _ = feature_changes(names, self._features)
+            if new:
+                n_old, k = len(self._features), len(new)
+                old = list(range(n_old)) + ([n_old + k] if self.fit_intercept else [])  # the intercept stays last
+                d = self._xhat.shape[0] + k
+                for name in ("_xhat", "_hint"):  # a coordinate whose gradients were all 0 is still 0
+                    grown = np.zeros(d)
+                    grown[old] = getattr(self, name)
+                    setattr(self, name, grown)
+                self._features = self._features + new
 
     def _rows(self, X: Any) -> np.ndarray:
         if hasattr(X, "columns"):
@@ -119,24 +150,35 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
     # -- River API ----------------------------------------------------------------
     def learn_one(self, x: dict, y: float) -> None:
         target = finite_targets(y)
-        self._ensure(check_feature_dict(x))
+        if self._features is None:
+            self._ensure(check_feature_dict(x))
+        else:
+            self._admit(check_feature_dict(x), learning=True)
         self.observe_many(dict_to_row(x, self._features)[None, :], target)
 
     def predict_one(self, x: dict) -> float:
         if self._features is None:
             return 0.0
+        if self.strict:
+            self._admit(x, learning=False)
         return float(self.predict_many(dict_to_row(x, self._features)[None, :])[0])
 
     def learn_many(self, X: Any, y: Any) -> None:
         if hasattr(X, "columns") and self._features is None:
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._ensure(X.columns)
+        elif hasattr(X, "columns"):
+            finite_targets(y)
+            as_matrix(X, None)  # refuse non-finite values before the model grows
+            self._admit(X.columns, learning=True)
         self.observe_many(X, y)
 
     def predict_many(self, X: Any) -> Any:
         if self._features is None:
             out = np.zeros(len(X))
         else:
+            if hasattr(X, "columns") and self.strict:
+                self._admit(X.columns, learning=False)
             rows = self._rows(X)
             out = np.empty(rows.shape[0])
             K.omd_predict(self._xhat, self._hint, float(self._variation[0]), rows, float(self.diameter),
@@ -154,6 +196,8 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
             if not hasattr(X, "columns"):
                 raise ValueError("features are unknown: pass features= or a DataFrame")
             self._ensure(X.columns)
+        if hasattr(X, "columns") and self.strict:
+            self._admit(X.columns, learning=False)
         rows = self._rows(X)
         targets = finite_targets(y)
         if targets.shape[0] != rows.shape[0]:

@@ -44,6 +44,7 @@ BAD = {
     "lam": [(-5, ValueError), ("one", TypeError), (True, TypeError), (NAN, ValueError), (0, ValueError)],
     "forgetting": [(0, ValueError), (1.5, ValueError), (INF, ValueError)],
     "fit_intercept": [(1, TypeError), ("yes", TypeError)],
+    "strict": [(1, TypeError), ("yes", TypeError)],
     "diameter": [(0, ValueError), (None, TypeError)],
     "grad_bound": [(-1, ValueError)],
     "delta": [(0, ValueError), ("x", TypeError)],

@@ -1,0 +1,116 @@
+"""The feature policy of the River API: without declared features a model grows on a
+new key (as if the feature had been 0 so far) and counts an absent key as 0, as River
+does; ``strict=True`` refuses any change; nothing is silent."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from regretflow.learners import OnlineNeuralRegressor, OnlineRidge, OptimisticOMDRegressor
+from tests.learners.test_learner_guards import assert_states_identical
+
+
+def stream(n: int, seed: int = 0):
+    """Dicts with keys a, b, and c from row 200 on; y depends strongly on c."""
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        x = {"a": rng.normal(), "b": rng.normal()}
+        if t >= 200:
+            x["c"] = rng.normal()
+        yield x, 0.5 * x["a"] - x["b"] + 3.0 * x.get("c", 0.0)
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_ridge_grown_on_a_new_key_equals_ridge_that_saw_it_as_zero(fit_intercept):
+    grown = OnlineRidge(fit_intercept=fit_intercept)
+    declared = OnlineRidge(features=["a", "b", "c"], fit_intercept=fit_intercept)
+    for x, y in stream(400):
+        grown.learn_one(x, y)
+        declared.learn_one(x, y)
+    assert grown._features == ["a", "b", "c"]
+    np.testing.assert_allclose(grown.weights, declared.weights, rtol=1e-10, atol=1e-12)
+
+
+def test_a_late_informative_key_is_learned():
+    model = OnlineRidge()
+    errors = []
+    for t, (x, y) in enumerate(stream(600)):
+        if t >= 400:
+            errors.append(abs(model.predict_one(x) - y))
+        model.learn_one(x, y)
+    assert np.mean(errors) < 0.05  # ignoring c would leave |3c| ~ 2.4 on average
+
+
+def test_omd_grown_on_a_new_key_equals_omd_that_saw_it_as_zero():
+    grown = OptimisticOMDRegressor()
+    declared = OptimisticOMDRegressor(features=["a", "b", "c"])
+    for x, y in stream(400):
+        grown.learn_one(x, y)
+        declared.learn_one(x, y)
+    assert np.array_equal(grown.weights, declared.weights)
+
+
+@pytest.mark.parametrize("cls", [OnlineRidge, OptimisticOMDRegressor])
+def test_learn_many_grows_on_new_columns_and_fills_absent_ones_with_zero(cls):
+    rows = list(stream(400))
+    by_frames, by_dicts = cls(), cls()
+    for start in range(0, 400, 50):
+        chunk = rows[start:start + 50]
+        frame = pd.DataFrame([x for x, _ in chunk])
+        if start == 300:
+            frame = frame.drop(columns=["a"])  # absent: 0
+            chunk = [({k: v for k, v in x.items() if k != "a"}, y) for x, y in chunk]
+        by_frames.learn_many(frame, pd.Series([y for _, y in chunk]))
+        for x, y in chunk:
+            by_dicts.learn_one(x, y)
+    np.testing.assert_allclose(by_frames.weights, by_dicts.weights, rtol=1e-9, atol=1e-12)
+    probe = pd.DataFrame({"b": [1.0], "c": [2.0]})  # no "a": it counts as 0
+    assert by_frames.predict_many(probe)[0] == pytest.approx(by_frames.predict_one({"b": 1.0, "c": 2.0}))
+
+
+@pytest.mark.parametrize("cls", [OnlineRidge, OptimisticOMDRegressor, OnlineNeuralRegressor])
+@pytest.mark.parametrize("change", ["new key", "missing key"])
+def test_strict_refuses_any_change_of_keys_and_keeps_its_state(cls, change):
+    model = cls(strict=True)
+    for x, y in stream(50):
+        model.learn_one(x, y)
+    before = model.state_dict()
+    x = {"a": 1.0, "b": 2.0, "z": 3.0} if change == "new key" else {"a": 1.0}
+    for call in (lambda: model.learn_one(x, 1.0), lambda: model.predict_one(x),
+                 lambda: model.learn_many(pd.DataFrame([x]), pd.Series([1.0])),
+                 lambda: model.predict_many(pd.DataFrame([x]))):
+        with pytest.raises(ValueError, match="strict=True"):
+            call()
+    assert_states_identical(before, model.state_dict())
+
+
+def test_neural_warns_once_about_each_key_it_cannot_grow_for():
+    model = OnlineNeuralRegressor(width=4)
+    model.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    with pytest.warns(UserWarning, match=r"ignores features it was not built with: \['z'\]"):
+        model.learn_one({"a": 1.0, "b": 2.0, "z": 1.0}, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.learn_one({"a": 1.0, "b": 2.0, "z": 1.0}, 1.0)  # already said
+
+
+def test_neural_first_dict_key_order_does_not_change_the_model():
+    one, other = OnlineNeuralRegressor(width=4), OnlineNeuralRegressor(width=4)
+    one.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+    other.learn_one({"b": 2.0, "a": 1.0}, 1.0)
+    assert_states_identical(one.state_dict(), other.state_dict())
+
+
+def test_declared_features_keep_ignoring_unknown_keys_without_growing():
+    model = OnlineRidge(features=["a"])
+    model.learn_one({"a": 1.0, "z": 5.0}, 2.0)
+    assert model._features == ["a"] and model.weights.shape == (1,)
+
+
+def test_observe_many_without_any_features_says_so():
+    with pytest.raises(ValueError, match="features are unknown"):
+        OnlineRidge().observe_many(np.ones((2, 2)), np.ones(2))
