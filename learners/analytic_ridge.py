@@ -11,7 +11,7 @@ from river import base
 
 from . import analytic_ridge_kernels as K
 from .contract import (as_matrix, check_bool, check_choice, check_feature_dict, check_integer, check_names, check_number,
-                       check_state, dict_to_row, refuse_nonfinite)
+                       check_state, dict_to_row, refuse_nonfinite, warn_ignored_features)
 
 GENERATOR_MODES = (False, "before_answer", "every_n", "timer")
 UPDATE_RULES = ("sherman-morrison", "cholesky", "blas", "auto")
@@ -189,6 +189,7 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         seed: int = 0,
     ):
         self.features = features
+        self._warned: set = set()  # new keys already warned about (not state: warnings only)
         self.classes = classes
         self.gamma = gamma
         self.expansion_dim = expansion_dim
@@ -543,10 +544,14 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
     # -- learning -------------------------------------------------------------------
     def learn_one(self, x: dict, y: Any, **kwargs) -> None:
         self._label_kind_of(y)
+        if self._features is not None:
+            warn_ignored_features("AnalyticRidgeClassifier", x, self._features, self._warned)
         self._ensure_features(check_feature_dict(x))
         self._observe(dict_to_row(x, self._features)[None, :], [y], None, answer=False)
 
     def learn_many(self, X: Any, y: Any) -> None:
+        if self._features is not None and hasattr(X, "columns"):
+            warn_ignored_features("AnalyticRidgeClassifier", X.columns, self._features, self._warned)
         self._observe(X, y, None, answer=False)
 
     def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:

@@ -36,6 +36,7 @@ import inspect
 import math
 import numbers
 import re
+import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -415,3 +416,14 @@ def refuse_feature_changes(owner: str, names: Iterable[Any], features: list[str]
     new, missing = feature_changes(names, features)
     if new or missing:
         raise ValueError(f"{owner}(strict=True): features changed: new {new}, missing {missing}")
+
+
+def warn_ignored_features(owner: str, names: Iterable[Any], features: list[str], warned: set) -> None:
+    """Warn once per key (recorded in ``warned``) that a model cannot grow for a key it
+    was not built with and ignores it, so a new feature is never dropped silently."""
+    new, _ = feature_changes(names, features)
+    unwarned = [name for name in new if name not in warned]
+    if unwarned:
+        warned.update(unwarned)
+        warnings.warn(f"{owner} ignores features it was not built with: {unwarned} "
+                      "(declare every feature in features=)", stacklevel=3)

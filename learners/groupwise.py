@@ -17,7 +17,8 @@ from river import base as river_base
 from . import groupwise_kernels as K
 from . import ridge_kernels
 from .contract import (as_matrix, check_bool, check_choice, check_integer, check_names, check_number, check_state,
-                       check_feature_dict, dict_to_row, expect_array, finite_targets, refuse_nonfinite, restore_rng, rng_state)
+                       check_feature_dict, dict_to_row, expect_array, finite_targets, refuse_nonfinite, restore_rng, rng_state,
+                       warn_ignored_features)
 
 ALWAYS_ON = "always_on"
 MODES = ("expected", "sample", "mixture")
@@ -173,6 +174,7 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
         self._declared = [str(g) for g in (groups or [])]
         self._group_names = self._declared + [ALWAYS_ON]
         self._features = list(features) if features is not None else None
+        self._warned: set = set()  # new keys already warned about (not state: warnings only)
         self._rng = np.random.default_rng(seed)
         self.n_updates = 0
         self.last_losses = np.zeros(0)
@@ -278,6 +280,8 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
     # -- River API ----------------------------------------------------------------
     def learn_one(self, x: dict, y: float) -> None:
         target = finite_targets(y)
+        if self._features is not None:
+            warn_ignored_features("GroupwiseRegressor", x, self._features, self._warned)
         self._ensure_features(check_feature_dict(x))
         self.observe_many(dict_to_row(x, self._features)[None, :], target, self._membership_one(x))
 
@@ -292,6 +296,8 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
         if hasattr(X, "columns") and self._features is None:
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._ensure_features(X.columns)
+        elif hasattr(X, "columns"):
+            warn_ignored_features("GroupwiseRegressor", X.columns, self._features, self._warned)
         self.observe_many(X, y, groups)
 
     def predict_many(self, X: Any, groups: Any = None) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -11,8 +10,8 @@ from river import base
 from . import neural_kernels as NK
 from .contract import (as_matrix, check_bool, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
                        check_feature_dict, finite_targets,
-                       expect_array, feature_changes, refuse_feature_changes, refuse_nonfinite, restore_rng,
-                       rng_state)
+                       expect_array, refuse_feature_changes, refuse_nonfinite, restore_rng, rng_state,
+                       warn_ignored_features)
 
 ACTIVATIONS = {"tanh": NK.TANH, "softplus": NK.SOFTPLUS, "gelu": NK.GELU, "relu": NK.RELU}
 LOSSES = {"squared": NK.SQUARED, "kl": NK.KL}
@@ -256,12 +255,7 @@ class OnlineNeuralRegressor(base.MiniBatchRegressor):
         if self.strict:
             refuse_feature_changes("OnlineNeuralRegressor", names, self._features)
             return
-        new, _ = feature_changes(names, self._features)
-        unwarned = [name for name in new if name not in self._warned]
-        if unwarned:
-            self._warned.update(unwarned)
-            warnings.warn(f"OnlineNeuralRegressor ignores features it was not built with: {unwarned} "
-                          "(its input width is fixed; pass every feature in features=)", stacklevel=3)
+        warn_ignored_features("OnlineNeuralRegressor", names, self._features, self._warned)  # fixed input width
 
     def learn_one(self, x: dict, y: float) -> None:
         y = float(finite_targets(y)[0])

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regretflow.learners import OnlineNeuralRegressor, OnlineRidge, OptimisticOMDRegressor
+from regretflow.learners import (AnalyticRidgeClassifier, GroupwiseRegressor, OnlineNeuralRegressor, OnlineRidge,
+                                 OptimisticOMDRegressor)
 from tests.learners.test_learner_guards import assert_states_identical
 
 
@@ -88,14 +89,19 @@ def test_strict_refuses_any_change_of_keys_and_keeps_its_state(cls, change):
     assert_states_identical(before, model.state_dict())
 
 
-def test_neural_warns_once_about_each_key_it_cannot_grow_for():
-    model = OnlineNeuralRegressor(width=4)
-    model.learn_one({"a": 1.0, "b": 2.0}, 1.0)
+@pytest.mark.parametrize("make", [lambda: OnlineNeuralRegressor(width=4), lambda: GroupwiseRegressor(),
+                                  lambda: AnalyticRidgeClassifier()], ids=["neural", "groupwise", "analytic-ridge"])
+def test_a_learner_that_cannot_grow_warns_once_about_each_key_it_ignores(make):
+    model = make()
+    y = 1 if isinstance(model, AnalyticRidgeClassifier) else 1.0
+    model.learn_one({"a": 1.0, "b": 2.0}, y)
     with pytest.warns(UserWarning, match=r"ignores features it was not built with: \['z'\]"):
-        model.learn_one({"a": 1.0, "b": 2.0, "z": 1.0}, 1.0)
+        model.learn_one({"a": 1.0, "b": 2.0, "z": 1.0}, y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model.learn_one({"a": 1.0, "b": 2.0, "z": 1.0}, 1.0)  # already said
+        model.learn_one({"a": 1.0, "b": 2.0, "z": 1.0}, y)  # already said
+    with pytest.warns(UserWarning, match=r"\['w'\]"):
+        model.learn_many(pd.DataFrame({"a": [1.0], "b": [2.0], "w": [3.0]}), pd.Series([y]))
 
 
 def test_neural_first_dict_key_order_does_not_change_the_model():
