@@ -379,15 +379,22 @@ def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
     Use it bare (``@refuses_nonfinite``) or as ``@refuses_nonfinite(also=("actions",))``."""
     if method is None:
         return functools.partial(refuses_nonfinite, also=also)
-    signature = inspect.signature(method)
-    checked = [name for name in signature.parameters if name in _CHECKED_ARGUMENTS or name in also]
+    names = list(inspect.signature(method).parameters)
+    checked = [(name, names.index(name), name not in _REQUIRED_ARGUMENTS) for name in names
+               if name in _CHECKED_ARGUMENTS or name in also]
 
     @functools.wraps(method)
     def guarded(*args, **kwargs):
-        bound = signature.bind_partial(*args, **kwargs).arguments
-        for name in checked:
-            if name in bound:
-                refuse_nonfinite_input(name, bound[name], allow_none=name not in _REQUIRED_ARGUMENTS)
+        for name, position, allow_none in checked:
+            value = args[position] if position < len(args) else kwargs.get(name)
+            if type(value) is float:  # the per-event fast paths: a scalar reward, a float context
+                if not math.isfinite(value):
+                    refuse_nonfinite_input(name, value)
+            elif type(value) is np.ndarray and value.dtype == np.float64:
+                if not math.isfinite(np.add.reduce(value, axis=None)):  # NaN or inf anywhere (or overflow)
+                    refuse_nonfinite_input(name, value)
+            elif value is not None or not allow_none:
+                refuse_nonfinite_input(name, value, allow_none)
         return method(*args, **kwargs)
 
     return guarded
