@@ -566,8 +566,11 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         return self._observe(X, y, groups, answer=True)
 
     def _observe(self, X: Any, y: Any, groups: np.ndarray | None, answer: bool) -> np.ndarray:
-        if self._features is None and hasattr(X, "columns"):
-            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
+        if self._features is None:  # refuse bad values and labels before the features are fixed
+            for label in (y.tolist() if hasattr(y, "tolist") else list(y)):
+                self._label_kind_of(label)
+            if hasattr(X, "columns"):
+                as_matrix(X, None)
         self._ensure_features(X)
         rows = self._matrix(X)
         n = rows.shape[0]

@@ -294,6 +294,7 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         if hasattr(X, "columns") and self._features is None:
+            finite_targets(y)
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._ensure_features(X.columns)
         elif hasattr(X, "columns"):

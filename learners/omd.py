@@ -165,6 +165,7 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
 
     def learn_many(self, X: Any, y: Any) -> None:
         if hasattr(X, "columns") and self._features is None:
+            finite_targets(y)
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._ensure(X.columns)
         elif hasattr(X, "columns"):

@@ -163,6 +163,7 @@ class OnlineRidge(base.MiniBatchRegressor):
 
     def learn_many(self, X: Any, y: Any) -> None:
         if self._features is None and hasattr(X, "columns"):
+            finite_targets(y)
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
             self._features = sorted(X.columns, key=str)
             self._allocate(len(self._features))

@@ -74,6 +74,8 @@ def test_fresh_learner_refuses_a_poisoned_first_dict_without_fixing_its_features
         learner.learn_one(poisoned_dict(poison), label(family))
     with pytest.raises(ValueError):
         learner.learn_many(poisoned_frame(poison), pd.Series([label(family)] * 3))
+    with pytest.raises(ValueError):
+        learner.learn_many(poisoned_frame(0.5), pd.Series([label(family), poison, label(family)], dtype=object))
     assert_states_identical(before, learner.state_dict())
     learner.learn_one(poisoned_dict(0.5), label(family))  # the learner still works
     assert learner.n_updates == 1
