@@ -605,6 +605,7 @@ def _river_datasets(model, scale=1):
     [dict(), dict(expansion_dim=16, generator="every_n", refresh_events=50, update="cholesky")],
     ids=["plain", "expansion-generator"],
 )
+@pytest.mark.filterwarnings("ignore:AnalyticRidgeClassifier ignores features")  # River's emerging-feature checks
 def test_passes_river_check_estimator(monkeypatch, params):
     import river.checks
 
