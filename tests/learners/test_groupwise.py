@@ -399,14 +399,6 @@ def test_bad_arguments_are_rejected_with_a_clear_message():
         model.observe_many(np.zeros((2, 6)), np.zeros(2), np.zeros((2, 5), bool))
 
 
-@pytest.mark.parametrize("base", ["ridge", "omd"])
-def test_passes_river_estimator_checks(base):
-    pytest.importorskip("sklearn", reason="river.checks draws its datasets through scikit-learn")
-    from river.checks import check_estimator
-
-    check_estimator(GroupwiseRegressor(groups=["ordinal_date"], base=base))
-
-
 def test_runs_in_a_river_pipeline_with_progressive_validation():
     from river import compose, datasets, evaluate, metrics, preprocessing
 

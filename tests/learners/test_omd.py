@@ -121,10 +121,3 @@ def test_same_events_give_the_same_state_however_batched():
     for start in range(0, 2000, 333):
         split.observe_many(Z[start:start + 333], Y[start:start + 333])
     np.testing.assert_array_equal(whole.weights, split.weights)
-
-
-def test_passes_river_estimator_checks():
-    pytest.importorskip("sklearn", reason="river.checks draws its datasets through scikit-learn")
-    from river.checks import check_estimator
-
-    check_estimator(OptimisticOMDRegressor())

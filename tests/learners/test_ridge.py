@@ -130,9 +130,3 @@ def test_river_api_dicts_and_dataframes():
     assert model.predict_one({"x": 100.0}) == pytest.approx(201.0, abs=1e-3)
     frame = pd.DataFrame({"x": [1.0, 2.0]})
     assert list(model.predict_many(frame).round(3)) == [3.0, 5.0]
-
-
-def test_passes_river_estimator_checks():
-    from river import checks
-
-    checks.check_estimator(OnlineRidge())
