@@ -1,4 +1,4 @@
-"""Individually fair learning with one-sided feedback (papers/fair_onesided.md).
+"""Individually fair learning with one-sided feedback (Bechavod & Roth, ICML 2023).
 
 Each round the learner sees ``k`` individuals, answers for each the probability of a
 positive decision under its current randomised policy ``pi_t`` over a finite class of

@@ -7,7 +7,7 @@ of the class on them (0.0 / 1.0 as float64).
 
 The learners keep one float per policy, the cumulative (estimated) Lagrangian cost
 ``L[n]``, and update it with the two additive parts of the spec
-(papers/fair_onesided.md, section 3):
+(learners/fair.py documents the setting):
 
 - the label part, two-arm encoding: a positive decision on ``i`` costs
   ``2 (1 - y_i)``, a negative one costs 1 (the difference ``1 - 2 y_i`` is the

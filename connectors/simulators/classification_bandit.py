@@ -1,6 +1,6 @@
 """A labelled classification dataset replayed as a contextual-bandit stream.
 
-The conversion of the NeuralTS/NeuralUCB line of work (papers/neural_bandit.md, §7):
+The conversion used by the NeuralTS/NeuralUCB line of work:
 
 1. missing values (NaN) become -1, then every row is scaled to unit Euclidean norm
    (``normalize="l2"``; ``"none"`` keeps the raw values);

@@ -1,6 +1,6 @@
 """A fairness environment on a real population: UCI Adult individuals and auditor panels.
 
-The setting of papers/fair_onesided.md: each round ``k`` individuals are drawn from
+The setting of the fair learners (learners/fair.py): each round ``k`` individuals are drawn from
 the vendored UCI Adult training file (:func:`regretflow.connectors.datasets.adult.load_adult`,
 32,561 people) with their true label (income > 50K). A learner answers, per
 individual, the probability ``q_i`` of a positive decision under its randomised

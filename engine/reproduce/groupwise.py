@@ -2,7 +2,7 @@
 
 ``regretflow reproduce groupwise [--quick] [--json]``
 
-The official protocol (spec ``papers/groupwise.md`` section 7): the 10 seeds, each
+The paper's protocol: the 10 seeds, each
 shuffling the rows with ``RandomState(seed).permutation``; features and target
 min-max scaled with full-dataset bounds; one online ridge expert (lambda = 1) per
 group plus ``always_on``, mixed by AdaNormalHedge (:class:`GroupwiseRegressor`,

@@ -9,7 +9,7 @@ NeuralSquareCB, our disjoint LinUCB and epsilon-greedy, River's ``LinUCBDisjoint
 and Vowpal Wabbit's ``--cb_explore_adf --squarecb`` (optional: skipped when the
 ``vowpalwabbit`` wheel is absent), plus the perturbation on/off ablation.
 
-The paper gives no numbers that could be read (papers/neural_bandit.md, §7), only
+The paper gives no numbers that could be read, only
 the ordering "the KL variant is best, the squared variant second, both ahead of the
 baselines"; the table says for each dataset whether that ordering holds, with
 differences under 2 standard errors called inconclusive.
