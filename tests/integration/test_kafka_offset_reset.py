@@ -135,28 +135,17 @@ def test_a_restart_onto_a_recreated_topic_fails_loudly_then_earliest_resumes_fro
     assert len(new_ids) == 1 and new_ids.isdisjoint(old_ids)
 
 
-def start_then_recreate(broker, tmp_path, backend: str, policy: str, name: str):
-    """A daemon under ``policy`` applies 600 events of a new topic, then the topic is recreated
-    with 150 other events under it; returns (process, metrics port, topic, ids of the old log)."""
-    topic = broker.create_topic(PARTITIONS, f"{name}-{backend}")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_broker_restart_under_a_running_daemon_is_reset_per_policy_and_counted(broker, tmp_path, backend):
+    topic = broker.create_topic(PARTITIONS, f"live-{backend}")
     produce(broker.bootstrap, topic, events(0, 600))
     port = free_port()
-    proc = start(write_config(tmp_path, broker, topic, backend, policy, port), tmp_path, "live.log")
+    cfg = write_config(tmp_path, broker, topic, backend, "earliest", port)
+    proc = start(cfg, tmp_path, "live.log")
     try:
         assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), \
             (tmp_path / "live.log").read_text()[-3000:]
-        _, old_ids = applied(tmp_path / "state")
         recreate(broker, topic, events(10_000, 150))
-    except BaseException:
-        proc.kill()
-        raise
-    return proc, port, topic, old_ids
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_a_broker_restart_under_a_running_daemon_is_reset_per_policy_and_counted(broker, tmp_path, backend):
-    proc, port, topic, _ = start_then_recreate(broker, tmp_path, backend, "earliest", "live")
-    try:
         resets = f'action="earliest",partition="0",topic="{topic}"'
         assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 750
                           and (metric(port, "regretflow_source_offset_resets_total", resets) or 0) >= 1, [proc], timeout=90), \
@@ -173,8 +162,16 @@ def test_a_broker_restart_under_a_running_daemon_is_reset_per_policy_and_counted
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_broker_restart_under_a_running_daemon_stops_it_under_fail_with_only_the_old_log_applied(broker, tmp_path, backend):
-    proc, _, _, old_ids = start_then_recreate(broker, tmp_path, backend, "fail", "live-fail")
+    topic = broker.create_topic(PARTITIONS, f"live-fail-{backend}")
+    produce(broker.bootstrap, topic, events(0, 600))
+    port = free_port()
+    cfg = write_config(tmp_path, broker, topic, backend, "fail", port)
+    proc = start(cfg, tmp_path, "live.log")
     try:
+        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), \
+            (tmp_path / "live.log").read_text()[-3000:]
+        _, old_ids = applied(tmp_path / "state")
+        recreate(broker, topic, events(10_000, 150))
         rc = proc.wait(timeout=90)
     finally:
         if proc.poll() is None:
