@@ -40,6 +40,20 @@ from .router import Router, Shard, dumps
 log = logging.getLogger("regretflow")
 
 CHECKPOINT_KIND = "regretflow-engine"
+DEAD_RAW_BYTES = 65_536  # a dead letter's raw holds at most this many UTF-8 bytes of the payload
+
+
+def _capped_raw(payload: Any) -> str:
+    """The payload as text for a dead letter, at most DEAD_RAW_BYTES once encoded as UTF-8
+    (a cut multi-byte character is dropped; invalid bytes become U+FFFD)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        raw = bytes(payload[:DEAD_RAW_BYTES]).decode("utf-8", errors="replace")
+    else:
+        raw = str(payload)[:DEAD_RAW_BYTES]
+    encoded = raw.encode("utf-8", errors="replace")
+    if len(encoded) <= DEAD_RAW_BYTES:
+        return raw
+    return encoded[:DEAD_RAW_BYTES].decode("utf-8", errors="ignore")
 
 
 class _BatchOutput:
@@ -67,8 +81,8 @@ class _BatchOutput:
         """A dead letter: the reason, a detail, the model (``_unknown_`` when not a declared
         one) and the raw payload; headers name the model, the reason and the event id when known."""
         model = model or UNKNOWN_MODEL
-        raw = payload.decode("utf-8", errors="replace") if isinstance(payload, (bytes, bytearray, memoryview)) else str(payload)
-        record = {"reason": reason, "detail": detail, "model": model, "raw": raw[:65536]}
+        raw = _capped_raw(payload)
+        record = {"reason": reason, "detail": detail, "model": model, "raw": raw}
         headers = (("model", model), ("reason", reason))
         if event_id is not None:
             headers += (("event_id", event_id),)
