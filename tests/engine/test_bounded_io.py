@@ -151,3 +151,31 @@ def test_report_escapes_a_task_from_the_log(tmp_path):
     records = parse_metrics_log([metrics_log_record({"m": {"task": "<img src=x onerror=alert(1)>", "learner": "l"}}, 1.0)])
     page = _html(records, model_series(records), {}, "t", "")
     assert "<img src=x" not in page
+
+
+MARKER = "S3CRET-MARKER-5150"
+
+
+@pytest.mark.parametrize("password", [5150, [MARKER], {"p": MARKER}])
+def test_sasl_password_must_be_a_string_and_is_never_echoed(password):
+    from regretflow.engine.config import ConfigError
+
+    raw = regression_config_dict()
+    raw["source"] = {"type": "kafka", "bootstrap_servers": "localhost:9092", "topics": ["events"],
+                     "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": password}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert "source.sasl_password: expected a string" in str(err.value)
+    assert MARKER not in str(err.value) and "5150" not in str(err.value)
+
+
+def test_a_valid_secret_is_not_echoed_by_other_config_errors():
+    from regretflow.engine.config import ConfigError
+
+    raw = regression_config_dict()
+    raw["source"] = {"type": "kafka", "bootstrap_servers": "localhost:9092", "topics": ["events"], "backend": "nope",
+                     "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": MARKER}
+    raw["answers"] = {"type": "kafka", "topic": 7}
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    assert "source.backend" in str(err.value) and MARKER not in str(err.value)
