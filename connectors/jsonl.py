@@ -102,12 +102,17 @@ class JsonlSource:
 
 
 class JsonlSink:
-    """Appends one record per line and fsyncs on ``flush`` (answers survive a crash)."""
+    """Appends one record per line and fsyncs on ``flush`` (answers survive a crash).
 
-    def __init__(self, path: str | os.PathLike, fsync: bool = True):
+    A file it creates gets ``file_mode`` (0600: answers and dead letters hold user data)
+    whatever the umask, and a symlink at ``path`` is refused rather than followed.
+    """
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = True, file_mode: int = 0o600):
+        from regretflow.engine.files import open_private_append
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")
+        self._fh = open_private_append(self.path, file_mode)
         self.fsync = fsync
         if self._fh.tell() > 0:
             with open(self.path, "rb") as fh:

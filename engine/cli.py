@@ -176,8 +176,9 @@ def _replay(args) -> int:
     if not Path(args.log).is_file():
         print(f"regretflow: error: LOG: {args.log} is not a file", file=sys.stderr)
         return 2
-    answers = JsonlSink(args.answers, fsync=False) if args.answers else MemorySink(keep=False)
-    dead = JsonlSink(args.dead_letters, fsync=False) if args.dead_letters else MemorySink(keep=False)
+    mode = config.runtime.file_mode
+    answers = JsonlSink(args.answers, fsync=False, file_mode=mode) if args.answers else MemorySink(keep=False)
+    dead = JsonlSink(args.dead_letters, fsync=False, file_mode=mode) if args.dead_letters else MemorySink(keep=False)
     engine = Engine(config, JsonlSource(args.log, max_line_bytes=config.runtime.max_event_bytes), answers, dead, serve_metrics=False)
     engine.run()
     summary = engine.summary()

@@ -198,6 +198,8 @@ class RuntimeSpec:
     # |value| bound on features, labels and rewards; past it: out_of_range (sums of squares stay finite)
     max_abs_value: Annotated[Float, Field(gt=0, le=MAX_ABS_VALUE_LIMIT)] = 1e12
     stop_at_end: Bool = True
+    # mode of the files regretflow creates (checkpoints, answers, dead letters, metrics log); directories get r -> rx
+    file_mode: Annotated[Int, Field(ge=0o600, le=0o777)] = 0o600
     idle_exit_seconds: Annotated[Float, Field(ge=0)] = 0.0
 
 

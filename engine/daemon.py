@@ -103,7 +103,8 @@ def open_sink(config: Config, spec: EndpointSpec, where: str):
         from regretflow.connectors.jsonl import JsonlSink
 
         _only(spec, where, {"path", "fsync"})
-        return JsonlSink(config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)))
+        return JsonlSink(config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)),
+                         file_mode=config.runtime.file_mode)
     if spec.type in ("stdout", "stderr"):
         from regretflow.connectors.stdio import StreamSink
 

@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 
 from .checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
+from .files import open_private_append
 from .config import Config
 from .errors import FatalError
 from .events import BadEvent, Event, EventDecoder
@@ -170,8 +171,7 @@ class Engine:
         self.metrics_log_due = 0.0
         if config.metrics.log_path:
             path = config.resolve(config.metrics.log_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.metrics_log = open(path, "ab")
+            self.metrics_log = open_private_append(path, config.runtime.file_mode)
         self._lag_checked = 0.0
         self._lag_labels: set[str] = set()
         self._errors_reported = 0
@@ -594,7 +594,8 @@ class Engine:
         for part in targets:
             position = self.source.position(part.pid) if self.partitioned else self.source.position()
             part.checkpoint_number += 1
-            write_checkpoint(self._directory(part.pid), part.checkpoint_number, part.state_dict(position), keep=ck.keep)
+            write_checkpoint(self._directory(part.pid), part.checkpoint_number, part.state_dict(position), keep=ck.keep,
+                             file_mode=self.config.runtime.file_mode)
             part.dirty = False
             positions[part.pid] = position
         if self.partitioned and positions and commit:
