@@ -269,10 +269,12 @@ class MetricsServer:
     """
 
     MAX_HEADER_BYTES = 16 * 1024
+    ROUND_PAUSE = 0.002  # shortest pause after a busy round (work then gathers, the engine runs)
+    SHARE = 0.15  # most of the interpreter's time the server takes under load
     LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
     def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108,
-                 max_connections: int = 256, request_timeout: float = 5.0, exposition_max_age: float = 1.0, backlog: int = 128):
+                 max_connections: int = 1024, request_timeout: float = 5.0, exposition_max_age: float = 1.0, backlog: int = 1024):
         self.metrics, self.health = metrics, health
         # further GET routes (path -> callable returning (body, content type)): the live page adds /, /live.js, /live.json
         self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
@@ -288,6 +290,8 @@ class MetricsServer:
         self._selector.register(self._listener, selectors.EVENT_READ, None)
         self._conns: dict[socket.socket, _Connection] = {}
         self._stopping = False
+        self._next_sweep = 0.0
+        self._render_seconds = 0.0
         self._exposition = b""
         self._exposition_at = -math.inf
         self.expositions_rendered = 0  # how often /metrics was rendered (the cache's effect is visible in tests)
@@ -313,24 +317,33 @@ class MetricsServer:
     # -- the loop ------------------------------------------------------------------------
     def _serve(self) -> None:
         while not self._stopping:
-            for key, events in self._selector.select(timeout=0.1):
+            ready = self._selector.select(timeout=0.1)
+            started = time.perf_counter()
+            for key, events in ready:
                 sock = key.fileobj
-                try:
-                    if sock is self._listener:
-                        self._accept()
-                    elif events & selectors.EVENT_READ:
-                        self._read(sock)
-                    else:
-                        self._write(sock)
-                except OSError:  # a reset connection, or one closed meanwhile
-                    self._close(sock)
+                if sock is self._listener:
+                    self._accept()
+                    continue
+                if sock not in self._conns:  # closed earlier in this round (evicted to make room)
+                    continue
+                self._try(self._read if events & selectors.EVENT_READ else self._write, sock)
             now = time.monotonic()
-            for sock, conn in list(self._conns.items()):
-                if now > conn.deadline:
-                    self._close(sock)
+            if now >= self._next_sweep:
+                self._next_sweep = now + 0.05
+                for sock, conn in list(self._conns.items()):
+                    if now > conn.deadline:
+                        self._close(sock)
+            if ready:
+                # a duty cycle: after a round that took w seconds, pause so that serving uses at most
+                # SHARE of the interpreter; a flood then waits in the backlog, and learning goes on
+                worked = time.perf_counter() - started - self._render_seconds  # a render is bounded by its interval already
+                self._render_seconds = 0.0
+                time.sleep(max(self.ROUND_PAUSE, worked * (1 - self.SHARE) / self.SHARE))
 
     def _accept(self) -> None:
-        while True:
+        # a bounded number per round, so the requests of those accepted are read before a burst
+        # of newer connections could evict them
+        for _ in range(32):
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -347,6 +360,15 @@ class MetricsServer:
             sock.setblocking(False)
             self._conns[sock] = _Connection(time.monotonic() + self.request_timeout)
             self._selector.register(sock, selectors.EVENT_READ, None)
+            self._try(self._read, sock)  # a polite client's request is usually there already: answer in this round
+
+    def _try(self, step, sock: socket.socket) -> None:
+        try:
+            step(sock)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except Exception:  # noqa: BLE001 - a reset or broken client ends its connection, never the loop
+            self._close(sock)
 
     def _read(self, sock: socket.socket) -> None:
         conn = self._conns[sock]
@@ -425,6 +447,7 @@ class MetricsServer:
         if now - self._exposition_at >= self.exposition_max_age:
             self._exposition = self.metrics.exposition()
             self._exposition_at = now
+            self._render_seconds += time.monotonic() - now
             self.expositions_rendered += 1
         return self._exposition
 
@@ -434,6 +457,7 @@ class MetricsServer:
                   f"Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n").encode("latin-1")
         conn.out = memoryview(header if head else header + body)
         self._selector.modify(sock, selectors.EVENT_WRITE, None)
+        self._try(self._write, sock)  # most answers fit the socket's buffer at once
 
 
 HTTP_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 421: "Misdirected Request",
