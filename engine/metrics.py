@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import resource
 import selectors
 import socket
 import threading
@@ -274,10 +275,12 @@ class MetricsServer:
     LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
     def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108,
-                 max_connections: int = 1024, request_timeout: float = 5.0, exposition_max_age: float = 1.0, backlog: int = 1024):
+                 max_connections: int | None = None, request_timeout: float = 5.0, exposition_max_age: float = 1.0, backlog: int = 1024):
         self.metrics, self.health = metrics, health
         # further GET routes (path -> callable returning (body, content type)): the live page adds /, /live.js, /live.json
         self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
+        if max_connections is None:  # leave the process file descriptors for its own files
+            max_connections = min(1024, max(16, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2))
         self.max_connections, self.request_timeout, self.exposition_max_age = max_connections, request_timeout, exposition_max_age
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.create_server((host, port), family=family, backlog=backlog)
