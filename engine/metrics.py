@@ -275,7 +275,7 @@ class MetricsServer:
     LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
     def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108,
-                 max_connections: int | None = None, request_timeout: float = 5.0, exposition_max_age: float = 1.0, backlog: int = 1024):
+                 max_connections: int | None = None, request_timeout: float = 5.0, exposition_max_age: float = 0.1, backlog: int = 1024):
         self.metrics, self.health = metrics, health
         # further GET routes (path -> callable returning (body, content type)): the live page adds /, /live.js, /live.json
         self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
