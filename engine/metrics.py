@@ -321,7 +321,7 @@ class MetricsServer:
     def _serve(self) -> None:
         while not self._stopping:
             ready = self._selector.select(timeout=0.1)
-            started = time.perf_counter()
+            started = time.thread_time()  # this thread's CPU time: waiting for the interpreter is not work
             for key, events in ready:
                 sock = key.fileobj
                 if sock is self._listener:
@@ -339,7 +339,7 @@ class MetricsServer:
             if ready:
                 # a duty cycle: after a round that took w seconds, pause so that serving uses at most
                 # SHARE of the interpreter; a flood then waits in the backlog, and learning goes on
-                worked = time.perf_counter() - started - self._render_seconds  # a render is bounded by its interval already
+                worked = time.thread_time() - started - self._render_seconds  # a render is bounded by its interval already
                 self._render_seconds = 0.0
                 time.sleep(max(self.ROUND_PAUSE, worked * (1 - self.SHARE) / self.SHARE))
 
@@ -448,9 +448,10 @@ class MetricsServer:
         """The Prometheus text, rendered at most once per ``exposition_max_age`` seconds."""
         now = time.monotonic()
         if now - self._exposition_at >= self.exposition_max_age:
+            cpu = time.thread_time()
             self._exposition = self.metrics.exposition()
             self._exposition_at = now
-            self._render_seconds += time.monotonic() - now
+            self._render_seconds += time.thread_time() - cpu
             self.expositions_rendered += 1
         return self._exposition
 
