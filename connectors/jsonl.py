@@ -11,7 +11,13 @@ class JsonlSource:
     """Reads one event per line; its position is the byte offset of the next line.
 
     With ``follow=True`` it waits for lines appended to the file (``tail -f``) and a
-    last line without its newline is read only once the newline arrives.
+    last line without its newline is read only once the newline arrives. Without it, an
+    empty poll at the end of the file waits out its timeout (an idle loop never spins).
+
+    A line longer than ``max_line_bytes`` is never held whole: its first
+    ``max_line_bytes + 1`` bytes are returned (the decoder dead-letters them as
+    ``oversized``) and the rest is skipped in bounded chunks; the position still counts
+    every byte, so a resume starts at the next line.
 
     Examples
     --------
@@ -23,12 +29,18 @@ class JsonlSource:
     ([b'{"a": 1}'], {'offset': 9})
     >>> src.seek({"offset": 0}); len(src.poll(10, 0.0)), src.exhausted()
     (2, True)
+    >>> _ = open(path, "ab").write(b"x" * 100 + b"\\n")
+    >>> src = JsonlSource(path, max_line_bytes=10); src.seek({"offset": 18})
+    >>> src.poll(5, 0.0), src.position()
+    ([b'xxxxxxxxxxx'], {'offset': 119})
     """
 
-    def __init__(self, path: str | os.PathLike, follow: bool = False, poll_interval: float = 0.05):
+    def __init__(self, path: str | os.PathLike, follow: bool = False, poll_interval: float = 0.05,
+                 max_line_bytes: int = 65_536):
         self.path = Path(path)
         self.follow = follow
         self.poll_interval = poll_interval
+        self.max_line_bytes = max_line_bytes
         self._fh = open(self.path, "rb")
         self._offset = 0
         self._eof = False
@@ -38,12 +50,13 @@ class JsonlSource:
         deadline = time.monotonic() + timeout
         fh = self._fh
         while len(out) < max_records:
-            line = fh.readline()
-            if not line:
+            line, size = self._read_line(fh)
+            if not size:
                 self._eof = True
-                if not self.follow or out or time.monotonic() >= deadline:
+                if out or time.monotonic() >= deadline:
                     break
-                time.sleep(self.poll_interval)
+                # nothing yet: wait (for appended lines, or out the timeout) rather than spin
+                time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
                 continue
             if not line.endswith(b"\n") and self.follow:
                 fh.seek(self._offset)  # incomplete line: wait for its newline
@@ -52,12 +65,26 @@ class JsonlSource:
                     break
                 time.sleep(self.poll_interval)
                 continue
-            self._offset += len(line)
+            self._offset += size
             self._eof = False
             payload = line.rstrip(b"\r\n")
             if payload.strip():
                 out.append(payload)
         return out
+
+    def _read_line(self, fh) -> tuple[bytes, int]:
+        """The next line (at most ``max_line_bytes + 1`` bytes of it, then its newline if
+        it had one) and how many bytes it spans in the file."""
+        limit = self.max_line_bytes + 1
+        line = fh.readline(limit)
+        size = len(line)
+        if size < limit or line.endswith(b"\n"):
+            return line, size
+        while True:  # oversized: skip the rest without holding it
+            chunk = fh.readline(1 << 20)
+            size += len(chunk)
+            if not chunk or chunk.endswith(b"\n"):
+                return line + chunk[-1:] if chunk else line, size
 
     def position(self) -> dict:
         return {"offset": self._offset}
@@ -75,12 +102,17 @@ class JsonlSource:
 
 
 class JsonlSink:
-    """Appends one record per line and fsyncs on ``flush`` (answers survive a crash)."""
+    """Appends one record per line and fsyncs on ``flush`` (answers survive a crash).
 
-    def __init__(self, path: str | os.PathLike, fsync: bool = True):
+    A file it creates gets ``file_mode`` (0600: answers and dead letters hold user data)
+    whatever the umask, and a symlink at ``path`` is refused rather than followed.
+    """
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = True, file_mode: int = 0o600):
+        from regretflow.engine.files import open_private_append
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")
+        self._fh = open_private_append(self.path, file_mode)
         self.fsync = fsync
         if self._fh.tell() > 0:
             with open(self.path, "rb") as fh:

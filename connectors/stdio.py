@@ -11,7 +11,9 @@ class StdinSource:
     """Reads JSON lines from standard input (a reader thread, so polls can time out).
 
     Its position is a line count; it cannot be rewound, so a daemon that must resume
-    after a crash reads from a jsonl file or Kafka instead.
+    after a crash reads from a jsonl file or Kafka instead. A line longer than
+    ``max_line_bytes`` is cut to its first ``max_line_bytes + 1`` bytes (dead-lettered as
+    ``oversized``) and the rest is read past in bounded chunks, never held.
 
     Examples
     --------
@@ -19,19 +21,27 @@ class StdinSource:
     >>> src = StdinSource(stream=io.BytesIO(b'{"a": 1}\\n'))
     >>> src.poll(5, 1.0), src.poll(5, 0.1), src.exhausted()
     ([b'{"a": 1}'], [], True)
+    >>> StdinSource(stream=io.BytesIO(b"y" * 50 + b"\\n"), max_line_bytes=4).poll(5, 1.0)
+    [b'yyyyy']
     """
 
     _EOF = object()
 
-    def __init__(self, stream=None, max_buffered: int = 100_000):
+    def __init__(self, stream=None, max_buffered: int = 100_000, max_line_bytes: int = 65_536):
         self._stream = stream if stream is not None else sys.stdin.buffer
+        self.max_line_bytes = max_line_bytes
         self._queue: queue.Queue = queue.Queue(maxsize=max_buffered)  # backpressure on the reader
         self._lines = 0
         self._eof = False
         threading.Thread(target=self._read, name="regretflow-stdin", daemon=True).start()
 
     def _read(self) -> None:
-        for line in iter(self._stream.readline, b""):
+        limit = self.max_line_bytes + 1
+        readline = self._stream.readline
+        while line := readline(limit):
+            if len(line) == limit and not line.endswith(b"\n"):
+                while (rest := readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass  # the rest of an oversized line: read past it, keep nothing
             self._queue.put(line)
         self._queue.put(self._EOF)
 

@@ -32,7 +32,9 @@ import io
 import json
 import logging
 import os
+import math
 import re
+import secrets
 import tempfile
 import time
 import zipfile
@@ -42,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FatalError
+from .files import DEFAULT_FILE_MODE, make_private_dirs, open_private
 
 log = logging.getLogger("regretflow")
 
@@ -144,8 +147,13 @@ def _digest(arrays: dict[str, np.ndarray], scalars_json: bytes) -> str:
     return h.hexdigest()
 
 
-def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], keep: int = 2) -> Path:
+def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], keep: int = 2,
+                     file_mode: int = DEFAULT_FILE_MODE) -> Path:
     """Write checkpoint ``number`` atomically into ``directory``; keep the newest ``keep``.
+
+    The file gets ``file_mode`` (a directory created here its directory mode) whatever
+    the umask; its temp file has an unpredictable name and is created exclusively, so
+    nothing planted at that name (a symlink) is followed or overwritten.
 
     Raises CheckpointError (naming the directory and the OS error) when storage refuses
     the write; its temp file is removed and the older checkpoints are untouched.
@@ -161,15 +169,15 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
         "scalars": scalars,
     }
     final = directory / f"checkpoint-{number:012d}.npz"
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    tmp = directory / f".{final.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
     buf = io.BytesIO()
     np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8), **{_member(k): v for k, v in arrays.items()})
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory}: exists and is not a directory")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(directory, file_mode)
         try:
-            with open(tmp, "wb") as fh:
+            with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_EXCL, file_mode), "wb") as fh:
                 fh.write(buf.getbuffer())
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -230,7 +238,7 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
     return removed
 
 
-def check_checkpoint_dir(path: str | Path) -> Path:
+def check_checkpoint_dir(path: str | Path, file_mode: int = DEFAULT_FILE_MODE) -> Path:
     """Start-up check of ``checkpoint.dir``: a directory (created if missing) where files can be created.
 
     Cheap (one empty probe file, created and removed); raises CheckpointError with the
@@ -251,7 +259,7 @@ def check_checkpoint_dir(path: str | Path) -> Path:
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"checkpoint directory {path}: exists and is not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path, file_mode)
         fd, probe = tempfile.mkstemp(prefix=".checkpoint-probe.", suffix=".tmp", dir=path)
         os.close(fd)
         os.unlink(probe)
@@ -291,6 +299,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
             if not zipfile.is_zipfile(fh):
                 raise UnreadableCheckpoint(path, "not a complete zip archive")
             fh.seek(0)
+            _check_sizes(fh, path)
+            fh.seek(0)
             with np.load(fh, allow_pickle=False) as npz:
                 if "__meta__" not in npz.files:
                     raise UnreadableCheckpoint(path, "no __meta__ member: not a regretflow checkpoint")
@@ -323,6 +333,32 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         state, meta = MIGRATIONS[version](state, meta)
         version = meta["format_version"]
     return state, meta
+
+
+def _check_sizes(fh, path: Path) -> None:
+    """Refuse, before anything is expanded, a file whose members would take more memory than
+    the file's own size: regretflow stores members uncompressed, so a compressed member (a zip
+    bomb), a member whose header claims more bytes than the archive holds, or an array header
+    whose shape needs more bytes than its member carries is not a checkpoint it wrote."""
+    file_size = os.fstat(fh.fileno()).st_size
+    with zipfile.ZipFile(fh) as archive:
+        total = 0
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise UnreadableCheckpoint(path, f"member {info.filename!r} is compressed; checkpoints store members uncompressed")
+            total += info.file_size
+            if info.file_size != info.compress_size or total > file_size:
+                raise UnreadableCheckpoint(path, f"member {info.filename!r} claims {info.file_size} bytes, more than the file holds")
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
+                raise UnreadableCheckpoint(path, f"member {info.filename!r}: its array header claims more than the member holds")
 
 
 def latest_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:

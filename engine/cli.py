@@ -176,9 +176,10 @@ def _replay(args) -> int:
     if not Path(args.log).is_file():
         print(f"regretflow: error: LOG: {args.log} is not a file", file=sys.stderr)
         return 2
-    answers = JsonlSink(args.answers, fsync=False) if args.answers else MemorySink(keep=False)
-    dead = JsonlSink(args.dead_letters, fsync=False) if args.dead_letters else MemorySink(keep=False)
-    engine = Engine(config, JsonlSource(args.log), answers, dead, serve_metrics=False)
+    mode = config.runtime.file_mode
+    answers = JsonlSink(args.answers, fsync=False, file_mode=mode) if args.answers else MemorySink(keep=False)
+    dead = JsonlSink(args.dead_letters, fsync=False, file_mode=mode) if args.dead_letters else MemorySink(keep=False)
+    engine = Engine(config, JsonlSource(args.log, max_line_bytes=config.runtime.max_event_bytes), answers, dead, serve_metrics=False)
     engine.run()
     summary = engine.summary()
     summary["_stream"] = {"events": engine.events_seen, "valid": engine.valid_events, "dead_letters": engine.dead_count}
@@ -214,11 +215,12 @@ def _replay(args) -> int:
 
 
 def _offline(config: Config) -> Config:
-    """A replay has no checkpoints and no metrics server: it evaluates, it does not serve."""
+    """A replay has no checkpoints and no metrics server: it evaluates, it does not serve; it ends at the end of its log."""
     import dataclasses
 
     return dataclasses.replace(
         config,
+        runtime=dataclasses.replace(config.runtime, stop_at_end=True),
         checkpoint=dataclasses.replace(config.checkpoint, dir=None),
         metrics=dataclasses.replace(config.metrics, enabled=False),
     )

@@ -198,6 +198,8 @@ class RuntimeSpec:
     # |value| bound on features, labels and rewards; past it: out_of_range (sums of squares stay finite)
     max_abs_value: Annotated[Float, Field(gt=0, le=MAX_ABS_VALUE_LIMIT)] = 1e12
     stop_at_end: Bool = True
+    # mode of the files regretflow creates (checkpoints, answers, dead letters, metrics log); directories get r -> rx
+    file_mode: Annotated[Int, Field(ge=0o600, le=0o777)] = 0o600
     idle_exit_seconds: Annotated[Float, Field(ge=0)] = 0.0
 
 
@@ -374,6 +376,13 @@ def _endpoint_problems(table: Any, where: str, raw: dict[str, Any]) -> list[str]
 
         if role == "sink":
             options = {**_inherited_kafka_options(raw), **options}
+        mistyped = [key for key in ("sasl_password", "sasl_password_env", "sasl_username")
+                    if options.get(key) is not None and not isinstance(options[key], str)]
+        for key in mistyped:  # typed here, before the client sees it; a secret's value is never echoed back
+            shown = "a value (not shown)" if key in SECRET_KEYS else f"{options[key]!r}"
+            problems.append(f"{where}.{key}: expected a string, got {shown}")
+        if mistyped:
+            return problems
         try:
             kafka_settings(options, SOURCE_OPTIONS if role == "source" else SINK_OPTIONS)
         except ValueError as exc:  # the connector's messages start with the option's name
@@ -381,6 +390,10 @@ def _endpoint_problems(table: Any, where: str, raw: dict[str, Any]) -> list[str]
     if kind == "simulator":
         problems += _simulator_problems(options)
     return problems
+
+
+# keys whose values are secrets: typed, and never echoed in an error or a log line
+SECRET_KEYS = frozenset({"sasl_password"})
 
 
 # connection settings a kafka sink takes from a kafka source when it does not set them
@@ -520,7 +533,8 @@ def _describe(err: dict[str, Any], root: type, prefix: list[Any]) -> str:
         return f"{_key(loc)}: required"
     if kind == "value_error":
         return f"{_key(loc)}: {str(ctx.get('error', err['msg']))}"
-    return f"{_key(loc)}: {_expected(err)}, got {err['input']!r}"
+    shown = "a value (not shown)" if SECRET_KEYS.intersection(map(str, loc)) else repr(err["input"])
+    return f"{_key(loc)}: {_expected(err)}, got {shown}"
 
 
 def _unknown(key: str, allowed: Any, what: str = "") -> str:

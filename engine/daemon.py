@@ -28,12 +28,13 @@ def open_source(config: Config, spec: EndpointSpec):
         from regretflow.connectors.jsonl import JsonlSource
 
         _only(spec, "source", {"path", "follow"})
-        return JsonlSource(config.resolve(spec.options["path"]), follow=bool(spec.options.get("follow", False)))
+        return JsonlSource(config.resolve(spec.options["path"]), follow=bool(spec.options.get("follow", False)),
+                           max_line_bytes=config.runtime.max_event_bytes)
     if spec.type == "stdin":
         from regretflow.connectors.stdio import StdinSource
 
         _only(spec, "source", set())
-        return StdinSource()
+        return StdinSource(max_line_bytes=config.runtime.max_event_bytes)
     if spec.type == "simulator":
         from regretflow.connectors.simulators.loop import ENVIRONMENTS, ClosedLoopSource
 
@@ -102,7 +103,8 @@ def open_sink(config: Config, spec: EndpointSpec, where: str):
         from regretflow.connectors.jsonl import JsonlSink
 
         _only(spec, where, {"path", "fsync"})
-        return JsonlSink(config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)))
+        return JsonlSink(config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)),
+                         file_mode=config.runtime.file_mode)
     if spec.type in ("stdout", "stderr"):
         from regretflow.connectors.stdio import StreamSink
 

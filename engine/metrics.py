@@ -14,9 +14,13 @@ True
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import resource
+import selectors
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 import numpy as np
@@ -242,51 +246,249 @@ class HealthState:
 
 
 class MetricsServer:
-    """HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz and any added ``routes``; runs in a daemon thread."""
+    """HTTP endpoint: /metrics (Prometheus text), /healthz, /readyz and any added ``routes``.
 
-    def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108):
+    One thread runs a non-blocking event loop, so what a connection costs is a socket and
+    a small buffer, never a thread: at most ``max_connections`` are open (past it the
+    oldest one still sending its request is closed to make room, so a polite client gets
+    in while slow ones hold the rest), each has ``request_timeout`` seconds from its
+    accept to send its request and take the answer (idle and slowloris clients are
+    closed), and a request's headers may be at most 16 KiB. ``/metrics`` is rendered at
+    most once per ``exposition_max_age`` seconds and served from that copy, so a flood
+    of scrapes cannot slow learning. GET and HEAD; one request per connection. Bound to
+    a loopback address, a request whose Host header is not a loopback name is refused
+    with 421 (DNS rebinding: a web page cannot read the live page through its own name).
+
+    Examples
+    --------
+    >>> import urllib.request
+    >>> server = MetricsServer(Metrics(["demo"], {"demo": ["all"]}), HealthState(), "127.0.0.1", 0).start()
+    >>> with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz") as r:
+    ...     r.status, r.read()
+    (200, b'ok\\n')
+    >>> server.stop()
+    """
+
+    MAX_HEADER_BYTES = 16 * 1024
+    ROUND_PAUSE = 0.002  # shortest pause after a busy round (work then gathers, the engine runs)
+    SHARE = 0.15  # most of the interpreter's time the server takes under load
+    LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+    def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108,
+                 max_connections: int | None = None, request_timeout: float = 5.0, exposition_max_age: float = 0.1, backlog: int = 1024):
         self.metrics, self.health = metrics, health
         # further GET routes (path -> callable returning (body, content type)): the live page adds /, /live.js, /live.json
         self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
-        server_self = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server naming)
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    body, status, ctype = server_self.metrics.exposition(), 200, "text/plain; version=0.0.4; charset=utf-8"
-                elif path == "/healthz":
-                    stalled = time.monotonic() - server_self.health.heartbeat > server_self.health.stall_seconds
-                    body = (b"stalled\n" if stalled else b"ok\n")
-                    status, ctype = (503 if stalled else 200), "text/plain"
-                elif path == "/readyz":
-                    ok = server_self.health.ready
-                    body = (b"ready\n" if ok else f"not ready: {server_self.health.detail}\n".encode())
-                    status, ctype = (200 if ok else 503), "text/plain"
-                elif path in server_self.routes:
-                    body, ctype = server_self.routes[path]()
-                    status = 200
-                else:
-                    body, status, ctype = b"not found: try / (live page), /live.json, /metrics, /healthz or /readyz\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:  # scrapes are not log lines
-                pass
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
+        if max_connections is None:  # leave the process file descriptors for its own files
+            max_connections = min(1024, max(16, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2))
+        self.max_connections, self.request_timeout, self.exposition_max_age = max_connections, request_timeout, exposition_max_age
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family, backlog=backlog)
+        self._listener.setblocking(False)
+        self.port = self._listener.getsockname()[1]
         self.host = host
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="regretflow-metrics", daemon=True)
+        self._loopback = _is_loopback(host)
+        self._allowed_hosts = self.LOOPBACK_NAMES | {host.lower(), f"[{host.lower()}]"}
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._conns: dict[socket.socket, _Connection] = {}
+        self._stopping = False
+        self._next_sweep = 0.0
+        self._render_seconds = 0.0
+        self._exposition = b""
+        self._exposition_at = -math.inf
+        self.expositions_rendered = 0  # how often /metrics was rendered (the cache's effect is visible in tests)
+        self.thread = threading.Thread(target=self._serve, name="regretflow-metrics", daemon=True)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._conns)
 
     def start(self) -> "MetricsServer":
         self.thread.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._stopping = True
+        if self.thread.is_alive():
+            self.thread.join(timeout=5)
+        for sock in list(self._conns):
+            self._close(sock)
+        self._selector.close()
+        self._listener.close()
+
+    # -- the loop ------------------------------------------------------------------------
+    def _serve(self) -> None:
+        while not self._stopping:
+            ready = self._selector.select(timeout=0.1)
+            started = time.thread_time()  # this thread's CPU time: waiting for the interpreter is not work
+            for key, events in ready:
+                sock = key.fileobj
+                if sock is self._listener:
+                    self._accept()
+                    continue
+                if sock not in self._conns:  # closed earlier in this round (evicted to make room)
+                    continue
+                self._try(self._read if events & selectors.EVENT_READ else self._write, sock)
+            now = time.monotonic()
+            if now >= self._next_sweep:
+                self._next_sweep = now + 0.05
+                for sock, conn in list(self._conns.items()):
+                    if now > conn.deadline:
+                        self._close(sock)
+            if ready:
+                # a duty cycle: after a round that took w seconds, pause so that serving uses at most
+                # SHARE of the interpreter; a flood then waits in the backlog, and learning goes on
+                worked = time.thread_time() - started - self._render_seconds  # a render is bounded by its interval already
+                self._render_seconds = 0.0
+                time.sleep(max(self.ROUND_PAUSE, worked * (1 - self.SHARE) / self.SHARE))
+
+    def _accept(self) -> None:
+        # a bounded number per round, so the requests of those accepted are read before a burst
+        # of newer connections could evict them
+        for _ in range(32):
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. out of file descriptors: the backlog holds the client until next time
+                return
+            if len(self._conns) >= self.max_connections:
+                # full: drop the oldest connection that has not finished its request
+                waiting = [(c.deadline, s) for s, c in self._conns.items() if c.out is None]
+                if not waiting:
+                    sock.close()
+                    continue
+                self._close(min(waiting, key=lambda x: x[0])[1])
+            sock.setblocking(False)
+            self._conns[sock] = _Connection(time.monotonic() + self.request_timeout)
+            self._selector.register(sock, selectors.EVENT_READ, None)
+            self._try(self._read, sock)  # a polite client's request is usually there already: answer in this round
+
+    def _try(self, step, sock: socket.socket) -> None:
+        try:
+            step(sock)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except Exception:  # noqa: BLE001 - a reset or broken client ends its connection, never the loop
+            self._close(sock)
+
+    def _read(self, sock: socket.socket) -> None:
+        conn = self._conns[sock]
+        data = sock.recv(8192)
+        if not data:
+            self._close(sock)
+            return
+        conn.inbox += data
+        end = conn.inbox.find(b"\r\n\r\n")
+        if end < 0:
+            if len(conn.inbox) > self.MAX_HEADER_BYTES:
+                self._respond(sock, conn, 431, b"request headers too large\n", "text/plain", head=False)
+            return
+        if end > self.MAX_HEADER_BYTES:
+            self._respond(sock, conn, 431, b"request headers too large\n", "text/plain", head=False)
+            return
+        self._handle(sock, conn, bytes(conn.inbox[:end]))
+
+    def _write(self, sock: socket.socket) -> None:
+        conn = self._conns[sock]
+        sent = sock.send(conn.out)
+        conn.out = conn.out[sent:]
+        if not conn.out:
+            self._close(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        if self._conns.pop(sock, None) is not None:
+            try:
+                self._selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+        sock.close()
+
+    # -- requests ------------------------------------------------------------------------
+    def _handle(self, sock: socket.socket, conn: "_Connection", head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self._respond(sock, conn, 400, b"bad request\n", "text/plain", head=False)
+            return
+        method, target = parts[0], parts[1]
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if method not in ("GET", "HEAD"):
+            self._respond(sock, conn, 405, b"only GET and HEAD\n", "text/plain", head=False, extra="Allow: GET, HEAD\r\n")
+            return
+        is_head = method == "HEAD"
+        if self._loopback and "host" in headers and _host_name(headers["host"]) not in self._allowed_hosts:
+            self._respond(sock, conn, 421, b"this server answers to its loopback address or localhost only\n", "text/plain", head=is_head)
+            return
+        try:
+            status, body, ctype = self._route(target.split("?", 1)[0])
+        except Exception:  # noqa: BLE001 - a failing route is that request's 500, never the server's end
+            status, body, ctype = 500, b"internal error\n", "text/plain"
+        self._respond(sock, conn, status, body, ctype, head=is_head)
+
+    def _route(self, path: str) -> tuple[int, bytes, str]:
+        if path == "/metrics":
+            return 200, self.exposition(), "text/plain; version=0.0.4; charset=utf-8"
+        if path == "/healthz":
+            stalled = time.monotonic() - self.health.heartbeat > self.health.stall_seconds
+            return (503 if stalled else 200), (b"stalled\n" if stalled else b"ok\n"), "text/plain"
+        if path == "/readyz":
+            ok = self.health.ready
+            return (200 if ok else 503), (b"ready\n" if ok else f"not ready: {self.health.detail}\n".encode()), "text/plain"
+        if path in self.routes:
+            body, ctype = self.routes[path]()
+            return 200, body, ctype
+        return 404, b"not found: try / (live page), /live.json, /metrics, /healthz or /readyz\n", "text/plain"
+
+    def exposition(self) -> bytes:
+        """The Prometheus text, rendered at most once per ``exposition_max_age`` seconds."""
+        now = time.monotonic()
+        if now - self._exposition_at >= self.exposition_max_age:
+            cpu = time.thread_time()
+            self._exposition = self.metrics.exposition()
+            self._exposition_at = now
+            self._render_seconds += time.thread_time() - cpu
+            self.expositions_rendered += 1
+        return self._exposition
+
+    def _respond(self, sock, conn: "_Connection", status: int, body: bytes, ctype: str, head: bool, extra: str = "") -> None:
+        reason = HTTP_REASONS.get(status, "")
+        header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                  f"Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n").encode("latin-1")
+        conn.out = memoryview(header if head else header + body)
+        self._selector.modify(sock, selectors.EVENT_WRITE, None)
+        self._try(self._write, sock)  # most answers fit the socket's buffer at once
+
+
+HTTP_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 421: "Misdirected Request",
+                431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+class _Connection:
+    """One client: its deadline, the request bytes so far, the answer still to send."""
+
+    __slots__ = ("deadline", "inbox", "out")
+
+    def __init__(self, deadline: float):
+        self.deadline = deadline
+        self.inbox = bytearray()
+        self.out: memoryview | None = None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def _host_name(value: str) -> str:
+    """The name of a Host header value, without its port ("[::1]:9108" -> "[::1]")."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value

@@ -232,6 +232,8 @@ def _pyplot():
     except ImportError:
         raise SystemExit("regretflow report: drawing needs matplotlib; install the plot extra: pip install 'regretflow[plot]'") from None
     matplotlib.use("Agg")
+    # labels come from events and logs: "$...$" in a class label is text, never mathtext to parse
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt
@@ -479,11 +481,11 @@ def _final_table(s: ModelSeries) -> str:
             e = b.get(policy) or {}
             if e:
                 rows.append((f"{policy.replace('_', ' ')} SNIPS [95%]", f"{_fmt(e.get('snips'))} [{_fmt(e.get('snips_low'))}, {_fmt(e.get('snips_high'))}]"))
-        return "<table>" + "".join(f"<tr><th>{k}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
+        return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
     if s.task == "classification":
         c = f.get("classification", {})
         rows = [("rounds", c.get("count")), ("accuracy", c.get("accuracy")), ("mean per-class accuracy", c.get("mean_per_class_accuracy"))]
-        return "<table>" + "".join(f"<tr><th>{k}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
+        return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
     return ""
 
 
@@ -500,7 +502,7 @@ def _html(records, series, figures, title, source) -> str:
         f"<p>{len(records)} records, {span}{'; source ' + html.escape(source) if source else ''}.</p>",
     ]
     for name, s in series.items():
-        parts.append(f"<h2>model {html.escape(name)} <small>({html.escape(s.learner)}, {s.task})</small></h2>")
+        parts.append(f"<h2>model {html.escape(name)} <small>({html.escape(s.learner)}, {html.escape(s.task)})</small></h2>")
         parts.append(_final_table(s))
         for stem, png in figures.get(name, []):
             b64 = base64.b64encode(png).decode("ascii")
@@ -590,7 +592,9 @@ def run(args: argparse.Namespace) -> int:
                     return 2
                 from regretflow.connectors.jsonl import JsonlSource
 
-                lines = record_run(load_config(args.config), JsonlSource(args.replay), args.every, progress=sys.stderr)
+                config = load_config(args.config)
+                replay = JsonlSource(args.replay, max_line_bytes=config.runtime.max_event_bytes)
+                lines = record_run(config, replay, args.every, progress=sys.stderr)
                 source = f"replay of {args.replay} with {args.config}"
             else:
                 from regretflow.connectors.memory import MemorySource

@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 
 from .checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
+from .files import open_private_append
 from .config import Config
 from .errors import FatalError
 from .events import BadEvent, Event, EventDecoder
@@ -40,6 +41,20 @@ from .router import Router, Shard, dumps
 log = logging.getLogger("regretflow")
 
 CHECKPOINT_KIND = "regretflow-engine"
+DEAD_RAW_BYTES = 65_536  # a dead letter's raw holds at most this many UTF-8 bytes of the payload
+
+
+def _capped_raw(payload: Any) -> str:
+    """The payload as text for a dead letter, at most DEAD_RAW_BYTES once encoded as UTF-8
+    (a cut multi-byte character is dropped; invalid bytes become U+FFFD)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        raw = bytes(payload[:DEAD_RAW_BYTES]).decode("utf-8", errors="replace")
+    else:
+        raw = str(payload)[:DEAD_RAW_BYTES]
+    encoded = raw.encode("utf-8", errors="replace")
+    if len(encoded) <= DEAD_RAW_BYTES:
+        return raw
+    return encoded[:DEAD_RAW_BYTES].decode("utf-8", errors="ignore")
 
 
 class _BatchOutput:
@@ -67,8 +82,8 @@ class _BatchOutput:
         """A dead letter: the reason, a detail, the model (``_unknown_`` when not a declared
         one) and the raw payload; headers name the model, the reason and the event id when known."""
         model = model or UNKNOWN_MODEL
-        raw = payload.decode("utf-8", errors="replace") if isinstance(payload, (bytes, bytearray, memoryview)) else str(payload)
-        record = {"reason": reason, "detail": detail, "model": model, "raw": raw[:65536]}
+        raw = _capped_raw(payload)
+        record = {"reason": reason, "detail": detail, "model": model, "raw": raw}
         headers = (("model", model), ("reason", reason))
         if event_id is not None:
             headers += (("event_id", event_id),)
@@ -156,8 +171,7 @@ class Engine:
         self.metrics_log_due = 0.0
         if config.metrics.log_path:
             path = config.resolve(config.metrics.log_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.metrics_log = open(path, "ab")
+            self.metrics_log = open_private_append(path, config.runtime.file_mode)
         self._lag_checked = 0.0
         self._lag_labels: set[str] = set()
         self._errors_reported = 0
@@ -580,7 +594,8 @@ class Engine:
         for part in targets:
             position = self.source.position(part.pid) if self.partitioned else self.source.position()
             part.checkpoint_number += 1
-            write_checkpoint(self._directory(part.pid), part.checkpoint_number, part.state_dict(position), keep=ck.keep)
+            write_checkpoint(self._directory(part.pid), part.checkpoint_number, part.state_dict(position), keep=ck.keep,
+                             file_mode=self.config.runtime.file_mode)
             part.dirty = False
             positions[part.pid] = position
         if self.partitioned and positions and commit:

@@ -1,0 +1,141 @@
+"""Benchmark: event throughput and /metrics latency of a running engine under HTTP abuse.
+
+Runs the same stream through an in-process engine twice: quiet, then while a second
+process holds 500 idle connections and 100 slowloris clients, floods /metrics from 16
+clients and scrapes politely (one GET every 100 ms, timing each). Prints events/s of
+both runs and the polite scrape latencies. Not a test: the figures depend on the host.
+
+    .venv/bin/python tests/bench_http.py [--events 300000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def attack(port: int, seconds: float, idle: int, slow: int, flood: int) -> None:
+    stop = threading.Event()
+    url = f"http://127.0.0.1:{port}/metrics"
+    held, slow_socks = [], []
+    reconnects = {"idle": 0, "slow": 0}
+    for _ in range(idle):
+        held.append(socket.create_connection(("127.0.0.1", port)))
+    for _ in range(slow):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        slow_socks.append(s)
+
+    def keep_holding():  # whatever the server closes is opened again: the pressure stays on
+        while not stop.is_set():
+            for group, key, prime in ((held, "idle", b""), (slow_socks, "slow", b"GET /metrics HTTP/1.1\r\n")):
+                for i, s in enumerate(group):
+                    try:
+                        s.send(b"X-a: b\r\n" if key == "slow" else b"")
+                        s.setblocking(False)
+                        if s.recv(1) == b"":
+                            raise ConnectionResetError
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        s.close()
+                        try:
+                            group[i] = socket.create_connection(("127.0.0.1", port))
+                            if prime:
+                                group[i].sendall(prime)
+                            reconnects[key] += 1
+                        except OSError:
+                            pass
+            time.sleep(0.2)
+
+    flood_count = [0]
+
+    def flooder():
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    r.read()
+                flood_count[0] += 1
+            except OSError:
+                pass
+
+    threads = [threading.Thread(target=keep_holding, daemon=True)] + [threading.Thread(target=flooder, daemon=True) for _ in range(flood)]
+    for t in threads:
+        t.start()
+    print("ready", flush=True)
+    latencies, failures = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url, timeout=6) as r:
+                r.read()
+            latencies.append(time.perf_counter() - t0)
+        except OSError:
+            failures += 1
+        time.sleep(0.1)
+    stop.set()
+    latencies.sort()
+    print(json.dumps({"polite_scrapes": len(latencies), "failures": failures, "flood_scrapes": flood_count[0],
+                      "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
+                      "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+                      "max_ms": 1000 * latencies[-1] if latencies else None, "reconnects": reconnects}), flush=True)
+
+
+def run_engine(payloads, on_ready=None):
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.runtime import Engine
+    from tests.conftest import regression_config_dict
+
+    config = parse_config(regression_config_dict(metrics={"port": 0}))
+    engine = Engine(config, MemorySource(payloads), MemorySink(keep=False), MemorySink(keep=False))
+    if on_ready:
+        on_ready(engine.server.port)
+    t0 = time.perf_counter()
+    engine.run()
+    return engine.events_seen / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.attack:
+        attack(args.attack, args.seconds, idle=500, slow=100, flood=16)
+        return
+    from tests.conftest import regression_stream
+
+    payloads = regression_stream(args.events // 2)
+    run_engine(payloads[:20_000])  # warm the kernels
+    quiet = run_engine(payloads)
+    print(f"quiet: {quiet:,.0f} events/s ({len(payloads):,} events)")
+    child = {}
+
+    def start_attack(port):
+        seconds = len(payloads) / quiet * 1.6 + 2
+        child["p"] = subprocess.Popen([sys.executable, __file__, "--attack", str(port), "--seconds", str(seconds)],
+                                      stdout=subprocess.PIPE, text=True)
+        assert child["p"].stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+
+    loud = run_engine(payloads, start_attack)
+    out, _ = child["p"].communicate()
+    print(f"under attack (500 idle, 100 slowloris, 16-client /metrics flood): {loud:,.0f} events/s "
+          f"({100 * loud / quiet:.1f}% of quiet)")
+    print("polite /metrics scraper during and after the run:", out.strip())
+
+
+if __name__ == "__main__":
+    main()
