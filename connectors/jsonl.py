@@ -109,7 +109,7 @@ class JsonlSink:
     """
 
     def __init__(self, path: str | os.PathLike, fsync: bool = True, file_mode: int = 0o600):
-        from regretflow.engine.files import open_private_append
+        from regretflow.engine.runtime.files import open_private_append
 
         self.path = Path(path)
         self._fh = open_private_append(self.path, file_mode)

@@ -445,7 +445,7 @@ def learner_problems(spec: ModelSpec) -> list[str]:
     """
     from regretflow.learners import LEARNERS
 
-    from .router import ENGINE_PARAMS, build_learner
+    from regretflow.engine.runtime.shard import ENGINE_PARAMS, build_learner
 
     where = f"models.{spec.name}"
     cls = LEARNERS[spec.learner]

@@ -2,7 +2,7 @@
 
 Every learner of :mod:`regretflow.learners.dynamical` keeps its state in a few flat
 arrays and changes it only through the kernels below, so a whole simulated run
-(``engine/reproduce/dynamical_bandit.py``) can call the very same kernels in one
+(``engine/experiments/dynamical_bandit.py``) can call the very same kernels in one
 jitted loop and reach the same state, bit for bit, as stepping the classes.
 
 State of the optimistic (UCB) learners

@@ -26,9 +26,9 @@ perturbation scale) from the horizon T, or anytime with t in place of T; the ``B
 them is the worst-case cost range ``2 + 2C(k-1)`` unless ``cost_bound`` is given.
 
 Regret: against the best fixed policy of the class on the realised Lagrangian costs
-(exact in a simulator: :class:`regretflow.engine.fairness_lp.FairRegretTracker`), and
+(exact in a simulator: :class:`regretflow.engine.evaluation.fairness_lp.FairRegretTracker`), and
 the accuracy regret against the best fixed *fair* mixture of the class, a linear
-program (:func:`regretflow.engine.fairness_lp.fair_comparator`). Neither needs the
+program (:func:`regretflow.engine.evaluation.fairness_lp.fair_comparator`). Neither needs the
 learner's cooperation; the learner exports the counts a deployment can see (gauges).
 
 Reconstruction notice: the paper's pseudo-code was not available; see the spec.

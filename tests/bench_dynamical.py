@@ -9,7 +9,7 @@ Prints:
    (Sherman-Morrison update; the next round's decision is timed with it);
 2. the same split for the kernels alone (what the engine's batched path pays);
 3. the wall time of one 10^6-round run on the real-data system per method with the
-   jitted whole-run loop (``engine/reproduce/dynamical_bandit.run_fast``), and of the
+   jitted whole-run loop (``engine/experiments/dynamical_bandit.run_fast``), and of the
    class stepped round by round;
 4. if a checkout of the official code (marcomussi/DLB, MIT) is given, the same run
    with its numpy agents and environment on this machine, and the speed-up. The
@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from regretflow.connectors.simulators.linear_dynamical import test_case
-from regretflow.engine.reproduce import dynamical_bandit as R
+from regretflow.engine.experiments import dynamical_bandit as R
 from regretflow.learners import dynamical_kernels as K
 from regretflow.learners.dynamical import SystemBounds
 

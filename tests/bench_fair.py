@@ -39,8 +39,8 @@ import orjson
 from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.fairness import FAIR_FEATURES, AdultPopulation, FairnessSimulator
 from regretflow.engine.config import parse_config
-from regretflow.engine.reproduce import fair_onesided as R
-from regretflow.engine.runtime import Engine
+from regretflow.engine.experiments import fair_onesided as R
+from regretflow.engine.runtime.loop import Engine
 from regretflow.learners import fair_kernels as K
 from regretflow.learners.fair import FairExp2, FairFTPL, OneSidedExp2, greedy_separator
 

@@ -7,7 +7,7 @@ plus always_on), so every event wakes 5 experts; d = 18 and d = 64. It prints, p
 event and in the same run: the bare numba kernel over the whole stream, the
 learner's ``observe_many`` (the engine's ``learn_many`` path) in micro-batches, the
 River dict API (``predict_one`` + ``learn_one``), the whole engine (JSON observe
-events through :class:`regretflow.engine.runtime.Engine`, regret tracker included),
+events through :class:`regretflow.engine.runtime.loop.Engine`, regret tracker included),
 and River's ``EWARegressor`` over 12 ``LinearRegression`` models on the same stream.
 """
 
@@ -103,7 +103,7 @@ def bench_river_api(X, y, G, n: int) -> float:
 def bench_engine(X, y, attributes, batch: int) -> float:
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
-    from regretflow.engine.runtime import Engine
+    from regretflow.engine.runtime.loop import Engine
     from regretflow.learners import LEARNERS
     from regretflow.learners.groupwise import GroupwiseRegressor
 

@@ -94,7 +94,7 @@ def attack(port: int, seconds: float, idle: int, slow: int, flood: int) -> None:
 def run_engine(payloads, on_ready=None):
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
-    from regretflow.engine.runtime import Engine
+    from regretflow.engine.runtime.loop import Engine
     from tests.conftest import regression_config_dict
 
     config = parse_config(regression_config_dict(metrics={"port": 0}))

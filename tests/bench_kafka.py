@@ -131,8 +131,8 @@ def end_to_end(broker: Broker, backend: str, model: str, learner: str, n: int, t
 WORKER = r"""
 import sys, time
 from regretflow.engine.config import load_config
-from regretflow.engine.daemon import open_source, open_sink
-from regretflow.engine.runtime import Engine
+from regretflow.engine.cli.daemon import open_source, open_sink
+from regretflow.engine.runtime.loop import Engine
 cfg = load_config(sys.argv[1])
 src = open_source(cfg, cfg.source)
 eng = Engine(cfg, src, open_sink(cfg, cfg.answers, "answers"), open_sink(cfg, cfg.dead_letters, "dead_letters"), serve_metrics=False)
@@ -164,7 +164,7 @@ def latency(broker: Broker, backend: str, rate: float, seconds: float, tmp: Path
     admin.close()
     cfg = tmp / f"{topic}.toml"
     cfg.write_text(config_text(broker.bootstrap, topic, backend, "m", "ridge", free_port(), idle=0))
-    proc = subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli", "run", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", str(cfg)],
                             stderr=open(tmp / f"{topic}.log", "wb"))
     # earliest: tansu's end offsets are unreliable (see the README); warm-up answers are ignored by id.
     # A short session: a group join takes about half of it on tansu.

@@ -71,7 +71,7 @@ def bench_learner(X, labels, make) -> float:
 def bench_engine(X, labels, family: str, params: dict) -> float:
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
-    from regretflow.engine.runtime import Engine
+    from regretflow.engine.runtime.loop import Engine
     from regretflow.learners import LEARNERS
 
     LEARNERS.setdefault("neural-squarecb", NeuralSquareCB)  # this process only; see the report

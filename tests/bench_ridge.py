@@ -73,7 +73,7 @@ def main() -> None:
 
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
-    from regretflow.engine.runtime import Engine
+    from regretflow.engine.runtime.loop import Engine
 
     cfg = parse_config({"models": {"m": {"learner": "ridge", "features": names,
                                          "groups": [{"name": "seg", "field": "seg", "values": ["a", "b", "c"]}]}},

@@ -19,7 +19,7 @@ REGRETFLOW = str(VENV_BIN / "regretflow")
 
 def flat(state: dict) -> dict:
     """A nested checkpoint state as one {"a/b/c": leaf} dict (the checkpoint's own flattening)."""
-    from regretflow.engine.checkpoint import flatten
+    from regretflow.engine.runtime.checkpoint import flatten
 
     arrays, scalars = flatten(state)
     return {**{k.rstrip("/"): v for k, v in scalars.items()}, **arrays}

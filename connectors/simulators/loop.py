@@ -167,7 +167,7 @@ class FairnessEnv:
     """k individuals from the real Adult data per round, one-sided feedback and an auditor panel.
 
     ``monitor``, when set (the daemon sets a
-    :class:`~regretflow.engine.fairness_lp.FairnessMonitor`), observes every answered
+    :class:`~regretflow.engine.evaluation.fairness_lp.FairnessMonitor`), observes every answered
     round with the simulator's knowledge (all labels, every auditor's metric); its
     state travels in the loop's checkpointed position.
     """

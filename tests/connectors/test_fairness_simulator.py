@@ -14,7 +14,7 @@ from regretflow.connectors.simulators.fairness import (
     AdultPopulation,
     FairnessSimulator,
 )
-from regretflow.engine.fairness_lp import FairRegretTracker, fair_comparator
+from regretflow.engine.evaluation.fairness_lp import FairRegretTracker, fair_comparator
 
 
 @pytest.fixture(scope="module")

@@ -50,11 +50,11 @@ import pytest
 from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.loop import TeeSink
 from regretflow.engine.config import load_config, parse_config
-from regretflow.engine.demo import ThrottledSource
-from regretflow.engine.daemon import open_source
-from regretflow.engine.fairness_lp import FairnessMonitor
-from regretflow.engine.metrics import Metrics, MonitorCollector
-from regretflow.engine.runtime import Engine
+from regretflow.engine.cli.demo import ThrottledSource
+from regretflow.engine.cli.daemon import open_source
+from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
+from regretflow.engine.observability.metrics import Metrics, MonitorCollector
+from regretflow.engine.runtime.loop import Engine
 from regretflow.learners import LEARNERS
 from tests.conftest import REGRETFLOW, REPO, UniformPolicy
 
@@ -126,7 +126,7 @@ def registered_family(task: str) -> str | None:
     """The first registered family of ``task`` that the engine can build from the second
     engine's model declaration (features, ``n_actions``, groups; no params) and that
     answers a first request; linucb first when registered."""
-    from regretflow.engine.router import build_learner
+    from regretflow.engine.runtime.shard import build_learner
 
     names = sorted((n for n, cls in LEARNERS.items() if getattr(cls, "task", "regression") == task),
                    key=lambda n: (n != "linucb", n))

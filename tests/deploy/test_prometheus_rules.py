@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from regretflow.engine.metrics import Metrics
+from regretflow.engine.observability.metrics import Metrics
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration

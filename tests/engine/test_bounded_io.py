@@ -14,7 +14,7 @@ from regretflow.connectors.jsonl import JsonlSource
 from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.connectors.stdio import StdinSource
 from regretflow.engine.config import parse_config
-from regretflow.engine.runtime import DEAD_RAW_BYTES, Engine
+from regretflow.engine.runtime.loop import DEAD_RAW_BYTES, Engine
 from tests.conftest import regression_config_dict
 
 EVENT = orjson.dumps({"id": "ok", "model": "m", "kind": "observe", "features": [1.0, 2.0, 3.0], "label": 1.0})
@@ -102,7 +102,7 @@ def test_jsonl_source_at_end_of_file_waits_out_its_timeout_instead_of_spinning(t
 
 
 def test_replay_ends_even_when_the_config_says_not_to_stop_at_end(tmp_path, capsys):
-    from regretflow.engine.cli import main
+    from regretflow.engine.cli.main import main
 
     log = tmp_path / "events.jsonl"
     log.write_bytes(EVENT + b"\n")
@@ -125,7 +125,7 @@ def test_dead_letter_raw_is_capped_in_bytes(char):
 
 def test_report_escapes_log_strings_and_never_parses_mathtext(tmp_path):
     pytest.importorskip("matplotlib")
-    from regretflow.engine.report import metrics_log_record, parse_metrics_log, write_report
+    from regretflow.engine.observability.report import metrics_log_record, parse_metrics_log, write_report
 
     def rec(t, n):
         return metrics_log_record({"c<b>": {
@@ -146,7 +146,7 @@ def test_report_escapes_log_strings_and_never_parses_mathtext(tmp_path):
 
 def test_report_escapes_a_task_from_the_log(tmp_path):
     pytest.importorskip("matplotlib")
-    from regretflow.engine.report import _html, metrics_log_record, model_series, parse_metrics_log
+    from regretflow.engine.observability.report import _html, metrics_log_record, model_series, parse_metrics_log
 
     records = parse_metrics_log([metrics_log_record({"m": {"task": "<img src=x onerror=alert(1)>", "learner": "l"}}, 1.0)])
     page = _html(records, model_series(records), {}, "t", "")

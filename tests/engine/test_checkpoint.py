@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from regretflow.engine import checkpoint as ck
+from regretflow.engine.runtime import checkpoint as ck
 from regretflow.engine.errors import FatalError
 
 
@@ -135,7 +135,7 @@ def test_a_newest_file_without_read_permission_falls_back_to_the_previous(tmp_pa
     newest.chmod(0)
     code = (
         "import logging, sys\n"
-        "from regretflow.engine.checkpoint import latest_checkpoint\n"
+        "from regretflow.engine.runtime.checkpoint import latest_checkpoint\n"
         "logging.basicConfig(level=logging.WARNING, stream=sys.stderr)\n"
         f"print(latest_checkpoint({str(tmp_path)!r})[1]['number'])\n"
     )

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine import checkpoint as ck
+from regretflow.engine.runtime import checkpoint as ck
 from regretflow.engine.config import parse_config
 from regretflow.engine.errors import FatalError
-from regretflow.engine.runtime import Engine
+from regretflow.engine.runtime.loop import Engine
 from tests.conftest import regression_config_dict, regression_stream
 
 FS_SIZE = 64 * 1024

@@ -78,7 +78,7 @@ def test_run_reads_stdin_and_answers_on_stdout(tmp_path):
 
 
 def test_fatal_errors_end_in_one_line_with_their_exit_code(monkeypatch, capsys, tmp_path):
-    from regretflow.engine import cli
+    from regretflow.engine.cli import main as cli
     from regretflow.engine.errors import FatalError
 
     class SourceGone(FatalError):
@@ -98,7 +98,7 @@ def test_fatal_errors_end_in_one_line_with_their_exit_code(monkeypatch, capsys, 
 
 def test_unexpected_exceptions_are_not_swallowed(monkeypatch, tmp_path):
     """What nobody foresaw keeps its traceback (Python prints it, exit 1): main lets it through."""
-    from regretflow.engine import cli
+    from regretflow.engine.cli import main as cli
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[metrics]\nenabled = false\n[models.m]\nlearner = "ridge"\nfeatures = ["x0"]\n')

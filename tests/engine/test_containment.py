@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine.checkpoint import latest_checkpoint
+from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from regretflow.engine.config import parse_config
-from regretflow.engine.events import REASONS
-from regretflow.engine.runtime import Engine
+from regretflow.engine.runtime.events import REASONS
+from regretflow.engine.runtime.loop import Engine
 from tests.conftest import REGRETFLOW, flat, regression_config_dict, regression_stream
 from tests.engine.test_crash_resume import write_config
 from tests.engine.test_runtime import assert_same_bits, run, shard_state
@@ -69,7 +69,7 @@ def test_poison_at_random_positions_is_dead_lettered_once_and_never_touches_stat
 def test_an_exception_inside_one_event_is_its_dead_letter_and_the_batch_goes_on(regression_config, monkeypatch, caplog):
     """Whatever raises while one event is handled (here: the decoder, on purpose) is that
     event's dead letter, ``internal_error`` with the exception, logged once per minute."""
-    from regretflow.engine import events
+    from regretflow.engine.runtime import events
 
     real = events.EventDecoder.decode
 

@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from regretflow.engine.checkpoint import latest_checkpoint
+from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from tests.conftest import REGRETFLOW, regression_stream, flat
 
 N_EVENTS = 30_000

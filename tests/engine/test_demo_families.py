@@ -19,9 +19,9 @@ import orjson
 import pytest
 
 from regretflow.connectors.memory import MemorySink
-from regretflow.engine import cli
-from regretflow.engine.demo import FAMILIES, ROUNDS_PER_PASS, Progress, build_demo, demo_config, run_demo
-from regretflow.engine.runtime import Engine
+from regretflow.engine.cli import main as cli
+from regretflow.engine.cli.demo import FAMILIES, ROUNDS_PER_PASS, Progress, build_demo, demo_config, run_demo
+from regretflow.engine.runtime.loop import Engine
 from tests.conftest import REGRETFLOW, REPO
 
 
@@ -163,7 +163,7 @@ def test_unknown_paths_still_answer_404_with_the_routes():
     source, sink, _ = build_demo(config, passes=1, seed=0, rate=0)
     engine = Engine(config, source, sink, MemorySink())
     try:
-        from regretflow.engine.live import LiveRecorder
+        from regretflow.engine.observability.live import LiveRecorder
 
         LiveRecorder(engine).serve(engine.server)
         with pytest.raises(urllib.error.HTTPError) as missing:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regretflow.engine.config import parse_config
-from regretflow.engine.events import REASONS, BadEvent, EventDecoder, schema
+from regretflow.engine.runtime.events import REASONS, BadEvent, EventDecoder, schema
 
 CONFIG = parse_config({
     "models": {

@@ -10,7 +10,7 @@ import pytest
 from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.connectors.simulators.loop import ClosedLoopSource, FairnessEnv, TeeSink
 from regretflow.engine.config import load_config
-from regretflow.engine.runtime import Engine
+from regretflow.engine.runtime.loop import Engine
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "fairness.toml"
 

@@ -11,11 +11,11 @@ import pytest
 
 from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.loop import TeeSink
-from regretflow.engine.checkpoint import latest_checkpoint, write_checkpoint
+from regretflow.engine.runtime.checkpoint import latest_checkpoint, write_checkpoint
 from regretflow.engine.config import ConfigError, load_config
-from regretflow.engine.daemon import open_source
-from regretflow.engine.fairness_lp import FairnessMonitor, FairRegretTracker, fair_comparator
-from regretflow.engine.runtime import Engine
+from regretflow.engine.cli.daemon import open_source
+from regretflow.engine.evaluation.fairness_lp import FairnessMonitor, FairRegretTracker, fair_comparator
+from regretflow.engine.runtime.loop import Engine
 from regretflow.learners import fair_kernels as K
 from regretflow.learners.fair import aggregate_panel
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from regretflow.engine.metrics import HealthState, Metrics, MetricsServer
+from regretflow.engine.observability.metrics import HealthState, Metrics, MetricsServer
 
 TIMEOUT = 1.0  # the server's request timeout in these tests
 

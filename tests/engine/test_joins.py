@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from regretflow.engine.joins import JoinEntry, PendingJoins
+from regretflow.engine.runtime.joins import JoinEntry, PendingJoins
 
 
 def test_windows_close_on_event_count_and_event_time():

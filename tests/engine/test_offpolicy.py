@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regretflow.engine.offpolicy import (
+from regretflow.engine.evaluation.offpolicy import (
     best_constant_action,
     bootstrap_interval,
     constant_policy,

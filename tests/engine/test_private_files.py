@@ -14,8 +14,8 @@ import pytest
 
 from regretflow.connectors.jsonl import JsonlSink
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine import checkpoint as checkpoint_module
-from regretflow.engine.checkpoint import (
+from regretflow.engine.runtime import checkpoint as checkpoint_module
+from regretflow.engine.runtime.checkpoint import (
     CheckpointError,
     UnreadableCheckpoint,
     latest_checkpoint,
@@ -23,7 +23,7 @@ from regretflow.engine.checkpoint import (
     write_checkpoint,
 )
 from regretflow.engine.config import ConfigError, parse_config
-from regretflow.engine.runtime import Engine
+from regretflow.engine.runtime.loop import Engine
 from tests.conftest import regression_config_dict, regression_stream
 
 STATE = {"w": np.arange(6.0), "n": 3}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from regretflow.engine.regret import BanditRegret, ClassAccuracy, HindsightRegret, comparator_loss
+from regretflow.engine.evaluation.regret import BanditRegret, ClassAccuracy, HindsightRegret, comparator_loss
 
 
 def pinv_sse(X, y, cutoff=1e-10):
@@ -113,7 +113,7 @@ def test_class_accuracy_caps_class_labels():
 
 
 def test_streaming_greedy_and_doubly_robust_estimates_equal_the_offline_estimators():
-    from regretflow.engine import offpolicy as op
+    from regretflow.engine.evaluation import offpolicy as op
 
     rng = np.random.default_rng(9)
     n, k = 3000, 4
@@ -148,7 +148,7 @@ def test_expected_pseudo_regret_uses_the_probability_vector():
 
 
 def test_fairness_tracker_counts_a_pair_once_in_either_order_per_auditor():
-    from regretflow.engine.regret import FairnessTracker
+    from regretflow.engine.evaluation.regret import FairnessTracker
 
     t = FairnessTracker()
     t.record_audit(1, np.array([[0, 1, 0], [1, 0, 0], [0, 1, 0], [2, 2, 1], [1, 2, 1]]), ["ann", "bo"])
@@ -156,7 +156,7 @@ def test_fairness_tracker_counts_a_pair_once_in_either_order_per_auditor():
 
 
 def test_fairness_tracker_keeps_auditor_rows_apart_after_a_restore_and_bounds_names():
-    from regretflow.engine.regret import FairnessTracker
+    from regretflow.engine.evaluation.regret import FairnessTracker
 
     t = FairnessTracker()
     t.record_audit(1, np.array([[0, 1, 0]]), ["a"])

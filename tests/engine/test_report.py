@@ -11,8 +11,8 @@ import pytest
 
 from regretflow.connectors.memory import MemorySource
 from regretflow.engine.config import parse_config
-from regretflow.engine.demo import demo_config, demo_events
-from regretflow.engine.report import (
+from regretflow.engine.cli.demo import demo_config, demo_events
+from regretflow.engine.observability.report import (
     LOG_VERSION,
     MetricsLogError,
     main,

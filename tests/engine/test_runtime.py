@@ -6,7 +6,7 @@ import pytest
 
 from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.engine.config import parse_config
-from regretflow.engine.runtime import Engine
+from regretflow.engine.runtime.loop import Engine
 from tests.conftest import regression_config_dict, regression_stream
 
 

@@ -10,7 +10,7 @@ from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.linear_dynamical import test_case
 from regretflow.connectors.simulators.loop import ClosedLoopSource, LinearDynamicalEnv, TeeSink
 from regretflow.engine.config import load_config
-from regretflow.engine.runtime import Engine
+from regretflow.engine.runtime.loop import Engine
 from regretflow.learners import DynLinUCB
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "dynamical_bandit.toml"

@@ -208,7 +208,7 @@ def test_supervisor_stops_all_workers_when_one_exits_2_instead_of_restarting_it(
     good = write_case(tmp_path, base(source=kafka))
     bad = tmp_path / "broken-later.toml"
     bad.write_text(base(source=kafka, model=MODEL + "params = { lamda = 1.0 }\n"))
-    script = ("import sys; from regretflow.engine.config import load_config; from regretflow.engine.daemon import _supervise; "
+    script = ("import sys; from regretflow.engine.config import load_config; from regretflow.engine.cli.daemon import _supervise; "
               "sys.exit(_supervise(load_config(sys.argv[1]), 2, sys.argv[2]))")
     out = subprocess.run([sys.executable, "-c", script, good, str(bad)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
@@ -218,7 +218,7 @@ def test_supervisor_stops_all_workers_when_one_exits_2_instead_of_restarting_it(
 
 def test_a_port_taken_after_the_check_is_still_a_config_error(tmp_path, monkeypatch, busy_port):
     """The race between the start-up check and the metrics server's bind ends as exit 2 too, not as a traceback."""
-    from regretflow.engine import daemon
+    from regretflow.engine.cli import daemon
     from regretflow.engine.config import ConfigError, load_config
 
     config = load_config(write_case(tmp_path, base(metrics=f"port = {busy_port}\n")))

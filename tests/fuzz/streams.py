@@ -21,7 +21,7 @@ from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.connectors.simulators.fairness import FAIR_FEATURES
 from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, TeeSink
 from regretflow.engine.config import Config, parse_config
-from regretflow.engine.runtime import Engine
+from regretflow.engine.runtime.loop import Engine
 
 REG_KEYS = ("k0", "k1", "k2")
 REG_FEATURES = ["x0", "x1", "x2"]

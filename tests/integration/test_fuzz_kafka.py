@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from regretflow.engine.checkpoint import latest_checkpoint
+from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from tests.conftest import REGRETFLOW, flat
 from tests.fuzz.streams import config_dict
 from tests.fuzz.test_fuzz_engine import mixture, reference, run_engine

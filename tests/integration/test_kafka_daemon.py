@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 import pytest
 
-from regretflow.engine.checkpoint import latest_checkpoint
+from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from tests.conftest import REGRETFLOW, flat
 from tests.integration.kafka_broker import Broker, consume_all, free_port, produce
 
@@ -182,7 +182,7 @@ def wait_for_events(proc, port: int, target: float, timeout: float = 120) -> boo
 
 @pytest.mark.parametrize("backend", ["kafka-python", "confluent"])
 def test_end_to_end_every_request_is_answered_and_metrics_show_the_stream(broker, tmp_path, backend):
-    from regretflow.engine.demo import demo_events
+    from regretflow.engine.cli.demo import demo_events
 
     topic = broker.create_topic(PARTITIONS, "e2e")
     events = demo_events(passes=1, models=["ridge"])  # the Medical costs data, as observe events
@@ -190,7 +190,7 @@ def test_end_to_end_every_request_is_answered_and_metrics_show_the_stream(broker
     produce(broker.bootstrap, topic, [(b"ridge", e) for e in events] + [(b"ridge", b) for b in bad])
     port = free_port()
     cfg = tmp_path / "e2e.toml"
-    from regretflow.engine.demo import DEMO_GROUPS
+    from regretflow.engine.cli.demo import DEMO_GROUPS
     from regretflow.connectors.datasets.insurance import load_insurance
 
     features = list(load_insurance().feature_names)

@@ -640,7 +640,7 @@ def test_engine_answers_observe_and_predict_events_and_exports_the_gauges(monkey
 
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
-    from regretflow.engine.runtime import Engine
+    from regretflow.engine.runtime.loop import Engine
     from regretflow.learners import LEARNERS
 
     monkeypatch.setitem(LEARNERS, "analytic-ridge", AnalyticRidgeClassifier)

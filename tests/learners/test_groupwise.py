@@ -413,7 +413,7 @@ def test_engine_path_gives_the_same_losses_as_direct_learner_calls(monkeypatch):
     from regretflow.connectors.datasets.insurance import load_insurance
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
-    from regretflow.engine.runtime import Engine
+    from regretflow.engine.runtime.loop import Engine
     from regretflow.learners import LEARNERS
 
     monkeypatch.setitem(LEARNERS, "groupwise", GroupwiseRegressor)

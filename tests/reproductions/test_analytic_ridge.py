@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from regretflow.engine.reproduce import REPRODUCTIONS
-from regretflow.engine.reproduce import analytic_ridge as reproduction
+from regretflow.engine.experiments import REPRODUCTIONS
+from regretflow.engine.experiments import analytic_ridge as reproduction
 
 METHODS = {"ours", "ours+PFG", "River LogisticRegression (OvR)", "River HoeffdingTree", "River ARF"}
 
@@ -24,7 +24,7 @@ METHODS = {"ours", "ours+PFG", "River LogisticRegression (OvR)", "River Hoeffdin
 def quick_report():
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     done = subprocess.run(
-        [sys.executable, "-m", "regretflow.engine.reproduce.analytic_ridge", "--quick", "--json"],
+        [sys.executable, "-m", "regretflow.engine.experiments.analytic_ridge", "--quick", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -35,7 +35,7 @@ def quick_report():
 
 
 def test_reproduction_is_registered_under_its_cli_name():
-    assert REPRODUCTIONS["analytic-ridge"] == "regretflow.engine.reproduce.analytic_ridge"
+    assert REPRODUCTIONS["analytic-ridge"] == "regretflow.engine.experiments.analytic_ridge"
 
 
 def test_generator_adds_at_least_three_points_on_long_tailed_digits(quick_report):

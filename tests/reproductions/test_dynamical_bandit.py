@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from regretflow.connectors.simulators.linear_dynamical import test_case
-from regretflow.engine.reproduce import dynamical_bandit as R
+from regretflow.engine.experiments import dynamical_bandit as R
 
 
 def step_by_step(learner, sim, rounds):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from regretflow.engine.reproduce import fair_onesided as R
+from regretflow.engine.experiments import fair_onesided as R
 
 
 @pytest.fixture(scope="module")

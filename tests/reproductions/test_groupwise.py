@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pytest
 
-from regretflow.engine.reproduce import groupwise as repro
+from regretflow.engine.experiments import groupwise as repro
 
 
 @pytest.fixture(scope="module")

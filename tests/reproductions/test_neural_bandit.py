@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from regretflow.engine.reproduce import REPRODUCTIONS
-from regretflow.engine.reproduce import neural_bandit as repro
+from regretflow.engine.experiments import REPRODUCTIONS
+from regretflow.engine.experiments import neural_bandit as repro
 
 
 def test_quick_reproduction_holds_its_robust_orderings(capsys):
-    assert REPRODUCTIONS["neural-bandit"] == "regretflow.engine.reproduce.neural_bandit"
+    assert REPRODUCTIONS["neural-bandit"] == "regretflow.engine.experiments.neural_bandit"
     code = repro.main(["--quick", "--json"])
     results = json.loads(capsys.readouterr().out)
     assert results["quick_failures"] == []

@@ -79,7 +79,7 @@ def ips(actions: Any, propensities: Any, rewards: Any, target: Any) -> float:
 
     Examples
     --------
-    >>> from regretflow.engine.offpolicy import ips, uniform_policy
+    >>> from regretflow.engine.evaluation.offpolicy import ips, uniform_policy
     >>> ips([0, 1, 1, 0], [0.5, 0.5, 0.5, 0.5], [1.0, 0.0, 0.0, 1.0], uniform_policy(4, 2))
     0.5
     """
@@ -169,7 +169,7 @@ def evaluate_policies(actions: Any, propensities: Any, rewards: Any, policies: d
     Examples
     --------
     >>> import numpy as np
-    >>> from regretflow.engine.offpolicy import evaluate_policies, uniform_policy, constant_policy
+    >>> from regretflow.engine.evaluation.offpolicy import evaluate_policies, uniform_policy, constant_policy
     >>> rng = np.random.default_rng(0)
     >>> n = 4000
     >>> actions = rng.integers(0, 2, n)                  # logged uniformly: propensity 1/2

@@ -39,8 +39,8 @@ import orjson
 from regretflow.connectors.datasets.insurance import load_insurance
 from regretflow.connectors.memory import MemorySink, MemorySource
 
-from .config import Config, ConfigError, parse_config
-from .runtime import Engine
+from regretflow.engine.config import Config, ConfigError, parse_config
+from regretflow.engine.runtime.loop import Engine
 
 DEMO_GROUPS = [
     {"name": "sex", "field": "sex", "values": ["female", "male"]},
@@ -171,7 +171,7 @@ def digits_events(passes: int = 1, seed: int = 0, models: list[str] | None = Non
 
     Its balanced held-out set (:func:`digits_held_out`) is never streamed.
     """
-    from .reproduce.analytic_ridge import digits_long_tail
+    from regretflow.engine.experiments.analytic_ridge import digits_long_tail
 
     models = models if models is not None else list(FAMILIES["analytic-ridge"]["models"])
     models = [m for m in models if m in FAMILIES["analytic-ridge"]["models"]]
@@ -191,7 +191,7 @@ def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
     As the reproduction measures it: the generator's answer weights refreshed from the
     final state first (the held-out rows are never learned).
     """
-    from .reproduce.analytic_ridge import digits_long_tail, mean_class_accuracy
+    from regretflow.engine.experiments.analytic_ridge import digits_long_tail, mean_class_accuracy
 
     split = digits_long_tail(seed)
     out = {}
@@ -329,7 +329,7 @@ def build_demo(config: Config, passes: int, seed: int, rate: float):
     """The interleaved source, the answer sink and the simulator monitors of the demo's models."""
     from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, LinearDynamicalEnv
 
-    from .daemon import fairness_monitor
+    from regretflow.engine.cli.daemon import fairness_monitor
 
     models = set(config.models)
     lanes: list[tuple[str, Any, int]] = []
@@ -517,8 +517,8 @@ def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None
 
 def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: float = 0.0,
              progress: bool = True, as_json: bool = False, seed: int = 0, families: list[str] | None = None) -> dict[str, Any]:
-    from .live import LiveRecorder, announce_compile
-    from .metrics import MonitorCollector
+    from regretflow.engine.observability.live import LiveRecorder, announce_compile
+    from regretflow.engine.observability.metrics import MonitorCollector
 
     chosen = _families(families)
     config = demo_config(port=port, families=chosen, passes=passes)

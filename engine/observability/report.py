@@ -522,7 +522,7 @@ def record_run(config, source, every: int, total: int | None = None, progress=No
     """
     from regretflow.connectors.memory import MemorySink
 
-    from .runtime import Engine
+    from regretflow.engine.runtime.loop import Engine
 
     config = dataclasses.replace(
         config,
@@ -571,7 +571,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``regretflow report`` with parsed arguments; returns the exit code."""
-    from .config import ConfigError, load_config
+    from regretflow.engine.config import ConfigError, load_config
 
     modes = sum(bool(x) for x in (args.run, args.replay, args.demo))
     if modes != 1:
@@ -599,7 +599,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 from regretflow.connectors.memory import MemorySource
 
-                from .demo import demo_config, demo_events
+                from regretflow.engine.cli.demo import demo_config, demo_events
 
                 config = demo_config(metrics=False, families=["groupwise"])
                 events = demo_events(passes=args.passes, seed=args.seed, models=list(config.models))
@@ -620,7 +620,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m regretflow.engine.report ...`` (the same as ``regretflow report ...``)."""
+    """``python -m regretflow.engine.observability.report ...`` (the same as ``regretflow report ...``)."""
     parser = add_arguments(argparse.ArgumentParser(prog="regretflow report", description=__doc__.split("\n\n")[0]))
     return run(parser.parse_args(argv))
 

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
-from .files import open_private_append
-from .config import Config
-from .errors import FatalError
-from .events import BadEvent, Event, EventDecoder
-from .metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
-from .router import Router, Shard, dumps
+from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
+from regretflow.engine.runtime.files import open_private_append
+from regretflow.engine.config import Config
+from regretflow.engine.errors import FatalError
+from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder
+from regretflow.engine.observability.metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
+from regretflow.engine.runtime.shard import Router, Shard, dumps
 
 log = logging.getLogger("regretflow")
 
@@ -213,7 +213,7 @@ class Engine:
 
         from regretflow.learners import LEARNERS
 
-        from . import regret
+        from regretflow.engine.evaluation import regret
 
         done = set()
         for spec in self.config.models.values():
@@ -410,7 +410,7 @@ class Engine:
 
     def write_metrics_log(self) -> None:
         """Append the summary to the metrics log that ``regretflow report`` reads."""
-        from .report import metrics_log_record
+        from regretflow.engine.observability.report import metrics_log_record
 
         self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
         self.metrics_log.flush()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 
 REPRODUCTIONS = {
-    "groupwise": "regretflow.engine.reproduce.groupwise",
-    "analytic-ridge": "regretflow.engine.reproduce.analytic_ridge",
-    "dynamical-bandit": "regretflow.engine.reproduce.dynamical_bandit",
-    "neural-bandit": "regretflow.engine.reproduce.neural_bandit",
-    "fair-onesided": "regretflow.engine.reproduce.fair_onesided",
+    "groupwise": "regretflow.engine.experiments.groupwise",
+    "analytic-ridge": "regretflow.engine.experiments.analytic_ridge",
+    "dynamical-bandit": "regretflow.engine.experiments.dynamical_bandit",
+    "neural-bandit": "regretflow.engine.experiments.neural_bandit",
+    "fair-onesided": "regretflow.engine.experiments.fair_onesided",
 }
 
 

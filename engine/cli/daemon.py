@@ -15,9 +15,9 @@ import logging
 import sys
 from typing import Any
 
-from .config import Config, ConfigError, EndpointSpec, check_config
-from .errors import FatalError
-from .runtime import Engine
+from regretflow.engine.config import Config, ConfigError, EndpointSpec, check_config
+from regretflow.engine.errors import FatalError
+from regretflow.engine.runtime.loop import Engine
 
 log = logging.getLogger("regretflow")
 
@@ -79,8 +79,8 @@ def open_source(config: Config, spec: EndpointSpec):
 
 def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
     """The simulator-side monitor of the fair model the environment drives (its class, gamma, C schedule)."""
-    from .fairness_lp import FairnessMonitor
-    from .router import build_learner
+    from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
+    from regretflow.engine.runtime.shard import build_learner
 
     if isinstance(lp_max_rounds, bool) or not isinstance(lp_max_rounds, int) or lp_max_rounds < 0:
         raise ConfigError("source.lp_max_rounds: expected an integer >= 0 (0: never solve the fair-comparator LP)")
@@ -156,7 +156,7 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
 
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
-    from .live import LiveRecorder, announce_compile
+    from regretflow.engine.observability.live import LiveRecorder, announce_compile
 
     try:
         with announce_compile(config):
@@ -192,7 +192,7 @@ def print_summary(engine: Engine, config: Config, how: str) -> None:
     """The end-of-run summary the demo prints (one table per task), or JSON; never into a sink's stream."""
     if how == "none":
         return
-    from .demo import family_tables
+    from regretflow.engine.cli.demo import family_tables
 
     stdout_taken = "stdout" in (config.answers.type, config.dead_letters.type)
     out = sys.stderr if stdout_taken else sys.stdout
@@ -230,7 +230,7 @@ def _supervise(config: Config, workers: int, config_path: str | None) -> int:
 
     def spawn(i: int) -> subprocess.Popen:
         env = {**os.environ, "REGRETFLOW_WORKER_INDEX": str(i)}
-        return subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli", "run", "--config", config_path, "--worker-index", str(i)], env=env)
+        return subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", config_path, "--worker-index", str(i)], env=env)
 
     procs = {i: spawn(i) for i in range(workers)}
 

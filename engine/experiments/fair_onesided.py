@@ -72,7 +72,7 @@ Columns, per learner and T, mean +- std over seeds:
 
 - ``regret/T``: accuracy regret per round, the learner's expected mistakes minus
   those of the best fixed fair mixture of the class (the LP of
-  :func:`~regretflow.engine.fairness_lp.fair_comparator` on the panels' d^gamma),
+  :func:`~regretflow.engine.evaluation.fairness_lp.fair_comparator` on the panels' d^gamma),
   when T <= ``--lp-max`` (default 100,000: every horizon of the full table, 6-8 s and 0.9 GB at
   T = 10^5; 2,000 with ``--quick``); beyond it, the Lagrangian regret per round
   (an upper bound, spec 3.1), marked ``L``.
@@ -94,7 +94,7 @@ from typing import Any
 import numpy as np
 
 from regretflow.connectors.simulators.fairness import AdultPopulation, FairnessSimulator
-from regretflow.engine.fairness_lp import FairnessMonitor
+from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
 from regretflow.learners import fair_kernels
 from regretflow.learners.fair import (
     FairExp2,
@@ -140,7 +140,7 @@ def build(name: str, W: np.ndarray, b: np.ndarray, separator: np.ndarray, horizo
 
 def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray) -> tuple[dict[str, Any], FairnessMonitor]:
     """One learner through one simulated stream: the decide, feedback, audit loop, measured by the
-    same :class:`~regretflow.engine.fairness_lp.FairnessMonitor` the daemon exports."""
+    same :class:`~regretflow.engine.evaluation.fairness_lp.FairnessMonitor` the daemon exports."""
     monitor = FairnessMonitor(sim, W, b, gamma=GAMMA, fairness_weight=learner.fairness_weight_at, lp_max_rounds=0)
     full_information = isinstance(learner, FullInformationFairExp2)
     for t in range(sim.n_rounds):

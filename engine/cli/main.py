@@ -30,8 +30,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import orjson
 
-from .config import Config, ConfigError, check_config, describe, load_config
-from .errors import FatalError
+from regretflow.engine.config import Config, ConfigError, check_config, describe, load_config
+from regretflow.engine.errors import FatalError
 
 EPILOG = """examples:
   regretflow demo                                   # no config, no broker: watch regret live at http://127.0.0.1:9108/
@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("name")
     rep.add_argument("args", nargs=argparse.REMAINDER, help="--quick, --json, ...")
 
-    from .report import add_arguments as add_report_arguments
+    from regretflow.engine.observability.report import add_arguments as add_report_arguments
 
     add_report_arguments(sub.add_parser("report", help="draw a run's regret, reward and off-policy curves (PNG files + one HTML page)"))
     sub.add_parser("schema", help="print the event JSON Schema")
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka.coordinator").setLevel(getattr(logging, args.log_level))
     try:
         if args.command == "demo":
-            from .demo import run_demo
+            from regretflow.engine.cli.demo import run_demo
 
             run_demo(passes=args.passes, rate=args.rate, port=args.port, linger=args.linger,
                      progress=not args.no_progress, as_json=args.json, seed=args.seed, families=args.family)
@@ -127,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "checkpoint":
             return _checkpoint(args, parser)
         if args.command == "reproduce":
-            from .reproduce import run
+            from regretflow.engine.experiments import run
 
             return run(args.name, args.args)
         if args.command == "report":
-            from .report import run as run_report
+            from regretflow.engine.observability.report import run as run_report
 
             return run_report(args)
         if args.command == "schema":
-            from .events import schema
+            from regretflow.engine.runtime.events import schema
 
             print(orjson.dumps(schema(), option=orjson.OPT_INDENT_2).decode())
             return 0
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config: Config, workers: int, path: str, summary: str = "table") -> int:
-    from .daemon import run_daemon
+    from regretflow.engine.cli.daemon import run_daemon
 
     return run_daemon(config, workers=workers, config_path=path, summary=summary)
 
@@ -168,8 +168,8 @@ def _replay(args) -> int:
     from regretflow.connectors.jsonl import JsonlSink, JsonlSource
     from regretflow.connectors.memory import MemorySink
 
-    from .demo import summary_table
-    from .runtime import Engine
+    from regretflow.engine.cli.demo import summary_table
+    from regretflow.engine.runtime.loop import Engine
 
     config = load_config(args.config)
     config = _offline(config)
@@ -184,7 +184,7 @@ def _replay(args) -> int:
     summary = engine.summary()
     summary["_stream"] = {"events": engine.events_seen, "valid": engine.valid_events, "dead_letters": engine.dead_count}
     if args.logged_answers:
-        from .offline import logged_policy_values
+        from regretflow.engine.evaluation.offline import logged_policy_values
 
         summary["_logged_policies"] = logged_policy_values(args.log, args.logged_answers, config, n_bootstrap=args.bootstrap)
     if args.json:
@@ -227,7 +227,7 @@ def _offline(config: Config) -> Config:
 
 
 def _checkpoint(args, parser) -> int:
-    from .checkpoint import CheckpointError, describe, list_checkpoints
+    from regretflow.engine.runtime.checkpoint import CheckpointError, describe, list_checkpoints
 
     if args.action != "inspect":
         parser.parse_args(["checkpoint", "--help"])

@@ -151,7 +151,7 @@ class LiveRecorder:
     Parameters
     ----------
     engine
-        The :class:`~regretflow.engine.runtime.Engine` to watch.
+        The :class:`~regretflow.engine.runtime.loop.Engine` to watch.
     every
         Seconds between two samples (taken after a batch; an idle engine takes none).
     monitors
@@ -162,7 +162,7 @@ class LiveRecorder:
     Examples
     --------
     >>> from regretflow.engine.config import parse_config
-    >>> from regretflow.engine.runtime import Engine
+    >>> from regretflow.engine.runtime.loop import Engine
     >>> from regretflow.connectors.memory import MemorySink, MemorySource
     >>> config = parse_config({"models": {"m": {"learner": "ridge", "features": ["x"]}}})
     >>> events = [orjson.dumps({"id": str(i), "model": "m", "kind": "observe", "features": [i / 10], "label": i / 5}) for i in range(20)]
@@ -283,7 +283,7 @@ class LiveRecorder:
         return self._snapshot
 
     def serve(self, server) -> None:
-        """Add ``/``, ``/live.js`` and ``/live.json`` to a :class:`~regretflow.engine.metrics.MetricsServer`."""
+        """Add ``/``, ``/live.js`` and ``/live.json`` to a :class:`~regretflow.engine.observability.metrics.MetricsServer`."""
         page, script = static_file("live.html"), static_file("live.js")
         server.routes["/"] = lambda: (page, "text/html; charset=utf-8")
         server.routes["/live.js"] = lambda: (script, "text/javascript; charset=utf-8")

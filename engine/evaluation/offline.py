@@ -3,7 +3,7 @@
 A bandit's answers carry the chosen action, its probability, the whole probability
 vector and (for learners with a reward model) the predicted rewards; the event log
 carries the feedback rewards. Joined by decide id, they give the inputs of
-:mod:`regretflow.engine.offpolicy`: the values of the model's greedy policy, of the
+:mod:`regretflow.engine.evaluation.offpolicy`: the values of the model's greedy policy, of the
 uniform policy and of the best constant action, by IPS, SNIPS and doubly-robust
 estimates with bootstrap intervals.
 
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from . import offpolicy as op
+from regretflow.engine.evaluation import offpolicy as op
 
 
 def logged_policy_values(events_path: str, answers_path: str, config=None, n_bootstrap: int = 500,

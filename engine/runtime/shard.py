@@ -20,11 +20,11 @@ import orjson
 
 from regretflow.learners import LEARNERS
 
-from .config import ModelSpec
-from .errors import FatalError
-from .events import BadEvent, Event, check_label
-from .joins import JoinEntry, PendingJoins
-from .regret import BanditRegret, ClassAccuracy, FairnessTracker, HindsightRegret
+from regretflow.engine.config import ModelSpec
+from regretflow.engine.errors import FatalError
+from regretflow.engine.runtime.events import BadEvent, Event, check_label
+from regretflow.engine.runtime.joins import JoinEntry, PendingJoins
+from regretflow.engine.evaluation.regret import BanditRegret, ClassAccuracy, FairnessTracker, HindsightRegret
 
 ENGINE_PARAMS = ("shard_by_key",)
 

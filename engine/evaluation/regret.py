@@ -33,7 +33,7 @@ from numba import njit
 
 from regretflow.learners.contract import expect_array
 
-from .events import OTHER_AUDITOR
+from regretflow.engine.runtime.events import OTHER_AUDITOR
 
 
 @njit(cache=True)

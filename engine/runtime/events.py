@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .config import Config, GroupSpec, ModelSpec
+from regretflow.engine.config import Config, GroupSpec, ModelSpec
 
 KINDS = ("observe", "predict", "decide", "feedback", "audit")
 

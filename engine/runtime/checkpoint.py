@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FatalError
-from .files import DEFAULT_FILE_MODE, make_private_dirs, open_private
+from regretflow.engine.errors import FatalError
+from regretflow.engine.runtime.files import DEFAULT_FILE_MODE, make_private_dirs, open_private
 
 log = logging.getLogger("regretflow")
 
@@ -253,7 +253,7 @@ def check_checkpoint_dir(path: str | Path, file_mode: int = DEFAULT_FILE_MODE) -
     >>> check_checkpoint_dir(d / "file")
     Traceback (most recent call last):
     ...
-    regretflow.engine.checkpoint.CheckpointError: checkpoint directory .../state/file: exists and is not a directory
+    regretflow.engine.runtime.checkpoint.CheckpointError: checkpoint directory .../state/file: exists and is not a directory
     """
     path = Path(path)
     if path.exists() and not path.is_dir():

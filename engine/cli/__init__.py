@@ -1,0 +1,1 @@
+"""The ``regretflow`` command: its subcommands, the daemon and the demo."""

@@ -1,0 +1,5 @@
+"""The loop and what it moves: events, shards, joins, checkpoints, private files.
+
+Imports point one way: ``runtime`` uses ``tasks``, ``evaluation`` and
+``observability.metrics``; nothing below it imports ``runtime``.
+"""
