@@ -145,14 +145,23 @@ def test_every_learner_family_has_a_docs_page_that_names_it():
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
+def anchors(page: Path) -> set[str]:
+    """The anchors of a page's headings, as GitHub makes them (lower case, punctuation dropped, spaces to hyphens)."""
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in re.findall(r"^#+\s+(.*)$", text, flags=re.M)}
+
+
 @pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves_to_a_file_of_the_repository(page):
     broken = []
     for target in LINK.findall(page.read_text(encoding="utf-8")):
-        if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
-            continue  # a URL (http:, mailto:) or an anchor within the page
-        path = (page.parent / target.split("#", 1)[0]).resolve()
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):
+            continue  # a URL (http:, mailto:)
+        file_part, _, anchor = target.partition("#")
+        path = (page.parent / file_part).resolve() if file_part else page
         if not path.is_relative_to(ROOT) or not path.exists():
+            broken.append(target)
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)}: links that lead nowhere: {broken}"
 
