@@ -4,7 +4,7 @@ Two client backends behind one interface, chosen by ``backend``: ``"kafka-python
 (the default, pure Python) and ``"confluent"`` (librdkafka through confluent-kafka, an
 optional extra; it consumes several times faster). The options that matter in
 production pass through under one set of names (see :data:`SOURCE_OPTIONS` and
-:data:`SINK_OPTIONS`); the README's Kafka section lists them.
+:data:`SINK_OPTIONS`); docs/configuration.md lists them.
 
 The source is *partitioned*: ``poll`` returns ``(partition_id, payload)`` pairs, with
 ``partition_id = "topic:partition"``; ``position(pid)`` is the offset after the last

@@ -1,6 +1,6 @@
 """The TOML configuration, validated whole at start with one message per problem.
 
-Every key, its default and its meaning is listed in the README's config reference;
+Every key, its default and its meaning is listed in docs/configuration.md;
 ``regretflow run --config FILE`` reads it with :func:`load_config`, which checks the
 schema, the endpoints' options and every model's learner (built once with its params);
 :func:`check_host` then checks what only the host can answer (the metrics port can be
@@ -125,7 +125,7 @@ def _num(v: float) -> str:
 
 @dataclass(frozen=True, config=_SPEC)
 class JoinSpec:
-    """Join windows of a model's predicts and decides (README: models.NAME.joins)."""
+    """Join windows of a model's predicts and decides (docs/configuration.md: models.NAME.joins)."""
 
     ttl_events: Annotated[Int, Field(ge=1)] = 100_000
     ttl_seconds: Annotated[Float, Field(ge=0)] | None = None
@@ -135,7 +135,7 @@ class JoinSpec:
 
 @dataclass(frozen=True, config=_SPEC)
 class RegretSpec:
-    """How a supervised model's hindsight comparator is fitted (README: models.NAME.regret)."""
+    """How a supervised model's hindsight comparator is fitted (docs/configuration.md: models.NAME.regret)."""
 
     comparator_lambda: Annotated[Float, Field(ge=0)] = 0.0
     # 0: the product's definition; 1: the comparator leaves out the last row (the groupwise paper's tables)
@@ -190,7 +190,7 @@ class EndpointSpec:
 
 @dataclass(frozen=True, config=_SPEC)
 class RuntimeSpec:
-    """Micro-batching and input bounds (README: runtime)."""
+    """Micro-batching and input bounds (docs/configuration.md: runtime)."""
 
     batch_size: Annotated[Int, Field(ge=1, le=1_000_000)] = 512
     batch_timeout_ms: Annotated[Float, Field(ge=0)] = 50.0
@@ -205,7 +205,7 @@ class RuntimeSpec:
 
 @dataclass(frozen=True, config=_SPEC)
 class CheckpointSpec:
-    """Where and how often checkpoints are written (README: checkpoint)."""
+    """Where and how often checkpoints are written (docs/configuration.md: checkpoint)."""
 
     dir: Name | None = None
     every_events: Annotated[Int, Field(ge=1)] = 50_000
@@ -215,7 +215,7 @@ class CheckpointSpec:
 
 @dataclass(frozen=True, config=_SPEC)
 class MetricsSpec:
-    """The metrics server and the metrics log (README: metrics)."""
+    """The metrics server and the metrics log (docs/configuration.md: metrics)."""
 
     enabled: Bool = True
     host: Name = "127.0.0.1"

@@ -38,7 +38,7 @@ The prediction perturbation (off when ``perturb_scale == 0``) adds
 Rademacher vector drawn afresh for each (decision, action) from a counter-based
 hash of ``perturb_key``; it is linear in ``theta``, so the learn step adds
 ``dloss/dz * perturb_scale / sqrt(p) * s`` to the gradient. Its exact form in the
-paper is unverified (the README's neural-bandit reproduction notes say what it did).
+paper is unverified (docs/reproductions.md says what it did).
 
 Every kernel is a pure function over float64 arrays (integers for sizes and flags);
 arrays that a kernel updates are passed in and changed in place.

@@ -166,7 +166,7 @@ def latency(broker: Broker, backend: str, rate: float, seconds: float, tmp: Path
     cfg.write_text(config_text(broker.bootstrap, topic, backend, "m", "ridge", free_port(), idle=0))
     proc = subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", str(cfg)],
                             stderr=open(tmp / f"{topic}.log", "wb"))
-    # earliest: tansu's end offsets are unreliable (see the README); warm-up answers are ignored by id.
+    # earliest: tansu's end offsets are unreliable (see docs/kafka.md); warm-up answers are ignored by id.
     # A short session: a group join takes about half of it on tansu.
     consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
                          "fetch.wait.max.ms": 1, "enable.auto.commit": False, "session.timeout.ms": 6000,

@@ -41,7 +41,7 @@ EPILOG = """examples:
   regretflow checkpoint inspect state/checkpoint-000000000003.npz
   regretflow reproduce groupwise --quick
   regretflow report metrics.jsonl --out report/     # or: regretflow report --demo
-The README lists every config key, event field and metric."""
+docs/configuration.md, docs/events.md and docs/metrics.md list every config key, event field and metric."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the daemon on the source of a config file",
                        epilog="exit status: 0 a normal end; 2 the config cannot work here (one line per problem, "
                               "nothing started: do not restart); 1 an error a restart may fix")
-    r.add_argument("--config", required=True, help="TOML config (see the README's config reference)")
+    r.add_argument("--config", required=True, help="TOML config (see docs/configuration.md)")
     r.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (kafka sources)")
     r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     r.add_argument("--check", action="store_true",

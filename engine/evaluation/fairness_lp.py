@@ -1,6 +1,6 @@
 """Regret of fair learners where a simulator knows every label and every auditor's metric.
 
-Two yardsticks (the README's fair learners row and learners/fair.py explain the setting):
+Two yardsticks (docs/learners/fair-onesided.md and learners/fair.py explain the setting):
 
 - :class:`FairRegretTracker`, exact and online, O(N k) per round, O(N) state: the
   learner's expected Lagrangian cost ``sum_t sum_i q_i c_i`` (``c_i = 1 - 2 y_i + f_i``

@@ -4,7 +4,7 @@ Every metric is prefixed ``regretflow_`` and labelled only by names the config
 declares (models, groups, actions up to ``n_actions``), by fixed sets (kinds,
 dead-letter reasons, policies), or by names from events bounded per model (class
 labels and auditor names: at most 64 each, the rest as ``_other_``). The runtime updates them once per micro-batch; the
-README's metrics reference lists each one.
+docs/metrics.md lists each one.
 
 >>> m = Metrics(["demo"], {"demo": ["all"]})
 >>> m.events.labels(model="demo", kind="observe").inc(3)

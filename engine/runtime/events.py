@@ -35,7 +35,7 @@ from regretflow.engine.config import Config, GroupSpec, ModelSpec
 
 KINDS = ("observe", "predict", "decide", "feedback", "audit")
 
-# Every dead-letter reason (a bounded label set for metrics). The README lists them.
+# Every dead-letter reason (a bounded label set for metrics). docs/dead-letters.md lists them.
 REASONS = (
     "oversized",  # payload larger than runtime.max_event_bytes
     "not_json",  # not UTF-8 JSON

@@ -143,14 +143,6 @@ def test_groups_come_from_declared_values_and_bins_only():
     assert ev.groups.tolist() == [False, False, False, False]
 
 
-def test_every_reason_is_documented_in_readme():
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    missing = [r for r in REASONS if f"`{r}`" not in readme]
-    assert not missing, f"README does not document dead-letter reasons {missing}"
-
-
 @pytest.mark.parametrize("kind", [["observe"], {"observe": 1}, None, 1, 1.5, True, [[["observe"]]]])
 def test_a_kind_of_any_json_type_is_unknown_kind_naming_the_model(kind):
     event = {"id": "x", "model": "m", "kind": kind, "features": [1, 2], "label": 1}

@@ -1,4 +1,4 @@
-"""GroupwiseRegressor: AdaNormalHedge over sleeping per-group experts (spec papers/groupwise.md)."""
+"""GroupwiseRegressor: AdaNormalHedge over sleeping per-group experts (the groupwise learner's specification)."""
 
 from __future__ import annotations
 

@@ -215,7 +215,7 @@ def test_perturbation_term_is_in_the_output_and_its_gradient_in_the_step():
     np.testing.assert_allclose(stepped, expected, rtol=0, atol=1e-12)
 
 
-# -- optimizers: test vectors of papers/optimizers.md ---------------------------------
+# -- optimizers: test vectors of the optimizers' specifications ---------------------------------
 C = np.array([1.0, -2.0, 0.5])
 
 

@@ -1,4 +1,4 @@
-"""OptimisticOMDRegressor: optimistic online gradient descent for least squares (papers/optimizers.md §1)."""
+"""OptimisticOMDRegressor: optimistic online gradient descent for least squares (its specification, section 1)."""
 
 from __future__ import annotations
 

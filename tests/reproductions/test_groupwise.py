@@ -1,6 +1,6 @@
 """`regretflow reproduce groupwise --quick`: the paper's tables within the spec's tolerances.
 
-Tolerances (spec papers/groupwise.md §7): Medical costs ±1% relative on cumulative
+Tolerances (the specification's reproduction targets): Medical costs ±1% relative on cumulative
 losses and ±0.02 absolute on end regrets (the issue's headline figures within 2%);
 Adult UCI substitute ±0.5% and ±0.5 against the spec's anchor table; synthetic
 (seed 473 anchor) ±1% and ±0.05, with the relative reduction in the published
