@@ -19,7 +19,7 @@ UPDATE_RULES = ("sherman-morrison", "cholesky", "blas", "auto")
 _EXPANSION_STREAM = 0x45585041
 _GENERATOR_STREAM = 0x50464721
 # `update="auto"`: rank-1 numba updates below this expanded dimension, BLAS block updates from it
-# on. Measured by tests/bench_analytic_ridge.py (10 classes, one BLAS thread): at d = 64 the two
+# on. Measured by tests/benchmarks/bench_analytic_ridge.py (10 classes, one BLAS thread): at d = 64 the two
 # tie (16 vs 15 us/event), at d = 128 BLAS blocks of 64 take 16 us/event against 52.
 AUTO_BLAS_FROM_DIM = 128
 # Probability mixed in from the uniform distribution (see predict_proba_one): keeps

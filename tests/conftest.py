@@ -12,6 +12,8 @@ import pytest
 
 from regretflow.engine.config import parse_config
 
+# benchmarks are scripts that time things on this host; they are run by hand, never collected
+collect_ignore = ["benchmarks"]
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 REGRETFLOW = str(VENV_BIN / "regretflow")

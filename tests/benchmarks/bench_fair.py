@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): per-round cost of the fair learners, k = 10, N = 1,000.
 
-    .venv/bin/python tests/bench_fair.py [--rounds 2000] [--batch 64]
+    .venv/bin/python tests/benchmarks/bench_fair.py [--rounds 2000] [--batch 64]
 
 One round = a ``decide`` of k = 10 Adult individuals, the ``feedback`` with the labels of
 the positively decided, and the ``audit`` with the panel's reports (3 of the 5 default
@@ -27,9 +27,12 @@ Prints µs per round (p50, p99, mean), rounds/s and the process's peak RSS.
 
 from __future__ import annotations
 
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
+
 import argparse
 import math
-import os
 import resource
 import time
 
@@ -264,7 +267,7 @@ def main() -> None:
     sim = FairnessSimulator(pop, n_rounds=args.rounds, k=10, seed=0)
     print(f"k = {sim.k} individuals per round, N = {W.shape[0]} thresholds, |S| = {separator.shape[0]} separator points, "
           f"{args.rounds} rounds, micro-batches of {args.batch} for the batched engine path, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (the daemon sets 1)')}")
+          f"{_pin.describe()}")
     for name in ("FairExp2", "FairFTPL", "OneSidedExp2"):
         print(name)
         kernel = bench_exp2_kernels if name != "FairFTPL" else bench_ftpl_kernels

@@ -13,16 +13,19 @@ Per-event cost at expanded dimensions 64, 512 and 2048 with 10 classes, in one r
 
 Run::
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python tests/bench_analytic_ridge.py
-    .venv/bin/python tests/bench_analytic_ridge.py --dims 64 512 --batches 16 64
+    .venv/bin/python tests/benchmarks/bench_analytic_ridge.py
+    .venv/bin/python tests/benchmarks/bench_analytic_ridge.py --dims 64 512 --batches 16 64
 
 Numbers are microseconds per event (median of ``--repeats`` runs); nothing is asserted.
 """
 
 from __future__ import annotations
 
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
+
 import argparse
-import os
 import statistics
 import time
 
@@ -100,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     K.warm_up()
-    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, classes={N_CLASSES}, input width={INPUT_DIM}")
+    print(f"{_pin.describe()}, classes={N_CLASSES}, input width={INPUT_DIM}")
     print(f"{'d':>6} {'path':<18} {'us/event':>12} {'events/s':>12}")
     for d in args.dims:
         n = events_for(d)

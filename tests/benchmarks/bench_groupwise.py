@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): per-event cost of GroupwiseRegressor.
 
-    .venv/bin/python tests/bench_groupwise.py [--events 20000] [--river-events 2000]
+    .venv/bin/python tests/benchmarks/bench_groupwise.py [--events 20000] [--river-events 2000]
 
 12 groups (11 declared from four categorical attributes with 3, 2, 2 and 4 values,
 plus always_on), so every event wakes 5 experts; d = 18 and d = 64. It prints, per
@@ -12,6 +12,10 @@ and River's ``EWARegressor`` over 12 ``LinearRegression`` models on the same str
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import time

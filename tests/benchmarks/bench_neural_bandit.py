@@ -13,11 +13,15 @@ measured in the same run for:
 - Vowpal Wabbit ``--cb_explore_adf --squarecb -q sa`` from Python (``predict``/``learn``
   on text examples).
 
-Run: ``.venv/bin/python tests/bench_neural_bandit.py [--rounds 3000]``. Prints
+Run: ``.venv/bin/python tests/benchmarks/bench_neural_bandit.py [--rounds 3000]``. Prints
 microseconds per round (decision + learn), median of three repeats for the fast paths.
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import time

@@ -1,6 +1,6 @@
 """Benchmark of the dynamical linear bandit family (not collected by pytest).
 
-    .venv/bin/python tests/bench_dynamical.py [--official /tmp/DLB] [--rounds 1000000]
+    .venv/bin/python tests/benchmarks/bench_dynamical.py [--official /tmp/DLB] [--rounds 1000000]
 
 Prints:
 
@@ -18,6 +18,10 @@ Prints:
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import importlib

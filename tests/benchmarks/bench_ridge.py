@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): online ridge at d=32, every layer, beside River.
 
-    .venv/bin/python tests/bench_ridge.py [--events 20000]
+    .venv/bin/python tests/benchmarks/bench_ridge.py [--events 20000]
 
 Prints µs per event and events/s for: the bare batched numba kernel, the learner's
 ``observe_many``, the whole engine path on an in-memory stream (decode, validate,
@@ -10,6 +10,10 @@ same stream; p50/p99 of per-batch engine latency per event; peak RSS.
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import resource
