@@ -450,6 +450,32 @@ class _OptimisticLinearBandit:
             self.act()
             self.learn(None, int(a), float(r))
 
+    def play(self, step: Any, environment: tuple, n_rounds: int) -> np.ndarray:
+        """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
+
+        ``step(environment, u) -> reward`` must be a numba-jitted function of the
+        environment's tuple (changed in place) and the action vector ``u``. The learner
+        ends in the state that ``act`` and ``learn`` round by round would leave, so a
+        long simulation costs no Python per round; the first call in a process
+        compiles the loop for ``step`` (a few seconds). Call it between rounds (after
+        ``learn``), not between ``act`` and ``learn``.
+        :meth:`regretflow.connectors.simulators.linear_dynamical.LinearDynamicalSystem.play`
+        is the caller for the dynamical-system simulator.
+        """
+        n_rounds = int(n_rounds)
+        if n_rounds < 0:
+            raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
+        arms = np.empty(n_rounds, dtype=np.int64)
+        # round 0's uniform arm comes from the learner's generator, drawn as act() draws it
+        initial = int(self._rng.random() * self.n_arms) if self._istate[K.I_DUE] == K.DUE_INITIAL and n_rounds > 0 else 0
+        if self._statistics == "ridge":
+            K.ucb_play(step, environment, self._actions, self._istate, self._fstate, self._Vinv, self._b, self._h, self._beta_rule,
+                       self._beta_params, self._log_inv_rho, self._residual_window, initial, arms)
+        else:
+            K.discounted_play(step, environment, self._actions, self._istate, self._fstate, self._V, self._Vtilde, self._Vinv, self._M, self._b,
+                              self._h, self._beta_rule, self._beta_params, self._lam, self._discount, self._residual_window, initial, arms)
+        return arms
+
     def _check_actions(self, actions: Any) -> None:
         if actions is None:
             return

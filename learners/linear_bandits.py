@@ -344,6 +344,21 @@ class Exp3(object):
             raise ValueError(f"reward must be finite, got {reward!r}")
         K.exp3_learn(self._istate, self._fstate, self._G, self._probs, reward, self._batch, self._offset, self._scale, self._eta, self._gamma)
 
+    def play(self, step: Any, environment: tuple, n_rounds: int) -> np.ndarray:
+        """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
+
+        Same contract as :meth:`regretflow.learners.DynLinUCB.play`: ``step(environment,
+        u) -> reward`` is numba-jitted, and the learner ends as ``act`` + ``learn``
+        round by round would leave it.
+        """
+        n_rounds = int(n_rounds)
+        if n_rounds < 0:
+            raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
+        arms = np.empty(n_rounds, dtype=np.int64)
+        K.exp3_play(step, environment, self._actions, self._rng, self._istate, self._fstate, self._G, self._probs, self._batch, self._offset,
+                    self._scale, self._eta, self._gamma, arms)
+        return arms
+
     def gauges(self) -> dict[str, float]:
         return {"exp3_min_probability": float(self._probs.min()), "exp3_max_probability": float(self._probs.max())}
 

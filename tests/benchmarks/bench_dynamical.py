@@ -9,7 +9,7 @@ Prints:
    (Sherman-Morrison update; the next round's decision is timed with it);
 2. the same split for the kernels alone (what the engine's batched path pays);
 3. the wall time of one 10^6-round run on the real-data system per method with the
-   jitted whole-run loop (``engine/experiments/dynamical_bandit.run_fast``), and of the
+   compiled closed loop (``LinearDynamicalSystem.play`` -> the learner's ``play``), and of the
    class stepped round by round;
 4. if a checkout of the official code (marcomussi/DLB, MIT) is given, the same run
    with its numpy agents and environment on this machine, and the speed-up. The
@@ -87,7 +87,7 @@ def fast_run(method: str, rounds: int) -> float:
     sim = test_case("real-data", seed=3)
     learner = R.make_learner(method, sim, 10**6, seed=0)
     start = time.perf_counter()
-    R.run_fast(learner, sim, rounds)
+    sim.play(learner, rounds)
     return time.perf_counter() - start
 
 
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--official-rounds", type=int, default=100_000, help="rounds timed with the official code (scaled to 10^6)")
     args = parser.parse_args()
     K.warm_up()
-    R.run_fast(R.make_learner("Exp3", test_case("real-data"), 10**6, 0), test_case("real-data"), 10)
+    test_case("real-data").play(R.make_learner("Exp3", test_case("real-data"), 10**6, 0), 10)
     for m in R.METHODS:
         fast_run(m, 1000)
     print("per-round cost, real-data system, DynLin-UCB (lambda = log T)")
