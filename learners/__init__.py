@@ -7,8 +7,8 @@ models from it and knows nothing else about a family.
 from .analytic_ridge import AnalyticRidgeClassifier
 from .contextual_baselines import EpsilonGreedy, LinUCBDisjoint
 from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
-from .fair import FairExp2, FairFTPL, OneSidedExp2
-from .groupwise import GroupwiseRegressor
+from .fair import FairExp2, FairFTPL, FullInformationFairExp2, OneSidedExp2, greedy_separator
+from .groupwise import ALWAYS_ON, GroupwiseRegressor
 from .linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
 from .neural import OnlineNeuralRegressor
 from .neural_bandit import NeuralFastCB, NeuralSquareCB
@@ -38,3 +38,5 @@ LEARNERS = {
 __all__ = ["LEARNERS", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds",
            "FairExp2", "FairFTPL", "OneSidedExp2", "AnalyticRidgeClassifier",
            "OnlineNeuralRegressor", "NeuralSquareCB", "NeuralFastCB", "LinUCBDisjoint", "EpsilonGreedy"]
+# not families the engine serves, but public for simulations and the reproductions
+__all__ += ["FullInformationFairExp2", "greedy_separator", "ALWAYS_ON"]

@@ -95,14 +95,7 @@ import numpy as np
 
 from regretflow.connectors.simulators.fairness import AdultPopulation, FairnessSimulator
 from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
-from regretflow.learners import fair_kernels
-from regretflow.learners.fair import (
-    FairExp2,
-    FairFTPL,
-    FullInformationFairExp2,
-    OneSidedExp2,
-    greedy_separator,
-)
+from regretflow.learners import FairExp2, FairFTPL, FullInformationFairExp2, OneSidedExp2, greedy_separator
 
 LEARNERS = ("FairExp2", "FairFTPL", "OneSidedExp2", "FullInfoFairExp2")
 FULL_HORIZONS = (1_000, 10_000, 100_000)
@@ -167,7 +160,6 @@ def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray) 
 
 def experiment(horizons: tuple[int, ...], seeds: int, learners: tuple[str, ...], fairness_scale: float,
                n_samples: int, lp_max: int, log=print) -> dict[str, Any]:
-    fair_kernels.warm_up()
     population = AdultPopulation.load()
     W, b = population.hypothesis_class(16, 13, seed=0)
     separator = greedy_separator(W, b, population.separator_candidates(2000, seed=1))

@@ -52,8 +52,7 @@ import numpy as np
 
 from regretflow.connectors.datasets.bandit_classification import load
 from regretflow.connectors.simulators.classification_bandit import ClassificationBandit
-from regretflow.learners.contextual_baselines import EpsilonGreedy, LinUCBDisjoint
-from regretflow.learners.neural_bandit import NeuralFastCB, NeuralSquareCB
+from regretflow.learners import EpsilonGreedy, LinUCBDisjoint, NeuralFastCB, NeuralSquareCB
 
 FULL_DATASETS = ("mushroom", "shuttle", "fashion14", "digits", "segment", "vehicle")
 QUICK_DATASETS = ("mushroom", "shuttle", "digits")
