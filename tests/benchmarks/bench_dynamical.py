@@ -162,12 +162,13 @@ def main() -> None:
     test_case("real-data").play(R.make_learner("Exp3", test_case("real-data"), 10**6, 0), 10)
     for m in R.METHODS:
         fast_run(m, 1000)
-    print("per-round cost, real-data system, DynLin-UCB (lambda = log T)")
+    print(f"per-round cost, real-data system, DynLin-UCB (lambda = log T); {_pin.describe()}")
     api = api_split(200_000)
     print(f"  Python API act()+learn(): inside an epoch {api['inside']:.2f} us (median); epoch end or decision {api['end_or_decide']:.2f} us "
           f"({100 * api['share_end']:.1f}% of rounds)")
     ker = kernel_split(200_000)
     print(f"  kernels only (Python call overhead included): inside {ker['inside']:.2f} us; end or decision {ker['end_or_decide']:.2f} us")
+    print(f"  Python API / kernels: inside x{api['inside'] / ker['inside']:.1f}, end or decision x{api['end_or_decide'] / ker['end_or_decide']:.1f}")
     print(f"wall time of one {args.rounds:,}-round run with the simulator (real-data)")
     ours = {}
     for m in R.METHODS:
@@ -176,7 +177,7 @@ def main() -> None:
     for m in ("DynLin-UCB (lambda=log T)", "LinUCB (lambda=log T)"):
         n = min(args.rounds, 200_000)
         secs = class_run(m, n) * args.rounds / n
-        print(f"  class steps  {m:<28} {secs:7.3f} s  (from {n:,} rounds)")
+        print(f"  class steps  {m:<28} {secs:7.3f} s  (from {n:,} rounds)  x{secs / ours[m]:,.0f} the jitted loop")
     if os.path.isdir(os.path.join(args.official, "dynlinucb")):
         agents, environment = load_official(args.official)
         print(f"official numpy code (marcomussi/DLB), {args.official_rounds:,} rounds timed, scaled to {args.rounds:,}")

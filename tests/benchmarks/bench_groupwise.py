@@ -154,7 +154,7 @@ def main() -> None:
 
     groupwise.warm_up()
     print(f"GroupwiseRegressor, 12 groups (5 awake per event); us per event; {args.events} events "
-          f"({args.river_events} for the pure-Python rows)")
+          f"({args.river_events} for the pure-Python rows); {_pin.describe()}")
     print(f"{'path':<52}{'d=18':>10}{'d=64':>10}")
     rows: dict[str, list[float]] = {}
     for d in (18, 64):

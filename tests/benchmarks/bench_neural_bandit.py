@@ -157,10 +157,11 @@ def main() -> None:
         rows.append(("VW --cb_explore_adf --squarecb", bench_vw(X, labels)))
     except ImportError:
         rows.append(("VW --cb_explore_adf --squarecb (not installed)", float("nan")))
-    print(f"K={K}, d={D} (disjoint: input {K * D}), width {WIDTH}, 1 hidden layer, {args.rounds} rounds")
-    print(f"{'path':48s} {'us/round':>10s} {'rounds/s':>10s}")
+    print(f"K={K}, d={D} (disjoint: input {K * D}), width {WIDTH}, 1 hidden layer, {args.rounds} rounds; {_pin.describe()}")
+    print(f"{'path':48s} {'us/round':>10s} {'rounds/s':>10s} {'x kernels':>10s}")
+    kernel_us = rows[0][1]
     for name, us in rows:
-        print(f"{name:48s} {us:10.1f} {1e6 / us:10.0f}")
+        print(f"{name:48s} {us:10.1f} {1e6 / us:10.0f} {us / kernel_us:10.1f}")
 
 
 if __name__ == "__main__":

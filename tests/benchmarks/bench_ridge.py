@@ -109,10 +109,11 @@ def main() -> None:
     t = timed(river_lr, repeat=1)
     rows.append(("River LinearRegression (SGD) predict_one+learn_one", t * n / min(n, 5000)))
 
-    print(f"\nonline ridge, d={d}, {n:,} events, batch {args.batch}")
-    print(f"{'path':<72}{'us/event':>10}{'events/s':>14}")
+    print(f"\nonline ridge, d={d}, {n:,} events, batch {args.batch}; {_pin.describe()}")
+    print(f"{'path':<72}{'us/event':>10}{'events/s':>14}{'x kernel':>10}")
+    kernel_seconds = rows[0][1]
     for name, seconds in rows:
-        print(f"{name:<72}{1e6 * seconds / n:>10.2f}{n / seconds:>14,.0f}")
+        print(f"{name:<72}{1e6 * seconds / n:>10.2f}{n / seconds:>14,.0f}{seconds / kernel_seconds:>10.1f}")
     lat = np.array(latencies) * 1e6
     print(f"\nengine per-event latency within a batch: p50 {np.percentile(lat, 50):.2f} us, p99 {np.percentile(lat, 99):.2f} us")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -1,6 +1,6 @@
 """How the imbalanced-stream data files in ``connectors/datasets/`` were made.
 
-Not a test (pytest does not collect it: the name does not start with ``test_``).
+Not a test (pytest does not collect ``tests/benchmarks/``).
 It documents, and re-runs on demand, the one-off conversion of three public
 datasets into small gzip'd CSV files that :mod:`regretflow.connectors.datasets.imbalanced`
 loads offline. The conversion tools (scikit-learn, rdata) are needed only here, never

@@ -1,6 +1,6 @@
 """Regenerate the vendored classification datasets of the neural-bandit reproduction.
 
-Not a test (pytest does not collect it: the name does not start with ``test_``).
+Not a test (pytest does not collect ``tests/benchmarks/``).
 Run it by hand from the repository root, with a Python that has ``numpy``,
 ``pandas`` and the pure-Python ``rdata`` reader (only this conversion needs them)::
 
