@@ -450,7 +450,7 @@ class _OptimisticLinearBandit:
             self.act()
             self.learn(None, int(a), float(r))
 
-    def play(self, step: Any, environment: tuple, n_rounds: int) -> np.ndarray:
+    def play(self, step: Any, environment: tuple[Any, ...], n_rounds: int) -> np.ndarray:
         """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
 
         ``step(environment, u) -> reward`` must be a numba-jitted function of the

@@ -344,7 +344,7 @@ class Exp3(object):
             raise ValueError(f"reward must be finite, got {reward!r}")
         K.exp3_learn(self._istate, self._fstate, self._G, self._probs, reward, self._batch, self._offset, self._scale, self._eta, self._gamma)
 
-    def play(self, step: Any, environment: tuple, n_rounds: int) -> np.ndarray:
+    def play(self, step: Any, environment: tuple[Any, ...], n_rounds: int) -> np.ndarray:
         """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
 
         Same contract as :meth:`regretflow.learners.DynLinUCB.play`: ``step(environment,

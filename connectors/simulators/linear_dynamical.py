@@ -105,7 +105,7 @@ def draw_noise(rng, noise):
 
 
 @njit(cache=True)
-def environment_step(environment, u):
+def environment_step(environment: tuple[Any, ...], u: np.ndarray) -> float:
     """:func:`system_step` with fresh noise, in the form a learner's compiled ``play`` loop calls."""
     A, B, C, D, w, sigma, rng, x, noise, x_next = environment
     draw_noise(rng, noise)
