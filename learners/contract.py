@@ -547,7 +547,12 @@ class PanelDecision:
 # -- roles ---------------------------------------------------------------------------------
 @runtime_checkable
 class Learner(Protocol):
-    """What every role has: its task, model version, state and gauges."""
+    """What every role has: its task, model version, state and gauges.
+
+    >>> from regretflow.learners import LEARNERS
+    >>> all(issubclass(cls, Monitored) for cls in LEARNERS.values())  # the gauge defaults
+    True
+    """
 
     task: ClassVar[str]
     GAUGES: ClassVar[dict[str, str]]
@@ -565,7 +570,12 @@ class Learner(Protocol):
 
 @runtime_checkable
 class SupervisedEstimator(Learner, Protocol):
-    """A regressor or classifier (``task`` "regression" or "classification")."""
+    """A regressor or classifier (``task`` "regression" or "classification").
+
+    >>> from regretflow.learners import OnlineRidge
+    >>> isinstance(OnlineRidge(features=["a"]), SupervisedEstimator)
+    True
+    """
 
     def observe(self, X: Any, y: Any, groups: np.ndarray | None = None) -> Observed: ...
 
@@ -582,7 +592,12 @@ class SupervisedEstimator(Learner, Protocol):
 
 @runtime_checkable
 class BanditPolicy(Learner, Protocol):
-    """A contextual (or context-free) bandit policy (``task`` "bandit")."""
+    """A contextual (or context-free) bandit policy (``task`` "bandit").
+
+    >>> from regretflow.learners import Exp3, OnlineRidge
+    >>> isinstance(Exp3(2, horizon=10), BanditPolicy), isinstance(OnlineRidge(), BanditPolicy)
+    (True, False)
+    """
 
     def decide(self, context: Any, actions: Any = None) -> Decision: ...
 
@@ -596,7 +611,12 @@ class BanditPolicy(Learner, Protocol):
 
 @runtime_checkable
 class FairPolicy(Learner, Protocol):
-    """A fair accept/reject policy over panels of applicants (``task`` "fair")."""
+    """A fair accept/reject policy over panels of applicants (``task`` "fair").
+
+    >>> from regretflow.learners import FairExp2
+    >>> isinstance(FairExp2(n_features=2), FairPolicy)
+    True
+    """
 
     def decide_panel(self, actions: Any) -> PanelDecision: ...
 
@@ -672,4 +692,9 @@ class BanditDefaults(Monitored):
 
 
 class FairDefaults(Monitored):
-    """The fair role's defaults (only the gauges: every fair policy decides, learns and audits its own way)."""
+    """The fair role's defaults: only the gauges (every fair policy decides, learns and audits its own way).
+
+    >>> from regretflow.learners import OneSidedExp2
+    >>> issubclass(OneSidedExp2, FairDefaults)
+    True
+    """
