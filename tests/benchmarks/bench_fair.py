@@ -78,8 +78,9 @@ def bench_learner(model, sim: FairnessSimulator, rounds: int) -> np.ndarray:
     for t in range(rounds):
         X, y = sim.individuals(t), sim.labels(t)
         start = time.perf_counter()
-        dec, q = model.act(None, X)
-        model.learn(None, dec, np.where(dec == 1, y, -1.0), q, X)
+        panel = model.decide_panel(X)
+        dec, q = panel.decisions, panel.probabilities
+        model.learn_panel(dec, np.where(dec == 1, y, -1.0), q, X)
         mid = time.perf_counter()
         reports = sim.reports(t, q)  # the simulator's work, not timed
         resume = time.perf_counter()
