@@ -478,10 +478,10 @@ class _OptimisticLinearBandit(BanditDefaults):
 
         ``step(environment, u) -> reward`` must be a numba-jitted function of the
         environment's tuple (changed in place) and the action vector ``u``. The learner
-        ends in the state that ``act`` and ``learn`` round by round would leave, so a
+        ends in the state that ``decide`` and ``learn`` round by round would leave, so a
         long simulation costs no Python per round; the first call in a process
         compiles the loop for ``step`` (a few seconds). Call it between rounds (after
-        ``learn``), not between ``act`` and ``learn``.
+        ``learn``), not between ``decide`` and ``learn``.
         :meth:`regretflow.connectors.simulators.linear_dynamical.LinearDynamicalSystem.play`
         is the caller for the dynamical-system simulator.
         """
@@ -489,7 +489,7 @@ class _OptimisticLinearBandit(BanditDefaults):
         if n_rounds < 0:
             raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
         arms = np.empty(n_rounds, dtype=np.int64)
-        # round 0's uniform arm comes from the learner's generator, drawn as act() draws it
+        # round 0's uniform arm comes from the learner's generator, drawn as decide() draws it
         initial = int(self._rng.random() * self.n_arms) if self._istate[K.I_DUE] == K.DUE_INITIAL and n_rounds > 0 else 0
         if self._statistics == "ridge":
             K.ucb_play(step, environment, self._actions, self._istate, self._fstate, self._Vinv, self._b, self._h, self._beta_rule,

@@ -362,7 +362,7 @@ class Exp3(BanditDefaults):
         """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
 
         Same contract as :meth:`regretflow.learners.DynLinUCB.play`: ``step(environment,
-        u) -> reward`` is numba-jitted, and the learner ends as ``act`` + ``learn``
+        u) -> reward`` is numba-jitted, and the learner ends as ``decide`` + ``learn``
         round by round would leave it.
         """
         n_rounds = int(n_rounds)

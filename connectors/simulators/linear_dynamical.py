@@ -222,7 +222,7 @@ class LinearDynamicalSystem:
 
         ``policy`` is a bandit with ``play(step, environment, n_rounds)`` (DynLinUCB, the
         LinUCB baselines, Exp3) over this system's action set. System and policy end as
-        ``policy.act``, :meth:`step` and ``policy.learn`` round by round would leave them.
+        ``policy.decide``, :meth:`step` and ``policy.learn`` round by round would leave them.
         """
         offered = np.array([policy.describe_action(a) for a in range(policy.n_arms)], dtype=np.float64)
         if not np.array_equal(offered, self.actions):

@@ -297,9 +297,9 @@ def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river:
     stream = data.shuffled(seed)
     n, d = stream.X.shape
     learner = GroupwiseRegressor(features=list(stream.feature_names), groups=list(stream.group_names))
-    learner.observe_many(stream.X, stream.y, stream.membership)
-    ours = learner.last_expected_losses
-    mixture = (learner.last_mixture_predictions - stream.y) ** 2
+    seen = learner.observe(stream.X, stream.y, stream.membership)
+    ours = seen.expected_losses  # p . l, the paper's reported loss
+    mixture = (seen.mixture_predictions - stream.y) ** 2
 
     # the paper's baseline: one ridge (lam = 1) over all rows, blind to the groups
     base_pred = OnlineRidge(features=list(stream.feature_names), lam=1.0).observe_many(stream.X, stream.y)

@@ -1,4 +1,4 @@
-"""``play``: the bandits' compiled closed loop leaves the state that act/learn round by round leaves."""
+"""``play``: the bandits' compiled closed loop leaves the state that decide/learn round by round leaves."""
 
 from __future__ import annotations
 
@@ -38,14 +38,14 @@ def same_state(a, b) -> bool:
 
 
 @pytest.mark.parametrize("name", list(learners()))
-def test_play_equals_act_and_learn_round_by_round(name):
+def test_play_equals_decide_and_learn_round_by_round(name):
     make = learners()[name]
     gain = np.array([0.3, -0.1, 0.5])
     by_hand, compiled = make(), make()
     rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
     arms_a = []
     for _ in range(700):
-        arm, _ = by_hand.act()
+        arm = by_hand.decide(None).action
         arms_a.append(arm)
         by_hand.learn(None, arm, float(noisy_linear_reward((gain, 0.1, rng_a), np.array(by_hand.describe_action(arm)))))
     # two pieces: resuming mid-epoch (or mid-batch) must be seamless

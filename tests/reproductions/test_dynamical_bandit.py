@@ -14,7 +14,7 @@ from regretflow.engine.experiments import dynamical_bandit as R
 def step_by_step(learner, sim, rounds):
     arms = np.empty(rounds, dtype=np.int64)
     for t in range(rounds):
-        arm, _ = learner.act()
+        arm = learner.decide(None).action
         learner.learn(None, arm, sim.step(arm))
         arms[t] = arm
     return arms
