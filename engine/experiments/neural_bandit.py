@@ -47,12 +47,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from regretflow.connectors.datasets.bandit_classification import load
 from regretflow.connectors.simulators.classification_bandit import ClassificationBandit
-from regretflow.learners import BanditPolicy, EpsilonGreedy, LinUCBDisjoint, NeuralFastCB, NeuralSquareCB
+from regretflow.learners import EpsilonGreedy, LinUCBDisjoint, NeuralFastCB, NeuralSquareCB
 
 FULL_DATASETS = ("mushroom", "shuttle", "fashion14", "digits", "segment", "vehicle")
 QUICK_DATASETS = ("mushroom", "shuttle", "digits")
@@ -85,7 +86,7 @@ def _uniform_regret(sim: ClassificationBandit) -> float:
     return (1.0 - 1.0 / sim.n_actions) * len(sim)
 
 
-def run_ours(make: Callable[[int, int], BanditPolicy], sim: ClassificationBandit, seed: int) -> Run:
+def run_ours(make: Callable[[int, int], Any], sim: ClassificationBandit, seed: int) -> Run:
     """Play a regretflow bandit (``decide``/``learn`` on the shared context) on ``sim``."""
     learner = make(sim.n_actions, seed)
     rng = np.random.default_rng(10_000 + seed)  # feedback is deterministic; kept for symmetry
