@@ -1,14 +1,16 @@
 """What learns: one module per family, numba kernels beside each.
 
 ``LEARNERS`` maps the family name a config uses to the class; the engine builds
-models from it and knows nothing else about a family.
+models from it and knows nothing else about a family than its role: ``ROLES[cls.task]``
+is the protocol the class satisfies (see :mod:`regretflow.learners.contract`).
 """
 
 from .analytic_ridge import AnalyticRidgeClassifier
 from .contextual_baselines import EpsilonGreedy, LinUCBDisjoint
+from .contract import ROLES, BanditPolicy, Decision, FairPolicy, Observed, PanelDecision, SupervisedEstimator
 from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
-from .fair import FairExp2, FairFTPL, OneSidedExp2
-from .groupwise import GroupwiseRegressor
+from .fair import FairExp2, FairFTPL, FullInformationFairExp2, OneSidedExp2, greedy_separator
+from .groupwise import ALWAYS_ON, GroupwiseRegressor
 from .linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
 from .neural import OnlineNeuralRegressor
 from .neural_bandit import NeuralFastCB, NeuralSquareCB
@@ -35,6 +37,8 @@ LEARNERS = {
     "one-sided-exp2": OneSidedExp2,
 }
 
-__all__ = ["LEARNERS", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds",
+__all__ = ["LEARNERS", "ROLES", "SupervisedEstimator", "BanditPolicy", "FairPolicy", "Observed", "Decision", "PanelDecision", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds",
            "FairExp2", "FairFTPL", "OneSidedExp2", "AnalyticRidgeClassifier",
            "OnlineNeuralRegressor", "NeuralSquareCB", "NeuralFastCB", "LinUCBDisjoint", "EpsilonGreedy"]
+# not families the engine serves, but public for simulations and the reproductions
+__all__ += ["FullInformationFairExp2", "greedy_separator", "ALWAYS_ON"]

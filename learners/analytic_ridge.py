@@ -10,8 +10,20 @@ import numpy as np
 from river import base
 
 from . import analytic_ridge_kernels as K
-from .contract import (as_matrix, check_bool, check_choice, check_feature_dict, check_integer, check_names, check_number,
-                       check_state, dict_to_row, refuse_nonfinite, warn_ignored_features)
+from .contract import (
+    SupervisedDefaults,
+    as_matrix,
+    check_bool,
+    check_choice,
+    check_feature_dict,
+    check_integer,
+    check_names,
+    check_number,
+    check_state,
+    dict_to_row,
+    refuse_nonfinite,
+    warn_ignored_features,
+)
 
 GENERATOR_MODES = (False, "before_answer", "every_n", "timer")
 UPDATE_RULES = ("sherman-morrison", "cholesky", "blas", "auto")
@@ -19,7 +31,7 @@ UPDATE_RULES = ("sherman-morrison", "cholesky", "blas", "auto")
 _EXPANSION_STREAM = 0x45585041
 _GENERATOR_STREAM = 0x50464721
 # `update="auto"`: rank-1 numba updates below this expanded dimension, BLAS block updates from it
-# on. Measured by tests/bench_analytic_ridge.py (10 classes, one BLAS thread): at d = 64 the two
+# on. Measured by tests/benchmarks/bench_analytic_ridge.py (10 classes, one BLAS thread): at d = 64 the two
 # tie (16 vs 15 us/event), at d = 128 BLAS blocks of 64 take 16 us/event against 52.
 AUTO_BLAS_FROM_DIM = 128
 # Probability mixed in from the uniform distribution (see predict_proba_one): keeps
@@ -54,7 +66,7 @@ def sparsemax(z: np.ndarray) -> np.ndarray:
     return np.maximum(z - tau[:, None], 0.0)
 
 
-class AnalyticRidgeClassifier(base.MiniBatchClassifier):
+class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
     """Online analytic classifier (AEF-OCL): exact recursive ridge on one-hot targets.
 
     Every learned row updates ``R = (gamma I + sum phi phi^T)^{-1}`` and the weights
@@ -512,7 +524,7 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         n_classes = proba.shape[1]
         return proba * (1.0 - n_classes * PROBA_FLOOR) + PROBA_FLOOR
 
-    def predict_many(self, X: Any) -> Any:
+    def predict_many(self, X: Any, groups: Any = None) -> Any:
         """Predicted labels (no learning); ``None`` before any class is known."""
         if self._features is None:
             self._ensure_features(X)
@@ -549,7 +561,7 @@ class AnalyticRidgeClassifier(base.MiniBatchClassifier):
         self._ensure_features(check_feature_dict(x))
         self._observe(dict_to_row(x, self._features)[None, :], [y], None, answer=False)
 
-    def learn_many(self, X: Any, y: Any) -> None:
+    def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         if self._features is not None and hasattr(X, "columns"):
             warn_ignored_features("AnalyticRidgeClassifier", X.columns, self._features, self._warned)
         self._observe(X, y, None, answer=False)

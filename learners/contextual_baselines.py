@@ -19,10 +19,21 @@ from typing import Any
 import numpy as np
 
 from . import contextual_baselines_kernels as CK
-from .contract import check_integer, check_number, check_state, expect_array, refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state
+from .contract import (
+    BanditDefaults,
+    Decision,
+    check_integer,
+    check_number,
+    check_state,
+    expect_array,
+    refuse_nonfinite,
+    refuses_nonfinite,
+    restore_rng,
+    rng_state,
+)
 
 
-class _RidgeArms:
+class _RidgeArms(BanditDefaults):
     """Per-arm (or shared) exact ridge state and the shared bandit plumbing."""
 
     task = "bandit"
@@ -43,7 +54,7 @@ class _RidgeArms:
         self.n_actions_ = 0
         self.n_features_ = 0
         self.n_updates = 0
-        self.last_greedy_probability = 0.0
+        self._greedy_probability = 0.0
         self._P = self._w = None
 
     def _set_up(self, context: Any, actions: Any) -> None:
@@ -94,7 +105,7 @@ class _RidgeArms:
 
     @refuses_nonfinite
     def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
-              actions: Any = None) -> None:
+              actions: Any = None, ticket: int = -1) -> None:
         """Exact ridge update with the chosen action's observed reward."""
         rows = self._inputs(context, actions)
         action = int(action)
@@ -109,12 +120,12 @@ class _RidgeArms:
         self.n_updates += 1
 
     def gauges(self) -> dict[str, float]:
-        return {"greedy_probability": float(self.last_greedy_probability)}
+        return {"greedy_probability": float(self._greedy_probability)}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"family": self.family, "mode": self.mode, "n_actions": self.n_actions_,
                                  "n_features": self.n_features_, "n_updates": self.n_updates,
-                                 "last_greedy_probability": self.last_greedy_probability, **rng_state(self._rng)}
+                                 "last_greedy_probability": self._greedy_probability, **rng_state(self._rng)}
         if self._P is not None:
             state["P"] = self._P.copy()
             state["w"] = self._w.copy()
@@ -129,7 +140,7 @@ class _RidgeArms:
         self.n_actions_ = int(state["n_actions"])
         self.n_features_ = int(state["n_features"])
         self.n_updates = int(state["n_updates"])
-        self.last_greedy_probability = float(state["last_greedy_probability"])
+        self._greedy_probability = float(state["last_greedy_probability"])
         self._rng = restore_rng(state)
         if self.mode:
             n_models = 1 if self.mode == "action_features" else self.n_actions_
@@ -183,14 +194,14 @@ class LinUCBDisjoint(_RidgeArms):
         check_number("alpha", alpha, ">= 0")
 
     @refuses_nonfinite
-    def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:
-        """Play the highest upper confidence bound; returns ``(action, one-hot probabilities)``."""
+    def decide(self, context: Any, actions: Any = None) -> Decision:
+        """Play the highest upper confidence bound (one-hot probabilities)."""
         ucb = self.scores(context, actions, self.alpha)
         action = int(np.argmax(ucb))
         probabilities = np.zeros(self.n_actions_)
         probabilities[action] = 1.0
-        self.last_greedy_probability = 1.0
-        return action, probabilities
+        self._greedy_probability = 1.0
+        return Decision(action, probabilities)
 
 
 class EpsilonGreedy(_RidgeArms):
@@ -229,8 +240,8 @@ class EpsilonGreedy(_RidgeArms):
         self.epsilon = epsilon
 
     @refuses_nonfinite
-    def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:
-        """Explore with probability ``epsilon``; returns ``(action, probabilities)``."""
+    def decide(self, context: Any, actions: Any = None) -> Decision:
+        """Explore with probability ``epsilon``: ``epsilon / K`` on every action, the rest on the greedy one."""
         means = self.scores(context, actions, 0.0)
         greedy = int(np.argmax(means))
         k = self.n_actions_
@@ -238,5 +249,5 @@ class EpsilonGreedy(_RidgeArms):
         probabilities[greedy] += 1.0 - self.epsilon
         explore = self._rng.random() < self.epsilon
         action = int(self._rng.integers(k)) if explore else greedy
-        self.last_greedy_probability = float(probabilities[greedy])
-        return action, probabilities
+        self._greedy_probability = float(probabilities[greedy])
+        return Decision(action, probabilities)

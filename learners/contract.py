@@ -1,32 +1,92 @@
-"""The learner contract: what every regretflow learner offers the engine.
+"""The learner contract: the three roles a regretflow learner plays for the engine.
 
-Three roles, told apart by the class attribute ``task``:
+A learner's class attribute ``task`` names its role, and ``ROLES[task]`` is the
+:class:`typing.Protocol` it satisfies. The engine calls only what the role declares:
+it never probes signatures and never reads attributes a call left behind; every
+extra output travels in the call's result object (:class:`Observed`,
+:class:`Decision`, :class:`PanelDecision`).
 
-``"regression"`` / ``"classification"``
+Every role
+    ``task``, ``n_updates`` (the model version the engine reports), ``state_dict()`` /
+    ``load_state_dict(state)``: a flat dict whose values are numpy arrays or JSON
+    scalars (str, int, float, bool, None), the RNG state included. Same events, same
+    order, same seed: same state, bit for bit. Monitoring: ``GAUGES`` and
+    ``GROUP_GAUGES`` (``{"name": "help text"}``) with ``gauges() -> dict[str, float]``
+    and ``group_gauges() -> dict[str, np.ndarray]`` (one value per declared group, in
+    the order of the ``groups`` columns). The engine registers them at start as
+    ``regretflow_learner_<name>{model}`` and ``regretflow_learner_<name>{model,group}``
+    and reads them once per micro-batch; a learner never imports Prometheus. The
+    defaults (no gauges) come from :class:`Monitored`.
+
+``"regression"`` / ``"classification"``: :class:`SupervisedEstimator`
     River estimators (``learn_one``/``predict_one`` on dicts) plus the engine's
-    vectorised path on dense float64 arrays in the model's declared feature order:
+    vectorised path on dense float64 arrays ``X`` (rows x features, in the model's
+    declared feature order). ``groups`` is a boolean matrix (rows x declared groups)
+    that group-aware learners use and the others accept and ignore.
 
-    - ``observe_many(X, y, groups) -> predictions``: prequential. Row ``i`` is
-      predicted with the state left by rows ``< i``, then learned. ``groups`` is a
-      boolean matrix (rows x declared groups) that group-aware learners use and the
-      others ignore.
-    - ``predict_many(X) -> predictions`` (no state change) and ``learn_many(X, y)``.
+    - ``observe(X, y, groups=None) -> Observed``: the engine's one call for a run of
+      labelled rows. Prequential: row ``i`` is predicted with the state left by rows
+      ``< i``, then learned. ``Observed.losses`` is the per-row loss the learner's
+      guarantee is about (regressors: squared error unless the learner says
+      otherwise; classifiers: None).
+    - ``observe_many(X, y, groups=None) -> predictions``: the same, predictions only.
+    - ``predict_many(X, groups=None)`` (no state change) and ``learn_many(X, y, groups=None)``.
 
-``"bandit"``
-    ``act(context) -> (action, probabilities)`` and
-    ``learn(context, action, reward, probability)``, plus ``act_many``/``learn_many``.
+``"bandit"``: :class:`BanditPolicy`
+    - ``decide(context, actions=None) -> Decision``: ``context`` is the shared context
+      (``None`` for a context-free policy), ``actions`` an optional ``(K, d)`` matrix
+      of per-action features. The decision holds the chosen index, the probability
+      vector over the ``K`` actions, the reward model's predictions when the policy
+      has one, and a ``ticket`` the policy wants back in ``learn`` (-1: none).
+    - ``learn(context, action, reward, probability=None, actions=None, ticket=-1)``:
+      the reward of ``action`` decided on ``context``/``actions``. ``probability`` is
+      the logged propensity (None: the policy's own, or 1.0 when it cannot tell). A
+      reward outside a policy's documented range raises ValueError naming the range.
+    - ``act(context, actions=None) -> (action, probabilities)``: a shorthand for
+      ``decide``; ``describe_action(action)``: the action as numbers for the answer
+      record (a budget vector, say), or None.
 
-Every learner also has ``state_dict()`` / ``load_state_dict(state)``: a flat dict whose
-values are numpy arrays or JSON scalars (str, int, float, bool, None), the RNG state
-included, and ``n_updates`` (the model version the engine reports). Same events,
-same order, same seed: same state, bit for bit.
+``"fair"``: :class:`FairPolicy`
+    A round is a panel of ``k`` applicants, ``actions`` a ``(k, d)`` matrix with one
+    row of features per applicant.
 
-Monitoring: a class may declare ``GAUGES = {"name": "help text"}`` and
-``GROUP_GAUGES = {"name": "help text"}`` and implement ``gauges() -> dict[str, float]``
-and ``group_gauges() -> dict[str, np.ndarray]`` (one value per declared group, in
-the order of the ``groups`` columns). The engine registers them at start as
-``regretflow_learner_<name>{model}`` and ``regretflow_learner_<name>{model,group}``
-and reads them once per micro-batch. A learner never imports Prometheus.
+    - ``decide_panel(actions) -> PanelDecision``: accept (1) or reject (0) each
+      applicant, and the probability ``q_i`` of accepting each under the current
+      randomised policy.
+    - ``learn_panel(decisions, labels, probabilities, actions)``: the labels revealed
+      for the round (``labels[i]`` is 0.0/1.0, or -1.0 where it stayed hidden: the
+      label of a rejected applicant is never seen); ``decisions`` and
+      ``probabilities`` are the ones the decide answered, ``actions`` the same rows.
+    - ``audit(actions, decisions, probabilities, violations, panel_size) -> int``:
+      the auditors' reports on the round, ``violations`` holding ``(i, l, auditor)``
+      triples (``(i, l)`` pairs: already aggregated by the panel) and ``panel_size``
+      the number of auditors (None: the largest auditor index + 1). Returns the
+      number of flagged pairs the panel rule kept (0 when it kept none).
+
+Example: a regressor, a bandit and a fair policy, each in its role.
+
+>>> import numpy as np
+>>> from regretflow.learners import ROLES, OnlineRidge, EpsilonGreedy, FairExp2
+>>> ridge = OnlineRidge(features=["a"])
+>>> seen = ridge.observe(np.array([[1.0], [2.0]]), np.array([1.0, 2.0]))
+>>> isinstance(ridge, ROLES[ridge.task]), seen.predictions.shape, seen.losses.shape
+(True, (2,), (2,))
+>>> bandit = EpsilonGreedy(n_actions=3, epsilon=0.3, seed=0)
+>>> choice = bandit.decide(np.array([1.0, 0.5]))
+>>> bandit.learn(np.array([1.0, 0.5]), choice.action, 1.0, float(choice.probabilities[choice.action]))
+>>> isinstance(bandit, ROLES["bandit"]), round(float(choice.probabilities.sum()), 12)
+(True, 1.0)
+>>> fair = FairExp2(weights=[[1.0], [-1.0]], offsets=[0.5, -0.5], learning_rate=0.5, seed=0)
+>>> people = np.array([[0.9], [0.1]])
+>>> panel = fair.decide_panel(people)
+>>> panel.probabilities.tolist()
+[0.5, 0.5]
+>>> labels = np.where(panel.decisions == 1, [1.0, 0.0], -1.0)  # only accepted applicants' labels
+>>> fair.learn_panel(panel.decisions, labels, panel.probabilities, people)
+>>> fair.audit(people, panel.decisions, panel.probabilities, [[0, 1, 0]], panel_size=1)  # equal q: no pair kept
+0
+>>> isinstance(fair, ROLES["fair"])
+True
 """
 
 from __future__ import annotations
@@ -37,7 +97,9 @@ import math
 import numbers
 import re
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, cast, runtime_checkable
 
 import numpy as np
 
@@ -434,3 +496,205 @@ def warn_ignored_features(owner: str, names: Iterable[Any], features: list[str],
         warned.update(unwarned)
         warnings.warn(f"{owner} ignores features it was not built with: {unwarned} "
                       "(declare every feature in features=)", stacklevel=3)
+
+
+# -- results -----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What a supervised run returned: the prediction made for each row before it was
+    learned (prequential) and, for regressors, the per-row loss the learner's guarantee
+    is about (squared error unless the learner reports its own); None for classifiers.
+
+    >>> Observed(np.array([0.5]), np.array([0.25])).losses
+    array([0.25])
+    """
+
+    predictions: np.ndarray
+    losses: np.ndarray | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A bandit's choice: the action index, the probability of every offered action,
+    the reward model's predictions when the policy has one (for doubly-robust
+    off-policy estimates) and an opaque ``ticket`` the policy wants back in ``learn``
+    (-1 when it needs none).
+
+    >>> d = Decision(1, np.array([0.25, 0.75]))
+    >>> d.action, float(d.probabilities[d.action]), d.predicted_rewards, d.ticket
+    (1, 0.75, None, -1)
+    """
+
+    action: int
+    probabilities: np.ndarray
+    predicted_rewards: np.ndarray | None = None
+    ticket: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class PanelDecision:
+    """A fair policy's answer for a panel of applicants: 0/1 (int64) per applicant and
+    the probability (float64) with which each was accepted.
+
+    >>> PanelDecision(np.array([1, 0]), np.array([0.9, 0.2])).decisions.tolist()
+    [1, 0]
+    """
+
+    decisions: np.ndarray
+    probabilities: np.ndarray
+
+
+# -- roles ---------------------------------------------------------------------------------
+@runtime_checkable
+class Learner(Protocol):
+    """What every role has: its task, model version, state and gauges.
+
+    >>> from regretflow.learners import LEARNERS
+    >>> all(issubclass(cls, Monitored) for cls in LEARNERS.values())  # the gauge defaults
+    True
+    """
+
+    task: ClassVar[str]
+    GAUGES: ClassVar[dict[str, str]]
+    GROUP_GAUGES: ClassVar[dict[str, str]]
+    n_updates: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def gauges(self) -> dict[str, float]: ...
+
+    def group_gauges(self) -> dict[str, np.ndarray]: ...
+
+
+@runtime_checkable
+class SupervisedEstimator(Learner, Protocol):
+    """A regressor or classifier (``task`` "regression" or "classification").
+
+    >>> from regretflow.learners import OnlineRidge
+    >>> isinstance(OnlineRidge(features=["a"]), SupervisedEstimator)
+    True
+    """
+
+    def observe(self, X: Any, y: Any, groups: np.ndarray | None = None) -> Observed: ...
+
+    def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray: ...
+
+    def predict_many(self, X: Any, groups: np.ndarray | None = None) -> Any: ...
+
+    def learn_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> None: ...
+
+    def learn_one(self, x: dict[str, Any], y: Any) -> None: ...
+
+    def predict_one(self, x: dict[str, Any]) -> Any: ...
+
+
+@runtime_checkable
+class BanditPolicy(Learner, Protocol):
+    """A contextual (or context-free) bandit policy (``task`` "bandit").
+
+    >>> from regretflow.learners import Exp3, OnlineRidge
+    >>> isinstance(Exp3(2, horizon=10), BanditPolicy), isinstance(OnlineRidge(), BanditPolicy)
+    (True, False)
+    """
+
+    def decide(self, context: Any, actions: Any = None) -> Decision: ...
+
+    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
+              actions: Any = None, ticket: int = -1) -> None: ...
+
+    def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]: ...
+
+    def describe_action(self, action: int) -> list[float] | None: ...
+
+
+@runtime_checkable
+class FairPolicy(Learner, Protocol):
+    """A fair accept/reject policy over panels of applicants (``task`` "fair").
+
+    >>> from regretflow.learners import FairExp2
+    >>> isinstance(FairExp2(n_features=2), FairPolicy)
+    True
+    """
+
+    def decide_panel(self, actions: Any) -> PanelDecision: ...
+
+    def learn_panel(self, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None: ...
+
+    def audit(self, actions: Any, decisions: Any, probabilities: Any, violations: Any,
+              panel_size: int | None = None) -> int: ...
+
+
+ROLES: dict[str, type] = {
+    "regression": SupervisedEstimator,
+    "classification": SupervisedEstimator,
+    "bandit": BanditPolicy,
+    "fair": FairPolicy,
+}
+
+
+# -- defaults ----------------------------------------------------------------------------
+class Monitored:
+    """No gauges: the default of every role (a class declaring ``GAUGES`` overrides both).
+
+    >>> Monitored().gauges(), Monitored.GROUP_GAUGES
+    ({}, {})
+    """
+
+    GAUGES: ClassVar[dict[str, str]] = {}
+    GROUP_GAUGES: ClassVar[dict[str, str]] = {}
+
+    def gauges(self) -> dict[str, float]:
+        return {}
+
+    def group_gauges(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+class SupervisedDefaults(Monitored):
+    """``observe`` built on the learner's ``observe_many``: the predictions, and for a
+    regressor the squared error of each (a learner whose guarantee is about another
+    loss overrides ``observe``).
+
+    >>> from regretflow.learners import OnlineRidge
+    >>> OnlineRidge(features=["a"]).observe(np.array([[1.0]]), np.array([2.0])).losses
+    array([4.])
+    """
+
+    task: ClassVar[str]
+
+    def observe(self, X: Any, y: Any, groups: np.ndarray | None = None) -> Observed:
+        """Predict each row, then learn it (prequential); see :class:`Observed`."""
+        predictions = cast(SupervisedEstimator, self).observe_many(X, y, groups)
+        if self.task != "regression":
+            return Observed(predictions, None)
+        return Observed(predictions, (np.asarray(predictions, dtype=np.float64) - finite_targets(y)) ** 2)
+
+
+class BanditDefaults(Monitored):
+    """``act`` as a shorthand for ``decide``, and no action description.
+
+    >>> from regretflow.learners import Exp3
+    >>> action, probabilities = Exp3(2, horizon=10).act()
+    >>> probabilities.tolist()
+    [0.5, 0.5]
+    """
+
+    def act(self, context: Any = None, actions: Any = None) -> tuple[int, np.ndarray]:
+        """``decide``'s action and probability vector."""
+        decision = cast(BanditPolicy, self).decide(context, actions)
+        return decision.action, decision.probabilities
+
+    def describe_action(self, action: int) -> list[float] | None:
+        """The action as numbers for the answer record; None: the index says it all."""
+        return None
+
+
+class FairDefaults(Monitored):
+    """The fair role's defaults: only the gauges (every fair policy decides, learns and audits its own way).
+
+    >>> from regretflow.learners import OneSidedExp2
+    >>> issubclass(OneSidedExp2, FairDefaults)
+    True
+    """

@@ -22,15 +22,27 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Sequence
 
 import numpy as np
 
 from . import dynamical_kernels as K
-from .contract import (check_bool, check_finite_matrix, check_integer, check_number, check_state, expect_array,
-                       refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state)
+from .contract import (
+    BanditDefaults,
+    Decision,
+    check_bool,
+    check_finite_matrix,
+    check_integer,
+    check_number,
+    check_state,
+    expect_array,
+    refuse_nonfinite,
+    refuses_nonfinite,
+    restore_rng,
+    rng_state,
+)
 
 __all__ = [
     "BudgetPolytope",
@@ -300,10 +312,19 @@ def check_optimistic_parameters(horizon: Any, delta: Any, u_norm: Any, norm_boun
     check_integer("seed", seed, ">= 0")
 
 
+def refuse_other_actions(actions: Any, fixed: np.ndarray) -> None:
+    """A learner whose action set is fixed at construction takes ``actions=None`` or that same set."""
+    if actions is None:
+        return
+    given = np.asarray(actions, dtype=np.float64)
+    if given.shape != fixed.shape or not np.array_equal(given, fixed):
+        raise ValueError("this learner's action set is fixed at construction; pass actions=None")
+
+
 # ---------------------------------------------------------------------------------------
 # The optimistic learners' shared machinery
 # ---------------------------------------------------------------------------------------
-class _OptimisticLinearBandit:
+class _OptimisticLinearBandit(BanditDefaults):
     """State, contract methods and gauges shared by DynLin-UCB and the LinUCB baselines."""
 
     task = "bandit"
@@ -399,11 +420,11 @@ class _OptimisticLinearBandit:
 
     # -- bandit contract -----------------------------------------------------------------
     @refuses_nonfinite
-    def act(self, context: Any = None, actions: Any = None) -> tuple[int, np.ndarray]:
+    def decide(self, context: Any = None, actions: Any = None) -> Decision:
         """Arm for the current round and the probability vector it was drawn from.
 
-        Deterministic (one-hot) except in round 0, whose arm is uniform. Calling
-        ``act`` again before ``learn`` returns the same arm.
+        Deterministic (one-hot) except in round 0, whose arm is uniform. Deciding
+        again before ``learn`` returns the same arm.
         """
         self._check_actions(actions)
         due = int(self._istate[K.I_DUE])
@@ -414,15 +435,17 @@ class _OptimisticLinearBandit:
         else:
             probs = np.zeros(self.n_arms)
             probs[arm] = 1.0
-        return arm, probs
+        return Decision(arm, probs)
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None) -> None:
+    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
+              actions: Any = None, ticket: int = -1) -> None:
         """Feed the reward of the current round (every round, in order).
 
         Only the reward of an epoch's last round changes the regression; the others
-        only move the round counter. ``action`` must be the arm ``act`` returned.
+        only move the round counter. ``action`` must be the arm ``decide`` returned.
         """
+        self._check_actions(actions)
         if self._istate[K.I_DUE] != K.DUE_REPLAY:
             raise ValueError(f"learn() before act() in round {self.round}: call act() first")
         action = int(action)
@@ -447,15 +470,37 @@ class _OptimisticLinearBandit:
         if actions.shape != rewards.shape:
             raise ValueError(f"{actions.shape[0]} actions but {rewards.shape[0]} rewards")
         for a, r in zip(actions, rewards):
-            self.act()
+            self.decide()
             self.learn(None, int(a), float(r))
 
+    def play(self, step: Any, environment: tuple[Any, ...], n_rounds: int) -> np.ndarray:
+        """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
+
+        ``step(environment, u) -> reward`` must be a numba-jitted function of the
+        environment's tuple (changed in place) and the action vector ``u``. The learner
+        ends in the state that ``decide`` and ``learn`` round by round would leave, so a
+        long simulation costs no Python per round; the first call in a process
+        compiles the loop for ``step`` (a few seconds). Call it between rounds (after
+        ``learn``), not between ``decide`` and ``learn``.
+        :meth:`regretflow.connectors.simulators.linear_dynamical.LinearDynamicalSystem.play`
+        is the caller for the dynamical-system simulator.
+        """
+        n_rounds = int(n_rounds)
+        if n_rounds < 0:
+            raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
+        arms = np.empty(n_rounds, dtype=np.int64)
+        # round 0's uniform arm comes from the learner's generator, drawn as decide() draws it
+        initial = int(self._rng.random() * self.n_arms) if self._istate[K.I_DUE] == K.DUE_INITIAL and n_rounds > 0 else 0
+        if self._statistics == "ridge":
+            K.ucb_play(step, environment, self._actions, self._istate, self._fstate, self._Vinv, self._b, self._h, self._beta_rule,
+                       self._beta_params, self._log_inv_rho, self._residual_window, initial, arms)
+        else:
+            K.discounted_play(step, environment, self._actions, self._istate, self._fstate, self._V, self._Vtilde, self._Vinv, self._M, self._b,
+                              self._h, self._beta_rule, self._beta_params, self._lam, self._discount, self._residual_window, initial, arms)
+        return arms
+
     def _check_actions(self, actions: Any) -> None:
-        if actions is None:
-            return
-        given = np.asarray(actions, dtype=np.float64)
-        if given.shape != self._actions.shape or not np.array_equal(given, self._actions):
-            raise ValueError("this learner's action set is fixed at construction; pass actions=None")
+        refuse_other_actions(actions, self._actions)
 
     # -- monitoring ----------------------------------------------------------------------
     def gauges(self) -> dict[str, float]:

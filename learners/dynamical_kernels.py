@@ -483,3 +483,48 @@ def warm_up() -> None:
     exp3_probabilities(G, 0.1, 0.1, probs)
     exp3_decide(eistate, efstate, probs, 0.3)
     exp3_learn(eistate, efstate, G, probs, 1.0, 1, 0.0, 1.0, 0.1, 0.1)
+
+
+# -- closed loops against a compiled environment ------------------------------------------
+# ``step(environment, u) -> reward`` is any jitted function; ``environment`` is its tuple of
+# arrays and generators, changed in place. Each loop is the learner's decide/learn pair
+# round after round, so it leaves the state that ``act`` + ``learn`` would. Not cached:
+# numba cannot key its disk cache on a function-valued argument.
+@njit
+def ucb_play(step, environment, actions, istate, fstate, Vinv, b, h, beta_rule, beta_params, log_inv_rho, residual_window, initial_arm, arms_out):
+    n_arms, d = actions.shape
+    means = np.empty(n_arms)
+    scores = np.empty(n_arms)
+    scratch = np.empty(d)
+    for r in range(arms_out.shape[0]):
+        arm = ucb_decide(istate, fstate, h, Vinv, actions, beta_rule, beta_params, initial_arm, means, scores)
+        reward = step(environment, actions[arm])
+        ucb_learn(istate, fstate, Vinv, b, h, actions, reward, log_inv_rho, residual_window, scratch)
+        arms_out[r] = arm
+
+
+@njit
+def discounted_play(step, environment, actions, istate, fstate, V, Vtilde, Vinv, M, b, h, beta_rule, beta_params, lam, gamma, residual_window,
+                    initial_arm, arms_out):
+    n_arms, d = actions.shape
+    means = np.empty(n_arms)
+    scores = np.empty(n_arms)
+    scratch = np.empty(d)
+    work = np.empty((d, d))
+    for r in range(arms_out.shape[0]):
+        arm = ucb_decide(istate, fstate, h, M, actions, beta_rule, beta_params, initial_arm, means, scores)
+        reward = step(environment, actions[arm])
+        discounted_learn(istate, fstate, V, Vtilde, Vinv, M, b, h, actions, reward, lam, gamma, residual_window, work, scratch)
+        arms_out[r] = arm
+
+
+@njit
+def exp3_play(step, environment, actions, learner_rng, istate, fstate, G, probs, batch_size, offset, scale, eta, gamma, arms_out):
+    for r in range(arms_out.shape[0]):
+        uniform = 0.0
+        if istate[E_DUE] == 1:
+            uniform = learner_rng.random()
+        arm = exp3_decide(istate, fstate, probs, uniform)
+        reward = step(environment, actions[arm])
+        exp3_learn(istate, fstate, G, probs, reward, batch_size, offset, scale, eta, gamma)
+        arms_out[r] = arm

@@ -90,8 +90,8 @@ class _InverseGapExploration:
         check_number("gamma_min", gamma_min, ">= 0", allow_none=True)
         self.n_learned = 0
         self.cumulative_loss = 0.0
-        self.last_gamma = 0.0
-        self.last_exploration_cost = 0.0
+        self._last_gamma = 0.0
+        self._last_exploration_cost = 0.0
 
     def gamma(self, n_actions: int) -> float:
         """The exploration strength for the next decision."""
@@ -114,9 +114,13 @@ class _InverseGapExploration:
             NK.reweighted_igw_probabilities(costs, gamma, out)
         else:
             NK.igw_probabilities(costs, gamma, out)
-        self.last_gamma = gamma
-        self.last_exploration_cost = exploration_cost(out, predicted) if np.all(np.isfinite(predicted)) else 0.0
+        self._last_gamma = gamma
+        self._last_exploration_cost = exploration_cost(out, predicted) if np.all(np.isfinite(predicted)) else 0.0
         return out
+
+    def gauges(self) -> dict[str, float]:
+        """``gamma`` and ``exploration_cost`` of the latest :meth:`probabilities` call (0 before any)."""
+        return {"gamma": float(self._last_gamma), "exploration_cost": float(self._last_exploration_cost)}
 
     def observe(self, reward: float) -> None:
         """Count one learned example and its loss ``1 - reward``."""
@@ -125,13 +129,13 @@ class _InverseGapExploration:
 
     def state_dict(self) -> dict[str, Any]:
         return {"n_learned": self.n_learned, "cumulative_loss": self.cumulative_loss,
-                "last_gamma": self.last_gamma, "last_exploration_cost": self.last_exploration_cost}
+                "last_gamma": self._last_gamma, "last_exploration_cost": self._last_exploration_cost}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_learned = int(state["n_learned"])
         self.cumulative_loss = float(state["cumulative_loss"])
-        self.last_gamma = float(state["last_gamma"])
-        self.last_exploration_cost = float(state["last_exploration_cost"])
+        self._last_gamma = float(state["last_gamma"])
+        self._last_exploration_cost = float(state["last_exploration_cost"])
 
 
 class SquareCBExploration(_InverseGapExploration):
@@ -156,7 +160,7 @@ class SquareCBExploration(_InverseGapExploration):
     [0.3333, 0.3333, 0.3333]
     >>> for _ in range(4):
     ...     rule.observe(1.0)
-    >>> rule.probabilities(np.array([0.1, 0.8, 0.3])).round(3).tolist(), rule.last_gamma
+    >>> rule.probabilities(np.array([0.1, 0.8, 0.3])).round(3).tolist(), rule.gauges()["gamma"]
     ([0.059, 0.864, 0.077], 20.0)
     """
 

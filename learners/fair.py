@@ -42,8 +42,20 @@ from typing import Any
 import numpy as np
 
 from . import fair_kernels as K
-from .contract import (check_finite_matrix, check_integer, check_names, check_number, check_state, expect_array,
-                       refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state)
+from .contract import (
+    FairDefaults,
+    PanelDecision,
+    check_finite_matrix,
+    check_integer,
+    check_names,
+    check_number,
+    check_state,
+    expect_array,
+    refuse_nonfinite,
+    refuses_nonfinite,
+    restore_rng,
+    rng_state,
+)
 
 
 def linear_threshold_class(n_features: int, n_directions: int = 16, n_offsets: int = 13,
@@ -126,7 +138,7 @@ def _reports(violations: Any, k: int, panel_size: int | None, gamma: float) -> t
     return np.ascontiguousarray(arr), panel_size, required
 
 
-class _FairBase:
+class _FairBase(FairDefaults):
     """Shared bookkeeping of the fair learners: the class, schedules, audits, gauges, state."""
 
     task = "fair"
@@ -204,8 +216,8 @@ class _FairBase:
         self.audited_rounds = 0
         self.violation_rounds = 0
         self.violation_pairs = 0
-        self.last_round_violations = 0
-        self.last_spread = 0.0
+        self._last_round_violations = 0
+        self._last_spread = 0.0
         self.group_seen_ = np.zeros(len(self._group_columns))
         self.group_positive_ = np.zeros(len(self._group_columns))
 
@@ -303,7 +315,7 @@ class _FairBase:
         self.rounds_decided += 1
         self.individuals_decided += X.shape[0]
         self.positives_decided += int(decisions.sum())
-        self.last_spread = float(q.max() - q.min())
+        self._last_spread = float(q.max() - q.min())
         if self._group_columns:
             member = X[:, self._group_columns] > 0.5
             self.group_seen_ += member.sum(axis=0)
@@ -372,7 +384,7 @@ class _FairBase:
         self.audited_rounds += 1
         self.violation_pairs += n_kept
         self.violation_rounds += int(n_kept > 0)
-        self.last_round_violations = n_kept
+        self._last_round_violations = n_kept
         weight = self._audit_weight()
         if n_kept and weight > 0.0:
             f = np.zeros(X.shape[0])
@@ -399,9 +411,9 @@ class _FairBase:
             "violation_rounds": float(self.violation_rounds),
             "violation_pairs": float(self.violation_pairs),
             "violation_rate": self.violation_rounds / self.audited_rounds if self.audited_rounds else 0.0,
-            "last_round_violations": float(self.last_round_violations),
+            "last_round_violations": float(self._last_round_violations),
             "fairness_weight": self._audit_weight(),
-            "probability_spread": self.last_spread,
+            "probability_spread": self._last_spread,
             "leader_cost_estimate": float(self.cost_.min()),
         }
 
@@ -411,13 +423,15 @@ class _FairBase:
         return {"positive_decision_rate": rate}
 
     # -- state ----------------------------------------------------------------------
-    _COUNTERS = ("n_updates", "k_", "rounds_decided", "individuals_decided", "positives_decided", "revealed_labels",
-                 "revealed_positive", "audited_rounds", "violation_rounds", "violation_pairs", "last_round_violations")
+    # state key -> attribute
+    _COUNTERS = {name: name for name in ("n_updates", "k_", "rounds_decided", "individuals_decided", "positives_decided",
+                                         "revealed_labels", "revealed_positive", "audited_rounds", "violation_rounds",
+                                         "violation_pairs")} | {"last_round_violations": "_last_round_violations"}
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"family": self.family, "n_policies": self.n_policies, "last_spread": self.last_spread}
-        for name in self._COUNTERS:
-            state[name] = int(getattr(self, name))
+        state: dict[str, Any] = {"family": self.family, "n_policies": self.n_policies, "last_spread": self._last_spread}
+        for key, attribute in self._COUNTERS.items():
+            state[key] = int(getattr(self, attribute))
         state["cost"] = self.cost_.copy()
         state["W"] = self.W_.copy()
         state["b"] = self.b_.copy()
@@ -441,9 +455,9 @@ class _FairBase:
         G = len(self._group_columns)
         self.group_seen_ = expect_array(state, "group_seen", (G,), owner)
         self.group_positive_ = expect_array(state, "group_positive", (G,), owner)
-        for name in self._COUNTERS:
-            setattr(self, name, int(state[name]))
-        self.last_spread = float(state["last_spread"])
+        for key, attribute in self._COUNTERS.items():
+            setattr(self, attribute, int(state[key]))
+        self._last_spread = float(state["last_spread"])
         self._rng = restore_rng(state)
 
 
@@ -451,9 +465,9 @@ class FairExp2(_FairBase):
     """Exp2 over a finite class of threshold classifiers on the fair Lagrangian cost.
 
     The deployed policy is ``p = softmax(-eta L)`` over the ``N`` policies, ``L`` their
-    cumulative estimated Lagrangian cost; ``act`` answers ``q_i = sum_n p_n h_n(x_i)``
+    cumulative estimated Lagrangian cost; ``decide_panel`` answers ``q_i = sum_n p_n h_n(x_i)``
     exactly (what auditors judge) and decisions of one policy drawn from ``p``.
-    ``learn`` adds the label part with the non-negative importance-weighted estimate
+    ``learn_panel`` adds the label part with the non-negative importance-weighted estimate
     ``2 (1 - y_i) / q_i`` for positive decisions (unbiased for the two-arm cost);
     ``audit`` adds the fairness part, known for every individual. The two parts are
     additive, so feedback and audit may arrive in either order.
@@ -515,13 +529,14 @@ class FairExp2(_FairBase):
     >>> model = FairExp2(weights=[[1.0], [-1.0]], offsets=[0.5, -0.5], fairness_weight=1.0,
     ...                  learning_rate=0.5, seed=0)
     >>> people = np.array([[0.9], [0.1]])
-    >>> decisions, q = model.act(None, people)
+    >>> decisions, q = (panel := model.decide_panel(people)).decisions, panel.probabilities
     >>> q.tolist()
     [0.5, 0.5]
     >>> for _ in range(30):  # person 0 repays, person 1 would not
-    ...     decisions, q = model.act(None, people)
-    ...     model.learn(None, decisions, [y if d else None for d, y in zip(decisions, (1, 0))], q, people)
-    >>> decisions, q = model.act(None, people)
+    ...     panel = model.decide_panel(people)
+    ...     decisions, q = panel.decisions, panel.probabilities
+    ...     model.learn_panel(decisions, np.where(decisions == 1, [1.0, 0.0], -1.0), q, people)
+    >>> decisions, q = (panel := model.decide_panel(people)).decisions, panel.probabilities
     >>> bool(q[0] > 0.99 and q[1] < 0.01)
     True
     >>> model.audit(people, decisions, q, [[0, 1, 0], [0, 1, 1]], panel_size=3)  # 2 of 3 flag the pair
@@ -563,15 +578,10 @@ class FairExp2(_FairBase):
         return self._p.copy()
 
     @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
-    def act(self, context: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Decide the round's k individuals (rows of ``actions``).
-
-        Returns
-        -------
-        (decisions, probabilities)
-            0/1 int64 decisions of one policy drawn from ``p``, and ``q_i``, the
-            probability of a positive decision under ``p`` for each individual.
-        """
+    def decide_panel(self, actions: Any) -> PanelDecision:
+        """Decide the round's k individuals (rows of ``actions``): the 0/1 decisions of one
+        policy drawn from ``p``, and ``q_i``, the probability of a positive decision under
+        ``p`` for each individual."""
         X = self._individuals(actions)
         V = self._class_on(X)
         K.softmax_weights(self.cost_, self.current_learning_rate(), float(self.mixing), self._p)
@@ -580,10 +590,10 @@ class FairExp2(_FairBase):
         n = K.draw_index(self._p, float(self._rng.random()))
         decisions = V[n].astype(np.int64)
         self._record_decision(X, decisions, q)
-        return decisions, q
+        return PanelDecision(decisions, q)
 
     @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
-    def learn(self, context: Any, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
+    def learn_panel(self, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
         """Learn the label part from the revealed labels (positive decisions only; others are ignored)."""
         X = self._individuals(actions)
         dec = self._decisions(decisions, X.shape[0])
@@ -623,8 +633,9 @@ class OneSidedExp2(FairExp2):
     >>> model = OneSidedExp2(weights=[[1.0], [-1.0]], offsets=[0.5, -0.5], learning_rate=0.5, seed=0)
     >>> people = np.array([[0.9], [0.1]])
     >>> for _ in range(30):
-    ...     decisions, q = model.act(None, people)
-    ...     model.learn(None, decisions, [y if d else None for d, y in zip(decisions, (1, 0))], q, people)
+    ...     panel = model.decide_panel(people)
+    ...     decisions, q = panel.decisions, panel.probabilities
+    ...     model.learn_panel(decisions, np.where(decisions == 1, [1.0, 0.0], -1.0), q, people)
     ...     flagged = model.audit(people, decisions, q, [[0, 1]])  # counted, not learned
     >>> model.current_fairness_weight(), model.gauges()["violation_rounds"] > 0
     (0.0, True)
@@ -644,7 +655,7 @@ class OneSidedExp2(FairExp2):
 class FullInformationFairExp2(FairExp2):
     """Simulation reference: Hedge on the same Lagrangian cost, with every label revealed.
 
-    ``learn`` takes the labels of all k individuals and adds the exact two-arm cost
+    ``learn_panel`` takes the labels of all k individuals and adds the exact two-arm cost
     ``2 (1 - y_i)`` (no importance weighting). It breaks one-sided feedback on
     purpose, so it is a yardstick for the cost of one-sided feedback, never a model
     to serve behind the engine (which drops hidden labels). Its learning rate is the
@@ -656,8 +667,8 @@ class FullInformationFairExp2(FairExp2):
     >>> from regretflow.learners.fair import FullInformationFairExp2
     >>> model = FullInformationFairExp2(weights=[[1.0], [-1.0]], offsets=[0.5, -0.5], learning_rate=1.0)
     >>> people = np.array([[0.9], [0.1]])
-    >>> decisions, q = model.act(None, people)
-    >>> model.learn(None, decisions, [1, 0], q, people)
+    >>> decisions, q = (panel := model.decide_panel(people)).decisions, panel.probabilities
+    >>> model.learn_panel(decisions, [1, 0], q, people)
     >>> model.cost_.tolist()  # policy 0 decides (1, 0): 0 + 1; policy 1 decides (0, 1): 1 + 2
     [1.0, 3.0]
     """
@@ -673,7 +684,7 @@ class FullInformationFairExp2(FairExp2):
                                                      / (k * k * self._cost_bound() ** 2 * t))
 
     @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
-    def learn(self, context: Any, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
+    def learn_panel(self, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
         X = self._individuals(actions)
         dec = self._decisions(decisions, X.shape[0])
         y = np.asarray(labels, dtype=np.float64).reshape(-1)
@@ -691,8 +702,8 @@ class FairFTPL(_FairBase):
     cumulative estimated Lagrangian cost) on the history plus fake examples: Laplace
     costs on a separator set of points on which any two policies of the class differ.
     The deployed policy ``pi_t`` is the law of that perturbed leader; it is implicit,
-    so ``act`` estimates ``q_i = pi_t(x_i)`` from ``n_samples`` fresh leaders and
-    decides with the first of them. ``learn`` estimates the positive-arm label cost
+    so ``decide_panel`` estimates ``q_i = pi_t(x_i)`` from ``n_samples`` fresh leaders and
+    decides with the first of them. ``learn_panel`` estimates the positive-arm label cost
     ``2 (1 - y_i)`` by geometric resampling, ``K_i 2 (1 - y_i)`` with ``K_i`` the number
     of fresh leaders until one decides i positively (capped at ``max_resamples``).
     Per round: ``n_samples + max_resamples`` oracle calls, each O(N |S|).
@@ -729,9 +740,10 @@ class FairFTPL(_FairBase):
     ...                  perturbation_scale=1.0, fairness_weight=1.0, n_samples=200, max_resamples=20, seed=0)
     >>> people = np.array([[0.9], [0.1]])
     >>> for _ in range(30):
-    ...     decisions, q = model.act(None, people)
-    ...     model.learn(None, decisions, [y if d else None for d, y in zip(decisions, (1, 0))], q, people)
-    >>> decisions, q = model.act(None, people)
+    ...     panel = model.decide_panel(people)
+    ...     decisions, q = panel.decisions, panel.probabilities
+    ...     model.learn_panel(decisions, np.where(decisions == 1, [1.0, 0.0], -1.0), q, people)
+    >>> decisions, q = (panel := model.decide_panel(people)).decisions, panel.probabilities
     >>> decisions.tolist(), q.tolist()
     ([1, 0], [1.0, 0.0])
     """
@@ -798,7 +810,7 @@ class FairFTPL(_FairBase):
         return leaders
 
     @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
-    def act(self, context: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
+    def decide_panel(self, actions: Any) -> PanelDecision:
         """Decide with a perturbed leader; ``q`` is the fraction of ``n_samples`` leaders deciding positively."""
         X = self._individuals(actions)
         V = self._class_on(X)
@@ -807,10 +819,10 @@ class FairFTPL(_FairBase):
         K.leader_frequencies(leaders, V, q)
         decisions = V[leaders[0]].astype(np.int64)
         self._record_decision(X, decisions, q)
-        return decisions, q
+        return PanelDecision(decisions, q)
 
     @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
-    def learn(self, context: Any, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
+    def learn_panel(self, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
         """Geometric-resampling label costs for the positive decisions (others are ignored)."""
         X = self._individuals(actions)
         dec = self._decisions(decisions, X.shape[0])

@@ -9,6 +9,7 @@ subsequence at once, against the best linear predictor for that group.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,16 +17,48 @@ from river import base as river_base
 
 from . import groupwise_kernels as K
 from . import ridge_kernels
-from .contract import (as_matrix, check_bool, check_choice, check_integer, check_names, check_number, check_state,
-                       check_feature_dict, dict_to_row, expect_array, finite_targets, refuse_nonfinite, restore_rng, rng_state,
-                       warn_ignored_features)
+from .contract import (
+    Observed,
+    SupervisedDefaults,
+    as_matrix,
+    check_bool,
+    check_choice,
+    check_feature_dict,
+    check_integer,
+    check_names,
+    check_number,
+    check_state,
+    dict_to_row,
+    expect_array,
+    finite_targets,
+    refuse_nonfinite,
+    restore_rng,
+    rng_state,
+    warn_ignored_features,
+)
 
 ALWAYS_ON = "always_on"
 MODES = ("expected", "sample", "mixture")
 BUILTIN_BASES = ("ridge", "omd")
 
 
-class GroupwiseRegressor(river_base.MiniBatchRegressor):
+@dataclass(frozen=True, slots=True)
+class GroupwiseObserved(Observed):
+    """What :meth:`GroupwiseRegressor.observe` returned: the served predictions, the
+    reported losses (what the engine's regret tracker uses; ``p . l`` in ``"expected"``
+    mode) and both of the paper's quantities whatever the mode: the expected loss
+    ``p . l`` and the mixed prediction ``p . f`` of each row.
+
+    >>> seen = GroupwiseObserved(np.array([0.5]), np.array([0.2]), np.array([0.2]), np.array([0.4]))
+    >>> seen.expected_losses, seen.mixture_predictions
+    (array([0.2]), array([0.4]))
+    """
+
+    expected_losses: np.ndarray
+    mixture_predictions: np.ndarray
+
+
+class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
     """Groupwise-regret regressor: AdaNormalHedge over sleeping per-group experts.
 
     Every declared group, and the ``always_on`` group the learner adds last, owns an
@@ -45,17 +78,17 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
     tables). ``mode="sample"`` serves the same draw and reports that expert's
     realised loss; ``mode="mixture"`` serves and reports the mixed prediction
     ``p . f``, whose squared loss is never above ``p . l`` (Jensen). The state update
-    is the same in every mode. :meth:`observe_many`, the engine's path, serves
-    according to ``mode`` and leaves the reported losses of the batch in
-    ``last_losses`` (``last_expected_losses`` and ``last_mixture_predictions`` hold
-    both of the paper's quantities whatever the mode).
+    is the same in every mode. :meth:`observe`, the engine's path, serves according
+    to ``mode`` and returns the reported losses of the batch with the predictions
+    (and, in a :class:`GroupwiseObserved`, both of the paper's quantities whatever
+    the mode).
 
     :meth:`predict_one` and :meth:`predict_many` always return the mixed prediction
     ``p . f``: a River ``predict_one`` must be a pure function of the state (no
     random draw), and the mixture is the best deterministic point prediction under
     squared loss.
 
-    **Group membership.** Through the engine, :meth:`observe_many` receives a boolean
+    **Group membership.** Through the engine, :meth:`observe` receives a boolean
     matrix (rows x declared groups, without ``always_on``). Through River's dict API
     a group is present when ``x[group_name]`` is truthy; with pandas frames, when the
     column named like the group is non-zero; with plain arrays and no ``groups``
@@ -63,8 +96,8 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
     such feature are asleep).
 
     Regret: the engine measures each group's regret against the best fixed linear
-    predictor in hindsight on that group's rounds, using the reported loss
-    ``last_losses``. ``R_g`` (the gauge ``expert_regret``) is the learner's regret
+    predictor in hindsight on that group's rounds, using the reported losses
+    (``observe(...).losses``). ``R_g`` (the gauge ``expert_regret``) is the learner's regret
     against group g's own expert; it is exact and costs nothing.
 
     Parameters
@@ -84,7 +117,7 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
     lam
         Ridge penalty of the ``"ridge"`` experts (the paper uses 1).
     mode
-        ``"expected"``, ``"sample"`` or ``"mixture"``: what :meth:`observe_many`
+        ``"expected"``, ``"sample"`` or ``"mixture"``: what :meth:`observe`
         serves and reports (see above).
     clip
         Clip expert predictions to [0, 1] (for targets scaled to [0, 1]); off in the
@@ -94,13 +127,6 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
     omd_diameter, omd_grad_bound, omd_delta
         Step-size constants of the ``"omd"`` experts (ball of radius
         ``omd_diameter / 2``), see :class:`regretflow.learners.omd.OptimisticOMDRegressor`.
-
-    Attributes
-    ----------
-    last_losses
-        Reported loss of each row of the last :meth:`observe_many` batch.
-    last_expected_losses, last_mixture_predictions
-        ``p . l`` and ``p . f`` of each row of the last batch.
 
     Examples
     --------
@@ -114,9 +140,9 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
     >>> in_a = rng.uniform(size=400) < 0.5
     >>> y = np.where(in_a, X[:, 0], 1.0 - X[:, 0])
     >>> model = GroupwiseRegressor(features=["x", "one"], groups=["a", "b"])
-    >>> served = model.observe_many(X, y, np.column_stack([in_a, ~in_a]))
-    >>> print(round(float(np.mean(model.last_losses[:100])), 4),
-    ...       round(float(np.mean(model.last_losses[300:])), 4))
+    >>> seen = model.observe(X, y, np.column_stack([in_a, ~in_a]))
+    >>> print(round(float(np.mean(seen.losses[:100])), 4),
+    ...       round(float(np.mean(seen.losses[300:])), 4))
     0.0378 0.0006
     >>> model.probabilities([True, False]).round(3)  # a, b, always_on
     array([1., 0., 0.])
@@ -177,9 +203,6 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
         self._warned: set = set()  # new keys already warned about (not state: warnings only)
         self._rng = np.random.default_rng(seed)
         self.n_updates = 0
-        self.last_losses = np.zeros(0)
-        self.last_expected_losses = np.zeros(0)
-        self.last_mixture_predictions = np.zeros(0)
         self._allocated = False
         if self._features is not None:
             self._allocate()
@@ -336,12 +359,15 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
 
     # -- engine path --------------------------------------------------------------
     def observe_many(self, X: Any, y: Any, groups: Any = None) -> np.ndarray:
-        """Predict each row, then learn it (prequential); returns the served predictions.
+        """Predict each row, then learn it (prequential); returns the served predictions."""
+        return self.observe(X, y, groups).predictions
 
-        ``groups`` is a boolean matrix (rows x declared groups, without
-        ``always_on``). After the call, ``last_losses`` holds the reported loss of
-        each row (``p . l`` in ``"expected"`` mode), which is the loss the engine's
-        regret tracker must use for this learner.
+    def observe(self, X: Any, y: Any, groups: Any = None) -> GroupwiseObserved:
+        """Predict each row, then learn it (prequential): the served predictions and the
+        reported loss of each row (``p . l`` in ``"expected"`` mode), which is the loss the
+        engine's regret tracker must use for this learner.
+
+        ``groups`` is a boolean matrix (rows x declared groups, without ``always_on``).
         """
         if self._features is None:
             if not hasattr(X, "columns"):
@@ -371,13 +397,8 @@ class GroupwiseRegressor(river_base.MiniBatchRegressor):
         else:
             self._observe_generic(rows, targets, A, uniforms, served, expected, mixture)
         self.n_updates += n
-        self.last_expected_losses = expected
-        self.last_mixture_predictions = mixture
-        if self.mode == "expected":
-            self.last_losses = expected
-        else:
-            self.last_losses = (served - targets) ** 2
-        return served
+        reported = expected if self.mode == "expected" else (served - targets) ** 2
+        return GroupwiseObserved(served, reported, expected, mixture)
 
     def _observe_generic(self, rows, targets, A, uniforms, served, expected, mixture) -> None:
         n_groups = len(self._group_names)

@@ -16,8 +16,19 @@ from typing import Any
 import numpy as np
 
 from . import dynamical_kernels as K
-from .contract import (check_choice, check_integer, check_number, check_state, expect_array, refuse_nonfinite, refuses_nonfinite,
-                       restore_rng, rng_state)
+from .contract import (
+    BanditDefaults,
+    Decision,
+    check_choice,
+    check_integer,
+    check_number,
+    check_state,
+    expect_array,
+    refuse_nonfinite,
+    refuses_nonfinite,
+    restore_rng,
+    rng_state,
+)
 from .dynamical import (
     SystemBounds,
     _OptimisticLinearBandit,
@@ -25,6 +36,7 @@ from .dynamical import (
     action_matrix,
     check_optimistic_parameters,
     dynamical_constants,
+    refuse_other_actions,
 )
 
 __all__ = ["LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3"]
@@ -205,7 +217,7 @@ class DiscountedLinUCB(_OptimisticLinearBandit):
         self._setup(mat, seed, 0.0, 0, rule, np.array(params), residual_window, lam_value)
 
 
-class Exp3(object):
+class Exp3(BanditDefaults):
     """Exp3 over a finite action set, optionally on batch means (``batch_size > 1``).
 
     Probabilities ``p = (1 - gamma) softmax(eta G) + gamma / K``; the reward mapped to
@@ -317,10 +329,9 @@ class Exp3(object):
         return [float(v) for v in self._actions[int(action)]]
 
     @refuses_nonfinite
-    def act(self, context: Any = None, actions: Any = None) -> tuple[int, np.ndarray]:
+    def decide(self, context: Any = None, actions: Any = None) -> Decision:
         """Arm and the distribution it was drawn from (one-hot inside a batch)."""
-        if actions is not None and not np.array_equal(np.asarray(actions, dtype=float), self._actions):
-            raise ValueError("this learner's action set is fixed at construction; pass actions=None")
+        refuse_other_actions(actions, self._actions)
         drawing = self._istate[K.E_DUE] == 1
         uniform = self._rng.random() if drawing else 0.0
         probs = self._probs.copy() if drawing else None
@@ -331,10 +342,13 @@ class Exp3(object):
             else:
                 probs = np.zeros(self.n_arms)
                 probs[arm] = 1.0
-        return arm, probs
+        return Decision(arm, probs)
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None) -> None:
+    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
+              actions: Any = None, ticket: int = -1) -> None:
+        """The reward of the round's arm (importance-weighted by the policy's own probability)."""
+        refuse_other_actions(actions, self._actions)
         if self._istate[K.E_DUE] == 1:
             raise ValueError(f"learn() before act() in round {self.round}: call act() first")
         if int(action) != int(self._istate[K.E_ARM]):
@@ -343,6 +357,21 @@ class Exp3(object):
         if not math.isfinite(reward):
             raise ValueError(f"reward must be finite, got {reward!r}")
         K.exp3_learn(self._istate, self._fstate, self._G, self._probs, reward, self._batch, self._offset, self._scale, self._eta, self._gamma)
+
+    def play(self, step: Any, environment: tuple[Any, ...], n_rounds: int) -> np.ndarray:
+        """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
+
+        Same contract as :meth:`regretflow.learners.DynLinUCB.play`: ``step(environment,
+        u) -> reward`` is numba-jitted, and the learner ends as ``decide`` + ``learn``
+        round by round would leave it.
+        """
+        n_rounds = int(n_rounds)
+        if n_rounds < 0:
+            raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
+        arms = np.empty(n_rounds, dtype=np.int64)
+        K.exp3_play(step, environment, self._actions, self._rng, self._istate, self._fstate, self._G, self._probs, self._batch, self._offset,
+                    self._scale, self._eta, self._gamma, arms)
+        return arms
 
     def gauges(self) -> dict[str, float]:
         return {"exp3_min_probability": float(self._probs.min()), "exp3_max_probability": float(self._probs.max())}

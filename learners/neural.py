@@ -8,10 +8,25 @@ import numpy as np
 from river import base
 
 from . import neural_kernels as NK
-from .contract import (as_matrix, check_bool, check_choice, check_integer, check_names, check_number, check_state, dict_to_row,
-                       check_feature_dict, finite_targets,
-                       expect_array, refuse_feature_changes, refuse_nonfinite, restore_rng, rng_state,
-                       warn_ignored_features)
+from .contract import (
+    SupervisedDefaults,
+    as_matrix,
+    check_bool,
+    check_choice,
+    check_feature_dict,
+    check_integer,
+    check_names,
+    check_number,
+    check_state,
+    dict_to_row,
+    expect_array,
+    finite_targets,
+    refuse_feature_changes,
+    refuse_nonfinite,
+    restore_rng,
+    rng_state,
+    warn_ignored_features,
+)
 
 ACTIVATIONS = {"tanh": NK.TANH, "softplus": NK.SOFTPLUS, "gelu": NK.GELU, "relu": NK.RELU}
 LOSSES = {"squared": NK.SQUARED, "kl": NK.KL}
@@ -20,7 +35,7 @@ DEFAULT_EPS = {"ogd": 0.0, "adabelief": 1e-16, "exadam": 1e-8}
 KL_CLAMP = 1e-6
 
 
-class OnlineNeuralRegressor(base.MiniBatchRegressor):
+class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     """A fully connected network learned online, one gradient step per example.
 
     ``depth`` hidden layers of ``width`` units with biases and a smooth activation
@@ -284,7 +299,7 @@ class OnlineNeuralRegressor(base.MiniBatchRegressor):
             raise ValueError(f"expected {self.n_inputs} features, got {rows.shape[1]}")
         return rows
 
-    def predict_many(self, X: Any) -> Any:
+    def predict_many(self, X: Any, groups: Any = None) -> Any:
         rows = self._rows(X)
         n = rows.shape[0]
         out = self.link(self.raw_outputs(rows, np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64)))
@@ -294,7 +309,7 @@ class OnlineNeuralRegressor(base.MiniBatchRegressor):
             return pd.Series(out, index=X.index)
         return out
 
-    def learn_many(self, X: Any, y: Any) -> None:
+    def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         if self._features is None and hasattr(X, "columns"):
             finite_targets(y)
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed

@@ -20,7 +20,17 @@ from typing import Any
 import numpy as np
 
 from . import neural_kernels as NK
-from .contract import check_choice, check_integer, check_state, refuse_nonfinite, refuses_nonfinite, restore_rng, rng_state
+from .contract import (
+    BanditDefaults,
+    Decision,
+    check_choice,
+    check_integer,
+    check_state,
+    refuse_nonfinite,
+    refuses_nonfinite,
+    restore_rng,
+    rng_state,
+)
 from .exploration import SCHEDULES, FastCBExploration, SquareCBExploration
 from .neural import OnlineNeuralRegressor
 
@@ -28,7 +38,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _KEY_MODULUS = 2**63
 
 
-class _NeuralInverseGapBandit:
+class _NeuralInverseGapBandit(BanditDefaults):
     """Shared machinery of the two neural inverse-gap-weighting bandits."""
 
     task = "bandit"
@@ -99,11 +109,11 @@ class _NeuralInverseGapBandit:
         self.n_actions_ = 0
         self.n_features_ = 0
         self.n_decisions = 0
-        self.last_decision = -1
+        self._last_decision = -1  # the default ticket of learn: the latest decision
         self.n_updates = 0
         self.exploration_cost_total = 0.0
         self.oracle_loss_total = 0.0
-        self.last_greedy_probability = 0.0
+        self._greedy_probability = 0.0
         self.nonfinite_decisions = 0
 
     # -- inputs -------------------------------------------------------------------
@@ -154,10 +164,11 @@ class _NeuralInverseGapBandit:
         return self.oracle.link(self.oracle.raw_outputs(rows, row_of, offsets, key))
 
     @refuses_nonfinite
-    def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]:
-        """Choose an action; returns ``(action index, probability vector over actions)``.
+    def decide(self, context: Any, actions: Any = None) -> Decision:
+        """Choose an action: its index, the probability vector over actions, the predicted
+        rewards (for doubly-robust estimates) and, as the ticket, the decision number
+        (for :meth:`learn` with late feedback).
 
-        The decision number (for :meth:`learn` with late feedback) is ``last_decision``.
         A network that predicts a non-finite reward has diverged: the decision is uniform,
         counted in the ``nonfinite_decisions`` gauge, and the weights are left as they are
         (non-finite) so that the engine's check of the state arrays sees it.
@@ -167,22 +178,21 @@ class _NeuralInverseGapBandit:
             self.nonfinite_decisions += 1
         probabilities = self.exploration.probabilities(predicted)
         action = int(NK.sample_index(probabilities, self._rng.random()))
-        self.last_decision = self.n_decisions
+        self._last_decision = self.n_decisions
         self.n_decisions += 1
-        self.exploration_cost_total += self.exploration.last_exploration_cost
+        self.exploration_cost_total += self.exploration.gauges()["exploration_cost"]
         greedy = int(np.argmax(predicted)) if np.all(np.isfinite(predicted)) else 0
-        self.last_greedy_probability = float(probabilities[greedy])
-        self.last_predicted_rewards = predicted  # the engine logs them for doubly-robust estimates
-        return action, probabilities
+        self._greedy_probability = float(probabilities[greedy])
+        return Decision(action, probabilities, predicted, self._last_decision)
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float, actions: Any = None,
-              decision: int | None = None) -> None:
+    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
+              actions: Any = None, ticket: int = -1) -> None:
         """One oracle step on the chosen action's observed reward (no importance weighting).
 
-        ``probability`` is the logged propensity (validated, not used by the oracle);
-        ``decision`` is the ``last_decision`` read after the matching :meth:`act`
-        (default: the latest decision), which selects that decision's perturbation draw.
+        ``probability`` is the logged propensity (validated when given, not used by the
+        oracle); ``ticket`` is the matching :meth:`decide`'s ``Decision.ticket`` (-1:
+        the latest decision), which selects that decision's perturbation draw.
         """
         rows, row_of, offsets = self._items(context, actions)
         action = int(action)
@@ -191,9 +201,9 @@ class _NeuralInverseGapBandit:
         reward = float(reward)
         if not np.isfinite(reward):
             raise ValueError(f"reward must be finite, got {reward!r}")
-        if not 0.0 < float(probability) <= 1.0:
+        if probability is not None and not 0.0 < float(probability) <= 1.0:
             raise ValueError(f"probability must be in (0, 1], got {probability!r}")
-        decision = self.last_decision if decision is None else int(decision)
+        decision = self._last_decision if int(ticket) < 0 else int(ticket)
         loss = self.oracle.learn_item(rows[row_of[action]], int(offsets[action]), reward,
                                       self.decision_key(max(decision, 0)), action)
         self.exploration.observe(reward)
@@ -214,19 +224,20 @@ class _NeuralInverseGapBandit:
 
     @refuses_nonfinite
     def learn_many(self, contexts: Any, chosen: Any, rewards: Any, probabilities: Any, actions: Any = None,
-                   decisions: Any = None) -> None:
-        """``learn`` row by row."""
+                   tickets: Any = None) -> None:
+        """``learn`` row by row (``tickets``: the decisions' tickets, default the latest decision)."""
         for i in range(len(chosen)):
             self.learn(None if contexts is None else contexts[i], chosen[i], rewards[i], probabilities[i],
-                       None if actions is None else actions[i], None if decisions is None else decisions[i])
+                       None if actions is None else actions[i], -1 if tickets is None else int(tickets[i]))
 
     # -- monitoring ---------------------------------------------------------------
     def gauges(self) -> dict[str, float]:
+        rule = self.exploration.gauges()
         return {
-            "exploration_cost": float(self.exploration.last_exploration_cost),
+            "exploration_cost": rule["exploration_cost"],
             "exploration_cost_cumulative": float(self.exploration_cost_total),
-            "gamma": float(self.exploration.last_gamma),
-            "greedy_probability": float(self.last_greedy_probability),
+            "gamma": rule["gamma"],
+            "greedy_probability": float(self._greedy_probability),
             "observed_loss_cumulative": float(self.exploration.cumulative_loss),
             "oracle_loss_mean": float(self.oracle_loss_total / self.n_updates) if self.n_updates else 0.0,
             "nonfinite_decisions": float(self.nonfinite_decisions),
@@ -241,11 +252,11 @@ class _NeuralInverseGapBandit:
             "n_actions": self.n_actions_,
             "n_features": self.n_features_,
             "n_decisions": self.n_decisions,
-            "last_decision": self.last_decision,
+            "last_decision": self._last_decision,
             "n_updates": self.n_updates,
             "exploration_cost_total": self.exploration_cost_total,
             "oracle_loss_total": self.oracle_loss_total,
-            "last_greedy_probability": self.last_greedy_probability,
+            "last_greedy_probability": self._greedy_probability,
             "nonfinite_decisions": self.nonfinite_decisions,
             "perturbation_key_base": str(self._key_base),
             **rng_state(self._rng),
@@ -265,11 +276,11 @@ class _NeuralInverseGapBandit:
         self.n_actions_ = int(state["n_actions"])
         self.n_features_ = int(state["n_features"])
         self.n_decisions = int(state["n_decisions"])
-        self.last_decision = int(state["last_decision"])
+        self._last_decision = int(state["last_decision"])
         self.n_updates = int(state["n_updates"])
         self.exploration_cost_total = float(state["exploration_cost_total"])
         self.oracle_loss_total = float(state["oracle_loss_total"])
-        self.last_greedy_probability = float(state["last_greedy_probability"])
+        self._greedy_probability = float(state["last_greedy_probability"])
         self.nonfinite_decisions = int(state["nonfinite_decisions"])
         self._key_base = int(state["perturbation_key_base"])
         self._rng = restore_rng(state)
@@ -377,11 +388,11 @@ class NeuralFastCB(_NeuralInverseGapBandit):
     _rule_class = FastCBExploration
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float, actions: Any = None,
-              decision: int | None = None) -> None:
+    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
+              actions: Any = None, ticket: int = -1) -> None:
         if not 0.0 <= float(reward) <= 1.0:
             raise ValueError(f"NeuralFastCB needs rewards in [0, 1], got {reward!r}")
-        super().learn(context, action, reward, probability, actions, decision)
+        super().learn(context, action, reward, probability, actions, ticket)
 
 
 def warm_up() -> None:

@@ -8,11 +8,24 @@ import numpy as np
 from river import base
 
 from . import omd_kernels as K
-from .contract import (as_matrix, check_bool, check_feature_dict, check_names, check_number, check_state, dict_to_row,
-                       expect_array, feature_changes, finite_targets, refuse_feature_changes, refuse_nonfinite)
+from .contract import (
+    SupervisedDefaults,
+    as_matrix,
+    check_bool,
+    check_feature_dict,
+    check_names,
+    check_number,
+    check_state,
+    dict_to_row,
+    expect_array,
+    feature_changes,
+    finite_targets,
+    refuse_feature_changes,
+    refuse_nonfinite,
+)
 
 
-class OptimisticOMDRegressor(base.MiniBatchRegressor):
+class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     """Online least squares by optimistic online gradient descent, O(d) per event.
 
     The Euclidean case of optimistic online mirror descent (Chen et al., ICML 2023)
@@ -163,7 +176,7 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
             self._admit(x, learning=False)
         return float(self.predict_many(dict_to_row(x, self._features)[None, :])[0])
 
-    def learn_many(self, X: Any, y: Any) -> None:
+    def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         if hasattr(X, "columns") and self._features is None:
             finite_targets(y)
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
@@ -174,7 +187,7 @@ class OptimisticOMDRegressor(base.MiniBatchRegressor):
             self._admit(X.columns, learning=True)
         self.observe_many(X, y)
 
-    def predict_many(self, X: Any) -> Any:
+    def predict_many(self, X: Any, groups: Any = None) -> Any:
         if self._features is None:
             out = np.zeros(len(X))
         else:

@@ -8,11 +8,24 @@ import numpy as np
 from river import base
 
 from . import ridge_kernels as K
-from .contract import (as_matrix, check_bool, check_feature_dict, check_names, check_number, check_state, dict_to_row,
-                       expect_array, feature_changes, finite_targets, refuse_feature_changes, refuse_nonfinite)
+from .contract import (
+    SupervisedDefaults,
+    as_matrix,
+    check_bool,
+    check_feature_dict,
+    check_names,
+    check_number,
+    check_state,
+    dict_to_row,
+    expect_array,
+    feature_changes,
+    finite_targets,
+    refuse_feature_changes,
+    refuse_nonfinite,
+)
 
 
-class OnlineRidge(base.MiniBatchRegressor):
+class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
     """Online ridge regression (recursive least squares) with numba kernels.
 
     After ``t`` rows the weights are exactly the ridge solution
@@ -161,7 +174,7 @@ class OnlineRidge(base.MiniBatchRegressor):
         row = dict_to_row(x, self._features)
         return np.append(row, 1.0) if self.fit_intercept else row
 
-    def learn_many(self, X: Any, y: Any) -> None:
+    def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         if self._features is None and hasattr(X, "columns"):
             finite_targets(y)
             as_matrix(X, None)  # refuse non-finite values before the columns are fixed
@@ -173,7 +186,7 @@ class OnlineRidge(base.MiniBatchRegressor):
             self._admit(X.columns, learning=True)
         self.observe_many(X, y)
 
-    def predict_many(self, X: Any) -> Any:
+    def predict_many(self, X: Any, groups: Any = None) -> Any:
         if self._features is None:
             return self._series(np.zeros(len(X)), X)
         if hasattr(X, "columns") and self.strict:

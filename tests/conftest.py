@@ -11,7 +11,10 @@ import orjson
 import pytest
 
 from regretflow.engine.config import parse_config
+from regretflow.learners.contract import BanditDefaults, Decision
 
+# benchmarks are scripts that time things on this host; they are run by hand, never collected
+collect_ignore = ["benchmarks"]
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 REGRETFLOW = str(VENV_BIN / "regretflow")
@@ -73,8 +76,8 @@ def regression_config():
     return parse_config(regression_config_dict())
 
 
-class UniformPolicy:
-    """Test double for the bandit contract: uniform over n_actions, seeded, with state."""
+class UniformPolicy(BanditDefaults):
+    """Test double for the bandit role: uniform over n_actions, seeded, with state."""
 
     task = "bandit"
 
@@ -85,12 +88,12 @@ class UniformPolicy:
         self.n_updates = 0
         self.reward_sum = np.zeros(n_actions)
 
-    def act(self, context=None, actions=None):
+    def decide(self, context=None, actions=None):
         k = len(actions) if actions is not None else self.n_actions
         p = np.full(k, 1.0 / k)
-        return int(self._rng.integers(k)), p
+        return Decision(int(self._rng.integers(k)), p)
 
-    def learn(self, context, action, reward, probability, actions=None):
+    def learn(self, context, action, reward, probability=None, actions=None, ticket=-1):
         self.reward_sum[action] += reward
         self.n_updates += 1
 

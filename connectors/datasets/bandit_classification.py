@@ -3,7 +3,7 @@
 Six real datasets that load offline, each checked against its recorded SHA-256
 before it is parsed (see ``LICENSE.bandit_datasets.txt`` and
 ``LICENSE.imbalanced.txt`` for provenance and licences, and
-``tests/data_regen_neural_bandit.py`` for how the files were made):
+``tests/benchmarks/data_regen_neural_bandit.py`` for how the files were made):
 
 ===========  =======  ========  =======  ===========================================
 name         rows     features  classes  file

@@ -3,7 +3,7 @@
 Three small public datasets shipped as gzip'd CSV files beside this module, each
 checked against ``imbalanced.sha256`` before it is parsed; nothing is fetched from
 the network. Provenance and licences: ``LICENSE.imbalanced.txt``; how the files
-were made: ``tests/data_regen_analytic_ridge.py``.
+were made: ``tests/benchmarks/data_regen_analytic_ridge.py``.
 
 ========  =======  ========  =======  =====================================================
 name      rows     features  classes  character

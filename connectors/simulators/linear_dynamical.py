@@ -104,6 +104,14 @@ def draw_noise(rng, noise):
         noise[i] = rng.standard_normal()
 
 
+@njit(cache=True)
+def environment_step(environment: tuple[Any, ...], u: np.ndarray) -> float:
+    """:func:`system_step` with fresh noise, in the form a learner's compiled ``play`` loop calls."""
+    A, B, C, D, w, sigma, rng, x, noise, x_next = environment
+    draw_noise(rng, noise)
+    return system_step(A, B, C, D, w, x, u, noise, sigma, x_next)
+
+
 class LinearDynamicalSystem:
     """A linear dynamical system as a bandit environment with a finite action set.
 
@@ -208,6 +216,21 @@ class LinearDynamicalSystem:
         y = system_step(self.A, self.B, self.C, self.D, self.output_weights, self.x, u, self._noise, self.noise_sigma, self._scratch)
         self.t += 1
         return float(y)
+
+    def play(self, policy: Any, n_rounds: int) -> np.ndarray:
+        """Play ``n_rounds`` of ``policy`` in one compiled loop; return its arms.
+
+        ``policy`` is a bandit with ``play(step, environment, n_rounds)`` (DynLinUCB, the
+        LinUCB baselines, Exp3) over this system's action set. System and policy end as
+        ``policy.decide``, :meth:`step` and ``policy.learn`` round by round would leave them.
+        """
+        offered = np.array([policy.describe_action(a) for a in range(policy.n_arms)], dtype=np.float64)
+        if not np.array_equal(offered, self.actions):
+            raise ValueError("policy and system have different action sets")
+        environment = (self.A, self.B, self.C, self.D, self.output_weights, self.noise_sigma, self.rng, self.x, self._noise, self._scratch)
+        arms = policy.play(environment_step, environment, int(n_rounds))
+        self.t += int(n_rounds)
+        return arms
 
     def steady_state_value(self, action: Any) -> float:
         """``J(u) = h^T u``: the mean reward of holding ``u`` forever."""

@@ -11,10 +11,10 @@ official ``scripts/main.py``. Noise is generated on the fly from seeded generato
 (not the official pre-drawn arrays), so cells agree within the trial-to-trial
 spread, not to the digit.
 
-Whole runs go through jitted loops that call the learners' own kernels
-(:mod:`regretflow.learners.dynamical_kernels`) and the simulator's kernel on the
-learner's and simulator's own arrays: :func:`run_fast` leaves both objects in the
-state that stepping them one round at a time would (the tests check it bit for bit).
+Whole runs go through the public closed loop: ``sim.play(learner, rounds)`` hands the
+simulator's compiled step to the learner's ``play``, one jitted loop per run, which
+leaves both objects in the state that stepping them one round at a time would (the
+tests check it bit for bit).
 
 ``--quick`` (T = 10^5, 3 trials) asserts the tolerances; the full run (T = 10^6,
 10 trials) prints the table and asserts the same checks at every horizon.
@@ -30,17 +30,9 @@ import time
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from regretflow.connectors.simulators.linear_dynamical import (
-    LinearDynamicalSystem,
-    draw_noise,
-    system_step,
-    test_case,
-)
-from regretflow.learners import dynamical_kernels as K
-from regretflow.learners.dynamical import DynLinUCB, SystemBounds, _OptimisticLinearBandit
-from regretflow.learners.linear_bandits import DiscountedLinUCB, Exp3, LinUCB
+from regretflow.connectors.simulators.linear_dynamical import LinearDynamicalSystem, test_case
+from regretflow.learners import DiscountedLinUCB, DynLinUCB, Exp3, LinUCB, SystemBounds
 
 CHECKPOINTS = (10_000, 100_000, 1_000_000)
 
@@ -67,85 +59,6 @@ METHODS = (
 )
 SYSTEMS = ("real-data", "synthetic")
 MYOPIC_RATE = {"real-data": 0.2151, "synthetic": 0.2569}  # regret per round of argmax theta.u
-
-
-# ---------------------------------------------------------------------------------------
-# Jitted whole-run loops over the learners' kernels
-# ---------------------------------------------------------------------------------------
-@njit(cache=True)
-def _run_ucb(A, B, C, D, w, sigma, env_rng, x, actions, istate, fstate, Vinv, b, h, beta_rule, beta_params, log_inv_rho, residual_window, initial_arm, arms_out):
-    n = x.shape[0]
-    noise = np.empty(n + C.shape[0])
-    x_next = np.empty(n)
-    n_arms, d = actions.shape
-    means = np.empty(n_arms)
-    scores = np.empty(n_arms)
-    scratch = np.empty(d)
-    for r in range(arms_out.shape[0]):
-        arm = K.ucb_decide(istate, fstate, h, Vinv, actions, beta_rule, beta_params, initial_arm, means, scores)
-        draw_noise(env_rng, noise)
-        y = system_step(A, B, C, D, w, x, actions[arm], noise, sigma, x_next)
-        K.ucb_learn(istate, fstate, Vinv, b, h, actions, y, log_inv_rho, residual_window, scratch)
-        arms_out[r] = arm
-
-
-@njit(cache=True)
-def _run_discounted(A, B, C, D, w, sigma, env_rng, x, actions, istate, fstate, V, Vtilde, Vinv, M, b, h, beta_rule, beta_params, lam, gamma, residual_window, initial_arm, arms_out):
-    n = x.shape[0]
-    noise = np.empty(n + C.shape[0])
-    x_next = np.empty(n)
-    n_arms, d = actions.shape
-    means = np.empty(n_arms)
-    scores = np.empty(n_arms)
-    scratch = np.empty(d)
-    work = np.empty((d, d))
-    for r in range(arms_out.shape[0]):
-        arm = K.ucb_decide(istate, fstate, h, M, actions, beta_rule, beta_params, initial_arm, means, scores)
-        draw_noise(env_rng, noise)
-        y = system_step(A, B, C, D, w, x, actions[arm], noise, sigma, x_next)
-        K.discounted_learn(istate, fstate, V, Vtilde, Vinv, M, b, h, actions, y, lam, gamma, residual_window, work, scratch)
-        arms_out[r] = arm
-
-
-@njit(cache=True)
-def _run_exp3(A, B, C, D, w, sigma, env_rng, x, actions, learner_rng, istate, fstate, G, probs, batch_size, offset, scale, eta, gamma, arms_out):
-    n = x.shape[0]
-    noise = np.empty(n + C.shape[0])
-    x_next = np.empty(n)
-    for r in range(arms_out.shape[0]):
-        uniform = 0.0
-        if istate[K.E_DUE] == 1:
-            uniform = learner_rng.random()
-        arm = K.exp3_decide(istate, fstate, probs, uniform)
-        draw_noise(env_rng, noise)
-        y = system_step(A, B, C, D, w, x, actions[arm], noise, sigma, x_next)
-        K.exp3_learn(istate, fstate, G, probs, y, batch_size, offset, scale, eta, gamma)
-        arms_out[r] = arm
-
-
-def run_fast(learner: Any, sim: LinearDynamicalSystem, n_rounds: int) -> np.ndarray:
-    """Play ``n_rounds`` of ``learner`` against ``sim`` in one jitted loop; return the arms.
-
-    Both objects are advanced in place exactly as ``act`` / ``sim.step`` / ``learn``
-    round by round would advance them. The learner's action set must be the
-    simulator's.
-    """
-    arms = np.empty(int(n_rounds), dtype=np.int64)
-    if not np.array_equal(learner._actions, sim.actions):
-        raise ValueError("learner and simulator have different action sets")
-    env = (sim.A, sim.B, sim.C, sim.D, sim.output_weights, sim.noise_sigma, sim.rng, sim.x)
-    if isinstance(learner, Exp3):
-        _run_exp3(*env, learner._actions, learner._rng, learner._istate, learner._fstate, learner._G, learner._probs, learner._batch, learner._offset, learner._scale, learner._eta, learner._gamma, arms)
-    elif isinstance(learner, _OptimisticLinearBandit):
-        initial = int(learner._rng.random() * learner.n_arms) if learner._istate[K.I_DUE] == K.DUE_INITIAL and n_rounds > 0 else 0
-        if learner._statistics == "ridge":
-            _run_ucb(*env, learner._actions, learner._istate, learner._fstate, learner._Vinv, learner._b, learner._h, learner._beta_rule, learner._beta_params, learner._log_inv_rho, learner._residual_window, initial, arms)
-        else:
-            _run_discounted(*env, learner._actions, learner._istate, learner._fstate, learner._V, learner._Vtilde, learner._Vinv, learner._M, learner._b, learner._h, learner._beta_rule, learner._beta_params, learner._lam, learner._discount, learner._residual_window, initial, arms)
-    else:
-        raise TypeError(f"no fast loop for {type(learner).__name__}")
-    sim.t += int(n_rounds)
-    return arms
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +109,7 @@ def run_trials(system: str, method: str, rounds: int, trials: int, checkpoints: 
     for trial in range(trials):
         sim = test_case(system, seed=20_230_000 + trial)
         learner = make_learner(method, sim, design_horizon, seed=trial)
-        arms = run_fast(learner, sim, rounds)
+        arms = sim.play(learner, rounds)
         regret = np.cumsum(sim.pseudo_regrets[arms])
         out[trial] = [regret[c - 1] for c in checkpoints]
     return out
@@ -255,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     for s in systems:
         if s not in SYSTEMS:
             parser.error(f"unknown system {s!r}")
-    K.warm_up()
     results: dict[tuple[str, str], np.ndarray] = {}
     seconds: dict[tuple[str, str], float] = {}
     for system in systems:

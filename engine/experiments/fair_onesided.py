@@ -95,14 +95,7 @@ import numpy as np
 
 from regretflow.connectors.simulators.fairness import AdultPopulation, FairnessSimulator
 from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
-from regretflow.learners import fair_kernels
-from regretflow.learners.fair import (
-    FairExp2,
-    FairFTPL,
-    FullInformationFairExp2,
-    OneSidedExp2,
-    greedy_separator,
-)
+from regretflow.learners import FairExp2, FairFTPL, FullInformationFairExp2, OneSidedExp2, greedy_separator
 
 LEARNERS = ("FairExp2", "FairFTPL", "OneSidedExp2", "FullInfoFairExp2")
 FULL_HORIZONS = (1_000, 10_000, 100_000)
@@ -145,9 +138,10 @@ def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray) 
     full_information = isinstance(learner, FullInformationFairExp2)
     for t in range(sim.n_rounds):
         X, y = sim.individuals(t), sim.labels(t)
-        decisions, q = learner.act(None, X)
+        panel = learner.decide_panel(X)
+        decisions, q = panel.decisions, panel.probabilities
         labels = y if full_information else np.where(decisions == 1, y, -1.0)
-        learner.learn(None, decisions, labels, q, X)
+        learner.learn_panel(decisions, labels, q, X)
         reports = sim.reports(t, q)
         learner.audit(X, decisions, q, reports, panel_size=sim.panel_size)
         monitor.observe(t, q, reports)
@@ -167,7 +161,6 @@ def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray) 
 
 def experiment(horizons: tuple[int, ...], seeds: int, learners: tuple[str, ...], fairness_scale: float,
                n_samples: int, lp_max: int, log=print) -> dict[str, Any]:
-    fair_kernels.warm_up()
     population = AdultPopulation.load()
     W, b = population.hypothesis_class(16, 13, seed=0)
     separator = greedy_separator(W, b, population.separator_candidates(2000, seed=1))
@@ -209,7 +202,7 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
             if not runs:
                 continue
 
-            def stat(key, scale=1.0):
+            def stat(key: str, scale: float = 1.0, runs: list[dict[str, Any]] = runs) -> tuple[float, float]:
                 v = np.array([r[key] for r in runs], dtype=np.float64) * scale
                 return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 

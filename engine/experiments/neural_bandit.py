@@ -45,15 +45,15 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
 from regretflow.connectors.datasets.bandit_classification import load
 from regretflow.connectors.simulators.classification_bandit import ClassificationBandit
-from regretflow.learners.contextual_baselines import EpsilonGreedy, LinUCBDisjoint
-from regretflow.learners.neural_bandit import NeuralFastCB, NeuralSquareCB
+from regretflow.learners import EpsilonGreedy, LinUCBDisjoint, NeuralFastCB, NeuralSquareCB
 
 FULL_DATASETS = ("mushroom", "shuttle", "fashion14", "digits", "segment", "vehicle")
 QUICK_DATASETS = ("mushroom", "shuttle", "digits")
@@ -86,8 +86,8 @@ def _uniform_regret(sim: ClassificationBandit) -> float:
     return (1.0 - 1.0 / sim.n_actions) * len(sim)
 
 
-def run_ours(make: Callable[[int, int], object], sim: ClassificationBandit, seed: int) -> Run:
-    """Play a regretflow bandit (``act``/``learn`` on the shared context) on ``sim``."""
+def run_ours(make: Callable[[int, int], Any], sim: ClassificationBandit, seed: int) -> Run:
+    """Play a regretflow bandit (``decide``/``learn`` on the shared context) on ``sim``."""
     learner = make(sim.n_actions, seed)
     rng = np.random.default_rng(10_000 + seed)  # feedback is deterministic; kept for symmetry
     del rng
@@ -97,10 +97,11 @@ def run_ours(make: Callable[[int, int], object], sim: ClassificationBandit, seed
     contexts, labels = sim.contexts, sim.labels
     for t in range(len(sim)):
         x = contexts[t]
-        action, p = learner.act(x)
+        decision = learner.decide(x)
+        action, p = decision.action, decision.probabilities
         label = labels[t]
         reward = 1.0 if action == label else 0.0
-        learner.learn(x, action, reward, p[action])
+        learner.learn(x, action, reward, p[action], ticket=decision.ticket)
         total += 1.0 - p[label]
         realised += 1.0 - reward
         curve[t] = total

@@ -130,7 +130,7 @@ class Shard:
         self.spec = spec
         self.key = key
         self.learner = build_learner(spec, key)
-        self.task = getattr(self.learner, "task", "regression")
+        self.task = self.learner.task
         j = spec.joins
         self.joins = PendingJoins(j.ttl_events, j.ttl_seconds, j.max_pending)
         self.seq = 0
@@ -144,10 +144,6 @@ class Shard:
             self.tracker = FairnessTracker()
         else:
             self.tracker = BanditRegret(spec.n_actions)
-        learn = getattr(self.learner, "learn", None)
-        self._learn_takes_decision = learn is not None and "decision" in inspect.signature(learn).parameters
-        predict_many = getattr(self.learner, "predict_many", None)
-        self._predict_takes_groups = predict_many is not None and "groups" in inspect.signature(predict_many).parameters
         self.run_kind: str | None = None
         self.run: list[Event] = []
         self.run_ids: set[str] = set()
@@ -331,7 +327,7 @@ class Shard:
         self.run_ids.clear()
         X = np.stack([e.x for e in run]) if run[0].x is not None else np.zeros((len(run), 0))
         G = np.stack([e.groups for e in run]) if run[0].groups is not None else None
-        version = getattr(self.learner, "n_updates", 0)
+        version = self.learner.n_updates
         model = self.spec.name
         try:
             preds = self._run_learner(kind, run, X, G)
@@ -357,16 +353,16 @@ class Shard:
         """The run's one vectorised learner call (and the tracker's, for observes)."""
         global _runs_done
         if kind == "predict":
-            return self.learner.predict_many(X, G) if self._predict_takes_groups and G is not None else self.learner.predict_many(X)
+            return self.learner.predict_many(X, G)
         if self.task == "regression":
             y = np.array([e.label for e in run], dtype=np.float64)
-            preds = self.learner.observe_many(X, y, G)
-            losses = getattr(self.learner, "last_losses", None)
-            if losses is None or len(losses) != len(run):
+            observed = self.learner.observe(X, y, G)
+            preds, losses = observed.predictions, observed.losses
+            if losses is None:
                 losses = (np.asarray(preds, dtype=np.float64) - y) ** 2
         else:
             y = [e.label for e in run]
-            preds = self.learner.observe_many(X, y, G)
+            preds = self.learner.observe(X, y, G).predictions
         if _FAIL_AT_RUN:
             _runs_done += 1
             if _runs_done == _FAIL_AT_RUN:
@@ -380,46 +376,46 @@ class Shard:
     # -- requests and replies ----------------------------------------------------------
     def _decide(self, ev: Event, out) -> None:
         n_choices = len(ev.actions) if ev.actions is not None else (self.spec.n_actions or 0)
-        action, probs = self.learner.act(ev.x, ev.actions)
-        action = int(action)
-        probs = np.asarray(probs, dtype=np.float64)
+        decision = self.learner.decide(ev.x, ev.actions)
+        action = int(decision.action)
+        probs = np.asarray(decision.probabilities, dtype=np.float64)
         n_choices = n_choices or len(probs)
         # what off-policy evaluation needs later: the whole probability vector and, when
         # the learner has a reward model, its predictions (doubly-robust estimates)
-        predicted = getattr(self.learner, "last_predicted_rewards", None)
+        predicted = decision.predicted_rewards
         logged = probs[None, :] if predicted is None else np.vstack([probs, np.asarray(predicted, dtype=np.float64)])
         self.tracker.record_decision(ev.expected, action, probs)
         evicted = self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "decide", x=ev.x, groups=ev.groups, action=action,
                                            probability=float(probs[action]), n_choices=n_choices, actions=ev.actions,
-                                           extra=logged, decision=int(getattr(self.learner, "last_decision", -1))))
+                                           extra=logged, decision=int(decision.ticket)))
         if evicted:
             self._on_expired(evicted, out)
         self._check_outputs(f"decide {ev.id!r}", logged)
         answer = {"id": ev.id, "model": self.spec.name, "kind": "decide", "action": action,
                   "probability": float(probs[action]), "probabilities": probs.tolist(),
-                  "model_version": getattr(self.learner, "n_updates", 0)}
+                  "model_version": self.learner.n_updates}
         if predicted is not None:
             answer["predicted_rewards"] = logged[1].tolist()
-        describe = getattr(self.learner, "describe_action", None)
-        if describe is not None:
-            answer["action_vector"] = [float(v) for v in describe(action)]
+        described = self.learner.describe_action(action)
+        if described is not None:
+            answer["action_vector"] = [float(v) for v in described]
         out.answer(ev, answer)
 
     def _fair_decide(self, ev: Event, out) -> None:
-        decisions, probs = self.learner.act(None, ev.actions)
-        decisions = np.asarray(decisions, dtype=np.int64)
-        probs = np.asarray(probs, dtype=np.float64)
+        panel = self.learner.decide_panel(ev.actions)
+        decisions = np.asarray(panel.decisions, dtype=np.int64)
+        probs = np.asarray(panel.probabilities, dtype=np.float64)
         self.tracker.record_decisions(decisions)
         self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "fair", actions=ev.actions, n_choices=len(decisions),
                                  extra=np.vstack([decisions.astype(np.float64), probs])))
         self._check_outputs(f"decide {ev.id!r}", probs)
         out.answer(ev, {"id": ev.id, "model": self.spec.name, "kind": "decide", "decisions": decisions.tolist(),
-                        "probabilities": probs.tolist(), "model_version": getattr(self.learner, "n_updates", 0)})
+                        "probabilities": probs.tolist(), "model_version": self.learner.n_updates})
 
     def _fair_feedback(self, entry: JoinEntry, ev: Event) -> None:
         decisions, probs = entry.extra[0].astype(np.int64), entry.extra[1]
         labels = np.array([-1.0 if v is None else float(v) for v in ev.label])
-        self.learner.learn(None, decisions, labels, probs, entry.actions)
+        self.learner.learn_panel(decisions, labels, probs, entry.actions)
         self.tracker.record_labels(decisions, labels)
         self._replied(entry, JoinEntry.FEEDBACK)
 
@@ -446,12 +442,7 @@ class Shard:
             self.tracker.update([label], [entry.prediction], G)
 
     def _learn_reward(self, entry: JoinEntry, reward: float) -> None:
-        extra = {}
-        if entry.actions is not None:
-            extra["actions"] = entry.actions
-        if self._learn_takes_decision and entry.decision >= 0:
-            extra["decision"] = entry.decision
-        self.learner.learn(entry.x, entry.action, reward, entry.probability, **extra)
+        self.learner.learn(entry.x, entry.action, reward, entry.probability, entry.actions, entry.decision)
         logged = entry.extra
         self.tracker.update(np.array([entry.action]), np.array([entry.probability]), np.array([reward]), np.array([entry.n_choices]),
                             prob_vectors=None if logged is None else logged[:1],

@@ -111,8 +111,8 @@ def test_a_learner_raising_mid_update_quarantines_its_shard_with_the_last_good_s
 
     real_learn = uniform_bandit.learn
 
-    def learn(self, context, action, reward, probability, actions=None):
-        real_learn(self, context, action, reward, probability, actions)
+    def learn(self, context, action, reward, probability=None, actions=None, ticket=-1):
+        real_learn(self, context, action, reward, probability, actions, ticket)
         if reward == 7.0:  # the state changed, then the learner fails
             raise TypeError("half-way")
 

@@ -1,5 +1,5 @@
 """The metrics HTTP server holds under idle, slowloris and flooding clients (functional checks;
-tests/bench_http.py measures throughput and latency)."""
+tests/benchmarks/bench_http.py measures throughput and latency)."""
 
 from __future__ import annotations
 

@@ -89,11 +89,11 @@ def test_non_finite_predictions_give_uniform():
 def test_sqrt_schedule_follows_vw_and_starts_uniform():
     rule = SquareCBExploration(schedule="sqrt", gamma0=10.0, gamma_exponent=0.5)
     np.testing.assert_allclose(rule.probabilities(np.array([0.9, 0.1])), [0.5, 0.5])
-    assert rule.last_gamma == 0.0
+    assert rule.gauges()["gamma"] == 0.0
     for _ in range(9):
         rule.observe(1.0)
     rule.probabilities(np.array([0.9, 0.1]))
-    assert rule.last_gamma == pytest.approx(30.0)
+    assert rule.gauges()["gamma"] == pytest.approx(30.0)
 
 
 def test_fixed_schedule_ignores_the_count():

@@ -232,16 +232,17 @@ def drive(model, n_rounds=60, hidden=0.0, order="feedback-first", seed=0):
     """decide, feedback (hidden labels replaced by ``hidden``), audit (pairs from a fixed rule)."""
     out = []
     for X, y in stream(n_rounds, seed=seed):
-        dec, q = model.act(None, X)
+        panel = model.decide_panel(X)
+        dec, q = panel.decisions, panel.probabilities
         labels = np.where(dec == 1, y, hidden)
         reports = [(i, l, a) for a in range(3) for i in range(len(q)) for l in range(len(q))
                    if q[i] - q[l] > 0.5 * abs(X[i, a] - X[l, a]) + 0.05]
         if order == "feedback-first":
-            model.learn(None, dec, labels, q, X)
+            model.learn_panel(dec, labels, q, X)
             model.audit(X, dec, q, reports, panel_size=3)
         else:
             model.audit(X, dec, q, reports, panel_size=3)
-            model.learn(None, dec, labels, q, X)
+            model.learn_panel(dec, labels, q, X)
         out.append((dec.copy(), q.copy()))
     return out
 
@@ -272,10 +273,11 @@ def test_hidden_labels_are_never_used(name):
 def test_a_positive_decision_without_a_label_is_refused(name):
     model = LEARNER_FACTORIES[name]()
     X = np.full((5, 3), 0.9)
-    dec, q = model.act(None, X)
+    panel = model.decide_panel(X)
+    dec, q = panel.decisions, panel.probabilities
     dec = np.ones(5, dtype=np.int64)
     with pytest.raises(ValueError):
-        model.learn(None, dec, [-1] * 5, np.full(5, 0.5), X)
+        model.learn_panel(dec, [-1] * 5, np.full(5, 0.5), X)
 
 
 def test_exp2_feedback_and_audit_commute():
@@ -290,7 +292,8 @@ def test_exp2_probabilities_are_the_policy_mixture():
     drive(model, n_rounds=20)
     X = np.random.default_rng(9).random((5, 3))
     p = model.policy()
-    dec, q = model.act(None, X)
+    panel = model.decide_panel(X)
+    dec, q = panel.decisions, panel.probabilities
     np.testing.assert_allclose(q, p @ ref_class(model.W_, model.b_, X), atol=1e-12)
     assert np.all((q >= 0) & (q <= 1))
     # the decision is one row of the class
@@ -301,8 +304,9 @@ def test_accuracy_only_baseline_ignores_audits():
     with_audits, without = LEARNER_FACTORIES["onesided"](), LEARNER_FACTORIES["onesided"]()
     for X, y in stream(30):
         for model, audit in ((with_audits, True), (without, False)):
-            dec, q = model.act(None, X)
-            model.learn(None, dec, np.where(dec == 1, y, -1), q, X)
+            panel = model.decide_panel(X)
+            dec, q = panel.decisions, panel.probabilities
+            model.learn_panel(dec, np.where(dec == 1, y, -1), q, X)
             if audit:
                 model.audit(X, dec, q, [(0, 1, 0), (1, 0, 1), (2, 3, 0), (3, 2, 1)], panel_size=2)
     assert with_audits.cost_.tobytes() == without.cost_.tobytes()
@@ -352,7 +356,7 @@ def test_group_gauges_count_positive_decisions_per_group_feature():
     model = FairExp2(features=["score", "female"], weights=[[1.0, 0.0]], offsets=[0.5], groups=["sex=female"],
                      group_features={"sex=female": "female"})
     X = np.array([[0.9, 1.0], [0.1, 1.0], [0.9, 0.0]])
-    model.act(None, X)
+    model.decide_panel(X)
     assert model.group_gauges()["positive_decision_rate"].tolist() == [0.5]
     assert set(model.group_gauges()) == set(FairExp2.GROUP_GAUGES)
 
@@ -362,8 +366,9 @@ def test_fair_learner_reduces_panel_violations_against_the_accuracy_only_baselin
     def violations(model):
         total = 0
         for X, y in stream(300, seed=7):
-            dec, q = model.act(None, X)
-            model.learn(None, dec, np.where(dec == 1, y, -1), q, X)
+            panel = model.decide_panel(X)
+            dec, q = panel.decisions, panel.probabilities
+            model.learn_panel(dec, np.where(dec == 1, y, -1), q, X)
             reports = [(i, l, 0) for i in range(5) for l in range(5) if q[i] - q[l] > 2 * abs(X[i, 0] - X[l, 0]) + 0.05]
             total += model.audit(X, dec, q, reports, panel_size=1) > 0
         return total
@@ -375,9 +380,10 @@ def test_fair_learner_reduces_panel_violations_against_the_accuracy_only_baselin
 def test_full_information_reference_needs_every_label():
     model = FullInformationFairExp2(n_features=3, n_directions=4, n_offsets=3)
     X = np.random.default_rng(0).random((4, 3))
-    dec, q = model.act(None, X)
+    panel = model.decide_panel(X)
+    dec, q = panel.decisions, panel.probabilities
     with pytest.raises(ValueError):
-        model.learn(None, dec, [1, -1, 0, 1], q, X)
+        model.learn_panel(dec, [1, -1, 0, 1], q, X)
 
 
 def test_cost_bound_sets_the_B_of_the_schedules():
@@ -386,7 +392,7 @@ def test_cost_bound_sets_the_B_of_the_schedules():
     common = dict(n_features=3, n_directions=4, n_offsets=3, horizon=10_000, fairness_scale=7.0)
     worst, label = FairExp2(**common), FairExp2(cost_bound=2.0, **common)
     for model in (worst, label):
-        model.act(None, X)
+        model.decide_panel(X)
     C = 7.0 * 10_000 ** 0.25
     assert worst.current_fairness_weight() == label.current_fairness_weight() == pytest.approx(C)
     eta_label = math.sqrt(2 * math.log(worst.n_policies) / (25 * 4 * 10_000))
@@ -394,10 +400,10 @@ def test_cost_bound_sets_the_B_of_the_schedules():
     assert worst.current_learning_rate() == pytest.approx(eta_label * 2 / (2 + 8 * C), rel=1e-12)
     # the accuracy-only learner (C = 0) already runs with B = 2
     plain = OneSidedExp2(n_features=3, n_directions=4, n_offsets=3, horizon=10_000)
-    plain.act(None, X)
+    plain.decide_panel(X)
     assert plain.current_learning_rate() == pytest.approx(eta_label, rel=1e-12)
     ftpl = FairFTPL(cost_bound=2.0, perturbation_factor=0.15, n_samples=4, **common)
-    ftpl.act(None, X)
+    ftpl.decide_panel(X)
     assert ftpl.current_perturbation_scale() == pytest.approx(0.15 * 2.0 * math.sqrt(5 * 10_000))
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError):

@@ -143,10 +143,11 @@ def test_probabilities_are_a_distribution_over_awake_groups_only():
 def test_kernel_matches_numpy_reference_in_mixture_mode(seed, clip):
     X, y, G = random_stream(seed)
     model = make(mode="mixture", clip=clip)
-    served = model.observe_many(X, y, G)
+    seen = model.observe(X, y, G)
+    served = seen.predictions
     ref = reference_groupwise(X, y, full_membership(G), clip=clip)
     np.testing.assert_allclose(served, ref["served"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(model.last_expected_losses, ref["expected"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(seen.expected_losses, ref["expected"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(model.expert_regret, ref["R"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(model.expert_abs_regret, ref["C"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(model._theta, ref["theta"], rtol=0, atol=1e-9)
@@ -156,12 +157,13 @@ def test_kernel_matches_numpy_reference_in_mixture_mode(seed, clip):
 def test_kernel_matches_numpy_reference_when_sampling_an_expert(seed):
     X, y, G = random_stream(seed)
     model = make(mode="expected", seed=11)
-    served = model.observe_many(X, y, G)
+    seen = model.observe(X, y, G)
+    served = seen.predictions
     uniforms = np.random.default_rng(11).random(len(y))
     ref = reference_groupwise(X, y, full_membership(G), uniforms=uniforms)
     np.testing.assert_allclose(served, ref["served"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(model.last_losses, ref["expected"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(model.last_mixture_predictions, ref["mixture"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(seen.losses, ref["expected"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(seen.mixture_predictions, ref["mixture"], rtol=0, atol=1e-9)
 
 
 def test_each_expert_is_exactly_ridge_on_its_own_rounds():
@@ -194,10 +196,10 @@ def test_sleeping_groups_are_bit_identical_across_a_round_and_abs_regret_bounds_
 def test_only_always_on_reduces_to_the_baseline_ridge_bit_for_bit():
     X, y, _ = random_stream(8)
     model = GroupwiseRegressor(features=[f"f{i}" for i in range(X.shape[1])], groups=[], mode="expected")
-    model.observe_many(X, y, np.zeros((len(y), 0), dtype=bool))
+    seen = model.observe(X, y, np.zeros((len(y), 0), dtype=bool))
     baseline = OnlineRidge(features=[f"f{i}" for i in range(X.shape[1])], lam=1.0)
     preds = baseline.observe_many(X, y)
-    np.testing.assert_array_equal(model.last_losses, (preds - y) ** 2)
+    np.testing.assert_array_equal(seen.losses, (preds - y) ** 2)
     assert np.all(model.probabilities(np.zeros(0, bool)) == 1.0)
 
 
@@ -205,8 +207,8 @@ def test_identical_experts_leave_regret_unchanged():
     X, y, G = random_stream(9, n=50)
     G[:] = True  # every expert sees every row: all experts stay identical
     model = make()
-    model.observe_many(X, y, G)
-    np.testing.assert_allclose(model.last_expected_losses, (model.last_mixture_predictions - y) ** 2, atol=1e-15)
+    seen = model.observe(X, y, G)
+    np.testing.assert_allclose(seen.expected_losses, (seen.mixture_predictions - y) ** 2, atol=1e-15)
     np.testing.assert_allclose(model.expert_regret, np.zeros(G.shape[1] + 1), rtol=0, atol=1e-14)
 
 
@@ -241,18 +243,17 @@ def test_modes_share_the_state_update_and_differ_in_what_they_serve_and_report()
     runs = {}
     for mode in ("expected", "sample", "mixture"):
         model = make(mode=mode, seed=3)
-        runs[mode] = (model.observe_many(X, y, G), model)
+        runs[mode] = (model.observe(X, y, G), model)
     for mode in ("sample", "mixture"):
         np.testing.assert_array_equal(runs[mode][1].expert_regret, runs["expected"][1].expert_regret)
-    served_e, exp_model = runs["expected"]
-    served_s, sample_model = runs["sample"]
-    served_m, mix_model = runs["mixture"]
+    exp_seen, sample_seen, mix_seen = runs["expected"][0], runs["sample"][0], runs["mixture"][0]
+    served_e, served_s, served_m = exp_seen.predictions, sample_seen.predictions, mix_seen.predictions
     np.testing.assert_array_equal(served_e, served_s)  # same seed, same draw
-    np.testing.assert_array_equal(exp_model.last_losses, exp_model.last_expected_losses)
-    np.testing.assert_array_equal(sample_model.last_losses, (served_s - y) ** 2)
-    np.testing.assert_array_equal(served_m, mix_model.last_mixture_predictions)
-    np.testing.assert_array_equal(mix_model.last_losses, (served_m - y) ** 2)
-    assert np.all(mix_model.last_losses <= mix_model.last_expected_losses + 1e-12)  # Jensen
+    np.testing.assert_array_equal(exp_seen.losses, exp_seen.expected_losses)
+    np.testing.assert_array_equal(sample_seen.losses, (served_s - y) ** 2)
+    np.testing.assert_array_equal(served_m, mix_seen.mixture_predictions)
+    np.testing.assert_array_equal(mix_seen.losses, (served_m - y) ** 2)
+    assert np.all(mix_seen.losses <= mix_seen.expected_losses + 1e-12)  # Jensen
 
 
 def test_predict_one_is_the_pure_mixture_and_learn_one_reads_membership_from_flags():
@@ -303,10 +304,10 @@ def test_checkpoint_through_npz_then_continue_is_bit_identical(base):
         state = {k: saved[k] if saved[k].ndim else saved[k].item() for k in saved.files}
     restored = make(base=base, seed=123)
     restored.load_state_dict(state)
-    expected = straight.observe_many(X[150:], y[150:], G[150:])
-    got = restored.observe_many(X[150:], y[150:], G[150:])
-    np.testing.assert_array_equal(got, expected)
-    np.testing.assert_array_equal(restored.last_losses, straight.last_losses)
+    expected = straight.observe(X[150:], y[150:], G[150:])
+    got = restored.observe(X[150:], y[150:], G[150:])
+    np.testing.assert_array_equal(got.predictions, expected.predictions)
+    np.testing.assert_array_equal(got.losses, expected.losses)
     assert restored.n_updates == straight.n_updates == 300
 
 
@@ -445,7 +446,7 @@ def test_engine_path_gives_the_same_losses_as_direct_learner_calls(monkeypatch):
     ])
     direct = GroupwiseRegressor(features=features, groups=served.group_names[:-1], lam=1.0, seed=0)
     losses = np.concatenate([
-        (direct.observe_many(data.X[s:s + 100], data.y[s:s + 100], G[s:s + 100]), direct.last_losses)[1]
+        direct.observe(data.X[s:s + 100], data.y[s:s + 100], G[s:s + 100]).losses
         for s in range(0, len(data), 100)
     ])
     np.testing.assert_array_equal(served.expert_regret, direct.expert_regret)

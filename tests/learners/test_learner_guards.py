@@ -220,11 +220,12 @@ def play_round(learner, stream: Stream, t: int) -> None:
         learner.learn(None, action, stream.reward(np.ones(N_FEATURES), action))
     elif task == "fair":
         people, z = stream.features(N_INDIVIDUALS)
-        decisions, q = learner.act(None, people)
+        panel = learner.decide_panel(people)
+        decisions, q = panel.decisions, panel.probabilities
         assert np.all(np.isfinite(q)) and np.all((q >= 0.0) & (q <= 1.0)), q
         assert set(np.unique(decisions)) <= {0, 1}
         labels = np.array([stream.reward(row, 0) for row in z])
-        learner.learn(None, decisions, labels, q, people)
+        learner.learn_panel(decisions, labels, q, people)
         if t % 5 == 0:
             learner.audit(people, decisions, q, [(0, 1)])
     else:  # supervised: a small prequential batch

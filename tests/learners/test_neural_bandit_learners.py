@@ -134,10 +134,10 @@ def test_late_feedback_uses_the_perturbation_of_its_own_decision():
     late = NeuralSquareCB(n_actions=2, width=4, perturbation=0.5, seed=3)
     a0, p0 = on_time.act(X[0])
     on_time.learn(X[0], a0, 1.0, p0[a0])
-    b0, q0 = late.act(X[0])
-    decision = late.last_decision
+    decision = late.decide(X[0])
+    b0, q0 = decision.action, decision.probabilities
     late.predict_rewards(X[1])  # another decision's predictions come in between (no state change)
-    late.learn(X[0], b0, 1.0, q0[b0], decision=decision)
+    late.learn(X[0], b0, 1.0, q0[b0], ticket=decision.ticket)
     np.testing.assert_array_equal(on_time.oracle.parameters, late.oracle.parameters)
 
 

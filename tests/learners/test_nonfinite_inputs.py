@@ -116,9 +116,9 @@ def fair_calls(poison):
     labels = np.array([1.0, 0.0, 1.0, 0.0], dtype=object)
     bad_labels = labels.copy()
     bad_labels[0] = poison  # a label revealed by a positive decision (hidden ones may be NaN)
-    yield "act individuals", lambda m: m.act(None, bad_people)
-    yield "learn individuals", lambda m: m.learn(None, decisions, labels, q, bad_people)
-    yield "learn labels", lambda m: m.learn(None, decisions, bad_labels, q, people)
+    yield "decide individuals", lambda m: m.decide_panel(bad_people)
+    yield "learn individuals", lambda m: m.learn_panel(decisions, labels, q, bad_people)
+    yield "learn labels", lambda m: m.learn_panel(decisions, bad_labels, q, people)
     yield "audit individuals", lambda m: m.audit(bad_people, decisions, q, [(0, 1)])
 
 

@@ -1,4 +1,4 @@
-"""DynLin-UCB reproduction: the jitted loop equals class stepping; the quick run passes."""
+"""DynLin-UCB reproduction: the compiled closed loop equals class stepping; the quick run passes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from regretflow.engine.experiments import dynamical_bandit as R
 def step_by_step(learner, sim, rounds):
     arms = np.empty(rounds, dtype=np.int64)
     for t in range(rounds):
-        arm, _ = learner.act()
+        arm = learner.decide(None).action
         learner.learn(None, arm, sim.step(arm))
         arms[t] = arm
     return arms
@@ -32,18 +32,25 @@ def assert_same_state(a, b):
 
 @pytest.mark.parametrize("system", R.SYSTEMS)
 @pytest.mark.parametrize("method", R.METHODS)
-def test_fast_loop_equals_class_by_class_stepping_bit_for_bit(system, method):
+def test_compiled_play_equals_class_by_class_stepping_bit_for_bit(system, method):
     sim_a, sim_b = test_case(system, seed=77), test_case(system, seed=77)
     learner_a = R.make_learner(method, sim_a, 10**6, seed=5)
     learner_b = R.make_learner(method, sim_b, 10**6, seed=5)
     arms_a = step_by_step(learner_a, sim_a, 3000)
-    # the fast loop in two pieces, then a few class steps: every join must be seamless
-    arms_b = np.concatenate([R.run_fast(learner_b, sim_b, 1234), R.run_fast(learner_b, sim_b, 1766)])
+    # the compiled loop in two pieces, then a few class steps: every join must be seamless
+    arms_b = np.concatenate([sim_b.play(learner_b, 1234), sim_b.play(learner_b, 1766)])
     assert np.array_equal(arms_a, arms_b)
     assert_same_state(learner_a, learner_b)
     assert np.array_equal(sim_a.x, sim_b.x) and sim_a.t == sim_b.t
     assert step_by_step(learner_a, sim_a, 50).tolist() == step_by_step(learner_b, sim_b, 50).tolist()
     assert learner_a.gauges() == learner_b.gauges()
+
+
+def test_play_refuses_a_policy_over_other_actions():
+    sim = test_case("synthetic", seed=1)
+    learner = R.Exp3(sim.actions[:-1], 100)
+    with pytest.raises(ValueError, match="different action sets"):
+        sim.play(learner, 10)
 
 
 def test_official_exp3_scaling_keeps_the_real_part_of_the_complex_map():

@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): per-event cost of GroupwiseRegressor.
 
-    .venv/bin/python tests/bench_groupwise.py [--events 20000] [--river-events 2000]
+    .venv/bin/python tests/benchmarks/bench_groupwise.py [--events 20000] [--river-events 2000]
 
 12 groups (11 declared from four categorical attributes with 3, 2, 2 and 4 values,
 plus always_on), so every event wakes 5 experts; d = 18 and d = 64. It prints, per
@@ -12,6 +12,10 @@ and River's ``EWARegressor`` over 12 ``LinearRegression`` models on the same str
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import time
@@ -150,7 +154,7 @@ def main() -> None:
 
     groupwise.warm_up()
     print(f"GroupwiseRegressor, 12 groups (5 awake per event); us per event; {args.events} events "
-          f"({args.river_events} for the pure-Python rows)")
+          f"({args.river_events} for the pure-Python rows); {_pin.describe()}")
     print(f"{'path':<52}{'d=18':>10}{'d=64':>10}")
     rows: dict[str, list[float]] = {}
     for d in (18, 64):

@@ -13,11 +13,15 @@ measured in the same run for:
 - Vowpal Wabbit ``--cb_explore_adf --squarecb -q sa`` from Python (``predict``/``learn``
   on text examples).
 
-Run: ``.venv/bin/python tests/bench_neural_bandit.py [--rounds 3000]``. Prints
+Run: ``.venv/bin/python tests/benchmarks/bench_neural_bandit.py [--rounds 3000]``. Prints
 microseconds per round (decision + learn), median of three repeats for the fast paths.
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import time
@@ -153,10 +157,11 @@ def main() -> None:
         rows.append(("VW --cb_explore_adf --squarecb", bench_vw(X, labels)))
     except ImportError:
         rows.append(("VW --cb_explore_adf --squarecb (not installed)", float("nan")))
-    print(f"K={K}, d={D} (disjoint: input {K * D}), width {WIDTH}, 1 hidden layer, {args.rounds} rounds")
-    print(f"{'path':48s} {'us/round':>10s} {'rounds/s':>10s}")
+    print(f"K={K}, d={D} (disjoint: input {K * D}), width {WIDTH}, 1 hidden layer, {args.rounds} rounds; {_pin.describe()}")
+    print(f"{'path':48s} {'us/round':>10s} {'rounds/s':>10s} {'x kernels':>10s}")
+    kernel_us = rows[0][1]
     for name, us in rows:
-        print(f"{name:48s} {us:10.1f} {1e6 / us:10.0f}")
+        print(f"{name:48s} {us:10.1f} {1e6 / us:10.0f} {us / kernel_us:10.1f}")
 
 
 if __name__ == "__main__":

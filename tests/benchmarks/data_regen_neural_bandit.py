@@ -1,11 +1,11 @@
 """Regenerate the vendored classification datasets of the neural-bandit reproduction.
 
-Not a test (pytest does not collect it: the name does not start with ``test_``).
+Not a test (pytest does not collect ``tests/benchmarks/``).
 Run it by hand from the repository root, with a Python that has ``numpy``,
 ``pandas`` and the pure-Python ``rdata`` reader (only this conversion needs them)::
 
     python -m venv /tmp/convenv && /tmp/convenv/bin/pip install rdata numpy pandas
-    /tmp/convenv/bin/python tests/data_regen_neural_bandit.py [--workdir /tmp/nb_data]
+    /tmp/convenv/bin/python tests/benchmarks/data_regen_neural_bandit.py [--workdir /tmp/nb_data]
 
 It downloads Debian packages with ``apt-get download`` (run ``apt-get update`` first),
 unpacks them with ``dpkg-deb -x``, reads River's bundled
@@ -22,7 +22,7 @@ bandit_fashion14.npz    Debian dataset-fashion-mnist, t10k     10000 x 196, 10
 ======================  =====================================  =================
 
 Shuttle (7 classes) and digits are not duplicated here: the reproduction reuses
-``shuttle.csv.gz`` and ``digits.csv.gz`` that ``tests/data_regen_analytic_ridge.py``
+``shuttle.csv.gz`` and ``digits.csv.gz`` that ``tests/benchmarks/data_regen_analytic_ridge.py``
 vendors for :mod:`regretflow.connectors.datasets.imbalanced`.
 
 Mushroom's features are the R factor codes, 0-based, missing as -1. Fashion-MNIST
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "connectors" / "datasets"
 
 

@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): online ridge at d=32, every layer, beside River.
 
-    .venv/bin/python tests/bench_ridge.py [--events 20000]
+    .venv/bin/python tests/benchmarks/bench_ridge.py [--events 20000]
 
 Prints µs per event and events/s for: the bare batched numba kernel, the learner's
 ``observe_many``, the whole engine path on an in-memory stream (decode, validate,
@@ -10,6 +10,10 @@ same stream; p50/p99 of per-batch engine latency per event; peak RSS.
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import resource
@@ -105,10 +109,11 @@ def main() -> None:
     t = timed(river_lr, repeat=1)
     rows.append(("River LinearRegression (SGD) predict_one+learn_one", t * n / min(n, 5000)))
 
-    print(f"\nonline ridge, d={d}, {n:,} events, batch {args.batch}")
-    print(f"{'path':<72}{'us/event':>10}{'events/s':>14}")
+    print(f"\nonline ridge, d={d}, {n:,} events, batch {args.batch}; {_pin.describe()}")
+    print(f"{'path':<72}{'us/event':>10}{'events/s':>14}{'x kernel':>10}")
+    kernel_seconds = rows[0][1]
     for name, seconds in rows:
-        print(f"{name:<72}{1e6 * seconds / n:>10.2f}{n / seconds:>14,.0f}")
+        print(f"{name:<72}{1e6 * seconds / n:>10.2f}{n / seconds:>14,.0f}{seconds / kernel_seconds:>10.1f}")
     lat = np.array(latencies) * 1e6
     print(f"\nengine per-event latency within a batch: p50 {np.percentile(lat, 50):.2f} us, p99 {np.percentile(lat, 99):.2f} us")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

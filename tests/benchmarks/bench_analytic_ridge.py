@@ -13,16 +13,19 @@ Per-event cost at expanded dimensions 64, 512 and 2048 with 10 classes, in one r
 
 Run::
 
-    OPENBLAS_NUM_THREADS=1 .venv/bin/python tests/bench_analytic_ridge.py
-    .venv/bin/python tests/bench_analytic_ridge.py --dims 64 512 --batches 16 64
+    .venv/bin/python tests/benchmarks/bench_analytic_ridge.py
+    .venv/bin/python tests/benchmarks/bench_analytic_ridge.py --dims 64 512 --batches 16 64
 
 Numbers are microseconds per event (median of ``--repeats`` runs); nothing is asserted.
 """
 
 from __future__ import annotations
 
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
+
 import argparse
-import os
 import statistics
 import time
 
@@ -100,8 +103,9 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     K.warm_up()
-    print(f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, classes={N_CLASSES}, input width={INPUT_DIM}")
-    print(f"{'d':>6} {'path':<18} {'us/event':>12} {'events/s':>12}")
+    print(f"{_pin.describe()}, classes={N_CLASSES}, input width={INPUT_DIM}")
+    print(f"{'d':>6} {'path':<18} {'us/event':>12} {'events/s':>12} {'x single':>9}")
+    engine_us_at_input_width = None
     for d in args.dims:
         n = events_for(d)
         rows = [("single", time_kernel(K.sherman_morrison_observe, d, n, 1, args.repeats, rng))]
@@ -111,9 +115,14 @@ def main() -> None:
         for batch in (1, args.batches[-1]):
             rows.append((f"engine {batch}", time_engine(d, n, batch, args.repeats, rng)))
         for path, us in rows:
-            print(f"{d:>6} {path:<18} {us:>12.1f} {1e6 / us:>12.0f}", flush=True)
+            print(f"{d:>6} {path:<18} {us:>12.1f} {1e6 / us:>12.0f} {us / rows[0][1]:>9.2f}", flush=True)
+        if d == INPUT_DIM:
+            engine_us_at_input_width = rows[-1][1]
         print(f"{d:>6} {'refresh (1k rows)':<18} {time_refresh(d, rng):>12.0f} us per refresh", flush=True)
-    print(f"{INPUT_DIM:>6} {'River LogReg OvR':<18} {time_river(2000, rng):>12.1f}")
+    river_us = time_river(2000, rng)
+    print(f"{INPUT_DIM:>6} {'River LogReg OvR':<18} {river_us:>12.1f} {1e6 / river_us:>12.0f}")
+    if engine_us_at_input_width is not None:
+        print(f"River LogReg OvR / engine {args.batches[-1]} at d = {INPUT_DIM}: {river_us / engine_us_at_input_width:.1f}x")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): per-round cost of the fair learners, k = 10, N = 1,000.
 
-    .venv/bin/python tests/bench_fair.py [--rounds 2000] [--batch 64]
+    .venv/bin/python tests/benchmarks/bench_fair.py [--rounds 2000] [--batch 64]
 
 One round = a ``decide`` of k = 10 Adult individuals, the ``feedback`` with the labels of
 the positively decided, and the ``audit`` with the panel's reports (3 of the 5 default
@@ -27,9 +27,12 @@ Prints µs per round (p50, p99, mean), rounds/s and the process's peak RSS.
 
 from __future__ import annotations
 
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
+
 import argparse
 import math
-import os
 import resource
 import time
 
@@ -49,9 +52,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def line(path: str, name: str, laps_us: np.ndarray, extra: str = "") -> None:
+def line(path: str, name: str, laps_us: np.ndarray, extra: str = "", reference_us: float | None = None) -> float:
+    """Print one path's per-round figures (and its mean over ``reference_us``); return the mean."""
+    ratio = f"  x{laps_us.mean() / reference_us:6.1f} kernels" if reference_us else ""
     print(f"  {path:<22} {name:<13} p50 {np.percentile(laps_us, 50):9.1f}  p99 {np.percentile(laps_us, 99):9.1f}"
-          f"  mean {laps_us.mean():9.1f} us/round  {1e6 / laps_us.mean():9.0f} rounds/s  {extra}")
+          f"  mean {laps_us.mean():9.1f} us/round  {1e6 / laps_us.mean():9.0f} rounds/s{ratio}  {extra}")
+    return float(laps_us.mean())
 
 
 def build(name: str, W, b, separator, rounds: int):
@@ -72,8 +78,9 @@ def bench_learner(model, sim: FairnessSimulator, rounds: int) -> np.ndarray:
     for t in range(rounds):
         X, y = sim.individuals(t), sim.labels(t)
         start = time.perf_counter()
-        dec, q = model.act(None, X)
-        model.learn(None, dec, np.where(dec == 1, y, -1.0), q, X)
+        panel = model.decide_panel(X)
+        dec, q = panel.decisions, panel.probabilities
+        model.learn_panel(dec, np.where(dec == 1, y, -1.0), q, X)
         mid = time.perf_counter()
         reports = sim.reports(t, q)  # the simulator's work, not timed
         resume = time.perf_counter()
@@ -264,21 +271,21 @@ def main() -> None:
     sim = FairnessSimulator(pop, n_rounds=args.rounds, k=10, seed=0)
     print(f"k = {sim.k} individuals per round, N = {W.shape[0]} thresholds, |S| = {separator.shape[0]} separator points, "
           f"{args.rounds} rounds, micro-batches of {args.batch} for the batched engine path, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset (the daemon sets 1)')}")
+          f"{_pin.describe()}")
     for name in ("FairExp2", "FairFTPL", "OneSidedExp2"):
         print(name)
         kernel = bench_exp2_kernels if name != "FairFTPL" else bench_ftpl_kernels
-        line("kernels", name, kernel(build(name, W, b, separator, args.rounds), sim, args.rounds))
-        line("learner API", name, bench_learner(build(name, W, b, separator, args.rounds), sim, args.rounds))
+        kernels_us = line("kernels", name, kernel(build(name, W, b, separator, args.rounds), sim, args.rounds))
+        line("learner API", name, bench_learner(build(name, W, b, separator, args.rounds), sim, args.rounds), reference_us=kernels_us)
         warm = engine_for(name, W, b, separator, args.rounds, args.batch)  # first-call set-up, then thrown away
         warm.process([orjson.dumps(sim.decide_event(0) | {"model": "fair"})])
         engine = engine_for(name, W, b, separator, args.rounds, args.batch)
         laps, decide = bench_engine_closed_loop(engine, sim, args.rounds)
         line("engine, closed loop", name, laps, f"(decide alone p50 {np.percentile(decide, 50):.1f}, "
-                                                 f"p99 {np.percentile(decide, 99):.1f} us)")
+                                                 f"p99 {np.percentile(decide, 99):.1f} us)", reference_us=kernels_us)
         engine = engine_for(name, W, b, separator, args.rounds, args.batch)
         line("engine, batched", name, bench_engine_batched(engine, sim, args.rounds, args.batch),
-             "(per round; p50/p99 over micro-batches)")
+             "(per round; p50/p99 over micro-batches)", reference_us=kernels_us)
         print(f"  peak RSS so far {peak_rss_mb():.0f} MB")
     print("Yardsticks: a plain online logistic classifier, predict and learn each of the same 10 individuals "
           "per round (no fairness, no randomised policy, no auditors)")

@@ -1,6 +1,6 @@
 """Benchmark of the dynamical linear bandit family (not collected by pytest).
 
-    .venv/bin/python tests/bench_dynamical.py [--official /tmp/DLB] [--rounds 1000000]
+    .venv/bin/python tests/benchmarks/bench_dynamical.py [--official /tmp/DLB] [--rounds 1000000]
 
 Prints:
 
@@ -9,7 +9,7 @@ Prints:
    (Sherman-Morrison update; the next round's decision is timed with it);
 2. the same split for the kernels alone (what the engine's batched path pays);
 3. the wall time of one 10^6-round run on the real-data system per method with the
-   jitted whole-run loop (``engine/experiments/dynamical_bandit.run_fast``), and of the
+   compiled closed loop (``LinearDynamicalSystem.play`` -> the learner's ``play``), and of the
    class stepped round by round;
 4. if a checkout of the official code (marcomussi/DLB, MIT) is given, the same run
    with its numpy agents and environment on this machine, and the speed-up. The
@@ -18,6 +18,10 @@ Prints:
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import importlib
@@ -83,7 +87,7 @@ def fast_run(method: str, rounds: int) -> float:
     sim = test_case("real-data", seed=3)
     learner = R.make_learner(method, sim, 10**6, seed=0)
     start = time.perf_counter()
-    R.run_fast(learner, sim, rounds)
+    sim.play(learner, rounds)
     return time.perf_counter() - start
 
 
@@ -155,15 +159,16 @@ def main() -> None:
     parser.add_argument("--official-rounds", type=int, default=100_000, help="rounds timed with the official code (scaled to 10^6)")
     args = parser.parse_args()
     K.warm_up()
-    R.run_fast(R.make_learner("Exp3", test_case("real-data"), 10**6, 0), test_case("real-data"), 10)
+    test_case("real-data").play(R.make_learner("Exp3", test_case("real-data"), 10**6, 0), 10)
     for m in R.METHODS:
         fast_run(m, 1000)
-    print("per-round cost, real-data system, DynLin-UCB (lambda = log T)")
+    print(f"per-round cost, real-data system, DynLin-UCB (lambda = log T); {_pin.describe()}")
     api = api_split(200_000)
     print(f"  Python API act()+learn(): inside an epoch {api['inside']:.2f} us (median); epoch end or decision {api['end_or_decide']:.2f} us "
           f"({100 * api['share_end']:.1f}% of rounds)")
     ker = kernel_split(200_000)
     print(f"  kernels only (Python call overhead included): inside {ker['inside']:.2f} us; end or decision {ker['end_or_decide']:.2f} us")
+    print(f"  Python API / kernels: inside x{api['inside'] / ker['inside']:.1f}, end or decision x{api['end_or_decide'] / ker['end_or_decide']:.1f}")
     print(f"wall time of one {args.rounds:,}-round run with the simulator (real-data)")
     ours = {}
     for m in R.METHODS:
@@ -172,7 +177,7 @@ def main() -> None:
     for m in ("DynLin-UCB (lambda=log T)", "LinUCB (lambda=log T)"):
         n = min(args.rounds, 200_000)
         secs = class_run(m, n) * args.rounds / n
-        print(f"  class steps  {m:<28} {secs:7.3f} s  (from {n:,} rounds)")
+        print(f"  class steps  {m:<28} {secs:7.3f} s  (from {n:,} rounds)  x{secs / ours[m]:,.0f} the jitted loop")
     if os.path.isdir(os.path.join(args.official, "dynlinucb")):
         agents, environment = load_official(args.official)
         print(f"official numpy code (marcomussi/DLB), {args.official_rounds:,} rounds timed, scaled to {args.rounds:,}")

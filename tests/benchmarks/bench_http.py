@@ -5,10 +5,14 @@ process holds 500 idle connections and 100 slowloris clients, floods /metrics fr
 clients and scrapes politely (one GET every 100 ms, timing each). Prints events/s of
 both runs and the polite scrape latencies. Not a test: the figures depend on the host.
 
-    .venv/bin/python tests/bench_http.py [--events 300000]
+    .venv/bin/python tests/benchmarks/bench_http.py [--events 300000]
 """
 
 from __future__ import annotations
+
+import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
+
+# isort: split
 
 import argparse
 import json
@@ -20,7 +24,7 @@ import threading
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def attack(port: int, seconds: float, idle: int, slow: int, flood: int) -> None:
