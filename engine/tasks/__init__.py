@@ -20,7 +20,7 @@ from regretflow.engine.tasks.classification import ClassificationTask
 from regretflow.engine.tasks.fair import FairTask
 from regretflow.engine.tasks.regression import RegressionTask
 
-__all__ = ["TASKS", "NoTracker", "Output", "ShardView", "Task", "Tracker", "register_task", "task_for", "task_named", "unregister_task"]
+__all__ = ["TASKS", "NoTracker", "Output", "ShardView", "Task", "Tracker", "register_task", "shown_task", "task_for", "task_named", "unregister_task"]
 
 DEFAULT_TASK = "regression"  # the task of a learner class that names none
 
@@ -46,6 +46,31 @@ def task_named(name: str) -> Task:
         return TASKS[name]
     except KeyError:
         raise KeyError(f"no task named {name!r} is registered (known: {', '.join(sorted(TASKS))})") from None
+
+
+class _UnknownTask(Task):
+    """What readers of summaries (report, live page, tables) use for a task no module registered: counts only."""
+
+    name = "unknown"
+    kinds = frozenset()
+
+    def make_tracker(self, spec: Any) -> Tracker:
+        return NoTracker()
+
+    def summarize(self, shards: Any) -> dict[str, Any]:
+        return {}
+
+
+_UNKNOWN = _UnknownTask()
+
+
+def shown_task(name: Any) -> Task:
+    """The task that reads and shows summaries of task ``name``: the registered one, else one that shows counts only.
+
+    >>> shown_task("regression").name, shown_task(None).name
+    ('regression', 'unknown')
+    """
+    return TASKS.get(name, _UNKNOWN) if isinstance(name, str) else _UNKNOWN
 
 
 def task_for(learner_cls: Any) -> Task:

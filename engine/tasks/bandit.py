@@ -99,9 +99,19 @@ def learn(learner: Any, p: DecidePayload, reward: float) -> None:
     extra: dict[str, Any] = {}
     if p.actions is not None:
         extra["actions"] = p.actions
-    if p.ticket >= 0 and "decision" in inspect.signature(learner.learn).parameters:
+    if p.ticket >= 0 and _takes_decision(type(learner)):
         extra["decision"] = p.ticket
     learner.learn(p.x, p.action, reward, p.probability, **extra)
+
+
+_TAKES_DECISION: dict[type, bool] = {}
+
+
+def _takes_decision(cls: type) -> bool:
+    known = _TAKES_DECISION.get(cls)
+    if known is None:
+        known = _TAKES_DECISION[cls] = "decision" in inspect.signature(cls.learn).parameters  # type: ignore[attr-defined]
+    return known
 
 
 def describe_action(learner: Any, action: int) -> list[float] | None:

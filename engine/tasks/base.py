@@ -93,6 +93,8 @@ class ShardView(Protocol):
 
     def flush(self, out: Output) -> None: ...
 
+    def check_new_id(self, ev: Event) -> None: ...
+
     def request(self, ev: Event, payload: JoinPayload, out: Output) -> None: ...
 
     def pending_reply(self, ev: Event, request: str, late: str) -> JoinEntry: ...
@@ -117,6 +119,7 @@ class Task(ABC):
 
     def check(self, shard: ShardView, ev: Event) -> None:
         """Raise BadEvent if ``shard`` cannot take ``ev`` (a kind of :attr:`kinds`); changes nothing."""
+        return None
 
     def run(self, shard: ShardView, kind: str, events: list[Event], out: Output) -> None:
         """Process a run of consecutive ``kind`` events (one of :attr:`run_kinds`) and answer them."""
@@ -128,6 +131,7 @@ class Task(ABC):
 
     def on_expired(self, shard: ShardView, entries: list[JoinEntry], out: Output) -> None:
         """Requests whose window closed without their feedback (the shard already counted them)."""
+        return None
 
     # -- measuring ----------------------------------------------------------------------------
     @abstractmethod
@@ -140,6 +144,7 @@ class Task(ABC):
 
     def publish(self, metrics: Metrics, model: str, summary: dict[str, Any]) -> None:
         """Set the task's Prometheus gauges from a model summary."""
+        return None
 
     # -- showing ------------------------------------------------------------------------------
     def summary_rows(self, summary: dict[str, Any], extra: dict[str, Any]) -> tuple[list[str], list[str]]:

@@ -8,7 +8,7 @@ join store when both have arrived.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 import numpy as np
 
@@ -134,7 +134,8 @@ class FairTask(Task):
         entry = shard.joins.pending[str(ev.ref)]
         p = _payload(entry)
         if ev.kind == "feedback":
-            labels = np.array([-1.0 if v is None else float(v) for v in ev.label])
+            revealed = cast(list[Any], ev.label)  # checked by check(): 0, 1 or None per individual
+            labels = np.array([-1.0 if v is None else float(v) for v in revealed])
             learn_panel(shard.learner, p, labels)
             shard.tracker.record_labels(p.decisions, labels)
             _replied(shard, entry, FEEDBACK)

@@ -10,7 +10,7 @@ import numpy as np
 
 from regretflow.engine.evaluation.regret import HindsightRegret
 from regretflow.engine.runtime.events import BadEvent
-from regretflow.engine.tasks.base import ShardView, column, fmt as _f
+from regretflow.engine.tasks.base import ShardView, column, fmt
 from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
 
 if TYPE_CHECKING:
@@ -84,8 +84,8 @@ class RegressionTask(SupervisedTask):
         worst = max((k for k in groups if k != "all"), key=lambda k: groups[k]["regret"] / groups[k]["count"], default="-")
         w = groups.get(worst, {"regret": float("nan"), "count": 1})
         return (["rounds", "mean loss", "regret", "worst group", "its regret/round"],
-                [str(a["count"]), _f(a["loss"] / a["count"] if a["count"] else float("nan")), _f(a["regret"]), worst,
-                 _f(w["regret"] / w["count"], ".5f")])
+                [str(a["count"]), fmt(a["loss"] / a["count"] if a["count"] else float("nan")), fmt(a["regret"]), worst,
+                 fmt(w["regret"] / w["count"], ".5f")])
 
     def detail_lines(self, model: str, summary: dict[str, Any]) -> list[str]:
         s = summary

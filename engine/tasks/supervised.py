@@ -7,7 +7,6 @@ wait in the join store for a ``feedback`` carrying the label.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from abc import abstractmethod
 from typing import Any, ClassVar
@@ -60,8 +59,10 @@ class SupervisedTask(Task):
             self.check_label(ev.label)
 
     def run(self, shard: ShardView, kind: str, events: list[Event], out: Output) -> None:
-        X = np.stack([e.x for e in events]) if events[0].x is not None else np.zeros((len(events), 0))
-        G = np.stack([e.groups for e in events]) if events[0].groups is not None else None
+        rows: list[Any] = [e.x for e in events]
+        X = np.stack(rows) if rows[0] is not None else np.zeros((len(events), 0))
+        memberships: list[Any] = [e.groups for e in events]
+        G = np.stack(memberships) if memberships[0] is not None else None
         version = int(getattr(shard.learner, "n_updates", 0))
         if kind == "predict":
             preds = predict_rows(shard.learner, X, G)
@@ -106,10 +107,15 @@ class SupervisedTask(Task):
         """The label of an earlier predict: learn it and measure the prediction answered then."""
 
 
-@functools.lru_cache(maxsize=256)
+_TAKES_GROUPS: dict[type, bool] = {}
+
+
 def _takes_groups(cls: type) -> bool:
-    predict_many = getattr(cls, "predict_many", None)
-    return predict_many is not None and "groups" in inspect.signature(predict_many).parameters
+    known = _TAKES_GROUPS.get(cls)
+    if known is None:
+        predict_many = getattr(cls, "predict_many", None)
+        known = _TAKES_GROUPS[cls] = predict_many is not None and "groups" in inspect.signature(predict_many).parameters
+    return known
 
 
 def predict_rows(learner: Any, X: np.ndarray, G: np.ndarray | None) -> Any:
