@@ -71,7 +71,11 @@ class DecidePayload(JoinPayload):
 
 
 class Choice(NamedTuple):
-    """A bandit's decision as the engine uses it (the learner API's ``Decision``)."""
+    """A bandit's decision as the engine uses it (the learner API's ``Decision``).
+
+    >>> Choice(1, np.array([0.5, 0.5]), None, -1).action
+    1
+    """
 
     action: int
     probabilities: np.ndarray
@@ -132,6 +136,7 @@ class BanditTask(Task):
 
     name: ClassVar[str] = "bandit"
     kinds: ClassVar[frozenset[str]] = frozenset({"decide", "feedback"})
+    needs_features: ClassVar[bool] = False  # a decide may carry per-action rows instead
 
     def make_tracker(self, spec: ModelSpec) -> BanditRegret:
         return BanditRegret(spec.n_actions)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,8 +40,13 @@ if TYPE_CHECKING:
     from regretflow.engine.observability.metrics import Metrics
 
 
+@runtime_checkable
 class Tracker(Protocol):
-    """What the shard needs of a task's tracker: a summary and a checkpointable state."""
+    """What the shard needs of a task's tracker: a summary and a checkpointable state.
+
+    >>> isinstance(NoTracker(), Tracker)
+    True
+    """
 
     def summary(self) -> dict[str, Any]: ...
 
@@ -68,7 +73,13 @@ class NoTracker:
 
 
 class Output(Protocol):
-    """Where a micro-batch's answers and dead letters go (the engine's batch output)."""
+    """Where a micro-batch's answers and dead letters go (the engine's batch output).
+
+    >>> from regretflow.engine.runtime.loop import _BatchOutput
+    >>> out: Output = _BatchOutput()
+    >>> out.answer(Event("1", "m", "observe"), {"id": "1"}); len(out.answers)
+    1
+    """
 
     def answer(self, ev: Event, record: dict[str, Any]) -> None: ...
 
@@ -76,7 +87,14 @@ class Output(Protocol):
 
 
 class ShardView(Protocol):
-    """The part of a shard a task may use: its model, learner, tracker and join store."""
+    """The part of a shard a task may use: its model, learner, tracker and join store.
+
+    >>> from regretflow.engine.config import parse_config
+    >>> from regretflow.engine.runtime.shard import Shard
+    >>> shard: ShardView = Shard(parse_config({"models": {"m": {"learner": "ridge", "features": ["x"]}}}).models["m"], "")
+    >>> type(shard.tracker).__name__, len(shard.joins)
+    ('HindsightRegret', 0)
+    """
 
     spec: ModelSpec
     key: str
@@ -105,12 +123,17 @@ class Task(ABC):
 
     Class attributes: ``name`` (the learner classes' ``task``, and the summary's ``task``),
     ``kinds`` (the event kinds its models take) and ``run_kinds`` (those of them the shard
-    processes as vectorised runs).
+    processes as vectorised runs); ``needs_features`` whether its models must declare features.
+
+    >>> from regretflow.engine.tasks import task_named
+    >>> sorted(task_named("fair").kinds), sorted(task_named("regression").run_kinds)
+    (['audit', 'decide', 'feedback'], ['observe', 'predict'])
     """
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]
     run_kinds: ClassVar[frozenset[str]] = frozenset()
+    needs_features: ClassVar[bool] = True  # whether a model must declare its feature names
 
     # -- events -----------------------------------------------------------------------------
     def check_label(self, label: Any) -> Any:

@@ -54,7 +54,11 @@ class PanelPayload(JoinPayload):
 
 
 class Panel(NamedTuple):
-    """A fair policy's decisions on a panel (the learner API's ``PanelDecision``)."""
+    """A fair policy's decisions on a panel (the learner API's ``PanelDecision``).
+
+    >>> Panel(np.array([1, 0]), np.array([0.9, 0.1])).decisions.tolist()
+    [1, 0]
+    """
 
     decisions: np.ndarray
     probabilities: np.ndarray

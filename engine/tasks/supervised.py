@@ -44,7 +44,12 @@ class PredictPayload(JoinPayload):
 
 
 class SupervisedTask(Task):
-    """Labelled rows: ``observe`` runs, ``predict`` runs, and ``feedback`` with the label."""
+    """Labelled rows: ``observe`` runs, ``predict`` runs, and ``feedback`` with the label.
+
+    >>> from regretflow.engine.tasks import task_named
+    >>> isinstance(task_named("classification"), SupervisedTask), sorted(SupervisedTask.kinds)
+    (True, ['feedback', 'observe', 'predict'])
+    """
 
     kinds: ClassVar[frozenset[str]] = frozenset({"observe", "predict", "feedback"})
     run_kinds: ClassVar[frozenset[str]] = frozenset({"observe", "predict"})
