@@ -19,6 +19,7 @@ from regretflow.engine.evaluation.regret import BanditRegret
 from regretflow.engine.runtime.events import BadEvent, Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
 from regretflow.engine.tasks.base import Output, ShardView, Task, column, fmt
+from regretflow.engine.tasks.supervised import RESULT_API
 
 if TYPE_CHECKING:
     from regretflow.engine.config import ModelSpec
@@ -86,9 +87,14 @@ class Choice(NamedTuple):
 def decide(learner: Any, x: np.ndarray | None, actions: np.ndarray | None) -> Choice:
     """The learner's decision for a context (and offered actions).
 
-    Adapter for the learner API where ``act`` returned ``(action, probabilities)`` and
-    the reward predictions and decision number were read from ``last_*`` attributes.
+    Adapter: the agreed learner API's ``decide`` returns a ``Decision``; before it, ``act``
+    returned ``(action, probabilities)`` and the rest was read from ``last_*`` attributes.
     """
+    if RESULT_API:
+        d = learner.decide(x, actions)
+        predicted_rewards = d.predicted_rewards
+        return Choice(int(d.action), np.asarray(d.probabilities, dtype=np.float64),
+                      None if predicted_rewards is None else np.asarray(predicted_rewards, dtype=np.float64), int(d.ticket))
     action, probs = learner.act(x, actions)
     predicted = getattr(learner, "last_predicted_rewards", None)
     return Choice(int(action), np.asarray(probs, dtype=np.float64),
@@ -98,8 +104,12 @@ def decide(learner: Any, x: np.ndarray | None, actions: np.ndarray | None) -> Ch
 def learn(learner: Any, p: DecidePayload, reward: float) -> None:
     """Hand the learner the reward of decision ``p``.
 
-    Adapter for the learner API where only some policies took the decision number (as ``decision``).
+    Adapter: the agreed learner API's ``learn`` takes the decision's ``ticket`` for every
+    policy; before it, only some policies took it (as ``decision``).
     """
+    if RESULT_API:
+        learner.learn(p.x, p.action, reward, p.probability, actions=p.actions, ticket=p.ticket)
+        return
     extra: dict[str, Any] = {}
     if p.actions is not None:
         extra["actions"] = p.actions

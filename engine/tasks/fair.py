@@ -17,6 +17,7 @@ from regretflow.engine.runtime.events import BadEvent, Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
 from regretflow.engine.tasks.bandit import check_expected
 from regretflow.engine.tasks.base import Output, ShardView, Task, fmt
+from regretflow.engine.tasks.supervised import RESULT_API
 
 if TYPE_CHECKING:
     from regretflow.engine.config import ModelSpec
@@ -65,13 +66,26 @@ class Panel(NamedTuple):
 
 
 def decide_panel(learner: Any, actions: np.ndarray) -> Panel:
-    """Adapter for the learner API where a fair policy decided through ``act(None, actions)``."""
+    """A fair policy's decisions on a panel.
+
+    Adapter: the agreed learner API's ``decide_panel`` returns a ``PanelDecision``; before
+    it, a fair policy decided through ``act(None, actions)``.
+    """
+    if RESULT_API:
+        d = learner.decide_panel(actions)
+        return Panel(np.asarray(d.decisions, dtype=np.int64), np.asarray(d.probabilities, dtype=np.float64))
     decisions, probs = learner.act(None, actions)
     return Panel(np.asarray(decisions, dtype=np.int64), np.asarray(probs, dtype=np.float64))
 
 
 def learn_panel(learner: Any, p: PanelPayload, labels: np.ndarray) -> None:
-    """Adapter for the learner API where a fair policy learned through ``learn(None, ...)``."""
+    """Hand a fair policy the one-sided labels of panel ``p`` (-1.0 where not revealed).
+
+    Adapter: the agreed learner API's ``learn_panel``; before it, ``learn(None, ...)``.
+    """
+    if RESULT_API:
+        learner.learn_panel(p.decisions, labels, p.probabilities, p.actions)
+        return
     learner.learn(None, p.decisions, labels, p.probabilities, p.actions)
 
 

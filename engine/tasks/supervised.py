@@ -16,6 +16,7 @@ import numpy as np
 from regretflow.engine.runtime.events import BadEvent, Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
 from regretflow.engine.tasks.base import Output, ShardView, Task, plain
+from regretflow.learners import contract as learner_contract
 
 
 @register_payload
@@ -112,6 +113,9 @@ class SupervisedTask(Task):
         """The label of an earlier predict: learn it and measure the prediction answered then."""
 
 
+# whether the learners speak the agreed API (result objects: Observed, Decision, PanelDecision)
+RESULT_API = hasattr(learner_contract, "Observed")
+
 _TAKES_GROUPS: dict[type, bool] = {}
 
 
@@ -126,8 +130,11 @@ def _takes_groups(cls: type) -> bool:
 def predict_rows(learner: Any, X: np.ndarray, G: np.ndarray | None) -> Any:
     """The learner's predictions of a run of rows (its groups passed when it takes them).
 
-    Adapter for the learner API before every supervised learner accepted ``groups``.
+    Adapter: with the agreed learner API every supervised learner accepts ``groups``;
+    before it, only those whose ``predict_many`` names them are given them.
     """
+    if RESULT_API:
+        return learner.predict_many(X, G)
     if G is not None and _takes_groups(type(learner)):
         return learner.predict_many(X, G)
     return learner.predict_many(X)
@@ -136,7 +143,11 @@ def predict_rows(learner: Any, X: np.ndarray, G: np.ndarray | None) -> Any:
 def observe_rows(learner: Any, X: np.ndarray, y: Any, G: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
     """Prequential predictions of a run of labelled rows and the learner's own per-row losses (None if it has none).
 
-    Adapter for the learner API before ``observe`` returned an ``Observed``.
+    Adapter: the agreed learner API's ``observe`` returns an ``Observed``; before it,
+    ``observe_many`` returned the predictions and the losses were read from ``last_losses``.
     """
+    if RESULT_API:
+        observed = learner.observe(X, y, G)
+        return observed.predictions, observed.losses
     preds = learner.observe_many(X, y, G)
     return preds, getattr(learner, "last_losses", None)
