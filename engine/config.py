@@ -167,9 +167,11 @@ class ModelSpec:
             raise _KeyProblem("learner", f"{self.learner!r} is not one of {', '.join(sorted(LEARNERS))}{hint}")
         if len(set(self.features)) != len(self.features):
             raise _KeyProblem("features", "names must be unique")
-        task = getattr(LEARNERS[self.learner], "task", "regression")
-        if task != "bandit" and not self.features:
-            raise _KeyProblem("features", f"required for a {task} learner")
+        from regretflow.engine.tasks import task_for
+
+        task = task_for(LEARNERS[self.learner])
+        if task.needs_features and not self.features:
+            raise _KeyProblem("features", f"required for a {task.name} learner")
         names = [g.name for g in self.groups]
         if len(set(names)) != len(names):
             raise _KeyProblem("groups", "group names must be unique")

@@ -81,6 +81,8 @@ def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
     """The simulator-side monitor of the fair model the environment drives (its class, gamma, C schedule)."""
     from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
     from regretflow.engine.runtime.shard import build_learner
+    from regretflow.engine.tasks import task_for
+    from regretflow.engine.tasks.fair import FairTask
 
     if isinstance(lp_max_rounds, bool) or not isinstance(lp_max_rounds, int) or lp_max_rounds < 0:
         raise ConfigError("source.lp_max_rounds: expected an integer >= 0 (0: never solve the fair-comparator LP)")
@@ -89,7 +91,7 @@ def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
         probe = build_learner(spec)  # the same class and schedules as the engine's learner (both seeded from the spec)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    if getattr(probe, "task", None) != "fair":
+    if not isinstance(task_for(type(probe)), FairTask):
         raise ConfigError(f"source.environment = \"fairness\" drives a fair model; models.{env.model} is {spec.learner!r}")
     if probe.d_ != env.sim.n_features:
         raise ConfigError(f"models.{env.model}: its class has {probe.d_} features, the fairness simulator {env.sim.n_features}")

@@ -170,6 +170,7 @@ def _replay(args) -> int:
 
     from regretflow.engine.cli.demo import summary_table
     from regretflow.engine.runtime.loop import Engine
+    from regretflow.engine.tasks import shown_task
 
     config = load_config(args.config)
     config = _offline(config)
@@ -193,23 +194,15 @@ def _replay(args) -> int:
         print(f"replayed {engine.events_seen:,} events ({engine.dead_count:,} dead-lettered)")
         print(summary_table(summary))
         for model, s in summary.items():
-            if isinstance(s, dict) and s.get("task") == "bandit":
-                b = s["bandit"]
-                print(f"\nmodel {model}: {b['count']} feedbacks, mean reward {b['mean_reward']:.4f}, pseudo-regret {b['pseudo_regret']:.3f}")
-                for policy in ("uniform", "best_constant"):
-                    if policy in b:
-                        e = b[policy]
-                        print(f"  {policy:<14} IPS {e['ips']:.4f} [{e['ips_low']:.4f}, {e['ips_high']:.4f}]"
-                              f"  SNIPS {e['snips']:.4f} [{e['snips_low']:.4f}, {e['snips_high']:.4f}]")
-            elif model == "_logged_policies":
+            if model == "_logged_policies":
                 for name, table in s.items():
                     print(f"\nlogged decisions of {name}: {table['rounds']} joined rounds, observed mean reward {table['logged']['observed']['value']:.4f}")
                     for policy in ("greedy", "uniform", "best_constant"):
                         for est, v in table[policy].items():
                             print(f"  {policy:<14}{est.upper():<6}{v['value']:.4f}  95% bootstrap [{v['low']:.4f}, {v['high']:.4f}]")
-            elif isinstance(s, dict) and s.get("task") == "classification":
-                c = s["classification"]
-                print(f"\nmodel {model}: accuracy {c['accuracy']:.4f}, mean per-class accuracy {c['mean_per_class_accuracy']:.4f}")
+            elif isinstance(s, dict) and not model.startswith("_"):
+                for line in shown_task(s.get("task")).replay_lines(model, s):
+                    print(line)
     engine.close()
     return 0
 

@@ -402,7 +402,7 @@ class FairnessTracker:
     MAX_AUDITORS = 64
     OTHER = OTHER_AUDITOR
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.counts = np.zeros(len(self.FIELDS))
         self.auditor_index: dict[str, int] = {}
         self.auditor_counts = np.zeros((0, 2))  # per auditor: distinct reported pairs, panels sat on

@@ -92,57 +92,9 @@ def _group_panels(values: dict[str, float], what: str, unit: str) -> list[dict[s
 
 def model_panels(s: dict[str, Any], monitor_figures: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The panels of one model's summary at one moment: title, unit and ``{label: value}``."""
-    task = s.get("task")
-    g = s.get("learner_gauges", {})
-    if task == "regression":
-        groups = s["groups"]
-        panels = _group_panels({k: v["regret"] for k, v in groups.items()}, "cumulative regret", "squared loss")
-        a = groups.get("all", {})
-        n = a.get("count") or 0
-        panels.append({"title": "mean loss, learner and best fixed predictor", "unit": "squared loss per round",
-                       "series": {"learner": a.get("loss", 0.0) / n if n else None,
-                                  "best fixed in hindsight": a.get("comparator_loss", 0.0) / n if n else None}})
-        return panels
-    if task == "bandit":
-        b = s["bandit"]
-        panels = [{"title": "cumulative reward and pseudo-regret", "unit": "reward",
-                   "series": {"cumulative reward": b.get("reward"), "pseudo-regret": b.get("pseudo_regret") if b.get("pseudo_count") else None}}]
-        exploration = {}
-        if "greedy_probability" in g:
-            exploration["probability of the greedy action"] = g["greedy_probability"]
-        if "dynlin_estimated_gap" in g:
-            exploration["estimated gap of the held action"] = g["dynlin_estimated_gap"]
-        if exploration:
-            panels.append({"title": "exploration", "unit": "probability" if "greedy_probability" in g else "reward per round",
-                           "series": exploration})
-        values = {"observed mean reward": b.get("mean_reward")}
-        for policy in ("greedy", "uniform", "best_constant"):
-            if policy in b:
-                values[f"{policy.replace('_', ' ')} policy (SNIPS)"] = b[policy].get("snips")
-        panels.append({"title": "off-policy value of reference policies", "unit": "mean reward per round", "series": values})
-        return panels
-    if task == "classification":
-        c = s["classification"]
-        panels = [{"title": "prequential accuracy", "unit": "fraction correct",
-                   "series": {"accuracy": c.get("accuracy"), "mean per-class accuracy": c.get("mean_per_class_accuracy")}}]
-        if "analytic_answer_regret" in g:
-            panels.append({"title": "answer regret against the hindsight ridge", "unit": "squared one-hot loss",
-                           "series": {"answer regret": g["analytic_answer_regret"]}})
-        return panels
-    if task == "fair":
-        f = s["fair"]
-        panels = [{"title": "auditor-panel violations", "unit": "violating pairs per audited round",
-                   "series": {"violations per round": f.get("violations_per_round"),
-                              "rounds with a violation (fraction)": f.get("violation_round_rate")}},
-                  {"title": "decisions", "unit": "fraction of individuals",
-                   "series": {"positive-decision rate": f.get("positive_rate"), "revealed accuracy": f.get("revealed_accuracy")}}]
-        if monitor_figures:
-            panels.append({"title": "regret measured by the simulator", "unit": "expected mistakes",
-                           "series": {"against the best fixed policy": monitor_figures.get("mistake_regret_unconstrained"),
-                                      "against the best fair mixture": monitor_figures.get("fair_regret"),
-                                      "Lagrangian regret": monitor_figures.get("lagrangian_regret")}})
-        return panels
-    return []
+    from regretflow.engine.tasks import shown_task
+
+    return shown_task(s.get("task")).live_panels(s, monitor_figures)
 
 
 class LiveRecorder:

@@ -72,6 +72,8 @@ from typing import Any, Iterable
 import numpy as np
 import orjson
 
+from regretflow.engine.tasks import shown_task
+
 LOG_FORMAT = "regretflow-metrics-log"
 LOG_VERSION = 1
 
@@ -177,34 +179,7 @@ def model_series(records: list[dict]) -> dict[str, ModelSeries]:
         rows = [(t, s) for t, s in rows if s.get("task") == task]
         ts = np.array([t for t, _ in rows], dtype=float)
         summaries = [s for _, s in rows]
-        values: dict[str, np.ndarray] = {}
-        groups: dict[str, dict[str, np.ndarray]] = {}
-        if task == "regression":
-            labels = list(summaries[-1].get("groups", {}))
-            for label in labels:
-                gs = [s.get("groups", {}).get(label) or {} for s in summaries]
-                groups[label] = {key: _col(gs, key) for key in ("count", "loss", "comparator_loss", "regret")}
-            rounds = groups["all"]["count"] if "all" in groups else np.arange(len(rows), dtype=float)
-        elif task == "bandit":
-            bs = [s.get("bandit") or {} for s in summaries]
-            for key in ("count", "reward", "mean_reward", "pseudo_regret", "pseudo_count", "regret_vs_best_constant"):
-                values[key] = _col(bs, key)
-            for policy in ("uniform", "best_constant"):
-                ps = [b.get(policy) or {} for b in bs]
-                for key in ("ips", "ips_low", "ips_high", "snips", "snips_low", "snips_high"):
-                    values[f"{policy}.{key}"] = _col(ps, key)
-            rounds = values["count"]
-        elif task == "classification":
-            cs = [s.get("classification") or {} for s in summaries]
-            values["count"] = _col(cs, "count")
-            values["accuracy"] = _col(cs, "accuracy")
-            for cls in (cs[-1].get("per_class") or {}):
-                values[f"class.{cls}"] = _col([(c.get("per_class") or {}).get(cls) or {} for c in cs], "accuracy")
-            for label in (cs[-1].get("per_group") or {}):
-                values[f"group.{label}"] = _col([(c.get("per_group") or {}).get(label) or {} for c in cs], "accuracy")
-            rounds = values["count"]
-        else:
-            rounds = np.array([float(s.get("events", i)) for i, s in enumerate(summaries)])
+        values, groups, rounds = shown_task(task).series(summaries)
         for gauge in (summaries[-1].get("learner_gauges") or {}):
             values[f"learner.{gauge}"] = _col([s.get("learner_gauges") or {} for s in summaries], gauge)
         for gauge, last in (summaries[-1].get("learner_group_gauges") or {}).items():
@@ -226,7 +201,7 @@ def _col(rows: list[dict], key: str) -> np.ndarray:
 # -- drawing -----------------------------------------------------------------------------------
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
@@ -284,80 +259,6 @@ def _legend_below(ax, ncol: int = 3) -> None:
     if handles:
         ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(ncol, len(labels)),
                   fontsize=8, frameon=False)
-
-
-def regression_figure(s: ModelSeries, max_groups: int = 64) -> bytes:
-    """Cumulative regret per group, one small panel per declared group (with ``all``), and mean loss against the comparator's."""
-    plt = _pyplot()
-    labels = _group_order(list(s.groups))[:max_groups]
-    chunks = _by_name(labels) or [("all", [])]
-    fig, axes = _grid(plt, len(chunks) + 1)
-    for ax, (name, members) in zip(axes, chunks):
-        for i, label in enumerate(["all", *members] if "all" in s.groups else members):
-            g = s.groups[label]
-            ax.plot(g["count"], g["regret"], label=label, color=COLOURS[i % MAX_SERIES], lw=2.2 if label == "all" else 1.4)
-        ax.axhline(0, color="grey", lw=0.6)
-        ax.set(title=f"cumulative regret by {name}", xlabel="labelled rounds of the group", ylabel="regret (squared loss)")
-        _legend_below(ax)
-    ax = axes[-1]
-    if "all" in s.groups:
-        g = s.groups["all"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ax.plot(g["count"], g["loss"] / g["count"], color=COLOURS[0], lw=2, label="learner")
-            ax.plot(g["count"], g["comparator_loss"] / g["count"], color=COLOURS[2], lw=2, ls="--",
-                    label="best fixed linear predictor in hindsight")
-    ax.set(title="mean loss on all rows", xlabel="labelled rounds", ylabel="squared loss per round")
-    _legend_below(ax, ncol=1)
-    fig.suptitle(f"model {s.name} ({s.learner}): regret against the best fixed linear predictor, per group", fontsize=12)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def bandit_figure(s: ModelSeries) -> bytes:
-    """Regret (pseudo and estimated), cumulative reward, and off-policy values with intervals."""
-    plt = _pyplot()
-    fig, axes = _grid(plt, 3, height=4.3)
-    v, n = s.values, s.rounds
-    if np.nanmax(np.nan_to_num(v["pseudo_count"], nan=0.0), initial=0.0) > 0:
-        axes[0].plot(n, v["pseudo_regret"], color=COLOURS[0], lw=2, label="pseudo-regret (exact)")
-    axes[0].plot(n, v["regret_vs_best_constant"], color=COLOURS[6], lw=1.5, label="estimated regret vs best constant action (SNIPS)")
-    axes[0].axhline(0, color="grey", lw=0.6)
-    axes[0].set(title="cumulative regret", xlabel="feedback rounds", ylabel="regret (reward units)")
-    _legend_below(axes[0], ncol=1)
-    axes[1].plot(n, v["reward"], color=COLOURS[3], lw=2, label="cumulative reward")
-    axes[1].set(title="cumulative reward", xlabel="feedback rounds", ylabel="reward (sum)")
-    _legend_below(axes[1], ncol=1)
-    axes[2].plot(n, v["mean_reward"], color=COLOURS[0], lw=2, label="this policy (observed)")
-    for policy, color in (("uniform", COLOURS[1]), ("best_constant", COLOURS[2])):
-        for est, ls in (("snips", "-"), ("ips", ":")):
-            axes[2].plot(n, v[f"{policy}.{est}"], color=color, ls=ls, lw=1.3, label=f"{policy.replace('_', ' ')} policy, {est.upper()}")
-        axes[2].fill_between(n, v[f"{policy}.snips_low"], v[f"{policy}.snips_high"], color=color, alpha=0.15, lw=0)
-    axes[2].set(title="mean reward of reference policies (95% bands)", xlabel="feedback rounds", ylabel="reward per round")
-    _legend_below(axes[2], ncol=2)
-    fig.suptitle(f"model {s.name} ({s.learner}): regret, reward and off-policy values", fontsize=12)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def classification_figure(s: ModelSeries, max_lines: int = 64) -> bytes:
-    """Prequential accuracy overall and per class, then per group, at most eight lines a panel."""
-    plt = _pyplot()
-    n = s.rounds
-    panels = []
-    for prefix, what in (("class.", "class"), ("group.", "group")):
-        keys = [k for k in s.values if k.startswith(prefix) and k != "group.all"][:max_lines]
-        for start in range(0, max(len(keys), 1 if prefix == "class." else 0), MAX_SERIES - 1):
-            panels.append((what, keys[start:start + MAX_SERIES - 1]))
-    fig, axes = _grid(plt, len(panels))
-    for ax, (what, keys) in zip(axes, panels):
-        ax.plot(n, s.values["accuracy"], color=COLOURS[0], lw=2.2, label="all rows")
-        for i, key in enumerate(keys, start=1):
-            ax.plot(n, s.values[key], lw=1.3, color=COLOURS[i % MAX_SERIES], label=key.split(".", 1)[1])
-        ax.set(title=f"prequential accuracy by {what}", xlabel="labelled rounds", ylabel="accuracy (fraction correct)", ylim=(-0.02, 1.02))
-        _legend_below(ax, ncol=4)
-    fig.suptitle(f"model {s.name} ({s.learner}): accuracy", fontsize=12)
-    fig.tight_layout()
-    return _png(fig)
 
 
 def _gauge_words(name: str, learner: str) -> tuple[str, str]:
@@ -428,13 +329,7 @@ def write_report(records: list[dict], out: str | Path, title: str = "regretflow 
     series = model_series(records)
     figures: dict[str, list[tuple[str, bytes]]] = {}
     for name, s in series.items():
-        figs = []
-        if s.task == "regression" and s.groups:
-            figs.append((f"regret-{name}", regression_figure(s)))
-        elif s.task == "bandit":
-            figs.append((f"bandit-{name}", bandit_figure(s)))
-        elif s.task == "classification":
-            figs.append((f"accuracy-{name}", classification_figure(s)))
+        figs = shown_task(s.task).figures(s)
         group_labels = [g for g in s.groups if g != "all"] if s.groups else [
             k[len("group."):] for k in s.values if k.startswith("group.") and k != "group.all"]
         learner = learner_figure(s, group_labels)
@@ -463,32 +358,6 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _final_table(s: ModelSeries) -> str:
-    f = s.final
-    if s.task == "regression":
-        rows = "".join(
-            f"<tr><td>{html.escape(label)}</td><td>{_fmt(g.get('count'))}</td><td>{_fmt(g.get('loss'))}</td>"
-            f"<td>{_fmt(g.get('comparator_loss'))}</td><td>{_fmt(g.get('regret'))}</td>"
-            f"<td>{_fmt(g['regret'] / g['count'] if g.get('count') and g.get('regret') is not None else 0.0)}</td></tr>"
-            for label, g in f.get("groups", {}).items())
-        return ("<table><tr><th>group</th><th>rounds</th><th>cumulative loss</th><th>best fixed</th><th>regret</th>"
-                f"<th>regret / round</th></tr>{rows}</table>")
-    if s.task == "bandit":
-        b = f.get("bandit", {})
-        rows = [("feedback rounds", b.get("count")), ("cumulative reward", b.get("reward")), ("mean reward", b.get("mean_reward")),
-                ("pseudo-regret", b.get("pseudo_regret")), ("est. regret vs best constant", b.get("regret_vs_best_constant"))]
-        for policy in ("uniform", "best_constant"):
-            e = b.get(policy) or {}
-            if e:
-                rows.append((f"{policy.replace('_', ' ')} SNIPS [95%]", f"{_fmt(e.get('snips'))} [{_fmt(e.get('snips_low'))}, {_fmt(e.get('snips_high'))}]"))
-        return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
-    if s.task == "classification":
-        c = f.get("classification", {})
-        rows = [("rounds", c.get("count")), ("accuracy", c.get("accuracy")), ("mean per-class accuracy", c.get("mean_per_class_accuracy"))]
-        return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
-    return ""
-
-
 def _html(records, series, figures, title, source) -> str:
     t0, t1 = records[0]["ts"], records[-1]["ts"]
     span = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t0))} to {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t1))} UTC"
@@ -503,7 +372,7 @@ def _html(records, series, figures, title, source) -> str:
     ]
     for name, s in series.items():
         parts.append(f"<h2>model {html.escape(name)} <small>({html.escape(s.learner)}, {html.escape(s.task)})</small></h2>")
-        parts.append(_final_table(s))
+        parts.append(shown_task(s.task).final_table(s))
         for stem, png in figures.get(name, []):
             b64 = base64.b64encode(png).decode("ascii")
             parts.append(f"<img alt='{html.escape(stem)}' src='data:image/png;base64,{b64}'>")

@@ -26,12 +26,15 @@ from __future__ import annotations
 import json
 import math
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 
 from regretflow.engine.config import Config, GroupSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from regretflow.engine.tasks import Task
 
 KINDS = ("observe", "predict", "decide", "feedback", "audit")
 
@@ -123,7 +126,7 @@ def schema() -> dict[str, Any]:
 class ModelView:
     """What the decoder needs to know about one declared model."""
 
-    def __init__(self, spec: ModelSpec, task: str):
+    def __init__(self, spec: ModelSpec, task: Task):
         self.spec = spec
         self.task = task
         self.names = list(spec.features)
@@ -206,10 +209,12 @@ class EventDecoder:
     def __init__(self, config: Config, tasks: dict[str, str] | None = None):
         from regretflow.learners import LEARNERS
 
+        from regretflow.engine.tasks import task_for, task_named
+
         self.max_bytes = config.runtime.max_event_bytes
         self.max_abs = config.runtime.max_abs_value
         self.models = {
-            name: ModelView(spec, (tasks or {}).get(name) or getattr(LEARNERS[spec.learner], "task", "regression"))
+            name: ModelView(spec, task_named(tasks[name]) if tasks and name in tasks else task_for(LEARNERS[spec.learner]))
             for name, spec in config.models.items()
         }
 
@@ -311,7 +316,7 @@ class EventDecoder:
             if kind != "decide":
                 raise BadEvent("missing_field", f"a {kind} event requires 'features'")
         if kind == "observe":
-            label = ev.label = check_label(view.task, obj["label"])
+            label = ev.label = view.task.check_label(obj["label"])
             if type(label) is not str and not -self.max_abs <= label <= self.max_abs:  # a number (inline: the hot path)
                 self._bounded(label, "label")
         elif "label" in obj:
@@ -454,19 +459,6 @@ def _show(value: Any) -> str:
         return repr(value[:61]) + "..."
     text = repr(value)
     return text if len(text) <= 64 else text[:61] + "..."
-
-
-def check_label(task: str, label: Any) -> Any:
-    """The label as the model's task takes it, or BadEvent (observe, and feedback to a predict)."""
-    if task == "regression":
-        if not _is_number(label):
-            raise BadEvent("bad_label", f"a regression label must be a number, got {_show(label)}")
-        return float(label)
-    if task == "classification":
-        if isinstance(label, bool) or not isinstance(label, (int, str)):
-            raise BadEvent("bad_label", f"a class label must be a string or an integer, got {_show(label)}")
-        return label
-    raise BadEvent("unsupported_kind", f"a {task} model takes no observe events")
 
 
 def _flag(found: list, reason: str, literal: str) -> float:

@@ -5,8 +5,13 @@ A bounded store per model shard. Windows are measured on the event stream itself
 on the wall clock, so a replay after a crash closes every window at the same event
 and the learner state comes out bit for bit the same.
 
+What an entry carries for its feedback is its task's :class:`JoinPayload` (a predict's
+inputs and answer, a bandit decision, a fair panel); the store only knows its id and
+its window. Payloads are checkpointed as the columns below, so the checkpoint keys
+stay those of every earlier release.
+
 >>> joins = PendingJoins(ttl_events=2, ttl_seconds=None, max_pending=10)
->>> evicted = joins.add(JoinEntry("d1", seq=1, ts=None, kind="decide", action=0, probability=0.5))
+>>> evicted = joins.add(JoinEntry("d1", seq=1, ts=None, payload=JoinPayload()))
 >>> [e.id for e in joins.expire(seq=3, ts=None)], [e.id for e in joins.expire(seq=4, ts=None)]
 ([], ['d1'])
 >>> joins.take("d1") is None, joins.was_expired("d1")
@@ -16,39 +21,60 @@ and the learner state comes out bit for bit the same.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-_KIND_CODES = {"predict": 0, "decide": 1, "fair": 2}
-_KIND_NAMES = {v: k for k, v in _KIND_CODES.items()}
+# the checkpoint columns of a payload, with the value of a payload that has none
+COLUMN_DEFAULTS: dict[str, Any] = {"x": None, "groups": None, "prediction": 0.0, "action": -1, "probability": 1.0, "n_choices": 0,
+                                   "actions": None, "extra": None, "decision": -1}
+_ARRAY_COLUMNS = ("x", "groups", "actions", "extra")
+# payload classes by their checkpoint code (0: predict, 1: decide, 2: fair panel)
+PAYLOADS: dict[int, type[JoinPayload]] = {}
+
+
+class JoinPayload:
+    """What a request leaves behind for its feedback; each task defines its own.
+
+    A subclass names its checkpoint ``CODE`` (registered with :func:`register_payload`)
+    and maps itself onto the checkpoint columns of :data:`COLUMN_DEFAULTS`.
+
+    >>> JoinPayload().columns()
+    {}
+    """
+
+    __slots__ = ()
+    CODE: ClassVar[int] = -1
+
+    def columns(self) -> dict[str, Any]:
+        """The checkpoint columns this payload fills (the others keep their defaults)."""
+        return {}
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, Any]) -> JoinPayload:
+        """The payload back from its checkpoint columns."""
+        return cls()
+
+
+def register_payload(cls: type[JoinPayload]) -> type[JoinPayload]:
+    """Make ``cls`` loadable from checkpoints under its ``CODE`` (a class decorator)."""
+    if PAYLOADS.get(cls.CODE, cls) is not cls:
+        raise ValueError(f"join payload code {cls.CODE} is taken by {PAYLOADS[cls.CODE].__name__}")
+    PAYLOADS[cls.CODE] = cls
+    return cls
 
 
 class JoinEntry:
-    """What a request left behind for its feedback: inputs, what was answered, when."""
+    """A request waiting for its feedback: its id, where its window opened, its task's payload."""
 
-    __slots__ = ("id", "seq", "ts", "kind", "x", "groups", "prediction", "action", "probability", "n_choices", "actions", "extra", "flags",
-                 "decision")
+    __slots__ = ("id", "seq", "ts", "payload", "flags")
 
-    # flags of a fair decision: which of its two replies have arrived
-    FEEDBACK, AUDIT = 1, 2
-
-    def __init__(self, id, seq, ts, kind, x=None, groups=None, prediction=0.0, action=-1, probability=1.0, n_choices=0, actions=None,
-                 extra=None, flags=0, decision=-1):
+    def __init__(self, id: str, seq: int, ts: float | None, payload: JoinPayload, flags: int = 0):
         self.id = id
         self.seq = seq
         self.ts = ts
-        self.kind = kind
-        self.x = x
-        self.groups = groups
-        self.prediction = prediction
-        self.action = action
-        self.probability = probability
-        self.n_choices = n_choices
-        self.actions = actions
-        self.extra = extra
-        self.flags = flags
-        self.decision = decision  # the learner's decision number (late feedback selects its draw)
+        self.payload = payload
+        self.flags = flags  # replies received so far, for requests that take more than one (a task's own bits)
 
 
 class PendingJoins:
@@ -124,24 +150,25 @@ class PendingJoins:
     # -- checkpoint ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         entries = list(self.pending.values())
+        columns = [{**COLUMN_DEFAULTS, **e.payload.columns()} for e in entries]
         state: dict[str, Any] = {
             "ids": np.array([e.id for e in entries], dtype=str),
             "seq": np.array([e.seq for e in entries], dtype=np.int64),
             "ts": np.array([np.nan if e.ts is None else e.ts for e in entries], dtype=np.float64),
-            "kind": np.array([_KIND_CODES[e.kind] for e in entries], dtype=np.int8),
-            "prediction": np.array([e.prediction for e in entries], dtype=np.float64),
-            "action": np.array([e.action for e in entries], dtype=np.int64),
-            "probability": np.array([e.probability for e in entries], dtype=np.float64),
-            "n_choices": np.array([e.n_choices for e in entries], dtype=np.int64),
+            "kind": np.array([e.payload.CODE for e in entries], dtype=np.int8),
+            "prediction": np.array([c["prediction"] for c in columns], dtype=np.float64),
+            "action": np.array([c["action"] for c in columns], dtype=np.int64),
+            "probability": np.array([c["probability"] for c in columns], dtype=np.float64),
+            "n_choices": np.array([c["n_choices"] for c in columns], dtype=np.int64),
             "flags": np.array([e.flags for e in entries], dtype=np.int64),
-            "decision": np.array([e.decision for e in entries], dtype=np.int64),
+            "decision": np.array([c["decision"] for c in columns], dtype=np.int64),
             "closed": np.array(list(self.closed), dtype=str),
             "latest_ts": self.latest_ts,
             "evicted": self.evicted,
         }
-        for field in ("x", "groups", "actions", "extra"):
-            present = np.array([getattr(e, field) is not None for e in entries], dtype=np.bool_)
-            rows = [np.asarray(getattr(e, field)) for e in entries if getattr(e, field) is not None]
+        for field in _ARRAY_COLUMNS:
+            present = np.array([c[field] is not None for c in columns], dtype=np.bool_)
+            rows = [np.asarray(c[field]) for c in columns if c[field] is not None]
             state[f"{field}_present"] = present
             state[f"{field}_shapes"] = np.array([r.shape + (1,) * (2 - r.ndim) for r in rows], dtype=np.int64).reshape(-1, 2)
             state[f"{field}_ndim"] = np.array([r.ndim for r in rows], dtype=np.int64)
@@ -151,12 +178,13 @@ class PendingJoins:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         ids = [str(i) for i in state["ids"]]
-        columns = {}
-        for field in ("x", "groups", "actions", "extra"):
+        arrays: dict[str, list[np.ndarray | None]] = {}
+        for field in _ARRAY_COLUMNS:
             present = np.asarray(state[f"{field}_present"], dtype=bool)
             shapes, ndims, flat = state[f"{field}_shapes"], state[f"{field}_ndim"], np.asarray(state[f"{field}_flat"])
             as_bool = bool(state[f"{field}_bool"])
-            values, at, k = [], 0, 0
+            values: list[np.ndarray | None] = []
+            at, k = 0, 0
             for has in present:
                 if not has:
                     values.append(None)
@@ -168,17 +196,20 @@ class PendingJoins:
                 values.append(arr.astype(np.bool_) if as_bool else arr)
                 at += size
                 k += 1
-            columns[field] = values
+            arrays[field] = values
         self.pending = OrderedDict()
         for i, eid in enumerate(ids):
             ts = float(state["ts"][i])
-            self.pending[eid] = JoinEntry(
-                eid, int(state["seq"][i]), None if np.isnan(ts) else ts, _KIND_NAMES[int(state["kind"][i])],
-                x=columns["x"][i], groups=columns["groups"][i], prediction=float(state["prediction"][i]),
-                action=int(state["action"][i]), probability=float(state["probability"][i]),
-                n_choices=int(state["n_choices"][i]), actions=columns["actions"][i], extra=columns["extra"][i],
-                flags=int(state["flags"][i]), decision=int(state["decision"][i]),
-            )
+            code = int(state["kind"][i])
+            payload_cls = PAYLOADS.get(code)
+            if payload_cls is None:
+                raise ValueError(f"pending join {eid!r} is of kind {code}, which no registered task knows")
+            columns = {field: arrays[field][i] for field in _ARRAY_COLUMNS}
+            columns.update(prediction=float(state["prediction"][i]), action=int(state["action"][i]),
+                           probability=float(state["probability"][i]), n_choices=int(state["n_choices"][i]),
+                           decision=int(state["decision"][i]))
+            self.pending[eid] = JoinEntry(eid, int(state["seq"][i]), None if np.isnan(ts) else ts, payload_cls.from_columns(columns),
+                                          flags=int(state["flags"][i]))
         self.closed = OrderedDict((str(i), None) for i in state["closed"])
         self.latest_ts = None if state["latest_ts"] is None else float(state["latest_ts"])
         self.evicted = int(state["evicted"])

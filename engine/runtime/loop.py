@@ -521,42 +521,7 @@ class Engine:
         m.model_version.labels(model=model).set(summary["model_version"])
         m.pending_joins.labels(model=model).set(summary["pending_joins"])
         m.quarantined_shards.labels(model=model).set(sum(s.quarantined is not None for s in shards))
-        task = summary["task"]
-        if task == "regression":
-            for group, g in summary["groups"].items():
-                m.regret.labels(model=model, group=group).set(g["regret"])
-                m.cumulative_loss.labels(model=model, group=group).set(g["loss"])
-                m.comparator_loss.labels(model=model, group=group).set(g["comparator_loss"])
-                m.group_rounds.labels(model=model, group=group).set(g["count"])
-                m.mean_loss.labels(model=model, group=group).set(g["loss"] / g["count"] if g["count"] else 0.0)
-        elif task == "bandit":
-            b = summary["bandit"]
-            m.cumulative_reward.labels(model=model).set(b["reward"])
-            m.feedback_rounds.labels(model=model).set(b["count"])
-            m.pseudo_regret.labels(model=model).set(b["pseudo_regret"])
-            m.expected_pseudo_regret.labels(model=model).set(b["expected_pseudo_regret"])
-            for policy in ("uniform", "best_constant", "greedy"):
-                if policy in b:
-                    for est in ("ips", "snips", "dr"):
-                        if est not in b[policy]:
-                            continue
-                        m.policy_value.labels(model=model, policy=policy, estimator=est).set(b[policy][est])
-                        m.policy_value_low.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_low"])
-                        m.policy_value_high.labels(model=model, policy=policy, estimator=est).set(b[policy][f"{est}_high"])
-            if "regret_vs_best_constant" in b:
-                m.regret_vs_best_constant.labels(model=model).set(b["regret_vs_best_constant"])
-        elif task == "fair":
-            for auditor, figures in summary["fair"]["auditors"].items():
-                m.auditor_reported_pairs.labels(model=model, auditor=auditor).set(figures["reported_pairs"])
-                m.auditor_panels.labels(model=model, auditor=auditor).set(figures["panels"])
-        elif task == "classification":
-            c = summary["classification"]
-            for cls, v in c["per_class"].items():
-                m.class_accuracy.labels(model=model, **{"class": cls}).set(v["accuracy"])
-                m.class_rounds.labels(model=model, **{"class": cls}).set(v["count"])
-            for group, v in c["per_group"].items():
-                m.accuracy.labels(model=model, group=group).set(v["accuracy"])
-                m.group_rounds.labels(model=model, group=group).set(v["count"])
+        shards[0].task.publish(m, model, summary)
         for name, value in summary.get("learner_gauges", {}).items():
             if name in m.learner_gauges:
                 m.learner_gauges[name].labels(model=model).set(value)
@@ -669,10 +634,10 @@ def split_label(pid: str) -> tuple[str, str]:
 
 
 def model_summary(shards: list) -> dict[str, Any]:
-    """Aggregate a model's shards: regret and losses add up; the learner gauges of the first shard."""
+    """Aggregate a model's shards: counts and the task's figures add up; the learner gauges of the first shard."""
     first = shards[0]
     summary: dict[str, Any] = {
-        "task": first.task,
+        "task": first.task.name,
         "learner": first.spec.learner,
         "shards": len(shards),
         "model_version": sum(int(getattr(s.learner, "n_updates", 0)) for s in shards),
@@ -680,33 +645,12 @@ def model_summary(shards: list) -> dict[str, Any]:
         "joins_evicted": sum(s.joins.evicted for s in shards),
         "events": sum(s.seq for s in shards),
     }
-    if first.task == "regression":
-        groups: dict[str, dict[str, float]] = {}
-        for s in shards:
-            for label, g in s.tracker.summary().items():
-                acc = groups.setdefault(label, {"count": 0, "loss": 0.0, "comparator_loss": 0.0, "regret": 0.0})
-                for k in acc:
-                    acc[k] += g[k]
-        summary["groups"] = groups
-    elif first.task == "bandit":
-        summary["bandit"] = first.tracker.summary() if len(shards) == 1 else _sum_bandits([s.tracker.summary() for s in shards])
-    elif first.task == "fair":
-        summary["fair"] = first.tracker.summary()
-    else:
-        summary["classification"] = first.tracker.summary()
+    summary.update(first.task.summarize(shards))
     if hasattr(first.learner, "gauges"):
         summary["learner_gauges"] = first.learner.gauges()
     if hasattr(first.learner, "group_gauges"):
         summary["learner_group_gauges"] = {k: np.asarray(v).tolist() for k, v in first.learner.group_gauges().items()}
     return summary
-
-
-def _sum_bandits(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    total = dict(parts[0])
-    for key in ("count", "reward", "pseudo_regret", "expected_pseudo_regret", "pseudo_count", "regret_vs_best_constant"):
-        total[key] = sum(p.get(key, 0) for p in parts)
-    total["mean_reward"] = total["reward"] / total["count"] if total["count"] else 0.0
-    return total
 
 
 def _learner_gauges(config: Config) -> tuple[dict[str, str], dict[str, str]]:

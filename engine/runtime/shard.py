@@ -1,10 +1,12 @@
 """Routing events to model shards, and what a shard does with each kind of event.
 
-A shard is one learner with its pending joins and regret tracker. Each declared model
+A shard is one learner with its pending joins and its tracker. Each declared model
 has one shard, or one per ``key`` when ``params.shard_by_key`` is on (e.g. one
 learner per campaign). Within a shard, consecutive ``observe`` or ``predict`` events
 are processed as one vectorised run; every other event first flushes the run, so the
 state is a function of the event order alone, never of where micro-batches fall.
+What each kind of event does is the model's task's (:mod:`regretflow.engine.tasks`);
+the shard keeps what every task shares: runs, join windows, quarantine and state.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from regretflow.learners import LEARNERS
 
 from regretflow.engine.config import ModelSpec
 from regretflow.engine.errors import FatalError
-from regretflow.engine.runtime.events import BadEvent, Event, check_label
-from regretflow.engine.runtime.joins import JoinEntry, PendingJoins
-from regretflow.engine.evaluation.regret import BanditRegret, ClassAccuracy, FairnessTracker, HindsightRegret
+from regretflow.engine.runtime.events import BadEvent, Event
+from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, PendingJoins
+from regretflow.engine.tasks import Task, task_for
 
 ENGINE_PARAMS = ("shard_by_key",)
 
@@ -124,26 +126,17 @@ def shard_seed(seed: int, key: str) -> int:
 
 
 class Shard:
-    """One learner, its joins and its regret tracker."""
+    """One learner, its joins and its tracker; its task decides what each kind of event does."""
 
     def __init__(self, spec: ModelSpec, key: str):
         self.spec = spec
         self.key = key
         self.learner = build_learner(spec, key)
-        self.task = self.learner.task
+        self.task: Task = task_for(type(self.learner))
         j = spec.joins
         self.joins = PendingJoins(j.ttl_events, j.ttl_seconds, j.max_pending)
         self.seq = 0
-        labels = spec.group_labels
-        if self.task == "regression":
-            r = spec.regret
-            self.tracker = HindsightRegret(len(spec.features), labels, r.comparator_lambda, r.lag, r.pinv_cutoff)
-        elif self.task == "classification":
-            self.tracker = ClassAccuracy(labels)
-        elif self.task == "fair":
-            self.tracker = FairnessTracker()
-        else:
-            self.tracker = BanditRegret(spec.n_actions)
+        self.tracker = self.task.make_tracker(spec)
         self.run_kind: str | None = None
         self.run: list[Event] = []
         self.run_ids: set[str] = set()
@@ -173,27 +166,14 @@ class Shard:
         if expired:
             self._on_expired(expired, out)
         kind = ev.kind
-        if kind == "observe" or kind == "predict":
+        if kind in self.task.run_kinds:
             self.run_kind = kind
             self.run.append(ev)
             if kind == "predict":
                 self.run_ids.add(ev.id)
             return
         try:
-            if kind == "decide":
-                self._fair_decide(ev, out) if self.task == "fair" else self._decide(ev, out)
-            elif kind == "feedback":
-                entry = self.joins.pending[ev.ref]
-                if entry.kind == "fair":
-                    self._fair_feedback(entry, ev)
-                else:
-                    self.joins.take(ev.ref)
-                    if entry.kind == "decide":
-                        self._learn_reward(entry, ev.reward)
-                    else:
-                        self._learn_label(entry, ev.label)
-            else:
-                self._fair_audit(self.joins.pending[ev.ref], ev)
+            self.task.handle(self, ev, out)
         except (BadEvent, FatalError):
             raise
         except ValueError as exc:
@@ -206,7 +186,7 @@ class Shard:
             self.quarantine(f"the learner raised on {kind} {ev.id!r}: {detail}")
             raise BadEvent("internal_error", detail) from exc
 
-    def _check_outputs(self, where: str, outputs: Any) -> None:
+    def check_outputs(self, where: str, outputs: Any) -> None:
         """Quarantine the shard (and refuse the event) if the learner answered non-finite values.
 
         Outputs are checked at every call (cheap); the state once per micro-batch, by the
@@ -233,220 +213,57 @@ class Shard:
 
     def check(self, ev: Event) -> None:
         """Raise BadEvent if the shard cannot take ``ev``; changes nothing."""
-        kind, task, name = ev.kind, self.task, self.spec.name
         if self.quarantined is not None:
-            raise BadEvent("model_unhealthy", f"model {name!r} key {self.key!r} is quarantined: {self.quarantined}"[:300])
-        if kind == "predict" or kind == "decide":
-            if (kind == "decide") != (task in ("bandit", "fair")):
-                raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no {kind} events")
-            if kind == "decide" and task == "fair":
-                if ev.actions is None:
-                    raise BadEvent("missing_field", "a decide to a fair model carries the k individuals as 'actions'")
-                if self.spec.features and ev.actions.shape[1] != len(self.spec.features):
-                    raise BadEvent("bad_actions", f"each individual has {ev.actions.shape[1]} values, the model declares {len(self.spec.features)}")
-            if ev.id in self.joins or ev.id in self.run_ids:
-                raise BadEvent("duplicate_id", f"a {kind} with id {ev.id!r} is still waiting for feedback")
-            if kind == "decide" and task == "bandit":
-                # a learner sets itself up from its first decide: one of the wrong shape
-                # must not get that far, or it would fix the shape for every later one
-                if self.spec.n_actions and ev.actions is not None:
-                    raise BadEvent("bad_actions", f"model {name!r} declares n_actions = {self.spec.n_actions} (a shared context): a decide carries no 'actions'")
-                if self.spec.features and ev.x is None and ev.actions is None:
-                    raise BadEvent("missing_field", f"model {name!r} declares {len(self.spec.features)} features: a decide carries them as 'features'")
-                if self.spec.features and ev.actions is not None and ev.actions.shape[1] != len(self.spec.features):
-                    raise BadEvent("bad_actions", f"each action has {ev.actions.shape[1]} values, the model declares {len(self.spec.features)}")
-            if kind == "decide":
-                n_choices = len(ev.actions) if ev.actions is not None else self.spec.n_actions
-                if ev.expected is not None and n_choices and len(ev.expected) != n_choices:
-                    raise BadEvent("bad_actions", f"{len(ev.expected)} expected rewards for {n_choices} actions")
-        elif kind == "observe":
-            if task == "bandit":
-                raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no observe events")
-        elif kind == "feedback":
-            entry = self.joins.pending.get(ev.ref)
-            if entry is None:
-                if self.joins.was_expired(ev.ref):
-                    raise BadEvent("late_feedback", f"feedback to {ev.ref!r} arrived after its join window closed")
-                raise BadEvent("unknown_ref", f"no pending predict or decide with id {ev.ref!r}")
-            if self.joins.would_expire(entry, self.seq + 1, ev.ts):
-                raise BadEvent("late_feedback", f"feedback to {ev.ref!r} arrived after its join window closed")
-            if entry.kind == "fair":
-                self._check_fair_labels(entry, ev)
-                return
-            if entry.kind == "decide" and ev.reward is None:
-                raise BadEvent("feedback_mismatch", f"feedback to decide {ev.ref!r} must carry a reward")
-            if entry.kind == "predict":
-                if ev.reward is not None:
-                    raise BadEvent("feedback_mismatch", f"feedback to predict {ev.ref!r} must carry a label")
-                check_label(task, ev.label)
-        elif kind == "audit":
-            if task != "fair":
-                raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no audit events")
-            entry = self.joins.pending.get(ev.ref)
-            if entry is None or self.joins.would_expire(entry, self.seq + 1, ev.ts):
-                if self.joins.was_expired(ev.ref) or entry is not None:
-                    raise BadEvent("late_feedback", f"audit of {ev.ref!r} arrived after its join window closed")
-                raise BadEvent("unknown_ref", f"no pending decide with id {ev.ref!r}")
-            if entry.flags & JoinEntry.AUDIT:
-                raise BadEvent("duplicate_feedback", f"decide {ev.ref!r} was already audited")
-            k = entry.actions.shape[0]
-            if len(ev.violations) and int(ev.violations[:, :2].max()) >= k:
-                raise BadEvent("bad_field", f"a flagged index is not below the decide's {k} individuals")
+            raise BadEvent("model_unhealthy", f"model {self.spec.name!r} key {self.key!r} is quarantined: {self.quarantined}"[:300])
+        if ev.kind not in self.task.kinds:
+            raise BadEvent("unsupported_kind", f"model {self.spec.name!r} ({self.spec.learner}) takes no {ev.kind} events")
+        self.task.check(self, ev)
 
-    def _check_fair_labels(self, entry: JoinEntry, ev: Event) -> None:
-        """One-sided feedback: labels only for positively decided individuals."""
-        if entry.flags & JoinEntry.FEEDBACK:
-            raise BadEvent("duplicate_feedback", f"decide {ev.ref!r} already has its feedback")
-        decisions = entry.extra[0]
-        label = ev.label
-        if ev.reward is not None or type(label) is not list or len(label) != len(decisions):
-            raise BadEvent("bad_label", f"feedback to a fair decide carries a list of {len(decisions)} labels (0, 1 or null)")
-        hidden = [i for i, (d, v) in enumerate(zip(decisions, label)) if d == 0 and v is not None]
-        if hidden:
-            raise BadEvent("hidden_label", f"labels for negatively decided individuals {hidden[:5]} are never learned")
-        missing = [i for i, (d, v) in enumerate(zip(decisions, label)) if d == 1 and v is None]
-        if missing:
-            raise BadEvent("bad_label", f"no label for positively decided individuals {missing[:5]}")
+    def check_new_id(self, ev: Event) -> None:
+        """A request (predict, decide) must not reuse the id of one still waiting for feedback."""
+        if ev.id in self.joins or ev.id in self.run_ids:
+            raise BadEvent("duplicate_id", f"a {ev.kind} with id {ev.id!r} is still waiting for feedback")
+
+    def pending_reply(self, ev: Event, request: str, late: str) -> JoinEntry:
+        """The open request a reply (feedback, audit) refers to, or BadEvent (``unknown_ref``, ``late_feedback``).
+
+        ``request`` names what the reply may refer to, ``late`` how the reply is named
+        ("no pending {request} with id ...", "{late} ... arrived after its join window closed").
+        """
+        entry = self.joins.pending.get(ev.ref)
+        if entry is None or self.joins.would_expire(entry, self.seq + 1, ev.ts):
+            if entry is not None or self.joins.was_expired(ev.ref):
+                raise BadEvent("late_feedback", f"{late} {ev.ref!r} arrived after its join window closed")
+            raise BadEvent("unknown_ref", f"no pending {request} with id {ev.ref!r}")
+        return entry
+
+    def request(self, ev: Event, payload: JoinPayload, out) -> None:
+        """Keep a request for its feedback; requests the full store evicts are treated as expired."""
+        evicted = self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, payload))
+        if evicted:
+            self._on_expired(evicted, out)
 
     def _on_expired(self, entries: list[JoinEntry], out) -> None:
         self.expired += len(entries)
-        default = self.spec.joins.default_reward
-        learn = [e for e in entries if e.kind == "decide" and default is not None]
-        if learn:
-            self.flush(out)
-            for e in learn:
-                self._learn_reward(e, default)
+        self.task.on_expired(self, entries, out)
 
     # -- runs -------------------------------------------------------------------------
     def flush(self, out) -> None:
-        """Process the pending run of observe or predict events as one vectorised call."""
+        """Process the pending run of events (observe or predict) as one vectorised call."""
+        global _runs_done
         if not self.run:
             return
         run, kind = self.run, self.run_kind
         self.run, self.run_kind = [], None
         self.run_ids.clear()
-        X = np.stack([e.x for e in run]) if run[0].x is not None else np.zeros((len(run), 0))
-        G = np.stack([e.groups for e in run]) if run[0].groups is not None else None
-        version = self.learner.n_updates
-        model = self.spec.name
         try:
-            preds = self._run_learner(kind, run, X, G)
+            self.task.run(self, kind, run, out)
+            if _FAIL_AT_RUN and kind == "observe":  # the hook counts learning runs only
+                _runs_done += 1
+                if _runs_done == _FAIL_AT_RUN:
+                    raise RuntimeError("injected fault (REGRETFLOW_TEST_FAIL_AT_RUN)")
         except Exception as exc:
-            raise RunFailed(f"model {model!r}: {type(exc).__name__}: {exc} (in a run of {len(run)} {kind} events)") from exc
-        if self.task == "regression" and not np.isfinite(np.asarray(preds, dtype=np.float64)).all():
-            # nothing of the run is answered from the bad state; the engine puts the
-            # shard's last good state back
-            self.quarantine(f"non-finite predictions after a run of {len(run)} {kind} events")
-            for e in run:
-                out.dead_event(e, "model_unhealthy", self.quarantined)
-            return
-        if kind == "observe":
-            for i, e in enumerate(run):
-                out.answer(e, {"id": e.id, "model": model, "kind": "observe", "prediction": _plain(preds[i]), "model_version": version + i})
-        else:
-            for i, e in enumerate(run):
-                self.joins.add(JoinEntry(e.id, self.seq - len(run) + 1 + i, e.ts, "predict", x=e.x, groups=e.groups, prediction=_plain(preds[i])))
-                out.answer(e, {"id": e.id, "model": model, "kind": "predict", "prediction": _plain(preds[i]), "model_version": version})
-            self.expired += len(self.joins.expire(self.seq, None))
-
-    def _run_learner(self, kind: str, run: list[Event], X: np.ndarray, G: np.ndarray | None):
-        """The run's one vectorised learner call (and the tracker's, for observes)."""
-        global _runs_done
-        if kind == "predict":
-            return self.learner.predict_many(X, G)
-        if self.task == "regression":
-            y = np.array([e.label for e in run], dtype=np.float64)
-            observed = self.learner.observe(X, y, G)
-            preds, losses = observed.predictions, observed.losses
-            if losses is None:
-                losses = (np.asarray(preds, dtype=np.float64) - y) ** 2
-        else:
-            y = [e.label for e in run]
-            preds = self.learner.observe(X, y, G).predictions
-        if _FAIL_AT_RUN:
-            _runs_done += 1
-            if _runs_done == _FAIL_AT_RUN:
-                raise RuntimeError("injected fault (REGRETFLOW_TEST_FAIL_AT_RUN)")
-        if self.task == "regression":
-            self.tracker.update(X, y, losses, G)
-        else:
-            self.tracker.update(y, preds, G)
-        return preds
-
-    # -- requests and replies ----------------------------------------------------------
-    def _decide(self, ev: Event, out) -> None:
-        n_choices = len(ev.actions) if ev.actions is not None else (self.spec.n_actions or 0)
-        decision = self.learner.decide(ev.x, ev.actions)
-        action = int(decision.action)
-        probs = np.asarray(decision.probabilities, dtype=np.float64)
-        n_choices = n_choices or len(probs)
-        # what off-policy evaluation needs later: the whole probability vector and, when
-        # the learner has a reward model, its predictions (doubly-robust estimates)
-        predicted = decision.predicted_rewards
-        logged = probs[None, :] if predicted is None else np.vstack([probs, np.asarray(predicted, dtype=np.float64)])
-        self.tracker.record_decision(ev.expected, action, probs)
-        evicted = self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "decide", x=ev.x, groups=ev.groups, action=action,
-                                           probability=float(probs[action]), n_choices=n_choices, actions=ev.actions,
-                                           extra=logged, decision=int(decision.ticket)))
-        if evicted:
-            self._on_expired(evicted, out)
-        self._check_outputs(f"decide {ev.id!r}", logged)
-        answer = {"id": ev.id, "model": self.spec.name, "kind": "decide", "action": action,
-                  "probability": float(probs[action]), "probabilities": probs.tolist(),
-                  "model_version": self.learner.n_updates}
-        if predicted is not None:
-            answer["predicted_rewards"] = logged[1].tolist()
-        described = self.learner.describe_action(action)
-        if described is not None:
-            answer["action_vector"] = [float(v) for v in described]
-        out.answer(ev, answer)
-
-    def _fair_decide(self, ev: Event, out) -> None:
-        panel = self.learner.decide_panel(ev.actions)
-        decisions = np.asarray(panel.decisions, dtype=np.int64)
-        probs = np.asarray(panel.probabilities, dtype=np.float64)
-        self.tracker.record_decisions(decisions)
-        self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, "fair", actions=ev.actions, n_choices=len(decisions),
-                                 extra=np.vstack([decisions.astype(np.float64), probs])))
-        self._check_outputs(f"decide {ev.id!r}", probs)
-        out.answer(ev, {"id": ev.id, "model": self.spec.name, "kind": "decide", "decisions": decisions.tolist(),
-                        "probabilities": probs.tolist(), "model_version": self.learner.n_updates})
-
-    def _fair_feedback(self, entry: JoinEntry, ev: Event) -> None:
-        decisions, probs = entry.extra[0].astype(np.int64), entry.extra[1]
-        labels = np.array([-1.0 if v is None else float(v) for v in ev.label])
-        self.learner.learn_panel(decisions, labels, probs, entry.actions)
-        self.tracker.record_labels(decisions, labels)
-        self._replied(entry, JoinEntry.FEEDBACK)
-
-    def _fair_audit(self, entry: JoinEntry, ev: Event) -> None:
-        decisions, probs = entry.extra[0].astype(np.int64), entry.extra[1]
-        kept = self.learner.audit(entry.actions, decisions, probs, ev.violations, panel_size=ev.panel_size)
-        self.tracker.record_audit(int(kept), ev.violations, ev.auditors)
-        self._replied(entry, JoinEntry.AUDIT)
-
-    def _replied(self, entry: JoinEntry, flag: int) -> None:
-        entry.flags |= flag
-        if entry.flags == JoinEntry.FEEDBACK | JoinEntry.AUDIT:
-            self.joins.take(entry.id)
-
-    def _learn_label(self, entry: JoinEntry, label: Any) -> None:
-        x = entry.x[None, :]
-        G = entry.groups[None, :] if entry.groups is not None else None
-        if self.task == "regression":
-            y = np.array([float(label)])
-            self.learner.learn_many(x, y)
-            self.tracker.update(x, y, np.array([(entry.prediction - y[0]) ** 2]), G)
-        else:
-            self.learner.learn_many(x, [label])
-            self.tracker.update([label], [entry.prediction], G)
-
-    def _learn_reward(self, entry: JoinEntry, reward: float) -> None:
-        self.learner.learn(entry.x, entry.action, reward, entry.probability, entry.actions, entry.decision)
-        logged = entry.extra
-        self.tracker.update(np.array([entry.action]), np.array([entry.probability]), np.array([reward]), np.array([entry.n_choices]),
-                            prob_vectors=None if logged is None else logged[:1],
-                            reward_estimates=None if logged is None or len(logged) < 2 else logged[1:2])
+            raise RunFailed(f"model {self.spec.name!r}: {type(exc).__name__}: {exc} (in a run of {len(run)} {kind} events)") from exc
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -459,13 +276,6 @@ class Shard:
         self.tracker.load_state_dict(state["tracker"])
         self.joins.load_state_dict(state["joins"])
         self.evicted_reported = self.joins.evicted
-
-
-def _plain(v: Any) -> Any:
-    """A JSON-ready scalar from a numpy value."""
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 class Router:

@@ -1,0 +1,130 @@
+"""Classification: class labels, prequential accuracy overall, per class and per group."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from regretflow.engine.evaluation.regret import ClassAccuracy
+from regretflow.engine.runtime.events import BadEvent
+from regretflow.engine.tasks.base import ShardView, column, fmt
+from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
+
+if TYPE_CHECKING:
+    from regretflow.engine.config import ModelSpec
+    from regretflow.engine.observability.metrics import Metrics
+    from regretflow.engine.observability.report import ModelSeries
+
+
+class ClassificationTask(SupervisedTask):
+    """String or integer class labels; the summary's ``classification`` holds the accuracies.
+
+    >>> ClassificationTask().check_label("spam")
+    'spam'
+    """
+
+    name: ClassVar[str] = "classification"
+
+    def check_label(self, label: Any) -> Any:
+        if isinstance(label, bool) or not isinstance(label, (int, str)):
+            from regretflow.engine.runtime.events import _show
+
+            raise BadEvent("bad_label", f"a class label must be a string or an integer, got {_show(label)}")
+        return label
+
+    def make_tracker(self, spec: ModelSpec) -> ClassAccuracy:
+        return ClassAccuracy(spec.group_labels)
+
+    def observe(self, shard: ShardView, X: np.ndarray, labels: list[Any], G: np.ndarray | None) -> Any:
+        preds, _ = observe_rows(shard.learner, X, labels, G)
+        shard.tracker.update(labels, preds, G)
+        return preds
+
+    def learn_label(self, shard: ShardView, x: np.ndarray, label: Any, prediction: Any, G: np.ndarray | None) -> None:
+        shard.learner.learn_many(x, [label])
+        shard.tracker.update([label], [prediction], G)
+
+    # -- measuring ----------------------------------------------------------------------------
+    def summarize(self, shards: Sequence[ShardView]) -> dict[str, Any]:
+        return {"classification": shards[0].tracker.summary()}
+
+    def publish(self, metrics: Metrics, model: str, summary: dict[str, Any]) -> None:
+        m = metrics
+        c = summary["classification"]
+        for cls, v in c["per_class"].items():
+            m.class_accuracy.labels(model=model, **{"class": cls}).set(v["accuracy"])
+            m.class_rounds.labels(model=model, **{"class": cls}).set(v["count"])
+        for group, v in c["per_group"].items():
+            m.accuracy.labels(model=model, group=group).set(v["accuracy"])
+            m.group_rounds.labels(model=model, group=group).set(v["count"])
+
+    # -- showing ------------------------------------------------------------------------------
+    def summary_rows(self, summary: dict[str, Any], extra: dict[str, Any]) -> tuple[list[str], list[str]]:
+        c = summary["classification"]
+        g = summary.get("learner_gauges", {})
+        heads = ["rows", "accuracy", "answer regret", "mean per-class acc."]
+        row = [str(c["count"]), fmt(c["accuracy"]), fmt(g.get("analytic_answer_regret"), ".1f"), fmt(c["mean_per_class_accuracy"])]
+        if "held_out_mean_class_accuracy" in extra:
+            heads.append("held-out mean per-class acc.")
+            row.append(fmt(extra["held_out_mean_class_accuracy"]))
+        return heads, row
+
+    def replay_lines(self, model: str, summary: dict[str, Any]) -> list[str]:
+        c = summary["classification"]
+        return [f"\nmodel {model}: accuracy {c['accuracy']:.4f}, mean per-class accuracy {c['mean_per_class_accuracy']:.4f}"]
+
+    def live_panels(self, summary: dict[str, Any], monitor: dict[str, Any] | None) -> list[dict[str, Any]]:
+        c = summary["classification"]
+        g = summary.get("learner_gauges", {})
+        panels: list[dict[str, Any]] = [
+            {"title": "prequential accuracy", "unit": "fraction correct",
+             "series": {"accuracy": c.get("accuracy"), "mean per-class accuracy": c.get("mean_per_class_accuracy")}}]
+        if "analytic_answer_regret" in g:
+            panels.append({"title": "answer regret against the hindsight ridge", "unit": "squared one-hot loss",
+                           "series": {"answer regret": g["analytic_answer_regret"]}})
+        return panels
+
+    def series(self, summaries: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], np.ndarray]:
+        cs = [s.get("classification") or {} for s in summaries]
+        values = {"count": column(cs, "count"), "accuracy": column(cs, "accuracy")}
+        for cls in (cs[-1].get("per_class") or {}):
+            values[f"class.{cls}"] = column([(c.get("per_class") or {}).get(cls) or {} for c in cs], "accuracy")
+        for label in (cs[-1].get("per_group") or {}):
+            values[f"group.{label}"] = column([(c.get("per_group") or {}).get(label) or {} for c in cs], "accuracy")
+        return values, {}, values["count"]
+
+    def figures(self, series: ModelSeries) -> list[tuple[str, bytes]]:
+        return [(f"accuracy-{series.name}", classification_figure(series))]
+
+    def final_table(self, series: ModelSeries) -> str:
+        from regretflow.engine.observability.report import _fmt
+
+        c = series.final.get("classification", {})
+        rows = [("rounds", c.get("count")), ("accuracy", c.get("accuracy")), ("mean per-class accuracy", c.get("mean_per_class_accuracy"))]
+        return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def classification_figure(s: ModelSeries, max_lines: int = 64) -> bytes:
+    """Prequential accuracy overall and per class, then per group, at most eight lines a panel."""
+    from regretflow.engine.observability.report import COLOURS, MAX_SERIES, _grid, _legend_below, _png, _pyplot
+
+    plt = _pyplot()
+    n = s.rounds
+    panels = []
+    for prefix, what in (("class.", "class"), ("group.", "group")):
+        keys = [k for k in s.values if k.startswith(prefix) and k != "group.all"][:max_lines]
+        for start in range(0, max(len(keys), 1 if prefix == "class." else 0), MAX_SERIES - 1):
+            panels.append((what, keys[start:start + MAX_SERIES - 1]))
+    fig, axes = _grid(plt, len(panels))
+    for ax, (what, keys) in zip(axes, panels):
+        ax.plot(n, s.values["accuracy"], color=COLOURS[0], lw=2.2, label="all rows")
+        for i, key in enumerate(keys, start=1):
+            ax.plot(n, s.values[key], lw=1.3, color=COLOURS[i % MAX_SERIES], label=key.split(".", 1)[1])
+        ax.set(title=f"prequential accuracy by {what}", xlabel="labelled rounds", ylabel="accuracy (fraction correct)", ylim=(-0.02, 1.02))
+        _legend_below(ax, ncol=4)
+    fig.suptitle(f"model {s.name} ({s.learner}): accuracy", fontsize=12)
+    fig.tight_layout()
+    return _png(fig)

@@ -1,0 +1,122 @@
+"""What regression and classification share: labelled rows in runs, predicts joined with their labels.
+
+Consecutive ``observe`` events are one prequential learner call (each row predicted,
+then learned); consecutive ``predict`` events are one prediction call whose answers
+wait in the join store for a ``feedback`` carrying the label.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from regretflow.engine.runtime.events import BadEvent, Event
+from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
+from regretflow.engine.tasks.base import Output, ShardView, Task, plain
+
+
+@register_payload
+class PredictPayload(JoinPayload):
+    """A predict waiting for its label: the row, its groups and the prediction answered.
+
+    >>> p = PredictPayload(np.ones(2), None, 0.5)
+    >>> PredictPayload.from_columns(p.columns()).prediction
+    0.5
+    """
+
+    __slots__ = ("x", "groups", "prediction")
+    CODE: ClassVar[int] = 0
+
+    def __init__(self, x: np.ndarray | None, groups: np.ndarray | None, prediction: Any):
+        self.x = x
+        self.groups = groups
+        self.prediction = prediction
+
+    def columns(self) -> dict[str, Any]:
+        return {"x": self.x, "groups": self.groups, "prediction": self.prediction}
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, Any]) -> PredictPayload:
+        return cls(columns["x"], columns["groups"], columns["prediction"])
+
+
+class SupervisedTask(Task):
+    """Labelled rows: ``observe`` runs, ``predict`` runs, and ``feedback`` with the label.
+
+    >>> from regretflow.engine.tasks import task_named
+    >>> isinstance(task_named("classification"), SupervisedTask), sorted(SupervisedTask.kinds)
+    (True, ['feedback', 'observe', 'predict'])
+    """
+
+    kinds: ClassVar[frozenset[str]] = frozenset({"observe", "predict", "feedback"})
+    run_kinds: ClassVar[frozenset[str]] = frozenset({"observe", "predict"})
+
+    def check(self, shard: ShardView, ev: Event) -> None:
+        if ev.kind == "predict":
+            shard.check_new_id(ev)
+        elif ev.kind == "feedback":
+            shard.pending_reply(ev, "predict or decide", "feedback to")
+            if ev.reward is not None:
+                raise BadEvent("feedback_mismatch", f"feedback to predict {ev.ref!r} must carry a label")
+            self.check_label(ev.label)
+
+    def run(self, shard: ShardView, kind: str, events: list[Event], out: Output) -> None:
+        rows: list[Any] = [e.x for e in events]
+        X = np.stack(rows) if rows[0] is not None else np.zeros((len(events), 0))
+        memberships: list[Any] = [e.groups for e in events]
+        G = np.stack(memberships) if memberships[0] is not None else None
+        version = int(shard.learner.n_updates)
+        if kind == "predict":
+            preds = predict_rows(shard.learner, X, G)
+        else:
+            preds = self.observe(shard, X, [e.label for e in events], G)
+        if not self.healthy(preds):
+            # nothing of the run is answered from the bad state; the engine puts the
+            # shard's last good state back
+            shard.quarantine(f"non-finite predictions after a run of {len(events)} {kind} events")
+            for e in events:
+                out.dead_event(e, "model_unhealthy", str(shard.quarantined))
+            return
+        model = shard.spec.name
+        if kind == "observe":
+            for i, e in enumerate(events):
+                out.answer(e, {"id": e.id, "model": model, "kind": "observe", "prediction": plain(preds[i]), "model_version": version + i})
+            return
+        first_seq = shard.seq - len(events) + 1
+        for i, e in enumerate(events):
+            prediction = plain(preds[i])
+            shard.joins.add(JoinEntry(e.id, first_seq + i, e.ts, PredictPayload(e.x, e.groups, prediction)))
+            out.answer(e, {"id": e.id, "model": model, "kind": "predict", "prediction": prediction, "model_version": version})
+        shard.expired += len(shard.joins.expire(shard.seq, None))
+
+    def handle(self, shard: ShardView, ev: Event, out: Output) -> None:
+        entry = shard.joins.take(str(ev.ref))
+        assert entry is not None and isinstance(entry.payload, PredictPayload)  # checked by check()
+        p = entry.payload
+        assert p.x is not None
+        self.learn_label(shard, p.x[None, :], ev.label, p.prediction, p.groups[None, :] if p.groups is not None else None)
+
+    def healthy(self, predictions: Any) -> bool:
+        """Whether a run's predictions may be answered."""
+        return True
+
+    @abstractmethod
+    def observe(self, shard: ShardView, X: np.ndarray, labels: list[Any], G: np.ndarray | None) -> Any:
+        """A run of labelled rows: the learner's prequential predictions (learner and tracker updated)."""
+
+    @abstractmethod
+    def learn_label(self, shard: ShardView, x: np.ndarray, label: Any, prediction: Any, G: np.ndarray | None) -> None:
+        """The label of an earlier predict: learn it and measure the prediction answered then."""
+
+
+def predict_rows(learner: Any, X: np.ndarray, G: np.ndarray | None) -> Any:
+    """The learner's predictions of a run of rows (every supervised learner takes ``groups``)."""
+    return learner.predict_many(X, G)
+
+
+def observe_rows(learner: Any, X: np.ndarray, y: Any, G: np.ndarray | None) -> tuple[Any, np.ndarray | None]:
+    """Prequential predictions of a run of labelled rows and the learner's own per-row losses (None if it has none)."""
+    observed = learner.observe(X, y, G)
+    return observed.predictions, observed.losses
