@@ -20,13 +20,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from regretflow.learners import LEARNERS
-
 from regretflow.engine.config import ModelSpec
 from regretflow.engine.errors import FatalError
 from regretflow.engine.runtime.events import BadEvent, Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, PendingJoins
 from regretflow.engine.tasks import Task, task_for
+from regretflow.learners import LEARNERS
 
 ENGINE_PARAMS = ("shard_by_key",)
 
