@@ -27,7 +27,8 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from regretflow.engine.runtime.events import KINDS, REASONS
+from regretflow.engine.runtime.dead_letters import REASONS
+from regretflow.engine.runtime.events import KINDS
 
 LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5)
 UNKNOWN_MODEL = "_unknown_"
