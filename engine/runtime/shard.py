@@ -267,13 +267,7 @@ class Shard:
             if task == "bandit":
                 raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no observe events")
         elif kind == "feedback":
-            entry = self.joins.pending.get(ev.ref)
-            if entry is None:
-                if self.joins.was_expired(ev.ref):
-                    raise BadEvent("late_feedback", f"feedback to {ev.ref!r} arrived after its join window closed")
-                raise BadEvent("unknown_ref", f"no pending predict or decide with id {ev.ref!r}")
-            if self.joins.would_expire(entry, self.seq + 1, ev.ts):
-                raise BadEvent("late_feedback", f"feedback to {ev.ref!r} arrived after its join window closed")
+            entry = self.joins.reply_target(ev.ref, self.seq + 1, ev.ts)
             if entry.kind == "fair":
                 self._check_fair_labels(entry, ev)
                 return
@@ -286,11 +280,7 @@ class Shard:
         elif kind == "audit":
             if task != "fair":
                 raise BadEvent("unsupported_kind", f"model {name!r} ({self.spec.learner}) takes no audit events")
-            entry = self.joins.pending.get(ev.ref)
-            if entry is None or self.joins.would_expire(entry, self.seq + 1, ev.ts):
-                if self.joins.was_expired(ev.ref) or entry is not None:
-                    raise BadEvent("late_feedback", f"audit of {ev.ref!r} arrived after its join window closed")
-                raise BadEvent("unknown_ref", f"no pending decide with id {ev.ref!r}")
+            entry = self.joins.reply_target(ev.ref, self.seq + 1, ev.ts, "decide", "audit of")
             if entry.flags & JoinEntry.AUDIT:
                 raise BadEvent("duplicate_feedback", f"decide {ev.ref!r} was already audited")
             k = entry.actions.shape[0]
