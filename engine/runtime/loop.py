@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from regretflow.connectors.partition_ids import split_pid
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.files import open_private_append
 from regretflow.engine.config import Config
@@ -296,7 +297,7 @@ class Engine:
             if pid in self._lag_labels:
                 for gauge in (self.metrics.consumer_lag, self.metrics.partition_events):
                     try:
-                        gauge.remove(*split_label(pid))
+                        gauge.remove(*split_pid(pid))
                     except KeyError:
                         pass
                 self._lag_labels.discard(pid)
@@ -620,11 +621,11 @@ class Engine:
         self._lag_checked = now
         m = self.metrics
         for pid, lag in self.source.lag().items():
-            topic, partition = split_label(pid)
+            topic, partition = split_pid(pid)
             m.consumer_lag.labels(topic=topic, partition=partition).set(lag)
             self._lag_labels.add(pid)
         for pid, part in self.parts.items():
-            topic, partition = split_label(pid)
+            topic, partition = split_pid(pid)
             m.partition_events.labels(topic=topic, partition=partition).set(part.events_seen)
             self._lag_labels.add(pid)
         errors = getattr(self.source, "errors", 0)
@@ -660,12 +661,6 @@ class Engine:
             shards = [s for s in self.shards() if s.spec.name == model]
             out[model] = model_summary(shards) if shards else {"task": None, "events": 0}
         return out
-
-
-def split_label(pid: str) -> tuple[str, str]:
-    """("topic", "partition") label values of a partition id "topic:partition"."""
-    topic, _, partition = pid.rpartition(":")
-    return topic, partition
 
 
 def model_summary(shards: list) -> dict[str, Any]:
