@@ -32,6 +32,7 @@ import orjson
 
 from regretflow.engine.config import Config, ConfigError, check_config, describe, load_config
 from regretflow.engine.errors import FatalError
+from regretflow.engine.evaluation.offline import logged_policy_values, offline_config
 
 EPILOG = """examples:
   regretflow demo                                   # no config, no broker: watch regret live at http://127.0.0.1:9108/
@@ -171,8 +172,7 @@ def _replay(args) -> int:
     from regretflow.engine.cli.demo import summary_table
     from regretflow.engine.runtime.loop import Engine
 
-    config = load_config(args.config)
-    config = _offline(config)
+    config = offline_config(load_config(args.config))
     if not Path(args.log).is_file():
         print(f"regretflow: error: LOG: {args.log} is not a file", file=sys.stderr)
         return 2
@@ -184,8 +184,6 @@ def _replay(args) -> int:
     summary = engine.summary()
     summary["_stream"] = {"events": engine.events_seen, "valid": engine.valid_events, "dead_letters": engine.dead_count}
     if args.logged_answers:
-        from regretflow.engine.evaluation.offline import logged_policy_values
-
         summary["_logged_policies"] = logged_policy_values(args.log, args.logged_answers, config, n_bootstrap=args.bootstrap)
     if args.json:
         print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY).decode())
@@ -212,18 +210,6 @@ def _replay(args) -> int:
                 print(f"\nmodel {model}: accuracy {c['accuracy']:.4f}, mean per-class accuracy {c['mean_per_class_accuracy']:.4f}")
     engine.close()
     return 0
-
-
-def _offline(config: Config) -> Config:
-    """A replay has no checkpoints and no metrics server: it evaluates, it does not serve; it ends at the end of its log."""
-    import dataclasses
-
-    return dataclasses.replace(
-        config,
-        runtime=dataclasses.replace(config.runtime, stop_at_end=True),
-        checkpoint=dataclasses.replace(config.checkpoint, dir=None),
-        metrics=dataclasses.replace(config.metrics, enabled=False),
-    )
 
 
 def _checkpoint(args, parser) -> int:

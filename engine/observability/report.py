@@ -72,6 +72,9 @@ from typing import Any, Iterable
 import numpy as np
 import orjson
 
+from regretflow.connectors.jsonl import read_lines
+from regretflow.engine.evaluation.offline import offline_config
+
 LOG_FORMAT = "regretflow-metrics-log"
 LOG_VERSION = 1
 
@@ -138,10 +141,10 @@ def read_metrics_log(path: str | Path) -> list[dict]:
     if path.is_dir():
         path = path / "metrics.jsonl"
     try:
-        data = path.read_bytes()
+        lines = list(read_lines(path))
     except FileNotFoundError:
         raise MetricsLogError(f"{path}: no such file") from None
-    return parse_metrics_log(data.splitlines(), str(path))
+    return parse_metrics_log(lines, str(path))
 
 
 # -- series -----------------------------------------------------------------------------------
@@ -524,12 +527,7 @@ def record_run(config, source, every: int, total: int | None = None, progress=No
 
     from regretflow.engine.runtime.loop import Engine
 
-    config = dataclasses.replace(
-        config,
-        runtime=dataclasses.replace(config.runtime, batch_size=max(1, min(config.runtime.batch_size, every)), stop_at_end=True),
-        checkpoint=dataclasses.replace(config.checkpoint, dir=None),
-        metrics=dataclasses.replace(config.metrics, enabled=False),
-    )
+    config = offline_config(config, max_batch_size=every)
     lines: list[bytes] = []
     state = {"next": every, "shown": time.monotonic(), "shown_events": 0}
 
