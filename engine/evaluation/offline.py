@@ -70,10 +70,10 @@ def logged_policy_values(events_path: str, answers_path: str, config: Config | N
         if e.get("kind") != "feedback" or "reward" not in e:
             continue
         ref = e.get("ref")
-        a = decisions.pop(ref, None) if isinstance(ref, str) else None  # first feedback of a decision only
-        if a is None:
+        decision = decisions.pop(ref, None) if isinstance(ref, str) else None  # first feedback of a decision only
+        if decision is None:
             continue
-        rows.setdefault(a["model"], []).append((a, float(e["reward"])))
+        rows.setdefault(decision["model"], []).append((decision, float(e["reward"])))
     out = {}
     for model, joined in rows.items():
         widths = {len(a["probabilities"]) for a, _ in joined}
