@@ -1,13 +1,9 @@
 """The ``regretflow`` command line.
 
-    regretflow demo                         every family side by side on bundled data, live page at /
-    regretflow run --config FILE            the daemon (SIGTERM: finish the batch, checkpoint, exit 0)
-    regretflow run --check --config FILE    validate the config on this host, run nothing
-    regretflow replay LOG.jsonl --config F  evaluate the config's models on a logged stream, offline
-    regretflow checkpoint inspect PATH      what a checkpoint holds
-    regretflow reproduce NAME [--quick]     a paper's table, next to the published numbers
-    regretflow report RUN [--out DIR]       regret curves of a run's metrics log, as PNG + HTML
-    regretflow schema                       the event JSON Schema
+Its commands and options are defined once, by the argparse parser below:
+``regretflow --help`` lists the commands, ``regretflow COMMAND --help`` the options of
+one, and :func:`synopsis` (one usage line per command) is the reference docs' Command
+line block.
 
 Exit status: 0 done; 2 the config (or a command-line argument) is wrong, one line per
 problem on stderr, a restart cannot help; 1 the worker stopped on an error a restart may
@@ -52,43 +48,43 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="one model of every family, side by side on bundled data and simulators, with a live page")
-    d.add_argument("--passes", type=int, default=3, help="passes over the bundled data (and simulator rounds in proportion), default 3")
+    d.add_argument("--passes", type=int, default=3, metavar="N", help="passes over the bundled data (and simulator rounds in proportion), default 3")
     d.add_argument("--family", action="append", metavar="NAME",
                    help="run only this family (repeatable): groupwise, neural-bandit, analytic-ridge, dynamical-bandit, fair-onesided")
-    d.add_argument("--rate", type=float, default=1000.0, help="events per second, 0 for as fast as possible (default 1000)")
-    d.add_argument("--port", type=int, default=9108, help="live page and metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
-    d.add_argument("--linger", type=float, default=0.0, help="keep serving the live page and /metrics this many seconds after the end")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--rate", type=float, default=1000.0, metavar="EV/S", help="events per second, 0 for as fast as possible (default 1000)")
+    d.add_argument("--port", type=int, default=9108, metavar="P", help="live page and metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
+    d.add_argument("--linger", type=float, default=0.0, metavar="S", help="keep serving the live page and /metrics this many seconds after the end")
+    d.add_argument("--seed", type=int, default=0, metavar="N")
     d.add_argument("--no-progress", action="store_true", help="no progress line")
     d.add_argument("--json", action="store_true", help="print the final summary as JSON")
 
     r = sub.add_parser("run", help="run the daemon on the source of a config file",
                        epilog="exit status: 0 a normal end; 2 the config cannot work here (one line per problem, "
                               "nothing started: do not restart); 1 an error a restart may fix")
-    r.add_argument("--config", required=True, help="TOML config (see the README's config reference)")
-    r.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (kafka sources)")
+    r.add_argument("--config", required=True, metavar="FILE", help="TOML config (see the README's config reference)")
+    r.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes in one consumer group (kafka sources)")
     r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     r.add_argument("--check", action="store_true",
                    help="validate the config (schema, learners, ports, paths) on this host and exit: 0 OK, 2 problems")
     r.add_argument("--json", action="store_true", help="end with the summary as JSON instead of the table")
 
     rp = sub.add_parser("replay", help="evaluate the config's models on a logged JSONL stream, offline")
-    rp.add_argument("log", help="JSONL file of events")
-    rp.add_argument("--config", required=True)
-    rp.add_argument("--answers", help="write the answers to this JSONL file")
-    rp.add_argument("--dead-letters", help="write dead letters to this JSONL file")
+    rp.add_argument("log", metavar="LOG.jsonl", help="JSONL file of events")
+    rp.add_argument("--config", required=True, metavar="FILE")
+    rp.add_argument("--answers", metavar="OUT.jsonl", help="write the answers to this JSONL file")
+    rp.add_argument("--dead-letters", metavar="DL.jsonl", help="write dead letters to this JSONL file")
     rp.add_argument("--json", action="store_true", help="print the summary as JSON")
-    rp.add_argument("--logged-answers", help="the answers the live system gave (JSONL): off-policy estimates of its bandit decisions, with bootstrap intervals")
-    rp.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples for the off-policy intervals (default 500)")
+    rp.add_argument("--logged-answers", metavar="A.jsonl", help="the answers the live system gave (JSONL): off-policy estimates of its bandit decisions, with bootstrap intervals")
+    rp.add_argument("--bootstrap", type=int, default=500, metavar="N", help="bootstrap resamples for the off-policy intervals (default 500)")
 
     c = sub.add_parser("checkpoint", help="checkpoint tools")
     csub = c.add_subparsers(dest="action", metavar="ACTION")
     ci = csub.add_parser("inspect", help="print what a checkpoint holds, after verifying it")
-    ci.add_argument("path", help="a checkpoint file, or a checkpoint directory (its newest file)")
+    ci.add_argument("path", metavar="PATH", help="a checkpoint file, or a checkpoint directory (its newest file)")
     ci.add_argument("--json", action="store_true")
 
     rep = sub.add_parser("reproduce", help="reproduce a paper's table (groupwise, analytic-ridge, dynamical-bandit, ...)")
-    rep.add_argument("name")
+    rep.add_argument("name", metavar="NAME")
     rep.add_argument("args", nargs=argparse.REMAINDER, help="--quick, --json, ...")
 
     from regretflow.engine.observability.report import add_arguments as add_report_arguments
@@ -96,6 +92,30 @@ def _parser() -> argparse.ArgumentParser:
     add_report_arguments(sub.add_parser("report", help="draw a run's regret, reward and off-policy curves (PNG files + one HTML page)"))
     sub.add_parser("schema", help="print the event JSON Schema")
     return p
+
+
+def synopsis() -> str:
+    """One usage line per command, generated from the parser (the docs' Command line block).
+
+    >>> print(synopsis().splitlines()[-1])
+    regretflow schema
+    """
+    lines: list[str] = []
+
+    def usage_lines(parser: argparse.ArgumentParser) -> None:
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if commands:
+            for child in commands[0].choices.values():
+                usage_lines(child)
+            return
+        # argparse's own usage formatter, without "-h" and wide enough to keep a command on one line
+        formatter = argparse.HelpFormatter(parser.prog, width=1_000)
+        options = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+        formatter.add_usage(parser.usage, options, parser._mutually_exclusive_groups, prefix="")
+        lines.append(formatter.format_help().strip())
+
+    usage_lines(_parser())
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,8 @@
 """``regretflow report``: a run's regret, reward and off-policy curves, as PNG files and one HTML page.
 
-Usage::
-
-    regretflow report RUN [--out DIR]                       RUN: a metrics log (metrics.log_path)
-    regretflow report --replay EVENTS.jsonl --config FILE   replay a logged stream, recording as it goes
-    regretflow report --demo [--passes N]                   the demo's stream, offline and flat out
+It reads a run's metrics log (``metrics.log_path``), or records one by replaying a
+logged stream through a config's models (``--replay``) or the demo's stream offline
+(``--demo``); ``regretflow report --help`` lists the options.
 
 It draws, per model: for regression models the cumulative regret of every declared
 group against its own labelled rounds, the regret per round, and the learner's mean
@@ -555,15 +553,15 @@ def record_run(config, source, every: int, total: int | None = None, progress=No
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The ``regretflow report`` options (the CLI adds them to its ``report`` sub-command)."""
-    p.add_argument("run", nargs="?", help="a metrics log (JSONL written with metrics.log_path), or a directory holding metrics.jsonl")
+    p.add_argument("run", nargs="?", metavar="RUN", help="a metrics log (JSONL written with metrics.log_path), or a directory holding metrics.jsonl")
     p.add_argument("--replay", metavar="EVENTS.jsonl", help="replay this event log through --config's models, recording as it goes")
-    p.add_argument("--config", help="the TOML config of --replay")
+    p.add_argument("--config", metavar="FILE", help="the TOML config of --replay")
     p.add_argument("--demo", action="store_true", help="record the demo's stream (Medical costs, offline, flat out)")
-    p.add_argument("--passes", type=int, default=3, help="--demo: passes over the data (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="--demo: shuffle seed (default 0)")
-    p.add_argument("--every", type=int, default=100, help="--replay/--demo: events between two records (default 100)")
-    p.add_argument("--out", default="regretflow-report", help="output directory (default ./regretflow-report)")
-    p.add_argument("--title", help="title of the HTML page")
+    p.add_argument("--passes", type=int, default=3, metavar="N", help="--demo: passes over the data (default 3)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="--demo: shuffle seed (default 0)")
+    p.add_argument("--every", type=int, default=100, metavar="N", help="--replay/--demo: events between two records (default 100)")
+    p.add_argument("--out", default="regretflow-report", metavar="DIR", help="output directory (default ./regretflow-report)")
+    p.add_argument("--title", metavar="TEXT", help="title of the HTML page")
     return p
 
 

@@ -4,23 +4,13 @@ table, the metrics' pre-registered label set and the event schema must agree wit
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from regretflow.engine.observability.metrics import Metrics
 from regretflow.engine.runtime import events
 from regretflow.engine.runtime.dead_letters import REASONS, BadEvent, markdown_table
+from tests.conftest import reference_doc_holding
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLE_HEADER = "| reason | meaning |"
-
-
-def reference_doc_holding(marker: str) -> Path:
-    """The reference page holding ``marker``: under docs/ when the reference lives there, else README.md."""
-    docs = sorted((ROOT / "docs").rglob("*.md")) if (ROOT / "docs").is_dir() else []
-    for path in [*docs, ROOT / "README.md"]:
-        if marker in path.read_text(encoding="utf-8"):
-            return path
-    raise AssertionError(f"no page of docs/ or README.md holds {marker!r}")
 
 
 def documented_reasons() -> list[tuple[str, str]]:
