@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from regretflow.connectors.files import open_private_append
+
 # a bound for files regretflow wrote itself (answers, metrics logs): no real line comes
 # near it; it only keeps a corrupt file from being read into memory whole
 WRITTEN_LINE_BYTES = 1 << 24
@@ -159,8 +161,6 @@ class JsonlSink:
     """
 
     def __init__(self, path: str | os.PathLike, fsync: bool = True, file_mode: int = 0o600):
-        from regretflow.engine.runtime.files import open_private_append
-
         self.path = Path(path)
         self._fh = open_private_append(self.path, file_mode)
         self.fsync = fsync

@@ -443,9 +443,10 @@ def learner_problems(spec: ModelSpec) -> list[str]:
     Types are checked against the learner constructor's annotations; ranges and choices by
     building the learner (its TypeError or ValueError becomes the message).
     """
+    # the learners compile numba kernels on import: a config is loaded without them until a learner is checked
     from regretflow.learners import LEARNERS
 
-    from regretflow.engine.runtime.shard import ENGINE_PARAMS, build_learner
+    from regretflow.engine.learner_factory import ENGINE_PARAMS, build_learner
 
     where = f"models.{spec.name}"
     cls = LEARNERS[spec.learner]

@@ -80,7 +80,7 @@ def open_source(config: Config, spec: EndpointSpec):
 def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
     """The simulator-side monitor of the fair model the environment drives (its class, gamma, C schedule)."""
     from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
-    from regretflow.engine.runtime.shard import build_learner
+    from regretflow.engine.learner_factory import build_learner
 
     if isinstance(lp_max_rounds, bool) or not isinstance(lp_max_rounds, int) or lp_max_rounds < 0:
         raise ConfigError("source.lp_max_rounds: expected an integer >= 0 (0: never solve the fair-comparator LP)")

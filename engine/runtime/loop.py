@@ -32,7 +32,7 @@ import orjson
 
 from regretflow.connectors.partition_ids import split_pid
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
-from regretflow.engine.runtime.files import open_private_append
+from regretflow.connectors.files import open_private_append
 from regretflow.engine.config import Config
 from regretflow.engine.errors import FatalError
 from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder

@@ -9,7 +9,6 @@ state is a function of the event order alone, never of where micro-batches fall.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import os
@@ -18,15 +17,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from regretflow.learners import LEARNERS
-
 from regretflow.engine.config import ModelSpec
 from regretflow.engine.errors import FatalError
+from regretflow.engine.learner_factory import build_learner
 from regretflow.engine.runtime.events import BadEvent, Event, check_label
 from regretflow.engine.runtime.joins import JoinEntry, PendingJoins
 from regretflow.engine.evaluation.regret import BanditRegret, ClassAccuracy, FairnessTracker, HindsightRegret
-
-ENGINE_PARAMS = ("shard_by_key",)
 
 # Test hook: the N-th vectorised run of this process raises after its learner call
 # (state changed, nothing answered), as a kernel bug would. Never set in production.
@@ -95,32 +91,6 @@ def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
         if found:
             return found
     return None
-
-
-def build_learner(spec: ModelSpec, key: str = ""):
-    """Instantiate the model's learner from its family and params (seed derived per shard)."""
-    cls = LEARNERS[spec.learner]
-    params = {k: v for k, v in spec.params.items() if k not in ENGINE_PARAMS}
-    accepted = inspect.signature(cls).parameters
-    if "features" in accepted and "features" not in params and spec.features:
-        params["features"] = list(spec.features)
-    if "groups" in accepted and "groups" not in params and spec.groups:
-        params["groups"] = spec.group_labels
-    if "n_actions" in accepted and "n_actions" not in params and spec.n_actions:
-        params["n_actions"] = spec.n_actions
-    if "seed" in accepted:
-        params["seed"] = shard_seed(int(params.get("seed", 0)), key)
-    unknown = [k for k in params if k not in accepted and not any(p.kind == p.VAR_KEYWORD for p in accepted.values())]
-    if unknown:
-        raise ValueError(f"models.{spec.name}.params: {cls.__name__} takes no parameter {', '.join(unknown)}")
-    return cls(**params)
-
-
-def shard_seed(seed: int, key: str) -> int:
-    """A stable per-key seed (not Python's salted hash), so restarts rebuild the same RNG."""
-    if not key:
-        return seed
-    return (seed + int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")) % (2**31)
 
 
 class Shard:
