@@ -18,7 +18,7 @@ fair-onesided      ``adult-lending`` (fair Exp2)                the Adult simula
 
 It serves ``/metrics`` and the live page (``/``, data at ``/live.json``) while it
 runs, shows a progress line with the events/s of the last seconds, and ends with one
-compact table per family (:func:`family_tables`).
+compact table per family (:func:`~regretflow.engine.observability.summary_tables.family_tables`).
 
 >>> sorted(FAMILIES)
 ['analytic-ridge', 'dynamical-bandit', 'fair-onesided', 'groupwise', 'neural-bandit']
@@ -38,8 +38,13 @@ import orjson
 
 from regretflow.connectors.datasets.insurance import load_insurance
 from regretflow.connectors.memory import MemorySink, MemorySource
-
+from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, LinearDynamicalEnv
+from regretflow.engine.cli.daemon import fairness_monitor
 from regretflow.engine.config import Config, ConfigError, parse_config
+from regretflow.engine.experiments.analytic_ridge import digits_long_tail, mean_class_accuracy
+from regretflow.engine.observability.live import LiveRecorder, announce_compile
+from regretflow.engine.observability.metrics import MonitorCollector
+from regretflow.engine.observability.summary_tables import family_tables
 from regretflow.engine.runtime.loop import Engine
 
 DEMO_GROUPS = [
@@ -171,8 +176,6 @@ def digits_events(passes: int = 1, seed: int = 0, models: list[str] | None = Non
 
     Its balanced held-out set (:func:`digits_held_out`) is never streamed.
     """
-    from regretflow.engine.experiments.analytic_ridge import digits_long_tail
-
     models = models if models is not None else list(FAMILIES["analytic-ridge"]["models"])
     models = [m for m in models if m in FAMILIES["analytic-ridge"]["models"]]
     out = []
@@ -191,8 +194,6 @@ def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
     As the reproduction measures it: the generator's answer weights refreshed from the
     final state first (the held-out rows are never learned).
     """
-    from regretflow.engine.experiments.analytic_ridge import digits_long_tail, mean_class_accuracy
-
     split = digits_long_tail(seed)
     out = {}
     for shard in engine.shards():
@@ -327,10 +328,6 @@ class LoopSink:
 
 def build_demo(config: Config, passes: int, seed: int, rate: float):
     """The interleaved source, the answer sink and the simulator monitors of the demo's models."""
-    from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, LinearDynamicalEnv
-
-    from regretflow.engine.cli.daemon import fairness_monitor
-
     models = set(config.models)
     lanes: list[tuple[str, Any, int]] = []
     loops: dict[str, Any] = {}
@@ -410,116 +407,8 @@ class Progress:
         self.stream.flush()
 
 
-def summary_table(summary: dict[str, Any]) -> str:
-    """Per regression model and group: rounds, mean loss, comparator loss, regret."""
-    lines = []
-    for model, s in summary.items():
-        if not isinstance(s, dict) or s.get("task") != "regression":
-            continue
-        lines.append(f"\nmodel {model} ({s['learner']}), version {s['model_version']}")
-        lines.append(f"  {'group':<24}{'rounds':>8}{'cum. loss':>12}{'best fixed':>12}{'regret':>10}{'regret/round':>14}")
-        for group, g in s["groups"].items():
-            per = g["regret"] / g["count"] if g["count"] else 0.0
-            lines.append(f"  {group:<24}{g['count']:>8}{g['loss']:>12.4f}{g['comparator_loss']:>12.4f}{g['regret']:>10.4f}{per:>14.5f}")
-        gauges = s.get("learner_group_gauges")
-        if gauges:
-            lines.append(f"  learner gauges per group: {', '.join(gauges)}")
-    return "\n".join(lines)
-
-
-def _f(value: Any, spec: str = ".4f") -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    return "-" if not np.isfinite(v) else format(v, spec)
-
-
-def _rows(task: str, model: str, s: dict[str, Any], extra: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Column heads and one row of a model: rounds, regret, loss or reward, and its task's headline figure."""
-    g = s.get("learner_gauges", {})
-    if task == "regression":
-        groups = {k: v for k, v in s["groups"].items() if v["count"]}
-        a = groups.get("all", {"count": 0, "loss": 0.0, "regret": 0.0})
-        worst = max((k for k in groups if k != "all"), key=lambda k: groups[k]["regret"] / groups[k]["count"], default="-")
-        w = groups.get(worst, {"regret": float("nan"), "count": 1})
-        return (["rounds", "mean loss", "regret", "worst group", "its regret/round"],
-                [str(a["count"]), _f(a["loss"] / a["count"] if a["count"] else float("nan")), _f(a["regret"]), worst,
-                 _f(w["regret"] / w["count"], ".5f")])
-    if task == "bandit":
-        b = s["bandit"]
-        greedy = b.get("greedy", {})
-        if "dynlin_regret_envelope" in g:
-            return (["rounds", "mean reward", "pseudo-regret", "epochs", "regret envelope"],
-                    [str(b["count"]), _f(b["mean_reward"]), _f(b["pseudo_regret"], ".3f"), _f(g.get("dynlin_epoch"), ".0f"),
-                     _f(g.get("dynlin_regret_envelope"), ".1f")])
-        return (["rounds", "mean reward", "pseudo-regret", "uniform SNIPS", "greedy SNIPS [95%]"],
-                [str(b["count"]), _f(b["mean_reward"]), _f(b["pseudo_regret"], ".1f"), _f(b.get("uniform", {}).get("snips")),
-                 f"{_f(greedy.get('snips'), '.3f')} [{_f(greedy.get('snips_low'), '.3f')}, {_f(greedy.get('snips_high'), '.3f')}]"
-                 if greedy else "-"])
-    if task == "classification":
-        c = s["classification"]
-        heads = ["rows", "accuracy", "answer regret", "mean per-class acc."]
-        row = [str(c["count"]), _f(c["accuracy"]), _f(g.get("analytic_answer_regret"), ".1f"), _f(c["mean_per_class_accuracy"])]
-        if "held_out_mean_class_accuracy" in extra:
-            heads.append("held-out mean per-class acc.")
-            row.append(_f(extra["held_out_mean_class_accuracy"]))
-        return heads, row
-    if task == "fair":
-        f = s["fair"]
-        return (["rounds", "positive rate", "revealed acc.", "violations/round", "fair regret (simulator)"],
-                [str(f["rounds"]), _f(f["positive_rate"]), _f(f["revealed_accuracy"]), _f(f["violations_per_round"], ".3f"),
-                 _f(extra.get("fair_regret"), ".1f")])
-    return (["events"], [str(s.get("events", 0))])
-
-
-def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None = None,
-                  extras: dict[str, dict[str, Any]] | None = None, notes: dict[str, str] | None = None) -> str:
-    """One compact table per family (``families``: title -> models; default: one per task).
-
-    >>> s = {"m": {"task": "regression", "learner": "ridge", "groups": {"all": {"count": 4, "loss": 2.0, "comparator_loss": 1.0, "regret": 1.0}}}}
-    >>> print(family_tables(s))
-    <BLANKLINE>
-    regression
-      model    rounds  mean loss  regret  worst group  its regret/round
-      m             4     0.5000  1.0000            -                 -
-    """
-    extras = extras or {}
-    if families is None:
-        families = {}
-        for model, s in summary.items():
-            if isinstance(s, dict) and not model.startswith("_"):
-                families.setdefault(s.get("task") or "no events yet", []).append(model)
-    lines = []
-    for title, models in families.items():
-        table = []
-        heads: list[str] = []
-        for model in models:
-            s = summary.get(model)
-            if s and s.get("task"):
-                heads, row = _rows(s["task"], model, s, extras.get(model, {}))
-                table.append(row)
-        lines.append(f"\n{title}")
-        shown = [m for m in models if (summary.get(m) or {}).get("task")]
-        name_w = max(len("model"), *(len(m) for m in models)) + 2
-        if table:
-            widths = [max(len(h), *(len(r[i]) for r in table)) + 2 for i, h in enumerate(heads)]
-            lines.append("  " + "model".ljust(name_w) + "".join(h.rjust(w) for h, w in zip(heads, widths)))
-            for model, row in zip(shown, table):
-                lines.append("  " + model.ljust(name_w) + "".join(v.rjust(w) for v, w in zip(row, widths)))
-        for model in models:
-            if model not in shown:
-                lines.append("  " + model.ljust(name_w) + "no events yet")
-        if notes and title in notes and table:
-            lines.append(f"  note: {notes[title]}")
-    return "\n".join(lines)
-
-
 def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: float = 0.0,
              progress: bool = True, as_json: bool = False, seed: int = 0, families: list[str] | None = None) -> dict[str, Any]:
-    from regretflow.engine.observability.live import LiveRecorder, announce_compile
-    from regretflow.engine.observability.metrics import MonitorCollector
-
     chosen = _families(families)
     config = demo_config(port=port, families=chosen, passes=passes)
     source, sink, monitors = build_demo(config, passes, seed, rate)

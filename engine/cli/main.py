@@ -28,7 +28,6 @@ import orjson
 
 from regretflow.engine.config import Config, ConfigError, check_config, describe, load_config
 from regretflow.engine.errors import FatalError
-from regretflow.engine.evaluation.offline import logged_policy_values, offline_config
 
 EPILOG = """examples:
   regretflow demo                                   # no config, no broker: watch regret live at http://127.0.0.1:9108/
@@ -87,9 +86,16 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("name", metavar="NAME")
     rep.add_argument("args", nargs=argparse.REMAINDER, help="--quick, --json, ...")
 
-    from regretflow.engine.observability.report import add_arguments as add_report_arguments
-
-    add_report_arguments(sub.add_parser("report", help="draw a run's regret, reward and off-policy curves (PNG files + one HTML page)"))
+    rr = sub.add_parser("report", help="draw a run's regret, reward and off-policy curves (PNG files + one HTML page)")
+    rr.add_argument("run", nargs="?", metavar="RUN", help="a metrics log (JSONL written with metrics.log_path), or a directory holding metrics.jsonl")
+    rr.add_argument("--replay", metavar="EVENTS.jsonl", help="replay this event log through --config's models, recording as it goes")
+    rr.add_argument("--config", metavar="FILE", help="the TOML config of --replay")
+    rr.add_argument("--demo", action="store_true", help="record the demo's stream (Medical costs, offline, flat out)")
+    rr.add_argument("--passes", type=int, default=3, metavar="N", help="--demo: passes over the data (default 3)")
+    rr.add_argument("--seed", type=int, default=0, metavar="N", help="--demo: shuffle seed (default 0)")
+    rr.add_argument("--every", type=int, default=100, metavar="N", help="--replay/--demo: events between two records (default 100)")
+    rr.add_argument("--out", default="regretflow-report", metavar="DIR", help="output directory (default ./regretflow-report)")
+    rr.add_argument("--title", metavar="TEXT", help="title of the HTML page")
     sub.add_parser("schema", help="print the event JSON Schema")
     return p
 
@@ -129,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka.coordinator").setLevel(getattr(logging, args.log_level))
     try:
         if args.command == "demo":
+            # the engine's learners (numba) load only for the commands that run them: --help and schema start fast
             from regretflow.engine.cli.demo import run_demo
 
             run_demo(passes=args.passes, rate=args.rate, port=args.port, linger=args.linger,
@@ -148,15 +155,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "checkpoint":
             return _checkpoint(args, parser)
         if args.command == "reproduce":
+            # the reproductions load their own learners and data sets
             from regretflow.engine.experiments import run
 
             return run(args.name, args.args)
         if args.command == "report":
-            from regretflow.engine.observability.report import run as run_report
+            # the report draws with matplotlib and may replay through the engine (numba)
+            from regretflow.engine.cli.report import run as run_report
 
             return run_report(args)
         if args.command == "schema":
-            from regretflow.engine.runtime.events import schema
+            from regretflow.engine.runtime.events import schema  # numpy, without the learners: only this command needs it
 
             print(orjson.dumps(schema(), option=orjson.OPT_INDENT_2).decode())
             return 0
@@ -172,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config: Config, workers: int, path: str, summary: str = "table") -> int:
+    # the daemon loads the engine's learners (numba), a `run --check` does not
     from regretflow.engine.cli.daemon import run_daemon
 
     return run_daemon(config, workers=workers, config_path=path, summary=summary)
@@ -186,10 +196,11 @@ def _as_worker(config: Config, index: int) -> Config:
 
 
 def _replay(args) -> int:
+    # numpy and the engine's learners (numba) load only for the commands that run them
     from regretflow.connectors.jsonl import JsonlSink, JsonlSource
     from regretflow.connectors.memory import MemorySink
-
-    from regretflow.engine.cli.demo import summary_table
+    from regretflow.engine.evaluation.offline import logged_policy_values, offline_config
+    from regretflow.engine.observability.summary_tables import summary_table
     from regretflow.engine.runtime.loop import Engine
 
     config = offline_config(load_config(args.config))
@@ -233,7 +244,7 @@ def _replay(args) -> int:
 
 
 def _checkpoint(args, parser) -> int:
-    from regretflow.engine.runtime.checkpoint import CheckpointError, describe, list_checkpoints
+    from regretflow.engine.runtime.checkpoint import CheckpointError, describe, list_checkpoints  # numpy: only this command reads arrays
 
     if args.action != "inspect":
         parser.parse_args(["checkpoint", "--help"])

@@ -57,6 +57,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import orjson
 
+from regretflow.learners import LEARNERS
+
 LIVE_FORMAT = "regretflow-live"
 LIVE_VERSION = 1
 MAX_SAMPLES = 600
@@ -297,8 +299,6 @@ def static_file(name: str) -> bytes:
 
 # -- start-up feedback ---------------------------------------------------------------------
 def _kernel_modules(config) -> list[str]:
-    from regretflow.learners import LEARNERS
-
     mods = {"regretflow.learners.ridge_kernels"}
     for spec in config.models.values():
         name = LEARNERS[spec.learner].__module__

@@ -164,6 +164,7 @@ class EventDecoder:
     """Turns raw payloads into :class:`Event` or raises :class:`BadEvent`."""
 
     def __init__(self, config: Config, tasks: dict[str, str] | None = None):
+        # the learners compile numba kernels on import: `regretflow schema` reads this module without them
         from regretflow.learners import LEARNERS
 
         self.max_bytes = config.runtime.max_event_bytes

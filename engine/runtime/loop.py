@@ -31,12 +31,15 @@ import numpy as np
 import orjson
 
 from regretflow.connectors.partition_ids import split_pid
+from regretflow.learners import LEARNERS
+from regretflow.engine.evaluation import regret
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.connectors.files import open_private_append
 from regretflow.engine.config import Config
 from regretflow.engine.errors import FatalError
 from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder
 from regretflow.engine.observability.metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
+from regretflow.engine.observability.metrics_log import metrics_log_record
 from regretflow.engine.runtime.shard import Router, Shard, dumps
 
 log = logging.getLogger("regretflow")
@@ -211,10 +214,6 @@ class Engine:
     def _warm_up(self) -> None:
         """Compile (or load from numba's cache) every kernel before the first event."""
         import importlib
-
-        from regretflow.learners import LEARNERS
-
-        from regretflow.engine.evaluation import regret
 
         done = set()
         for spec in self.config.models.values():
@@ -411,8 +410,6 @@ class Engine:
 
     def write_metrics_log(self) -> None:
         """Append the summary to the metrics log that ``regretflow report`` reads."""
-        from regretflow.engine.observability.report import metrics_log_record
-
         self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
         self.metrics_log.flush()
         self.metrics_log_due = time.monotonic() + self.config.metrics.log_every_seconds
@@ -705,8 +702,6 @@ def _sum_bandits(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _learner_gauges(config: Config) -> tuple[dict[str, str], dict[str, str]]:
-    from regretflow.learners import LEARNERS
-
     gauges: dict[str, str] = {}
     group_gauges: dict[str, str] = {}
     for spec in config.models.values():

@@ -7,7 +7,7 @@ import pytest
 
 from regretflow.connectors.jsonl import read_lines, read_objects
 from regretflow.engine.evaluation.offline import logged_policy_values
-from regretflow.engine.observability.report import MetricsLogError, metrics_log_record, read_metrics_log
+from regretflow.engine.observability.metrics_log import MetricsLogError, metrics_log_record, read_metrics_log
 
 
 def test_read_lines_bounds_a_long_line_and_keeps_the_next_one(tmp_path):
