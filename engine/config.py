@@ -446,9 +446,8 @@ def learner_problems(spec: ModelSpec) -> list[str]:
     building the learner (its TypeError or ValueError becomes the message).
     """
     # the learners compile numba kernels on import: a config is loaded without them until a learner is checked
-    from regretflow.learners import LEARNERS
-
     from regretflow.engine.learner_factory import ENGINE_PARAMS, build_learner
+    from regretflow.learners import LEARNERS
 
     where = f"models.{spec.name}"
     cls = LEARNERS[spec.learner]

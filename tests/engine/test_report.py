@@ -10,10 +10,16 @@ import orjson
 import pytest
 
 from regretflow.connectors.memory import MemorySource
-from regretflow.engine.config import parse_config
 from regretflow.engine.cli.demo import demo_config, demo_events
 from regretflow.engine.cli.main import main as regretflow_main
-from regretflow.engine.observability.metrics_log import LOG_VERSION, MetricsLogError, metrics_log_record, parse_metrics_log, read_metrics_log
+from regretflow.engine.config import parse_config
+from regretflow.engine.observability.metrics_log import (
+    LOG_VERSION,
+    MetricsLogError,
+    metrics_log_record,
+    parse_metrics_log,
+    read_metrics_log,
+)
 from regretflow.engine.observability.report import model_series, record_run, write_report
 
 pytest.importorskip("matplotlib", reason="the report draws with matplotlib (the plot extra; the test extra includes it)")
