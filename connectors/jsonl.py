@@ -1,10 +1,22 @@
-"""JSON Lines files: a source with resumable byte positions, and an appending sink."""
+"""JSON Lines files: a source with resumable byte positions, an appending sink, and
+:func:`read_lines` / :func:`read_objects` for tools that read a whole file at once
+(offline evaluation, the report) through the same bounded reader."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
+
+from regretflow.connectors.files import open_private_append
+
+# a bound for files regretflow wrote itself (answers, metrics logs): no real line comes
+# near it; it only keeps a corrupt file from being read into memory whole
+WRITTEN_LINE_BYTES = 1 << 24
 
 
 class JsonlSource:
@@ -101,6 +113,46 @@ class JsonlSource:
         self._fh.close()
 
 
+def read_lines(path: str | os.PathLike[str], max_line_bytes: int = WRITTEN_LINE_BYTES) -> Iterator[bytes]:
+    """The non-blank lines of a JSONL file, in order, without their newlines.
+
+    A last line without its newline (a writer killed mid-line) is returned as it is; a
+    line longer than ``max_line_bytes`` is cut to ``max_line_bytes + 1`` bytes, as
+    :class:`JsonlSource` does.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.jsonl")
+    >>> _ = open(path, "wb").write(b'{"a": 1}\\n\\n{"a": 2}\\n{"a"')
+    >>> list(read_lines(path))
+    [b'{"a": 1}', b'{"a": 2}', b'{"a"']
+    """
+    source = JsonlSource(path, max_line_bytes=max_line_bytes)
+    try:
+        while lines := source.poll(1024, 0.0):
+            yield from lines
+    finally:
+        source.close()
+
+
+def read_objects(path: str | os.PathLike[str], max_line_bytes: int = WRITTEN_LINE_BYTES) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file; a line that is not one (a torn last line, a line
+    cut at ``max_line_bytes``, a bare number) is skipped.
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.jsonl")
+    >>> _ = open(path, "wb").write(b'{"a": 1}\\n[2]\\n{"a": 3}\\n{"a"')
+    >>> list(read_objects(path))
+    [{'a': 1}, {'a': 3}]
+    """
+    for line in read_lines(path, max_line_bytes):
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            yield obj
+
+
 class JsonlSink:
     """Appends one record per line and fsyncs on ``flush`` (answers survive a crash).
 
@@ -109,8 +161,6 @@ class JsonlSink:
     """
 
     def __init__(self, path: str | os.PathLike, fsync: bool = True, file_mode: int = 0o600):
-        from regretflow.engine.runtime.files import open_private_append
-
         self.path = Path(path)
         self._fh = open_private_append(self.path, file_mode)
         self.fsync = fsync

@@ -40,6 +40,8 @@ import time
 import uuid
 from typing import Any, Callable
 
+from regretflow.connectors.partition_ids import pid_of, split_pid
+
 log = logging.getLogger("regretflow.kafka")
 
 _COMMON = {
@@ -153,15 +155,6 @@ def kafka_settings(options: dict[str, Any], allowed: dict[str, Any]) -> dict[str
     if isinstance(s["bootstrap_servers"], list):
         s["bootstrap_servers"] = ",".join(s["bootstrap_servers"])
     return s
-
-
-def pid_of(topic: str, partition: int) -> str:
-    return f"{topic}:{partition}"
-
-
-def split_pid(pid: str) -> tuple[str, int]:
-    topic, _, partition = pid.rpartition(":")
-    return topic, int(partition)
 
 
 # -- kafka-python --------------------------------------------------------------------

@@ -43,6 +43,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
+from regretflow.connectors.kafka import SINK_OPTIONS, SOURCE_OPTIONS, kafka_settings
+
 # A payload this large is not one event; 16 MiB already exceeds every broker's default message size.
 MAX_EVENT_BYTES_LIMIT = 16 * 1024 * 1024
 # Regret sums hold squares of features, labels and rewards: 1e150² is still a finite double.
@@ -159,6 +161,7 @@ class ModelSpec:
     max_shards: Annotated[Int, Field(ge=1)] = 10_000
 
     def __post_init__(self) -> None:
+        # the learners compile numba kernels on import: `regretflow --help` and `schema` start without them
         from regretflow.learners import LEARNERS
 
         if self.learner not in LEARNERS:
@@ -374,8 +377,6 @@ def _endpoint_problems(table: Any, where: str, raw: dict[str, Any]) -> list[str]
             if flag in options and not isinstance(options[flag], bool):
                 problems.append(f"{where}.{flag}: expected true or false, got {options[flag]!r}")
     if kind == "kafka":
-        from regretflow.connectors.kafka import SINK_OPTIONS, SOURCE_OPTIONS, kafka_settings
-
         if role == "sink":
             options = {**_inherited_kafka_options(raw), **options}
         mistyped = [key for key in ("sasl_password", "sasl_password_env", "sasl_username")
@@ -411,6 +412,7 @@ def _inherited_kafka_options(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _simulator_problems(options: dict[str, Any]) -> list[str]:
+    # the simulators load numpy and their data sets: only a simulator source needs them
     from regretflow.connectors.simulators.loop import ENVIRONMENTS
 
     problems = []
@@ -445,9 +447,9 @@ def learner_problems(spec: ModelSpec) -> list[str]:
     Types are checked against the learner constructor's annotations; ranges and choices by
     building the learner (its TypeError or ValueError becomes the message).
     """
+    # the learners compile numba kernels on import: a config is loaded without them until a learner is checked
+    from regretflow.engine.learner_factory import ENGINE_PARAMS, build_learner
     from regretflow.learners import LEARNERS
-
-    from regretflow.engine.runtime.shard import ENGINE_PARAMS, build_learner
 
     where = f"models.{spec.name}"
     cls = LEARNERS[spec.learner]

@@ -20,6 +20,15 @@ VENV_BIN = Path(sys.executable).parent
 REGRETFLOW = str(VENV_BIN / "regretflow")
 
 
+def reference_doc_holding(marker: str) -> Path:
+    """The reference page holding ``marker``: a page of docs/ once the reference lives there, else README.md."""
+    docs = sorted((REPO / "docs").rglob("*.md")) if (REPO / "docs").is_dir() else []
+    for path in [*docs, REPO / "README.md"]:
+        if marker in path.read_text(encoding="utf-8"):
+            return path
+    raise AssertionError(f"no page of docs/ or README.md holds {marker!r}")
+
+
 def flat(state: dict) -> dict:
     """A nested checkpoint state as one {"a/b/c": leaf} dict (the checkpoint's own flattening)."""
     from regretflow.engine.runtime.checkpoint import flatten

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from regretflow.connectors.datasets.adult import load_adult
+
 FAIR_FEATURES = (
     "age", "education-num", "hours-per-week", "capital-gain", "capital-loss",
     "marital-status_Married-civ-spouse", "sex_Male", "sex_Female", "race_White", "race_Black",
@@ -75,8 +77,6 @@ DEFAULT_AUDITORS = (
 
 @functools.lru_cache(maxsize=1)
 def _adult_columns() -> tuple[np.ndarray, np.ndarray]:
-    from regretflow.connectors.datasets.adult import load_adult
-
     data = load_adult()
     columns = [data.feature_names.index(name) for name in FAIR_FEATURES]
     X = np.array(data.X[:, columns], dtype=np.float64)

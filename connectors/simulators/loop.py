@@ -28,6 +28,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from regretflow.connectors.datasets.bandit_classification import load
+
+from .classification_bandit import ClassificationBandit
+from .fairness import FairnessSimulator
+
 
 class ClosedLoopSource:
     """Runs ``rounds`` rounds of an environment against the engine (``None``: forever)."""
@@ -113,6 +118,7 @@ class LinearDynamicalEnv:
     """The dynamical-bandit systems (``case`` = ``"synthetic"`` or ``"real-data"``) as a loop environment."""
 
     def __init__(self, model: str, case: str = "real-data", seed: int = 0):
+        # its kernels are numba-compiled on import: the other environments start without them
         from .linear_dynamical import test_case
 
         self.model = model
@@ -137,10 +143,6 @@ class ClassificationBanditEnv:
     """A labelled dataset as a contextual bandit (reward 1 for the right class)."""
 
     def __init__(self, model: str, dataset: str = "segment", seed: int = 0):
-        from regretflow.connectors.datasets.bandit_classification import load
-
-        from .classification_bandit import ClassificationBandit
-
         data = load(dataset)
         self.model = model
         self.sim = ClassificationBandit(data.X, data.y, seed=seed, model=model)
@@ -173,8 +175,6 @@ class FairnessEnv:
     """
 
     def __init__(self, model: str, k: int = 5, seed: int = 0, horizon: int = 100_000):
-        from .fairness import FairnessSimulator
-
         self.model = model
         self.sim = FairnessSimulator(n_rounds=horizon, k=k, seed=seed, model=model)
         self.monitor = None

@@ -15,9 +15,19 @@ import logging
 import sys
 from typing import Any
 
+from regretflow.connectors.jsonl import JsonlSink, JsonlSource
+from regretflow.connectors.kafka import KafkaSink, KafkaSource, OffsetResetError
+from regretflow.connectors.memory import MemorySink
+from regretflow.connectors.simulators.loop import ENVIRONMENTS, ClosedLoopSource, TeeSink
+from regretflow.connectors.stdio import StdinSource, StreamSink
 from regretflow.engine.config import Config, ConfigError, EndpointSpec, check_config
 from regretflow.engine.errors import FatalError
+from regretflow.engine.learner_factory import build_learner
+from regretflow.engine.observability.live import LiveRecorder, announce_compile
+from regretflow.engine.observability.summary_tables import family_tables
 from regretflow.engine.runtime.loop import Engine
+from regretflow.engine.tasks import task_for
+from regretflow.engine.tasks.fair import FairTask
 
 log = logging.getLogger("regretflow")
 
@@ -25,19 +35,13 @@ log = logging.getLogger("regretflow")
 def open_source(config: Config, spec: EndpointSpec):
     """The configured event source."""
     if spec.type == "jsonl":
-        from regretflow.connectors.jsonl import JsonlSource
-
         _only(spec, "source", {"path", "follow"})
         return JsonlSource(config.resolve(spec.options["path"]), follow=bool(spec.options.get("follow", False)),
                            max_line_bytes=config.runtime.max_event_bytes)
     if spec.type == "stdin":
-        from regretflow.connectors.stdio import StdinSource
-
         _only(spec, "source", set())
         return StdinSource(max_line_bytes=config.runtime.max_event_bytes)
     if spec.type == "simulator":
-        from regretflow.connectors.simulators.loop import ENVIRONMENTS, ClosedLoopSource
-
         options = dict(spec.options)
         name = options.pop("environment", None)
         if name not in ENVIRONMENTS:
@@ -68,8 +72,6 @@ def open_source(config: Config, spec: EndpointSpec):
             env.monitor = fairness_monitor(config, env, rounds, lp_max_rounds)
         return ClosedLoopSource(env, rounds=rounds, record_path=record)
     if spec.type == "kafka":
-        from regretflow.connectors.kafka import KafkaSource
-
         try:
             return KafkaSource(spec.options, max_records=config.runtime.batch_size)
         except ValueError as exc:
@@ -79,10 +81,8 @@ def open_source(config: Config, spec: EndpointSpec):
 
 def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
     """The simulator-side monitor of the fair model the environment drives (its class, gamma, C schedule)."""
+    # the comparator's linear program loads scipy: only a fairness simulator needs it
     from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
-    from regretflow.engine.runtime.shard import build_learner
-    from regretflow.engine.tasks import task_for
-    from regretflow.engine.tasks.fair import FairTask
 
     if isinstance(lp_max_rounds, bool) or not isinstance(lp_max_rounds, int) or lp_max_rounds < 0:
         raise ConfigError("source.lp_max_rounds: expected an integer >= 0 (0: never solve the fair-comparator LP)")
@@ -102,23 +102,15 @@ def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
 def open_sink(config: Config, spec: EndpointSpec, where: str):
     """The configured answer or dead-letter sink."""
     if spec.type == "jsonl":
-        from regretflow.connectors.jsonl import JsonlSink
-
         _only(spec, where, {"path", "fsync"})
         return JsonlSink(config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)),
                          file_mode=config.runtime.file_mode)
     if spec.type in ("stdout", "stderr"):
-        from regretflow.connectors.stdio import StreamSink
-
         _only(spec, where, set())
         return StreamSink(sys.stdout.buffer if spec.type == "stdout" else sys.stderr.buffer)
     if spec.type == "null":
-        from regretflow.connectors.memory import MemorySink
-
         return MemorySink(keep=False)
     if spec.type == "kafka":
-        from regretflow.connectors.kafka import KafkaSink
-
         options = dict(spec.options)
         if config.source.type == "kafka":  # connection settings default to the source's
             for key in ("backend", "bootstrap_servers", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
@@ -154,11 +146,8 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
     source = open_source(config, config.source)
     answers = open_sink(config, config.answers, "answers")
     if config.source.type == "simulator":
-        from regretflow.connectors.simulators.loop import TeeSink
-
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
-    from regretflow.engine.observability.live import LiveRecorder, announce_compile
 
     try:
         with announce_compile(config):
@@ -176,7 +165,6 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
         live.serve(engine.server)
         log.info("event=start metrics=http://%s:%d/metrics live=http://%s:%d/ models=%s", engine.server.host, engine.server.port,
                  engine.server.host, engine.server.port, ",".join(config.models))
-    from regretflow.connectors.kafka import OffsetResetError  # no Kafka client is imported with it
 
     try:
         engine.run(install_signals=True)
@@ -194,8 +182,6 @@ def print_summary(engine: Engine, config: Config, how: str) -> None:
     """The end-of-run summary the demo prints (one table per task), or JSON; never into a sink's stream."""
     if how == "none":
         return
-    from regretflow.engine.cli.demo import family_tables
-
     stdout_taken = "stdout" in (config.answers.type, config.dead_letters.type)
     out = sys.stderr if stdout_taken else sys.stdout
     summary = engine.summary()

@@ -18,7 +18,7 @@ fair-onesided      ``adult-lending`` (fair Exp2)                the Adult simula
 
 It serves ``/metrics`` and the live page (``/``, data at ``/live.json``) while it
 runs, shows a progress line with the events/s of the last seconds, and ends with one
-compact table per family (:func:`family_tables`).
+compact table per family (:func:`~regretflow.engine.observability.summary_tables.family_tables`).
 
 >>> sorted(FAMILIES)
 ['analytic-ridge', 'dynamical-bandit', 'fair-onesided', 'groupwise', 'neural-bandit']
@@ -38,8 +38,13 @@ import orjson
 
 from regretflow.connectors.datasets.insurance import load_insurance
 from regretflow.connectors.memory import MemorySink, MemorySource
-
+from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, LinearDynamicalEnv
+from regretflow.engine.cli.daemon import fairness_monitor
 from regretflow.engine.config import Config, ConfigError, parse_config
+from regretflow.engine.experiments.analytic_ridge import digits_long_tail, mean_class_accuracy
+from regretflow.engine.observability.live import LiveRecorder, announce_compile
+from regretflow.engine.observability.metrics import MonitorCollector
+from regretflow.engine.observability.summary_tables import family_tables
 from regretflow.engine.runtime.loop import Engine
 from regretflow.engine.tasks import shown_task
 
@@ -172,8 +177,6 @@ def digits_events(passes: int = 1, seed: int = 0, models: list[str] | None = Non
 
     Its balanced held-out set (:func:`digits_held_out`) is never streamed.
     """
-    from regretflow.engine.experiments.analytic_ridge import digits_long_tail
-
     models = models if models is not None else list(FAMILIES["analytic-ridge"]["models"])
     models = [m for m in models if m in FAMILIES["analytic-ridge"]["models"]]
     out = []
@@ -192,8 +195,6 @@ def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
     As the reproduction measures it: the generator's answer weights refreshed from the
     final state first (the held-out rows are never learned).
     """
-    from regretflow.engine.experiments.analytic_ridge import digits_long_tail, mean_class_accuracy
-
     split = digits_long_tail(seed)
     out = {}
     for shard in engine.shards():
@@ -328,10 +329,6 @@ class LoopSink:
 
 def build_demo(config: Config, passes: int, seed: int, rate: float):
     """The interleaved source, the answer sink and the simulator monitors of the demo's models."""
-    from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, LinearDynamicalEnv
-
-    from regretflow.engine.cli.daemon import fairness_monitor
-
     models = set(config.models)
     lanes: list[tuple[str, Any, int]] = []
     loops: dict[str, Any] = {}
@@ -410,62 +407,8 @@ class Progress:
         self.stream.flush()
 
 
-def summary_table(summary: dict[str, Any]) -> str:
-    """Per model, its task's detailed table (for regression: per group rounds, mean loss, comparator loss, regret)."""
-    lines = []
-    for model, s in summary.items():
-        if isinstance(s, dict) and not model.startswith("_"):
-            lines += shown_task(s.get("task")).detail_lines(model, s)
-    return "\n".join(lines)
-
-
-def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None = None,
-                  extras: dict[str, dict[str, Any]] | None = None, notes: dict[str, str] | None = None) -> str:
-    """One compact table per family (``families``: title -> models; default: one per task).
-
-    >>> s = {"m": {"task": "regression", "learner": "ridge", "groups": {"all": {"count": 4, "loss": 2.0, "comparator_loss": 1.0, "regret": 1.0}}}}
-    >>> print(family_tables(s))
-    <BLANKLINE>
-    regression
-      model    rounds  mean loss  regret  worst group  its regret/round
-      m             4     0.5000  1.0000            -                 -
-    """
-    extras = extras or {}
-    if families is None:
-        families = {}
-        for model, s in summary.items():
-            if isinstance(s, dict) and not model.startswith("_"):
-                families.setdefault(s.get("task") or "no events yet", []).append(model)
-    lines = []
-    for title, models in families.items():
-        table = []
-        heads: list[str] = []
-        for model in models:
-            s = summary.get(model)
-            if s and s.get("task"):
-                heads, row = shown_task(s["task"]).summary_rows(s, extras.get(model, {}))
-                table.append(row)
-        lines.append(f"\n{title}")
-        shown = [m for m in models if (summary.get(m) or {}).get("task")]
-        name_w = max(len("model"), *(len(m) for m in models)) + 2
-        if table:
-            widths = [max(len(h), *(len(r[i]) for r in table)) + 2 for i, h in enumerate(heads)]
-            lines.append("  " + "model".ljust(name_w) + "".join(h.rjust(w) for h, w in zip(heads, widths)))
-            for model, row in zip(shown, table):
-                lines.append("  " + model.ljust(name_w) + "".join(v.rjust(w) for v, w in zip(row, widths)))
-        for model in models:
-            if model not in shown:
-                lines.append("  " + model.ljust(name_w) + "no events yet")
-        if notes and title in notes and table:
-            lines.append(f"  note: {notes[title]}")
-    return "\n".join(lines)
-
-
 def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: float = 0.0,
              progress: bool = True, as_json: bool = False, seed: int = 0, families: list[str] | None = None) -> dict[str, Any]:
-    from regretflow.engine.observability.live import LiveRecorder, announce_compile
-    from regretflow.engine.observability.metrics import MonitorCollector
-
     chosen = _families(families)
     config = demo_config(port=port, families=chosen, passes=passes)
     source, sink, monitors = build_demo(config, passes, seed, rate)

@@ -22,29 +22,58 @@ estimates with bootstrap intervals.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
-import orjson
 
+from regretflow.connectors.jsonl import WRITTEN_LINE_BYTES, read_objects
+from regretflow.engine.config import Config
 from regretflow.engine.evaluation import offpolicy as op
 
 
-def logged_policy_values(events_path: str, answers_path: str, config=None, n_bootstrap: int = 500,
+def offline_config(config: Config, max_batch_size: int | None = None) -> Config:
+    """``config`` for a replay of a logged stream: it evaluates, it does not serve, so no
+    checkpoints and no metrics server, and it ends at the end of its log.
+
+    ``max_batch_size`` caps the micro-batch (a recorder that looks every N events needs
+    batches of at most N).
+
+    >>> from regretflow.engine.config import ModelSpec
+    >>> live = Config(models={"m": ModelSpec(name="m", learner="ridge", features=["a"])})
+    >>> replay = offline_config(live, max_batch_size=10)
+    >>> replay.runtime.stop_at_end, replay.checkpoint.dir, replay.metrics.enabled, replay.runtime.batch_size
+    (True, None, False, 10)
+    """
+    runtime = dataclasses.replace(config.runtime, stop_at_end=True)
+    if max_batch_size is not None:
+        runtime = dataclasses.replace(runtime, batch_size=max(1, min(runtime.batch_size, max_batch_size)))
+    return dataclasses.replace(
+        config,
+        runtime=runtime,
+        checkpoint=dataclasses.replace(config.checkpoint, dir=None),
+        metrics=dataclasses.replace(config.metrics, enabled=False),
+    )
+
+
+def logged_policy_values(events_path: str, answers_path: str, config: Config | None = None, n_bootstrap: int = 500,
                          seed: int = 0) -> dict[str, Any]:
     """Per bandit model in the answers: off-policy values of greedy, uniform and best-constant policies."""
-    decisions: dict[str, dict] = {}
-    for a in _json_objects(answers_path):
+    decisions: dict[str, dict[str, Any]] = {}
+    for a in read_objects(answers_path):
         if a.get("kind") == "decide" and "probabilities" in a and "action" in a:
             decisions[a["id"]] = a
-    rows: dict[str, list] = {}
-    for e in _json_objects(events_path):
+    rows: dict[str, list[tuple[dict[str, Any], float]]] = {}
+    # an event past the config's bound was dead-lettered live (oversized): it joins nothing here either
+    event_bytes = config.runtime.max_event_bytes if config is not None else WRITTEN_LINE_BYTES
+    for e in read_objects(events_path, event_bytes):
         if e.get("kind") != "feedback" or "reward" not in e:
             continue
-        a = decisions.pop(e.get("ref"), None)  # first feedback of a decision only
-        if a is None:
+        ref = e.get("ref")
+        decision = decisions.pop(ref, None) if isinstance(ref, str) else None  # first feedback of a decision only
+        if decision is None:
             continue
-        rows.setdefault(a["model"], []).append((a, float(e["reward"])))
+        rows.setdefault(decision["model"], []).append((decision, float(e["reward"])))
     out = {}
     for model, joined in rows.items():
         widths = {len(a["probabilities"]) for a, _ in joined}
@@ -67,14 +96,3 @@ def logged_policy_values(events_path: str, answers_path: str, config=None, n_boo
         out[model] = {"rounds": n, "best_constant_action": best, **values}
     return out
 
-
-def _json_objects(path: str):
-    """The JSON objects of a JSONL file, skipping lines that are not one (e.g. a half-written last line)."""
-    with open(path, "rb") as fh:
-        for line in fh:
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                yield obj

@@ -31,9 +31,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from regretflow.learners.contract import expect_array
-
 from regretflow.engine.runtime.events import OTHER_AUDITOR
+from regretflow.learners.contract import expect_array
 
 
 @njit(cache=True)

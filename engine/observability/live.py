@@ -50,12 +50,15 @@ import contextlib
 import importlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import orjson
+
+from regretflow.learners import LEARNERS
 
 LIVE_FORMAT = "regretflow-live"
 LIVE_VERSION = 1
@@ -249,8 +252,6 @@ def static_file(name: str) -> bytes:
 
 # -- start-up feedback ---------------------------------------------------------------------
 def _kernel_modules(config) -> list[str]:
-    from regretflow.learners import LEARNERS
-
     mods = {"regretflow.learners.ridge_kernels"}
     for spec in config.models.values():
         name = LEARNERS[spec.learner].__module__

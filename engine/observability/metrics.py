@@ -21,13 +21,15 @@ import selectors
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from regretflow.engine.runtime.events import KINDS, REASONS
+from regretflow.engine.runtime.dead_letters import REASONS
+from regretflow.engine.runtime.events import KINDS
 
 LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5)
 UNKNOWN_MODEL = "_unknown_"
@@ -304,7 +306,7 @@ class MetricsServer:
     def open_connections(self) -> int:
         return len(self._conns)
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self.thread.start()
         return self
 
@@ -406,7 +408,7 @@ class MetricsServer:
         sock.close()
 
     # -- requests ------------------------------------------------------------------------
-    def _handle(self, sock: socket.socket, conn: "_Connection", head: bytes) -> None:
+    def _handle(self, sock: socket.socket, conn: _Connection, head: bytes) -> None:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -455,7 +457,7 @@ class MetricsServer:
             self.expositions_rendered += 1
         return self._exposition
 
-    def _respond(self, sock, conn: "_Connection", status: int, body: bytes, ctype: str, head: bool, extra: str = "") -> None:
+    def _respond(self, sock, conn: _Connection, status: int, body: bytes, ctype: str, head: bool, extra: str = "") -> None:
         reason = HTTP_REASONS.get(status, "")
         header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                   f"Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n").encode("latin-1")

@@ -1,10 +1,8 @@
 """``regretflow report``: a run's regret, reward and off-policy curves, as PNG files and one HTML page.
 
-Usage::
-
-    regretflow report RUN [--out DIR]                       RUN: a metrics log (metrics.log_path)
-    regretflow report --replay EVENTS.jsonl --config FILE   replay a logged stream, recording as it goes
-    regretflow report --demo [--passes N]                   the demo's stream, offline and flat out
+It reads a run's metrics log (``metrics.log_path``), or records one by replaying a
+logged stream through a config's models (``--replay``) or the demo's stream offline
+(``--demo``); ``regretflow report --help`` lists the options.
 
 It draws, per model: for regression models the cumulative regret of every declared
 group against its own labelled rounds, the regret per round, and the learner's mean
@@ -18,133 +16,26 @@ all (base64), so the page is one file to mail or attach. ``--replay`` and ``--de
 also write the log they recorded to ``--out/metrics.jsonl``. Drawing needs matplotlib
 (the ``plot`` extra); reading and writing the log does not.
 
-The metrics log
----------------
-A JSON Lines file (UTF-8), appended to by the engine when ``metrics.log_path`` is set:
-one record every ``metrics.log_every_seconds`` and one at shutdown. Each line is one
-JSON object, written by :func:`metrics_log_record`::
-
-    {"format": "regretflow-metrics-log", "version": 1, "ts": 1733000000.125,
-     "models": {"<model>": <summary>, ...}}
-
-``ts`` is the wall-clock time of the record (Unix seconds). ``<summary>`` is the
-engine's summary of the model (``Engine.summary()[model]``), always with ``task``
-(``"regression"``, ``"bandit"``, ``"classification"`` or null before the model's first
-event), ``learner``, ``shards``, ``model_version``, ``pending_joins``,
-``joins_evicted``, ``events``, and by task:
-
-- regression: ``"groups": {"<label>": {"count", "loss", "comparator_loss", "regret"}}``
-  (label ``all`` and every declared group label; counts are labelled rounds);
-- bandit: ``"bandit": {"count", "reward", "mean_reward", "pseudo_regret",
-  "pseudo_count", "uniform": <estimates>, "best_constant": {"action", <estimates>},
-  "regret_vs_best_constant", "constant": [<estimates> per action]}`` where
-  ``<estimates>`` is ``{"ips", "ips_low", "ips_high", "snips", "snips_low", "snips_high"}``;
-- classification: ``"classification": {"count", "accuracy", "mean_per_class_accuracy",
-  "per_class": {"<class>": {"count", "correct", "accuracy"}}, "per_group": {...}}``;
-
-and, when the learner declares gauges, ``"learner_gauges": {"<name>": number}`` and
-``"learner_group_gauges": {"<name>": [number per declared group, then all]}``.
-Non-finite numbers are written as null. Entries of the summary whose key starts with
-``_`` are not models: ``_stream`` (events, valid, dead letters) is kept as ``"stream"``,
-others are dropped. Readers ignore keys they do not know; a record of a newer
-``version`` is refused with a message; a last line cut short by a crash is skipped.
-
->>> line = metrics_log_record({"m": {"task": "regression", "events": 3, "groups": {"all": {"count": 3, "loss": 1.5, "comparator_loss": 0.5, "regret": 1.0}}}}, now=1700000000.0)
->>> line[:64]
-b'{"format":"regretflow-metrics-log","version":1,"ts":1700000000.0'
->>> parse_metrics_log([line, line])[1]["models"]["m"]["groups"]["all"]["regret"]
-1.0
+The log's format is described in :mod:`regretflow.engine.observability.metrics_log`;
+the ``regretflow report`` command is :mod:`regretflow.engine.cli.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import dataclasses
 import html
 import io
 import math
-import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
-import orjson
 
+from regretflow.engine.evaluation.offline import offline_config
+from regretflow.engine.observability.metrics_log import metrics_log_record
 from regretflow.engine.tasks import shown_task
-
-LOG_FORMAT = "regretflow-metrics-log"
-LOG_VERSION = 1
-
-
-class MetricsLogError(ValueError):
-    """A metrics log that cannot be read: not JSON, not a metrics log, or from a newer version."""
-
-
-# -- writing --------------------------------------------------------------------------------
-
-
-def metrics_log_record(summary: dict, now: float) -> bytes:
-    """One line of the metrics log (ending in a newline) for ``Engine.summary()`` at time ``now``."""
-    models = {k: v for k, v in summary.items() if not str(k).startswith("_")}
-    record: dict[str, Any] = {"format": LOG_FORMAT, "version": LOG_VERSION, "ts": float(now), "models": models}
-    if "_stream" in summary:
-        record["stream"] = summary["_stream"]
-    return orjson.dumps(_finite(record), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS) + b"\n"
-
-
-def _finite(value: Any) -> Any:
-    """Non-finite floats as None (JSON has no NaN); numpy arrays as lists."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _finite(value.tolist())
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-# -- reading --------------------------------------------------------------------------------
-
-
-def parse_metrics_log(lines: Iterable[bytes], source: str = "metrics log") -> list[dict]:
-    """Records of a metrics log, oldest first; a last line cut short is skipped."""
-    lines = [ln for ln in lines if ln.strip()]
-    records = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            if number == len(lines):
-                break  # the engine was killed while writing it
-            raise MetricsLogError(f"{source}: line {number} is not JSON") from None
-        if not isinstance(record, dict) or record.get("format") != LOG_FORMAT:
-            raise MetricsLogError(f"{source}: line {number} is not a regretflow metrics log record")
-        if int(record.get("version", 0)) > LOG_VERSION:
-            raise MetricsLogError(f"{source}: line {number} has format version {record['version']}; "
-                                  f"this regretflow reads up to {LOG_VERSION}: upgrade regretflow")
-        records.append(record)
-    if not records:
-        raise MetricsLogError(f"{source}: no records")
-    return records
-
-
-def read_metrics_log(path: str | Path) -> list[dict]:
-    """Read a metrics log file (or ``metrics.jsonl`` in a directory)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MetricsLogError(f"{path}: no such file") from None
-    return parse_metrics_log(data.splitlines(), str(path))
-
 
 # -- series -----------------------------------------------------------------------------------
 
@@ -263,6 +154,7 @@ def _legend_below(ax, ncol: int = 3) -> None:
 
 def _gauge_words(name: str, learner: str) -> tuple[str, str]:
     """A title in words and a y-axis label for a learner gauge (from the learner's own description)."""
+    # the learners compile numba kernels on import: drawing a written log does without them
     from regretflow.learners import LEARNERS
 
     cls = LEARNERS.get(learner)
@@ -389,16 +281,11 @@ def record_run(config, source, every: int, total: int | None = None, progress=No
     ``progress`` (a text stream, e.g. stderr) gets a line every two seconds: events so
     far, of ``total`` when known, and the events/s since the previous line.
     """
+    # the engine loads the learners (numba): drawing a log that is already written does without them
     from regretflow.connectors.memory import MemorySink
-
     from regretflow.engine.runtime.loop import Engine
 
-    config = dataclasses.replace(
-        config,
-        runtime=dataclasses.replace(config.runtime, batch_size=max(1, min(config.runtime.batch_size, every)), stop_at_end=True),
-        checkpoint=dataclasses.replace(config.checkpoint, dir=None),
-        metrics=dataclasses.replace(config.metrics, enabled=False),
-    )
+    config = offline_config(config, max_batch_size=every)
     lines: list[bytes] = []
     state = {"next": every, "shown": time.monotonic(), "shown_events": 0}
 
@@ -422,77 +309,3 @@ def record_run(config, source, every: int, total: int | None = None, progress=No
     lines.append(metrics_log_record(summary, time.time()))
     engine.close()
     return lines
-
-
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The ``regretflow report`` options (the CLI adds them to its ``report`` sub-command)."""
-    p.add_argument("run", nargs="?", help="a metrics log (JSONL written with metrics.log_path), or a directory holding metrics.jsonl")
-    p.add_argument("--replay", metavar="EVENTS.jsonl", help="replay this event log through --config's models, recording as it goes")
-    p.add_argument("--config", help="the TOML config of --replay")
-    p.add_argument("--demo", action="store_true", help="record the demo's stream (Medical costs, offline, flat out)")
-    p.add_argument("--passes", type=int, default=3, help="--demo: passes over the data (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="--demo: shuffle seed (default 0)")
-    p.add_argument("--every", type=int, default=100, help="--replay/--demo: events between two records (default 100)")
-    p.add_argument("--out", default="regretflow-report", help="output directory (default ./regretflow-report)")
-    p.add_argument("--title", help="title of the HTML page")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """Carry out ``regretflow report`` with parsed arguments; returns the exit code."""
-    from regretflow.engine.config import ConfigError, load_config
-
-    modes = sum(bool(x) for x in (args.run, args.replay, args.demo))
-    if modes != 1:
-        print("regretflow report: give exactly one of RUN, --replay EVENTS.jsonl --config FILE, or --demo", file=sys.stderr)
-        return 2
-    if args.every < 1:
-        print("regretflow report: --every must be at least 1", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    try:
-        if args.run:
-            records = read_metrics_log(args.run)
-            source = str(args.run)
-        else:
-            if args.replay:
-                if not args.config:
-                    print("regretflow report: --replay needs --config FILE", file=sys.stderr)
-                    return 2
-                from regretflow.connectors.jsonl import JsonlSource
-
-                config = load_config(args.config)
-                replay = JsonlSource(args.replay, max_line_bytes=config.runtime.max_event_bytes)
-                lines = record_run(config, replay, args.every, progress=sys.stderr)
-                source = f"replay of {args.replay} with {args.config}"
-            else:
-                from regretflow.connectors.memory import MemorySource
-
-                from regretflow.engine.cli.demo import demo_config, demo_events
-
-                config = demo_config(metrics=False, families=["groupwise"])
-                events = demo_events(passes=args.passes, seed=args.seed, models=list(config.models))
-                print(f"recording the demo's stream offline: {len(events):,} events", file=sys.stderr)
-                lines = record_run(config, MemorySource(events), args.every, total=len(events), progress=sys.stderr)
-                source = f"regretflow demo data, {args.passes} passes, seed {args.seed}"
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "metrics.jsonl").write_bytes(b"".join(lines))
-            records = parse_metrics_log(lines, source)
-    except (MetricsLogError, ConfigError) as exc:
-        print(f"regretflow report: {exc}", file=sys.stderr)
-        return 1 if isinstance(exc, MetricsLogError) else 2
-    print(f"drawing {len(records)} records…", file=sys.stderr)
-    written = write_report(records, out, title=args.title or "regretflow report", source=source)
-    for name, path in written.items():
-        print(path)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m regretflow.engine.observability.report ...`` (the same as ``regretflow report ...``)."""
-    parser = add_arguments(argparse.ArgumentParser(prog="regretflow report", description=__doc__.split("\n\n")[0]))
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

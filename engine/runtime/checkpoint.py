@@ -31,8 +31,8 @@ import hashlib
 import io
 import json
 import logging
-import os
 import math
+import os
 import re
 import secrets
 import tempfile
@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from regretflow.connectors.files import DEFAULT_FILE_MODE, make_private_dirs, open_private
 from regretflow.engine.errors import FatalError
-from regretflow.engine.runtime.files import DEFAULT_FILE_MODE, make_private_dirs, open_private
 
 log = logging.getLogger("regretflow")
 

@@ -32,41 +32,13 @@ import numpy as np
 import orjson
 
 from regretflow.engine.config import Config, GroupSpec, ModelSpec
+from regretflow.engine.runtime.dead_letters import REASONS as REASONS  # re-exported: callers of earlier releases import it here
+from regretflow.engine.runtime.dead_letters import BadEvent
 
 if TYPE_CHECKING:
     from regretflow.engine.tasks import Task
 
 KINDS = ("observe", "predict", "decide", "feedback", "audit")
-
-# Every dead-letter reason (a bounded label set for metrics). docs/dead-letters.md lists them.
-REASONS = (
-    "oversized",  # payload larger than runtime.max_event_bytes
-    "not_json",  # not UTF-8 JSON
-    "not_object",  # JSON, but not an object
-    "non_finite",  # NaN or +-Infinity anywhere
-    "missing_field",  # id, model, kind, or a field the kind requires
-    "unknown_field",  # a field the schema does not define
-    "bad_field",  # a field of the wrong type or shape (id not a string, ...)
-    "unknown_kind",
-    "unknown_model",
-    "missing_features",  # fewer features than the model declares, or a name absent
-    "extra_features",  # more features than declared, or an undeclared name
-    "wrong_type",  # a feature value that is not a number
-    "bad_label",  # label of the wrong type for the model's task
-    "bad_actions",  # decide: per-action rows of the wrong shape, or expected_rewards mismatched
-    "unsupported_kind",  # a kind the model's learner does not take (observe to a bandit, ...)
-    "unknown_ref",  # feedback or audit to an id the engine never saw or already joined
-    "late_feedback",  # feedback after its join window closed
-    "feedback_mismatch",  # reward for a predict, or label for a decide
-    "hidden_label",  # a label for an individual who got a negative decision (one-sided feedback)
-    "duplicate_id",  # a predict/decide whose id is still waiting for feedback
-    "duplicate_feedback",  # a second feedback (or audit) to the same fair decision
-    "rejected_by_learner",  # the learner refused the event's values (its message is the detail); nothing changed
-    "out_of_range",  # a feature, label or reward beyond runtime.max_abs_value in absolute value
-    "too_many_keys",  # a new shard key past models.NAME.max_shards
-    "model_unhealthy",  # the model's shard is quarantined (its state went non-finite)
-    "internal_error",  # the engine raised while handling this one event (exception type and message in detail)
-)
 
 _TOP_FIELDS = frozenset(
     ("id", "model", "kind", "key", "ts", "features", "attributes", "label", "actions", "expected_rewards", "ref", "reward",
@@ -79,18 +51,6 @@ _REQUIRED = {
     "feedback": ("ref",),
     "audit": ("ref", "violations"),
 }
-
-
-class BadEvent(Exception):
-    """An event that must be dead-lettered, with its reason (one of REASONS)."""
-
-    def __init__(self, reason: str, detail: str, model: str | None = None):
-        assert reason in REASONS, reason
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.model = model  # the declared model the event named, when it got that far
-        self.event_id: str | None = None  # the event's id, when it is a valid one (a dead-letter header)
 
 
 class Event:
@@ -207,9 +167,9 @@ class EventDecoder:
     """Turns raw payloads into :class:`Event` or raises :class:`BadEvent`."""
 
     def __init__(self, config: Config, tasks: dict[str, str] | None = None):
-        from regretflow.learners import LEARNERS
-
+        # the learners compile numba kernels on import: `regretflow schema` reads this module without them
         from regretflow.engine.tasks import task_for, task_named
+        from regretflow.learners import LEARNERS
 
         self.max_bytes = config.runtime.max_event_bytes
         self.max_abs = config.runtime.max_abs_value

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from regretflow.engine.runtime.dead_letters import BadEvent
+
 # the checkpoint columns of a payload, with the value of a payload that has none
 COLUMN_DEFAULTS: dict[str, Any] = {"x": None, "groups": None, "prediction": 0.0, "action": -1, "probability": 1.0, "n_choices": 0,
                                    "actions": None, "extra": None, "decision": -1}
@@ -141,6 +143,29 @@ class PendingJoins:
 
     def was_expired(self, eid: str) -> bool:
         return eid in self.closed
+
+    def reply_target(self, ref: str, seq: int, ts: float | None, request: str = "predict or decide",
+                     reply: str = "feedback to") -> JoinEntry:
+        """The pending request a reply (event ``seq`` at ``ts``) refers to, left in place; or
+        BadEvent ``late_feedback`` if its window has closed, ``unknown_ref`` if there is none.
+
+        ``request`` and ``reply`` name the two in the messages ("decide", "audit of").
+
+        >>> joins = PendingJoins(ttl_events=1, ttl_seconds=None, max_pending=10)
+        >>> _ = joins.add(JoinEntry("d1", seq=1, ts=None, payload=JoinPayload()))
+        >>> joins.reply_target("d1", seq=2, ts=None).id
+        'd1'
+        >>> joins.reply_target("d1", seq=3, ts=None)
+        Traceback (most recent call last):
+        ...
+        regretflow.engine.runtime.dead_letters.BadEvent: late_feedback: feedback to 'd1' arrived after its join window closed
+        """
+        entry = self.pending.get(ref)
+        if entry is None and not self.was_expired(ref):
+            raise BadEvent("unknown_ref", f"no pending {request} with id {ref!r}")
+        if entry is None or self.would_expire(entry, seq, ts):
+            raise BadEvent("late_feedback", f"{reply} {ref!r} arrived after its join window closed")
+        return entry
 
     def _close(self, eid: str) -> None:
         self.closed[eid] = None

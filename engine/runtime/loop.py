@@ -30,13 +30,17 @@ from typing import Any
 import numpy as np
 import orjson
 
-from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
-from regretflow.engine.runtime.files import open_private_append
+from regretflow.connectors.files import open_private_append
+from regretflow.connectors.partition_ids import split_pid
 from regretflow.engine.config import Config
 from regretflow.engine.errors import FatalError
-from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder
+from regretflow.engine.evaluation import regret
 from regretflow.engine.observability.metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
+from regretflow.engine.observability.metrics_log import metrics_log_record
+from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
+from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder
 from regretflow.engine.runtime.shard import Router, Shard, dumps
+from regretflow.learners import LEARNERS
 
 log = logging.getLogger("regretflow")
 
@@ -211,10 +215,6 @@ class Engine:
         """Compile (or load from numba's cache) every kernel before the first event."""
         import importlib
 
-        from regretflow.learners import LEARNERS
-
-        from regretflow.engine.evaluation import regret
-
         done = set()
         for spec in self.config.models.values():
             module = importlib.import_module(LEARNERS[spec.learner].__module__)
@@ -296,7 +296,7 @@ class Engine:
             if pid in self._lag_labels:
                 for gauge in (self.metrics.consumer_lag, self.metrics.partition_events):
                     try:
-                        gauge.remove(*split_label(pid))
+                        gauge.remove(*split_pid(pid))
                     except KeyError:
                         pass
                 self._lag_labels.discard(pid)
@@ -410,8 +410,6 @@ class Engine:
 
     def write_metrics_log(self) -> None:
         """Append the summary to the metrics log that ``regretflow report`` reads."""
-        from regretflow.engine.observability.report import metrics_log_record
-
         self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
         self.metrics_log.flush()
         self.metrics_log_due = time.monotonic() + self.config.metrics.log_every_seconds
@@ -585,11 +583,11 @@ class Engine:
         self._lag_checked = now
         m = self.metrics
         for pid, lag in self.source.lag().items():
-            topic, partition = split_label(pid)
+            topic, partition = split_pid(pid)
             m.consumer_lag.labels(topic=topic, partition=partition).set(lag)
             self._lag_labels.add(pid)
         for pid, part in self.parts.items():
-            topic, partition = split_label(pid)
+            topic, partition = split_pid(pid)
             m.partition_events.labels(topic=topic, partition=partition).set(part.events_seen)
             self._lag_labels.add(pid)
         errors = getattr(self.source, "errors", 0)
@@ -627,12 +625,6 @@ class Engine:
         return out
 
 
-def split_label(pid: str) -> tuple[str, str]:
-    """("topic", "partition") label values of a partition id "topic:partition"."""
-    topic, _, partition = pid.rpartition(":")
-    return topic, partition
-
-
 def model_summary(shards: list) -> dict[str, Any]:
     """Aggregate a model's shards: counts and the task's figures add up; the learner gauges of the first shard."""
     first = shards[0]
@@ -654,8 +646,6 @@ def model_summary(shards: list) -> dict[str, Any]:
 
 
 def _learner_gauges(config: Config) -> tuple[dict[str, str], dict[str, str]]:
-    from regretflow.learners import LEARNERS
-
     gauges: dict[str, str] = {}
     group_gauges: dict[str, str] = {}
     for spec in config.models.values():

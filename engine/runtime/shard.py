@@ -11,8 +11,6 @@ the shard keeps what every task shares: runs, join windows, quarantine and state
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import math
 import os
 from typing import Any
@@ -22,12 +20,10 @@ import orjson
 
 from regretflow.engine.config import ModelSpec
 from regretflow.engine.errors import FatalError
+from regretflow.engine.learner_factory import build_learner
 from regretflow.engine.runtime.events import BadEvent, Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, PendingJoins
 from regretflow.engine.tasks import Task, task_for
-from regretflow.learners import LEARNERS
-
-ENGINE_PARAMS = ("shard_by_key",)
 
 # Test hook: the N-th vectorised run of this process raises after its learner call
 # (state changed, nothing answered), as a kernel bug would. Never set in production.
@@ -96,32 +92,6 @@ def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
         if found:
             return found
     return None
-
-
-def build_learner(spec: ModelSpec, key: str = ""):
-    """Instantiate the model's learner from its family and params (seed derived per shard)."""
-    cls = LEARNERS[spec.learner]
-    params = {k: v for k, v in spec.params.items() if k not in ENGINE_PARAMS}
-    accepted = inspect.signature(cls).parameters
-    if "features" in accepted and "features" not in params and spec.features:
-        params["features"] = list(spec.features)
-    if "groups" in accepted and "groups" not in params and spec.groups:
-        params["groups"] = spec.group_labels
-    if "n_actions" in accepted and "n_actions" not in params and spec.n_actions:
-        params["n_actions"] = spec.n_actions
-    if "seed" in accepted:
-        params["seed"] = shard_seed(int(params.get("seed", 0)), key)
-    unknown = [k for k in params if k not in accepted and not any(p.kind == p.VAR_KEYWORD for p in accepted.values())]
-    if unknown:
-        raise ValueError(f"models.{spec.name}.params: {cls.__name__} takes no parameter {', '.join(unknown)}")
-    return cls(**params)
-
-
-def shard_seed(seed: int, key: str) -> int:
-    """A stable per-key seed (not Python's salted hash), so restarts rebuild the same RNG."""
-    if not key:
-        return seed
-    return (seed + int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")) % (2**31)
 
 
 class Shard:
@@ -229,12 +199,7 @@ class Shard:
         ``request`` names what the reply may refer to, ``late`` how the reply is named
         ("no pending {request} with id ...", "{late} ... arrived after its join window closed").
         """
-        entry = self.joins.pending.get(ev.ref)
-        if entry is None or self.joins.would_expire(entry, self.seq + 1, ev.ts):
-            if entry is not None or self.joins.was_expired(ev.ref):
-                raise BadEvent("late_feedback", f"{late} {ev.ref!r} arrived after its join window closed")
-            raise BadEvent("unknown_ref", f"no pending {request} with id {ev.ref!r}")
-        return entry
+        return self.joins.reply_target(ev.ref, self.seq + 1, ev.ts, request, late)
 
     def request(self, ev: Event, payload: JoinPayload, out) -> None:
         """Keep a request for its feedback; requests the full store evicts are treated as expired."""

@@ -126,7 +126,7 @@ def registered_family(task: str) -> str | None:
     """The first registered family of ``task`` that the engine can build from the second
     engine's model declaration (features, ``n_actions``, groups; no params) and that
     answers a first request; linucb first when registered."""
-    from regretflow.engine.runtime.shard import build_learner
+    from regretflow.engine.learner_factory import build_learner
 
     names = sorted((n for n, cls in LEARNERS.items() if getattr(cls, "task", "regression") == task),
                    key=lambda n: (n != "linucb", n))

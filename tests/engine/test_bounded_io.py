@@ -125,7 +125,8 @@ def test_dead_letter_raw_is_capped_in_bytes(char):
 
 def test_report_escapes_log_strings_and_never_parses_mathtext(tmp_path):
     pytest.importorskip("matplotlib")
-    from regretflow.engine.observability.report import metrics_log_record, parse_metrics_log, write_report
+    from regretflow.engine.observability.metrics_log import metrics_log_record, parse_metrics_log
+    from regretflow.engine.observability.report import write_report
 
     def rec(t, n):
         return metrics_log_record({"c<b>": {
@@ -146,7 +147,8 @@ def test_report_escapes_log_strings_and_never_parses_mathtext(tmp_path):
 
 def test_report_escapes_a_task_from_the_log(tmp_path):
     pytest.importorskip("matplotlib")
-    from regretflow.engine.observability.report import _html, metrics_log_record, model_series, parse_metrics_log
+    from regretflow.engine.observability.metrics_log import metrics_log_record, parse_metrics_log
+    from regretflow.engine.observability.report import _html, model_series
 
     records = parse_metrics_log([metrics_log_record({"m": {"task": "<img src=x onerror=alert(1)>", "learner": "l"}}, 1.0)])
     page = _html(records, model_series(records), {}, "t", "")

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from regretflow.engine.config import parse_config
-from regretflow.engine.runtime.events import REASONS
+from regretflow.engine.runtime.dead_letters import REASONS
 from regretflow.engine.runtime.loop import Engine
 from tests.conftest import REGRETFLOW, flat, regression_config_dict, regression_stream
 from tests.engine.test_crash_resume import write_config

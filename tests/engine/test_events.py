@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regretflow.engine.config import parse_config
-from regretflow.engine.runtime.events import REASONS, BadEvent, EventDecoder, schema
+from regretflow.engine.runtime.dead_letters import REASONS, BadEvent
+from regretflow.engine.runtime.events import EventDecoder, schema
 
 CONFIG = parse_config({
     "models": {

@@ -10,19 +10,17 @@ import orjson
 import pytest
 
 from regretflow.connectors.memory import MemorySource
-from regretflow.engine.config import parse_config
 from regretflow.engine.cli.demo import demo_config, demo_events
-from regretflow.engine.observability.report import (
+from regretflow.engine.cli.main import main as regretflow_main
+from regretflow.engine.config import parse_config
+from regretflow.engine.observability.metrics_log import (
     LOG_VERSION,
     MetricsLogError,
-    main,
     metrics_log_record,
-    model_series,
     parse_metrics_log,
     read_metrics_log,
-    record_run,
-    write_report,
 )
+from regretflow.engine.observability.report import model_series, record_run, write_report
 
 pytest.importorskip("matplotlib", reason="the report draws with matplotlib (the plot extra; the test extra includes it)")
 
@@ -150,13 +148,13 @@ def test_command_line_reads_a_log_replays_and_reports_errors(tmp_path, capsys):
     config = tmp_path / "replay.toml"
     config.write_text('[models.m]\nlearner = "ridge"\nfeatures = ["x"]\n[[models.m.groups]]\nname = "seg"\nfield = "seg"\nvalues = ["a", "b"]\n')
     out = tmp_path / "replayed"
-    assert main(["--replay", str(events), "--config", str(config), "--out", str(out), "--every", "30"]) == 0
+    assert regretflow_main(["report", "--replay", str(events), "--config", str(config), "--out", str(out), "--every", "30"]) == 0
     assert (out / "regret-m.png").exists() and (out / "report.html").exists()
     assert len(read_metrics_log(out / "metrics.jsonl")) == 5
     again = tmp_path / "again"
-    assert main([str(out / "metrics.jsonl"), "--out", str(again)]) == 0
+    assert regretflow_main(["report", str(out / "metrics.jsonl"), "--out", str(again)]) == 0
     assert (again / "regret-m.png").read_bytes()[:8] == PNG_MAGIC
-    assert main(["--out", str(again)]) == 2
-    assert main([str(tmp_path / "nope.jsonl")]) == 1
-    assert main(["--replay", str(events)]) == 2
+    assert regretflow_main(["report", "--out", str(again)]) == 2
+    assert regretflow_main(["report", str(tmp_path / "nope.jsonl")]) == 1
+    assert regretflow_main(["report", "--replay", str(events)]) == 2
     assert "needs --config" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from regretflow.engine.config import parse_config
-from regretflow.engine.runtime.events import REASONS
+from regretflow.engine.runtime.dead_letters import REASONS
 from tests.conftest import flat
 from tests.fuzz.payloads import ANY, GENERATORS, Context, expected
 from tests.fuzz.streams import config_dict, good_stream, run_engine
