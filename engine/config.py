@@ -170,11 +170,9 @@ class ModelSpec:
             raise _KeyProblem("learner", f"{self.learner!r} is not one of {', '.join(sorted(LEARNERS))}{hint}")
         if len(set(self.features)) != len(self.features):
             raise _KeyProblem("features", "names must be unique")
-        from regretflow.engine.tasks import task_for
-
-        task = task_for(LEARNERS[self.learner])
-        if task.needs_features and not self.features:
-            raise _KeyProblem("features", f"required for a {task.name} learner")
+        learner_cls = LEARNERS[self.learner]
+        if learner_cls.requires_features and not self.features:
+            raise _KeyProblem("features", f"required for a {learner_cls.task} learner")
         names = [g.name for g in self.groups]
         if len(set(names)) != len(names):
             raise _KeyProblem("groups", "group names must be unique")

@@ -644,6 +644,9 @@ class Monitored:
 
     GAUGES: ClassVar[dict[str, str]] = {}
     GROUP_GAUGES: ClassVar[dict[str, str]] = {}
+    # whether a model of this learner must declare its feature names in the config
+    # (a bandit's decide may carry per-action rows instead)
+    requires_features: ClassVar[bool] = True
 
     def gauges(self) -> dict[str, float]:
         return {}
@@ -680,6 +683,8 @@ class BanditDefaults(Monitored):
     >>> probabilities.tolist()
     [0.5, 0.5]
     """
+
+    requires_features: ClassVar[bool] = False
 
     def act(self, context: Any = None, actions: Any = None) -> tuple[int, np.ndarray]:
         """``decide``'s action and probability vector."""

@@ -40,6 +40,7 @@ name: one panel for sex, one for region, each with ``all``). Per task:
 When more than 600 samples have been taken, every other old sample is dropped, so the
 whole run stays on the page at a coarser step.
 
+>>> from regretflow.engine.observability.plotting import _group_panels
 >>> [p["title"] for p in _group_panels({"all": 1.0, "sex=female": 2.0, "sex=male": 0.5, "smoker=yes": 1.5}, "cumulative regret", "squared loss")]
 ['cumulative regret by sex', 'cumulative regret by smoker']
 """
@@ -58,6 +59,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from regretflow.engine.tasks import shown_task
 from regretflow.learners import LEARNERS
 
 LIVE_FORMAT = "regretflow-live"
@@ -74,28 +76,8 @@ def _num(v: Any) -> float | None:
     return f if np.isfinite(f) else None
 
 
-def _group_panels(values: dict[str, float], what: str, unit: str) -> list[dict[str, Any]]:
-    """Split ``{"all": v, "sex=female": v, ...}`` into one panel per group name, each with ``all``."""
-    by_name: dict[str, dict[str, float]] = {}
-    for label, v in values.items():
-        if label == "all":
-            continue
-        name = label.split("=", 1)[0]
-        by_name.setdefault(name, {})[label] = v
-    if not by_name:
-        return [{"title": what, "unit": unit, "series": {"all": values.get("all")}}]
-    panels = []
-    for name, series in by_name.items():
-        labels = list(series)
-        for start in range(0, len(labels), MAX_SERIES - 1):
-            chunk = {"all": values.get("all"), **{k: series[k] for k in labels[start:start + MAX_SERIES - 1]}}
-            panels.append({"title": f"{what} by {name}", "unit": unit, "series": chunk})
-    return panels
-
-
 def model_panels(s: dict[str, Any], monitor_figures: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The panels of one model's summary at one moment: title, unit and ``{label: value}``."""
-    from regretflow.engine.tasks import shown_task
 
     return shown_task(s.get("task")).live_panels(s, monitor_figures)
 

@@ -23,10 +23,7 @@ the ``regretflow report`` command is :mod:`regretflow.engine.cli.report`.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
-import io
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -35,23 +32,19 @@ import numpy as np
 
 from regretflow.engine.evaluation.offline import offline_config
 from regretflow.engine.observability.metrics_log import metrics_log_record
+from regretflow.engine.observability.plotting import (
+    COLOURS,
+    MAX_SERIES,
+    ModelSeries,
+    _by_name,
+    _grid,
+    _legend_below,
+    _png,
+    _pyplot,
+)
 from regretflow.engine.tasks import shown_task
 
 # -- series -----------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class ModelSeries:
-    """One model's figures over the records, as arrays aligned on the records that have them."""
-
-    name: str
-    task: str
-    learner: str
-    ts: np.ndarray
-    rounds: np.ndarray
-    values: dict[str, np.ndarray]
-    groups: dict[str, dict[str, np.ndarray]]
-    final: dict[str, Any]
 
 
 def model_series(records: list[dict]) -> dict[str, ModelSeries]:
@@ -90,66 +83,6 @@ def _col(rows: list[dict], key: str) -> np.ndarray:
 
 
 # -- drawing -----------------------------------------------------------------------------------
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise SystemExit("regretflow report: drawing needs matplotlib; install the plot extra: pip install 'regretflow[plot]'") from None
-    matplotlib.use("Agg")
-    # labels come from events and logs: "$...$" in a class label is text, never mathtext to parse
-    matplotlib.rcParams["text.parse_math"] = False
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})  # no version stamp: reproducible bytes
-    _pyplot().close(fig)
-    return buf.getvalue()
-
-
-def _group_order(labels: list[str]) -> list[str]:
-    return (["all"] if "all" in labels else []) + [g for g in labels if g != "all"]
-
-
-# Okabe-Ito: eight colours that stay apart for common colour-vision deficiencies; a panel
-# never holds more series than this (MAX_SERIES), the rest go to further panels.
-COLOURS = ("#000000", "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
-MAX_SERIES = len(COLOURS)
-
-
-def _by_name(labels: list[str]) -> list[tuple[str, list[str]]]:
-    """Group labels ``name=value`` by name, at most ``MAX_SERIES - 1`` per chunk (``all`` joins every chunk)."""
-    names: dict[str, list[str]] = {}
-    for label in labels:
-        if label != "all":
-            names.setdefault(label.split("=", 1)[0], []).append(label)
-    chunks = []
-    for name, members in names.items():
-        for start in range(0, len(members), MAX_SERIES - 1):
-            chunks.append((name, members[start:start + MAX_SERIES - 1]))
-    return chunks
-
-
-def _grid(plt, n_panels: int, cols: int = 3, width: float = 5.2, height: float = 3.9):
-    cols = max(1, min(cols, n_panels))
-    rows = math.ceil(n_panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    for ax in list(axes.flat)[n_panels:]:
-        ax.axis("off")
-    return fig, list(axes.flat)[:n_panels]
-
-
-def _legend_below(ax, ncol: int = 3) -> None:
-    """The legend under the axes, never over the data."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(ncol, len(labels)),
-                  fontsize=8, frameon=False)
 
 
 def _gauge_words(name: str, learner: str) -> tuple[str, str]:
@@ -242,12 +175,6 @@ def write_report(records: list[dict], out: str | Path, title: str = "regretflow 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return html.escape(str(v))
 
 
 def _html(records, series, figures, title, source) -> str:

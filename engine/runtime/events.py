@@ -10,7 +10,8 @@ A test checks the two agree on a corpus of good and bad events.
 
 >>> from regretflow.engine.config import parse_config
 >>> cfg = parse_config({"models": {"m": {"learner": "ridge", "features": ["a", "b"]}}})
->>> dec = EventDecoder(cfg)
+>>> from regretflow.engine.tasks import model_tasks
+>>> dec = EventDecoder(cfg, model_tasks(cfg))
 >>> ev = dec.decode(b'{"id": "1", "model": "m", "kind": "observe", "features": [1, 2], "label": 3}')
 >>> ev.kind, ev.x.tolist(), ev.label
 ('observe', [1.0, 2.0], 3.0)
@@ -166,17 +167,12 @@ def _is_number(v: Any) -> bool:
 class EventDecoder:
     """Turns raw payloads into :class:`Event` or raises :class:`BadEvent`."""
 
-    def __init__(self, config: Config, tasks: dict[str, str] | None = None):
-        # the learners compile numba kernels on import: `regretflow schema` reads this module without them
-        from regretflow.engine.tasks import task_for, task_named
-        from regretflow.learners import LEARNERS
-
+    def __init__(self, config: Config, tasks: dict[str, Task]):
+        # ``tasks``: each model's task (``regretflow.engine.tasks.model_tasks(config)``), given
+        # by the caller so that the event contract does not import the task layer above it
         self.max_bytes = config.runtime.max_event_bytes
         self.max_abs = config.runtime.max_abs_value
-        self.models = {
-            name: ModelView(spec, task_named(tasks[name]) if tasks and name in tasks else task_for(LEARNERS[spec.learner]))
-            for name, spec in config.models.items()
-        }
+        self.models = {name: ModelView(spec, tasks[name]) for name, spec in config.models.items()}
 
     def decode(self, payload: bytes | str) -> Event:
         try:

@@ -40,6 +40,7 @@ from regretflow.engine.observability.metrics_log import metrics_log_record
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder
 from regretflow.engine.runtime.shard import Router, Shard, dumps
+from regretflow.engine.tasks import model_tasks
 from regretflow.learners import LEARNERS
 
 log = logging.getLogger("regretflow")
@@ -147,7 +148,7 @@ class Engine:
         self.source = source
         self.answers = answers
         self.dead_letters = dead_letters
-        self.decoder = EventDecoder(config)
+        self.decoder = EventDecoder(config, model_tasks(config))
         self.partitioned = bool(getattr(source, "partitioned", False))
         self.parts: dict[str, Partition] = {}
         gauges, group_gauges = _learner_gauges(config)

@@ -73,6 +73,18 @@ def shown_task(name: Any) -> Task:
     return TASKS.get(name, _UNKNOWN) if isinstance(name, str) else _UNKNOWN
 
 
+def model_tasks(config: Any) -> dict[str, Task]:
+    """Each model of ``config`` and the task of its learner (what :class:`EventDecoder` validates labels with).
+
+    >>> from regretflow.engine.config import parse_config
+    >>> model_tasks(parse_config({"models": {"m": {"learner": "ridge", "features": ["a"]}}}))["m"].name
+    'regression'
+    """
+    from regretflow.learners import LEARNERS  # the learners compile numba kernels on import: only a caller that learns needs them
+
+    return {name: task_for(LEARNERS[spec.learner]) for name, spec in config.models.items()}
+
+
 def task_for(learner_cls: Any) -> Task:
     """The task of a learner class (or instance): the one its ``task`` attribute names."""
     return task_named(getattr(learner_cls, "task", DEFAULT_TASK))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import numpy as np
 
 from regretflow.engine.evaluation.regret import BanditRegret
+from regretflow.engine.observability.plotting import COLOURS, _fmt, _grid, _legend_below, _png, _pyplot
 from regretflow.engine.runtime.events import BadEvent, Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
 from regretflow.engine.tasks.base import Output, ShardView, Task, column, fmt
@@ -22,7 +23,7 @@ from regretflow.engine.tasks.base import Output, ShardView, Task, column, fmt
 if TYPE_CHECKING:
     from regretflow.engine.config import ModelSpec
     from regretflow.engine.observability.metrics import Metrics
-    from regretflow.engine.observability.report import ModelSeries
+    from regretflow.engine.observability.plotting import ModelSeries
 
 _SUMMED = ("count", "reward", "pseudo_regret", "expected_pseudo_regret", "pseudo_count", "regret_vs_best_constant")
 _ESTIMATES = ("ips", "ips_low", "ips_high", "snips", "snips_low", "snips_high")
@@ -110,7 +111,6 @@ class BanditTask(Task):
 
     name: ClassVar[str] = "bandit"
     kinds: ClassVar[frozenset[str]] = frozenset({"decide", "feedback"})
-    needs_features: ClassVar[bool] = False  # a decide may carry per-action rows instead
 
     def make_tracker(self, spec: ModelSpec) -> BanditRegret:
         return BanditRegret(spec.n_actions)
@@ -268,7 +268,6 @@ class BanditTask(Task):
         return [(f"bandit-{series.name}", bandit_figure(series))]
 
     def final_table(self, series: ModelSeries) -> str:
-        from regretflow.engine.observability.report import _fmt
 
         b = series.final.get("bandit", {})
         rows = [("feedback rounds", b.get("count")), ("cumulative reward", b.get("reward")), ("mean reward", b.get("mean_reward")),
@@ -289,7 +288,6 @@ def check_expected(shard: ShardView, ev: Event) -> None:
 
 def bandit_figure(s: ModelSeries) -> bytes:
     """Regret (pseudo and estimated), cumulative reward, and off-policy values with intervals."""
-    from regretflow.engine.observability.report import COLOURS, _grid, _legend_below, _png, _pyplot
 
     plt = _pyplot()
     fig, axes = _grid(plt, 3, height=4.3)

@@ -21,7 +21,7 @@ micro-batch costs one vectorised learner call; every other kind goes to
 >>> Silent().check_label(1.0)
 Traceback (most recent call last):
 ...
-regretflow.engine.runtime.events.BadEvent: unsupported_kind: a silent model takes no observe events
+regretflow.engine.runtime.dead_letters.BadEvent: unsupported_kind: a silent model takes no observe events
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Task(ABC):
 
     Class attributes: ``name`` (the learner classes' ``task``, and the summary's ``task``),
     ``kinds`` (the event kinds its models take) and ``run_kinds`` (those of them the shard
-    processes as vectorised runs); ``needs_features`` whether its models must declare features.
+    processes as vectorised runs).
 
     >>> from regretflow.engine.tasks import task_named
     >>> sorted(task_named("fair").kinds), sorted(task_named("regression").run_kinds)
@@ -133,7 +133,6 @@ class Task(ABC):
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]
     run_kinds: ClassVar[frozenset[str]] = frozenset()
-    needs_features: ClassVar[bool] = True  # whether a model must declare its feature names
 
     # -- events -----------------------------------------------------------------------------
     def check_label(self, label: Any) -> Any:

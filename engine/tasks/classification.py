@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from regretflow.engine.evaluation.regret import ClassAccuracy
-from regretflow.engine.runtime.events import BadEvent
+from regretflow.engine.observability.plotting import COLOURS, MAX_SERIES, _fmt, _grid, _legend_below, _png, _pyplot
+from regretflow.engine.runtime.events import BadEvent, _show
 from regretflow.engine.tasks.base import ShardView, column, fmt
 from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
 
 if TYPE_CHECKING:
     from regretflow.engine.config import ModelSpec
     from regretflow.engine.observability.metrics import Metrics
-    from regretflow.engine.observability.report import ModelSeries
+    from regretflow.engine.observability.plotting import ModelSeries
 
 
 class ClassificationTask(SupervisedTask):
@@ -30,7 +31,6 @@ class ClassificationTask(SupervisedTask):
 
     def check_label(self, label: Any) -> Any:
         if isinstance(label, bool) or not isinstance(label, (int, str)):
-            from regretflow.engine.runtime.events import _show
 
             raise BadEvent("bad_label", f"a class label must be a string or an integer, got {_show(label)}")
         return label
@@ -100,7 +100,6 @@ class ClassificationTask(SupervisedTask):
         return [(f"accuracy-{series.name}", classification_figure(series))]
 
     def final_table(self, series: ModelSeries) -> str:
-        from regretflow.engine.observability.report import _fmt
 
         c = series.final.get("classification", {})
         rows = [("rounds", c.get("count")), ("accuracy", c.get("accuracy")), ("mean per-class accuracy", c.get("mean_per_class_accuracy"))]
@@ -109,7 +108,6 @@ class ClassificationTask(SupervisedTask):
 
 def classification_figure(s: ModelSeries, max_lines: int = 64) -> bytes:
     """Prequential accuracy overall and per class, then per group, at most eight lines a panel."""
-    from regretflow.engine.observability.report import COLOURS, MAX_SERIES, _grid, _legend_below, _png, _pyplot
 
     plt = _pyplot()
     n = s.rounds

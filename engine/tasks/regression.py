@@ -9,14 +9,26 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from regretflow.engine.evaluation.regret import HindsightRegret
-from regretflow.engine.runtime.events import BadEvent
+from regretflow.engine.observability.plotting import (
+    COLOURS,
+    MAX_SERIES,
+    _by_name,
+    _fmt,
+    _grid,
+    _group_order,
+    _group_panels,
+    _legend_below,
+    _png,
+    _pyplot,
+)
+from regretflow.engine.runtime.events import BadEvent, _show
 from regretflow.engine.tasks.base import ShardView, column, fmt
 from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
 
 if TYPE_CHECKING:
     from regretflow.engine.config import ModelSpec
     from regretflow.engine.observability.metrics import Metrics
-    from regretflow.engine.observability.report import ModelSeries
+    from regretflow.engine.observability.plotting import ModelSeries
 
 _GROUP_FIGURES = ("count", "loss", "comparator_loss", "regret")
 
@@ -33,7 +45,6 @@ class RegressionTask(SupervisedTask):
 
     def check_label(self, label: Any) -> Any:
         if (type(label) is not float and type(label) is not int) or isinstance(label, bool):
-            from regretflow.engine.runtime.events import _show
 
             raise BadEvent("bad_label", f"a regression label must be a number, got {_show(label)}")
         return float(label)
@@ -103,7 +114,6 @@ class RegressionTask(SupervisedTask):
         return f"{model} regret={summary['groups']['all']['regret']:.3f}"
 
     def live_panels(self, summary: dict[str, Any], monitor: dict[str, Any] | None) -> list[dict[str, Any]]:
-        from regretflow.engine.observability.live import _group_panels
 
         groups = summary["groups"]
         panels = _group_panels({k: v["regret"] for k, v in groups.items()}, "cumulative regret", "squared loss")
@@ -126,7 +136,6 @@ class RegressionTask(SupervisedTask):
         return [(f"regret-{series.name}", regression_figure(series))] if series.groups else []
 
     def final_table(self, series: ModelSeries) -> str:
-        from regretflow.engine.observability.report import _fmt
 
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{_fmt(g.get('count'))}</td><td>{_fmt(g.get('loss'))}</td>"
@@ -139,7 +148,6 @@ class RegressionTask(SupervisedTask):
 
 def regression_figure(s: ModelSeries, max_groups: int = 64) -> bytes:
     """Cumulative regret per group, one small panel per declared group (with ``all``), and mean loss against the comparator's."""
-    from regretflow.engine.observability.report import COLOURS, MAX_SERIES, _by_name, _grid, _group_order, _legend_below, _png, _pyplot
 
     plt = _pyplot()
     labels = _group_order(list(s.groups))[:max_groups]

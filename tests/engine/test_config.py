@@ -99,8 +99,12 @@ def test_learner_parameter_types_are_checked_against_the_constructor():
 def test_learner_errors_become_messages_naming_the_parameter(monkeypatch):
     from regretflow import learners
 
-    class Refusing:
+    from regretflow.learners.contract import SupervisedDefaults
+
+    class Refusing(SupervisedDefaults):
         """Stands for a learner whose constructor validates its parameters."""
+
+        task = "regression"
 
         def __init__(self, features=None, lam: float = 1.0, mode: str = "a", explode: bool = False):
             if explode:

@@ -5,6 +5,8 @@ import json
 import jsonschema
 import numpy as np
 import orjson
+
+from regretflow.engine.tasks import model_tasks
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -94,14 +96,14 @@ def validator():
 @pytest.mark.parametrize("event", GOOD)
 def test_good_events_pass_schema_and_decoder(event, validator):
     validator.validate(event)
-    EventDecoder(CONFIG).decode(orjson.dumps(event))
+    EventDecoder(CONFIG, model_tasks(CONFIG)).decode(orjson.dumps(event))
 
 
 @pytest.mark.parametrize("event,reason", BAD)
 def test_bad_events_fail_schema_and_decoder_with_reason(event, reason, validator):
     assert not validator.is_valid(event)
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(orjson.dumps(event))
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(orjson.dumps(event))
     assert info.value.reason == reason
 
 
@@ -109,7 +111,7 @@ def test_bad_events_fail_schema_and_decoder_with_reason(event, reason, validator
 def test_model_rules_apply_after_schema(event, reason, validator):
     assert validator.is_valid(event)
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(orjson.dumps(event))
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(orjson.dumps(event))
     assert info.value.reason == reason
 
 
@@ -124,19 +126,19 @@ def test_model_rules_apply_after_schema(event, reason, validator):
 ])
 def test_undecodable_payloads_are_classified(payload, reason):
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(payload)
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(payload)
     assert info.value.reason == reason
 
 
 def test_named_and_dense_features_give_the_same_row():
-    dec = EventDecoder(CONFIG)
+    dec = EventDecoder(CONFIG, model_tasks(CONFIG))
     a = dec.decode(b'{"id": "1", "model": "m", "kind": "predict", "features": [1, 2]}')
     b = dec.decode(b'{"id": "1", "model": "m", "kind": "predict", "features": {"b": 2, "a": 1}}')
     assert a.x.tolist() == b.x.tolist() == [1.0, 2.0]
 
 
 def test_groups_come_from_declared_values_and_bins_only():
-    dec = EventDecoder(CONFIG)
+    dec = EventDecoder(CONFIG, model_tasks(CONFIG))
     ev = dec.decode(b'{"id": "1", "model": "m", "kind": "predict", "features": [1, 2], "attributes": {"sex": "m", "age": 30}}')
     # columns: sex=f, sex=m, age=[0,30), age=[30,60]
     assert ev.groups.tolist() == [False, True, False, True]
@@ -148,7 +150,7 @@ def test_groups_come_from_declared_values_and_bins_only():
 def test_a_kind_of_any_json_type_is_unknown_kind_naming_the_model(kind):
     event = {"id": "x", "model": "m", "kind": kind, "features": [1, 2], "label": 1}
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(orjson.dumps(event))
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(orjson.dumps(event))
     assert (info.value.reason, info.value.model) == ("unknown_kind", "m")
 
 
@@ -159,7 +161,7 @@ def test_integers_past_the_float_range_are_out_of_range_not_json(literal, field)
     event[field] = "@"
     payload = orjson.dumps(event).replace(b'"@"', (f"[{literal}, 1]" if field == "features" else literal).encode())
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(payload)
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(payload)
     assert (info.value.reason, info.value.model) == ("out_of_range", "m")
 
 
@@ -167,17 +169,17 @@ def test_integers_past_the_float_range_are_out_of_range_not_json(literal, field)
 def test_non_finite_dead_letters_name_the_declared_model(literal):
     payload = b'{"id": "x", "model": "m", "kind": "observe", "features": [1, 1], "label": ' + literal.encode() + b"}"
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(payload)
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(payload)
     assert (info.value.reason, info.value.model) == ("non_finite", "m")
     # an undeclared model is not named (its name would be an unbounded metric label)
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(payload.replace(b'"m"', b'"nope"'))
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(payload.replace(b'"m"', b'"nope"'))
     assert (info.value.reason, info.value.model) == ("non_finite", None)
 
 
 def test_max_abs_value_is_the_configured_bound_inclusive():
     config = parse_config({"runtime": {"max_abs_value": 10.0}, "models": {"m": {"learner": "ridge", "features": ["a", "b"]}}})
-    dec = EventDecoder(config)
+    dec = EventDecoder(config, model_tasks(config))
     assert dec.decode(b'{"id": "1", "model": "m", "kind": "observe", "features": [10, -10], "label": -10.0}').x.tolist() == [10, -10]
     for payload in (b'{"id": "1", "model": "m", "kind": "observe", "features": [10.5, 0], "label": 1}',
                     b'{"id": "1", "model": "m", "kind": "observe", "features": [0, 0], "label": -11}',
@@ -194,13 +196,13 @@ def test_deep_nesting_in_any_field_is_a_bad_event(depth, field):
     event[field] = "@"
     payload = orjson.dumps(event).replace(b'"@"', b"[" * depth + b"]" * depth)
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(payload)
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(payload)
     assert info.value.reason in {"not_json", "bad_field", "bad_label", "missing_features", "unknown_kind"}
     assert len(info.value.detail) < 300
 
 
 def test_a_group_attribute_that_is_not_a_scalar_is_bad_field():
-    dec = EventDecoder(CONFIG)
+    dec = EventDecoder(CONFIG, model_tasks(CONFIG))
     for value in ([["f"]], {"f": 1}, [1] * 1000):
         event = {"id": "x", "model": "m", "kind": "predict", "features": [1, 2], "attributes": {"sex": value}}
         with pytest.raises(BadEvent) as info:
@@ -224,7 +226,7 @@ EVENTS = st.fixed_dictionaries(
 
 def _decode_or_bad(payload: bytes) -> None:
     try:
-        EventDecoder(CONFIG).decode(payload)
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(payload)
     except BadEvent as bad:
         assert bad.reason in REASONS
 
@@ -247,7 +249,7 @@ def test_no_byte_string_makes_the_decoder_raise_anything_but_bad_event(payload):
 
 def test_a_null_record_is_not_json():
     with pytest.raises(BadEvent) as info:
-        EventDecoder(CONFIG).decode(None)  # a Kafka tombstone
+        EventDecoder(CONFIG, model_tasks(CONFIG)).decode(None)  # a Kafka tombstone
     assert info.value.reason == "not_json"
 
 
@@ -258,5 +260,5 @@ def test_huge_features_are_out_of_range_without_a_numeric_warning():
         warnings.simplefilter("error")  # an overflow warning per event would flood the daemon's log
         for v in (1e200, -1.7e308, 1e13):
             with pytest.raises(BadEvent) as info:
-                EventDecoder(CONFIG).decode(orjson.dumps({"id": "x", "model": "m", "kind": "observe", "features": [v, v], "label": 1}))
+                EventDecoder(CONFIG, model_tasks(CONFIG)).decode(orjson.dumps({"id": "x", "model": "m", "kind": "observe", "features": [v, v], "label": 1}))
             assert info.value.reason == "out_of_range"

@@ -11,15 +11,16 @@ import orjson
 import pytest
 
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine.cli.demo import family_tables
+from regretflow.engine.observability.summary_tables import family_tables
 from regretflow.engine.config import parse_config
 from regretflow.engine.runtime.events import BadEvent
 from regretflow.engine.runtime.loop import Engine
 from regretflow.engine.tasks import TASKS, Task, register_task, task_for, unregister_task
 from regretflow.learners import LEARNERS
+from regretflow.learners.contract import Monitored
 
 
-class RunningMedian:
+class RunningMedian(Monitored):
     """Predicts the median of the labels seen so far (0.0 before the first)."""
 
     task = "median"
