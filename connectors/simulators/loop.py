@@ -33,7 +33,14 @@ from regretflow.connectors import Position, Records, Sink
 
 
 class Environment(Protocol):
-    """What :class:`ClosedLoopSource` plays: the environments of :data:`ENVIRONMENTS`."""
+    """What :class:`ClosedLoopSource` plays: the environments of :data:`ENVIRONMENTS`.
+
+    Examples
+    --------
+    >>> env: Environment = LinearDynamicalEnv("ads", case="synthetic", seed=1)
+    >>> env.decide(0)["kind"], env.model
+    ('decide', 'ads')
+    """
 
     model: str
 
@@ -47,7 +54,14 @@ class Environment(Protocol):
 
 
 class RoundMonitor(Protocol):
-    """Watches the rounds a simulator plays (the engine's ``FairnessMonitor``); checkpointed with the loop."""
+    """Watches the rounds a simulator plays (the engine's ``FairnessMonitor``); checkpointed with the loop.
+
+    Examples
+    --------
+    >>> env = FairnessEnv("fair", k=4, seed=0, horizon=8)
+    >>> env.monitor is None  # the daemon sets one for a fair model (regretflow.engine.cli.daemon.fairness_monitor)
+    True
+    """
 
     def observe(self, t: int, probabilities: NDArray[np.float64], reports: list[tuple[int, int, int]] | None = None) -> None: ...
 

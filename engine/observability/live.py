@@ -73,7 +73,17 @@ ProgressCallback = Callable[..., None]
 
 
 class GaugeSource(Protocol):
-    """A simulator monitor (e.g. :class:`~regretflow.engine.evaluation.fairness_lp.FairnessMonitor`) whose figures join a model's panels."""
+    """A simulator monitor (e.g. :class:`~regretflow.engine.evaluation.fairness_lp.FairnessMonitor`) whose figures join a model's panels.
+
+    Examples
+    --------
+    >>> class Fixed:
+    ...     def gauges(self) -> dict[str, float]:
+    ...         return {"fair_regret": 0.5}
+    >>> source: GaugeSource = Fixed()
+    >>> source.gauges()
+    {'fair_regret': 0.5}
+    """
 
     def gauges(self) -> dict[str, float]: ...
 
