@@ -9,3 +9,30 @@ A source has ``poll(max_records, timeout) -> list[bytes]``, ``position() -> dict
 payload)`` pairs and takes the partition in ``position``/``seek``; see
 :mod:`regretflow.connectors.kafka`. Connectors know nothing of learners or the engine.
 """
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+#: What a source's ``position()`` returns and ``seek()`` takes: a JSON object (stored in checkpoints).
+Position = dict[str, Any]
+#: One record for a sink: ``(key, payload, headers)``, headers as (name, str value) pairs.
+Record = tuple[str, bytes, tuple[tuple[str, str], ...]]
+#: What a sink's ``write`` takes.
+Records = Sequence[Record]
+
+
+class Sink(Protocol):
+    """What the engine writes answers and dead letters to (every ``*Sink`` of this package).
+
+    Examples
+    --------
+    >>> from regretflow.connectors.memory import MemorySink
+    >>> sink: Sink = MemorySink()
+    >>> sink.write([("m", b"{}", (("model", "m"),))]); sink.flush(); sink.close()
+    """
+
+    def write(self, records: Records) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...

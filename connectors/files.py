@@ -17,6 +17,7 @@ True
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def dir_mode(file_mode: int) -> int:
     return file_mode | ((file_mode & 0o444) >> 2)
 
 
-def make_private_dirs(path: str | os.PathLike, file_mode: int = DEFAULT_FILE_MODE) -> Path:
+def make_private_dirs(path: str | os.PathLike[str], file_mode: int = DEFAULT_FILE_MODE) -> Path:
     """Create ``path`` and its missing parents with ``dir_mode(file_mode)``; existing ones are left as they are."""
     path = Path(path)
     missing = []
@@ -47,7 +48,7 @@ def make_private_dirs(path: str | os.PathLike, file_mode: int = DEFAULT_FILE_MOD
     return path
 
 
-def open_private(path: str | os.PathLike, flags: int, file_mode: int = DEFAULT_FILE_MODE, follow: bool = False) -> int:
+def open_private(path: str | os.PathLike[str], flags: int, file_mode: int = DEFAULT_FILE_MODE, follow: bool = False) -> int:
     """``os.open`` that gives a file it creates exactly ``file_mode``; without ``follow`` a
     symlink at ``path`` is refused (a new file is created with O_EXCL, which never follows one)."""
     flags |= _CLOEXEC | (0 if follow else _NOFOLLOW)
@@ -65,7 +66,7 @@ def open_private(path: str | os.PathLike, flags: int, file_mode: int = DEFAULT_F
     return fd
 
 
-def open_private_append(path: str | os.PathLike, file_mode: int = DEFAULT_FILE_MODE):
+def open_private_append(path: str | os.PathLike[str], file_mode: int = DEFAULT_FILE_MODE) -> io.BufferedWriter:
     """A binary append-mode file object (an answers, dead-letter or metrics log file).
 
     An existing file, or an operator's symlink to one, is appended to as it is."""

@@ -8,10 +8,11 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
+from regretflow.connectors import Position, Records
 from regretflow.connectors.files import open_private_append
 
 # a bound for files regretflow wrote itself (answers, metrics logs): no real line comes
@@ -47,8 +48,7 @@ class JsonlSource:
     ([b'xxxxxxxxxxx'], {'offset': 119})
     """
 
-    def __init__(self, path: str | os.PathLike, follow: bool = False, poll_interval: float = 0.05,
-                 max_line_bytes: int = 65_536):
+    def __init__(self, path: str | os.PathLike, follow: bool = False, poll_interval: float = 0.05, max_line_bytes: int = 65_536):
         self.path = Path(path)
         self.follow = follow
         self.poll_interval = poll_interval
@@ -84,7 +84,7 @@ class JsonlSource:
                 out.append(payload)
         return out
 
-    def _read_line(self, fh) -> tuple[bytes, int]:
+    def _read_line(self, fh: BinaryIO) -> tuple[bytes, int]:
         """The next line (at most ``max_line_bytes + 1`` bytes of it, then its newline if
         it had one) and how many bytes it spans in the file."""
         limit = self.max_line_bytes + 1
@@ -98,10 +98,10 @@ class JsonlSource:
             if not chunk or chunk.endswith(b"\n"):
                 return line + chunk[-1:] if chunk else line, size
 
-    def position(self) -> dict:
+    def position(self) -> Position:
         return {"offset": self._offset}
 
-    def seek(self, position: dict) -> None:
+    def seek(self, position: Position) -> None:
         self._offset = int(position["offset"])
         self._fh.seek(self._offset)
         self._eof = False
@@ -170,7 +170,7 @@ class JsonlSink:
                 if fh.read(1) != b"\n":
                     self._fh.write(b"\n")  # a crashed writer left half a line: never glue a record to it
 
-    def write(self, records: list[tuple]) -> None:
+    def write(self, records: Records) -> None:
         if records:
             self._fh.write(b"\n".join(record[1] for record in records) + b"\n")
 

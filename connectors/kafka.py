@@ -38,7 +38,14 @@ import logging
 import os
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from regretflow.connectors import Records
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Message, TopicPartition
+    from confluent_kafka.admin import AdminClient
 
 from regretflow.connectors.partition_ids import pid_of, split_pid
 
@@ -108,8 +115,9 @@ class OffsetResetError(RuntimeError):
         self.topic, self.partition, self.position, self.low, self.high, self.reason = topic, partition, position, low, high, reason
         super().__init__(
             f"Kafka topic {topic} partition {partition}: our position {position} is not in its log "
-            f"(offsets {_span(low, high)}; {REASON_TEXT[reason]}); source.on_offset_reset = \"fail\" stops here, "
-            "the checkpoints keep the last applied event: set it to \"earliest\" or \"latest\" to go on")
+            f'(offsets {_span(low, high)}; {REASON_TEXT[reason]}); source.on_offset_reset = "fail" stops here, '
+            'the checkpoints keep the last applied event: set it to "earliest" or "latest" to go on'
+        )
 
 
 REASON_TEXT = {
@@ -176,13 +184,21 @@ class _KafkaPythonConsumer:
         # default partitions); older kafka-python has no such option
         no_create = {"allow_auto_create_topics": False} if "allow_auto_create_topics" in KafkaConsumer.DEFAULT_CONFIG else {}
         self._consumer = KafkaConsumer(
-            bootstrap_servers=s["bootstrap_servers"].split(","), client_id=s["client_id"], group_id=s["group_id"], **no_create,
+            bootstrap_servers=s["bootstrap_servers"].split(","),
+            client_id=s["client_id"],
+            group_id=s["group_id"],
+            **no_create,
             # "none": out-of-range offsets and missing positions raise, so the source decides (never a silent reset)
-            enable_auto_commit=False, auto_offset_reset="none",
-            session_timeout_ms=s["session_timeout_ms"], heartbeat_interval_ms=s["heartbeat_interval_ms"],
-            max_poll_interval_ms=s["max_poll_interval_ms"], max_poll_records=max_records,
-            fetch_max_bytes=s["fetch_max_bytes"], max_partition_fetch_bytes=s["max_partition_fetch_bytes"],
-            fetch_max_wait_ms=s["fetch_max_wait_ms"], request_timeout_ms=max(s["request_timeout_ms"], s["session_timeout_ms"] + 1000),
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            session_timeout_ms=s["session_timeout_ms"],
+            heartbeat_interval_ms=s["heartbeat_interval_ms"],
+            max_poll_interval_ms=s["max_poll_interval_ms"],
+            max_poll_records=max_records,
+            fetch_max_bytes=s["fetch_max_bytes"],
+            max_partition_fetch_bytes=s["max_partition_fetch_bytes"],
+            fetch_max_wait_ms=s["fetch_max_wait_ms"],
+            request_timeout_ms=max(s["request_timeout_ms"], s["session_timeout_ms"] + 1000),
             **_kp_security(s),
         )
         self._topics = s["topics"]
@@ -192,13 +208,13 @@ class _KafkaPythonConsumer:
         outer = self
 
         class Listener(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):
+            def on_partitions_revoked(self, revoked: Any) -> None:  # kafka-python is untyped: TopicPartition values
                 outer.on_revoke([pid_of(tp.topic, tp.partition) for tp in revoked])
 
-            def on_partitions_assigned(self, assigned):
+            def on_partitions_assigned(self, assigned: Any) -> None:
                 outer.on_assign([pid_of(tp.topic, tp.partition) for tp in assigned])
 
-            def on_partitions_lost(self, lost):
+            def on_partitions_lost(self, lost: Any) -> None:
                 outer.on_lost([pid_of(tp.topic, tp.partition) for tp in lost])
 
         self.on_assign: Callable[[list[str]], None] = lambda pids: None
@@ -206,7 +222,7 @@ class _KafkaPythonConsumer:
         self.on_lost: Callable[[list[str]], None] = lambda pids: None
         self._consumer.subscribe(self._topics, listener=Listener())
 
-    def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes]]:
+    def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes | None]]:
         from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
         try:
@@ -232,7 +248,7 @@ class _KafkaPythonConsumer:
                 raise
             self.out_of_range.update({pid_of(tp.topic, tp.partition): -1 for tp in divergent})
             return []
-        out = []
+        out: list[tuple[str, int, bytes | None]] = []
         for tp, records in batches.items():
             pid = pid_of(tp.topic, tp.partition)
             out.extend((pid, r.offset, r.value) for r in records)
@@ -247,8 +263,9 @@ class _KafkaPythonConsumer:
         from kafka import TopicPartition
         from kafka.structs import OffsetAndMetadata
 
-        self._consumer.commit({TopicPartition(*split_pid(pid)): OffsetAndMetadata(off, "", -1) for pid, off in offsets.items()},
-                              timeout_ms=5000)
+        self._consumer.commit(
+            {TopicPartition(*split_pid(pid)): OffsetAndMetadata(off, "", -1) for pid, off in offsets.items()}, timeout_ms=5000
+        )
 
     def topic_state(self, topic: str) -> tuple[bool, str | None]:
         """(the topic is in the client's metadata, its topic id or None when the client or broker has none)."""
@@ -307,10 +324,15 @@ class _KafkaPythonProducer:
         from kafka import KafkaProducer
 
         self._producer = KafkaProducer(
-            bootstrap_servers=s["bootstrap_servers"].split(","), client_id=s["client_id"],
+            bootstrap_servers=s["bootstrap_servers"].split(","),
+            client_id=s["client_id"],
             acks=s["acks"] if s["acks"] == "all" else int(s["acks"]),
             compression_type=None if s["compression"] == "none" else s["compression"],
-            linger_ms=s["linger_ms"], batch_size=s["batch_size"], max_block_ms=s["max_block_ms"], request_timeout_ms=s["request_timeout_ms"], **_kp_security(s),
+            linger_ms=s["linger_ms"],
+            batch_size=s["batch_size"],
+            max_block_ms=s["max_block_ms"],
+            request_timeout_ms=s["request_timeout_ms"],
+            **_kp_security(s),
         )
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
@@ -339,17 +361,25 @@ class _ConfluentConsumer:
         from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer
 
         self._connection = {"bootstrap.servers": s["bootstrap_servers"], "client.id": s["client_id"], **_ck_security(s)}
-        self._consumer = Consumer({
-            **self._connection, "group.id": s["group_id"],
-            # "error": an out-of-range offset is reported to the source, never reset silently
-            "enable.auto.commit": False, "auto.offset.reset": "error", "allow.auto.create.topics": False,
-            "session.timeout.ms": s["session_timeout_ms"], "heartbeat.interval.ms": s["heartbeat_interval_ms"],
-            "max.poll.interval.ms": s["max_poll_interval_ms"], "fetch.max.bytes": s["fetch_max_bytes"],
-            "max.partition.fetch.bytes": s["max_partition_fetch_bytes"], "fetch.wait.max.ms": s["fetch_max_wait_ms"],
-            "socket.timeout.ms": s["request_timeout_ms"],
-        })
+        self._consumer = Consumer(
+            {
+                **self._connection,
+                "group.id": s["group_id"],
+                # "error": an out-of-range offset is reported to the source, never reset silently
+                "enable.auto.commit": False,
+                "auto.offset.reset": "error",
+                "allow.auto.create.topics": False,
+                "session.timeout.ms": s["session_timeout_ms"],
+                "heartbeat.interval.ms": s["heartbeat_interval_ms"],
+                "max.poll.interval.ms": s["max_poll_interval_ms"],
+                "fetch.max.bytes": s["fetch_max_bytes"],
+                "max.partition.fetch.bytes": s["max_partition_fetch_bytes"],
+                "fetch.wait.max.ms": s["fetch_max_wait_ms"],
+                "socket.timeout.ms": s["request_timeout_ms"],
+            }
+        )
         self._timeout = s["request_timeout_ms"] / 1000.0
-        self._admin = None
+        self._admin: AdminClient | None = None
         self._ids_unavailable = False
         self.on_assign: Callable[[list[str]], None] = lambda pids: None
         self.on_revoke: Callable[[list[str]], None] = lambda pids: None
@@ -362,7 +392,7 @@ class _ConfluentConsumer:
         self._callback_error: BaseException | None = None
         start = OFFSET_BEGINNING if s["auto_offset_reset"] == "earliest" else OFFSET_END
 
-        def assigned(consumer, partitions):
+        def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             self._assigning = True
             self._seeks = {}
             try:
@@ -384,11 +414,11 @@ class _ConfluentConsumer:
                     p.offset = off
             consumer.assign(partitions)
 
-        def revoked(consumer, partitions):
+        def revoked(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             self._guarded(self.on_revoke, [pid_of(p.topic, p.partition) for p in partitions])
             consumer.unassign()
 
-        def lost(consumer, partitions):
+        def lost(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             self._guarded(self.on_lost, [pid_of(p.topic, p.partition) for p in partitions])
             consumer.unassign()
 
@@ -405,21 +435,28 @@ class _ConfluentConsumer:
         if exc is not None:
             raise exc
 
-    def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes]]:
+    def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes | None]]:
         from confluent_kafka import KafkaError
 
-        out = []
-        messages = self._consumer.consume(num_messages=max_records, timeout=timeout)
+        out: list[tuple[str, int, bytes | None]] = []
+        messages: list[Message] = self._consumer.consume(num_messages=max_records, timeout=timeout)
         self._raise_callback_error()
         for m in messages:
-            err = m.error()
+            err, topic, partition, offset = m.error(), m.topic(), m.partition(), m.offset()
             if err is not None:
-                if err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE) and m.topic() is not None:
-                    self.out_of_range[pid_of(m.topic(), m.partition())] = m.offset()
+                if (
+                    err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE)
+                    and topic is not None
+                    and partition is not None
+                    and offset is not None
+                ):
+                    self.out_of_range[pid_of(topic, partition)] = offset
                 else:
                     log.warning("event=kafka_error error=%s", err)
                 continue
-            out.append((pid_of(m.topic(), m.partition()), m.offset(), m.value()))
+            if topic is None or partition is None or offset is None:  # librdkafka sets all three on a record without error
+                continue
+            out.append((pid_of(topic, partition), offset, m.value()))
         return out
 
     def seek(self, pid: str, offset: int) -> None:
@@ -451,13 +488,17 @@ class _ConfluentConsumer:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
             if error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return False, None
-            if error is None or error.retriable() or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT,
-                                                                     KafkaError._ALL_BROKERS_DOWN):
+            if (
+                error is None
+                or error.retriable()
+                or error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN)
+            ):
                 raise  # the broker is away: checked again at the next poll
             # a broker (or an ACL) that refuses to describe topics: go on without ids, never stall
             self._ids_unavailable = True
-            log.warning("event=kafka_topic_ids_unavailable topic=%s error=%s (recreated topics are found by their offsets only)",
-                        topic, error)
+            log.warning(
+                "event=kafka_topic_ids_unavailable topic=%s error=%s (recreated topics are found by their offsets only)", topic, error
+            )
             return True, None
         return True, _uuid_text(getattr(described, "topic_id", None))
 
@@ -491,19 +532,26 @@ class _ConfluentProducer:
     def __init__(self, s: dict[str, Any]):
         from confluent_kafka import Producer
 
-        self._producer = Producer({
-            "bootstrap.servers": s["bootstrap_servers"], "client.id": s["client_id"], "acks": s["acks"],
-            "compression.type": s["compression"], "linger.ms": s["linger_ms"], "batch.size": s["batch_size"],
-            "queue.buffering.max.messages": s["max_buffered_records"], "socket.timeout.ms": s["request_timeout_ms"],
-            **_ck_security(s),
-        })
+        self._producer = Producer(
+            {
+                "bootstrap.servers": s["bootstrap_servers"],
+                "client.id": s["client_id"],
+                "acks": s["acks"],
+                "compression.type": s["compression"],
+                "linger.ms": s["linger_ms"],
+                "batch.size": s["batch_size"],
+                "queue.buffering.max.messages": s["max_buffered_records"],
+                "socket.timeout.ms": s["request_timeout_ms"],
+                **_ck_security(s),
+            }
+        )
         self.max_block = s["max_block_ms"] / 1000.0
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         deadline = time.monotonic() + self.max_block
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers)
+                self._producer.produce(topic, value=value, key=key, headers=list[tuple[str, str | bytes | None]](headers))
                 break
             except BufferError:  # local queue full: backpressure, not unbounded memory
                 if time.monotonic() > deadline:
@@ -558,8 +606,12 @@ class KafkaSource:
         self.errors = 0
         self.offset_resets: dict[tuple[str, str, str], int] = {}  # (topic, partition, action) -> count
 
-    def set_listener(self, on_assign: Callable[[list[str]], None], on_revoke: Callable[[list[str]], None],
-                     on_lost: Callable[[list[str]], None] | None = None) -> None:
+    def set_listener(
+        self,
+        on_assign: Callable[[list[str]], None],
+        on_revoke: Callable[[list[str]], None],
+        on_lost: Callable[[list[str]], None] | None = None,
+    ) -> None:
         """Rebalance callbacks; ``on_lost`` (eviction) falls back to ``on_revoke`` when not given."""
         self._on_assign, self._on_revoke = on_assign, on_revoke
         self._on_lost = on_lost if on_lost is not None else on_revoke
@@ -693,6 +745,8 @@ class KafkaSource:
         topic, partition = split_pid(pid)
         position = self._next.get(pid)
         action = self.policy
+        low: int | None
+        high: int | None
         try:
             low, high = self._client.log_range(pid)
         except Exception:
@@ -705,12 +759,15 @@ class KafkaSource:
         self.errors += 1
         key = (topic, str(partition), action)
         self.offset_resets[key] = self.offset_resets.get(key, 0) + 1
-        fields = (f"event=offset_reset topic={topic} partition={partition} position={position} log_start={low} log_end={high} "
-                  f"reason={reason} action={action}")
+        fields = (
+            f"event=offset_reset topic={topic} partition={partition} position={position} log_start={low} log_end={high} "
+            f"reason={reason} action={action}"
+        )
         if action == "fail":
             log.error(fields)
             raise OffsetResetError(topic, partition, position, low, high, reason)
         target = low if action == "earliest" else high
+        assert target is not None  # the log's range is known: without it only "fail" went on, and raised
         log.warning("%s to=%d (the learner state is kept)", fields, target)
         self._client.seek(pid, target)
         self._next[pid] = target
@@ -778,7 +835,7 @@ class KafkaSink:
         self.produced = 0
         self._unflushed = 0
 
-    def write(self, records) -> None:
+    def write(self, records: Records) -> None:
         produce, topic = self._producer.produce, self.topic
         for record in records:
             key, payload = record[0], record[1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
+
+from regretflow.connectors import Position, Record, Records
 
 
 class MemorySource:
@@ -24,10 +26,10 @@ class MemorySource:
         self._index += len(out)
         return out
 
-    def position(self) -> dict:
+    def position(self) -> Position:
         return {"index": self._index}
 
-    def seek(self, position: dict) -> None:
+    def seek(self, position: Position) -> None:
         self._index = int(position["index"])
 
     def exhausted(self) -> bool:
@@ -41,11 +43,11 @@ class MemorySink:
     """Keeps every record in ``records`` (a list of (key, payload, headers))."""
 
     def __init__(self, keep: bool = True):
-        self.records: list[tuple] = []
+        self.records: list[Record] = []
         self.keep = keep
         self.count = 0
 
-    def write(self, records: list[tuple]) -> None:
+    def write(self, records: Records) -> None:
         self.count += len(records)
         if self.keep:
             self.records.extend(records)

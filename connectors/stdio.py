@@ -5,6 +5,9 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+from typing import BinaryIO
+
+from regretflow.connectors import Position, Records
 
 
 class StdinSource:
@@ -25,12 +28,10 @@ class StdinSource:
     [b'yyyyy']
     """
 
-    _EOF = object()
-
-    def __init__(self, stream=None, max_buffered: int = 100_000, max_line_bytes: int = 65_536):
+    def __init__(self, stream: BinaryIO | None = None, max_buffered: int = 100_000, max_line_bytes: int = 65_536) -> None:
         self._stream = stream if stream is not None else sys.stdin.buffer
         self.max_line_bytes = max_line_bytes
-        self._queue: queue.Queue = queue.Queue(maxsize=max_buffered)  # backpressure on the reader
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=max_buffered)  # backpressure on the reader
         self._lines = 0
         self._eof = False
         threading.Thread(target=self._read, name="regretflow-stdin", daemon=True).start()
@@ -43,7 +44,7 @@ class StdinSource:
                 while (rest := readline(1 << 20)) and not rest.endswith(b"\n"):
                     pass  # the rest of an oversized line: read past it, keep nothing
             self._queue.put(line)
-        self._queue.put(self._EOF)
+        self._queue.put(None)  # end of input
 
     def poll(self, max_records: int, timeout: float) -> list[bytes]:
         out: list[bytes] = []
@@ -52,7 +53,7 @@ class StdinSource:
                 item = self._queue.get(timeout=timeout) if not out else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is self._EOF:
+            if item is None:
                 self._eof = True
                 break
             self._lines += 1
@@ -61,10 +62,10 @@ class StdinSource:
                 out.append(payload)
         return out
 
-    def position(self) -> dict:
+    def position(self) -> Position:
         return {"lines": self._lines}
 
-    def seek(self, position: dict) -> None:
+    def seek(self, position: Position) -> None:
         if int(position.get("lines", 0)) != self._lines:
             raise ValueError("standard input cannot be rewound; resuming needs a seekable source (jsonl or kafka)")
 
@@ -78,10 +79,10 @@ class StdinSource:
 class StreamSink:
     """Writes one record per line to a binary stream (stdout by default)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: BinaryIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stdout.buffer
 
-    def write(self, records: list[tuple]) -> None:
+    def write(self, records: Records) -> None:
         if records:
             self._stream.write(b"\n".join(record[1] for record in records) + b"\n")
 

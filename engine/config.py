@@ -38,10 +38,11 @@ from dataclasses import field as dc_field
 from dataclasses import fields as dc_fields
 from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails
 
 from regretflow.connectors.kafka import SINK_OPTIONS, SOURCE_OPTIONS, kafka_settings
 
@@ -262,17 +263,19 @@ ENDPOINT_OPTIONS = {
 }
 LEARNER_KEYS = ("name", "learner", "features", "params", "groups", "n_actions")  # what build_learner reads from a ModelSpec
 SECTIONS = ("models", "source", "answers", "dead_letters", "runtime", "checkpoint", "metrics")
-_ADAPTERS: dict[type, TypeAdapter] = {}
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+_Spec = TypeVar("_Spec")
 
 
-def _validated(cls: type, table: Any, loc: list[Any], problems: list[str]) -> Any:
+def _validated(cls: type[_Spec], table: Any, loc: list[Any], problems: list[str]) -> _Spec | None:
     """``table`` as a ``cls`` instance, or None with its problems appended (each named by its key under ``loc``)."""
     if not isinstance(table, dict):
         problems.append(f"{_key(loc)}: expected a table, got {table!r}")
         return None
     adapter = _ADAPTERS.setdefault(cls, TypeAdapter(cls))
     try:
-        return adapter.validate_python(table)
+        spec: _Spec = adapter.validate_python(table)
+        return spec
     except ValidationError as exc:
         problems += [_describe(err, cls, loc) for err in exc.errors()]
         return None
@@ -495,10 +498,10 @@ def _learner_message(where: str, message: str, accepted: set[str]) -> str:
     return f"{where}.params: {message}"
 
 
-_HINTS: dict[type, dict[str, TypeAdapter]] = {}
+_HINTS: dict[type, dict[str, TypeAdapter[Any]]] = {}
 
 
-def _constructor_hints(cls: type) -> dict[str, TypeAdapter]:
+def _constructor_hints(cls: type[Any]) -> dict[str, TypeAdapter[Any]]:
     """Strict validators for the constructor's annotated parameters (``Any`` and unresolvable ones skipped)."""
     if cls not in _HINTS:
         try:
@@ -520,7 +523,7 @@ def _constructor_hints(cls: type) -> dict[str, TypeAdapter]:
 # -- messages --------------------------------------------------------------------------------
 
 
-def _describe(err: dict[str, Any], root: type, prefix: list[Any]) -> str:
+def _describe(err: ErrorDetails, root: type, prefix: list[Any]) -> str:
     """One pydantic error as 'runtime.batch_size: expected an integer >= 1, got 0'."""
     loc = prefix + list(err["loc"])
     kind = err["type"]
@@ -547,7 +550,7 @@ def _unknown(key: str, allowed: Any, what: str = "") -> str:
     return f"{head}; did you mean {close[0]!r}? (expected one of {listed})" if close else f"{head}; expected one of {listed}"
 
 
-def _expected(err: dict[str, Any]) -> str:
+def _expected(err: ErrorDetails) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:

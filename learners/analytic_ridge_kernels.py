@@ -35,10 +35,15 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 
 @njit(cache=True)
-def expand_relu(X, W_buf, out):
+def expand_relu(X: FloatArray, W_buf: FloatArray, out: FloatArray) -> None:
     """Random ReLU expansion ``out[r] = max(0, W_buf @ X[r])`` (no bias), row by row."""
     d = W_buf.shape[0]
     d_in = W_buf.shape[1]
@@ -51,7 +56,7 @@ def expand_relu(X, W_buf, out):
 
 
 @njit(cache=True)
-def linear_logits(W, Phi, out):
+def linear_logits(W: FloatArray, Phi: FloatArray, out: FloatArray) -> None:
     """``out = Phi @ W`` in fixed summation order (no BLAS), so results do not depend on batch size."""
     d = W.shape[0]
     C = W.shape[1]
@@ -66,7 +71,9 @@ def linear_logits(W, Phi, out):
 
 
 @njit(cache=True)
-def sherman_morrison_update_one(R, W, phi, label, logits, u):
+def sherman_morrison_update_one(
+    R: FloatArray, W: FloatArray, phi: FloatArray, label: int, logits: FloatArray, u: FloatArray
+) -> tuple[float, float]:
     """Learn one row of class ``label``; return ``(loss, s)``.
 
     ``logits`` (C) receives the a-priori output ``W^T phi`` (the prequential
@@ -116,7 +123,9 @@ def sherman_morrison_update_one(R, W, phi, label, logits, u):
 
 
 @njit(cache=True)
-def sherman_morrison_observe(R, W, Phi, labels, logits, losses, s_values):
+def sherman_morrison_observe(
+    R: FloatArray, W: FloatArray, Phi: FloatArray, labels: IntArray, logits: FloatArray, losses: FloatArray, s_values: FloatArray
+) -> None:
     """Prequential block, one rank-1 update per row.
 
     ``logits[r]`` is row r's output before it is learned, ``losses[r]`` its squared
@@ -130,7 +139,9 @@ def sherman_morrison_observe(R, W, Phi, labels, logits, losses, s_values):
 
 
 @njit(cache=True)
-def cholesky_observe(R, W, Phi, labels, logits, losses, s_values):
+def cholesky_observe(
+    R: FloatArray, W: FloatArray, Phi: FloatArray, labels: IntArray, logits: FloatArray, losses: FloatArray, s_values: FloatArray
+) -> None:
     """Prequential block with one Woodbury update (numba loops), same outputs as
     :func:`sherman_morrison_observe` up to rounding.
 
@@ -220,7 +231,7 @@ def cholesky_observe(R, W, Phi, labels, logits, losses, s_values):
 
 
 @njit(cache=True)
-def welford_update(counts, means, m2, X, labels):
+def welford_update(counts: IntArray, means: FloatArray, m2: FloatArray, X: FloatArray, labels: IntArray) -> None:
     """Per-class running mean and sum of squared deviations, one row at a time (Welford)."""
     d_in = X.shape[1]
     for r in range(X.shape[0]):
@@ -234,7 +245,7 @@ def welford_update(counts, means, m2, X, labels):
 
 
 @njit(cache=True)
-def gram_update(A, M, Phi, labels):
+def gram_update(A: FloatArray, M: FloatArray, Phi: FloatArray, labels: IntArray) -> None:
     """``A += phi phi^T`` and ``M[:, label] += phi`` row by row (the generator's sufficient statistics)."""
     d = A.shape[0]
     for r in range(Phi.shape[0]):
@@ -247,7 +258,7 @@ def gram_update(A, M, Phi, labels):
 
 
 @njit(cache=True)
-def masked_argmax(logits, mask, out):
+def masked_argmax(logits: FloatArray, mask: BoolArray, out: IntArray) -> None:
     """``out[r]`` = arg-max of ``logits[r, c]`` over ``mask[r, c]`` (first on ties), -1 if none."""
     for r in range(logits.shape[0]):
         best = -1
@@ -268,7 +279,9 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return Y
 
 
-def blas_observe(R, W, Phi, labels, logits, losses, s_values) -> None:
+def blas_observe(
+    R: FloatArray, W: FloatArray, Phi: FloatArray, labels: IntArray, logits: FloatArray, losses: FloatArray, s_values: FloatArray
+) -> None:
     """The block update of :func:`cholesky_observe` with numpy/BLAS calls (in place).
 
     Uses a Cholesky factor ``S = L_c L_c^T`` (``L_c = L D^{1/2}``); the innovations
@@ -297,7 +310,7 @@ def blas_observe(R, W, Phi, labels, logits, losses, s_values) -> None:
     R[:] = 0.5 * (R + R.T)
 
 
-def woodbury_weights(R, W, Phi, labels, chunk: int) -> np.ndarray:
+def woodbury_weights(R: FloatArray, W: FloatArray, Phi: FloatArray, labels: IntArray, chunk: int) -> np.ndarray:
     """Weights after also learning ``(Phi, labels)``, without touching ``R`` or ``W``.
 
     Used for the pseudo-feature generator: the rows are applied in blocks of
@@ -327,7 +340,7 @@ def woodbury_weights(R, W, Phi, labels, chunk: int) -> np.ndarray:
     return W_out
 
 
-def information_weights(A, M, gamma, Phi, labels) -> np.ndarray:
+def information_weights(A: FloatArray, M: FloatArray, gamma: float, Phi: FloatArray, labels: IntArray) -> np.ndarray:
     """``(A + gamma I + Phi^T Phi)^{-1} (M + Phi^T Y)`` by one Cholesky solve (BLAS/LAPACK).
 
     Cheaper than :func:`woodbury_weights` when there are more than about ``d / 4``

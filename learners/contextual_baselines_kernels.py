@@ -11,12 +11,17 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 from .ridge_kernels import ridge_update_one
 
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
 
 @njit(cache=True)
-def disjoint_scores(P, w, x, alpha, out):
+def disjoint_scores(P: FloatArray, w: FloatArray, x: FloatArray, alpha: float, out: FloatArray) -> None:
     """``out[a] = w[a].x + alpha sqrt(x^T P[a] x)`` for every arm (``alpha = 0``: the mean)."""
     k, d = w.shape
     for a in range(k):
@@ -34,7 +39,7 @@ def disjoint_scores(P, w, x, alpha, out):
 
 
 @njit(cache=True)
-def shared_scores(P, w, A, alpha, out):
+def shared_scores(P: FloatArray, w: FloatArray, A: FloatArray, alpha: float, out: FloatArray) -> None:
     """``out[a] = w.A[a] + alpha sqrt(A[a]^T P A[a])``: one model over per-action features."""
     k, d = A.shape
     for a in range(k):
@@ -51,7 +56,7 @@ def shared_scores(P, w, A, alpha, out):
 
 
 @njit(cache=True)
-def update_arm(P, w, arm, x, reward, scratch):
+def update_arm(P: FloatArray, w: FloatArray, arm: int, x: FloatArray, reward: float, scratch: FloatArray) -> float:
     """Exact ridge update of arm ``arm`` with ``(x, reward)``; returns the prior prediction."""
     return ridge_update_one(P[arm], w[arm], x, reward, 1.0, 0.0, scratch)
 

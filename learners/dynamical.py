@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -195,7 +196,7 @@ class SystemBounds:
     noise_sigma: float
 
     @classmethod
-    def from_matrices(cls, A, B, C, D, noise_sigma: float, output_weights=None, phi_horizon: int = 1000) -> "SystemBounds":
+    def from_matrices(cls, A, B, C, D, noise_sigma: float, output_weights=None, phi_horizon: int = 1000) -> SystemBounds:
         """The true values of a known system, computed as the official code does.
 
         ``rho = max |eig(A)|``; ``Phi = max_{tau=1..phi_horizon-1} ||A^tau||_2 / rho^tau``;
@@ -226,7 +227,7 @@ class SystemBounds:
         )
 
     @classmethod
-    def coerce(cls, bounds: Any) -> "SystemBounds":
+    def coerce(cls, bounds: Any) -> SystemBounds:
         """Checked bounds from a :class:`SystemBounds` or a dict of its fields (a config table)."""
         fields = ("rho_bar", "phi_bar", "omega_norm", "theta_norm", "b_norm", "noise_sigma")
         if isinstance(bounds, dict):
@@ -673,6 +674,6 @@ class DynLinUCB(_OptimisticLinearBandit):
         self._setup(mat, seed, log_inv_rho, 1 if log_inv_rho > 0 else 0, K.RULE_ORACLE, np.array(params), residual_window, lam_value)
 
     @classmethod
-    def from_system(cls, A, B, C, D, noise_sigma: float, actions: Any, horizon: int, output_weights=None, **kwargs) -> "DynLinUCB":
+    def from_system(cls, A, B, C, D, noise_sigma: float, actions: Any, horizon: int, output_weights=None, **kwargs) -> DynLinUCB:
         """DynLin-UCB with the true system's values as bounds (the paper's experiments)."""
         return cls(actions, SystemBounds.from_matrices(A, B, C, D, noise_sigma, output_weights), horizon, **kwargs)

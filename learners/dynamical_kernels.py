@@ -38,6 +38,11 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 # -- integer state slots --------------------------------------------------------------
 I_ROUND = 0  # 0-based round counter t (rounds fully learned so far)
@@ -84,7 +89,7 @@ N_BETA_PARAMS = 8
 
 
 @njit(cache=True)
-def epoch_length(epoch, log_inv_rho):
+def epoch_length(epoch: int, log_inv_rho: float) -> int:
     """Length ``1 + floor(ln m / ln(1/rho))`` of epoch ``m`` (1 if ``log_inv_rho <= 0``)."""
     if log_inv_rho <= 0.0:
         return 1
@@ -92,7 +97,7 @@ def epoch_length(epoch, log_inv_rho):
 
 
 @njit(cache=True)
-def confidence_radius(t, d, rule, params):
+def confidence_radius(t: int, d: int, rule: int, params: FloatArray) -> float:
     """beta_t of rule ``rule`` at 0-based round ``t`` for dimension ``d``."""
     scale = params[0]
     if rule == RULE_CONSTANT:
@@ -127,7 +132,7 @@ def confidence_radius(t, d, rule, params):
 
 
 @njit(cache=True)
-def ucb_argmax(h, M, actions, beta, means, scores):
+def ucb_argmax(h: FloatArray, M: FloatArray, actions: FloatArray, beta: float, means: FloatArray, scores: FloatArray) -> int:
     """Optimistic arm ``argmax_k h.u_k + beta sqrt(u_k^T M u_k)``; ties go to the lowest index.
 
     ``means`` and ``scores`` (K) receive ``h.u_k`` and the optimistic indices.
@@ -156,7 +161,7 @@ def ucb_argmax(h, M, actions, beta, means, scores):
 
 
 @njit(cache=True)
-def sherman_morrison(Vinv, u, scratch):
+def sherman_morrison(Vinv: FloatArray, u: FloatArray, scratch: FloatArray) -> None:
     """``Vinv <- (V + u u^T)^{-1}`` in O(d^2); ``scratch`` (d) receives ``Vinv u``. Kept symmetric."""
     d = u.shape[0]
     quad = 0.0
@@ -175,7 +180,7 @@ def sherman_morrison(Vinv, u, scratch):
 
 
 @njit(cache=True)
-def mat_vec(M, v, out):
+def mat_vec(M: FloatArray, v: FloatArray, out: FloatArray) -> None:
     """``out = M v`` without BLAS."""
     d = v.shape[0]
     for i in range(d):
@@ -186,7 +191,7 @@ def mat_vec(M, v, out):
 
 
 @njit(cache=True)
-def spd_inverse(V, out, work):
+def spd_inverse(V: FloatArray, out: FloatArray, work: FloatArray) -> None:
     """Inverse of a symmetric positive definite ``V`` through its Cholesky factor.
 
     ``work`` (d x d) receives the lower factor ``L``; ``out`` receives ``V^{-1}``.
@@ -228,7 +233,7 @@ def spd_inverse(V, out, work):
 
 
 @njit(cache=True)
-def _set_decision_monitors(fstate, means, scores, arm, beta):
+def _set_decision_monitors(fstate: FloatArray, means: FloatArray, scores: FloatArray, arm: int, beta: float) -> None:
     best_mean = means[0]
     for k in range(1, means.shape[0]):
         if means[k] > best_mean:
@@ -239,7 +244,18 @@ def _set_decision_monitors(fstate, means, scores, arm, beta):
 
 
 @njit(cache=True)
-def ucb_decide(istate, fstate, h, M, actions, beta_rule, beta_params, initial_arm, means, scores):
+def ucb_decide(
+    istate: IntArray,
+    fstate: FloatArray,
+    h: FloatArray,
+    M: FloatArray,
+    actions: FloatArray,
+    beta_rule: int,
+    beta_params: FloatArray,
+    initial_arm: int,
+    means: FloatArray,
+    scores: FloatArray,
+) -> int:
     """The arm to play in round ``istate[I_ROUND]``; idempotent within a round.
 
     ``DUE_INITIAL``: take ``initial_arm`` (drawn uniformly by the caller).
@@ -261,7 +277,7 @@ def ucb_decide(istate, fstate, h, M, actions, beta_rule, beta_params, initial_ar
 
 
 @njit(cache=True)
-def _ew_record(fstate, value, window, mean_slot, sq_slot, count_slot):
+def _ew_record(fstate: FloatArray, value: float, window: float, mean_slot: int, sq_slot: int, count_slot: int) -> None:
     n = fstate[count_slot] + 1.0
     fstate[count_slot] = n
     weight = 1.0 / n
@@ -272,13 +288,13 @@ def _ew_record(fstate, value, window, mean_slot, sq_slot, count_slot):
 
 
 @njit(cache=True)
-def _record_residual(fstate, residual, window):
+def _record_residual(fstate: FloatArray, residual: float, window: float) -> None:
     _ew_record(fstate, residual, window, F_RES_MEAN, F_RES_SQ, F_RES_COUNT)
     fstate[F_RES_LAST] = residual
 
 
 @njit(cache=True)
-def _advance_round(istate, fstate, t, log_inv_rho):
+def _advance_round(istate: IntArray, fstate: FloatArray, t: int, log_inv_rho: float) -> None:
     """Close round ``t``: accrue the monitors, move the epoch on if ``t`` ended it."""
     fstate[F_EST_REGRET] += fstate[F_GAP]
     fstate[F_ENVELOPE] += fstate[F_WIDTH]
@@ -292,7 +308,18 @@ def _advance_round(istate, fstate, t, log_inv_rho):
 
 
 @njit(cache=True)
-def ucb_learn(istate, fstate, Vinv, b, h, actions, reward, log_inv_rho, residual_window, scratch):
+def ucb_learn(
+    istate: IntArray,
+    fstate: FloatArray,
+    Vinv: FloatArray,
+    b: FloatArray,
+    h: FloatArray,
+    actions: FloatArray,
+    reward: float,
+    log_inv_rho: float,
+    residual_window: float,
+    scratch: FloatArray,
+) -> bool:
     """Feed the reward of round ``istate[I_ROUND]``; regress it only if it ends the epoch.
 
     Returns True when the regression state changed.
@@ -320,7 +347,23 @@ def ucb_learn(istate, fstate, Vinv, b, h, actions, reward, log_inv_rho, residual
 
 
 @njit(cache=True)
-def discounted_learn(istate, fstate, V, Vtilde, Vinv, M, b, h, actions, reward, lam, gamma, residual_window, work, scratch):
+def discounted_learn(
+    istate: IntArray,
+    fstate: FloatArray,
+    V: FloatArray,
+    Vtilde: FloatArray,
+    Vinv: FloatArray,
+    M: FloatArray,
+    b: FloatArray,
+    h: FloatArray,
+    actions: FloatArray,
+    reward: float,
+    lam: float,
+    gamma: float,
+    residual_window: float,
+    work: FloatArray,
+    scratch: FloatArray,
+) -> bool:
     """D-LinUCB (Russac et al. 2019) update of round ``t`` as the official code runs it.
 
     ``V <- gamma V + u u^T + (1-gamma) lam_t I``, ``Vtilde <- gamma^2 Vtilde + u u^T +
@@ -384,7 +427,7 @@ N_EXP3_FSTATE = 2
 
 
 @njit(cache=True)
-def exp3_probabilities(G, eta, gamma, probs):
+def exp3_probabilities(G: FloatArray, eta: float, gamma: float, probs: FloatArray) -> None:
     """``probs = (1-gamma) softmax(eta G) + gamma/K`` (the softmax shifted by its maximum)."""
     n_arms = G.shape[0]
     top = eta * G[0]
@@ -401,7 +444,7 @@ def exp3_probabilities(G, eta, gamma, probs):
 
 
 @njit(cache=True)
-def sample_index(probs, uniform):
+def sample_index(probs: FloatArray, uniform: float) -> int:
     """Inverse-CDF draw: the first ``k`` with ``cdf[k] > uniform * cdf[-1]``."""
     n_arms = probs.shape[0]
     total = 0.0
@@ -417,7 +460,7 @@ def sample_index(probs, uniform):
 
 
 @njit(cache=True)
-def exp3_decide(istate, fstate, probs, uniform):
+def exp3_decide(istate: IntArray, fstate: FloatArray, probs: FloatArray, uniform: float) -> int:
     """Arm for the current round: a fresh draw from ``probs`` when due, else the held arm."""
     if istate[E_DUE] == 1:
         arm = sample_index(probs, uniform)
@@ -429,7 +472,18 @@ def exp3_decide(istate, fstate, probs, uniform):
 
 
 @njit(cache=True)
-def exp3_learn(istate, fstate, G, probs, reward, batch_size, offset, scale, eta, gamma):
+def exp3_learn(
+    istate: IntArray,
+    fstate: FloatArray,
+    G: FloatArray,
+    probs: FloatArray,
+    reward: float,
+    batch_size: int,
+    offset: float,
+    scale: float,
+    eta: float,
+    gamma: float,
+) -> bool:
     """Feed round ``t``'s reward; at a batch end, update with the batch-mean reward.
 
     The reward is mapped to ``(y + offset) / scale`` and importance-weighted by the

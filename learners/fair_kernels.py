@@ -26,10 +26,15 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 
 @njit(cache=True)
-def evaluate_class(W, b, X, V):
+def evaluate_class(W: FloatArray, b: FloatArray, X: FloatArray, V: FloatArray) -> None:
     """``V[n, i] = 1.0 if W[n] . X[i] >= b[n] else 0.0``, the same on every CPU.
 
     The N x k scores come from one BLAS product (about 2x the speed of a dot-product loop at
@@ -60,7 +65,7 @@ def evaluate_class(W, b, X, V):
 
 
 @njit(cache=True)
-def softmax_weights(cost, eta, mix, p):
+def softmax_weights(cost: FloatArray, eta: float, mix: float, p: FloatArray) -> None:
     """``p = (1 - mix) softmax(-eta cost) + mix / N`` computed in log space."""
     N = cost.shape[0]
     low = cost[0]
@@ -76,7 +81,7 @@ def softmax_weights(cost, eta, mix, p):
 
 
 @njit(cache=True)
-def positive_probabilities(p, V, q):
+def positive_probabilities(p: FloatArray, V: FloatArray, q: FloatArray) -> None:
     """``q[i] = sum_n p[n] V[n, i]``: the probability of a positive decision for individual i."""
     N, k = V.shape
     for i in range(k):
@@ -95,7 +100,7 @@ def positive_probabilities(p, V, q):
 
 
 @njit(cache=True)
-def draw_index(p, u):
+def draw_index(p: FloatArray, u: float) -> int:
     """Inverse-CDF draw from ``p`` with the uniform ``u`` in [0, 1)."""
     acc = 0.0
     last = 0
@@ -109,7 +114,7 @@ def draw_index(p, u):
 
 
 @njit(cache=True)
-def aggregate_reports(reports, q, panel_size, required, kept):
+def aggregate_reports(reports: IntArray, q: FloatArray, panel_size: int, required: int, kept: FloatArray) -> int:
     """Panel rule: keep pair {i, l} when at least ``required`` distinct auditors flag it.
 
     ``reports`` is an (r, 3) int64 array of ``(i, l, auditor)`` with auditor in
@@ -149,7 +154,7 @@ def aggregate_reports(reports, q, panel_size, required, kept):
 
 
 @njit(cache=True)
-def fairness_costs(kept, weight, f):
+def fairness_costs(kept: FloatArray, weight: float, f: FloatArray) -> None:
     """``f[i] = weight * (sum_l kept[i, l] - sum_l kept[l, i])``; sums to 0."""
     k = f.shape[0]
     for i in range(k):
@@ -160,7 +165,7 @@ def fairness_costs(kept, weight, f):
 
 
 @njit(cache=True)
-def importance_label_costs(decisions, labels, q, out):
+def importance_label_costs(decisions: IntArray, labels: IntArray, q: FloatArray, out: FloatArray) -> None:
     """Non-negative estimate of the positive-arm cost ``2 (1 - y_i)``.
 
     ``out[i] = 2 (1 - y_i) / q[i]`` where ``decisions[i] == 1``, else 0. Labels of
@@ -174,7 +179,7 @@ def importance_label_costs(decisions, labels, q, out):
 
 
 @njit(cache=True)
-def resampled_label_costs(decisions, labels, repeats, out):
+def resampled_label_costs(decisions: IntArray, labels: IntArray, repeats: FloatArray, out: FloatArray) -> None:
     """Geometric-resampling estimate ``out[i] = K_i 2 (1 - y_i)`` where ``decisions[i] == 1``, else 0."""
     for i in range(decisions.shape[0]):
         if decisions[i] == 1:
@@ -184,7 +189,7 @@ def resampled_label_costs(decisions, labels, repeats, out):
 
 
 @njit(cache=True)
-def add_label_costs(cost, V, positive_arm):
+def add_label_costs(cost: FloatArray, V: FloatArray, positive_arm: FloatArray) -> None:
     """``cost[n] += sum_i V[n,i] positive_arm[i] + (1 - V[n,i]) * 1`` (the negative arm costs 1)."""
     N, k = V.shape
     for n in range(N):
@@ -198,7 +203,7 @@ def add_label_costs(cost, V, positive_arm):
 
 
 @njit(cache=True)
-def add_fairness_costs(cost, V, f):
+def add_fairness_costs(cost: FloatArray, V: FloatArray, f: FloatArray) -> None:
     """``cost[n] += sum_i V[n, i] f[i]``."""
     N, k = V.shape
     for n in range(N):
@@ -209,7 +214,7 @@ def add_fairness_costs(cost, V, f):
 
 
 @njit(cache=True)
-def perturbed_leaders(cost, VS_T, Z, leaders):
+def perturbed_leaders(cost: FloatArray, VS_T: FloatArray, Z: FloatArray, leaders: IntArray) -> None:
     """The cost-sensitive oracle on perturbed histories, one call per row of ``Z``.
 
     ``leaders[m] = argmin_n cost[n] + sum_s VS_T[s, n] Z[m, s]``: the policy of least
@@ -232,7 +237,7 @@ def perturbed_leaders(cost, VS_T, Z, leaders):
 
 
 @njit(cache=True)
-def leader_frequencies(leaders, V, q):
+def leader_frequencies(leaders: IntArray, V: FloatArray, q: FloatArray) -> None:
     """``q[i]``: the fraction of the sampled leaders that decide individual i positively."""
     k = V.shape[1]
     for i in range(k):
@@ -245,7 +250,7 @@ def leader_frequencies(leaders, V, q):
 
 
 @njit(cache=True)
-def geometric_repeats(leaders, V, decisions, cap, repeats):
+def geometric_repeats(leaders: IntArray, V: FloatArray, decisions: IntArray, cap: int, repeats: FloatArray) -> None:
     """Geometric resampling: ``repeats[i]`` is the first m (1-based) with ``V[leaders[m-1], i] = 1``.
 
     Only individuals with ``decisions[i] == 1`` get a count (others 0); a count that
@@ -264,7 +269,7 @@ def geometric_repeats(leaders, V, decisions, cap, repeats):
 
 
 @njit(cache=True)
-def expected_errors(q, labels):
+def expected_errors(q: FloatArray, labels: IntArray) -> float:
     """``sum_i y_i + q_i (1 - 2 y_i)``: expected number of mistakes of the randomised policy."""
     s = 0.0
     for i in range(q.shape[0]):

@@ -30,13 +30,18 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 from .omd_kernels import omd_predict_one, omd_update_one
 from .ridge_kernels import ridge_update_one
 
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
 
 @njit(cache=True)
-def anh_probabilities(R, C, awake, n_awake, p):
+def anh_probabilities(R: FloatArray, C: FloatArray, awake: IntArray, n_awake: int, p: FloatArray) -> None:
     """AdaNormalHedge distribution over the awake experts.
 
     ``awake[:n_awake]`` are the awake group indices; ``p[k]`` receives the
@@ -68,7 +73,9 @@ def anh_probabilities(R, C, awake, n_awake, p):
 
 
 @njit(cache=True)
-def anh_settle(R, C, awake, n_awake, p, f, y, u):
+def anh_settle(
+    R: FloatArray, C: FloatArray, awake: IntArray, n_awake: int, p: FloatArray, f: FloatArray, y: float, u: float
+) -> tuple[float, float, int]:
     """Close a round: update ``R``, ``C`` of the awake experts from their predictions ``f``.
 
     ``u`` in [0, 1) picks the served expert by inverse CDF over ``p``; ``u < 0`` means
@@ -101,7 +108,7 @@ def anh_settle(R, C, awake, n_awake, p, f, y, u):
 
 
 @njit(cache=True)
-def awake_groups(A, r, awake):
+def awake_groups(A: NDArray[np.uint8], r: int, awake: IntArray) -> int:
     """Write the indices of the groups of row ``r`` of ``A`` into ``awake``; return how many."""
     m = 0
     for g in range(A.shape[1]):
@@ -112,14 +119,27 @@ def awake_groups(A, r, awake):
 
 
 @njit(cache=True)
-def clip_unit(value):
+def clip_unit(value: float) -> float:
     """``value`` clipped to [0, 1]."""
     return min(max(value, 0.0), 1.0)
 
 
 @njit(cache=True)
-def groupwise_ridge_observe(P, theta, R, C, counts, X, y, A, uniforms, clip,
-                            served, expected_loss, mixture_pred):
+def groupwise_ridge_observe(
+    P: FloatArray,
+    theta: FloatArray,
+    R: FloatArray,
+    C: FloatArray,
+    counts: FloatArray,
+    X: FloatArray,
+    y: FloatArray,
+    A: NDArray[np.uint8],
+    uniforms: FloatArray,
+    clip: bool,
+    served: FloatArray,
+    expected_loss: FloatArray,
+    mixture_pred: FloatArray,
+) -> None:
     """Prequential micro-batch with online-ridge experts (``P[g]``, ``theta[g]``).
 
     ``A`` (rows x N, uint8) is the membership including the ``always_on`` column.
@@ -146,7 +166,9 @@ def groupwise_ridge_observe(P, theta, R, C, counts, X, y, A, uniforms, clip,
 
 
 @njit(cache=True)
-def groupwise_ridge_predict(theta, R, C, X, A, clip, out):
+def groupwise_ridge_predict(
+    theta: FloatArray, R: FloatArray, C: FloatArray, X: FloatArray, A: NDArray[np.uint8], clip: bool, out: FloatArray
+) -> None:
     """Mixture predictions ``p . f`` for every row with ridge experts (no state change)."""
     n_groups = R.shape[0]
     awake = np.empty(n_groups, dtype=np.int64)
@@ -165,8 +187,25 @@ def groupwise_ridge_predict(theta, R, C, X, A, clip, out):
 
 
 @njit(cache=True)
-def groupwise_omd_observe(xhat, hint, variations, R, C, counts, X, y, A, uniforms, clip,
-                          diameter, grad_bound, delta, served, expected_loss, mixture_pred):
+def groupwise_omd_observe(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variations: FloatArray,
+    R: FloatArray,
+    C: FloatArray,
+    counts: FloatArray,
+    X: FloatArray,
+    y: FloatArray,
+    A: NDArray[np.uint8],
+    uniforms: FloatArray,
+    clip: bool,
+    diameter: float,
+    grad_bound: float,
+    delta: float,
+    served: FloatArray,
+    expected_loss: FloatArray,
+    mixture_pred: FloatArray,
+) -> None:
     """Prequential micro-batch with optimistic-OGD experts (``xhat[g]``, ``hint[g]``)."""
     n_groups = R.shape[0]
     awake = np.empty(n_groups, dtype=np.int64)
@@ -178,8 +217,7 @@ def groupwise_omd_observe(xhat, hint, variations, R, C, counts, X, y, A, uniform
         anh_probabilities(R, C, awake, m, p)
         for k in range(m):
             g = awake[k]
-            pred = omd_update_one(xhat[g], hint[g], variations, g, X[r], y[r],
-                                  diameter, grad_bound, delta, played)
+            pred = omd_update_one(xhat[g], hint[g], variations, g, X[r], y[r], diameter, grad_bound, delta, played)
             f[k] = clip_unit(pred) if clip else pred
             counts[g] += 1.0
         expected, mixture, chosen = anh_settle(R, C, awake, m, p, f, y[r], uniforms[r])
@@ -189,7 +227,20 @@ def groupwise_omd_observe(xhat, hint, variations, R, C, counts, X, y, A, uniform
 
 
 @njit(cache=True)
-def groupwise_omd_predict(xhat, hint, variations, R, C, X, A, clip, diameter, grad_bound, delta, out):
+def groupwise_omd_predict(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variations: FloatArray,
+    R: FloatArray,
+    C: FloatArray,
+    X: FloatArray,
+    A: NDArray[np.uint8],
+    clip: bool,
+    diameter: float,
+    grad_bound: float,
+    delta: float,
+    out: FloatArray,
+) -> None:
     """Mixture predictions ``p . f`` for every row with optimistic-OGD experts."""
     n_groups = R.shape[0]
     awake = np.empty(n_groups, dtype=np.int64)
@@ -220,8 +271,7 @@ def warm_up() -> None:
         groupwise_ridge_observe(P, theta, R, C, counts, X, y, A, np.full(1, 0.5), clip, *out)
         groupwise_ridge_predict(theta, R, C, X, A, clip, out[0])
         xhat, hint, var = np.zeros((n_groups, d)), np.zeros((n_groups, d)), np.zeros(n_groups)
-        groupwise_omd_observe(xhat, hint, var, R, C, counts, X, y, A, np.full(1, -1.0), clip,
-                              10.0, 1.0, 1.0, *out)
+        groupwise_omd_observe(xhat, hint, var, R, C, counts, X, y, A, np.full(1, -1.0), clip, 10.0, 1.0, 1.0, *out)
         groupwise_omd_predict(xhat, hint, var, R, C, X, A, clip, 10.0, 1.0, 1.0, out[0])
     awake = np.zeros(n_groups, dtype=np.int64)
     anh_probabilities(np.zeros(n_groups), np.zeros(n_groups), awake, n_groups, np.zeros(n_groups))

@@ -50,6 +50,11 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 TANH, SOFTPLUS, GELU, RELU = 0, 1, 2, 3
 SQUARED, KL = 0, 1
@@ -68,13 +73,13 @@ _ARM_SALT = np.uint64(0xD1B54A32D192ED03)
 
 # -- layout -------------------------------------------------------------------------
 @njit(cache=True)
-def n_parameters(n_in, width, depth):
+def n_parameters(n_in: int, width: int, depth: int) -> int:
     """Length of ``theta`` for a net with ``depth`` hidden layers of ``width`` units."""
     return width * n_in + width + (depth - 1) * (width * width + width) + width + 1
 
 
 @njit(cache=True)
-def layer_offset(layer, n_in, width):
+def layer_offset(layer: int, n_in: int, width: int) -> int:
     """Offset of the weights of hidden layer ``layer`` (0-based); ``layer == depth``: ``v``."""
     if layer == 0:
         return 0
@@ -83,7 +88,7 @@ def layer_offset(layer, n_in, width):
 
 # -- activations ---------------------------------------------------------------------
 @njit(cache=True)
-def activation(s, act):
+def activation(s: float, act: int) -> float:
     """phi(s)."""
     if act == TANH:
         return math.tanh(s)
@@ -95,7 +100,7 @@ def activation(s, act):
 
 
 @njit(cache=True)
-def activation_derivative(s, h, act):
+def activation_derivative(s: float, h: float, act: int) -> float:
     """phi'(s), given ``h = phi(s)``."""
     if act == TANH:
         return 1.0 - h * h
@@ -107,7 +112,7 @@ def activation_derivative(s, h, act):
 
 
 @njit(cache=True)
-def sigmoid(z):
+def sigmoid(z: float) -> float:
     """Logistic function, stable for large ``|z|``."""
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
@@ -117,7 +122,7 @@ def sigmoid(z):
 
 # -- perturbation --------------------------------------------------------------------
 @njit(cache=True)
-def splitmix64(x):
+def splitmix64(x: np.uint64) -> np.uint64:
     """The splitmix64 finaliser on a uint64 (wrap-around arithmetic)."""
     z = x + _MASK_GOLDEN
     z = (z ^ (z >> np.uint64(30))) * _MIX1
@@ -126,13 +131,13 @@ def splitmix64(x):
 
 
 @njit(cache=True)
-def perturbation_stream_key(key, item):
+def perturbation_stream_key(key: int, item: int) -> np.uint64:
     """The hash key of the Rademacher vector of one (decision key, action) pair."""
     return splitmix64(np.uint64(key) ^ splitmix64(np.uint64(item) * _ARM_SALT))
 
 
 @njit(cache=True)
-def perturbation_dot(theta, theta0, stream_key):
+def perturbation_dot(theta: FloatArray, theta0: FloatArray, stream_key: np.uint64) -> float:
     """``<s, theta - theta0>`` for the Rademacher vector ``s`` of ``stream_key``."""
     p = theta.shape[0]
     key = np.uint64(stream_key)
@@ -151,7 +156,7 @@ def perturbation_dot(theta, theta0, stream_key):
 
 
 @njit(cache=True)
-def add_perturbation_gradient(grad, stream_key, coefficient):
+def add_perturbation_gradient(grad: FloatArray, stream_key: np.uint64, coefficient: float) -> None:
     """``grad += coefficient * s`` for the Rademacher vector ``s`` of ``stream_key``."""
     key = np.uint64(stream_key)
     block = -1
@@ -168,7 +173,9 @@ def add_perturbation_gradient(grad, stream_key, coefficient):
 
 # -- network -------------------------------------------------------------------------
 @njit(cache=True)
-def forward_one(theta, x, col_offset, n_in, width, depth, act, pre, post):
+def forward_one(
+    theta: FloatArray, x: FloatArray, col_offset: int, n_in: int, width: int, depth: int, act: int, pre: FloatArray, post: FloatArray
+) -> float:
     """Raw output ``z`` for one input; fills ``pre``/``post`` (depth x width) for backward."""
     d = x.shape[0]
     b_off = width * n_in
@@ -197,14 +204,42 @@ def forward_one(theta, x, col_offset, n_in, width, depth, act, pre, post):
 
 
 @njit(cache=True)
-def backward_one(theta, x, col_offset, n_in, width, depth, act, pre, post, dz, grad, delta, delta_below):
+def backward_one(
+    theta: FloatArray,
+    x: FloatArray,
+    col_offset: int,
+    n_in: int,
+    width: int,
+    depth: int,
+    act: int,
+    pre: FloatArray,
+    post: FloatArray,
+    dz: float,
+    grad: FloatArray,
+    delta: FloatArray,
+    delta_below: FloatArray,
+) -> None:
     """``grad = dz * d z / d theta`` (``grad`` is overwritten; ``delta*`` are scratch (width))."""
     grad[:] = 0.0
     backward_touched(theta, x, col_offset, n_in, width, depth, act, pre, post, dz, grad, delta, delta_below)
 
 
 @njit(cache=True)
-def backward_touched(theta, x, col_offset, n_in, width, depth, act, pre, post, dz, grad, delta, delta_below):
+def backward_touched(
+    theta: FloatArray,
+    x: FloatArray,
+    col_offset: int,
+    n_in: int,
+    width: int,
+    depth: int,
+    act: int,
+    pre: FloatArray,
+    post: FloatArray,
+    dz: float,
+    grad: FloatArray,
+    delta: FloatArray,
+    delta_below: FloatArray,
+) -> None:
     """As :func:`backward_one`, but writes only the entries the example touches (the
     ``len(x)`` first-layer columns at ``col_offset``, and every later parameter); the
     other entries of ``grad`` keep whatever they held."""
@@ -239,7 +274,20 @@ def backward_touched(theta, x, col_offset, n_in, width, depth, act, pre, post, d
 
 
 @njit(cache=True)
-def predict_items(theta, theta0, X, row_of_item, col_offsets, n_in, width, depth, act, perturb_scale, perturb_key, out):
+def predict_items(
+    theta: FloatArray,
+    theta0: FloatArray,
+    X: FloatArray,
+    row_of_item: IntArray,
+    col_offsets: IntArray,
+    n_in: int,
+    width: int,
+    depth: int,
+    act: int,
+    perturb_scale: float,
+    perturb_key: int,
+    out: FloatArray,
+) -> None:
     """Raw outputs of ``len(out)`` items: item ``k`` is row ``row_of_item[k]`` of ``X`` at
     column block ``col_offsets[k]``, plus its perturbation when ``perturb_scale > 0``."""
     pre = np.empty((depth, width))
@@ -253,7 +301,7 @@ def predict_items(theta, theta0, X, row_of_item, col_offsets, n_in, width, depth
 
 
 @njit(cache=True)
-def loss_and_slope(z, target, loss_kind, clamp):
+def loss_and_slope(z: float, target: float, loss_kind: int, clamp: float) -> tuple[float, float]:
     """Loss of raw output ``z`` against ``target`` and its derivative in ``z``."""
     if loss_kind == SQUARED:
         err = z - target
@@ -266,14 +314,14 @@ def loss_and_slope(z, target, loss_kind, clamp):
 
 # -- optimizers ----------------------------------------------------------------------
 @njit(cache=True)
-def loss_curvature(loss_kind):
+def loss_curvature(loss_kind: int) -> float:
     """An upper bound of the loss's second derivative in ``z``: 2 for ``(r - z)^2``,
     1/4 (the sigmoid's largest slope) for the KL loss."""
     return 2.0 if loss_kind == SQUARED else 0.25
 
 
 @njit(cache=True)
-def capped_ogd_rate(lr, slope, grad_sq_norm, curvature):
+def capped_ogd_rate(lr: float, slope: float, grad_sq_norm: float, curvature: float) -> float:
     """``min(lr, 1 / (curvature * ||dz/dtheta||^2))`` for ``grad = slope * dz/dtheta``.
 
     At this rate a step moves the linearised output at most onto the minimiser of the
@@ -285,7 +333,7 @@ def capped_ogd_rate(lr, slope, grad_sq_norm, curvature):
 
 
 @njit(cache=True)
-def sq_norm(grad):
+def sq_norm(grad: FloatArray) -> float:
     """``||grad||^2``, summed in index order."""
     total = 0.0
     for k in range(grad.shape[0]):
@@ -294,7 +342,7 @@ def sq_norm(grad):
 
 
 @njit(cache=True)
-def sq_norm_touched(grad, col_offset, d, n_in, width):
+def sq_norm_touched(grad: FloatArray, col_offset: int, d: int, n_in: int, width: int) -> float:
     """``||grad||^2`` over the entries :func:`backward_touched` wrote, in index order
     (so it equals the full sum over a gradient whose other entries are zero, bit for bit)."""
     total = 0.0
@@ -308,14 +356,14 @@ def sq_norm_touched(grad, col_offset, d, n_in, width):
 
 
 @njit(cache=True)
-def ogd_step(theta, grad, lr):
+def ogd_step(theta: FloatArray, grad: FloatArray, lr: float) -> None:
     """theta -= lr * grad."""
     for i in range(theta.shape[0]):
         theta[i] -= lr * grad[i]
 
 
 @njit(cache=True)
-def ogd_step_touched(theta, grad, lr, col_offset, d, n_in, width):
+def ogd_step_touched(theta: FloatArray, grad: FloatArray, lr: float, col_offset: int, d: int, n_in: int, width: int) -> None:
     """OGD on the entries :func:`backward_touched` wrote; bit-identical to :func:`ogd_step`
     on the full gradient, whose other entries are zero (``theta - lr * 0 == theta``)."""
     for i in range(width):
@@ -327,7 +375,9 @@ def ogd_step_touched(theta, grad, lr, col_offset, d, n_in, width):
 
 
 @njit(cache=True, error_model="numpy")  # no per-division zero check: lets LLVM vectorise
-def adabelief_step(theta, grad, m, s, t, lr, beta1, beta2, eps):
+def adabelief_step(
+    theta: FloatArray, grad: FloatArray, m: FloatArray, s: FloatArray, t: int, lr: float, beta1: float, beta2: float, eps: float
+) -> None:
     """AdaBelief step ``t`` (from 1), non-rectified, eps added into ``s`` every step."""
     c1 = 1.0 - beta1**t
     c2 = 1.0 - beta2**t
@@ -343,7 +393,9 @@ def adabelief_step(theta, grad, m, s, t, lr, beta1, beta2, eps):
 
 
 @njit(cache=True, error_model="numpy")  # no per-division zero check: lets LLVM vectorise
-def exadam_step(theta, grad, m, v, t, lr, beta1, beta2, eps):
+def exadam_step(
+    theta: FloatArray, grad: FloatArray, m: FloatArray, v: FloatArray, t: int, lr: float, beta1: float, beta2: float, eps: float
+) -> None:
     """EXAdam v2 step ``t`` (from 1): cross-moment debiasing and the gradient term."""
     c1 = 1.0 - beta1**t
     c2 = 1.0 - beta2**t
@@ -366,7 +418,7 @@ def exadam_step(theta, grad, m, v, t, lr, beta1, beta2, eps):
 
 
 @njit(cache=True)
-def project_to_ball(theta, theta0, radius):
+def project_to_ball(theta: FloatArray, theta0: FloatArray, radius: float) -> float:
     """Project ``theta`` onto the ball of ``radius`` around ``theta0``; return the distance
     before projection."""
     sq = 0.0
@@ -382,7 +434,18 @@ def project_to_ball(theta, theta0, radius):
 
 
 @njit(cache=True)
-def optimizer_step(theta, grad, first, second, t, optimizer, lr, beta1, beta2, eps):
+def optimizer_step(
+    theta: FloatArray,
+    grad: FloatArray,
+    first: FloatArray,
+    second: FloatArray,
+    t: int,
+    optimizer: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+) -> None:
     """Dispatch one step of the chosen optimizer."""
     if optimizer == OGD:
         ogd_step(theta, grad, lr)
@@ -394,9 +457,31 @@ def optimizer_step(theta, grad, first, second, t, optimizer, lr, beta1, beta2, e
 
 @njit(cache=True)
 def learn_one(
-    theta, theta0, grad, first, second, t, x, col_offset, n_in, width, depth, act, loss_kind, target,
-    clamp, perturb_scale, perturb_key, perturb_item, optimizer, lr, beta1, beta2, eps, radius,
-):
+    theta: FloatArray,
+    theta0: FloatArray,
+    grad: FloatArray,
+    first: FloatArray,
+    second: FloatArray,
+    t: int,
+    x: FloatArray,
+    col_offset: int,
+    n_in: int,
+    width: int,
+    depth: int,
+    act: int,
+    loss_kind: int,
+    target: float,
+    clamp: float,
+    perturb_scale: float,
+    perturb_key: int,
+    perturb_item: int,
+    optimizer: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    radius: float,
+) -> float:
     """One online gradient step on one example; returns the loss before the step.
 
     ``t`` is the step number (from 1) for the adaptive optimizers. ``radius <= 0``
@@ -419,8 +504,7 @@ def learn_one(
         # sparse path: with the disjoint encoding only one column block of W_1 moves
         backward_touched(theta, x, col_offset, n_in, width, depth, act, pre, post, slope, grad, delta, delta_below)
         sq = sq_norm_touched(grad, col_offset, x.shape[0], n_in, width)
-        ogd_step_touched(theta, grad, capped_ogd_rate(lr, slope, sq, loss_curvature(loss_kind)),
-                         col_offset, x.shape[0], n_in, width)
+        ogd_step_touched(theta, grad, capped_ogd_rate(lr, slope, sq, loss_curvature(loss_kind)), col_offset, x.shape[0], n_in, width)
     else:
         backward_one(theta, x, col_offset, n_in, width, depth, act, pre, post, slope, grad, delta, delta_below)
         if perturb_scale > 0.0:
@@ -435,7 +519,7 @@ def learn_one(
 
 # -- exploration ---------------------------------------------------------------------
 @njit(cache=True)
-def igw_probabilities(costs, gamma, out):
+def igw_probabilities(costs: FloatArray, gamma: float, out: FloatArray) -> int:
     """SquareCB inverse-gap weighting over predicted costs; returns the greedy index.
 
     ``b = argmin costs`` (lowest index on ties); ``out[a] = 1/(K + gamma*(c_a - c_b))``
@@ -460,7 +544,7 @@ def igw_probabilities(costs, gamma, out):
 
 
 @njit(cache=True)
-def reweighted_igw_probabilities(costs, gamma, out):
+def reweighted_igw_probabilities(costs: FloatArray, gamma: float, out: FloatArray) -> int:
     """FastCB reweighted inverse-gap weighting over predicted costs in [0, 1].
 
     ``out[a] = c_b / (K c_b + gamma (c_a - c_b))`` for ``a != b``; a 0/0 (``c_b = 0``
@@ -487,7 +571,7 @@ def reweighted_igw_probabilities(costs, gamma, out):
 
 
 @njit(cache=True)
-def sample_index(probabilities, u):
+def sample_index(probabilities: FloatArray, u: float) -> int:
     """The index whose cumulative probability first exceeds ``u`` in [0, 1)."""
     total = 0.0
     last = 0
@@ -508,14 +592,37 @@ def warm_up() -> None:
     theta0 = theta.copy()
     X = np.ones((1, 2))
     out = np.zeros(2)
-    predict_items(theta, theta0, X, np.zeros(2, dtype=np.int64), np.array([0, 2], dtype=np.int64),
-                  n_in, width, depth, TANH, 0.1, 7, out)
+    predict_items(theta, theta0, X, np.zeros(2, dtype=np.int64), np.array([0, 2], dtype=np.int64), n_in, width, depth, TANH, 0.1, 7, out)
     grad = np.zeros(p)
     first = np.zeros(p)
     second = np.zeros(p)
     for optimizer in (OGD, ADABELIEF, EXADAM):
-        learn_one(theta, theta0, grad, first, second, 1, X[0], 2, n_in, width, depth, TANH, KL, 1.0,
-                  1e-6, 0.1, 7, 1, optimizer, 1e-3, 0.9, 0.999, 1e-8, 10.0)
+        learn_one(
+            theta,
+            theta0,
+            grad,
+            first,
+            second,
+            1,
+            X[0],
+            2,
+            n_in,
+            width,
+            depth,
+            TANH,
+            KL,
+            1.0,
+            1e-6,
+            0.1,
+            7,
+            1,
+            optimizer,
+            1e-3,
+            0.9,
+            0.999,
+            1e-8,
+            10.0,
+        )
     costs = np.array([0.2, 0.5])
     igw_probabilities(costs, 10.0, out)
     reweighted_igw_probabilities(costs, 10.0, out)

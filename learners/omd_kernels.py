@@ -25,16 +25,21 @@ import math
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 
 @njit(cache=True)
-def omd_step_size(variation, diameter, grad_bound, delta):
+def omd_step_size(variation: float, diameter: float, grad_bound: float, delta: float) -> float:
     """``diameter / sqrt(delta + 4 grad_bound**2 + variation)``."""
     return diameter / math.sqrt(delta + 4.0 * grad_bound * grad_bound + variation)
 
 
 @njit(cache=True)
-def project_to_ball(v, radius):
+def project_to_ball(v: FloatArray, radius: float) -> None:
     """Scale ``v`` in place onto the ball of ``radius`` if it lies outside."""
     norm_sq = 0.0
     for i in range(v.shape[0]):
@@ -46,7 +51,9 @@ def project_to_ball(v, radius):
 
 
 @njit(cache=True)
-def omd_played_point(xhat, hint, variation, diameter, grad_bound, delta, played):
+def omd_played_point(
+    xhat: FloatArray, hint: FloatArray, variation: float, diameter: float, grad_bound: float, delta: float, played: FloatArray
+) -> None:
     """Write the point played this round, ``Proj(xhat - eta hint)``, into ``played``."""
     eta = omd_step_size(variation, diameter, grad_bound, delta)
     for i in range(xhat.shape[0]):
@@ -55,7 +62,16 @@ def omd_played_point(xhat, hint, variation, diameter, grad_bound, delta, played)
 
 
 @njit(cache=True)
-def omd_predict_one(xhat, hint, variation, x, diameter, grad_bound, delta, played):
+def omd_predict_one(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variation: float,
+    x: FloatArray,
+    diameter: float,
+    grad_bound: float,
+    delta: float,
+    played: FloatArray,
+) -> float:
     """The prediction ``w_t . x`` of the played point; changes nothing but ``played``."""
     omd_played_point(xhat, hint, variation, diameter, grad_bound, delta, played)
     pred = 0.0
@@ -65,7 +81,18 @@ def omd_predict_one(xhat, hint, variation, x, diameter, grad_bound, delta, playe
 
 
 @njit(cache=True)
-def omd_update_one(xhat, hint, variations, k, x, y, diameter, grad_bound, delta, played):
+def omd_update_one(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variations: FloatArray,
+    k: int,
+    x: FloatArray,
+    y: float,
+    diameter: float,
+    grad_bound: float,
+    delta: float,
+    played: FloatArray,
+) -> float:
     """One round for the model whose variation is ``variations[k]``; returns its prediction.
 
     ``played`` is scratch (d); on return it holds the point that was played.
@@ -91,7 +118,17 @@ def omd_update_one(xhat, hint, variations, k, x, y, diameter, grad_bound, delta,
 
 
 @njit(cache=True)
-def omd_observe(xhat, hint, variations, X, y, diameter, grad_bound, delta, preds):
+def omd_observe(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variations: FloatArray,
+    X: FloatArray,
+    y: FloatArray,
+    diameter: float,
+    grad_bound: float,
+    delta: float,
+    preds: FloatArray,
+) -> None:
     """Prequential micro-batch for one model (``variations`` has one slot)."""
     played = np.empty(xhat.shape[0])
     for r in range(X.shape[0]):
@@ -99,7 +136,9 @@ def omd_observe(xhat, hint, variations, X, y, diameter, grad_bound, delta, preds
 
 
 @njit(cache=True)
-def omd_predict(xhat, hint, variation, X, diameter, grad_bound, delta, out):
+def omd_predict(
+    xhat: FloatArray, hint: FloatArray, variation: float, X: FloatArray, diameter: float, grad_bound: float, delta: float, out: FloatArray
+) -> None:
     """Predictions of the current played point for every row of ``X`` (no state change)."""
     played = np.empty(xhat.shape[0])
     omd_played_point(xhat, hint, variation, diameter, grad_bound, delta, played)

@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
 
 @njit(cache=True)
-def ridge_update_one(P, w, x, y, beta, trace_cap, Px):
+def ridge_update_one(P: FloatArray, w: FloatArray, x: FloatArray, y: float, beta: float, trace_cap: float, Px: FloatArray) -> float:
     """Learn one row; return the prediction made before learning. ``Px`` is scratch (d)."""
     d = w.shape[0]
     pred = 0.0
@@ -62,7 +67,7 @@ def ridge_update_one(P, w, x, y, beta, trace_cap, Px):
 
 
 @njit(cache=True)
-def ridge_observe(P, w, X, y, beta, trace_cap, preds):
+def ridge_observe(P: FloatArray, w: FloatArray, X: FloatArray, y: FloatArray, beta: float, trace_cap: float, preds: FloatArray) -> None:
     """Prequential micro-batch: ``preds[i]`` is row i's prediction before it is learned."""
     Px = np.empty(w.shape[0])
     for r in range(X.shape[0]):
@@ -70,7 +75,7 @@ def ridge_observe(P, w, X, y, beta, trace_cap, preds):
 
 
 @njit(cache=True)
-def linear_predict(w, X, out):
+def linear_predict(w: FloatArray, X: FloatArray, out: FloatArray) -> None:
     """``out = X @ w`` without a BLAS call (cheaper than BLAS for small batches)."""
     for r in range(X.shape[0]):
         s = 0.0

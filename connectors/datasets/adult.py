@@ -37,13 +37,31 @@ ADULT_GZ_SHA256 = "c7a2b4716a97f930123e0baf879188d701e798172631a654fc703d4b08290
 ADULT_RAW_SHA256 = "5b00264637dbfec36bdeaab5676b0b309ff9eb788d63554ca0a249491c86603d"
 
 ADULT_COLUMNS = (
-    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
-    "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week",
-    "native-country", "income",
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+    "income",
 )
 ADULT_NUMERIC = ("age", "capital-gain", "capital-loss", "hours-per-week", "education-num")
 ADULT_CATEGORICAL_FIELDS = (
-    "workclass", "marital-status", "occupation", "relationship", "race", "sex", "native-country",
+    "workclass",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "native-country",
 )
 
 #: The paper's Adult groups without ``always_on``, on raw values.

@@ -20,9 +20,9 @@ import csv
 import gzip
 import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
-from typing import Iterator
 
 import numpy as np
 

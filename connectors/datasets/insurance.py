@@ -96,7 +96,7 @@ class GroupedRegressionData:
     def __len__(self) -> int:
         return self.X.shape[0]
 
-    def shuffled(self, seed: int) -> "GroupedRegressionData":
+    def shuffled(self, seed: int) -> GroupedRegressionData:
         """The rows in the order of ``np.random.RandomState(seed).permutation(n)``.
 
         This is the order of ``DataFrame.sample(frac=1, random_state=seed)``, the

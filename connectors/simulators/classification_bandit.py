@@ -20,8 +20,8 @@ The stream can also be emitted as the engine's ``decide`` / ``feedback`` event d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -77,8 +77,9 @@ class ClassificationBandit:
     ([0.0, 1.0], {'id': 'neural-bandit-s0-t0-fb', 'model': 'neural-bandit', 'kind': 'feedback', 'ref': 'neural-bandit-s0-t0', 'reward': 1.0})
     """
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, seed: int = 0, horizon: int | None = None,
-                 normalize: str = "l2", model: str = "neural-bandit"):
+    def __init__(
+        self, X: np.ndarray, y: np.ndarray, seed: int = 0, horizon: int | None = None, normalize: str = "l2", model: str = "neural-bandit"
+    ):
         X = np.array(X, dtype=np.float64, copy=True)
         y = np.asarray(y)
         if X.ndim != 2 or X.shape[0] != y.shape[0]:
@@ -132,10 +133,20 @@ class ClassificationBandit:
     def decide_event(self, t: int) -> dict:
         """The ``decide`` event of round ``t`` (the shared context as dense ``features``);
         ``expected_rewards`` lets the engine compute exact pseudo-regret."""
-        return {"id": self.decision_id(t), "model": self.model, "kind": "decide",
-                "features": self.contexts[t].tolist(), "expected_rewards": self.expected_rewards(t).tolist()}
+        return {
+            "id": self.decision_id(t),
+            "model": self.model,
+            "kind": "decide",
+            "features": self.contexts[t].tolist(),
+            "expected_rewards": self.expected_rewards(t).tolist(),
+        }
 
     def feedback_event(self, t: int, action: int) -> dict:
         """The ``feedback`` event answering round ``t``'s decision (``ref``) that chose ``action``."""
-        return {"id": f"{self.decision_id(t)}-fb", "model": self.model, "kind": "feedback",
-                "ref": self.decision_id(t), "reward": self.round(t).reward(action)}
+        return {
+            "id": f"{self.decision_id(t)}-fb",
+            "model": self.model,
+            "kind": "feedback",
+            "ref": self.decision_id(t),
+            "reward": self.round(t).reward(action),
+        }

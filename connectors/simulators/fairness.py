@@ -39,8 +39,16 @@ import numpy as np
 from regretflow.connectors.datasets.adult import load_adult
 
 FAIR_FEATURES = (
-    "age", "education-num", "hours-per-week", "capital-gain", "capital-loss",
-    "marital-status_Married-civ-spouse", "sex_Male", "sex_Female", "race_White", "race_Black",
+    "age",
+    "education-num",
+    "hours-per-week",
+    "capital-gain",
+    "capital-loss",
+    "marital-status_Married-civ-spouse",
+    "sex_Male",
+    "sex_Female",
+    "race_White",
+    "race_Black",
 )
 #: 0/1 feature columns that declare groups (for positive-decision rates per group).
 FAIR_GROUPS = ("sex_Male", "sex_Female", "race_White", "race_Black")
@@ -63,14 +71,27 @@ class Auditor:
 
 #: The default pool: five auditors with different views of who is alike.
 DEFAULT_AUDITORS = (
-    Auditor("merit", (("education-num", 2.0), ("hours-per-week", 1.0), ("capital-gain", 1.0),
-                      ("marital-status_Married-civ-spouse", 1.0)), 6.0, 0.10),
-    Auditor("record", (("age", 1.0), ("education-num", 1.0), ("hours-per-week", 1.0),
-                       ("capital-gain", 1.0), ("capital-loss", 1.0), ("marital-status_Married-civ-spouse", 1.0)),
-            6.0, 0.10),
+    Auditor(
+        "merit",
+        (("education-num", 2.0), ("hours-per-week", 1.0), ("capital-gain", 1.0), ("marital-status_Married-civ-spouse", 1.0)),
+        6.0,
+        0.10,
+    ),
+    Auditor(
+        "record",
+        (
+            ("age", 1.0),
+            ("education-num", 1.0),
+            ("hours-per-week", 1.0),
+            ("capital-gain", 1.0),
+            ("capital-loss", 1.0),
+            ("marital-status_Married-civ-spouse", 1.0),
+        ),
+        6.0,
+        0.10,
+    ),
     Auditor("everything", tuple((f, 1.0) for f in FAIR_FEATURES), 6.0, 0.05),
-    Auditor("life-stage", (("age", 1.0), ("education-num", 1.0), ("marital-status_Married-civ-spouse", 1.0)),
-            5.0, 0.15),
+    Auditor("life-stage", (("age", 1.0), ("education-num", 1.0), ("marital-status_Married-civ-spouse", 1.0)), 5.0, 0.15),
     Auditor("demographic", (("sex_Male", 1.0), ("race_White", 1.0), ("race_Black", 1.0), ("age", 0.5)), 2.0, 0.10),
 )
 
@@ -102,13 +123,14 @@ class AdultPopulation:
         self.feature_names = tuple(feature_names)
 
     @classmethod
-    def load(cls) -> "AdultPopulation":
+    def load(cls) -> AdultPopulation:
         """From the vendored UCI file (checksummed by the dataset loader; parsed once per process)."""
         X, y = _adult_columns()
         return cls(X.copy(), y.copy(), FAIR_FEATURES)
 
-    def hypothesis_class(self, n_directions: int = 16, n_offsets: int = 13, seed: int = 0,
-                         sample: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+    def hypothesis_class(
+        self, n_directions: int = 16, n_offsets: int = 13, seed: int = 0, sample: int = 4000
+    ) -> tuple[np.ndarray, np.ndarray]:
         """A finite class of linear thresholds fitted to the population's scale.
 
         Directions: the standardised class-mean difference (a linear discriminant)
@@ -202,9 +224,16 @@ class FairnessSimulator:
     [False, True, True, False]
     """
 
-    def __init__(self, population: AdultPopulation | None = None, n_rounds: int = 1000, k: int = 5,
-                 auditors: tuple[Auditor, ...] = DEFAULT_AUDITORS, panel_size: int = 3, seed: int = 0,
-                 model: str = "fair"):
+    def __init__(
+        self,
+        population: AdultPopulation | None = None,
+        n_rounds: int = 1000,
+        k: int = 5,
+        auditors: tuple[Auditor, ...] = DEFAULT_AUDITORS,
+        panel_size: int = 3,
+        seed: int = 0,
+        model: str = "fair",
+    ):
         self.population = population if population is not None else AdultPopulation.load()
         if not 1 <= panel_size <= len(auditors):
             raise ValueError(f"panel_size must be in 1..{len(auditors)}, got {panel_size}")
@@ -284,18 +313,22 @@ class FairnessSimulator:
 
     def decide_event(self, t: int) -> dict:
         """The ``decide`` of round t: the k individuals as ``actions``."""
-        return {"id": self.decision_id(t), "model": self.model, "kind": "decide",
-                "actions": self.individuals(t).tolist()}
+        return {"id": self.decision_id(t), "model": self.model, "kind": "decide", "actions": self.individuals(t).tolist()}
 
     def feedback_event(self, t: int, decisions: np.ndarray) -> dict:
         """Labels only for positively decided individuals (``None`` elsewhere)."""
         y = self.labels(t)
         label = [int(y[i]) if int(decisions[i]) == 1 else None for i in range(self.k)]
-        return {"id": f"{self.decision_id(t)}-fb", "model": self.model, "kind": "feedback",
-                "ref": self.decision_id(t), "label": label}
+        return {"id": f"{self.decision_id(t)}-fb", "model": self.model, "kind": "feedback", "ref": self.decision_id(t), "label": label}
 
     def audit_event(self, t: int, probabilities: np.ndarray) -> dict:
         """The panel's reports on the deployed probabilities of round t."""
-        return {"id": f"{self.decision_id(t)}-audit", "model": self.model, "kind": "audit",
-                "ref": self.decision_id(t), "violations": [list(r) for r in self.reports(t, probabilities)],
-                "panel_size": self.panel_size, "auditors": [self.auditors[j].name for j in self.panel(t)]}
+        return {
+            "id": f"{self.decision_id(t)}-audit",
+            "model": self.model,
+            "kind": "audit",
+            "ref": self.decision_id(t),
+            "violations": [list(r) for r in self.reports(t, probabilities)],
+            "panel_size": self.panel_size,
+            "auditors": [self.auditors[j].name for j in self.panel(t)],
+        }

@@ -24,10 +24,14 @@ platforms).
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from numba import njit
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
 
 __all__ = ["LinearDynamicalSystem", "test_case", "OFFICIAL_BUDGET_ACTIONS", "TEST_CASES", "warm_up"]
 
@@ -67,7 +71,18 @@ TEST_CASES: dict[str, dict[str, Any]] = {
 
 
 @njit(cache=True)
-def system_step(A, B, C, D, w, x, u, noise, sigma, x_next):
+def system_step(
+    A: FloatArray,
+    B: FloatArray,
+    C: FloatArray,
+    D: FloatArray,
+    w: FloatArray,
+    x: FloatArray,
+    u: FloatArray,
+    noise: FloatArray,
+    sigma: float,
+    x_next: FloatArray,
+) -> float:
     """One round: return ``w^T (C x + D u + sigma nu)``, then ``x <- A x + B u + sigma eps``.
 
     ``noise`` holds ``n + m`` standard normals (``eps`` first, then ``nu``);
@@ -98,7 +113,7 @@ def system_step(A, B, C, D, w, x, u, noise, sigma, x_next):
 
 
 @njit(cache=True)
-def draw_noise(rng, noise):
+def draw_noise(rng: np.random.Generator, noise: FloatArray) -> None:
     """Fill ``noise`` with standard normals from ``rng`` (same stream as ``rng.standard_normal(len)``)."""
     for i in range(noise.shape[0]):
         noise[i] = rng.standard_normal()
@@ -142,7 +157,17 @@ class LinearDynamicalSystem:
     0.81
     """
 
-    def __init__(self, A, B, C, D, noise_sigma: float, actions=None, output_weights=None, seed: int = 0):
+    def __init__(
+        self,
+        A: ArrayLike,
+        B: ArrayLike,
+        C: ArrayLike,
+        D: ArrayLike,
+        noise_sigma: float,
+        actions: ArrayLike | None = None,
+        output_weights: ArrayLike | None = None,
+        seed: int = 0,
+    ) -> None:
         self.A = np.ascontiguousarray(A, dtype=np.float64)
         self.B = np.ascontiguousarray(B, dtype=np.float64)
         self.C = np.ascontiguousarray(C, dtype=np.float64)
@@ -325,7 +350,7 @@ def test_case(name: str, seed: int = 0, noise_sigma: float | None = None) -> Lin
     return LinearDynamicalSystem(tc["A"], tc["B"], tc["C"], tc["D"], sigma, OFFICIAL_BUDGET_ACTIONS, seed=seed)
 
 
-test_case.__test__ = False  # not a pytest test despite its name
+test_case.__dict__["__test__"] = False  # not a pytest test despite its name (set through __dict__: a function has no declared __test__)
 
 
 def warm_up() -> None:

@@ -23,15 +23,57 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
+from numpy.typing import NDArray
 
+from regretflow.connectors import Position, Records, Sink
 from regretflow.connectors.datasets.bandit_classification import load
 
 from .classification_bandit import ClassificationBandit
 from .fairness import FairnessSimulator
+
+
+class Environment(Protocol):
+    """What :class:`ClosedLoopSource` plays: the environments of :data:`ENVIRONMENTS`.
+
+    Examples
+    --------
+    >>> env: Environment = LinearDynamicalEnv("ads", case="synthetic", seed=1)
+    >>> env.decide(0)["kind"], env.model
+    ('decide', 'ads')
+    """
+
+    model: str
+
+    def decide(self, t: int) -> dict[str, Any]: ...
+
+    def feedback(self, t: int, answer: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class RoundMonitor(Protocol):
+    """Watches the rounds a simulator plays (the engine's ``FairnessMonitor``); checkpointed with the loop.
+
+    Examples
+    --------
+    >>> env = FairnessEnv("fair", k=4, seed=0, horizon=8)
+    >>> env.monitor is None  # the daemon sets one for a fair model (regretflow.engine.cli.daemon.fairness_monitor)
+    True
+    """
+
+    def observe(self, t: int, probabilities: NDArray[np.float64], reports: list[tuple[int, int, int]] | None = None) -> None: ...
+
+    def gauges(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class ClosedLoopSource:
@@ -39,7 +81,7 @@ class ClosedLoopSource:
 
     partitioned = False
 
-    def __init__(self, env, rounds: int | None = None, record_path: str | None = None):
+    def __init__(self, env: Environment, rounds: int | None = None, record_path: str | None = None) -> None:
         self.env = env
         self.rounds = rounds
         # every emitted event, as JSONL: a log that ``regretflow replay`` can evaluate later
@@ -63,7 +105,7 @@ class ClosedLoopSource:
             self._record.write(b"\n".join(out) + b"\n")
         return out
 
-    def write(self, records) -> None:
+    def write(self, records: Records) -> None:
         """The engine's answers: each answered decide is played and its feedback queued."""
         for record in records:
             answer = orjson.loads(record[1])
@@ -77,12 +119,16 @@ class ClosedLoopSource:
         if self._record is not None:
             self._record.flush()
 
-    def position(self) -> dict[str, Any]:
-        return {"t": self.t, "waiting_ids": np.array(list(self.waiting), dtype=str),
-                "waiting_rounds": np.array(list(self.waiting.values()), dtype=np.int64),
-                "outbox": np.array([o.decode() for o in self.outbox], dtype=str), "env": self.env.state_dict()}
+    def position(self) -> Position:
+        return {
+            "t": self.t,
+            "waiting_ids": np.array(list(self.waiting), dtype=str),
+            "waiting_rounds": np.array(list(self.waiting.values()), dtype=np.int64),
+            "outbox": np.array([o.decode() for o in self.outbox], dtype=str),
+            "env": self.env.state_dict(),
+        }
 
-    def seek(self, position: dict[str, Any]) -> None:
+    def seek(self, position: Position) -> None:
         self.t = int(position["t"])
         self.waiting = {str(k): int(v) for k, v in zip(position["waiting_ids"], position["waiting_rounds"])}
         self.outbox = [str(o).encode() for o in position["outbox"]]
@@ -99,10 +145,10 @@ class ClosedLoopSource:
 class TeeSink:
     """Hands every answer to the loop and to the configured answer sink."""
 
-    def __init__(self, loop: ClosedLoopSource, sink):
+    def __init__(self, loop: ClosedLoopSource, sink: Sink) -> None:
         self.loop, self.sink = loop, sink
 
-    def write(self, records) -> None:
+    def write(self, records: Records) -> None:
         self.sink.write(records)
         self.loop.write(records)
 
@@ -177,7 +223,7 @@ class FairnessEnv:
     def __init__(self, model: str, k: int = 5, seed: int = 0, horizon: int = 100_000):
         self.model = model
         self.sim = FairnessSimulator(n_rounds=horizon, k=k, seed=seed, model=model)
-        self.monitor = None
+        self.monitor: RoundMonitor | None = None
 
     def decide(self, t: int) -> dict[str, Any]:
         return self.sim.decide_event(t)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import errno
 import logging
 import sys
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from regretflow.connectors.jsonl import JsonlSink, JsonlSource
 from regretflow.connectors.kafka import KafkaSink, KafkaSource, OffsetResetError
@@ -29,10 +30,20 @@ from regretflow.engine.runtime.loop import Engine
 from regretflow.engine.tasks import task_for
 from regretflow.engine.tasks.fair import FairTask
 
+if TYPE_CHECKING:
+    import subprocess
+
+    from regretflow.connectors import Sink
+    from regretflow.connectors.jsonl import JsonlSource
+    from regretflow.connectors.kafka import KafkaSource
+    from regretflow.connectors.simulators.loop import ClosedLoopSource, FairnessEnv
+    from regretflow.connectors.stdio import StdinSource
+    from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
+
 log = logging.getLogger("regretflow")
 
 
-def open_source(config: Config, spec: EndpointSpec):
+def open_source(config: Config, spec: EndpointSpec) -> JsonlSource | StdinSource | ClosedLoopSource | KafkaSource:
     """The configured event source."""
     if spec.type == "jsonl":
         _only(spec, "source", {"path", "follow"})
@@ -79,7 +90,7 @@ def open_source(config: Config, spec: EndpointSpec):
     raise ConfigError(f"source.type: {spec.type!r} is not available in this build")
 
 
-def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
+def fairness_monitor(config: Config, env: FairnessEnv, rounds: int, lp_max_rounds: Any) -> FairnessMonitor:
     """The simulator-side monitor of the fair model the environment drives (its class, gamma, C schedule)."""
     # the comparator's linear program loads scipy: only a fairness simulator needs it
     from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
@@ -99,7 +110,7 @@ def fairness_monitor(config: Config, env, rounds: int, lp_max_rounds: Any):
                            lp_max_rounds=lp_max_rounds, last_round=rounds)
 
 
-def open_sink(config: Config, spec: EndpointSpec, where: str):
+def open_sink(config: Config, spec: EndpointSpec, where: str) -> Sink:
     """The configured answer or dead-letter sink."""
     if spec.type == "jsonl":
         _only(spec, where, {"path", "fsync"})
@@ -146,6 +157,7 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
     source = open_source(config, config.source)
     answers = open_sink(config, config.answers, "answers")
     if config.source.type == "simulator":
+        assert isinstance(source, ClosedLoopSource)  # what open_source builds for a simulator
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
 
@@ -158,8 +170,9 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
         # the port was taken between check_config and the metrics server's bind: still a config problem (exit 2)
         raise ConfigError(f"metrics.port: cannot listen on {config.metrics.host}:{config.metrics.port} ({exc.strerror})") from None
     if engine.server is not None:
-        monitor = getattr(getattr(source, "env", None), "monitor", None)
-        live = LiveRecorder(engine, monitors={source.env.model: monitor} if monitor is not None else None,
+        env: Any = getattr(source, "env", None)  # a simulator's environment, whose monitor (if any) joins the live page
+        monitor = getattr(env, "monitor", None)
+        live = LiveRecorder(engine, monitors={env.model: monitor} if monitor is not None else None,
                             title=f"regretflow run {config_path or ''}".strip())
         engine.progress = live.chain(engine.progress)
         live.serve(engine.server)
@@ -216,13 +229,13 @@ def _supervise(config: Config, workers: int, config_path: str | None) -> int:
         raise ConfigError("--workers needs the config file path")
     stopping = False
 
-    def spawn(i: int) -> subprocess.Popen:
+    def spawn(i: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, "REGRETFLOW_WORKER_INDEX": str(i)}
         return subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", config_path, "--worker-index", str(i)], env=env)
 
     procs = {i: spawn(i) for i in range(workers)}
 
-    def forward(signum, frame):
+    def forward(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
         for p in procs.values():

@@ -20,14 +20,21 @@ Two yardsticks (docs/learners/fair-onesided.md and learners/fair.py explain the 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linprog
 
 from regretflow.learners import fair_kernels as K
 from regretflow.learners.contract import check_state, expect_array
 from regretflow.learners.fair import aggregate_panel
+
+if TYPE_CHECKING:
+    from regretflow.connectors.simulators.fairness import FairnessSimulator
+
+FloatArray = NDArray[np.float64]
 
 
 class FairRegretTracker:
@@ -48,7 +55,7 @@ class FairRegretTracker:
     (1.0, [0.0, 2.0], 1.0)
     """
 
-    def __init__(self, weights: Any, offsets: Any):
+    def __init__(self, weights: ArrayLike, offsets: ArrayLike) -> None:
         self.W = np.ascontiguousarray(weights, dtype=np.float64)
         self.b = np.ascontiguousarray(offsets, dtype=np.float64).reshape(-1)
         N = self.W.shape[0]
@@ -58,7 +65,7 @@ class FairRegretTracker:
         self.learner_lagrangian = 0.0
         self.rounds = 0
 
-    def update(self, X: np.ndarray, y: np.ndarray, q: np.ndarray, kept: np.ndarray | None = None,
+    def update(self, X: ArrayLike, y: ArrayLike, q: ArrayLike, kept: ArrayLike | None = None,
                fairness_weight: float = 0.0) -> None:
         """Add one round: individuals, true labels, the learner's q, its kept pairs and C."""
         X = np.ascontiguousarray(X, dtype=np.float64)
@@ -104,8 +111,8 @@ class FairRegretTracker:
 class FairComparator:
     """The solution of :func:`fair_comparator`."""
 
-    def __init__(self, errors: float, weights: np.ndarray, constraints_used: int, constraints_total: int,
-                 iterations: int):
+    def __init__(self, errors: float, weights: FloatArray, constraints_used: int, constraints_total: int,
+                 iterations: int) -> None:
         self.errors = errors
         self.weights = weights
         self.constraints_used = constraints_used
@@ -117,7 +124,7 @@ class FairComparator:
                 f"constraints_total={self.constraints_total}, iterations={self.iterations})")
 
 
-def fair_comparator(class_rounds: list[np.ndarray], label_rounds: list[np.ndarray], bound_rounds: list[np.ndarray],
+def fair_comparator(class_rounds: Sequence[NDArray[np.integer[Any]]], label_rounds: Sequence[FloatArray], bound_rounds: Sequence[FloatArray],
                     alpha_prime: float = 0.0, batch: int = 4000, tolerance: float = 1e-9,
                     max_iterations: int = 200) -> FairComparator:
     """Fewest expected mistakes of a fixed mixture of the class that is fair on every round.
@@ -196,7 +203,7 @@ def fair_comparator(class_rounds: list[np.ndarray], label_rounds: list[np.ndarra
     return FairComparator(float(constant + cost @ p), p, int(active.sum()), total, iterations)
 
 
-def _chunked_excess(A: np.ndarray, b: np.ndarray, p: np.ndarray, chunk: int = 100_000) -> np.ndarray:
+def _chunked_excess(A: NDArray[np.int8], b: FloatArray, p: FloatArray, chunk: int = 100_000) -> FloatArray:
     out = np.empty(A.shape[0])
     for start in range(0, A.shape[0], chunk):
         out[start:start + chunk] = A[start:start + chunk] @ p - b[start:start + chunk]
@@ -292,9 +299,9 @@ class FairnessMonitor:
         "last_round_pairs": "Pairs the auditor's own metric flags in the last round",
     }
 
-    def __init__(self, sim: Any, weights: Any, offsets: Any, gamma: float = 0.5,
-                 fairness_weight: Any = lambda t: 0.0, lp_max_rounds: int = 100_000, lp_first: int = 250,
-                 last_round: int | None = None):
+    def __init__(self, sim: FairnessSimulator, weights: ArrayLike, offsets: ArrayLike, gamma: float = 0.5,
+                 fairness_weight: Callable[[int], float] = lambda t: 0.0, lp_max_rounds: int = 100_000, lp_first: int = 250,
+                 last_round: int | None = None) -> None:
         self.sim = sim
         self.gamma = float(gamma)
         self.fairness_weight = fairness_weight
@@ -316,7 +323,7 @@ class FairnessMonitor:
         self.in_order = True
         self._publish()
 
-    def observe(self, t: int, probabilities: np.ndarray, reports: list | None = None) -> None:
+    def observe(self, t: int, probabilities: ArrayLike, reports: list[tuple[int, int, int]] | None = None) -> None:
         """Round ``t`` was answered with these probabilities (rounds come in order); ``reports``:
         the panel's, if already computed (default: computed from ``probabilities``)."""
         q = np.asarray(probabilities, dtype=np.float64)

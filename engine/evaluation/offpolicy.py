@@ -28,18 +28,24 @@ gives the same interval). The engine calls :func:`evaluate_policies` on a log
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 ESTIMATORS = ("ips", "snips", "dr")
 
 
-def _check(actions: Any, propensities: Any, rewards: Any, target: Any) -> tuple[np.ndarray, ...]:
-    actions = np.asarray(actions, dtype=np.int64).reshape(-1)
-    propensities = np.asarray(propensities, dtype=np.float64).reshape(-1)
-    rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-    target = np.asarray(target, dtype=np.float64)
+def _check(
+    actions_in: ArrayLike, propensities_in: ArrayLike, rewards_in: ArrayLike, target_in: ArrayLike
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+    actions = np.asarray(actions_in, dtype=np.int64).reshape(-1)
+    propensities = np.asarray(propensities_in, dtype=np.float64).reshape(-1)
+    rewards = np.asarray(rewards_in, dtype=np.float64).reshape(-1)
+    target = np.asarray(target_in, dtype=np.float64)
     n = actions.shape[0]
     if propensities.shape[0] != n or rewards.shape[0] != n or target.ndim != 2 or target.shape[0] != n:
         raise ValueError(f"need n actions, propensities, rewards and an (n, K) target; got {actions.shape}, "
@@ -53,18 +59,21 @@ def _check(actions: Any, propensities: Any, rewards: Any, target: Any) -> tuple[
     return actions, propensities, rewards, target
 
 
-def importance_weights(actions: Any, propensities: Any, target: Any) -> np.ndarray:
+def importance_weights(actions: ArrayLike, propensities: ArrayLike, target: ArrayLike) -> FloatArray:
     """``w_i = target[i, a_i] / propensity_i``."""
-    actions = np.asarray(actions, dtype=np.int64)
-    target = np.asarray(target, dtype=np.float64)
-    return target[np.arange(actions.shape[0]), actions] / np.asarray(propensities, dtype=np.float64)
+    played = np.asarray(actions, dtype=np.int64)
+    target_matrix = np.asarray(target, dtype=np.float64)
+    weights: FloatArray = target_matrix[np.arange(played.shape[0]), played] / np.asarray(propensities, dtype=np.float64)
+    return weights
 
 
-def _terms(actions, propensities, rewards, target, reward_estimates):
+def _terms(
+    actions: IntArray, propensities: FloatArray, rewards: FloatArray, target: FloatArray, reward_estimates: ArrayLike | None
+) -> tuple[FloatArray, FloatArray, FloatArray | None]:
     """Per-round numerator and weight vectors of the three estimators."""
     w = importance_weights(actions, propensities, target)
     wr = w * rewards
-    dr = None
+    dr: FloatArray | None = None
     if reward_estimates is not None:
         rhat = np.asarray(reward_estimates, dtype=np.float64)
         if rhat.shape != target.shape:
@@ -74,7 +83,7 @@ def _terms(actions, propensities, rewards, target, reward_estimates):
     return w, wr, dr
 
 
-def ips(actions: Any, propensities: Any, rewards: Any, target: Any) -> float:
+def ips(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, target: ArrayLike) -> float:
     """Inverse-propensity-score estimate of the target policy's value.
 
     Examples
@@ -87,7 +96,7 @@ def ips(actions: Any, propensities: Any, rewards: Any, target: Any) -> float:
     return float(np.mean(importance_weights(actions, propensities, target) * rewards)) if len(actions) else 0.0
 
 
-def snips(actions: Any, propensities: Any, rewards: Any, target: Any) -> float:
+def snips(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, target: ArrayLike) -> float:
     """Self-normalised IPS estimate (``sum w r / sum w``; 0 when no weight is positive)."""
     actions, propensities, rewards, target = _check(actions, propensities, rewards, target)
     w = importance_weights(actions, propensities, target)
@@ -95,14 +104,16 @@ def snips(actions: Any, propensities: Any, rewards: Any, target: Any) -> float:
     return float(np.dot(w, rewards) / total) if total > 0 else 0.0
 
 
-def doubly_robust(actions: Any, propensities: Any, rewards: Any, target: Any, reward_estimates: Any) -> float:
+def doubly_robust(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, target: ArrayLike, reward_estimates: ArrayLike) -> float:
     """Doubly-robust estimate with the reward model ``reward_estimates`` (n x K)."""
     actions, propensities, rewards, target = _check(actions, propensities, rewards, target)
     _, _, dr = _terms(actions, propensities, rewards, target, reward_estimates)
+    if dr is None:
+        raise ValueError("doubly_robust needs reward_estimates (an n x K reward model)")
     return float(np.mean(dr)) if len(actions) else 0.0
 
 
-def greedy_policy(reward_estimates: Any) -> np.ndarray:
+def greedy_policy(reward_estimates: ArrayLike) -> FloatArray:
     """One-hot matrix of each row's highest estimated reward (lowest index on ties)."""
     rhat = np.asarray(reward_estimates, dtype=np.float64)
     out = np.zeros_like(rhat)
@@ -110,26 +121,26 @@ def greedy_policy(reward_estimates: Any) -> np.ndarray:
     return out
 
 
-def uniform_policy(n: int, n_actions: int) -> np.ndarray:
+def uniform_policy(n: int, n_actions: int) -> FloatArray:
     """Every action with probability ``1 / K`` in each of ``n`` rounds."""
     return np.full((int(n), int(n_actions)), 1.0 / n_actions)
 
 
-def constant_policy(n: int, n_actions: int, action: int) -> np.ndarray:
+def constant_policy(n: int, n_actions: int, action: int) -> FloatArray:
     """Always ``action``."""
     out = np.zeros((int(n), int(n_actions)))
     out[:, int(action)] = 1.0
     return out
 
 
-def best_constant_action(actions: Any, propensities: Any, rewards: Any, n_actions: int) -> int:
+def best_constant_action(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, n_actions: int) -> int:
     """The action whose constant policy has the highest SNIPS value on the log."""
     n = len(np.asarray(actions))
     values = [snips(actions, propensities, rewards, constant_policy(n, n_actions, a)) for a in range(n_actions)]
     return int(np.argmax(values))
 
 
-def bootstrap_interval(actions: Any, propensities: Any, rewards: Any, target: Any, reward_estimates: Any = None,
+def bootstrap_interval(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, target: ArrayLike, reward_estimates: ArrayLike | None = None,
                        n_bootstrap: int = 200, confidence: float = 0.95, seed: int = 0,
                        chunk: int = 50) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals (resampling rounds) of every available estimator."""
@@ -158,8 +169,8 @@ def bootstrap_interval(actions: Any, propensities: Any, rewards: Any, target: An
     return {name: (float(np.quantile(s, tail)), float(np.quantile(s, 1.0 - tail))) for name, s in samples.items()}
 
 
-def evaluate_policies(actions: Any, propensities: Any, rewards: Any, policies: dict[str, Any],
-                      reward_estimates: Any = None, n_bootstrap: int = 200, confidence: float = 0.95,
+def evaluate_policies(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, policies: Mapping[str, ArrayLike],
+                      reward_estimates: ArrayLike | None = None, n_bootstrap: int = 200, confidence: float = 0.95,
                       seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """IPS, SNIPS and (with a reward model) DR estimates with bootstrap intervals, per policy.
 

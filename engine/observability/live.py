@@ -48,13 +48,13 @@ whole run stays on the page at a coarser step.
 from __future__ import annotations
 
 import contextlib
-import importlib
+import importlib.util
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import numpy as np
 import orjson
@@ -62,10 +62,34 @@ import orjson
 from regretflow.engine.tasks import shown_task
 from regretflow.learners import LEARNERS
 
+if TYPE_CHECKING:
+    from regretflow.engine.config import Config
+    from regretflow.engine.observability.metrics import MetricsServer
+    from regretflow.engine.runtime.loop import Engine
+
 LIVE_FORMAT = "regretflow-live"
 LIVE_VERSION = 1
 MAX_SAMPLES = 600
 MAX_SERIES = 8
+
+#: The engine's progress hook: called as ``progress(engine)`` after each batch, ``progress(engine, final=True)`` at the end.
+ProgressCallback = Callable[..., None]
+
+
+class GaugeSource(Protocol):
+    """A simulator monitor (e.g. :class:`~regretflow.engine.evaluation.fairness_lp.FairnessMonitor`) whose figures join a model's panels.
+
+    Examples
+    --------
+    >>> class Fixed:
+    ...     def gauges(self) -> dict[str, float]:
+    ...         return {"fair_regret": 0.5}
+    >>> source: GaugeSource = Fixed()
+    >>> source.gauges()
+    {'fair_regret': 0.5}
+    """
+
+    def gauges(self) -> dict[str, float]: ...
 
 
 def _num(v: Any) -> float | None:
@@ -113,8 +137,8 @@ class LiveRecorder:
     ('cumulative regret', 2)
     """
 
-    def __init__(self, engine, every: float = 1.0, monitors: dict[str, Any] | None = None,
-                 families: dict[str, list[str]] | None = None, title: str = "regretflow"):
+    def __init__(self, engine: Engine, every: float = 1.0, monitors: Mapping[str, GaugeSource] | None = None,
+                 families: dict[str, list[str]] | None = None, title: str = "regretflow") -> None:
         self.engine = engine
         self.every = every
         self.monitors = monitors or {}
@@ -123,17 +147,17 @@ class LiveRecorder:
         self.started = time.monotonic()
         self.due = 0.0
         self.t: list[float] = []
-        self.columns: dict[tuple, list] = {}  # (scope, panel index, label) -> values
+        self.columns: dict[tuple[str, int, str], list[float | None]] = {}  # (scope, panel index, label) -> values
         self.layout: dict[str, list[dict[str, Any]]] = {}  # scope -> panels (title, unit, labels)
         self.tasks: dict[str, dict[str, Any]] = {}
         self._last_events = 0
         self._last_latency = (0.0, 0)
         self._snapshot = self._render()
 
-    def chain(self, then: Callable | None) -> Callable:
+    def chain(self, then: ProgressCallback | None) -> ProgressCallback:
         """A progress callback that samples, then calls ``then`` (e.g. the progress line)."""
 
-        def callback(engine, final: bool = False) -> None:
+        def callback(engine: Engine, final: bool = False) -> None:
             self.sample()
             if then is not None:
                 then(engine, final=final) if final else then(engine)
@@ -156,7 +180,7 @@ class LiveRecorder:
                 if sample.name.endswith("_total") and sample.value > 0:
                     reason = sample.labels["reason"]
                     dead[reason] = dead.get(reason, 0.0) + sample.value
-        top = sorted(dead, key=dead.get, reverse=True)
+        top = sorted(dead, key=dead.__getitem__, reverse=True)
         shown = {r: dead[r] for r in top[:MAX_SERIES - 1]}
         if len(top) >= MAX_SERIES:
             shown["other reasons"] = sum(dead[r] for r in top[MAX_SERIES - 1:])
@@ -196,7 +220,7 @@ class LiveRecorder:
                         self.columns[key] = [None] * n
                         layout[i]["labels"].append(label)
                     self.columns[key].append(_num(value))
-        for key, column in self.columns.items():  # a series absent from this sample: null
+        for column in self.columns.values():  # a series absent from this sample: null
             if len(column) < n + 1:
                 column.append(None)
         self._snapshot = self._render()  # one reference swap: the HTTP thread reads whole snapshots
@@ -219,7 +243,7 @@ class LiveRecorder:
         """The latest ``/live.json`` body (bytes, safe to read from another thread)."""
         return self._snapshot
 
-    def serve(self, server) -> None:
+    def serve(self, server: MetricsServer) -> None:
         """Add ``/``, ``/live.js`` and ``/live.json`` to a :class:`~regretflow.engine.observability.metrics.MetricsServer`."""
         page, script = static_file("live.html"), static_file("live.js")
         server.routes["/"] = lambda: (page, "text/html; charset=utf-8")
@@ -233,7 +257,7 @@ def static_file(name: str) -> bytes:
 
 
 # -- start-up feedback ---------------------------------------------------------------------
-def _kernel_modules(config) -> list[str]:
+def _kernel_modules(config: Config) -> list[str]:
     mods = {"regretflow.learners.ridge_kernels"}
     for spec in config.models.values():
         name = LEARNERS[spec.learner].__module__
@@ -241,9 +265,11 @@ def _kernel_modules(config) -> list[str]:
     return sorted(mods)
 
 
-def cold_kernel_cache(config) -> bool:
+def cold_kernel_cache(config: Config) -> bool:
     """Whether any kernel module of the config's learners has no numba cache index yet."""
-    from numba.core.config import CACHE_DIR
+    from numba.core import config as numba_config
+
+    cache_dir: str = getattr(numba_config, "CACHE_DIR", "")  # set at import from NUMBA_CACHE_DIR, invisible to a type checker
 
     for name in _kernel_modules(config):
         spec = importlib.util.find_spec(name)
@@ -252,14 +278,14 @@ def cold_kernel_cache(config) -> bool:
         source = Path(spec.origin)
         if "@njit" not in source.read_text(errors="ignore") and "njit(" not in source.read_text(errors="ignore"):
             continue
-        places = [Path(CACHE_DIR)] if CACHE_DIR else [source.parent / "__pycache__"]  # numba uses one or the other
+        places = [Path(cache_dir)] if cache_dir else [source.parent / "__pycache__"]  # numba uses one or the other
         if not any(list(p.rglob(f"{source.stem}.*.nbi")) for p in places if p.is_dir()):
             return True
     return False
 
 
 @contextlib.contextmanager
-def announce_compile(config, stream=None) -> Iterator[None]:
+def announce_compile(config: Config, stream: TextIO | None = None) -> Iterator[None]:
     """Around the engine's warm-up: on a cold numba cache, say so, and how long it took."""
     stream = stream or sys.stderr
     cold = cold_kernel_cache(config)

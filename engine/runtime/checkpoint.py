@@ -39,7 +39,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class UnreadableCheckpoint(CheckpointError):
         self.path = Path(path)
         self.reason = reason
 
-    def __reduce__(self):  # picklable with its two arguments (the default would pass the message alone)
+    def __reduce__(self) -> tuple[type[UnreadableCheckpoint], tuple[Path, str]]:  # picklable with its two arguments (the default would pass the message alone)
         return type(self), (self.path, self.reason)
 
 
@@ -171,7 +171,9 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
     final = directory / f"checkpoint-{number:012d}.npz"
     tmp = directory / f".{final.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
     buf = io.BytesIO()
-    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8), **{_member(k): v for k, v in arrays.items()})
+    # Any, not NDArray: mypy matches a ** mapping against savez's allow_pickle: bool as well
+    members: dict[str, Any] = {_member(k): v for k, v in arrays.items()}
+    np.savez(buf, __meta__=np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8), **members)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory}: exists and is not a directory")
     try:
@@ -335,7 +337,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return state, meta
 
 
-def _check_sizes(fh, path: Path) -> None:
+def _check_sizes(fh: BinaryIO, path: Path) -> None:
     """Refuse, before anything is expanded, a file whose members would take more memory than
     the file's own size: regretflow stores members uncompressed, so a compressed member (a zip
     bomb), a member whose header claims more bytes than the archive holds, or an array header
