@@ -101,7 +101,7 @@ def test_dockerfile_slim_non_root_warmed_with_healthcheck():
     assert ("STOPSIGNAL", "SIGTERM") in final
     cmd = [rest for word, rest in final if word == "CMD"][-1]
     assert f'"{CONFIG_IN_CONTAINER}"' in cmd
-    assert (f"COPY", f"deploy/docker/regretflow.toml {CONFIG_IN_CONTAINER}") in final
+    assert ("COPY", f"deploy/docker/regretflow.toml {CONFIG_IN_CONTAINER}") in final
     env = " ".join(rest for word, rest in final if word == "ENV")
     assert "NUMBA_CACHE_DIR=" in env
 
