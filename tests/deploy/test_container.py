@@ -78,7 +78,7 @@ def names():
     yield make
     for kind, name in reversed(made):
         if kind == "container":
-            podman("rm", "--force", "--time", "0", name, check=False)
+            podman("rm", "--force", "--volumes", "--time", "0", name, check=False)  # and its anonymous /var/lib/regretflow volume
         else:
             podman("volume", "rm", "--force", name, check=False)
 
