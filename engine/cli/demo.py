@@ -130,7 +130,8 @@ def fair_rounds(passes: int) -> int:
     return max(1, passes) * ROUNDS_PER_PASS["fair-onesided"]
 
 
-def demo_config(port: int = 9108, metrics: bool = True, families: list[str] | None = None, passes: int = 3) -> Config:
+def demo_config(port: int = 9108, metrics: bool = True, families: list[str] | None = None, passes: int = 3,
+                host: str = "127.0.0.1") -> Config:
     """The demo's config, as a user would write it in TOML (see deploy/examples)."""
     data = load_insurance()
     models: dict[str, Any] = {}
@@ -147,7 +148,7 @@ def demo_config(port: int = 9108, metrics: bool = True, families: list[str] | No
     return parse_config({
         "models": models,
         "runtime": {"batch_size": 64, "batch_timeout_ms": 10.0},
-        "metrics": {"enabled": metrics, "port": port},
+        "metrics": {"enabled": metrics, "port": port, "host": host},
     })
 
 
@@ -407,10 +408,10 @@ class Progress:
         self.stream.flush()
 
 
-def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: float = 0.0,
+def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: float = 0.0, host: str = "127.0.0.1",
              progress: bool = True, as_json: bool = False, seed: int = 0, families: list[str] | None = None) -> dict[str, Any]:
     chosen = _families(families)
-    config = demo_config(port=port, families=chosen, passes=passes)
+    config = demo_config(port=port, families=chosen, passes=passes, host=host)
     source, sink, monitors = build_demo(config, passes, seed, rate)
     total = sum(k if not hasattr(s, "env") else k * (3 if s.env.model == "adult-lending" else 2) for _, s, k in source.lanes)
     with announce_compile(config):

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--family", action="append", metavar="NAME",
                    help="run only this family (repeatable): groupwise, neural-bandit, analytic-ridge, dynamical-bandit, fair-onesided")
     d.add_argument("--rate", type=float, default=1000.0, metavar="EV/S", help="events per second, 0 for as fast as possible (default 1000)")
-    d.add_argument("--port", type=int, default=9108, metavar="P", help="live page and metrics port on 127.0.0.1 (default 9108, 0 picks a free one)")
+    d.add_argument("--port", type=int, default=9108, metavar="P", help="live page and metrics port (default 9108, 0 picks a free one)")
+    d.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="address the live page listens on (default 127.0.0.1; 0.0.0.0 inside a container)")
     d.add_argument("--linger", type=float, default=0.0, metavar="S", help="keep serving the live page and /metrics this many seconds after the end")
     d.add_argument("--seed", type=int, default=0, metavar="N")
     d.add_argument("--no-progress", action="store_true", help="no progress line")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             # the engine's learners (numba) load only for the commands that run them: --help and schema start fast
             from regretflow.engine.cli.demo import run_demo
 
-            run_demo(passes=args.passes, rate=args.rate, port=args.port, linger=args.linger,
+            run_demo(passes=args.passes, rate=args.rate, port=args.port, host=args.host, linger=args.linger,
                      progress=not args.no_progress, as_json=args.json, seed=args.seed, families=args.family)
             return 0
         if args.command == "run":
