@@ -171,7 +171,7 @@ class ModelSpec:
             raise _KeyProblem("learner", f"{self.learner!r} is not one of {', '.join(sorted(LEARNERS))}{hint}")
         if len(set(self.features)) != len(self.features):
             raise _KeyProblem("features", "names must be unique")
-        learner_cls = LEARNERS[self.learner]
+        learner_cls: Any = LEARNERS[self.learner]
         if learner_cls.requires_features and not self.features:
             raise _KeyProblem("features", f"required for a {learner_cls.task} learner")
         names = [g.name for g in self.groups]
@@ -373,15 +373,18 @@ def _endpoint_problems(table: Any, where: str, raw: dict[str, Any]) -> list[str]
     if kind == "jsonl":
         path = options.get("path")
         if not isinstance(path, str) or not path:
-            problems.append(f"{where}.path: required (a string) for type = \"jsonl\"")
+            problems.append(f'{where}.path: required (a string) for type = "jsonl"')
         for flag in ("follow", "fsync"):
             if flag in options and not isinstance(options[flag], bool):
                 problems.append(f"{where}.{flag}: expected true or false, got {options[flag]!r}")
     if kind == "kafka":
         if role == "sink":
             options = {**_inherited_kafka_options(raw), **options}
-        mistyped = [key for key in ("sasl_password", "sasl_password_env", "sasl_username")
-                    if options.get(key) is not None and not isinstance(options[key], str)]
+        mistyped = [
+            key
+            for key in ("sasl_password", "sasl_password_env", "sasl_username")
+            if options.get(key) is not None and not isinstance(options[key], str)
+        ]
         for key in mistyped:  # typed here, before the client sees it; a secret's value is never echoed back
             shown = "a value (not shown)" if key in SECRET_KEYS else f"{options[key]!r}"
             problems.append(f"{where}.{key}: expected a string, got {shown}")
@@ -401,8 +404,19 @@ SECRET_KEYS = frozenset({"sasl_password"})
 
 
 # connection settings a kafka sink takes from a kafka source when it does not set them
-KAFKA_SHARED_OPTIONS = ("backend", "bootstrap_servers", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
-                        "sasl_password", "sasl_password_env", "ssl_cafile", "ssl_certfile", "ssl_keyfile")
+KAFKA_SHARED_OPTIONS = (
+    "backend",
+    "bootstrap_servers",
+    "client_id",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "sasl_password_env",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
 
 
 def _inherited_kafka_options(raw: dict[str, Any]) -> dict[str, Any]:
@@ -492,7 +506,7 @@ def _learner_message(where: str, message: str, accepted: set[str]) -> str:
         return message  # already names the key (build_learner's own checks)
     head = message.split(":", 1)[0].split(" ", 1)[0]
     if head in accepted:
-        rest = message[len(head):].lstrip(": ")
+        rest = message[len(head) :].lstrip(": ")
         key = _INJECTED.get(head)
         return f"{where}.{key}: {rest}" if key else f"{where}.params.{head}: {rest}"
     return f"{where}.params: {message}"
@@ -556,12 +570,23 @@ def _expected(err: ErrorDetails) -> str:
     if kind in bounds:
         bound = next(iter(ctx.values()))
         what = "an integer" if isinstance(err["input"], int) else "a number"
-        return f"expected {what} {bounds[kind]} {bound:,}" if isinstance(bound, int) and bound > 99_999 else f"expected {what} {bounds[kind]} {bound}"
+        return (
+            f"expected {what} {bounds[kind]} {bound:,}"
+            if isinstance(bound, int) and bound > 99_999
+            else f"expected {what} {bounds[kind]} {bound}"
+        )
     simple = {
-        "int_type": "expected an integer", "int_from_float": "expected an integer", "float_type": "expected a number",
-        "finite_number": "expected a finite number", "bool_type": "expected true or false", "string_type": "expected a string",
-        "tuple_type": "expected a list", "list_type": "expected a list", "dict_type": "expected a table",
-        "dataclass_type": "expected a table", "dataclass_exact_type": "expected a table",
+        "int_type": "expected an integer",
+        "int_from_float": "expected an integer",
+        "float_type": "expected a number",
+        "finite_number": "expected a finite number",
+        "bool_type": "expected true or false",
+        "string_type": "expected a string",
+        "tuple_type": "expected a list",
+        "list_type": "expected a list",
+        "dict_type": "expected a table",
+        "dataclass_type": "expected a table",
+        "dataclass_exact_type": "expected a table",
     }
     if kind in simple:
         return simple[kind]
@@ -701,10 +726,27 @@ def describe(config: Config) -> str:
     metrics = f"metrics on {config.metrics.host}:{config.metrics.port}" if config.metrics.enabled else "metrics off"
     checkpoints = f"checkpoints in {config.resolve(config.checkpoint.dir)}" if config.checkpoint.dir else "no checkpoints"
     n = len(config.models)
-    return (f"config OK: {n} model{'s' if n != 1 else ''} {models}; source {config.source.type}, answers {config.answers.type}, "
-            f"dead letters {config.dead_letters.type}; {checkpoints}; {metrics}")
+    return (
+        f"config OK: {n} model{'s' if n != 1 else ''} {models}; source {config.source.type}, answers {config.answers.type}, "
+        f"dead letters {config.dead_letters.type}; {checkpoints}; {metrics}"
+    )
 
 
-__all__ = ["Config", "ConfigError", "ModelSpec", "GroupSpec", "JoinSpec", "RegretSpec", "RuntimeSpec", "CheckpointSpec",
-           "MetricsSpec", "EndpointSpec", "load_config", "parse_config", "check_host", "check_config", "learner_problems",
-           "describe"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ModelSpec",
+    "GroupSpec",
+    "JoinSpec",
+    "RegretSpec",
+    "RuntimeSpec",
+    "CheckpointSpec",
+    "MetricsSpec",
+    "EndpointSpec",
+    "load_config",
+    "parse_config",
+    "check_host",
+    "check_config",
+    "learner_problems",
+    "describe",
+]

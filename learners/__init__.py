@@ -37,8 +37,34 @@ LEARNERS = {
     "one-sided-exp2": OneSidedExp2,
 }
 
-__all__ = ["LEARNERS", "ROLES", "SupervisedEstimator", "BanditPolicy", "FairPolicy", "Observed", "Decision", "PanelDecision", "OnlineRidge", "OptimisticOMDRegressor", "GroupwiseRegressor", "DynLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3", "BudgetPolytope", "SystemBounds",
-           "FairExp2", "FairFTPL", "OneSidedExp2", "AnalyticRidgeClassifier",
-           "OnlineNeuralRegressor", "NeuralSquareCB", "NeuralFastCB", "LinUCBDisjoint", "EpsilonGreedy"]
+__all__ = [
+    "LEARNERS",
+    "ROLES",
+    "SupervisedEstimator",
+    "BanditPolicy",
+    "FairPolicy",
+    "Observed",
+    "Decision",
+    "PanelDecision",
+    "OnlineRidge",
+    "OptimisticOMDRegressor",
+    "GroupwiseRegressor",
+    "DynLinUCB",
+    "LinUCB",
+    "DiscountedLinUCB",
+    "Exp3",
+    "BatchedExp3",
+    "BudgetPolytope",
+    "SystemBounds",
+    "FairExp2",
+    "FairFTPL",
+    "OneSidedExp2",
+    "AnalyticRidgeClassifier",
+    "OnlineNeuralRegressor",
+    "NeuralSquareCB",
+    "NeuralFastCB",
+    "LinUCBDisjoint",
+    "EpsilonGreedy",
+]
 # not families the engine serves, but public for simulations and the reproductions
 __all__ += ["FullInformationFairExp2", "greedy_separator", "ALWAYS_ON"]

@@ -579,7 +579,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
 
     def _observe(self, X: Any, y: Any, groups: np.ndarray | None, answer: bool) -> np.ndarray:
         if self._features is None:  # refuse bad values and labels before the features are fixed
-            for label in (y.tolist() if hasattr(y, "tolist") else list(y)):
+            for label in y.tolist() if hasattr(y, "tolist") else list(y):
                 self._label_kind_of(label)
             if hasattr(X, "columns"):
                 as_matrix(X, None)

@@ -104,8 +104,9 @@ class _RidgeArms(BanditDefaults):
         return out
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
-              actions: Any = None, ticket: int = -1) -> None:
+    def learn(
+        self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
+    ) -> None:
         """Exact ridge update with the chosen action's observed reward."""
         rows = self._inputs(context, actions)
         action = int(action)
@@ -123,9 +124,15 @@ class _RidgeArms(BanditDefaults):
         return {"greedy_probability": float(self._greedy_probability)}
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"family": self.family, "mode": self.mode, "n_actions": self.n_actions_,
-                                 "n_features": self.n_features_, "n_updates": self.n_updates,
-                                 "last_greedy_probability": self._greedy_probability, **rng_state(self._rng)}
+        state: dict[str, Any] = {
+            "family": self.family,
+            "mode": self.mode,
+            "n_actions": self.n_actions_,
+            "n_features": self.n_features_,
+            "n_updates": self.n_updates,
+            "last_greedy_probability": self._greedy_probability,
+            **rng_state(self._rng),
+        }
         if self._P is not None:
             state["P"] = self._P.copy()
             state["w"] = self._w.copy()

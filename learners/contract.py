@@ -442,8 +442,7 @@ def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
     if method is None:
         return functools.partial(refuses_nonfinite, also=also)
     names = list(inspect.signature(method).parameters)
-    checked = [(name, names.index(name), name not in _REQUIRED_ARGUMENTS) for name in names
-               if name in _CHECKED_ARGUMENTS or name in also]
+    checked = [(name, names.index(name), name not in _REQUIRED_ARGUMENTS) for name in names if name in _CHECKED_ARGUMENTS or name in also]
 
     @functools.wraps(method)
     def guarded(*args, **kwargs):
@@ -494,8 +493,7 @@ def warn_ignored_features(owner: str, names: Iterable[Any], features: list[str],
     unwarned = [name for name in new if name not in warned]
     if unwarned:
         warned.update(unwarned)
-        warnings.warn(f"{owner} ignores features it was not built with: {unwarned} "
-                      "(declare every feature in features=)", stacklevel=3)
+        warnings.warn(f"{owner} ignores features it was not built with: {unwarned} (declare every feature in features=)", stacklevel=3)
 
 
 # -- results -----------------------------------------------------------------------------
@@ -601,8 +599,9 @@ class BanditPolicy(Learner, Protocol):
 
     def decide(self, context: Any, actions: Any = None) -> Decision: ...
 
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
-              actions: Any = None, ticket: int = -1) -> None: ...
+    def learn(
+        self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
+    ) -> None: ...
 
     def act(self, context: Any, actions: Any = None) -> tuple[int, np.ndarray]: ...
 
@@ -622,8 +621,7 @@ class FairPolicy(Learner, Protocol):
 
     def learn_panel(self, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None: ...
 
-    def audit(self, actions: Any, decisions: Any, probabilities: Any, violations: Any,
-              panel_size: int | None = None) -> int: ...
+    def audit(self, actions: Any, decisions: Any, probabilities: Any, violations: Any, panel_size: int | None = None) -> int: ...
 
 
 ROLES: dict[str, type] = {

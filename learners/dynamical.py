@@ -136,8 +136,10 @@ def action_matrix(actions: Any, name: str = "actions") -> np.ndarray:
         unknown = set(actions) - set(_POLYTOPE_FIELDS)
         missing = set(_POLYTOPE_FIELDS[:4]) - set(actions)
         if unknown or missing:
-            raise TypeError(f"{name}: expected a list of action vectors or a budget polytope with the fields "
-                            f"{', '.join(_POLYTOPE_FIELDS)}, got {actions!r}")
+            raise TypeError(
+                f"{name}: expected a list of action vectors or a budget polytope with the fields "
+                f"{', '.join(_POLYTOPE_FIELDS)}, got {actions!r}"
+            )
         actions = BudgetPolytope(**actions)
     if isinstance(actions, BudgetPolytope):
         for field in ("lower", "upper"):
@@ -301,8 +303,9 @@ def _resolve_lam(lam: Any, horizon: int) -> float:
     return float(lam)
 
 
-def check_optimistic_parameters(horizon: Any, delta: Any, u_norm: Any, norm_bound: Any, beta_scale: Any,
-                                residual_window: Any, seed: Any) -> None:
+def check_optimistic_parameters(
+    horizon: Any, delta: Any, u_norm: Any, norm_bound: Any, beta_scale: Any, residual_window: Any, seed: Any
+) -> None:
     """The parameters DynLin-UCB, LinUCB and Discounted LinUCB share, named as they take them."""
     check_integer("horizon", horizon, ">= 2")
     check_number("delta", delta, "(0, 1)", allow_none=True)
@@ -350,7 +353,17 @@ class _OptimisticLinearBandit(BanditDefaults):
         "action switches says rho_bar is too small (epochs end before the system settles) or the bounds are wrong.",
     }
 
-    def _setup(self, actions: Any, seed: int, log_inv_rho: float, first_epoch_end: int, beta_rule: int, beta_params: np.ndarray, residual_window: float, lam: float) -> None:
+    def _setup(
+        self,
+        actions: Any,
+        seed: int,
+        log_inv_rho: float,
+        first_epoch_end: int,
+        beta_rule: int,
+        beta_params: np.ndarray,
+        residual_window: float,
+        lam: float,
+    ) -> None:
         self._actions = action_matrix(actions)
         n_arms, d = self._actions.shape
         self._log_inv_rho = float(log_inv_rho)
@@ -430,7 +443,20 @@ class _OptimisticLinearBandit(BanditDefaults):
         self._check_actions(actions)
         due = int(self._istate[K.I_DUE])
         initial = int(self._rng.random() * self.n_arms) if due == K.DUE_INITIAL else 0
-        arm = int(K.ucb_decide(self._istate, self._fstate, self._h, self._M, self._actions, self._beta_rule, self._beta_params, initial, self._means, self._scores))
+        arm = int(
+            K.ucb_decide(
+                self._istate,
+                self._fstate,
+                self._h,
+                self._M,
+                self._actions,
+                self._beta_rule,
+                self._beta_params,
+                initial,
+                self._means,
+                self._scores,
+            )
+        )
         if self._istate[K.I_ROUND] == 0:
             probs = np.full(self.n_arms, 1.0 / self.n_arms)
         else:
@@ -439,8 +465,9 @@ class _OptimisticLinearBandit(BanditDefaults):
         return Decision(arm, probs)
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
-              actions: Any = None, ticket: int = -1) -> None:
+    def learn(
+        self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
+    ) -> None:
         """Feed the reward of the current round (every round, in order).
 
         Only the reward of an epoch's last round changes the regression; the others
@@ -459,9 +486,36 @@ class _OptimisticLinearBandit(BanditDefaults):
 
     def _learn_kernel(self, reward: float) -> None:
         if self._statistics == "ridge":
-            K.ucb_learn(self._istate, self._fstate, self._Vinv, self._b, self._h, self._actions, reward, self._log_inv_rho, self._residual_window, self._scratch)
+            K.ucb_learn(
+                self._istate,
+                self._fstate,
+                self._Vinv,
+                self._b,
+                self._h,
+                self._actions,
+                reward,
+                self._log_inv_rho,
+                self._residual_window,
+                self._scratch,
+            )
         else:
-            K.discounted_learn(self._istate, self._fstate, self._V, self._Vtilde, self._Vinv, self._M, self._b, self._h, self._actions, reward, self._lam, self._discount, self._residual_window, self._work, self._scratch)
+            K.discounted_learn(
+                self._istate,
+                self._fstate,
+                self._V,
+                self._Vtilde,
+                self._Vinv,
+                self._M,
+                self._b,
+                self._h,
+                self._actions,
+                reward,
+                self._lam,
+                self._discount,
+                self._residual_window,
+                self._work,
+                self._scratch,
+            )
 
     @refuses_nonfinite
     def learn_many(self, contexts: Any, actions: Sequence[int], rewards: Sequence[float], probabilities: Any = None) -> None:
@@ -493,11 +547,43 @@ class _OptimisticLinearBandit(BanditDefaults):
         # round 0's uniform arm comes from the learner's generator, drawn as decide() draws it
         initial = int(self._rng.random() * self.n_arms) if self._istate[K.I_DUE] == K.DUE_INITIAL and n_rounds > 0 else 0
         if self._statistics == "ridge":
-            K.ucb_play(step, environment, self._actions, self._istate, self._fstate, self._Vinv, self._b, self._h, self._beta_rule,
-                       self._beta_params, self._log_inv_rho, self._residual_window, initial, arms)
+            K.ucb_play(
+                step,
+                environment,
+                self._actions,
+                self._istate,
+                self._fstate,
+                self._Vinv,
+                self._b,
+                self._h,
+                self._beta_rule,
+                self._beta_params,
+                self._log_inv_rho,
+                self._residual_window,
+                initial,
+                arms,
+            )
         else:
-            K.discounted_play(step, environment, self._actions, self._istate, self._fstate, self._V, self._Vtilde, self._Vinv, self._M, self._b,
-                              self._h, self._beta_rule, self._beta_params, self._lam, self._discount, self._residual_window, initial, arms)
+            K.discounted_play(
+                step,
+                environment,
+                self._actions,
+                self._istate,
+                self._fstate,
+                self._V,
+                self._Vtilde,
+                self._Vinv,
+                self._M,
+                self._b,
+                self._h,
+                self._beta_rule,
+                self._beta_params,
+                self._lam,
+                self._discount,
+                self._residual_window,
+                initial,
+                arms,
+            )
         return arms
 
     def _check_actions(self, actions: Any) -> None:

@@ -545,7 +545,9 @@ def warm_up() -> None:
 # round after round, so it leaves the state that ``act`` + ``learn`` would. Not cached:
 # numba cannot key its disk cache on a function-valued argument.
 @njit
-def ucb_play(step, environment, actions, istate, fstate, Vinv, b, h, beta_rule, beta_params, log_inv_rho, residual_window, initial_arm, arms_out):
+def ucb_play(
+    step, environment, actions, istate, fstate, Vinv, b, h, beta_rule, beta_params, log_inv_rho, residual_window, initial_arm, arms_out
+):
     n_arms, d = actions.shape
     means = np.empty(n_arms)
     scores = np.empty(n_arms)
@@ -558,8 +560,26 @@ def ucb_play(step, environment, actions, istate, fstate, Vinv, b, h, beta_rule, 
 
 
 @njit
-def discounted_play(step, environment, actions, istate, fstate, V, Vtilde, Vinv, M, b, h, beta_rule, beta_params, lam, gamma, residual_window,
-                    initial_arm, arms_out):
+def discounted_play(
+    step,
+    environment,
+    actions,
+    istate,
+    fstate,
+    V,
+    Vtilde,
+    Vinv,
+    M,
+    b,
+    h,
+    beta_rule,
+    beta_params,
+    lam,
+    gamma,
+    residual_window,
+    initial_arm,
+    arms_out,
+):
     n_arms, d = actions.shape
     means = np.empty(n_arms)
     scores = np.empty(n_arms)

@@ -78,8 +78,7 @@ class _InverseGapExploration:
 
     reweighted = False
 
-    def __init__(self, schedule: str = "sqrt", gamma0: float = 10.0, gamma_exponent: float = 0.5,
-                 gamma_min: float | None = None):
+    def __init__(self, schedule: str = "sqrt", gamma0: float = 10.0, gamma_exponent: float = 0.5, gamma_min: float | None = None):
         self.schedule = schedule
         self.gamma0 = gamma0
         self.gamma_exponent = gamma_exponent
@@ -128,8 +127,12 @@ class _InverseGapExploration:
         self.cumulative_loss += 1.0 - float(reward)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"n_learned": self.n_learned, "cumulative_loss": self.cumulative_loss,
-                "last_gamma": self._last_gamma, "last_exploration_cost": self._last_exploration_cost}
+        return {
+            "n_learned": self.n_learned,
+            "cumulative_loss": self.cumulative_loss,
+            "last_gamma": self._last_gamma,
+            "last_exploration_cost": self._last_exploration_cost,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_learned = int(state["n_learned"])

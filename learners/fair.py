@@ -58,8 +58,9 @@ from .contract import (
 )
 
 
-def linear_threshold_class(n_features: int, n_directions: int = 16, n_offsets: int = 13,
-                           offset_range: tuple[float, float] = (-1.0, 1.0), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def linear_threshold_class(
+    n_features: int, n_directions: int = 16, n_offsets: int = 13, offset_range: tuple[float, float] = (-1.0, 1.0), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A grid of linear threshold classifiers ``1[w . x >= b]`` plus all-0 and all-1.
 
     Directions are seeded Gaussian directions normalised to unit length; offsets are
@@ -86,8 +87,7 @@ def linear_threshold_class(n_features: int, n_directions: int = 16, n_offsets: i
     return (np.vstack([W, np.zeros((2, n_features))]), np.concatenate([b, [1.0, 0.0]]))
 
 
-def aggregate_panel(violations: Any, probabilities: np.ndarray, panel_size: int | None = None,
-                    gamma: float = 0.5) -> np.ndarray:
+def aggregate_panel(violations: Any, probabilities: np.ndarray, panel_size: int | None = None, gamma: float = 0.5) -> np.ndarray:
     """The panel rule of the spec: a (k, k) 0/1 matrix of kept, oriented pairs.
 
     ``violations`` holds ``(i, l, auditor)`` triples (or ``(i, l)`` pairs, taken as
@@ -148,7 +148,7 @@ class _FairBase(FairDefaults):
         "rounds_decided": "Decide events answered (rounds of k individuals)",
         "positive_decision_rate": "Fraction of all individuals decided positively so far",
         "revealed_accuracy": "Fraction of revealed labels (positive decisions) that were positive: "
-                             "the accuracy on the individuals whose label the learner saw",
+        "the accuracy on the individuals whose label the learner saw",
         "revealed_labels": "Labels revealed to the learner (one per positive decision with feedback)",
         "audited_rounds": "Audit events learned",
         "violation_rounds": "Audited rounds with at least one panel violation (the spec's V_T)",
@@ -161,14 +161,27 @@ class _FairBase(FairDefaults):
     }
     GROUP_GAUGES = {
         "positive_decision_rate": "Fraction of the group's individuals decided positively so far "
-                                  "(membership read from the group's 0/1 feature)",
+        "(membership read from the group's 0/1 feature)",
     }
 
-    def __init__(self, n_features: int | None, features: list[str] | None, weights: Any, offsets: Any,
-                 n_directions: int, n_offsets: int, offset_range: Any, horizon: int | None,
-                 fairness_weight: float | None, fairness_scale: float, gamma: float,
-                 groups: list[str] | None, group_features: dict[str, str] | None, seed: int,
-                 cost_bound: float | None = None):
+    def __init__(
+        self,
+        n_features: int | None,
+        features: list[str] | None,
+        weights: Any,
+        offsets: Any,
+        n_directions: int,
+        n_offsets: int,
+        offset_range: Any,
+        horizon: int | None,
+        fairness_weight: float | None,
+        fairness_scale: float,
+        gamma: float,
+        groups: list[str] | None,
+        group_features: dict[str, str] | None,
+        seed: int,
+        cost_bound: float | None = None,
+    ):
         self.n_features = n_features
         self.features = features
         self.weights = weights
@@ -236,8 +249,9 @@ class _FairBase(FairDefaults):
         check_number("gamma", self.gamma, "(0, 1]")
         check_names("groups", self.groups)
         mapping = self.group_features
-        if mapping is not None and not (isinstance(mapping, dict)
-                                        and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())):
+        if mapping is not None and not (
+            isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items())
+        ):
             raise TypeError(f"group_features: expected a table of group label -> feature name, got {mapping!r}")
         check_integer("seed", self.seed, ">= 0")
         check_number("cost_bound", self.cost_bound, "> 0", allow_none=True)
@@ -350,8 +364,7 @@ class _FairBase(FairDefaults):
 
     # -- audits ---------------------------------------------------------------------
     @refuses_nonfinite(also=("actions",))
-    def audit(self, actions: Any, decisions: Any, probabilities: Any, violations: Any,
-              panel_size: int | None = None) -> int:
+    def audit(self, actions: Any, decisions: Any, probabilities: Any, violations: Any, panel_size: int | None = None) -> int:
         """Learn the fairness part of the round's cost from the panel's reports.
 
         Parameters
@@ -424,9 +437,21 @@ class _FairBase(FairDefaults):
 
     # -- state ----------------------------------------------------------------------
     # state key -> attribute
-    _COUNTERS = {name: name for name in ("n_updates", "k_", "rounds_decided", "individuals_decided", "positives_decided",
-                                         "revealed_labels", "revealed_positive", "audited_rounds", "violation_rounds",
-                                         "violation_pairs")} | {"last_round_violations": "_last_round_violations"}
+    _COUNTERS = {
+        name: name
+        for name in (
+            "n_updates",
+            "k_",
+            "rounds_decided",
+            "individuals_decided",
+            "positives_decided",
+            "revealed_labels",
+            "revealed_positive",
+            "audited_rounds",
+            "violation_rounds",
+            "violation_pairs",
+        )
+    } | {"last_round_violations": "_last_round_violations"}
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"family": self.family, "n_policies": self.n_policies, "last_spread": self._last_spread}
@@ -547,14 +572,44 @@ class FairExp2(_FairBase):
 
     family = "fair_exp2"
 
-    def __init__(self, n_features: int | None = None, features: list[str] | None = None, weights: Any = None,
-                 offsets: Any = None, n_directions: int = 16, n_offsets: int = 13,
-                 offset_range: Any = (-1.0, 1.0), horizon: int | None = None, fairness_weight: float | None = None,
-                 fairness_scale: float = 1.0, learning_rate: float | None = None, learning_rate_factor: float = 1.0,
-                 mixing: float = 0.0, gamma: float = 0.5, groups: list[str] | None = None,
-                 group_features: dict[str, str] | None = None, seed: int = 0, cost_bound: float | None = None):
-        super().__init__(n_features, features, weights, offsets, n_directions, n_offsets, offset_range, horizon,
-                         fairness_weight, fairness_scale, gamma, groups, group_features, seed, cost_bound)
+    def __init__(
+        self,
+        n_features: int | None = None,
+        features: list[str] | None = None,
+        weights: Any = None,
+        offsets: Any = None,
+        n_directions: int = 16,
+        n_offsets: int = 13,
+        offset_range: Any = (-1.0, 1.0),
+        horizon: int | None = None,
+        fairness_weight: float | None = None,
+        fairness_scale: float = 1.0,
+        learning_rate: float | None = None,
+        learning_rate_factor: float = 1.0,
+        mixing: float = 0.0,
+        gamma: float = 0.5,
+        groups: list[str] | None = None,
+        group_features: dict[str, str] | None = None,
+        seed: int = 0,
+        cost_bound: float | None = None,
+    ):
+        super().__init__(
+            n_features,
+            features,
+            weights,
+            offsets,
+            n_directions,
+            n_offsets,
+            offset_range,
+            horizon,
+            fairness_weight,
+            fairness_scale,
+            gamma,
+            groups,
+            group_features,
+            seed,
+            cost_bound,
+        )
         self.learning_rate = learning_rate
         self.learning_rate_factor = learning_rate_factor
         self.mixing = mixing
@@ -569,8 +624,7 @@ class FairExp2(_FairBase):
             return float(self.learning_rate)
         t = self.horizon if self.horizon is not None else self._round_index()
         k = max(self.k_, 1)
-        return self.learning_rate_factor * math.sqrt(2.0 * math.log(max(self.n_policies, 2))
-                                                     / (k * k * self._cost_bound() ** 2 * t))
+        return self.learning_rate_factor * math.sqrt(2.0 * math.log(max(self.n_policies, 2)) / (k * k * self._cost_bound() ** 2 * t))
 
     def policy(self) -> np.ndarray:
         """The current distribution ``p`` over the class."""
@@ -614,9 +668,11 @@ class FairExp2(_FairBase):
         g["effective_policies"] = float(1.0 / np.dot(p, p))
         return g
 
-    GAUGES = {**_FairBase.GAUGES,
-              "learning_rate": "Current Exp2 learning rate eta",
-              "effective_policies": "1 / sum_n p_n^2: how many policies the randomised policy effectively mixes"}
+    GAUGES = {
+        **_FairBase.GAUGES,
+        "learning_rate": "Current Exp2 learning rate eta",
+        "effective_policies": "1 / sum_n p_n^2: how many policies the randomised policy effectively mixes",
+    }
 
 
 class OneSidedExp2(FairExp2):
@@ -643,13 +699,43 @@ class OneSidedExp2(FairExp2):
 
     family = "one_sided_exp2"
 
-    def __init__(self, n_features: int | None = None, features: list[str] | None = None, weights: Any = None,
-                 offsets: Any = None, n_directions: int = 16, n_offsets: int = 13,
-                 offset_range: Any = (-1.0, 1.0), horizon: int | None = None, learning_rate: float | None = None,
-                 learning_rate_factor: float = 1.0, mixing: float = 0.0, gamma: float = 0.5,
-                 groups: list[str] | None = None, group_features: dict[str, str] | None = None, seed: int = 0):
-        super().__init__(n_features, features, weights, offsets, n_directions, n_offsets, offset_range, horizon,
-                         0.0, 0.0, learning_rate, learning_rate_factor, mixing, gamma, groups, group_features, seed)
+    def __init__(
+        self,
+        n_features: int | None = None,
+        features: list[str] | None = None,
+        weights: Any = None,
+        offsets: Any = None,
+        n_directions: int = 16,
+        n_offsets: int = 13,
+        offset_range: Any = (-1.0, 1.0),
+        horizon: int | None = None,
+        learning_rate: float | None = None,
+        learning_rate_factor: float = 1.0,
+        mixing: float = 0.0,
+        gamma: float = 0.5,
+        groups: list[str] | None = None,
+        group_features: dict[str, str] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__(
+            n_features,
+            features,
+            weights,
+            offsets,
+            n_directions,
+            n_offsets,
+            offset_range,
+            horizon,
+            0.0,
+            0.0,
+            learning_rate,
+            learning_rate_factor,
+            mixing,
+            gamma,
+            groups,
+            group_features,
+            seed,
+        )
 
 
 class FullInformationFairExp2(FairExp2):
@@ -680,8 +766,7 @@ class FullInformationFairExp2(FairExp2):
             return float(self.learning_rate)
         t = self.horizon if self.horizon is not None else self._round_index()
         k = max(self.k_, 1)
-        return self.learning_rate_factor * math.sqrt(8.0 * math.log(max(self.n_policies, 2))
-                                                     / (k * k * self._cost_bound() ** 2 * t))
+        return self.learning_rate_factor * math.sqrt(8.0 * math.log(max(self.n_policies, 2)) / (k * k * self._cost_bound() ** 2 * t))
 
     @refuses_nonfinite(also=("actions",))  # the individuals' feature rows
     def learn_panel(self, decisions: Any, labels: Any, probabilities: Any, actions: Any) -> None:
@@ -750,20 +835,54 @@ class FairFTPL(_FairBase):
 
     family = "fair_ftpl"
 
-    GAUGES = {**_FairBase.GAUGES,
-              "perturbation_scale": "Current Laplace scale of the perturbation",
-              "mean_resamples": "Mean geometric-resampling count K_i over the label estimates so far",
-              "oracle_calls": "Calls of the cost-sensitive oracle"}
+    GAUGES = {
+        **_FairBase.GAUGES,
+        "perturbation_scale": "Current Laplace scale of the perturbation",
+        "mean_resamples": "Mean geometric-resampling count K_i over the label estimates so far",
+        "oracle_calls": "Calls of the cost-sensitive oracle",
+    }
 
-    def __init__(self, n_features: int | None = None, features: list[str] | None = None, weights: Any = None,
-                 offsets: Any = None, n_directions: int = 16, n_offsets: int = 13,
-                 offset_range: Any = (-1.0, 1.0), separator_points: Any = None, n_candidates: int = 2000,
-                 horizon: int | None = None, fairness_weight: float | None = None, fairness_scale: float = 1.0,
-                 perturbation_scale: float | None = None, perturbation_factor: float = 1.0, n_samples: int = 200,
-                 max_resamples: int | None = None, gamma: float = 0.5, groups: list[str] | None = None,
-                 group_features: dict[str, str] | None = None, seed: int = 0, cost_bound: float | None = None):
-        super().__init__(n_features, features, weights, offsets, n_directions, n_offsets, offset_range, horizon,
-                         fairness_weight, fairness_scale, gamma, groups, group_features, seed, cost_bound)
+    def __init__(
+        self,
+        n_features: int | None = None,
+        features: list[str] | None = None,
+        weights: Any = None,
+        offsets: Any = None,
+        n_directions: int = 16,
+        n_offsets: int = 13,
+        offset_range: Any = (-1.0, 1.0),
+        separator_points: Any = None,
+        n_candidates: int = 2000,
+        horizon: int | None = None,
+        fairness_weight: float | None = None,
+        fairness_scale: float = 1.0,
+        perturbation_scale: float | None = None,
+        perturbation_factor: float = 1.0,
+        n_samples: int = 200,
+        max_resamples: int | None = None,
+        gamma: float = 0.5,
+        groups: list[str] | None = None,
+        group_features: dict[str, str] | None = None,
+        seed: int = 0,
+        cost_bound: float | None = None,
+    ):
+        super().__init__(
+            n_features,
+            features,
+            weights,
+            offsets,
+            n_directions,
+            n_offsets,
+            offset_range,
+            horizon,
+            fairness_weight,
+            fairness_scale,
+            gamma,
+            groups,
+            group_features,
+            seed,
+            cost_bound,
+        )
         self.separator_points = separator_points
         self.n_candidates = n_candidates
         self.perturbation_scale = perturbation_scale

@@ -220,8 +220,7 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
         if isinstance(self.base, str):
             check_choice("base", self.base, BUILTIN_BASES)
         elif not (hasattr(self.base, "observe_many") and hasattr(self.base, "clone")):
-            raise TypeError(f"base: expected 'ridge', 'omd' or a regretflow regressor with observe_many and clone, "
-                            f"got {self.base!r}")
+            raise TypeError(f"base: expected 'ridge', 'omd' or a regretflow regressor with observe_many and clone, got {self.base!r}")
         check_number("lam", self.lam, "> 0")
         check_bool("clip", self.clip)
         check_integer("seed", self.seed, ">= 0")
@@ -342,16 +341,27 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
         if self.base == "ridge":
             K.groupwise_ridge_predict(self._theta, self._R, self._C, rows, A, bool(self.clip), out)
         elif self.base == "omd":
-            K.groupwise_omd_predict(self._xhat, self._hint, self._variation, self._R, self._C, rows, A,
-                                    bool(self.clip), float(self.omd_diameter), float(self.omd_grad_bound),
-                                    float(self.omd_delta), out)
+            K.groupwise_omd_predict(
+                self._xhat,
+                self._hint,
+                self._variation,
+                self._R,
+                self._C,
+                rows,
+                A,
+                bool(self.clip),
+                float(self.omd_diameter),
+                float(self.omd_grad_bound),
+                float(self.omd_delta),
+                out,
+            )
         else:
             p = np.empty(len(self._group_names))
             awake = np.empty(len(self._group_names), dtype=np.int64)
             for r in range(rows.shape[0]):
                 m = K.awake_groups(A, r, awake)
                 K.anh_probabilities(self._R, self._C, awake, m, p)
-                f = np.array([self._experts[g].predict_many(rows[r:r + 1])[0] for g in awake[:m]])
+                f = np.array([self._experts[g].predict_many(rows[r : r + 1])[0] for g in awake[:m]])
                 if self.clip:
                     f = np.clip(f, 0.0, 1.0)
                 out[r] = float(np.dot(p[:m], f))
@@ -388,12 +398,29 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
         mixture = np.empty(n)
         clip = bool(self.clip)
         if self.base == "ridge":
-            K.groupwise_ridge_observe(self._P, self._theta, self._R, self._C, self._counts, rows, targets,
-                                      A, uniforms, clip, served, expected, mixture)
+            K.groupwise_ridge_observe(
+                self._P, self._theta, self._R, self._C, self._counts, rows, targets, A, uniforms, clip, served, expected, mixture
+            )
         elif self.base == "omd":
-            K.groupwise_omd_observe(self._xhat, self._hint, self._variation, self._R, self._C, self._counts,
-                                    rows, targets, A, uniforms, clip, float(self.omd_diameter),
-                                    float(self.omd_grad_bound), float(self.omd_delta), served, expected, mixture)
+            K.groupwise_omd_observe(
+                self._xhat,
+                self._hint,
+                self._variation,
+                self._R,
+                self._C,
+                self._counts,
+                rows,
+                targets,
+                A,
+                uniforms,
+                clip,
+                float(self.omd_diameter),
+                float(self.omd_grad_bound),
+                float(self.omd_delta),
+                served,
+                expected,
+                mixture,
+            )
         else:
             self._observe_generic(rows, targets, A, uniforms, served, expected, mixture)
         self.n_updates += n
@@ -410,7 +437,7 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
             K.anh_probabilities(self._R, self._C, awake, m, p)
             for k in range(m):
                 g = awake[k]
-                pred = float(self._experts[g].observe_many(rows[r:r + 1], targets[r:r + 1])[0])
+                pred = float(self._experts[g].observe_many(rows[r : r + 1], targets[r : r + 1])[0])
                 f[k] = min(max(pred, 0.0), 1.0) if self.clip else pred
                 self._counts[g] += 1.0
             expected[r], mixture[r], chosen = K.anh_settle(self._R, self._C, awake, m, p, f, targets[r], uniforms[r])
@@ -540,9 +567,7 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
         else:
             for i, g in enumerate(target):
                 prefix = f"expert{i}."
-                self._experts[g].load_state_dict(
-                    {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-                )
+                self._experts[g].load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 def warm_up() -> None:

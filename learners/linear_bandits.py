@@ -345,8 +345,9 @@ class Exp3(BanditDefaults):
         return Decision(arm, probs)
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
-              actions: Any = None, ticket: int = -1) -> None:
+    def learn(
+        self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
+    ) -> None:
         """The reward of the round's arm (importance-weighted by the policy's own probability)."""
         refuse_other_actions(actions, self._actions)
         if self._istate[K.E_DUE] == 1:
@@ -356,7 +357,9 @@ class Exp3(BanditDefaults):
         reward = float(reward)
         if not math.isfinite(reward):
             raise ValueError(f"reward must be finite, got {reward!r}")
-        K.exp3_learn(self._istate, self._fstate, self._G, self._probs, reward, self._batch, self._offset, self._scale, self._eta, self._gamma)
+        K.exp3_learn(
+            self._istate, self._fstate, self._G, self._probs, reward, self._batch, self._offset, self._scale, self._eta, self._gamma
+        )
 
     def play(self, step: Any, environment: tuple[Any, ...], n_rounds: int) -> np.ndarray:
         """Play ``n_rounds`` against a compiled environment in one jitted loop; return the arms.
@@ -369,8 +372,22 @@ class Exp3(BanditDefaults):
         if n_rounds < 0:
             raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
         arms = np.empty(n_rounds, dtype=np.int64)
-        K.exp3_play(step, environment, self._actions, self._rng, self._istate, self._fstate, self._G, self._probs, self._batch, self._offset,
-                    self._scale, self._eta, self._gamma, arms)
+        K.exp3_play(
+            step,
+            environment,
+            self._actions,
+            self._rng,
+            self._istate,
+            self._fstate,
+            self._G,
+            self._probs,
+            self._batch,
+            self._offset,
+            self._scale,
+            self._eta,
+            self._gamma,
+            arms,
+        )
         return arms
 
     def gauges(self) -> dict[str, float]:
@@ -429,7 +446,17 @@ class BatchedExp3(Exp3):
     (True, True)
     """
 
-    def __init__(self, n_arms_or_actions: Any, horizon: int, batch_size: int, reward_offset: float = 0.0, reward_scale: float = 1.0, gamma: float | None = None, eta: float | None = None, seed: int = 0):
+    def __init__(
+        self,
+        n_arms_or_actions: Any,
+        horizon: int,
+        batch_size: int,
+        reward_offset: float = 0.0,
+        reward_scale: float = 1.0,
+        gamma: float | None = None,
+        eta: float | None = None,
+        seed: int = 0,
+    ):
         super().__init__(n_arms_or_actions, horizon, reward_offset, reward_scale, gamma, eta, batch_size, seed)
 
     @staticmethod

@@ -226,14 +226,24 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         return float(np.linalg.norm(self._theta - self._theta0))
 
     # -- array path used by the bandits and the engine ------------------------------
-    def raw_outputs(self, X: np.ndarray, row_of_item: np.ndarray, col_offsets: np.ndarray,
-                    perturb_key: int = 0) -> np.ndarray:
+    def raw_outputs(self, X: np.ndarray, row_of_item: np.ndarray, col_offsets: np.ndarray, perturb_key: int = 0) -> np.ndarray:
         """Network outputs ``z`` (before any sigmoid) of items given as (row of ``X``,
         column block): see :func:`neural_kernels.predict_items`."""
         out = np.empty(len(row_of_item))
-        NK.predict_items(self._theta, self._theta0, X, row_of_item, col_offsets, self.n_inputs,
-                         int(self.width), int(self.depth), self._act, float(self.perturbation),
-                         int(perturb_key), out)
+        NK.predict_items(
+            self._theta,
+            self._theta0,
+            X,
+            row_of_item,
+            col_offsets,
+            self.n_inputs,
+            int(self.width),
+            int(self.depth),
+            self._act,
+            float(self.perturbation),
+            int(perturb_key),
+            out,
+        )
         return out
 
     def link(self, z: np.ndarray) -> np.ndarray:
@@ -242,8 +252,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
             return z
         return np.clip(1.0 / (1.0 + np.exp(-z)), KL_CLAMP, 1.0 - KL_CLAMP)
 
-    def learn_item(self, x: np.ndarray, col_offset: int, target: float, perturb_key: int = 0,
-                   perturb_item: int = 0) -> float:
+    def learn_item(self, x: np.ndarray, col_offset: int, target: float, perturb_key: int = 0, perturb_item: int = 0) -> float:
         """One gradient step on input ``x`` read at column block ``col_offset``; returns the
         loss before the step."""
         target = float(target)
@@ -253,11 +262,30 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
             raise ValueError(f"the KL loss needs targets in [0, 1], got {target!r}")
         self.n_updates += 1
         return NK.learn_one(
-            self._theta, self._theta0, self._grad, self._first, self._second, self.n_updates,
-            np.ascontiguousarray(x, dtype=np.float64), int(col_offset), self.n_inputs, int(self.width),
-            int(self.depth), self._act, self._loss, target, KL_CLAMP, float(self.perturbation),
-            int(perturb_key), int(perturb_item), self._opt, float(self.learning_rate), float(self.beta1),
-            float(self.beta2), self._eps, self._radius,
+            self._theta,
+            self._theta0,
+            self._grad,
+            self._first,
+            self._second,
+            self.n_updates,
+            np.ascontiguousarray(x, dtype=np.float64),
+            int(col_offset),
+            self.n_inputs,
+            int(self.width),
+            int(self.depth),
+            self._act,
+            self._loss,
+            target,
+            KL_CLAMP,
+            float(self.perturbation),
+            int(perturb_key),
+            int(perturb_item),
+            self._opt,
+            float(self.learning_rate),
+            float(self.beta1),
+            float(self.beta2),
+            self._eps,
+            self._radius,
         )
 
     # -- River API ----------------------------------------------------------------
@@ -339,8 +367,13 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
             "fan_in": self.fan_in,
         }
         if self._theta is not None:
-            state.update(theta=self._theta.copy(), theta0=self._theta0.copy(), first_moment=self._first.copy(),
-                         second_moment=self._second.copy(), **rng_state(self._rng))
+            state.update(
+                theta=self._theta.copy(),
+                theta0=self._theta0.copy(),
+                first_moment=self._first.copy(),
+                second_moment=self._second.copy(),
+                **rng_state(self._rng),
+            )
         check_state(state, "OnlineNeuralRegressor")
         return state
 
@@ -356,7 +389,6 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
             return
         self.allocate(n_inputs, int(state["fan_in"]))
         shape = self._theta.shape
-        for key, attr in (("theta", "_theta"), ("theta0", "_theta0"), ("first_moment", "_first"),
-                          ("second_moment", "_second")):
+        for key, attr in (("theta", "_theta"), ("theta0", "_theta0"), ("first_moment", "_first"), ("second_moment", "_second")):
             setattr(self, attr, expect_array(state, key, shape, "OnlineNeuralRegressor"))
         self._rng = restore_rng(state)

@@ -47,16 +47,15 @@ class _NeuralInverseGapBandit(BanditDefaults):
     _rule_class: type = SquareCBExploration
 
     GAUGES = {
-        "exploration_cost": "Predicted reward given up to exploration at the last decision, "
-                            "sum_a p_a (max_b yhat_b - yhat_a)",
+        "exploration_cost": "Predicted reward given up to exploration at the last decision, sum_a p_a (max_b yhat_b - yhat_a)",
         "exploration_cost_cumulative": "Cumulative predicted reward given up to exploration over all decisions",
         "gamma": "Exploration strength gamma of the last decision",
         "greedy_probability": "Probability of the greedy (highest predicted reward) action at the last decision",
         "observed_loss_cumulative": "Sum of 1 - reward over learned feedback (FastCB: the running estimate of L*)",
         "oracle_loss_mean": "Mean loss of the regression oracle on the feedback before each step (prequential)",
         "nonfinite_decisions": "Decisions made uniformly because the network predicted a non-finite reward "
-                               "(a diverged network; its non-finite weights stay in the state, where the "
-                               "engine's check finds them)",
+        "(a diverged network; its non-finite weights stay in the state, where the "
+        "engine's check finds them)",
         "weight_distance": "Distance ||theta - theta0|| of the network weights from their initialisation",
     }
 
@@ -97,9 +96,16 @@ class _NeuralInverseGapBandit(BanditDefaults):
         check_choice("gamma_schedule", gamma_schedule, SCHEDULES)
         net_seed, sample_seed, key_seed = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
         self.oracle = OnlineNeuralRegressor(
-            depth=depth, width=width, activation=activation, loss=self._loss, optimizer=optimizer,
-            learning_rate=learning_rate, projection_radius=projection_radius, perturbation=perturbation,
-            init_scale=init_scale, seed=int(net_seed),
+            depth=depth,
+            width=width,
+            activation=activation,
+            loss=self._loss,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            projection_radius=projection_radius,
+            perturbation=perturbation,
+            init_scale=init_scale,
+            seed=int(net_seed),
         )
         self.oracle._check_parameters()
         self.exploration = self._rule_class(gamma_schedule, gamma0, gamma_exponent, gamma_min)
@@ -186,8 +192,9 @@ class _NeuralInverseGapBandit(BanditDefaults):
         return Decision(action, probabilities, predicted, self._last_decision)
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
-              actions: Any = None, ticket: int = -1) -> None:
+    def learn(
+        self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
+    ) -> None:
         """One oracle step on the chosen action's observed reward (no importance weighting).
 
         ``probability`` is the logged propensity (validated when given, not used by the
@@ -204,8 +211,7 @@ class _NeuralInverseGapBandit(BanditDefaults):
         if probability is not None and not 0.0 < float(probability) <= 1.0:
             raise ValueError(f"probability must be in (0, 1], got {probability!r}")
         decision = self._last_decision if int(ticket) < 0 else int(ticket)
-        loss = self.oracle.learn_item(rows[row_of[action]], int(offsets[action]), reward,
-                                      self.decision_key(max(decision, 0)), action)
+        loss = self.oracle.learn_item(rows[row_of[action]], int(offsets[action]), reward, self.decision_key(max(decision, 0)), action)
         self.exploration.observe(reward)
         self.oracle_loss_total += loss
         self.n_updates += 1
@@ -217,18 +223,22 @@ class _NeuralInverseGapBandit(BanditDefaults):
         chosen = np.empty(n, dtype=np.int64)
         probabilities = []
         for i in range(n):
-            chosen[i], p = self.act(None if contexts is None else contexts[i],
-                                    None if actions is None else actions[i])
+            chosen[i], p = self.act(None if contexts is None else contexts[i], None if actions is None else actions[i])
             probabilities.append(p)
         return chosen, np.array(probabilities)
 
     @refuses_nonfinite
-    def learn_many(self, contexts: Any, chosen: Any, rewards: Any, probabilities: Any, actions: Any = None,
-                   tickets: Any = None) -> None:
+    def learn_many(self, contexts: Any, chosen: Any, rewards: Any, probabilities: Any, actions: Any = None, tickets: Any = None) -> None:
         """``learn`` row by row (``tickets``: the decisions' tickets, default the latest decision)."""
         for i in range(len(chosen)):
-            self.learn(None if contexts is None else contexts[i], chosen[i], rewards[i], probabilities[i],
-                       None if actions is None else actions[i], -1 if tickets is None else int(tickets[i]))
+            self.learn(
+                None if contexts is None else contexts[i],
+                chosen[i],
+                rewards[i],
+                probabilities[i],
+                None if actions is None else actions[i],
+                -1 if tickets is None else int(tickets[i]),
+            )
 
     # -- monitoring ---------------------------------------------------------------
     def gauges(self) -> dict[str, float]:
@@ -288,9 +298,11 @@ class _NeuralInverseGapBandit(BanditDefaults):
         self.oracle.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("oracle.")})
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(n_actions={self.n_actions}, depth={self.depth}, width={self.width}, "
-                f"optimizer={self.optimizer!r}, learning_rate={self.learning_rate}, "
-                f"gamma_schedule={self.gamma_schedule!r}, gamma0={self.gamma0}, perturbation={self.perturbation})")
+        return (
+            f"{type(self).__name__}(n_actions={self.n_actions}, depth={self.depth}, width={self.width}, "
+            f"optimizer={self.optimizer!r}, learning_rate={self.learning_rate}, "
+            f"gamma_schedule={self.gamma_schedule!r}, gamma0={self.gamma0}, perturbation={self.perturbation})"
+        )
 
 
 class NeuralSquareCB(_NeuralInverseGapBandit):
@@ -388,8 +400,9 @@ class NeuralFastCB(_NeuralInverseGapBandit):
     _rule_class = FastCBExploration
 
     @refuses_nonfinite
-    def learn(self, context: Any, action: int, reward: float, probability: float | None = None,
-              actions: Any = None, ticket: int = -1) -> None:
+    def learn(
+        self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
+    ) -> None:
         if not 0.0 <= float(reward) <= 1.0:
             raise ValueError(f"NeuralFastCB needs rewards in [0, 1], got {reward!r}")
         super().learn(context, action, reward, probability, actions, ticket)

@@ -156,8 +156,9 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     def weights(self) -> np.ndarray:
         """The point the next round would play (intercept last when ``fit_intercept``)."""
         played = np.empty_like(self._xhat)
-        K.omd_played_point(self._xhat, self._hint, float(self._variation[0]), float(self.diameter),
-                           float(self.grad_bound), float(self.delta), played)
+        K.omd_played_point(
+            self._xhat, self._hint, float(self._variation[0]), float(self.diameter), float(self.grad_bound), float(self.delta), played
+        )
         return played
 
     # -- River API ----------------------------------------------------------------
@@ -195,8 +196,16 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
                 self._admit(X.columns, learning=False)
             rows = self._rows(X)
             out = np.empty(rows.shape[0])
-            K.omd_predict(self._xhat, self._hint, float(self._variation[0]), rows, float(self.diameter),
-                          float(self.grad_bound), float(self.delta), out)
+            K.omd_predict(
+                self._xhat,
+                self._hint,
+                float(self._variation[0]),
+                rows,
+                float(self.diameter),
+                float(self.grad_bound),
+                float(self.delta),
+                out,
+            )
         if hasattr(X, "index"):
             import pandas as pd
 
@@ -217,8 +226,9 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         if targets.shape[0] != rows.shape[0]:
             raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
         preds = np.empty(rows.shape[0])
-        K.omd_observe(self._xhat, self._hint, self._variation, rows, targets, float(self.diameter),
-                      float(self.grad_bound), float(self.delta), preds)
+        K.omd_observe(
+            self._xhat, self._hint, self._variation, rows, targets, float(self.diameter), float(self.grad_bound), float(self.delta), preds
+        )
         self.n_updates += rows.shape[0]
         return preds
 

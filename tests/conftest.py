@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -55,7 +54,9 @@ def regression_stream(n: int, d: int = 3, seed: int = 0, model: str = "m", with_
             out.append(orjson.dumps({"id": f"p{i}", "model": model, "kind": "predict", "features": x.tolist(), "attributes": attrs}))
             waiting.append((f"p{i}", y))
         else:
-            out.append(orjson.dumps({"id": f"o{i}", "model": model, "kind": "observe", "features": x.tolist(), "label": y, "attributes": attrs}))
+            out.append(
+                orjson.dumps({"id": f"o{i}", "model": model, "kind": "observe", "features": x.tolist(), "label": y, "attributes": attrs})
+            )
         if waiting and i % 5 == 1:
             ref, label = waiting.pop(0)
             out.append(orjson.dumps({"id": f"f{i}", "model": model, "kind": "feedback", "ref": ref, "label": label}))

@@ -32,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     regretflow = Path(sys.executable).parent / "regretflow"
-    demo = subprocess.Popen([str(regretflow), "demo", "--passes", "1", "--rate", "400", "--port", str(port), "--no-progress",
-                             "--linger", "120"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    demo = subprocess.Popen(
+        [str(regretflow), "demo", "--passes", "1", "--rate", "400", "--port", str(port), "--no-progress", "--linger", "120"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 90
         while True:

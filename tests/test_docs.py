@@ -221,8 +221,9 @@ def test_the_example_events_follow_the_schema(page):
     from regretflow.engine.runtime.events import schema
 
     validator = jsonschema.Draft202012Validator(schema())
-    events = [json.loads(line) for block in JSON_BLOCK.findall(page.read_text(encoding="utf-8"))
-              for line in block.splitlines() if line.strip()]
+    events = [
+        json.loads(line) for block in JSON_BLOCK.findall(page.read_text(encoding="utf-8")) for line in block.splitlines() if line.strip()
+    ]
     events = [e for e in events if not any(f in e for f in ANSWER_FIELDS)]
     assert {e["kind"] for e in events} == {"observe", "predict", "decide", "feedback", "audit"}
     for event in events:

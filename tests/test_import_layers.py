@@ -27,9 +27,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("connectors", ("regretflow.connectors",)),
     ("config", ("regretflow.engine", "regretflow.engine.errors", "regretflow.engine.config", "regretflow.engine.learner_factory")),
     ("event contract", ("regretflow.engine.runtime.dead_letters", "regretflow.engine.runtime.events", "regretflow.engine.runtime.joins")),
-    ("measures", ("regretflow.engine.evaluation", "regretflow.engine.tasks", "regretflow.engine.observability",
-                  "regretflow.engine.observability.metrics", "regretflow.engine.observability.metrics_log",
-                  "regretflow.engine.observability.summary_tables")),
+    (
+        "measures",
+        (
+            "regretflow.engine.evaluation",
+            "regretflow.engine.tasks",
+            "regretflow.engine.observability",
+            "regretflow.engine.observability.metrics",
+            "regretflow.engine.observability.metrics_log",
+            "regretflow.engine.observability.summary_tables",
+        ),
+    ),
     ("runtime", ("regretflow.engine.runtime",)),
     ("tools", ("regretflow.engine.observability.live", "regretflow.engine.observability.report", "regretflow.engine.experiments")),
     ("command line", ("regretflow.engine.cli",)),
@@ -161,7 +169,8 @@ def test_the_graph_is_read():
     # a parser that finds nothing would pass every other test
     assert len(MODULES) > 60
     assert Import("regretflow.engine.runtime.loop", "regretflow.engine.runtime.shard", 0, False) in {
-        Import(i.source, i.target, 0, i.local) for i in GRAPH}
+        Import(i.source, i.target, 0, i.local) for i in GRAPH
+    }
 
 
 def test_no_import_cycle():
@@ -169,8 +178,13 @@ def test_no_import_cycle():
     described = []
     for component in found:
         members = set(component)
-        edges = sorted({f"{i.source} -> {i.target} (line {i.line}{', local' if i.local else ''})"
-                        for i in GRAPH if i.source in members and i.target in members})
+        edges = sorted(
+            {
+                f"{i.source} -> {i.target} (line {i.line}{', local' if i.local else ''})"
+                for i in GRAPH
+                if i.source in members and i.target in members
+            }
+        )
         described.append("\n  ".join(edges))
     assert not found, "import cycles (move the shared piece down a layer):\n  " + "\n\n  ".join(described)
 
@@ -184,8 +198,10 @@ def test_imports_point_down_the_layers():
     wrong = []
     for imp in GRAPH:
         if layer_of(imp.target) > layer_of(imp.source):
-            wrong.append(f"{imp.source} ({LAYERS[layer_of(imp.source)][0]}) imports {imp.target} "
-                         f"({LAYERS[layer_of(imp.target)][0]}), line {imp.line}")
+            wrong.append(
+                f"{imp.source} ({LAYERS[layer_of(imp.source)][0]}) imports {imp.target} "
+                f"({LAYERS[layer_of(imp.target)][0]}), line {imp.line}"
+            )
         for low, high in FORBIDDEN:
             if imp.source.startswith(low) and imp.target.startswith(high):
                 wrong.append(f"{imp.source} imports {imp.target}, line {imp.line}")
@@ -207,15 +223,19 @@ def test_every_local_import_says_why_it_is_local():
     for imp in GRAPH:
         if imp.local and not _commented(MODULES[imp.source].read_text(encoding="utf-8").splitlines(), imp.line):
             bare.append(f"{MODULES[imp.source].relative_to(REPO)}:{imp.line} imports {imp.target}")
-    assert not bare, ("function-local imports without a comment saying what start-up cost they save "
-                      "(or hoist them to the top):\n" + "\n".join(bare))
+    assert not bare, (
+        "function-local imports without a comment saying what start-up cost they save (or hoist them to the top):\n" + "\n".join(bare)
+    )
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("def f():\n    from regretflow.engine import config\n", [("regretflow.engine.config", True)]),
-    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from regretflow.engine.config import Config\n", []),
-    ("from regretflow.learners import LEARNERS\n", [("regretflow.learners", False)]),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("def f():\n    from regretflow.engine import config\n", [("regretflow.engine.config", True)]),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from regretflow.engine.config import Config\n", []),
+        ("from regretflow.learners import LEARNERS\n", [("regretflow.learners", False)]),
+    ],
+)
 def test_the_reader_sees_local_imports_and_skips_type_checking_ones(tmp_path, source, expected):
     path = tmp_path / "probe.py"
     path.write_text(source)

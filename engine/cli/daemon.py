@@ -47,8 +47,11 @@ def open_source(config: Config, spec: EndpointSpec) -> JsonlSource | StdinSource
     """The configured event source."""
     if spec.type == "jsonl":
         _only(spec, "source", {"path", "follow"})
-        return JsonlSource(config.resolve(spec.options["path"]), follow=bool(spec.options.get("follow", False)),
-                           max_line_bytes=config.runtime.max_event_bytes)
+        return JsonlSource(
+            config.resolve(spec.options["path"]),
+            follow=bool(spec.options.get("follow", False)),
+            max_line_bytes=config.runtime.max_event_bytes,
+        )
     if spec.type == "stdin":
         _only(spec, "source", set())
         return StdinSource(max_line_bytes=config.runtime.max_event_bytes)
@@ -103,19 +106,27 @@ def fairness_monitor(config: Config, env: FairnessEnv, rounds: int, lp_max_round
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if not isinstance(task_for(type(probe)), FairTask):
-        raise ConfigError(f"source.environment = \"fairness\" drives a fair model; models.{env.model} is {spec.learner!r}")
+        raise ConfigError(f'source.environment = "fairness" drives a fair model; models.{env.model} is {spec.learner!r}')
     if probe.d_ != env.sim.n_features:
         raise ConfigError(f"models.{env.model}: its class has {probe.d_} features, the fairness simulator {env.sim.n_features}")
-    return FairnessMonitor(env.sim, probe.W_, probe.b_, gamma=probe.gamma, fairness_weight=probe.fairness_weight_at,
-                           lp_max_rounds=lp_max_rounds, last_round=rounds)
+    return FairnessMonitor(
+        env.sim,
+        probe.W_,
+        probe.b_,
+        gamma=probe.gamma,
+        fairness_weight=probe.fairness_weight_at,
+        lp_max_rounds=lp_max_rounds,
+        last_round=rounds,
+    )
 
 
 def open_sink(config: Config, spec: EndpointSpec, where: str) -> Sink:
     """The configured answer or dead-letter sink."""
     if spec.type == "jsonl":
         _only(spec, where, {"path", "fsync"})
-        return JsonlSink(config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)),
-                         file_mode=config.runtime.file_mode)
+        return JsonlSink(
+            config.resolve(spec.options["path"]), fsync=bool(spec.options.get("fsync", True)), file_mode=config.runtime.file_mode
+        )
     if spec.type in ("stdout", "stderr"):
         _only(spec, where, set())
         return StreamSink(sys.stdout.buffer if spec.type == "stdout" else sys.stderr.buffer)
@@ -124,8 +135,19 @@ def open_sink(config: Config, spec: EndpointSpec, where: str) -> Sink:
     if spec.type == "kafka":
         options = dict(spec.options)
         if config.source.type == "kafka":  # connection settings default to the source's
-            for key in ("backend", "bootstrap_servers", "client_id", "security_protocol", "sasl_mechanism", "sasl_username",
-                        "sasl_password", "sasl_password_env", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            for key in (
+                "backend",
+                "bootstrap_servers",
+                "client_id",
+                "security_protocol",
+                "sasl_mechanism",
+                "sasl_username",
+                "sasl_password",
+                "sasl_password_env",
+                "ssl_cafile",
+                "ssl_certfile",
+                "ssl_keyfile",
+            ):
                 if key in config.source.options and key not in options:
                     options[key] = config.source.options[key]
         try:
@@ -138,7 +160,9 @@ def open_sink(config: Config, spec: EndpointSpec, where: str) -> Sink:
 def _only(spec: EndpointSpec, where: str, allowed: set[str]) -> None:
     for key in spec.options:
         if key not in allowed:
-            raise ConfigError(f"{where}.{key}: unknown key for type = {spec.type!r}; expected one of {', '.join(sorted(allowed)) or '(none)'}")
+            raise ConfigError(
+                f"{where}.{key}: unknown key for type = {spec.type!r}; expected one of {', '.join(sorted(allowed)) or '(none)'}"
+            )
 
 
 def run_daemon(config: Config, workers: int = 1, config_path: str | None = None, summary: str = "table") -> int:
@@ -150,7 +174,7 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
     """
     if workers > 1:
         if config.source.type != "kafka":
-            raise ConfigError("--workers > 1 needs source.type = \"kafka\" (workers share partitions through a consumer group)")
+            raise ConfigError('--workers > 1 needs source.type = "kafka" (workers share partitions through a consumer group)')
         check_config(config, workers)  # every worker's port, before any worker starts
         return _supervise(config, workers, config_path)
     check_config(config)
@@ -172,12 +196,19 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
     if engine.server is not None:
         env: Any = getattr(source, "env", None)  # a simulator's environment, whose monitor (if any) joins the live page
         monitor = getattr(env, "monitor", None)
-        live = LiveRecorder(engine, monitors={env.model: monitor} if monitor is not None else None,
-                            title=f"regretflow run {config_path or ''}".strip())
+        live = LiveRecorder(
+            engine, monitors={env.model: monitor} if monitor is not None else None, title=f"regretflow run {config_path or ''}".strip()
+        )
         engine.progress = live.chain(engine.progress)
         live.serve(engine.server)
-        log.info("event=start metrics=http://%s:%d/metrics live=http://%s:%d/ models=%s", engine.server.host, engine.server.port,
-                 engine.server.host, engine.server.port, ",".join(config.models))
+        log.info(
+            "event=start metrics=http://%s:%d/metrics live=http://%s:%d/ models=%s",
+            engine.server.host,
+            engine.server.port,
+            engine.server.host,
+            engine.server.port,
+            ",".join(config.models),
+        )
 
     try:
         engine.run(install_signals=True)
@@ -231,7 +262,9 @@ def _supervise(config: Config, workers: int, config_path: str | None) -> int:
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
         env = {**os.environ, "REGRETFLOW_WORKER_INDEX": str(i)}
-        return subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", config_path, "--worker-index", str(i)], env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", config_path, "--worker-index", str(i)], env=env
+        )
 
     procs = {i: spawn(i) for i in range(workers)}
 

@@ -59,10 +59,26 @@ DEMO_GROUPS = [
 # Settings are those of each family's reproduction (``regretflow reproduce NAME``) and deploy/examples.
 SEGMENT_FEATURES = [f"f{i}" for i in range(18)]
 ADS_ACTIONS = [[0.0, 0.5, 1.0], [0.0, 1.0, 0.5], [0.5, 0.0, 1.0], [0.5, 1.0, 0.0], [1.0, 0.0, 0.5], [1.0, 0.5, 0.0]]
-ADS_BOUNDS = {"rho_bar": 0.6668913422955944, "phi_bar": 2.781214839211887, "omega_norm": 0.6249799996799899,
-              "theta_norm": 0.4305810028322197, "b_norm": 0.38560618976151995, "noise_sigma": 0.01}
-FAIR_FEATURES = ["age", "education-num", "hours-per-week", "capital-gain", "capital-loss",
-                 "marital-status_Married-civ-spouse", "sex_Male", "sex_Female", "race_White", "race_Black"]
+ADS_BOUNDS = {
+    "rho_bar": 0.6668913422955944,
+    "phi_bar": 2.781214839211887,
+    "omega_norm": 0.6249799996799899,
+    "theta_norm": 0.4305810028322197,
+    "b_norm": 0.38560618976151995,
+    "noise_sigma": 0.01,
+}
+FAIR_FEATURES = [
+    "age",
+    "education-num",
+    "hours-per-week",
+    "capital-gain",
+    "capital-loss",
+    "marital-status_Married-civ-spouse",
+    "sex_Male",
+    "sex_Female",
+    "race_White",
+    "race_Black",
+]
 
 # Closed-loop rounds per pass: a simulator plays one round per micro-batch (its feedback
 # depends on the engine's answer), so these set the demo's length at --rate 0.
@@ -79,40 +95,67 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "neural-bandit": {
         "title": "contextual bandits (image segments, 7 actions, reward 1 for the right class)",
         "note": "segment-linucb plays its UCB argmax with probability 1: from its log, the SNIPS values of other "
-                "policies only restate its own observed mean reward (the neural bandit's explored log is what identifies them)",
+        "policies only restate its own observed mean reward (the neural bandit's explored log is what identifies them)",
         "models": {
-            "segment-fastcb": {"learner": "neural-fastcb", "n_actions": 7, "features": SEGMENT_FEATURES,
-                               "params": {"width": 100, "optimizer": "adabelief", "learning_rate": 0.01, "gamma0": 10.0, "seed": 0},
-                               "joins": {"ttl_events": 100, "default_reward": 0.0}},
-            "segment-linucb": {"learner": "linucb-disjoint", "n_actions": 7, "features": SEGMENT_FEATURES,
-                               "params": {"alpha": 1.0, "lam": 1.0, "seed": 0},
-                               "joins": {"ttl_events": 100, "default_reward": 0.0}},
+            "segment-fastcb": {
+                "learner": "neural-fastcb",
+                "n_actions": 7,
+                "features": SEGMENT_FEATURES,
+                "params": {"width": 100, "optimizer": "adabelief", "learning_rate": 0.01, "gamma0": 10.0, "seed": 0},
+                "joins": {"ttl_events": 100, "default_reward": 0.0},
+            },
+            "segment-linucb": {
+                "learner": "linucb-disjoint",
+                "n_actions": 7,
+                "features": SEGMENT_FEATURES,
+                "params": {"alpha": 1.0, "lam": 1.0, "seed": 0},
+                "joins": {"ttl_events": 100, "default_reward": 0.0},
+            },
         },
     },
     "analytic-ridge": {
         "title": "analytic ridge classifier (long-tailed digits, 10 classes)",
         "models": {
             "digits-ridge": {"learner": "analytic-ridge", "params": {"gamma": 0.1, "expansion_dim": 1024, "seed": 0}},
-            "digits-ridge-pfg": {"learner": "analytic-ridge",
-                                 "params": {"gamma": 0.1, "expansion_dim": 1024, "generator": "before_answer", "seed": 0}},
+            "digits-ridge-pfg": {
+                "learner": "analytic-ridge",
+                "params": {"gamma": 0.1, "expansion_dim": 1024, "generator": "before_answer", "seed": 0},
+            },
         },
     },
     "dynamical-bandit": {
         "title": "dynamical linear bandit (budget split over 3 ad platforms, simulator of real data)",
         "models": {
-            "ads": {"learner": "dynlin-ucb", "n_actions": 6,
-                    "params": {"actions": ADS_ACTIONS, "bounds": ADS_BOUNDS, "horizon": 1_000_000, "lam": "log_horizon",
-                               "epoch_threshold": 1e-4, "seed": 0}},
+            "ads": {
+                "learner": "dynlin-ucb",
+                "n_actions": 6,
+                "params": {
+                    "actions": ADS_ACTIONS,
+                    "bounds": ADS_BOUNDS,
+                    "horizon": 1_000_000,
+                    "lam": "log_horizon",
+                    "epoch_threshold": 1e-4,
+                    "seed": 0,
+                },
+            },
         },
     },
     "fair-onesided": {
         "title": "individually fair decisions (Adult applicants, one-sided labels, auditor panel)",
         "models": {
-            "adult-lending": {"learner": "fair-exp2", "features": FAIR_FEATURES,
-                        "params": {"gamma": 0.5, "fairness_scale": 7.07, "cost_bound": 2.0,
-                                   "group_features": {"sex=male": "sex_Male", "sex=female": "sex_Female"}, "seed": 0},
-                        "groups": [{"name": "sex", "field": "sex", "values": ["male", "female"]}],
-                        "joins": {"ttl_events": 1000}},
+            "adult-lending": {
+                "learner": "fair-exp2",
+                "features": FAIR_FEATURES,
+                "params": {
+                    "gamma": 0.5,
+                    "fairness_scale": 7.07,
+                    "cost_bound": 2.0,
+                    "group_features": {"sex=male": "sex_Male", "sex=female": "sex_Female"},
+                    "seed": 0,
+                },
+                "groups": [{"name": "sex", "field": "sex", "values": ["male", "female"]}],
+                "joins": {"ttl_events": 1000},
+            },
         },
     },
 }
@@ -130,8 +173,9 @@ def fair_rounds(passes: int) -> int:
     return max(1, passes) * ROUNDS_PER_PASS["fair-onesided"]
 
 
-def demo_config(port: int = 9108, metrics: bool = True, families: list[str] | None = None, passes: int = 3,
-                host: str = "127.0.0.1") -> Config:
+def demo_config(
+    port: int = 9108, metrics: bool = True, families: list[str] | None = None, passes: int = 3, host: str = "127.0.0.1"
+) -> Config:
     """The demo's config, as a user would write it in TOML (see deploy/examples)."""
     data = load_insurance()
     models: dict[str, Any] = {}
@@ -145,11 +189,13 @@ def demo_config(port: int = 9108, metrics: bool = True, families: list[str] | No
             elif family == "fair-onesided":
                 spec["params"] = {**spec["params"], "horizon": fair_rounds(passes)}
             models[name] = spec
-    return parse_config({
-        "models": models,
-        "runtime": {"batch_size": 64, "batch_timeout_ms": 10.0},
-        "metrics": {"enabled": metrics, "port": port, "host": host},
-    })
+    return parse_config(
+        {
+            "models": models,
+            "runtime": {"batch_size": 64, "batch_timeout_ms": 10.0},
+            "metrics": {"enabled": metrics, "port": port, "host": host},
+        }
+    )
 
 
 def demo_events(passes: int = 1, seed: int = 0, models: list[str] | None = None) -> list[bytes]:
@@ -166,10 +212,18 @@ def demo_events(passes: int = 1, seed: int = 0, models: list[str] | None = None)
             attributes = {k: row[k] for k in ("sex", "smoker", "region", "age", "bmi")}
             features = dict(zip(names, data.X[i].tolist()))
             for model in models:
-                out.append(orjson.dumps({
-                    "id": f"{model}-{p}-{i}", "model": model, "kind": "observe",
-                    "features": features, "attributes": attributes, "label": float(data.y[i]),
-                }))
+                out.append(
+                    orjson.dumps(
+                        {
+                            "id": f"{model}-{p}-{i}",
+                            "model": model,
+                            "kind": "observe",
+                            "features": features,
+                            "attributes": attributes,
+                            "label": float(data.y[i]),
+                        }
+                    )
+                )
     return out
 
 
@@ -185,8 +239,9 @@ def digits_events(passes: int = 1, seed: int = 0, models: list[str] | None = Non
     for p in range(passes):
         for i, (row, label) in enumerate(zip(split.X.tolist(), split.y.tolist())):
             for model in models:
-                out.append(orjson.dumps({"id": f"{model}-{p}-{i}", "model": model, "kind": "observe",
-                                         "features": row, "label": int(label)}))
+                out.append(
+                    orjson.dumps({"id": f"{model}-{p}-{i}", "model": model, "kind": "observe", "features": row, "label": int(label)})
+                )
     return out
 
 
@@ -348,8 +403,9 @@ def build_demo(config: Config, passes: int, seed: int, rate: float):
             rounds = passes * ROUNDS_PER_PASS["neural-bandit"]
             loops[name] = ClosedLoopSource(ClassificationBanditEnv(name, dataset="segment", seed=seed), rounds=rounds)
     if "ads" in models:
-        loops["ads"] = ClosedLoopSource(LinearDynamicalEnv("ads", case="real-data", seed=seed),
-                                        rounds=passes * ROUNDS_PER_PASS["dynamical-bandit"])
+        loops["ads"] = ClosedLoopSource(
+            LinearDynamicalEnv("ads", case="real-data", seed=seed), rounds=passes * ROUNDS_PER_PASS["dynamical-bandit"]
+        )
     if "adult-lending" in models:
         rounds = fair_rounds(passes)
         env = FairnessEnv("adult-lending", k=5, seed=seed, horizon=rounds)
@@ -408,8 +464,17 @@ class Progress:
         self.stream.flush()
 
 
-def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: float = 0.0, host: str = "127.0.0.1",
-             progress: bool = True, as_json: bool = False, seed: int = 0, families: list[str] | None = None) -> dict[str, Any]:
+def run_demo(
+    passes: int = 3,
+    rate: float = 1000.0,
+    port: int = 9108,
+    linger: float = 0.0,
+    host: str = "127.0.0.1",
+    progress: bool = True,
+    as_json: bool = False,
+    seed: int = 0,
+    families: list[str] | None = None,
+) -> dict[str, Any]:
     chosen = _families(families)
     config = demo_config(port=port, families=chosen, passes=passes, host=host)
     source, sink, monitors = build_demo(config, passes, seed, rate)
@@ -419,13 +484,16 @@ def run_demo(passes: int = 3, rate: float = 1000.0, port: int = 9108, linger: fl
     for model, monitor in monitors.items():
         engine.metrics.registry.register(MonitorCollector(model, monitor))
     bar = Progress(total) if progress else None
-    live = LiveRecorder(engine, monitors=monitors, title="regretflow demo",
-                        families={FAMILIES[f]["title"]: list(FAMILIES[f]["models"]) for f in chosen})
+    live = LiveRecorder(
+        engine, monitors=monitors, title="regretflow demo", families={FAMILIES[f]["title"]: list(FAMILIES[f]["models"]) for f in chosen}
+    )
     engine.progress = live.chain(bar)
     if engine.server is not None:
         live.serve(engine.server)
-        print(f"regretflow demo: {', '.join(chosen)}; live page http://{engine.server.host}:{engine.server.port}/ "
-              f"(/metrics, /live.json)", file=sys.stderr)
+        print(
+            f"regretflow demo: {', '.join(chosen)}; live page http://{engine.server.host}:{engine.server.port}/ (/metrics, /live.json)",
+            file=sys.stderr,
+        )
     source._start = time.monotonic()  # pace from the first poll, not from before the warm-up
     engine.run(install_signals=True)
     live.sample(force=True)

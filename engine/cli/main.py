@@ -41,31 +41,52 @@ docs/configuration.md, docs/events.md and docs/metrics.md list every config key,
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="regretflow", description="Streaming online learning with regret you can watch.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="regretflow",
+        description="Streaming online learning with regret you can watch.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="one model of every family, side by side on bundled data and simulators, with a live page")
-    d.add_argument("--passes", type=int, default=3, metavar="N", help="passes over the bundled data (and simulator rounds in proportion), default 3")
-    d.add_argument("--family", action="append", metavar="NAME",
-                   help="run only this family (repeatable): groupwise, neural-bandit, analytic-ridge, dynamical-bandit, fair-onesided")
+    d.add_argument(
+        "--passes", type=int, default=3, metavar="N", help="passes over the bundled data (and simulator rounds in proportion), default 3"
+    )
+    d.add_argument(
+        "--family",
+        action="append",
+        metavar="NAME",
+        help="run only this family (repeatable): groupwise, neural-bandit, analytic-ridge, dynamical-bandit, fair-onesided",
+    )
     d.add_argument("--rate", type=float, default=1000.0, metavar="EV/S", help="events per second, 0 for as fast as possible (default 1000)")
     d.add_argument("--port", type=int, default=9108, metavar="P", help="live page and metrics port (default 9108, 0 picks a free one)")
-    d.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="address the live page listens on (default 127.0.0.1; 0.0.0.0 inside a container)")
-    d.add_argument("--linger", type=float, default=0.0, metavar="S", help="keep serving the live page and /metrics this many seconds after the end")
+    d.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the live page listens on (default 127.0.0.1; 0.0.0.0 inside a container)",
+    )
+    d.add_argument(
+        "--linger", type=float, default=0.0, metavar="S", help="keep serving the live page and /metrics this many seconds after the end"
+    )
     d.add_argument("--seed", type=int, default=0, metavar="N")
     d.add_argument("--no-progress", action="store_true", help="no progress line")
     d.add_argument("--json", action="store_true", help="print the final summary as JSON")
 
-    r = sub.add_parser("run", help="run the daemon on the source of a config file",
-                       epilog="exit status: 0 a normal end; 2 the config cannot work here (one line per problem, "
-                              "nothing started: do not restart); 1 an error a restart may fix")
+    r = sub.add_parser(
+        "run",
+        help="run the daemon on the source of a config file",
+        epilog="exit status: 0 a normal end; 2 the config cannot work here (one line per problem, "
+        "nothing started: do not restart); 1 an error a restart may fix",
+    )
     r.add_argument("--config", required=True, metavar="FILE", help="TOML config (see docs/configuration.md)")
     r.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes in one consumer group (kafka sources)")
     r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
-    r.add_argument("--check", action="store_true",
-                   help="validate the config (schema, learners, ports, paths) on this host and exit: 0 OK, 2 problems")
+    r.add_argument(
+        "--check", action="store_true", help="validate the config (schema, learners, ports, paths) on this host and exit: 0 OK, 2 problems"
+    )
     r.add_argument("--json", action="store_true", help="end with the summary as JSON instead of the table")
 
     rp = sub.add_parser("replay", help="evaluate the config's models on a logged JSONL stream, offline")
@@ -74,8 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--answers", metavar="OUT.jsonl", help="write the answers to this JSONL file")
     rp.add_argument("--dead-letters", metavar="DL.jsonl", help="write dead letters to this JSONL file")
     rp.add_argument("--json", action="store_true", help="print the summary as JSON")
-    rp.add_argument("--logged-answers", metavar="A.jsonl", help="the answers the live system gave (JSONL): off-policy estimates of its bandit decisions, with bootstrap intervals")
-    rp.add_argument("--bootstrap", type=int, default=500, metavar="N", help="bootstrap resamples for the off-policy intervals (default 500)")
+    rp.add_argument(
+        "--logged-answers",
+        metavar="A.jsonl",
+        help="the answers the live system gave (JSONL): off-policy estimates of its bandit decisions, with bootstrap intervals",
+    )
+    rp.add_argument(
+        "--bootstrap", type=int, default=500, metavar="N", help="bootstrap resamples for the off-policy intervals (default 500)"
+    )
 
     c = sub.add_parser("checkpoint", help="checkpoint tools")
     csub = c.add_subparsers(dest="action", metavar="ACTION")
@@ -88,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("args", nargs=argparse.REMAINDER, help="--quick, --json, ...")
 
     rr = sub.add_parser("report", help="draw a run's regret, reward and off-policy curves (PNG files + one HTML page)")
-    rr.add_argument("run", nargs="?", metavar="RUN", help="a metrics log (JSONL written with metrics.log_path), or a directory holding metrics.jsonl")
+    rr.add_argument(
+        "run", nargs="?", metavar="RUN", help="a metrics log (JSONL written with metrics.log_path), or a directory holding metrics.jsonl"
+    )
     rr.add_argument("--replay", metavar="EVENTS.jsonl", help="replay this event log through --config's models, recording as it goes")
     rr.add_argument("--config", metavar="FILE", help="the TOML config of --replay")
     rr.add_argument("--demo", action="store_true", help="record the demo's stream (Medical costs, offline, flat out)")
@@ -128,8 +157,7 @@ def synopsis() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
-                        format="ts=%(asctime)s level=%(levelname)s %(message)s")
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr, format="ts=%(asctime)s level=%(levelname)s %(message)s")
     logging.getLogger("kafka").setLevel(max(logging.WARNING, getattr(logging, args.log_level)))
     # group membership changes (joins, evictions, assignments) are rare and are what an
     # operator reads first when partitions move: keep the client's coordinator at INFO
@@ -139,8 +167,17 @@ def main(argv: list[str] | None = None) -> int:
             # the engine's learners (numba) load only for the commands that run them: --help and schema start fast
             from regretflow.engine.cli.demo import run_demo
 
-            run_demo(passes=args.passes, rate=args.rate, port=args.port, host=args.host, linger=args.linger,
-                     progress=not args.no_progress, as_json=args.json, seed=args.seed, families=args.family)
+            run_demo(
+                passes=args.passes,
+                rate=args.rate,
+                port=args.port,
+                host=args.host,
+                linger=args.linger,
+                progress=not args.no_progress,
+                as_json=args.json,
+                seed=args.seed,
+                families=args.family,
+            )
             return 0
         if args.command == "run":
             config = load_config(args.config)
@@ -226,7 +263,9 @@ def _replay(args) -> int:
         for model, s in summary.items():
             if model == "_logged_policies":
                 for name, table in s.items():
-                    print(f"\nlogged decisions of {name}: {table['rounds']} joined rounds, observed mean reward {table['logged']['observed']['value']:.4f}")
+                    print(
+                        f"\nlogged decisions of {name}: {table['rounds']} joined rounds, observed mean reward {table['logged']['observed']['value']:.4f}"
+                    )
                     for policy in ("greedy", "uniform", "best_constant"):
                         for est, v in table[policy].items():
                             print(f"  {policy:<14}{est.upper():<6}{v['value']:.4f}  95% bootstrap [{v['low']:.4f}, {v['high']:.4f}]")

@@ -65,8 +65,7 @@ class FairRegretTracker:
         self.learner_lagrangian = 0.0
         self.rounds = 0
 
-    def update(self, X: ArrayLike, y: ArrayLike, q: ArrayLike, kept: ArrayLike | None = None,
-               fairness_weight: float = 0.0) -> None:
+    def update(self, X: ArrayLike, y: ArrayLike, q: ArrayLike, kept: ArrayLike | None = None, fairness_weight: float = 0.0) -> None:
         """Add one round: individuals, true labels, the learner's q, its kept pairs and C."""
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
@@ -93,9 +92,13 @@ class FairRegretTracker:
         return self.learner_errors - float(self.policy_errors.min()) if self.rounds else 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"policy_errors": self.policy_errors.copy(), "policy_lagrangian": self.policy_lagrangian.copy(),
-                 "learner_errors": float(self.learner_errors), "learner_lagrangian": float(self.learner_lagrangian),
-                 "rounds": int(self.rounds)}
+        state = {
+            "policy_errors": self.policy_errors.copy(),
+            "policy_lagrangian": self.policy_lagrangian.copy(),
+            "learner_errors": float(self.learner_errors),
+            "learner_lagrangian": float(self.learner_lagrangian),
+            "rounds": int(self.rounds),
+        }
         check_state(state, "FairRegretTracker")
         return state
 
@@ -111,8 +114,7 @@ class FairRegretTracker:
 class FairComparator:
     """The solution of :func:`fair_comparator`."""
 
-    def __init__(self, errors: float, weights: FloatArray, constraints_used: int, constraints_total: int,
-                 iterations: int) -> None:
+    def __init__(self, errors: float, weights: FloatArray, constraints_used: int, constraints_total: int, iterations: int) -> None:
         self.errors = errors
         self.weights = weights
         self.constraints_used = constraints_used
@@ -120,13 +122,21 @@ class FairComparator:
         self.iterations = iterations
 
     def __repr__(self) -> str:
-        return (f"FairComparator(errors={self.errors:.6g}, constraints_used={self.constraints_used}, "
-                f"constraints_total={self.constraints_total}, iterations={self.iterations})")
+        return (
+            f"FairComparator(errors={self.errors:.6g}, constraints_used={self.constraints_used}, "
+            f"constraints_total={self.constraints_total}, iterations={self.iterations})"
+        )
 
 
-def fair_comparator(class_rounds: Sequence[NDArray[np.integer[Any]]], label_rounds: Sequence[FloatArray], bound_rounds: Sequence[FloatArray],
-                    alpha_prime: float = 0.0, batch: int = 4000, tolerance: float = 1e-9,
-                    max_iterations: int = 200) -> FairComparator:
+def fair_comparator(
+    class_rounds: Sequence[NDArray[np.integer[Any]]],
+    label_rounds: Sequence[FloatArray],
+    bound_rounds: Sequence[FloatArray],
+    alpha_prime: float = 0.0,
+    batch: int = 4000,
+    tolerance: float = 1e-9,
+    max_iterations: int = 200,
+) -> FairComparator:
     """Fewest expected mistakes of a fixed mixture of the class that is fair on every round.
 
     Minimise ``sum_n p_n sum_t sum_i [y_ti + h_n(x_ti)(1 - 2 y_ti)]`` over ``p`` in the
@@ -186,8 +196,15 @@ def fair_comparator(class_rounds: Sequence[NDArray[np.integer[Any]]], label_roun
     while True:
         iterations += 1
         A = A_all[active].astype(np.float64) if active.any() else None
-        res = linprog(cost, A_ub=A, b_ub=b_all[active] if active.any() else None, A_eq=np.ones((1, N)),
-                      b_eq=np.array([1.0]), bounds=(0.0, None), method="highs")
+        res = linprog(
+            cost,
+            A_ub=A,
+            b_ub=b_all[active] if active.any() else None,
+            A_eq=np.ones((1, N)),
+            b_eq=np.array([1.0]),
+            bounds=(0.0, None),
+            method="highs",
+        )
         if res.status != 0:
             raise RuntimeError(f"fair comparator LP failed: {res.message}")
         p = res.x
@@ -206,7 +223,7 @@ def fair_comparator(class_rounds: Sequence[NDArray[np.integer[Any]]], label_roun
 def _chunked_excess(A: NDArray[np.int8], b: FloatArray, p: FloatArray, chunk: int = 100_000) -> FloatArray:
     out = np.empty(A.shape[0])
     for start in range(0, A.shape[0], chunk):
-        out[start:start + chunk] = A[start:start + chunk] @ p - b[start:start + chunk]
+        out[start : start + chunk] = A[start : start + chunk] @ p - b[start : start + chunk]
     return out
 
 
@@ -275,33 +292,39 @@ class FairnessMonitor:
     GAUGES = {
         "rounds": "Rounds the fairness simulator has played against the model",
         "expected_mistakes": "The model's expected mistakes on the true labels, hidden ones included: "
-                             "sum over rounds and individuals of y + q (1 - 2 y)",
+        "sum over rounds and individuals of y + q (1 - 2 y)",
         "lagrangian_regret": "Exact regret on the fair Lagrangian cost (C from the model's schedule) against "
-                             "the best fixed policy of its class",
-        "mistake_regret_unconstrained": "Expected mistakes minus those of the best fixed policy of the class, "
-                                        "fair or not",
+        "the best fixed policy of its class",
+        "mistake_regret_unconstrained": "Expected mistakes minus those of the best fixed policy of the class, fair or not",
         "fair_regret": "Expected mistakes minus those of the best fixed fair mixture of the class (the LP), "
-                       "as of regretflow_simulator_fair_regret_rounds rounds (NaN before the first solve)",
+        "as of regretflow_simulator_fair_regret_rounds rounds (NaN before the first solve)",
         "fair_regret_rounds": "Rounds covered by the last fair-comparator LP solve",
         "fair_comparator_mistakes": "Expected mistakes of the best fixed fair mixture of the class on those rounds",
         "comparator_available": "1 while the fair-comparator LP is still solved (rounds <= lp_max_rounds); "
-                                "0 after: lagrangian_regret, an upper bound, keeps updating",
+        "0 after: lagrangian_regret, an upper bound, keeps updating",
         "lp_seconds": "Wall time of the last fair-comparator LP solve",
-        "panel_violation_rounds": "Rounds in which the sitting panel reported at least one violating pair "
-                                  "(gamma rule)",
+        "panel_violation_rounds": "Rounds in which the sitting panel reported at least one violating pair (gamma rule)",
         "panel_violation_pairs": "Panel-violating pairs over all rounds (gamma rule)",
     }
     #: Exported as ``regretflow_simulator_auditor_<name>{model, auditor}``, for every auditor of the pool.
     AUDITOR_GAUGES = {
         "violation_pairs": "Pairs the auditor's own metric and margin flag on the answered probabilities, "
-                           "whether it sat on the panel or not (cumulative)",
+        "whether it sat on the panel or not (cumulative)",
         "violation_rounds": "Rounds in which the auditor's own metric flags at least one pair",
         "last_round_pairs": "Pairs the auditor's own metric flags in the last round",
     }
 
-    def __init__(self, sim: FairnessSimulator, weights: ArrayLike, offsets: ArrayLike, gamma: float = 0.5,
-                 fairness_weight: Callable[[int], float] = lambda t: 0.0, lp_max_rounds: int = 100_000, lp_first: int = 250,
-                 last_round: int | None = None) -> None:
+    def __init__(
+        self,
+        sim: FairnessSimulator,
+        weights: ArrayLike,
+        offsets: ArrayLike,
+        gamma: float = 0.5,
+        fairness_weight: Callable[[int], float] = lambda t: 0.0,
+        lp_max_rounds: int = 100_000,
+        lp_first: int = 250,
+        last_round: int | None = None,
+    ) -> None:
         self.sim = sim
         self.gamma = float(gamma)
         self.fairness_weight = fairness_weight
@@ -407,24 +430,35 @@ class FairnessMonitor:
         }
 
     def _auditor_gauges(self) -> dict[str, dict[str, float]]:
-        return {name: {"violation_pairs": float(self.auditor_pairs[j]), "violation_rounds": float(self.auditor_rounds[j]),
-                       "last_round_pairs": float(self.auditor_last[j])}
-                for j, name in enumerate(self.auditor_names)}
+        return {
+            name: {
+                "violation_pairs": float(self.auditor_pairs[j]),
+                "violation_rounds": float(self.auditor_rounds[j]),
+                "last_round_pairs": float(self.auditor_last[j]),
+            }
+            for j, name in enumerate(self.auditor_names)
+        }
 
     def state_dict(self) -> dict[str, Any]:
         state = {f"tracker_{k}": v for k, v in self.tracker.state_dict().items()}
-        state.update(auditor_pairs=self.auditor_pairs.copy(), auditor_rounds=self.auditor_rounds.copy(),
-                     auditor_last=self.auditor_last.copy(), panel_violation_rounds=int(self.panel_violation_rounds),
-                     panel_violation_pairs=int(self.panel_violation_pairs),
-                     # NaN until the first solve: arrays, since checkpoint scalars are strict JSON
-                     fair_regret=np.array([self.fair_regret]), comparator_mistakes=np.array([self.comparator_mistakes]),
-                     fair_regret_rounds=int(self.fair_regret_rounds),
-                     lp_seconds=float(self.lp_seconds), in_order=int(self.in_order))
+        state.update(
+            auditor_pairs=self.auditor_pairs.copy(),
+            auditor_rounds=self.auditor_rounds.copy(),
+            auditor_last=self.auditor_last.copy(),
+            panel_violation_rounds=int(self.panel_violation_rounds),
+            panel_violation_pairs=int(self.panel_violation_pairs),
+            # NaN until the first solve: arrays, since checkpoint scalars are strict JSON
+            fair_regret=np.array([self.fair_regret]),
+            comparator_mistakes=np.array([self.comparator_mistakes]),
+            fair_regret_rounds=int(self.fair_regret_rounds),
+            lp_seconds=float(self.lp_seconds),
+            in_order=int(self.in_order),
+        )
         check_state(state, "FairnessMonitor")
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tracker.load_state_dict({k[len("tracker_"):]: v for k, v in state.items() if k.startswith("tracker_")})
+        self.tracker.load_state_dict({k[len("tracker_") :]: v for k, v in state.items() if k.startswith("tracker_")})
         M = len(self.auditor_names)
         for name in ("auditor_pairs", "auditor_rounds", "auditor_last"):
             setattr(self, name, expect_array(state, name, (M,), "FairnessMonitor"))

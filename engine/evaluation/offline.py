@@ -56,8 +56,9 @@ def offline_config(config: Config, max_batch_size: int | None = None) -> Config:
     )
 
 
-def logged_policy_values(events_path: str, answers_path: str, config: Config | None = None, n_bootstrap: int = 500,
-                         seed: int = 0) -> dict[str, Any]:
+def logged_policy_values(
+    events_path: str, answers_path: str, config: Config | None = None, n_bootstrap: int = 500, seed: int = 0
+) -> dict[str, Any]:
     """Per bandit model in the answers: off-policy values of greedy, uniform and best-constant policies."""
     decisions: dict[str, dict[str, Any]] = {}
     for a in read_objects(answers_path):
@@ -90,9 +91,13 @@ def logged_policy_values(events_path: str, answers_path: str, config: Config | N
         n = len(A)
         best = op.best_constant_action(A, p, R, k)
         values = op.evaluate_policies(
-            A, p, R, {"greedy": op.greedy_policy(P), "uniform": op.uniform_policy(n, k), "best_constant": op.constant_policy(n, k, best)},
-            reward_estimates=rhat, n_bootstrap=n_bootstrap, seed=seed,
+            A,
+            p,
+            R,
+            {"greedy": op.greedy_policy(P), "uniform": op.uniform_policy(n, k), "best_constant": op.constant_policy(n, k, best)},
+            reward_estimates=rhat,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
         )
         out[model] = {"rounds": n, "best_constant_action": best, **values}
     return out
-

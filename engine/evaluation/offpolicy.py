@@ -48,8 +48,10 @@ def _check(
     target = np.asarray(target_in, dtype=np.float64)
     n = actions.shape[0]
     if propensities.shape[0] != n or rewards.shape[0] != n or target.ndim != 2 or target.shape[0] != n:
-        raise ValueError(f"need n actions, propensities, rewards and an (n, K) target; got {actions.shape}, "
-                         f"{propensities.shape}, {rewards.shape}, {target.shape}")
+        raise ValueError(
+            f"need n actions, propensities, rewards and an (n, K) target; got {actions.shape}, "
+            f"{propensities.shape}, {rewards.shape}, {target.shape}"
+        )
     if n and (np.any(propensities <= 0) or np.any(propensities > 1) or not np.all(np.isfinite(propensities))):
         raise ValueError("propensities must be in (0, 1]")
     if n and (actions.min() < 0 or actions.max() >= target.shape[1]):
@@ -140,9 +142,17 @@ def best_constant_action(actions: ArrayLike, propensities: ArrayLike, rewards: A
     return int(np.argmax(values))
 
 
-def bootstrap_interval(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, target: ArrayLike, reward_estimates: ArrayLike | None = None,
-                       n_bootstrap: int = 200, confidence: float = 0.95, seed: int = 0,
-                       chunk: int = 50) -> dict[str, tuple[float, float]]:
+def bootstrap_interval(
+    actions: ArrayLike,
+    propensities: ArrayLike,
+    rewards: ArrayLike,
+    target: ArrayLike,
+    reward_estimates: ArrayLike | None = None,
+    n_bootstrap: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int = 50,
+) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals (resampling rounds) of every available estimator."""
     actions, propensities, rewards, target = _check(actions, propensities, rewards, target)
     n = actions.shape[0]
@@ -169,9 +179,16 @@ def bootstrap_interval(actions: ArrayLike, propensities: ArrayLike, rewards: Arr
     return {name: (float(np.quantile(s, tail)), float(np.quantile(s, 1.0 - tail))) for name, s in samples.items()}
 
 
-def evaluate_policies(actions: ArrayLike, propensities: ArrayLike, rewards: ArrayLike, policies: Mapping[str, ArrayLike],
-                      reward_estimates: ArrayLike | None = None, n_bootstrap: int = 200, confidence: float = 0.95,
-                      seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+def evaluate_policies(
+    actions: ArrayLike,
+    propensities: ArrayLike,
+    rewards: ArrayLike,
+    policies: Mapping[str, ArrayLike],
+    reward_estimates: ArrayLike | None = None,
+    n_bootstrap: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, float]]]:
     """IPS, SNIPS and (with a reward model) DR estimates with bootstrap intervals, per policy.
 
     Returns ``{policy: {estimator: {"value", "low", "high"}}}``, plus the observed
@@ -192,19 +209,17 @@ def evaluate_policies(actions: ArrayLike, propensities: ArrayLike, rewards: Arra
     >>> out["uniform"]["ips"]["low"] < 0.5 < out["uniform"]["ips"]["high"]
     True
     """
-    actions, propensities, rewards, _ = _check(actions, propensities, rewards,
-                                               np.zeros((len(np.asarray(actions)), 1 + int(np.max(actions, initial=0)))))
-    out: dict[str, dict[str, dict[str, float]]] = {
-        "logged": {"observed": {"value": float(rewards.mean()) if len(rewards) else 0.0}}
-    }
+    actions, propensities, rewards, _ = _check(
+        actions, propensities, rewards, np.zeros((len(np.asarray(actions)), 1 + int(np.max(actions, initial=0))))
+    )
+    out: dict[str, dict[str, dict[str, float]]] = {"logged": {"observed": {"value": float(rewards.mean()) if len(rewards) else 0.0}}}
     for name, target in policies.items():
         target = np.asarray(target, dtype=np.float64)
-        values = {"ips": ips(actions, propensities, rewards, target),
-                  "snips": snips(actions, propensities, rewards, target)}
+        values = {"ips": ips(actions, propensities, rewards, target), "snips": snips(actions, propensities, rewards, target)}
         if reward_estimates is not None:
             values["dr"] = doubly_robust(actions, propensities, rewards, target, reward_estimates)
-        intervals = bootstrap_interval(actions, propensities, rewards, target, reward_estimates,
-                                       n_bootstrap=n_bootstrap, confidence=confidence, seed=seed)
-        out[name] = {est: {"value": values[est], "low": intervals[est][0], "high": intervals[est][1]}
-                     for est in values}
+        intervals = bootstrap_interval(
+            actions, propensities, rewards, target, reward_estimates, n_bootstrap=n_bootstrap, confidence=confidence, seed=seed
+        )
+        out[name] = {est: {"value": values[est], "low": intervals[est][0], "high": intervals[est][1]} for est in values}
     return out

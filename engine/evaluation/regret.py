@@ -108,9 +108,17 @@ class HindsightRegret:
         if membership is None:
             membership = np.zeros((X.shape[0], max(len(self.labels) - 1, 1)), dtype=np.bool_)
         accumulate_hindsight(
-            self.S, self.u, self.v, self.n, self.loss, self.last_x, self.last_y,
-            np.ascontiguousarray(X, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
-            np.ascontiguousarray(losses, dtype=np.float64), np.ascontiguousarray(membership, dtype=np.bool_),
+            self.S,
+            self.u,
+            self.v,
+            self.n,
+            self.loss,
+            self.last_x,
+            self.last_y,
+            np.ascontiguousarray(X, dtype=np.float64),
+            np.ascontiguousarray(y, dtype=np.float64),
+            np.ascontiguousarray(losses, dtype=np.float64),
+            np.ascontiguousarray(membership, dtype=np.bool_),
         )
 
     def group_summary(self, g: int) -> dict[str, float]:
@@ -131,8 +139,15 @@ class HindsightRegret:
         return {label: self.group_summary(g) for g, label in enumerate(self.labels)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"S": self.S.copy(), "u": self.u.copy(), "v": self.v.copy(), "n": self.n.copy(),
-                "loss": self.loss.copy(), "last_x": self.last_x.copy(), "last_y": self.last_y.copy()}
+        return {
+            "S": self.S.copy(),
+            "u": self.u.copy(),
+            "v": self.v.copy(),
+            "n": self.n.copy(),
+            "loss": self.loss.copy(),
+            "last_x": self.last_x.copy(),
+            "last_y": self.last_y.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("S", "u", "v", "n", "loss", "last_x", "last_y"):
@@ -202,8 +217,15 @@ class BanditRegret:
                 self.expected_pseudo_regret += best - float(expected[action])
             self.pseudo_count += 1
 
-    def update(self, actions: np.ndarray, probabilities: np.ndarray, rewards: np.ndarray, n_choices: np.ndarray,
-               prob_vectors: np.ndarray | None = None, reward_estimates: np.ndarray | None = None) -> None:
+    def update(
+        self,
+        actions: np.ndarray,
+        probabilities: np.ndarray,
+        rewards: np.ndarray,
+        n_choices: np.ndarray,
+        prob_vectors: np.ndarray | None = None,
+        reward_estimates: np.ndarray | None = None,
+    ) -> None:
         """Account joined feedback: chosen action, its logged probability, reward, number of actions
         offered; optionally the logged probability vectors (greedy policy) and predicted rewards (DR)."""
         if len(actions) == 0:
@@ -257,11 +279,20 @@ class BanditRegret:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"n_actions": self.n_actions, "count": self.count, "reward": self.reward,
-                "pseudo_regret": self.pseudo_regret, "expected_pseudo_regret": self.expected_pseudo_regret,
-                "pseudo_count": self.pseudo_count, "uniform": self.uniform.copy(), "greedy": self.greedy.copy(),
-                "constant": self.constant.copy(), "dr_uniform": self.dr_uniform.copy(), "dr_greedy": self.dr_greedy.copy(),
-                "dr_constant": self.dr_constant.copy()}
+        return {
+            "n_actions": self.n_actions,
+            "count": self.count,
+            "reward": self.reward,
+            "pseudo_regret": self.pseudo_regret,
+            "expected_pseudo_regret": self.expected_pseudo_regret,
+            "pseudo_count": self.pseudo_count,
+            "uniform": self.uniform.copy(),
+            "greedy": self.greedy.copy(),
+            "constant": self.constant.copy(),
+            "dr_uniform": self.dr_uniform.copy(),
+            "dr_greedy": self.dr_greedy.copy(),
+            "dr_constant": self.dr_constant.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.n_actions = int(state["n_actions"])
@@ -306,8 +337,14 @@ def _estimates(s: np.ndarray) -> dict[str, float]:
     snips_var = max(w2r2 - 2 * snips * w2r + snips * snips * w2, 0.0) / (w * w) if w > 0 else 0.0
     z = 1.959963984540054
     h_ips, h_snips = z * math.sqrt(ips_var), z * math.sqrt(snips_var)
-    return {"ips": ips, "ips_low": ips - h_ips, "ips_high": ips + h_ips,
-            "snips": snips, "snips_low": snips - h_snips, "snips_high": snips + h_snips}
+    return {
+        "ips": ips,
+        "ips_low": ips - h_ips,
+        "ips_high": ips + h_ips,
+        "snips": snips,
+        "snips_low": snips - h_snips,
+        "snips_high": snips + h_snips,
+    }
 
 
 class ClassAccuracy:
@@ -368,7 +405,11 @@ class ClassAccuracy:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"classes": np.array(self.classes, dtype=str), "class_counts": self.class_counts.copy(), "group_counts": self.group_counts.copy()}
+        return {
+            "classes": np.array(self.classes, dtype=str),
+            "class_counts": self.class_counts.copy(),
+            "group_counts": self.group_counts.copy(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.classes = [str(c) for c in np.asarray(state["classes"])]
@@ -451,14 +492,15 @@ class FairnessTracker:
             "revealed_accuracy": c["revealed_positive"] / c["revealed"] if c["revealed"] else 0.0,
             "violations_per_round": c["violation_pairs"] / c["audits"] if c["audits"] else 0.0,
             "violation_round_rate": c["violation_rounds"] / c["audits"] if c["audits"] else 0.0,
-            "auditors": {name: {"reported_pairs": int(self.auditor_counts[row, 0]), "panels": int(self.auditor_counts[row, 1])}
-                         for name, row in self.auditor_index.items()},
+            "auditors": {
+                name: {"reported_pairs": int(self.auditor_counts[row, 0]), "panels": int(self.auditor_counts[row, 1])}
+                for name, row in self.auditor_index.items()
+            },
         }
 
     def state_dict(self) -> dict[str, Any]:
         names = sorted(self.auditor_index, key=self.auditor_index.get)
-        return {"counts": self.counts.copy(), "auditor_names": np.array(names, dtype=str),
-                "auditor_counts": self.auditor_counts.copy()}
+        return {"counts": self.counts.copy(), "auditor_names": np.array(names, dtype=str), "auditor_counts": self.auditor_counts.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.counts = expect_array(state, "counts", (len(self.FIELDS),), "FairnessTracker")
@@ -466,5 +508,4 @@ class FairnessTracker:
         if len(set(names)) != len(names):
             raise ValueError("FairnessTracker: the checkpoint's auditor names are not distinct")
         self.auditor_index = {name: row for row, name in enumerate(names)}
-        self.auditor_counts = (expect_array(state, "auditor_counts", (len(names), 2), "FairnessTracker") if names
-                               else np.zeros((0, 2)))
+        self.auditor_counts = expect_array(state, "auditor_counts", (len(names), 2), "FairnessTracker") if names else np.zeros((0, 2))

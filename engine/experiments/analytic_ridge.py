@@ -128,7 +128,9 @@ def rainfall_split(seed: int, limit: int | None = None) -> Split:
 
 
 # -- methods ------------------------------------------------------------------------
-def run_ours(split: Split, seed: int, generator: bool, expansion_dim: int, gamma: float, batch: int, refresh_events: int) -> tuple[float, float, float]:
+def run_ours(
+    split: Split, seed: int, generator: bool, expansion_dim: int, gamma: float, batch: int, refresh_events: int
+) -> tuple[float, float, float]:
     """Prequential then held-out mean per-class accuracy, and microseconds per stream event."""
     if generator:
         mode = "before_answer" if refresh_events <= batch else "every_n"
@@ -161,8 +163,9 @@ def river_models(seed: int) -> dict[str, Callable[[], Any]]:
     from river import forest, linear_model, multiclass, preprocessing, tree
 
     return {
-        "River LogisticRegression (OvR)": lambda: preprocessing.StandardScaler()
-        | multiclass.OneVsRestClassifier(linear_model.LogisticRegression()),
+        "River LogisticRegression (OvR)": lambda: (
+            preprocessing.StandardScaler() | multiclass.OneVsRestClassifier(linear_model.LogisticRegression())
+        ),
         "River HoeffdingTree": lambda: tree.HoeffdingTreeClassifier(),
         "River ARF": lambda: forest.ARFClassifier(seed=seed),
     }
@@ -231,9 +234,7 @@ def experiment(quick: bool, log: Callable[[str], None]) -> dict[str, Any]:
     digits = results["digits-LT"]
     gain = float(np.mean(digits["ours+PFG"].held_out) - np.mean(digits["ours"].held_out))
     anchors = DIGITS_ANCHORS[0.1]
-    within = {
-        label: abs(float(np.mean(digits[label].held_out)) - anchors[label]) <= ANCHOR_TOLERANCE for label in anchors
-    }
+    within = {label: abs(float(np.mean(digits[label].held_out)) - anchors[label]) <= ANCHOR_TOLERANCE for label in anchors}
     return {
         "quick": quick,
         "seeds": list(SEEDS),

@@ -99,7 +99,9 @@ def make_learner(method: str, sim: LinearDynamicalSystem, horizon: int, seed: in
     raise ValueError(f"unknown method {method!r}")
 
 
-def run_trials(system: str, method: str, rounds: int, trials: int, checkpoints: tuple[int, ...], design_horizon: int = 1_000_000) -> np.ndarray:
+def run_trials(
+    system: str, method: str, rounds: int, trials: int, checkpoints: tuple[int, ...], design_horizon: int = 1_000_000
+) -> np.ndarray:
     """(trials, len(checkpoints)) cumulative steady-state pseudo-regret.
 
     Learners are configured for ``design_horizon`` (lambda = ln T, delta = 1/T,
@@ -139,7 +141,12 @@ def checks(results: dict[tuple[str, str], np.ndarray], checkpoints: tuple[int, .
             dyn_one = mean.get((system, "DynLin-UCB (lambda=1)"))
             lin = mean.get((system, "LinUCB (lambda=log T)"))
             if dyn_log is not None:
-                out.append((f"{system} t={c}: DynLin-UCB(log T) below the myopic arm's {MYOPIC_RATE[system]}*t", dyn_log[i] < MYOPIC_RATE[system] * c))
+                out.append(
+                    (
+                        f"{system} t={c}: DynLin-UCB(log T) below the myopic arm's {MYOPIC_RATE[system]}*t",
+                        dyn_log[i] < MYOPIC_RATE[system] * c,
+                    )
+                )
             if dyn_log is not None and dyn_one is not None:
                 out.append((f"{system} t={c}: DynLin-UCB(log T) < DynLin-UCB(1)", dyn_log[i] < dyn_one[i]))
             if system == "real-data" and dyn_one is not None and lin is not None and c >= 100_000:
@@ -198,8 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(payload, indent=2))
     else:
-        print(f"Cumulative steady-state pseudo-regret, mean over {trials} trials, {horizon:,} rounds of the T = 10^6 configuration; official = re-run of marcomussi/DLB")
-        head = f"{'system':<10} {'method':<26}" + "".join(f" {'t=' + format(c, ','):>22}" for c in checkpoints) + f" {'s.e. at end':>12} {'time':>7}"
+        print(
+            f"Cumulative steady-state pseudo-regret, mean over {trials} trials, {horizon:,} rounds of the T = 10^6 configuration; official = re-run of marcomussi/DLB"
+        )
+        head = (
+            f"{'system':<10} {'method':<26}"
+            + "".join(f" {'t=' + format(c, ','):>22}" for c in checkpoints)
+            + f" {'s.e. at end':>12} {'time':>7}"
+        )
         print(head)
         print("-" * len(head))
         for (s, m), val in results.items():

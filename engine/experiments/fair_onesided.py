@@ -114,20 +114,27 @@ EXP2_RATE_FACTOR = 1.0  # the spec's eta with that B (the accuracy-only learner'
 FTPL_PERTURBATION_FACTOR = 0.15  # x B sqrt(k T) = 0.3 sqrt(k T)
 
 
-def build(name: str, W: np.ndarray, b: np.ndarray, separator: np.ndarray, horizon: int, seed: int,
-          fairness_scale: float, n_samples: int) -> Any:
+def build(
+    name: str, W: np.ndarray, b: np.ndarray, separator: np.ndarray, horizon: int, seed: int, fairness_scale: float, n_samples: int
+) -> Any:
     common = dict(weights=W, offsets=b, horizon=horizon, gamma=GAMMA, seed=seed)
     if name == "FairExp2":
-        return FairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR,
-                        cost_bound=RATE_COST_BOUND, **common)
+        return FairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR, cost_bound=RATE_COST_BOUND, **common)
     if name == "FairFTPL":
-        return FairFTPL(fairness_scale=fairness_scale, separator_points=separator, n_samples=n_samples,
-                        perturbation_factor=FTPL_PERTURBATION_FACTOR, cost_bound=RATE_COST_BOUND, **common)
+        return FairFTPL(
+            fairness_scale=fairness_scale,
+            separator_points=separator,
+            n_samples=n_samples,
+            perturbation_factor=FTPL_PERTURBATION_FACTOR,
+            cost_bound=RATE_COST_BOUND,
+            **common,
+        )
     if name == "OneSidedExp2":
         return OneSidedExp2(**common)  # C = 0, so its B is 2 already
     if name == "FullInfoFairExp2":
-        return FullInformationFairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR,
-                                       cost_bound=RATE_COST_BOUND, **common)
+        return FullInformationFairExp2(
+            fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR, cost_bound=RATE_COST_BOUND, **common
+        )
     raise ValueError(name)
 
 
@@ -159,14 +166,22 @@ def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray) 
     }, monitor
 
 
-def experiment(horizons: tuple[int, ...], seeds: int, learners: tuple[str, ...], fairness_scale: float,
-               n_samples: int, lp_max: int, log=print) -> dict[str, Any]:
+def experiment(
+    horizons: tuple[int, ...], seeds: int, learners: tuple[str, ...], fairness_scale: float, n_samples: int, lp_max: int, log=print
+) -> dict[str, Any]:
     population = AdultPopulation.load()
     W, b = population.hypothesis_class(16, 13, seed=0)
     separator = greedy_separator(W, b, population.separator_candidates(2000, seed=1))
-    results: dict[str, Any] = {"horizons": list(horizons), "seeds": seeds, "learners": list(learners),
-                               "n_policies": int(W.shape[0]), "separator_points": int(separator.shape[0]),
-                               "fairness_scale": fairness_scale, "n_samples": n_samples, "runs": []}
+    results: dict[str, Any] = {
+        "horizons": list(horizons),
+        "seeds": seeds,
+        "learners": list(learners),
+        "n_policies": int(W.shape[0]),
+        "separator_points": int(separator.shape[0]),
+        "fairness_scale": fairness_scale,
+        "n_samples": n_samples,
+        "runs": [],
+    }
     for T in horizons:
         for seed in range(seeds):
             sim = FairnessSimulator(population, n_rounds=T, k=K_INDIVIDUALS, seed=seed)
@@ -180,13 +195,18 @@ def experiment(horizons: tuple[int, ...], seeds: int, learners: tuple[str, ...],
                     lp_started = time.perf_counter()
                     solution = monitor.comparator()
                     comparator_errors = solution.errors
-                    results.setdefault("lp", []).append({
-                        "T": T, "seed": seed, "seconds": time.perf_counter() - lp_started,
-                        "constraints_used": solution.constraints_used,
-                        "constraints_total": solution.constraints_total, "iterations": solution.iterations})
+                    results.setdefault("lp", []).append(
+                        {
+                            "T": T,
+                            "seed": seed,
+                            "seconds": time.perf_counter() - lp_started,
+                            "constraints_used": solution.constraints_used,
+                            "constraints_total": solution.constraints_total,
+                            "iterations": solution.iterations,
+                        }
+                    )
                 run.update(learner=name, T=T, seed=seed, seconds=seconds, comparator_errors=comparator_errors)
-                run["regret"] = (run["errors"] - comparator_errors) if comparator_errors is not None \
-                    else run["lagrangian_regret"]
+                run["regret"] = (run["errors"] - comparator_errors) if comparator_errors is not None else run["lagrangian_regret"]
                 run["regret_kind"] = "lp" if comparator_errors is not None else "lagrangian"
                 results["runs"].append(run)
             log(f"  T={T} seed={seed} done", file=sys.stderr)
@@ -206,19 +226,26 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
                 v = np.array([r[key] for r in runs], dtype=np.float64) * scale
                 return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
-            rows.append({
-                "learner": name, "T": T, "regret_kind": runs[0]["regret_kind"],
-                "regret_per_round": stat("regret", 1.0 / T),
-                "lagrangian_regret_per_round": stat("lagrangian_regret", 1.0 / T),
-                "violations_per_round": stat("violation_rounds", 1.0 / T),
-                "pairs_per_round": stat("violation_pairs", 1.0 / T),
-                "error_rate": stat("errors", 1.0 / (T * K_INDIVIDUALS)),
-                "best_policy_error_rate": stat("best_policy_errors", 1.0 / (T * K_INDIVIDUALS)),
-                "fair_comparator_error_rate": (float(np.mean([r["comparator_errors"] for r in runs])) / (T * K_INDIVIDUALS)
-                                               if runs[0]["comparator_errors"] is not None else None),
-                "seconds": float(np.mean([r["seconds"] for r in runs])),
-                "fairness_weight": runs[0]["fairness_weight"],
-            })
+            rows.append(
+                {
+                    "learner": name,
+                    "T": T,
+                    "regret_kind": runs[0]["regret_kind"],
+                    "regret_per_round": stat("regret", 1.0 / T),
+                    "lagrangian_regret_per_round": stat("lagrangian_regret", 1.0 / T),
+                    "violations_per_round": stat("violation_rounds", 1.0 / T),
+                    "pairs_per_round": stat("violation_pairs", 1.0 / T),
+                    "error_rate": stat("errors", 1.0 / (T * K_INDIVIDUALS)),
+                    "best_policy_error_rate": stat("best_policy_errors", 1.0 / (T * K_INDIVIDUALS)),
+                    "fair_comparator_error_rate": (
+                        float(np.mean([r["comparator_errors"] for r in runs])) / (T * K_INDIVIDUALS)
+                        if runs[0]["comparator_errors"] is not None
+                        else None
+                    ),
+                    "seconds": float(np.mean([r["seconds"] for r in runs])),
+                    "fairness_weight": runs[0]["fairness_weight"],
+                }
+            )
     return rows
 
 
@@ -248,7 +275,8 @@ def table(results: dict[str, Any]) -> str:
             f"  {r['lagrangian_regret_per_round'][0]:>7.4f}±{r['lagrangian_regret_per_round'][1]:.4f}"
             f"  {r['violations_per_round'][0]:>7.4f}±{r['violations_per_round'][1]:.4f}"
             f"  {r['pairs_per_round'][0]:>7.3f}  {r['error_rate'][0]:>6.4f}  {fair_opt:>12}  {r['fairness_weight']:>5.2f}"
-            f"  {r['seconds']:>6.1f}")
+            f"  {r['seconds']:>6.1f}"
+        )
     lines.append("")
     lines.append("cost of fairness in accuracy (expected mistakes per individual):")
     by = {(r["learner"], r["T"]): r for r in results["summary"]}
@@ -261,8 +289,11 @@ def table(results: dict[str, Any]) -> str:
         row = plain or by.get(("FairExp2", T))
         comparator = row["fair_comparator_error_rate"] if row is not None else None
         best = row["best_policy_error_rate"][0] if row is not None else None
-        fair_opt = (f"fair LP optimum - best unconstrained policy {comparator - best:+.4f} "
-                    f"({comparator:.4f} vs {best:.4f})" if comparator is not None else "fair LP optimum: not solved (T > --lp-max)")
+        fair_opt = (
+            f"fair LP optimum - best unconstrained policy {comparator - best:+.4f} ({comparator:.4f} vs {best:.4f})"
+            if comparator is not None
+            else "fair LP optimum: not solved (T > --lp-max)"
+        )
         lines.append(f"  T={T:<7} learner - accuracy-only: {', '.join(parts) or '-'};  {fair_opt}")
     if results.get("lp"):
         lines.append("")
@@ -270,30 +301,35 @@ def table(results: dict[str, Any]) -> str:
         for T in results["horizons"]:
             solves = [x for x in results["lp"] if x["T"] == T]
             if solves:
-                lines.append(f"  T={T:<7} {np.mean([x['seconds'] for x in solves]):.1f} s  "
-                             f"({np.mean([x['constraints_used'] for x in solves]):.0f} of "
-                             f"{np.mean([x['constraints_total'] for x in solves]):.0f} constraints active, "
-                             f"{np.mean([x['iterations'] for x in solves]):.0f} rounds of row generation)")
+                lines.append(
+                    f"  T={T:<7} {np.mean([x['seconds'] for x in solves]):.1f} s  "
+                    f"({np.mean([x['constraints_used'] for x in solves]):.0f} of "
+                    f"{np.mean([x['constraints_total'] for x in solves]):.0f} constraints active, "
+                    f"{np.mean([x['iterations'] for x in solves]):.0f} rounds of row generation)"
+                )
     lines.append("")
     lines.append("log-log slopes of the totals against T (sublinear: < 1; spec pass threshold 0.9):")
     for name in results["learners"]:
-        lines.append(f"  {name:<17} regret {slopes(results, name, 'lagrangian_regret_per_round'):.3f} (Lagrangian)"
-                     f"   violations {slopes(results, name, 'violations_per_round'):.3f}")
+        lines.append(
+            f"  {name:<17} regret {slopes(results, name, 'lagrangian_regret_per_round'):.3f} (Lagrangian)"
+            f"   violations {slopes(results, name, 'violations_per_round'):.3f}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="regretflow reproduce fair-onesided", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"T in {QUICK_HORIZONS}, {QUICK_SEEDS} seeds, LP comparator up to T = 2,000 (the CI form)")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"T in {QUICK_HORIZONS}, {QUICK_SEEDS} seeds, LP comparator up to T = 2,000 (the CI form)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per horizon (default 5; 3 with --quick)")
     parser.add_argument("--horizons", type=int, nargs="+", default=None)
-    parser.add_argument("--fairness-scale", type=float, default=FAIRNESS_SCALE,
-                        help="c_C in C = c_C T^(1/4) (default sqrt(k / alpha) = %(default).3g)")
+    parser.add_argument(
+        "--fairness-scale", type=float, default=FAIRNESS_SCALE, help="c_C in C = c_C T^(1/4) (default sqrt(k / alpha) = %(default).3g)"
+    )
     parser.add_argument("--n-samples", type=int, default=200, help="FairFTPL leaders per probability estimate")
-    parser.add_argument("--lp-max", type=int, default=None,
-                        help="largest T with the LP comparator (default 100,000; 2,000 with --quick)")
+    parser.add_argument("--lp-max", type=int, default=None, help="largest T with the LP comparator (default 100,000; 2,000 with --quick)")
     args = parser.parse_args(argv)
     horizons = tuple(args.horizons) if args.horizons else (QUICK_HORIZONS if args.quick else FULL_HORIZONS)
     seeds = args.seeds or (QUICK_SEEDS if args.quick else 5)
@@ -326,12 +362,13 @@ def shrinks(results: dict[str, Any], learner: str, key: str, factor: float) -> b
     return by[(learner, last)][key][0] <= factor * by[(learner, first)][key][0]
 
 
-def violation_gap(results: dict[str, Any], learner: str, baseline: str = "OneSidedExp2",
-                  factor: float = VIOLATION_GAP) -> bool:
+def violation_gap(results: dict[str, Any], learner: str, baseline: str = "OneSidedExp2", factor: float = VIOLATION_GAP) -> bool:
     """``baseline`` has at least ``factor`` times ``learner``'s violations/T at every T but the smallest."""
     by = {(r["learner"], r["T"]): r for r in results["summary"]}
-    return all(by[(baseline, T)]["violations_per_round"][0] >= factor * by[(learner, T)]["violations_per_round"][0]
-               for T in results["horizons"][1:])
+    return all(
+        by[(baseline, T)]["violations_per_round"][0] >= factor * by[(learner, T)]["violations_per_round"][0]
+        for T in results["horizons"][1:]
+    )
 
 
 def checks(results: dict[str, Any]) -> dict[str, bool]:
@@ -344,14 +381,16 @@ def checks(results: dict[str, Any]) -> dict[str, bool]:
         lagr = [by[(name, T)]["lagrangian_regret_per_round"][0] for T in horizons]
         out[f"{name}: Lagrangian regret/T decreases at every step of T"] = all(b < a for a, b in zip(lagr, lagr[1:]))
         out[f"{name}: Lagrangian regret/T at T={last} <= {REGRET_SHRINK} x at T={first}"] = shrinks(
-            results, name, "lagrangian_regret_per_round", REGRET_SHRINK)
+            results, name, "lagrangian_regret_per_round", REGRET_SHRINK
+        )
         out[f"{name}: violations/T at T={last} <= {VIOLATION_SHRINK} x at T={first}"] = shrinks(
-            results, name, "violations_per_round", VIOLATION_SHRINK)
+            results, name, "violations_per_round", VIOLATION_SHRINK
+        )
         out[f"{name}: log-log slopes of the Lagrangian regret and of the violations < {SLOPE_THRESHOLD}"] = (
             slopes(results, name, "lagrangian_regret_per_round") < SLOPE_THRESHOLD
-            and slopes(results, name, "violations_per_round") < SLOPE_THRESHOLD)
-        out[f"{name}: accuracy-only has >= {VIOLATION_GAP} x its violations/T at every T >= {horizons[1]}"] = \
-            violation_gap(results, name)
+            and slopes(results, name, "violations_per_round") < SLOPE_THRESHOLD
+        )
+        out[f"{name}: accuracy-only has >= {VIOLATION_GAP} x its violations/T at every T >= {horizons[1]}"] = violation_gap(results, name)
     return out
 
 

@@ -290,8 +290,7 @@ def run_river(data: GroupedRegressionData, groups_all: np.ndarray) -> dict[str, 
     return {key: loss @ groups_all for key, loss in losses.items()}
 
 
-def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river: bool,
-             validate_max_rows: int | None = None) -> SeedResult:
+def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river: bool, validate_max_rows: int | None = None) -> SeedResult:
     """One shuffle: Ours, the baseline, the comparator (validated on groups of at most
     ``validate_max_rows`` rows when ``validate``), and River when ``with_river``."""
     stream = data.shuffled(seed)
@@ -332,8 +331,15 @@ def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river:
 
 
 # -- experiments --------------------------------------------------------------------
-def summarise(name: str, data: GroupedRegressionData, results: list[SeedResult], seeds: list[int],
-              reference: dict[str, tuple], reference_kind: str, river_seeds: int) -> dict[str, Any]:
+def summarise(
+    name: str,
+    data: GroupedRegressionData,
+    results: list[SeedResult],
+    seeds: list[int],
+    reference: dict[str, tuple],
+    reference_kind: str,
+    river_seeds: int,
+) -> dict[str, Any]:
     """Mean and std over seeds of every per-group figure, next to the reference numbers."""
     names = list(data.group_names) + [ALWAYS_ON]
     stacked = {
@@ -376,18 +382,17 @@ def summarise(name: str, data: GroupedRegressionData, results: list[SeedResult],
     }
 
 
-def run_dataset(name, data, seeds, reference, reference_kind, river_seeds, validate_seeds,
-                validate_max_rows=None) -> dict[str, Any]:
+def run_dataset(name, data, seeds, reference, reference_kind, river_seeds, validate_seeds, validate_max_rows=None) -> dict[str, Any]:
     results = [
-        run_seed(data, seed, validate=i < validate_seeds, with_river=i < river_seeds,
-                 validate_max_rows=validate_max_rows)
+        run_seed(data, seed, validate=i < validate_seeds, with_river=i < river_seeds, validate_max_rows=validate_max_rows)
         for i, seed in enumerate(seeds)
     ]
     return summarise(name, data, results, seeds, reference, reference_kind, river_seeds)
 
 
-def check_against(summary: dict[str, Any], tolerance: tuple[float, float], groups: list[str] | None = None,
-                  reference_key: str = "reference") -> list[dict[str, Any]]:
+def check_against(
+    summary: dict[str, Any], tolerance: tuple[float, float], groups: list[str] | None = None, reference_key: str = "reference"
+) -> list[dict[str, Any]]:
     """Compare every referenced figure with its tolerance; one record per comparison."""
     rel, absolute = tolerance
     checks = []
@@ -400,13 +405,31 @@ def check_against(summary: dict[str, Any], tolerance: tuple[float, float], group
         for key in ("base_loss", "ours_loss"):
             if ref.get(key) is not None:
                 ok = abs(row[key] - ref[key]) <= rel * abs(ref[key])
-                checks.append({"dataset": summary["name"], "group": g_name, "figure": key, "ours": row[key],
-                               "reference": ref[key], "tolerance": f"{rel:.1%} rel", "ok": bool(ok)})
+                checks.append(
+                    {
+                        "dataset": summary["name"],
+                        "group": g_name,
+                        "figure": key,
+                        "ours": row[key],
+                        "reference": ref[key],
+                        "tolerance": f"{rel:.1%} rel",
+                        "ok": bool(ok),
+                    }
+                )
         for key in ("base_regret", "ours_regret"):
             if ref.get(key) is not None:
                 ok = abs(row[key] - ref[key]) <= absolute
-                checks.append({"dataset": summary["name"], "group": g_name, "figure": key, "ours": row[key],
-                               "reference": ref[key], "tolerance": f"{absolute} abs", "ok": bool(ok)})
+                checks.append(
+                    {
+                        "dataset": summary["name"],
+                        "group": g_name,
+                        "figure": key,
+                        "ours": row[key],
+                        "reference": ref[key],
+                        "tolerance": f"{absolute} abs",
+                        "ok": bool(ok),
+                    }
+                )
     return checks
 
 
@@ -419,12 +442,19 @@ def _fmt(value, width=9, digits=3):
 
 def print_table(summary: dict[str, Any], out) -> None:
     digits = 2 if summary["groups"][ALWAYS_ON]["base_loss"] > 500 else 3
-    print(f"\n== {summary['name']}: {summary['rows']} rows, {summary['features']} features, "
-          f"{len(summary['seeds'])} seed(s); reference = {summary['reference_kind']} ==", file=out)
-    print("   loss = cumulative squared loss on the group's rounds (Ours: p.l); regret = loss - SSE* on the "
-          "group's first T_g-1 rows (lag 1)", file=out)
-    header = (f"{'group':<19}{'T_g':>7} | {'Base':>9}{'(ref)':>9} | {'Ours':>9}{'(ref)':>9} | {'red.':>6}"
-              f"{'(ref)':>7} | {'Reg Base':>9}{'(ref)':>9} | {'Reg Ours':>9}{'(ref)':>9} | {'SSE*':>9}{'(ref)':>9}")
+    print(
+        f"\n== {summary['name']}: {summary['rows']} rows, {summary['features']} features, "
+        f"{len(summary['seeds'])} seed(s); reference = {summary['reference_kind']} ==",
+        file=out,
+    )
+    print(
+        "   loss = cumulative squared loss on the group's rounds (Ours: p.l); regret = loss - SSE* on the group's first T_g-1 rows (lag 1)",
+        file=out,
+    )
+    header = (
+        f"{'group':<19}{'T_g':>7} | {'Base':>9}{'(ref)':>9} | {'Ours':>9}{'(ref)':>9} | {'red.':>6}"
+        f"{'(ref)':>7} | {'Reg Base':>9}{'(ref)':>9} | {'Reg Ours':>9}{'(ref)':>9} | {'SSE*':>9}{'(ref)':>9}"
+    )
     has_river = any("river_linear_loss" in row for row in summary["groups"].values())
     if has_river:
         header += f" | {'River LR':>9}{'River EWA':>10}"
@@ -432,27 +462,38 @@ def print_table(summary: dict[str, Any], out) -> None:
     for g_name, row in summary["groups"].items():
         ref = row.get("reference", {})
         ref_red = (1 - ref["ours_loss"] / ref["base_loss"]) if ref.get("base_loss") else None
-        line = (f"{g_name:<19}{row['size']:>7} | {_fmt(row['base_loss'], 9, digits)}{_fmt(ref.get('base_loss'), 9, digits)}"
-                f" | {_fmt(row['ours_loss'], 9, digits)}{_fmt(ref.get('ours_loss'), 9, digits)}"
-                f" | {row['reduction']:6.1%}{(f'{ref_red:7.1%}' if ref_red is not None else '      -')}"
-                f" | {_fmt(row['base_regret'], 9, digits)}{_fmt(ref.get('base_regret'), 9, digits)}"
-                f" | {_fmt(row['ours_regret'], 9, digits)}{_fmt(ref.get('ours_regret'), 9, digits)}"
-                f" | {_fmt(row['hindsight_sse'], 9, digits)}{_fmt(ref.get('hindsight_sse'), 9, digits)}")
+        line = (
+            f"{g_name:<19}{row['size']:>7} | {_fmt(row['base_loss'], 9, digits)}{_fmt(ref.get('base_loss'), 9, digits)}"
+            f" | {_fmt(row['ours_loss'], 9, digits)}{_fmt(ref.get('ours_loss'), 9, digits)}"
+            f" | {row['reduction']:6.1%}{(f'{ref_red:7.1%}' if ref_red is not None else '      -')}"
+            f" | {_fmt(row['base_regret'], 9, digits)}{_fmt(ref.get('base_regret'), 9, digits)}"
+            f" | {_fmt(row['ours_regret'], 9, digits)}{_fmt(ref.get('ours_regret'), 9, digits)}"
+            f" | {_fmt(row['hindsight_sse'], 9, digits)}{_fmt(ref.get('hindsight_sse'), 9, digits)}"
+        )
         if has_river:
             line += f" | {_fmt(row.get('river_linear_loss'), 9, digits)}{_fmt(row.get('river_ewa_loss'), 10, digits)}"
         print(line, file=out)
     always = summary["groups"][ALWAYS_ON]
     print(f"   mixture prediction (p.f) always_on loss: {always['mixture_loss']:.3f}", file=out)
     if summary["comparator_vs_pinv_max_abs_gap"] is not None:
-        print(f"   comparator check: max |SSE*(normal eq., cutoff 1e-10) - SSE(pinv fit on rows)| = "
-              f"{summary['comparator_vs_pinv_max_abs_gap']:.2e}", file=out)
+        print(
+            f"   comparator check: max |SSE*(normal eq., cutoff 1e-10) - SSE(pinv fit on rows)| = "
+            f"{summary['comparator_vs_pinv_max_abs_gap']:.2e}",
+            file=out,
+        )
         checked = [kv for kv in summary["groups"].items() if "lstsq_sse" in kv[1]]
         worst = max(checked, key=lambda kv: kv[1]["lstsq_sse"] - kv[1]["hindsight_sse"])
-        print(f"   default scipy lstsq (official call), worst validated group {worst[0]}: SSE "
-              f"{worst[1]['lstsq_sse']:.3f} vs {worst[1]['hindsight_sse']:.3f}", file=out)
+        print(
+            f"   default scipy lstsq (official call), worst validated group {worst[0]}: SSE "
+            f"{worst[1]['lstsq_sse']:.3f} vs {worst[1]['hindsight_sse']:.3f}",
+            file=out,
+        )
     if has_river:
-        print(f"   River columns: cumulative loss, {summary['river_seeds']} seed(s); LinearRegression (SGD 0.01) and "
-              "EWARegressor over LinearRegression with SGD(0.01), RMSProp, AdaGrad; same features", file=out)
+        print(
+            f"   River columns: cumulative loss, {summary['river_seeds']} seed(s); LinearRegression (SGD 0.01) and "
+            "EWARegressor over LinearRegression with SGD(0.01), RMSProp, AdaGrad; same features",
+            file=out,
+        )
 
 
 # -- main ---------------------------------------------------------------------------
@@ -479,34 +520,58 @@ def single_threaded_blas():
 def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = sys.stderr if args.json else sys.stdout
-    report: dict[str, Any] = {"paper": "Acharya et al., Oracle Efficient Algorithms for Groupwise Regret, ICLR 2024",
-                              "quick": bool(args.quick), "datasets": {}, "checks": []}
+    report: dict[str, Any] = {
+        "paper": "Acharya et al., Oracle Efficient Algorithms for Groupwise Regret, ICLR 2024",
+        "quick": bool(args.quick),
+        "datasets": {},
+        "checks": [],
+    }
 
-    medical = run_dataset("medical", load_insurance(), SEEDS, MEDICAL_PAPER, "paper (official tables)",
-                          river_seeds=3 if args.quick else len(SEEDS), validate_seeds=len(SEEDS))
+    medical = run_dataset(
+        "medical",
+        load_insurance(),
+        SEEDS,
+        MEDICAL_PAPER,
+        "paper (official tables)",
+        river_seeds=3 if args.quick else len(SEEDS),
+        validate_seeds=len(SEEDS),
+    )
     report["datasets"]["medical"] = medical
     report["checks"] += check_against(medical, TOLERANCES["medical"])
 
     adult_data = load_adult()
-    adult = run_dataset("adult-uci-substitute", adult_data, SEEDS, ADULT_ANCHOR,
-                        "spec anchor for the UCI substitute (not a paper table)",
-                        river_seeds=0 if args.quick else 1, validate_seeds=1,
-                        validate_max_rows=5000 if args.quick else None)
+    adult = run_dataset(
+        "adult-uci-substitute",
+        adult_data,
+        SEEDS,
+        ADULT_ANCHOR,
+        "spec anchor for the UCI substitute (not a paper table)",
+        river_seeds=0 if args.quick else 1,
+        validate_seeds=1,
+        validate_max_rows=5000 if args.quick else None,
+    )
     report["datasets"]["adult"] = adult
     report["checks"] += check_against(adult, TOLERANCES["adult"])
-    report["adult_paper_reference"] = {g: dict(zip(("base_loss", "ours_loss", "base_regret", "ours_regret"), v[:4]))
-                                       for g, v in ADULT_PAPER.items()}
+    report["adult_paper_reference"] = {
+        g: dict(zip(("base_loss", "ours_loss", "base_regret", "ours_regret"), v[:4])) for g, v in ADULT_PAPER.items()
+    }
 
     aggregations = ["mean"] if args.quick else ["mean", "min", "max", "dperm"]
     for aggregation in aggregations:
         data = make_synthetic(aggregation)
         seeds = [SEEDS[0]] if args.quick else list(SEEDS)
-        reference = ({g: v + (None,) for g, v in SYNTHETIC_SEED473.items()} if args.quick
-                     else SYNTHETIC_PAPER[aggregation])
+        reference = {g: v + (None,) for g, v in SYNTHETIC_SEED473.items()} if args.quick else SYNTHETIC_PAPER[aggregation]
         kind = "spec single-seed anchor (seed 473)" if args.quick else "official tables (10 seeds)"
-        summary = run_dataset(f"synthetic-{aggregation}", data, seeds, reference, kind,
-                              river_seeds=0 if args.quick else 1, validate_seeds=1,
-                              validate_max_rows=30_000 if args.quick else None)
+        summary = run_dataset(
+            f"synthetic-{aggregation}",
+            data,
+            seeds,
+            reference,
+            kind,
+            river_seeds=0 if args.quick else 1,
+            validate_seeds=1,
+            validate_max_rows=30_000 if args.quick else None,
+        )
         report["datasets"][f"synthetic-{aggregation}"] = summary
         report["checks"] += check_against(summary, TOLERANCES["synthetic"])
 
@@ -515,16 +580,20 @@ def _run(args: argparse.Namespace) -> int:
 
     for summary in report["datasets"].values():
         print_table(summary, out)
-    print("\n== the paper's own Adult table (reconstructed Adult, 49,531 rows, continuous target; "
-          "not reproducible offline, for reference) ==", file=out)
+    print(
+        "\n== the paper's own Adult table (reconstructed Adult, 49,531 rows, continuous target; "
+        "not reproducible offline, for reference) ==",
+        file=out,
+    )
     for g_name, (b, o, rb, ro, _) in ADULT_PAPER.items():
         print(f"   {g_name:<19} loss {b:8.2f} -> {o:8.2f} ({1 - o / b:5.1%})   regret {rb:7.2f} -> {ro:7.2f}", file=out)
     failed = [c for c in report["checks"] if not c["ok"]]
-    print(f"\n{len(report['checks']) - len(failed)}/{len(report['checks'])} figures within tolerance "
-          f"({report['seconds']:.0f} s)", file=out)
+    print(f"\n{len(report['checks']) - len(failed)}/{len(report['checks'])} figures within tolerance ({report['seconds']:.0f} s)", file=out)
     for c in failed:
-        print(f"   OUT OF TOLERANCE {c['dataset']} {c['group']} {c['figure']}: {c['ours']:.4f} vs {c['reference']:.4f} "
-              f"({c['tolerance']})", file=out)
+        print(
+            f"   OUT OF TOLERANCE {c['dataset']} {c['group']} {c['figure']}: {c['ours']:.4f} vs {c['reference']:.4f} ({c['tolerance']})",
+            file=out,
+        )
     if args.json:
         print(json.dumps(report, indent=1))
     return 0 if report["passed"] else 1

@@ -65,10 +65,12 @@ QUICK_HORIZON, QUICK_SEEDS = 1_500, 2
 # and digits at T = 3,000; then fixed for every dataset. Plain OGD (0.1 .. 2.0) was far
 # behind the adaptive optimizers with one step per round; EXAdam made SquareCB collapse
 # on shuttle (always the wrong arm), so SquareCB keeps AdaBelief.
-FASTCB = dict(depth=1, width=100, activation="tanh", optimizer="exadam", learning_rate=0.003, init_scale=4.0,
-              gamma_schedule="sqrt", gamma0=10.0)
-SQUARECB = dict(depth=1, width=100, activation="tanh", optimizer="adabelief", learning_rate=0.003, init_scale=1.0,
-                gamma_schedule="sqrt", gamma0=10.0)
+FASTCB = dict(
+    depth=1, width=100, activation="tanh", optimizer="exadam", learning_rate=0.003, init_scale=4.0, gamma_schedule="sqrt", gamma0=10.0
+)
+SQUARECB = dict(
+    depth=1, width=100, activation="tanh", optimizer="adabelief", learning_rate=0.003, init_scale=1.0, gamma_schedule="sqrt", gamma0=10.0
+)
 PERTURBATION = 1.0
 
 
@@ -141,8 +143,7 @@ def run_vw(sim: ClassificationBandit, seed: int, gamma_scale: float = 10.0) -> R
     shared context (``-q sa``: context x action indicator, the disjoint encoding)."""
     import vowpalwabbit
 
-    vw = vowpalwabbit.Workspace(f"--cb_explore_adf --squarecb --gamma_scale {gamma_scale} -q sa "
-                                f"--random_seed {seed} --quiet")
+    vw = vowpalwabbit.Workspace(f"--cb_explore_adf --squarecb --gamma_scale {gamma_scale} -q sa --random_seed {seed} --quiet")
     rng = np.random.default_rng(20_000 + seed)
     k = sim.n_actions
     action_lines = [f"|a arm{a}" for a in range(k)]
@@ -157,8 +158,7 @@ def run_vw(sim: ClassificationBandit, seed: int, gamma_scale: float = 10.0) -> R
         action = min(action, k - 1)
         label = int(sim.labels[t])
         reward = 1.0 if action == label else 0.0
-        lines = [shared] + [f"0:{1.0 - reward}:{p[a]:.6g} |a arm{a}" if a == action else action_lines[a]
-                            for a in range(k)]
+        lines = [shared] + [f"0:{1.0 - reward}:{p[a]:.6g} |a arm{a}" if a == action else action_lines[a] for a in range(k)]
         vw.learn(lines)
         total += 1.0 - p[label]
         realised += 1.0 - reward
@@ -171,25 +171,26 @@ def learners(quick: bool) -> dict[str, Callable[[ClassificationBandit, int], Run
     """Name -> runner(sim, seed) of every compared learner (VW only when installed)."""
     table: dict[str, Callable[[ClassificationBandit, int], Run]] = {
         "NeuralFastCB": lambda sim, s: run_ours(lambda k, seed: NeuralFastCB(n_actions=k, seed=seed, **FASTCB), sim, s),
-        "NeuralSquareCB": lambda sim, s: run_ours(
-            lambda k, seed: NeuralSquareCB(n_actions=k, seed=seed, **SQUARECB), sim, s),
+        "NeuralSquareCB": lambda sim, s: run_ours(lambda k, seed: NeuralSquareCB(n_actions=k, seed=seed, **SQUARECB), sim, s),
         "LinUCB": lambda sim, s: run_ours(lambda k, seed: LinUCBDisjoint(n_actions=k, alpha=1.0), sim, s),
-        "EpsilonGreedy": lambda sim, s: run_ours(
-            lambda k, seed: EpsilonGreedy(n_actions=k, epsilon=0.05, seed=seed), sim, s),
+        "EpsilonGreedy": lambda sim, s: run_ours(lambda k, seed: EpsilonGreedy(n_actions=k, epsilon=0.05, seed=seed), sim, s),
     }
     if not quick:
         table["River LinUCBDisjoint"] = run_river
         if vw_available():
             table["VW SquareCB"] = run_vw
         table["NeuralFastCB +perturb"] = lambda sim, s: run_ours(
-            lambda k, seed: NeuralFastCB(n_actions=k, seed=seed, perturbation=PERTURBATION, **FASTCB), sim, s)
+            lambda k, seed: NeuralFastCB(n_actions=k, seed=seed, perturbation=PERTURBATION, **FASTCB), sim, s
+        )
         table["NeuralSquareCB +perturb"] = lambda sim, s: run_ours(
-            lambda k, seed: NeuralSquareCB(n_actions=k, seed=seed, perturbation=PERTURBATION, **SQUARECB), sim, s)
+            lambda k, seed: NeuralSquareCB(n_actions=k, seed=seed, perturbation=PERTURBATION, **SQUARECB), sim, s
+        )
     return table
 
 
-def evaluate(datasets: tuple[str, ...], horizon: int, seeds: list[int], quick: bool,
-             only: tuple[str, ...] | None = None, log=sys.stderr) -> dict:
+def evaluate(
+    datasets: tuple[str, ...], horizon: int, seeds: list[int], quick: bool, only: tuple[str, ...] | None = None, log=sys.stderr
+) -> dict:
     """Run every learner on every dataset and seed; returns the results as plain data."""
     results: dict = {"horizon": horizon, "seeds": seeds, "datasets": {}}
     runners = learners(quick)
@@ -221,8 +222,7 @@ def evaluate(datasets: tuple[str, ...], horizon: int, seeds: list[int], quick: b
                 "seconds_per_run": float(np.mean(seconds)),
                 "slope_ratio_last_first_fifth": float(np.mean(tails) / max(np.mean(heads), 1e-12)),
             }
-            print(f"  {name:10s} {learner:24s} regret {np.mean(finals):9.1f}  ({np.mean(seconds):6.2f} s/run)",
-                  file=log, flush=True)
+            print(f"  {name:10s} {learner:24s} regret {np.mean(finals):9.1f}  ({np.mean(seconds):6.2f} s/run)", file=log, flush=True)
         results["datasets"][name] = entry
     return results
 
@@ -257,7 +257,8 @@ def claims(results: dict) -> dict:
         if "NeuralFastCB +perturb" in lr:
             on, off = lr["NeuralFastCB +perturb"], lr["NeuralFastCB"]
             row["perturbation changes FastCB by < 1 seed std"] = (
-                "yes" if abs(on["mean"] - off["mean"]) < max(off["std"], on["std"], 1e-12) else "no")
+                "yes" if abs(on["mean"] - off["mean"]) < max(off["std"], on["std"], 1e-12) else "no"
+            )
         out[name] = row
     return out
 
@@ -270,10 +271,8 @@ def format_table(results: dict) -> str:
             if learner not in learner_names:
                 learner_names.append(learner)
     lines = [
-        f"Cumulative pseudo-regret at T = min({results['horizon']}, n), mean ± s.e. over "
-        f"{len(results['seeds'])} seeds (lower is better)",
-        "Paper (Deb et al., ICLR 2024): no readable numbers; claimed ordering NeuralFastCB < NeuralSquareCB "
-        "< baselines on most datasets.",
+        f"Cumulative pseudo-regret at T = min({results['horizon']}, n), mean ± s.e. over {len(results['seeds'])} seeds (lower is better)",
+        "Paper (Deb et al., ICLR 2024): no readable numbers; claimed ordering NeuralFastCB < NeuralSquareCB < baselines on most datasets.",
         "",
     ]
     header = f"{'learner':24s}" + "".join(f"{n + ' (T=' + str(results['datasets'][n]['T']) + ')':>22s}" for n in names)
@@ -296,8 +295,7 @@ def format_table(results: dict) -> str:
     lines.append("Seconds per run (all rounds, act + learn):")
     for learner in learner_names:
         cells = [results["datasets"][n]["learners"].get(learner) for n in names]
-        lines.append(f"  {learner:22s}" + "".join(f"{(c['seconds_per_run'] if c else float('nan')):>12.2f}"
-                                                   for c in cells))
+        lines.append(f"  {learner:22s}" + "".join(f"{(c['seconds_per_run'] if c else float('nan')):>12.2f}" for c in cells))
     return "\n".join(lines)
 
 
@@ -317,18 +315,20 @@ def quick_assertions(results: dict) -> list[str]:
     for name, entry in results["datasets"].items():
         lr = entry["learners"]
         if lr["NeuralFastCB"]["mean"] >= lr["NeuralSquareCB"]["mean"]:
-            failures.append(f"{name}: NeuralFastCB {lr['NeuralFastCB']['mean']:.1f} not below "
-                            f"NeuralSquareCB {lr['NeuralSquareCB']['mean']:.1f}")
+            failures.append(
+                f"{name}: NeuralFastCB {lr['NeuralFastCB']['mean']:.1f} not below NeuralSquareCB {lr['NeuralSquareCB']['mean']:.1f}"
+            )
         for neural in ("NeuralFastCB", "NeuralSquareCB"):
             if lr[neural]["mean"] * 1.5 > entry["uniform"]:
-                failures.append(f"{name}: {neural} regret {lr[neural]['mean']:.1f} not 1.5x below uniform "
-                                f"{entry['uniform']:.1f}")
+                failures.append(f"{name}: {neural} regret {lr[neural]['mean']:.1f} not 1.5x below uniform {entry['uniform']:.1f}")
             if lr[neural]["slope_ratio_last_first_fifth"] >= 0.75:
-                failures.append(f"{name}: {neural} regret curve does not bend "
-                                f"(slope ratio {lr[neural]['slope_ratio_last_first_fifth']:.2f})")
+                failures.append(
+                    f"{name}: {neural} regret curve does not bend (slope ratio {lr[neural]['slope_ratio_last_first_fifth']:.2f})"
+                )
         if name in ("shuttle", "digits") and lr["NeuralFastCB"]["mean"] >= lr["EpsilonGreedy"]["mean"]:
-            failures.append(f"{name}: NeuralFastCB {lr['NeuralFastCB']['mean']:.1f} not below "
-                            f"EpsilonGreedy {lr['EpsilonGreedy']['mean']:.1f}")
+            failures.append(
+                f"{name}: NeuralFastCB {lr['NeuralFastCB']['mean']:.1f} not below EpsilonGreedy {lr['EpsilonGreedy']['mean']:.1f}"
+            )
     return failures
 
 

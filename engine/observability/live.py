@@ -137,8 +137,14 @@ class LiveRecorder:
     ('cumulative regret', 2)
     """
 
-    def __init__(self, engine: Engine, every: float = 1.0, monitors: Mapping[str, GaugeSource] | None = None,
-                 families: dict[str, list[str]] | None = None, title: str = "regretflow") -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        every: float = 1.0,
+        monitors: Mapping[str, GaugeSource] | None = None,
+        families: dict[str, list[str]] | None = None,
+        title: str = "regretflow",
+    ) -> None:
         self.engine = engine
         self.every = every
         self.monitors = monitors or {}
@@ -181,9 +187,9 @@ class LiveRecorder:
                     reason = sample.labels["reason"]
                     dead[reason] = dead.get(reason, 0.0) + sample.value
         top = sorted(dead, key=dead.__getitem__, reverse=True)
-        shown = {r: dead[r] for r in top[:MAX_SERIES - 1]}
+        shown = {r: dead[r] for r in top[: MAX_SERIES - 1]}
         if len(top) >= MAX_SERIES:
-            shown["other reasons"] = sum(dead[r] for r in top[MAX_SERIES - 1:])
+            shown["other reasons"] = sum(dead[r] for r in top[MAX_SERIES - 1 :])
         return [
             {"title": "throughput", "unit": "events per second", "series": {"events/s": rate}},
             {"title": "mean latency, batch arrival to answer", "unit": "milliseconds", "series": {"mean latency": latency}},
@@ -226,13 +232,18 @@ class LiveRecorder:
         self._snapshot = self._render()  # one reference swap: the HTTP thread reads whole snapshots
 
     def _panels(self, scope: str) -> list[dict[str, Any]]:
-        return [{"title": p["title"], "unit": p["unit"], "series": {label: self.columns[(scope, i, label)] for label in p["labels"]}}
-                for i, p in enumerate(self.layout.get(scope, []))]
+        return [
+            {"title": p["title"], "unit": p["unit"], "series": {label: self.columns[(scope, i, label)] for label in p["labels"]}}
+            for i, p in enumerate(self.layout.get(scope, []))
+        ]
 
     def _render(self) -> bytes:
         data = {
-            "format": LIVE_FORMAT, "version": LIVE_VERSION, "title": self.title,
-            "now": round(time.monotonic() - self.started, 3), "t": self.t,
+            "format": LIVE_FORMAT,
+            "version": LIVE_VERSION,
+            "title": self.title,
+            "now": round(time.monotonic() - self.started, 3),
+            "t": self.t,
             "engine": self._panels("engine"),
             "families": [{"title": title, "models": models} for title, models in self.families.items()],
             "models": {model: {**info, "panels": self._panels(model)} for model, info in self.tasks.items()},

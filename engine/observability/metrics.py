@@ -31,7 +31,28 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from regretflow.engine.runtime.dead_letters import REASONS
 from regretflow.engine.runtime.events import KINDS
 
-LATENCY_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5)
+LATENCY_BUCKETS = (
+    1e-6,
+    2.5e-6,
+    5e-6,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
+    1e-2,
+    2.5e-2,
+    5e-2,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 UNKNOWN_MODEL = "_unknown_"
 
 
@@ -96,9 +117,12 @@ class OffsetResetCollector:
         self.counts: dict[tuple[str, str, str], int] = {}
 
     def collect(self):
-        family = CounterMetricFamily("regretflow_source_offset_resets", "Source positions found outside their partition's log "
-                                     "(topic recreated, offset out of range), by the action source.on_offset_reset took.",
-                                     labels=["topic", "partition", "action"])
+        family = CounterMetricFamily(
+            "regretflow_source_offset_resets",
+            "Source positions found outside their partition's log "
+            "(topic recreated, offset out of range), by the action source.on_offset_reset took.",
+            labels=["topic", "partition", "action"],
+        )
         for (topic, partition, action), count in list(self.counts.items()):
             family.add_metric([topic, partition, action], count)
         yield family
@@ -142,57 +166,176 @@ class MonitorCollector:
 class Metrics:
     """All metric objects of one engine process, on their own registry."""
 
-    def __init__(self, models: list[str], groups: dict[str, list[str]], learner_gauges: dict[str, str] | None = None,
-                 learner_group_gauges: dict[str, str] | None = None):
+    def __init__(
+        self,
+        models: list[str],
+        groups: dict[str, list[str]],
+        learner_gauges: dict[str, str] | None = None,
+        learner_group_gauges: dict[str, str] | None = None,
+    ):
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.models = models
         self.events = Counter("regretflow_events", "Valid events processed, by model and kind.", ["model", "kind"], registry=r)
-        self.dead_letters = Counter("regretflow_dead_letters", "Events dead-lettered, by model (_unknown_ when undeclared) and reason.", ["model", "reason"], registry=r)
+        self.dead_letters = Counter(
+            "regretflow_dead_letters",
+            "Events dead-lettered, by model (_unknown_ when undeclared) and reason.",
+            ["model", "reason"],
+            registry=r,
+        )
         self.answers = Counter("regretflow_answers", "Answers emitted, by model and kind.", ["model", "kind"], registry=r)
         self.batches = Counter("regretflow_batches", "Micro-batches processed.", registry=r)
-        self.latency = WeightedHistogram("regretflow_event_latency_seconds", "Time from an event's micro-batch arriving to its answer being handed to the sink.")
+        self.latency = WeightedHistogram(
+            "regretflow_event_latency_seconds", "Time from an event's micro-batch arriving to its answer being handed to the sink."
+        )
         r.register(self.latency)
         self.batch_duration = WeightedHistogram("regretflow_batch_duration_seconds", "Wall time to process one micro-batch.")
         r.register(self.batch_duration)
-        self.model_version = Gauge("regretflow_model_version", "Learner updates applied so far (the model version in answers).", ["model"], registry=r)
-        self.regret = Gauge("regretflow_regret", "Cumulative regret against the best fixed linear predictor in hindsight on the group's rows (squared loss).", ["model", "group"], registry=r)
-        self.cumulative_loss = Gauge("regretflow_cumulative_loss", "Cumulative squared loss of the learner on the group's rows.", ["model", "group"], registry=r)
-        self.comparator_loss = Gauge("regretflow_comparator_loss", "Squared loss of the best fixed linear predictor in hindsight on the group's rows.", ["model", "group"], registry=r)
-        self.group_rounds = Gauge("regretflow_group_rounds", "Labelled rounds seen for the group (restored from checkpoints).", ["model", "group"], registry=r)
+        self.model_version = Gauge(
+            "regretflow_model_version", "Learner updates applied so far (the model version in answers).", ["model"], registry=r
+        )
+        self.regret = Gauge(
+            "regretflow_regret",
+            "Cumulative regret against the best fixed linear predictor in hindsight on the group's rows (squared loss).",
+            ["model", "group"],
+            registry=r,
+        )
+        self.cumulative_loss = Gauge(
+            "regretflow_cumulative_loss", "Cumulative squared loss of the learner on the group's rows.", ["model", "group"], registry=r
+        )
+        self.comparator_loss = Gauge(
+            "regretflow_comparator_loss",
+            "Squared loss of the best fixed linear predictor in hindsight on the group's rows.",
+            ["model", "group"],
+            registry=r,
+        )
+        self.group_rounds = Gauge(
+            "regretflow_group_rounds", "Labelled rounds seen for the group (restored from checkpoints).", ["model", "group"], registry=r
+        )
         self.mean_loss = Gauge("regretflow_mean_loss", "Cumulative loss divided by rounds, per group.", ["model", "group"], registry=r)
         self.cumulative_reward = Gauge("regretflow_cumulative_reward", "Sum of joined rewards of a bandit model.", ["model"], registry=r)
-        self.feedback_rounds = Gauge("regretflow_feedback_rounds", "Joined bandit feedbacks (restored from checkpoints).", ["model"], registry=r)
-        self.pseudo_regret = Gauge("regretflow_pseudo_regret", "Exact pseudo-regret (max expected reward minus the chosen action's), when the source supplies expected rewards.", ["model"], registry=r)
-        self.expected_pseudo_regret = Gauge("regretflow_pseudo_regret_expected", "Pseudo-regret in expectation over each decision's own probabilities (max expected reward minus p . expected rewards).", ["model"], registry=r)
-        self.policy_value = Gauge("regretflow_policy_value", "Off-policy estimate of a reference policy's mean reward (uniform, best_constant, greedy) by IPS, SNIPS or doubly-robust (dr) from logged propensities.", ["model", "policy", "estimator"], registry=r)
-        self.policy_value_low = Gauge("regretflow_policy_value_low", "Lower end of the 95% interval of regretflow_policy_value.", ["model", "policy", "estimator"], registry=r)
-        self.policy_value_high = Gauge("regretflow_policy_value_high", "Upper end of the 95% interval of regretflow_policy_value.", ["model", "policy", "estimator"], registry=r)
-        self.regret_vs_best_constant = Gauge("regretflow_regret_vs_best_constant", "Estimated regret against the best constant action (SNIPS value times rounds minus observed reward).", ["model"], registry=r)
-        self.class_accuracy = Gauge("regretflow_class_accuracy", "Prequential accuracy on the rows of each class (at most 64 class labels; later ones count as _other_).", ["model", "class"], registry=r)
+        self.feedback_rounds = Gauge(
+            "regretflow_feedback_rounds", "Joined bandit feedbacks (restored from checkpoints).", ["model"], registry=r
+        )
+        self.pseudo_regret = Gauge(
+            "regretflow_pseudo_regret",
+            "Exact pseudo-regret (max expected reward minus the chosen action's), when the source supplies expected rewards.",
+            ["model"],
+            registry=r,
+        )
+        self.expected_pseudo_regret = Gauge(
+            "regretflow_pseudo_regret_expected",
+            "Pseudo-regret in expectation over each decision's own probabilities (max expected reward minus p . expected rewards).",
+            ["model"],
+            registry=r,
+        )
+        self.policy_value = Gauge(
+            "regretflow_policy_value",
+            "Off-policy estimate of a reference policy's mean reward (uniform, best_constant, greedy) by IPS, SNIPS or doubly-robust (dr) from logged propensities.",
+            ["model", "policy", "estimator"],
+            registry=r,
+        )
+        self.policy_value_low = Gauge(
+            "regretflow_policy_value_low",
+            "Lower end of the 95% interval of regretflow_policy_value.",
+            ["model", "policy", "estimator"],
+            registry=r,
+        )
+        self.policy_value_high = Gauge(
+            "regretflow_policy_value_high",
+            "Upper end of the 95% interval of regretflow_policy_value.",
+            ["model", "policy", "estimator"],
+            registry=r,
+        )
+        self.regret_vs_best_constant = Gauge(
+            "regretflow_regret_vs_best_constant",
+            "Estimated regret against the best constant action (SNIPS value times rounds minus observed reward).",
+            ["model"],
+            registry=r,
+        )
+        self.class_accuracy = Gauge(
+            "regretflow_class_accuracy",
+            "Prequential accuracy on the rows of each class (at most 64 class labels; later ones count as _other_).",
+            ["model", "class"],
+            registry=r,
+        )
         self.class_rounds = Gauge("regretflow_class_rounds", "Labelled rows of each class.", ["model", "class"], registry=r)
-        self.accuracy = Gauge("regretflow_accuracy", "Prequential accuracy of a classification model on the group's rows.", ["model", "group"], registry=r)
-        self.auditor_reported_pairs = Gauge("regretflow_fair_auditor_reported_pairs", "Fair models, audits that name their auditors: distinct pairs each auditor reported (at most 64 names per model, later ones as _other_).", ["model", "auditor"], registry=r)
-        self.auditor_panels = Gauge("regretflow_fair_auditor_panels", "Fair models, audits that name their auditors: panels each auditor sat on.", ["model", "auditor"], registry=r)
+        self.accuracy = Gauge(
+            "regretflow_accuracy", "Prequential accuracy of a classification model on the group's rows.", ["model", "group"], registry=r
+        )
+        self.auditor_reported_pairs = Gauge(
+            "regretflow_fair_auditor_reported_pairs",
+            "Fair models, audits that name their auditors: distinct pairs each auditor reported (at most 64 names per model, later ones as _other_).",
+            ["model", "auditor"],
+            registry=r,
+        )
+        self.auditor_panels = Gauge(
+            "regretflow_fair_auditor_panels",
+            "Fair models, audits that name their auditors: panels each auditor sat on.",
+            ["model", "auditor"],
+            registry=r,
+        )
         self.pending_joins = Gauge("regretflow_pending_joins", "Requests waiting for feedback.", ["model"], registry=r)
-        self.joins_expired = Counter("regretflow_joins_expired", "Requests whose feedback window closed without feedback.", ["model"], registry=r)
-        self.joins_evicted = Counter("regretflow_joins_evicted", "Requests dropped because the join store was full (joins.max_pending).", ["model"], registry=r)
-        self.quarantines = Counter("regretflow_quarantines", "Shards quarantined: their state went non-finite or their learner raised mid-update; the last good state was put back and their events are dead-lettered as model_unhealthy until a restart.", ["model"], registry=r)
-        self.quarantined_shards = Gauge("regretflow_quarantined_shards", "Shards of the model that are quarantined now (they neither learn nor answer).", ["model"], registry=r)
+        self.joins_expired = Counter(
+            "regretflow_joins_expired", "Requests whose feedback window closed without feedback.", ["model"], registry=r
+        )
+        self.joins_evicted = Counter(
+            "regretflow_joins_evicted", "Requests dropped because the join store was full (joins.max_pending).", ["model"], registry=r
+        )
+        self.quarantines = Counter(
+            "regretflow_quarantines",
+            "Shards quarantined: their state went non-finite or their learner raised mid-update; the last good state was put back and their events are dead-lettered as model_unhealthy until a restart.",
+            ["model"],
+            registry=r,
+        )
+        self.quarantined_shards = Gauge(
+            "regretflow_quarantined_shards",
+            "Shards of the model that are quarantined now (they neither learn nor answer).",
+            ["model"],
+            registry=r,
+        )
         self.checkpoints = Counter("regretflow_checkpoints", "Checkpoints written.", registry=r)
         self.checkpoint_duration = Gauge("regretflow_checkpoint_duration_seconds", "Wall time of the last checkpoint write.", registry=r)
         self.last_checkpoint = 0.0
-        r.register(_Callback("regretflow_checkpoint_age_seconds", "Seconds since the last checkpoint was written (absent before the first).",
-                             lambda: time.time() - self.last_checkpoint if self.last_checkpoint else None))
+        r.register(
+            _Callback(
+                "regretflow_checkpoint_age_seconds",
+                "Seconds since the last checkpoint was written (absent before the first).",
+                lambda: time.time() - self.last_checkpoint if self.last_checkpoint else None,
+            )
+        )
         self.last_batch = 0.0
-        r.register(_Callback("regretflow_seconds_since_last_batch", "Seconds since the last micro-batch finished (absent before the first).",
-                             lambda: time.time() - self.last_batch if self.last_batch else None))
+        r.register(
+            _Callback(
+                "regretflow_seconds_since_last_batch",
+                "Seconds since the last micro-batch finished (absent before the first).",
+                lambda: time.time() - self.last_batch if self.last_batch else None,
+            )
+        )
         self.rebalances = Counter("regretflow_rebalances", "Partition assignments received from the consumer group.", registry=r)
-        self.partitions_lost = Counter("regretflow_partitions_lost", "Partitions dropped unwritten because the group evicted this worker (it stalled past the session timeout).", registry=r)
+        self.partitions_lost = Counter(
+            "regretflow_partitions_lost",
+            "Partitions dropped unwritten because the group evicted this worker (it stalled past the session timeout).",
+            registry=r,
+        )
         self.owned_partitions = Gauge("regretflow_owned_partitions", "Source partitions this worker owns now.", registry=r)
-        self.consumer_lag = Gauge("regretflow_consumer_lag", "Records between this worker's position and the end of the partition.", ["topic", "partition"], registry=r)
-        self.partition_events = Gauge("regretflow_partition_events", "Events applied to the state of each partition this worker owns (restored from checkpoints).", ["topic", "partition"], registry=r)
-        self.source_errors = Counter("regretflow_source_errors", "Errors talking to the source (broker unreachable, failed commits).", registry=r)
-        self.source_up = Gauge("regretflow_source_up", "1 while the source answers, 0 after a failed poll, commit or lag query.", registry=r)
+        self.consumer_lag = Gauge(
+            "regretflow_consumer_lag",
+            "Records between this worker's position and the end of the partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.partition_events = Gauge(
+            "regretflow_partition_events",
+            "Events applied to the state of each partition this worker owns (restored from checkpoints).",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.source_errors = Counter(
+            "regretflow_source_errors", "Errors talking to the source (broker unreachable, failed commits).", registry=r
+        )
+        self.source_up = Gauge(
+            "regretflow_source_up", "1 while the source answers, 0 after a failed poll, commit or lag query.", registry=r
+        )
         self.source_up.set(1)
         self.offset_resets = OffsetResetCollector()  # the engine points it at a Kafka source's counts
         r.register(self.offset_resets)
@@ -202,7 +345,9 @@ class Metrics:
         }
         # a per-group figure whose name is also a per-model one is exported as <name>_by_group
         self.learner_group_gauges = {
-            name: Gauge(f"regretflow_learner_{name}{'_by_group' if name in self.learner_gauges else ''}", text, ["model", "group"], registry=r)
+            name: Gauge(
+                f"regretflow_learner_{name}{'_by_group' if name in self.learner_gauges else ''}", text, ["model", "group"], registry=r
+            )
             for name, text in (learner_group_gauges or {}).items()
         }
         info = Gauge("regretflow_build_info", "Constant 1, labelled with the regretflow version.", ["version"], registry=r)
@@ -276,8 +421,17 @@ class MetricsServer:
     SHARE = 0.15  # most of the interpreter's time the server takes under load
     LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
-    def __init__(self, metrics: Metrics, health: HealthState, host: str = "127.0.0.1", port: int = 9108,
-                 max_connections: int | None = None, request_timeout: float = 5.0, exposition_max_age: float = 0.1, backlog: int = 1024):
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: HealthState,
+        host: str = "127.0.0.1",
+        port: int = 9108,
+        max_connections: int | None = None,
+        request_timeout: float = 5.0,
+        exposition_max_age: float = 0.1,
+        backlog: int = 1024,
+    ):
         self.metrics, self.health = metrics, health
         # further GET routes (path -> callable returning (body, content type)): the live page adds /, /live.js, /live.json
         self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
@@ -459,15 +613,25 @@ class MetricsServer:
 
     def _respond(self, sock, conn: _Connection, status: int, body: bytes, ctype: str, head: bool, extra: str = "") -> None:
         reason = HTTP_REASONS.get(status, "")
-        header = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                  f"Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n").encode("latin-1")
+        header = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n"
+        ).encode("latin-1")
         conn.out = memoryview(header if head else header + body)
         self._selector.modify(sock, selectors.EVENT_WRITE, None)
         self._try(self._write, sock)  # most answers fit the socket's buffer at once
 
 
-HTTP_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 421: "Misdirected Request",
-                431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+HTTP_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    421: "Misdirected Request",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class _Connection:

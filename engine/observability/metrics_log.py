@@ -100,8 +100,10 @@ def parse_metrics_log(lines: Iterable[bytes], source: str = "metrics log") -> li
         if not isinstance(record, dict) or record.get("format") != LOG_FORMAT:
             raise MetricsLogError(f"{source}: line {number} is not a regretflow metrics log record")
         if int(record.get("version", 0)) > LOG_VERSION:
-            raise MetricsLogError(f"{source}: line {number} has format version {record['version']}; "
-                                  f"this regretflow reads up to {LOG_VERSION}: upgrade regretflow")
+            raise MetricsLogError(
+                f"{source}: line {number} has format version {record['version']}; "
+                f"this regretflow reads up to {LOG_VERSION}: upgrade regretflow"
+            )
         records.append(record)
     if not records:
         raise MetricsLogError(f"{source}: no records")

@@ -67,7 +67,7 @@ def _by_name(labels: list[str]) -> list[tuple[str, list[str]]]:
     chunks = []
     for name, members in names.items():
         for start in range(0, len(members), MAX_SERIES - 1):
-            chunks.append((name, members[start:start + MAX_SERIES - 1]))
+            chunks.append((name, members[start : start + MAX_SERIES - 1]))
     return chunks
 
 
@@ -84,8 +84,7 @@ def _legend_below(ax, ncol: int = 3) -> None:
     """The legend under the axes, never over the data."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(ncol, len(labels)),
-                  fontsize=8, frameon=False)
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=min(ncol, len(labels)), fontsize=8, frameon=False)
 
 
 def _fmt(v: Any) -> str:
@@ -108,8 +107,6 @@ def _group_panels(values: dict[str, float], what: str, unit: str) -> list[dict[s
     for name, series in by_name.items():
         labels = list(series)
         for start in range(0, len(labels), MAX_SERIES - 1):
-            chunk = {"all": values.get("all"), **{k: series[k] for k in labels[start:start + MAX_SERIES - 1]}}
+            chunk = {"all": values.get("all"), **{k: series[k] for k in labels[start : start + MAX_SERIES - 1]}}
             panels.append({"title": f"{what} by {name}", "unit": unit, "series": chunk})
     return panels
-
-

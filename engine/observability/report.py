@@ -64,12 +64,13 @@ def model_series(records: list[dict]) -> dict[str, ModelSeries]:
         ts = np.array([t for t, _ in rows], dtype=float)
         summaries = [s for _, s in rows]
         values, groups, rounds = shown_task(task).series(summaries)
-        for gauge in (summaries[-1].get("learner_gauges") or {}):
+        for gauge in summaries[-1].get("learner_gauges") or {}:
             values[f"learner.{gauge}"] = _col([s.get("learner_gauges") or {} for s in summaries], gauge)
         for gauge, last in (summaries[-1].get("learner_group_gauges") or {}).items():
             for i in range(len(last)):
                 values[f"learner_group.{gauge}.{i}"] = np.array(
-                    [_num(((s.get("learner_group_gauges") or {}).get(gauge) or [None] * (i + 1))[i]) for s in summaries])
+                    [_num(((s.get("learner_group_gauges") or {}).get(gauge) or [None] * (i + 1))[i]) for s in summaries]
+                )
         out[name] = ModelSeries(name, task, str(summaries[-1].get("learner", "")), ts, rounds, values, groups, summaries[-1])
     return out
 
@@ -111,7 +112,7 @@ def _gauge_words(name: str, learner: str) -> tuple[str, str]:
 
 def learner_figure(s: ModelSeries, group_labels: list[str], max_panels: int = 9) -> bytes | None:
     """The learner's own gauges: one panel each, titled in words; per-group gauges split by group name."""
-    names = [k[len("learner."):] for k in s.values if k.startswith("learner.")]
+    names = [k[len("learner.") :] for k in s.values if k.startswith("learner.")]
     group_names = sorted({k.split(".")[1] for k in s.values if k.startswith("learner_group.")})
     labels = [*group_labels, "all"]  # the engine's order: declared groups, then all
     panels: list[tuple[str, str, list[int]]] = [("", n, []) for n in names]
@@ -155,8 +156,11 @@ def write_report(records: list[dict], out: str | Path, title: str = "regretflow 
     figures: dict[str, list[tuple[str, bytes]]] = {}
     for name, s in series.items():
         figs = shown_task(s.task).figures(s)
-        group_labels = [g for g in s.groups if g != "all"] if s.groups else [
-            k[len("group."):] for k in s.values if k.startswith("group.") and k != "group.all"]
+        group_labels = (
+            [g for g in s.groups if g != "all"]
+            if s.groups
+            else [k[len("group.") :] for k in s.values if k.startswith("group.") and k != "group.all"]
+        )
         learner = learner_figure(s, group_labels)
         if learner is not None:
             figs.append((f"learner-{name}", learner))

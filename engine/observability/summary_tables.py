@@ -22,8 +22,12 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def family_tables(summary: dict[str, Any], families: dict[str, list[str]] | None = None,
-                  extras: dict[str, dict[str, Any]] | None = None, notes: dict[str, str] | None = None) -> str:
+def family_tables(
+    summary: dict[str, Any],
+    families: dict[str, list[str]] | None = None,
+    extras: dict[str, dict[str, Any]] | None = None,
+    notes: dict[str, str] | None = None,
+) -> str:
     """One compact table per family (``families``: title -> models; default: one per task).
 
     >>> s = {"m": {"task": "regression", "learner": "ridge", "groups": {"all": {"count": 4, "loss": 2.0, "comparator_loss": 1.0, "regret": 1.0}}}}

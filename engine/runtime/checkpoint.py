@@ -85,7 +85,9 @@ class UnreadableCheckpoint(CheckpointError):
         self.path = Path(path)
         self.reason = reason
 
-    def __reduce__(self) -> tuple[type[UnreadableCheckpoint], tuple[Path, str]]:  # picklable with its two arguments (the default would pass the message alone)
+    def __reduce__(
+        self,
+    ) -> tuple[type[UnreadableCheckpoint], tuple[Path, str]]:  # picklable with its two arguments (the default would pass the message alone)
         return type(self), (self.path, self.reason)
 
 
@@ -147,8 +149,7 @@ def _digest(arrays: dict[str, np.ndarray], scalars_json: bytes) -> str:
     return h.hexdigest()
 
 
-def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], keep: int = 2,
-                     file_mode: int = DEFAULT_FILE_MODE) -> Path:
+def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], keep: int = 2, file_mode: int = DEFAULT_FILE_MODE) -> Path:
     """Write checkpoint ``number`` atomically into ``directory``; keep the newest ``keep``.
 
     The file gets ``file_mode`` (a directory created here its directory mode) whatever
@@ -233,7 +234,9 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:  # e.g. a read-only directory: restoring still works; writing will say why not
-            log.warning("event=checkpoint_temp status=not-removed file=%s error=%r", path, _storage_message(directory, "cannot remove", exc))
+            log.warning(
+                "event=checkpoint_temp status=not-removed file=%s error=%r", path, _storage_message(directory, "cannot remove", exc)
+            )
             continue
         log.info("event=checkpoint_temp status=removed file=%s", path)
         removed.append(path)

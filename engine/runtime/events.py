@@ -42,8 +42,23 @@ if TYPE_CHECKING:
 KINDS = ("observe", "predict", "decide", "feedback", "audit")
 
 _TOP_FIELDS = frozenset(
-    ("id", "model", "kind", "key", "ts", "features", "attributes", "label", "actions", "expected_rewards", "ref", "reward",
-     "violations", "panel_size", "auditors")
+    (
+        "id",
+        "model",
+        "kind",
+        "key",
+        "ts",
+        "features",
+        "attributes",
+        "label",
+        "actions",
+        "expected_rewards",
+        "ref",
+        "reward",
+        "violations",
+        "panel_size",
+        "auditors",
+    )
 )
 _REQUIRED = {
     "observe": ("features", "label"),
@@ -57,8 +72,24 @@ _REQUIRED = {
 class Event:
     """A decoded, validated event. ``x`` is the dense float64 feature row (or None)."""
 
-    __slots__ = ("id", "model", "kind", "key", "ts", "x", "label", "groups", "actions", "expected", "ref", "reward", "violations",
-                 "panel_size", "auditors", "raw")
+    __slots__ = (
+        "id",
+        "model",
+        "kind",
+        "key",
+        "ts",
+        "x",
+        "label",
+        "groups",
+        "actions",
+        "expected",
+        "ref",
+        "reward",
+        "violations",
+        "panel_size",
+        "auditors",
+        "raw",
+    )
 
     def __init__(self, id, model, kind):
         self.id = id
@@ -214,15 +245,22 @@ class EventDecoder:
         found: list[tuple[str, str]] = []  # (reason, literal)
         try:
             text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
-            obj = json.loads(text, parse_constant=lambda name: _flag(found, "non_finite", name),
-                             parse_float=lambda s: _parsed_float(s, found), parse_int=lambda s: _parsed_int(s, found))
+            obj = json.loads(
+                text,
+                parse_constant=lambda name: _flag(found, "non_finite", name),
+                parse_float=lambda s: _parsed_float(s, found),
+                parse_int=lambda s: _parsed_int(s, found),
+            )
         except Exception:  # not UTF-8, not JSON, nested past the parser's depth: all not_json
             return BadEvent("not_json", str(exc)[:200])
         if not found:
             return BadEvent("not_json", str(exc)[:200])
         reason, literal = found[0]
-        detail = (f"non-finite number {literal[:32]}" if reason == "non_finite"
-                  else f"integer of {len(literal.lstrip('-'))} digits is past the float range")
+        detail = (
+            f"non-finite number {literal[:32]}"
+            if reason == "non_finite"
+            else f"integer of {len(literal.lstrip('-'))} digits is past the float range"
+        )
         bad = BadEvent(reason, detail)
         self._name_model(bad, obj)
         return bad
@@ -368,9 +406,13 @@ class EventDecoder:
                 raise BadEvent("unknown_field", "a feedback event carries no violations")
         else:
             violations = obj["violations"]
-            if type(violations) is not list or not all(
-                type(p) is list and len(p) in (2, 3) and all(type(i) is int and 0 <= i < MAX_INDEX for i in p) for p in violations
-            ) or len({len(p) for p in violations}) > 1:
+            if (
+                type(violations) is not list
+                or not all(
+                    type(p) is list and len(p) in (2, 3) and all(type(i) is int and 0 <= i < MAX_INDEX for i in p) for p in violations
+                )
+                or len({len(p) for p in violations}) > 1
+            ):
                 raise BadEvent("bad_field", "violations must be an array of [i, j] pairs or of [i, j, auditor] triples")
             width = len(violations[0]) if violations else 2
             ev.violations = np.array(violations, dtype=np.int64).reshape(-1, width)
@@ -381,12 +423,16 @@ class EventDecoder:
                 raise BadEvent("bad_field", "an auditor index is not below panel_size")
             auditors = obj.get("auditors")
             if auditors is not None:
-                if (type(auditors) is not list or not 0 < len(auditors) <= MAX_PANEL
-                        or not all(type(a) is str and 0 < len(a) <= 64 and a.isprintable() and a != OTHER_AUDITOR
-                                   for a in auditors)
-                        or len(set(auditors)) != len(auditors)):
-                    raise BadEvent("bad_field", f"auditors must be 1 to {MAX_PANEL} distinct printable names of at most "
-                                                f"64 characters (not {OTHER_AUDITOR!r})")
+                if (
+                    type(auditors) is not list
+                    or not 0 < len(auditors) <= MAX_PANEL
+                    or not all(type(a) is str and 0 < len(a) <= 64 and a.isprintable() and a != OTHER_AUDITOR for a in auditors)
+                    or len(set(auditors)) != len(auditors)
+                ):
+                    raise BadEvent(
+                        "bad_field",
+                        f"auditors must be 1 to {MAX_PANEL} distinct printable names of at most 64 characters (not {OTHER_AUDITOR!r})",
+                    )
                 if width != 3 and len(ev.violations):
                     raise BadEvent("bad_field", "auditors name the panel slots of [i, j, auditor] triples")
                 if panel is not None and panel != len(auditors):

@@ -28,8 +28,17 @@ import numpy as np
 from regretflow.engine.runtime.dead_letters import BadEvent
 
 # the checkpoint columns of a payload, with the value of a payload that has none
-COLUMN_DEFAULTS: dict[str, Any] = {"x": None, "groups": None, "prediction": 0.0, "action": -1, "probability": 1.0, "n_choices": 0,
-                                   "actions": None, "extra": None, "decision": -1}
+COLUMN_DEFAULTS: dict[str, Any] = {
+    "x": None,
+    "groups": None,
+    "prediction": 0.0,
+    "action": -1,
+    "probability": 1.0,
+    "n_choices": 0,
+    "actions": None,
+    "extra": None,
+    "decision": -1,
+}
 _ARRAY_COLUMNS = ("x", "groups", "actions", "extra")
 # payload classes by their checkpoint code (0: predict, 1: decide, 2: fair panel)
 PAYLOADS: dict[int, type[JoinPayload]] = {}
@@ -118,7 +127,9 @@ class PendingJoins:
         while pending:
             first = next(iter(pending.values()))
             if seq - first.seq > self.ttl_events or (
-                self.ttl_seconds is not None and first.ts is not None and self.latest_ts is not None
+                self.ttl_seconds is not None
+                and first.ts is not None
+                and self.latest_ts is not None
                 and self.latest_ts - first.ts > self.ttl_seconds
             ):
                 pending.popitem(last=False)
@@ -144,8 +155,9 @@ class PendingJoins:
     def was_expired(self, eid: str) -> bool:
         return eid in self.closed
 
-    def reply_target(self, ref: str, seq: int, ts: float | None, request: str = "predict or decide",
-                     reply: str = "feedback to") -> JoinEntry:
+    def reply_target(
+        self, ref: str, seq: int, ts: float | None, request: str = "predict or decide", reply: str = "feedback to"
+    ) -> JoinEntry:
         """The pending request a reply (event ``seq`` at ``ts``) refers to, left in place; or
         BadEvent ``late_feedback`` if its window has closed, ``unknown_ref`` if there is none.
 
@@ -197,7 +209,7 @@ class PendingJoins:
             state[f"{field}_present"] = present
             state[f"{field}_shapes"] = np.array([r.shape + (1,) * (2 - r.ndim) for r in rows], dtype=np.int64).reshape(-1, 2)
             state[f"{field}_ndim"] = np.array([r.ndim for r in rows], dtype=np.int64)
-            state[f"{field}_flat"] = (np.concatenate([r.ravel().astype(np.float64) for r in rows]) if rows else np.zeros(0))
+            state[f"{field}_flat"] = np.concatenate([r.ravel().astype(np.float64) for r in rows]) if rows else np.zeros(0)
             state[f"{field}_bool"] = bool(rows and rows[0].dtype == np.bool_)
         return state
 
@@ -230,11 +242,16 @@ class PendingJoins:
             if payload_cls is None:
                 raise ValueError(f"pending join {eid!r} is of kind {code}, which no registered task knows")
             columns = {field: arrays[field][i] for field in _ARRAY_COLUMNS}
-            columns.update(prediction=float(state["prediction"][i]), action=int(state["action"][i]),
-                           probability=float(state["probability"][i]), n_choices=int(state["n_choices"][i]),
-                           decision=int(state["decision"][i]))
-            self.pending[eid] = JoinEntry(eid, int(state["seq"][i]), None if np.isnan(ts) else ts, payload_cls.from_columns(columns),
-                                          flags=int(state["flags"][i]))
+            columns.update(
+                prediction=float(state["prediction"][i]),
+                action=int(state["action"][i]),
+                probability=float(state["probability"][i]),
+                n_choices=int(state["n_choices"][i]),
+                decision=int(state["decision"][i]),
+            )
+            self.pending[eid] = JoinEntry(
+                eid, int(state["seq"][i]), None if np.isnan(ts) else ts, payload_cls.from_columns(columns), flags=int(state["flags"][i])
+            )
         self.closed = OrderedDict((str(i), None) for i in state["closed"])
         self.latest_ts = None if state["latest_ts"] is None else float(state["latest_ts"])
         self.evicted = int(state["evicted"])

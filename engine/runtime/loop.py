@@ -142,8 +142,9 @@ class Partition:
 class Engine:
     """A running engine: call :meth:`run` (blocks) or :meth:`process` per batch."""
 
-    def __init__(self, config: Config, source, answers, dead_letters, serve_metrics: bool = True,
-                 metrics: Metrics | None = None, progress=None):
+    def __init__(
+        self, config: Config, source, answers, dead_letters, serve_metrics: bool = True, metrics: Metrics | None = None, progress=None
+    ):
         self.config = config
         self.source = source
         self.answers = answers
@@ -256,7 +257,9 @@ class Engine:
                 self.source.seek(pid, state["position"])
             else:
                 self.source.seek(state["position"])
-        log.info("event=restore status=ok partition=%r checkpoint=%d events=%d dir=%s", pid, part.checkpoint_number, part.events_seen, directory)
+        log.info(
+            "event=restore status=ok partition=%r checkpoint=%d events=%d dir=%s", pid, part.checkpoint_number, part.events_seen, directory
+        )
         return part
 
     def on_assign(self, pids: list[str]) -> None:
@@ -375,8 +378,9 @@ class Engine:
                 ev.raw = payload
                 part.router.shard(ev).admit(ev, out)
             except BadEvent as bad:
-                out.dead(payload, bad.reason, bad.detail, ev.model if ev is not None else bad.model,
-                         ev.id if ev is not None else bad.event_id)
+                out.dead(
+                    payload, bad.reason, bad.detail, ev.model if ev is not None else bad.model, ev.id if ev is not None else bad.event_id
+                )
                 part.dead_count += 1
                 continue
             except FatalError:
@@ -414,6 +418,7 @@ class Engine:
         self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
         self.metrics_log.flush()
         self.metrics_log_due = time.monotonic() + self.config.metrics.log_every_seconds
+
     def _log_internal_error(self, exc: Exception, model: str | None, detail: str) -> None:
         """Log an internal error once per (model, exception type) a minute, with the count held back."""
         key = (model, type(exc).__name__)
@@ -423,16 +428,20 @@ class Engine:
             self._internal_logged[key] = (last, held + 1)
             return
         self._internal_logged[key] = (now, 0)
-        log.error("event=internal_error model=%s error=%r suppressed_since_last=%d", model or UNKNOWN_MODEL, detail, held,
-                  exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+        log.error(
+            "event=internal_error model=%s error=%r suppressed_since_last=%d",
+            model or UNKNOWN_MODEL,
+            detail,
+            held,
+            exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+        )
 
     def _quarantine_unhealthy(self, part: Partition, out: _BatchOutput) -> None:
         """Once per batch, before any answer leaves: shards whose state went non-finite are
         quarantined, their answers of this batch become ``model_unhealthy`` dead letters,
         and their last good state is put back (the partition's newest checkpoint, or an
         empty shard when it has none)."""
-        failed = {sid: shard for sid, shard in part.router.shards.items()
-                  if shard.dirty and not shard.check_state() and not shard.reverted}
+        failed = {sid: shard for sid, shard in part.router.shards.items() if shard.dirty and not shard.check_state() and not shard.reverted}
         if not failed:
             return
         by_key = part.router.by_key
@@ -462,8 +471,14 @@ class Engine:
             part.router.shards[sid] = fresh
             self.metrics.quarantines.labels(model=shard.spec.name).inc()
             self.stale.add(shard.spec.name)
-            log.error("event=quarantine model=%s key=%r partition=%r restored=%s reason=%r", shard.spec.name, shard.key, part.pid,
-                      "checkpoint" if good is not None else "empty", why)
+            log.error(
+                "event=quarantine model=%s key=%r partition=%r restored=%s reason=%r",
+                shard.spec.name,
+                shard.key,
+                part.pid,
+                "checkpoint" if good is not None else "empty",
+                why,
+            )
 
     # -- metrics ------------------------------------------------------------------------
     def _update_metrics(self, out: _BatchOutput, n: int, elapsed: float) -> None:
@@ -558,8 +573,13 @@ class Engine:
         for part in targets:
             position = self.source.position(part.pid) if self.partitioned else self.source.position()
             part.checkpoint_number += 1
-            write_checkpoint(self._directory(part.pid), part.checkpoint_number, part.state_dict(position), keep=ck.keep,
-                             file_mode=self.config.runtime.file_mode)
+            write_checkpoint(
+                self._directory(part.pid),
+                part.checkpoint_number,
+                part.state_dict(position),
+                keep=ck.keep,
+                file_mode=self.config.runtime.file_mode,
+            )
             part.dirty = False
             positions[part.pid] = position
         if self.partitioned and positions and commit:

@@ -63,8 +63,7 @@ def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
         # scores per decision), which is scanned itself. One reduction, no temporary: NaN
         # and +-inf propagate into the sum (a finite array whose sum overflows is ~1e308
         # and as good as broken anyway)
-        if (value.dtype.kind in "fc" and value.size and value.flags.writeable
-                and not np.isfinite(np.add.reduce(value, axis=None))):
+        if value.dtype.kind in "fc" and value.size and value.flags.writeable and not np.isfinite(np.add.reduce(value, axis=None)):
             return name
         return None
     if type(value) is float:
@@ -231,8 +230,14 @@ class Shard:
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.spec.name, "key": self.key, "seq": self.seq,
-                "learner": self.learner.state_dict(), "tracker": self.tracker.state_dict(), "joins": self.joins.state_dict()}
+        return {
+            "model": self.spec.name,
+            "key": self.key,
+            "seq": self.seq,
+            "learner": self.learner.state_dict(),
+            "tracker": self.tracker.state_dict(),
+            "joins": self.joins.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.seq = int(state["seq"])

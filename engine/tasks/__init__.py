@@ -20,7 +20,19 @@ from regretflow.engine.tasks.classification import ClassificationTask
 from regretflow.engine.tasks.fair import FairTask
 from regretflow.engine.tasks.regression import RegressionTask
 
-__all__ = ["TASKS", "NoTracker", "Output", "ShardView", "Task", "Tracker", "register_task", "shown_task", "task_for", "task_named", "unregister_task"]
+__all__ = [
+    "TASKS",
+    "NoTracker",
+    "Output",
+    "ShardView",
+    "Task",
+    "Tracker",
+    "register_task",
+    "shown_task",
+    "task_for",
+    "task_named",
+    "unregister_task",
+]
 
 DEFAULT_TASK = "regression"  # the task of a learner class that names none
 

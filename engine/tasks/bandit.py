@@ -16,7 +16,8 @@ import numpy as np
 
 from regretflow.engine.evaluation.regret import BanditRegret
 from regretflow.engine.observability.plotting import COLOURS, _fmt, _grid, _legend_below, _png, _pyplot
-from regretflow.engine.runtime.events import BadEvent, Event
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
 from regretflow.engine.tasks.base import Output, ShardView, Task, column, fmt
 
@@ -42,8 +43,18 @@ class DecidePayload(JoinPayload):
     __slots__ = ("x", "groups", "action", "probability", "n_choices", "actions", "probabilities", "predicted_rewards", "ticket")
     CODE: ClassVar[int] = 1
 
-    def __init__(self, x: np.ndarray | None, groups: np.ndarray | None, action: int, probability: float, n_choices: int,
-                 actions: np.ndarray | None, probabilities: np.ndarray | None, predicted_rewards: np.ndarray | None, ticket: int):
+    def __init__(
+        self,
+        x: np.ndarray | None,
+        groups: np.ndarray | None,
+        action: int,
+        probability: float,
+        n_choices: int,
+        actions: np.ndarray | None,
+        probabilities: np.ndarray | None,
+        predicted_rewards: np.ndarray | None,
+        ticket: int,
+    ):
         self.x = x
         self.groups = groups
         self.action = action
@@ -57,17 +68,36 @@ class DecidePayload(JoinPayload):
     def columns(self) -> dict[str, Any]:
         logged = None
         if self.probabilities is not None:
-            logged = self.probabilities[None, :] if self.predicted_rewards is None else np.vstack([self.probabilities, self.predicted_rewards])
-        return {"x": self.x, "groups": self.groups, "action": self.action, "probability": self.probability, "n_choices": self.n_choices,
-                "actions": self.actions, "extra": logged, "decision": self.ticket}
+            logged = (
+                self.probabilities[None, :] if self.predicted_rewards is None else np.vstack([self.probabilities, self.predicted_rewards])
+            )
+        return {
+            "x": self.x,
+            "groups": self.groups,
+            "action": self.action,
+            "probability": self.probability,
+            "n_choices": self.n_choices,
+            "actions": self.actions,
+            "extra": logged,
+            "decision": self.ticket,
+        }
 
     @classmethod
     def from_columns(cls, columns: dict[str, Any]) -> DecidePayload:
         logged = columns["extra"]
         probabilities = None if logged is None else logged[0]
         predicted = None if logged is None or len(logged) < 2 else logged[1]
-        return cls(columns["x"], columns["groups"], columns["action"], columns["probability"], columns["n_choices"], columns["actions"],
-                   probabilities, predicted, columns["decision"])
+        return cls(
+            columns["x"],
+            columns["groups"],
+            columns["action"],
+            columns["probability"],
+            columns["n_choices"],
+            columns["actions"],
+            probabilities,
+            predicted,
+            columns["decision"],
+        )
 
 
 class Choice(NamedTuple):
@@ -87,8 +117,12 @@ def decide(learner: Any, x: np.ndarray | None, actions: np.ndarray | None) -> Ch
     """The learner's decision for a context (and offered actions)."""
     d = learner.decide(x, actions)
     predicted_rewards = d.predicted_rewards
-    return Choice(int(d.action), np.asarray(d.probabilities, dtype=np.float64),
-                  None if predicted_rewards is None else np.asarray(predicted_rewards, dtype=np.float64), int(d.ticket))
+    return Choice(
+        int(d.action),
+        np.asarray(d.probabilities, dtype=np.float64),
+        None if predicted_rewards is None else np.asarray(predicted_rewards, dtype=np.float64),
+        int(d.ticket),
+    )
 
 
 def learn(learner: Any, p: DecidePayload, reward: float) -> None:
@@ -123,9 +157,13 @@ class BanditTask(Task):
             # a learner sets itself up from its first decide: one of the wrong shape
             # must not get that far, or it would fix the shape for every later one
             if spec.n_actions and ev.actions is not None:
-                raise BadEvent("bad_actions", f"model {name!r} declares n_actions = {spec.n_actions} (a shared context): a decide carries no 'actions'")
+                raise BadEvent(
+                    "bad_actions", f"model {name!r} declares n_actions = {spec.n_actions} (a shared context): a decide carries no 'actions'"
+                )
             if spec.features and ev.x is None and ev.actions is None:
-                raise BadEvent("missing_field", f"model {name!r} declares {len(spec.features)} features: a decide carries them as 'features'")
+                raise BadEvent(
+                    "missing_field", f"model {name!r} declares {len(spec.features)} features: a decide carries them as 'features'"
+                )
             if spec.features and ev.actions is not None and ev.actions.shape[1] != len(spec.features):
                 raise BadEvent("bad_actions", f"each action has {ev.actions.shape[1]} values, the model declares {len(spec.features)}")
             check_expected(shard, ev)
@@ -159,9 +197,15 @@ class BanditTask(Task):
         payload = DecidePayload(ev.x, ev.groups, action, float(probs[action]), n_choices, ev.actions, probs, predicted, choice.ticket)
         shard.request(ev, payload, out)
         shard.check_outputs(f"decide {ev.id!r}", probs if predicted is None else np.vstack([probs, predicted]))
-        answer: dict[str, Any] = {"id": ev.id, "model": shard.spec.name, "kind": "decide", "action": action,
-                                  "probability": float(probs[action]), "probabilities": probs.tolist(),
-                                  "model_version": shard.learner.n_updates}
+        answer: dict[str, Any] = {
+            "id": ev.id,
+            "model": shard.spec.name,
+            "kind": "decide",
+            "action": action,
+            "probability": float(probs[action]),
+            "probabilities": probs.tolist(),
+            "model_version": shard.learner.n_updates,
+        }
         if predicted is not None:
             answer["predicted_rewards"] = predicted.tolist()
         vector = describe_action(shard.learner, action)
@@ -173,9 +217,14 @@ class BanditTask(Task):
         p = entry.payload
         assert isinstance(p, DecidePayload)
         learn(shard.learner, p, reward)
-        shard.tracker.update(np.array([p.action]), np.array([p.probability]), np.array([reward]), np.array([p.n_choices]),
-                             prob_vectors=None if p.probabilities is None else p.probabilities[None, :],
-                             reward_estimates=None if p.probabilities is None or p.predicted_rewards is None else p.predicted_rewards[None, :])
+        shard.tracker.update(
+            np.array([p.action]),
+            np.array([p.probability]),
+            np.array([reward]),
+            np.array([p.n_choices]),
+            prob_vectors=None if p.probabilities is None else p.probabilities[None, :],
+            reward_estimates=None if p.probabilities is None or p.predicted_rewards is None else p.predicted_rewards[None, :],
+        )
 
     # -- measuring ----------------------------------------------------------------------------
     def summarize(self, shards: Sequence[ShardView]) -> dict[str, Any]:
@@ -212,13 +261,28 @@ class BanditTask(Task):
         g = summary.get("learner_gauges", {})
         greedy = b.get("greedy", {})
         if "dynlin_regret_envelope" in g:
-            return (["rounds", "mean reward", "pseudo-regret", "epochs", "regret envelope"],
-                    [str(b["count"]), fmt(b["mean_reward"]), fmt(b["pseudo_regret"], ".3f"), fmt(g.get("dynlin_epoch"), ".0f"),
-                     fmt(g.get("dynlin_regret_envelope"), ".1f")])
-        return (["rounds", "mean reward", "pseudo-regret", "uniform SNIPS", "greedy SNIPS [95%]"],
-                [str(b["count"]), fmt(b["mean_reward"]), fmt(b["pseudo_regret"], ".1f"), fmt(b.get("uniform", {}).get("snips")),
-                 f"{fmt(greedy.get('snips'), '.3f')} [{fmt(greedy.get('snips_low'), '.3f')}, {fmt(greedy.get('snips_high'), '.3f')}]"
-                 if greedy else "-"])
+            return (
+                ["rounds", "mean reward", "pseudo-regret", "epochs", "regret envelope"],
+                [
+                    str(b["count"]),
+                    fmt(b["mean_reward"]),
+                    fmt(b["pseudo_regret"], ".3f"),
+                    fmt(g.get("dynlin_epoch"), ".0f"),
+                    fmt(g.get("dynlin_regret_envelope"), ".1f"),
+                ],
+            )
+        return (
+            ["rounds", "mean reward", "pseudo-regret", "uniform SNIPS", "greedy SNIPS [95%]"],
+            [
+                str(b["count"]),
+                fmt(b["mean_reward"]),
+                fmt(b["pseudo_regret"], ".1f"),
+                fmt(b.get("uniform", {}).get("snips")),
+                f"{fmt(greedy.get('snips'), '.3f')} [{fmt(greedy.get('snips_low'), '.3f')}, {fmt(greedy.get('snips_high'), '.3f')}]"
+                if greedy
+                else "-",
+            ],
+        )
 
     def replay_lines(self, model: str, summary: dict[str, Any]) -> list[str]:
         b = summary["bandit"]
@@ -226,8 +290,10 @@ class BanditTask(Task):
         for policy in ("uniform", "best_constant"):
             if policy in b:
                 e = b[policy]
-                lines.append(f"  {policy:<14} IPS {e['ips']:.4f} [{e['ips_low']:.4f}, {e['ips_high']:.4f}]"
-                             f"  SNIPS {e['snips']:.4f} [{e['snips_low']:.4f}, {e['snips_high']:.4f}]")
+                lines.append(
+                    f"  {policy:<14} IPS {e['ips']:.4f} [{e['ips_low']:.4f}, {e['ips_high']:.4f}]"
+                    f"  SNIPS {e['snips']:.4f} [{e['snips_low']:.4f}, {e['snips_high']:.4f}]"
+                )
         return lines
 
     def progress_figure(self, model: str, summary: dict[str, Any]) -> str | None:
@@ -238,16 +304,24 @@ class BanditTask(Task):
         b = summary["bandit"]
         g = summary.get("learner_gauges", {})
         panels: list[dict[str, Any]] = [
-            {"title": "cumulative reward and pseudo-regret", "unit": "reward",
-             "series": {"cumulative reward": b.get("reward"), "pseudo-regret": b.get("pseudo_regret") if b.get("pseudo_count") else None}}]
+            {
+                "title": "cumulative reward and pseudo-regret",
+                "unit": "reward",
+                "series": {
+                    "cumulative reward": b.get("reward"),
+                    "pseudo-regret": b.get("pseudo_regret") if b.get("pseudo_count") else None,
+                },
+            }
+        ]
         exploration = {}
         if "greedy_probability" in g:
             exploration["probability of the greedy action"] = g["greedy_probability"]
         if "dynlin_estimated_gap" in g:
             exploration["estimated gap of the held action"] = g["dynlin_estimated_gap"]
         if exploration:
-            panels.append({"title": "exploration", "unit": "probability" if "greedy_probability" in g else "reward per round",
-                           "series": exploration})
+            panels.append(
+                {"title": "exploration", "unit": "probability" if "greedy_probability" in g else "reward per round", "series": exploration}
+            )
         values = {"observed mean reward": b.get("mean_reward")}
         for policy in ("greedy", "uniform", "best_constant"):
             if policy in b:
@@ -257,7 +331,9 @@ class BanditTask(Task):
 
     def series(self, summaries: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], np.ndarray]:
         bs = [s.get("bandit") or {} for s in summaries]
-        values = {key: column(bs, key) for key in ("count", "reward", "mean_reward", "pseudo_regret", "pseudo_count", "regret_vs_best_constant")}
+        values = {
+            key: column(bs, key) for key in ("count", "reward", "mean_reward", "pseudo_regret", "pseudo_count", "regret_vs_best_constant")
+        }
         for policy in ("uniform", "best_constant"):
             ps = [b.get(policy) or {} for b in bs]
             for key in _ESTIMATES:
@@ -270,12 +346,22 @@ class BanditTask(Task):
     def final_table(self, series: ModelSeries) -> str:
 
         b = series.final.get("bandit", {})
-        rows = [("feedback rounds", b.get("count")), ("cumulative reward", b.get("reward")), ("mean reward", b.get("mean_reward")),
-                ("pseudo-regret", b.get("pseudo_regret")), ("est. regret vs best constant", b.get("regret_vs_best_constant"))]
+        rows = [
+            ("feedback rounds", b.get("count")),
+            ("cumulative reward", b.get("reward")),
+            ("mean reward", b.get("mean_reward")),
+            ("pseudo-regret", b.get("pseudo_regret")),
+            ("est. regret vs best constant", b.get("regret_vs_best_constant")),
+        ]
         for policy in ("uniform", "best_constant"):
             e = b.get(policy) or {}
             if e:
-                rows.append((f"{policy.replace('_', ' ')} SNIPS [95%]", f"{_fmt(e.get('snips'))} [{_fmt(e.get('snips_low'))}, {_fmt(e.get('snips_high'))}]"))
+                rows.append(
+                    (
+                        f"{policy.replace('_', ' ')} SNIPS [95%]",
+                        f"{_fmt(e.get('snips'))} [{_fmt(e.get('snips_low'))}, {_fmt(e.get('snips_high'))}]",
+                    )
+                )
         return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in rows) + "</table>"
 
 

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from regretflow.engine.runtime.events import BadEvent, Event
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, PendingJoins
 
 if TYPE_CHECKING:

@@ -10,7 +10,8 @@ import numpy as np
 
 from regretflow.engine.evaluation.regret import ClassAccuracy
 from regretflow.engine.observability.plotting import COLOURS, MAX_SERIES, _fmt, _grid, _legend_below, _png, _pyplot
-from regretflow.engine.runtime.events import BadEvent, _show
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import _show
 from regretflow.engine.tasks.base import ShardView, column, fmt
 from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
 
@@ -31,7 +32,6 @@ class ClassificationTask(SupervisedTask):
 
     def check_label(self, label: Any) -> Any:
         if isinstance(label, bool) or not isinstance(label, (int, str)):
-
             raise BadEvent("bad_label", f"a class label must be a string or an integer, got {_show(label)}")
         return label
 
@@ -80,19 +80,28 @@ class ClassificationTask(SupervisedTask):
         c = summary["classification"]
         g = summary.get("learner_gauges", {})
         panels: list[dict[str, Any]] = [
-            {"title": "prequential accuracy", "unit": "fraction correct",
-             "series": {"accuracy": c.get("accuracy"), "mean per-class accuracy": c.get("mean_per_class_accuracy")}}]
+            {
+                "title": "prequential accuracy",
+                "unit": "fraction correct",
+                "series": {"accuracy": c.get("accuracy"), "mean per-class accuracy": c.get("mean_per_class_accuracy")},
+            }
+        ]
         if "analytic_answer_regret" in g:
-            panels.append({"title": "answer regret against the hindsight ridge", "unit": "squared one-hot loss",
-                           "series": {"answer regret": g["analytic_answer_regret"]}})
+            panels.append(
+                {
+                    "title": "answer regret against the hindsight ridge",
+                    "unit": "squared one-hot loss",
+                    "series": {"answer regret": g["analytic_answer_regret"]},
+                }
+            )
         return panels
 
     def series(self, summaries: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], np.ndarray]:
         cs = [s.get("classification") or {} for s in summaries]
         values = {"count": column(cs, "count"), "accuracy": column(cs, "accuracy")}
-        for cls in (cs[-1].get("per_class") or {}):
+        for cls in cs[-1].get("per_class") or {}:
             values[f"class.{cls}"] = column([(c.get("per_class") or {}).get(cls) or {} for c in cs], "accuracy")
-        for label in (cs[-1].get("per_group") or {}):
+        for label in cs[-1].get("per_group") or {}:
             values[f"group.{label}"] = column([(c.get("per_group") or {}).get(label) or {} for c in cs], "accuracy")
         return values, {}, values["count"]
 
@@ -115,7 +124,7 @@ def classification_figure(s: ModelSeries, max_lines: int = 64) -> bytes:
     for prefix, what in (("class.", "class"), ("group.", "group")):
         keys = [k for k in s.values if k.startswith(prefix) and k != "group.all"][:max_lines]
         for start in range(0, max(len(keys), 1 if prefix == "class." else 0), MAX_SERIES - 1):
-            panels.append((what, keys[start:start + MAX_SERIES - 1]))
+            panels.append((what, keys[start : start + MAX_SERIES - 1]))
     fig, axes = _grid(plt, len(panels))
     for ax, (what, keys) in zip(axes, panels):
         ax.plot(n, s.values["accuracy"], color=COLOURS[0], lw=2.2, label="all rows")

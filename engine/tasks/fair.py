@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 import numpy as np
 
 from regretflow.engine.evaluation.regret import FairnessTracker
-from regretflow.engine.runtime.events import BadEvent, Event
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
 from regretflow.engine.tasks.bandit import check_expected
 from regretflow.engine.tasks.base import Output, ShardView, Task, fmt
@@ -44,8 +45,11 @@ class PanelPayload(JoinPayload):
         self.probabilities = probabilities
 
     def columns(self) -> dict[str, Any]:
-        return {"actions": self.actions, "n_choices": len(self.decisions),
-                "extra": np.vstack([self.decisions.astype(np.float64), self.probabilities])}
+        return {
+            "actions": self.actions,
+            "n_choices": len(self.decisions),
+            "extra": np.vstack([self.decisions.astype(np.float64), self.probabilities]),
+        }
 
     @classmethod
     def from_columns(cls, columns: dict[str, Any]) -> PanelPayload:
@@ -132,8 +136,17 @@ class FairTask(Task):
             # an evicted panel is counted by the join store alone: it has no default reply to learn
             shard.joins.add(JoinEntry(ev.id, shard.seq, ev.ts, PanelPayload(ev.actions, panel.decisions, panel.probabilities)))
             shard.check_outputs(f"decide {ev.id!r}", panel.probabilities)
-            out.answer(ev, {"id": ev.id, "model": shard.spec.name, "kind": "decide", "decisions": panel.decisions.tolist(),
-                            "probabilities": panel.probabilities.tolist(), "model_version": shard.learner.n_updates})
+            out.answer(
+                ev,
+                {
+                    "id": ev.id,
+                    "model": shard.spec.name,
+                    "kind": "decide",
+                    "decisions": panel.decisions.tolist(),
+                    "probabilities": panel.probabilities.tolist(),
+                    "model_version": shard.learner.n_updates,
+                },
+            )
             return
         entry = shard.joins.pending[str(ev.ref)]
         p = _payload(entry)
@@ -160,23 +173,46 @@ class FairTask(Task):
     # -- showing ------------------------------------------------------------------------------
     def summary_rows(self, summary: dict[str, Any], extra: dict[str, Any]) -> tuple[list[str], list[str]]:
         f = summary["fair"]
-        return (["rounds", "positive rate", "revealed acc.", "violations/round", "fair regret (simulator)"],
-                [str(f["rounds"]), fmt(f["positive_rate"]), fmt(f["revealed_accuracy"]), fmt(f["violations_per_round"], ".3f"),
-                 fmt(extra.get("fair_regret"), ".1f")])
+        return (
+            ["rounds", "positive rate", "revealed acc.", "violations/round", "fair regret (simulator)"],
+            [
+                str(f["rounds"]),
+                fmt(f["positive_rate"]),
+                fmt(f["revealed_accuracy"]),
+                fmt(f["violations_per_round"], ".3f"),
+                fmt(extra.get("fair_regret"), ".1f"),
+            ],
+        )
 
     def live_panels(self, summary: dict[str, Any], monitor: dict[str, Any] | None) -> list[dict[str, Any]]:
         f = summary["fair"]
         panels: list[dict[str, Any]] = [
-            {"title": "auditor-panel violations", "unit": "violating pairs per audited round",
-             "series": {"violations per round": f.get("violations_per_round"),
-                        "rounds with a violation (fraction)": f.get("violation_round_rate")}},
-            {"title": "decisions", "unit": "fraction of individuals",
-             "series": {"positive-decision rate": f.get("positive_rate"), "revealed accuracy": f.get("revealed_accuracy")}}]
+            {
+                "title": "auditor-panel violations",
+                "unit": "violating pairs per audited round",
+                "series": {
+                    "violations per round": f.get("violations_per_round"),
+                    "rounds with a violation (fraction)": f.get("violation_round_rate"),
+                },
+            },
+            {
+                "title": "decisions",
+                "unit": "fraction of individuals",
+                "series": {"positive-decision rate": f.get("positive_rate"), "revealed accuracy": f.get("revealed_accuracy")},
+            },
+        ]
         if monitor:
-            panels.append({"title": "regret measured by the simulator", "unit": "expected mistakes",
-                           "series": {"against the best fixed policy": monitor.get("mistake_regret_unconstrained"),
-                                      "against the best fair mixture": monitor.get("fair_regret"),
-                                      "Lagrangian regret": monitor.get("lagrangian_regret")}})
+            panels.append(
+                {
+                    "title": "regret measured by the simulator",
+                    "unit": "expected mistakes",
+                    "series": {
+                        "against the best fixed policy": monitor.get("mistake_regret_unconstrained"),
+                        "against the best fair mixture": monitor.get("fair_regret"),
+                        "Lagrangian regret": monitor.get("lagrangian_regret"),
+                    },
+                }
+            )
         return panels
 
 

@@ -21,7 +21,8 @@ from regretflow.engine.observability.plotting import (
     _png,
     _pyplot,
 )
-from regretflow.engine.runtime.events import BadEvent, _show
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import _show
 from regretflow.engine.tasks.base import ShardView, column, fmt
 from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
 
@@ -45,7 +46,6 @@ class RegressionTask(SupervisedTask):
 
     def check_label(self, label: Any) -> Any:
         if (type(label) is not float and type(label) is not int) or isinstance(label, bool):
-
             raise BadEvent("bad_label", f"a regression label must be a number, got {_show(label)}")
         return float(label)
 
@@ -94,14 +94,23 @@ class RegressionTask(SupervisedTask):
         a = groups.get("all", {"count": 0, "loss": 0.0, "regret": 0.0})
         worst = max((k for k in groups if k != "all"), key=lambda k: groups[k]["regret"] / groups[k]["count"], default="-")
         w = groups.get(worst, {"regret": float("nan"), "count": 1})
-        return (["rounds", "mean loss", "regret", "worst group", "its regret/round"],
-                [str(a["count"]), fmt(a["loss"] / a["count"] if a["count"] else float("nan")), fmt(a["regret"]), worst,
-                 fmt(w["regret"] / w["count"], ".5f")])
+        return (
+            ["rounds", "mean loss", "regret", "worst group", "its regret/round"],
+            [
+                str(a["count"]),
+                fmt(a["loss"] / a["count"] if a["count"] else float("nan")),
+                fmt(a["regret"]),
+                worst,
+                fmt(w["regret"] / w["count"], ".5f"),
+            ],
+        )
 
     def detail_lines(self, model: str, summary: dict[str, Any]) -> list[str]:
         s = summary
-        lines = [f"\nmodel {model} ({s['learner']}), version {s['model_version']}",
-                 f"  {'group':<24}{'rounds':>8}{'cum. loss':>12}{'best fixed':>12}{'regret':>10}{'regret/round':>14}"]
+        lines = [
+            f"\nmodel {model} ({s['learner']}), version {s['model_version']}",
+            f"  {'group':<24}{'rounds':>8}{'cum. loss':>12}{'best fixed':>12}{'regret':>10}{'regret/round':>14}",
+        ]
         for group, g in s["groups"].items():
             per = g["regret"] / g["count"] if g["count"] else 0.0
             lines.append(f"  {group:<24}{g['count']:>8}{g['loss']:>12.4f}{g['comparator_loss']:>12.4f}{g['regret']:>10.4f}{per:>14.5f}")
@@ -119,9 +128,16 @@ class RegressionTask(SupervisedTask):
         panels = _group_panels({k: v["regret"] for k, v in groups.items()}, "cumulative regret", "squared loss")
         a = groups.get("all", {})
         n = a.get("count") or 0
-        panels.append({"title": "mean loss, learner and best fixed predictor", "unit": "squared loss per round",
-                       "series": {"learner": a.get("loss", 0.0) / n if n else None,
-                                  "best fixed in hindsight": a.get("comparator_loss", 0.0) / n if n else None}})
+        panels.append(
+            {
+                "title": "mean loss, learner and best fixed predictor",
+                "unit": "squared loss per round",
+                "series": {
+                    "learner": a.get("loss", 0.0) / n if n else None,
+                    "best fixed in hindsight": a.get("comparator_loss", 0.0) / n if n else None,
+                },
+            }
+        )
         return panels
 
     def series(self, summaries: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], np.ndarray]:
@@ -141,9 +157,12 @@ class RegressionTask(SupervisedTask):
             f"<tr><td>{html.escape(label)}</td><td>{_fmt(g.get('count'))}</td><td>{_fmt(g.get('loss'))}</td>"
             f"<td>{_fmt(g.get('comparator_loss'))}</td><td>{_fmt(g.get('regret'))}</td>"
             f"<td>{_fmt(g['regret'] / g['count'] if g.get('count') and g.get('regret') is not None else 0.0)}</td></tr>"
-            for label, g in series.final.get("groups", {}).items())
-        return ("<table><tr><th>group</th><th>rounds</th><th>cumulative loss</th><th>best fixed</th><th>regret</th>"
-                f"<th>regret / round</th></tr>{rows}</table>")
+            for label, g in series.final.get("groups", {}).items()
+        )
+        return (
+            "<table><tr><th>group</th><th>rounds</th><th>cumulative loss</th><th>best fixed</th><th>regret</th>"
+            f"<th>regret / round</th></tr>{rows}</table>"
+        )
 
 
 def regression_figure(s: ModelSeries, max_groups: int = 64) -> bytes:
@@ -165,8 +184,14 @@ def regression_figure(s: ModelSeries, max_groups: int = 64) -> bytes:
         g = s.groups["all"]
         with np.errstate(invalid="ignore", divide="ignore"):
             ax.plot(g["count"], g["loss"] / g["count"], color=COLOURS[0], lw=2, label="learner")
-            ax.plot(g["count"], g["comparator_loss"] / g["count"], color=COLOURS[2], lw=2, ls="--",
-                    label="best fixed linear predictor in hindsight")
+            ax.plot(
+                g["count"],
+                g["comparator_loss"] / g["count"],
+                color=COLOURS[2],
+                lw=2,
+                ls="--",
+                label="best fixed linear predictor in hindsight",
+            )
     ax.set(title="mean loss on all rows", xlabel="labelled rounds", ylabel="squared loss per round")
     _legend_below(ax, ncol=1)
     fig.suptitle(f"model {s.name} ({s.learner}): regret against the best fixed linear predictor, per group", fontsize=12)

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from regretflow.engine.runtime.events import BadEvent, Event
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import Event
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
 from regretflow.engine.tasks.base import Output, ShardView, Task, plain
 

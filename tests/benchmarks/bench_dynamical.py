@@ -135,7 +135,21 @@ def official_run(agents, environment, method: str, rounds: int) -> float:
     actions = sim.actions
     horizon = 10**6
     u_val = float(np.max(np.linalg.norm(actions, axis=1)))
-    args = (6, 3, actions, horizon, np.log(horizon), bounds.rho_bar, bounds.omega_norm, bounds.theta_norm, u_val, bounds.b_norm, bounds.phi_bar, sim.noise_sigma**2, 1.0 / horizon)
+    args = (
+        6,
+        3,
+        actions,
+        horizon,
+        np.log(horizon),
+        bounds.rho_bar,
+        bounds.omega_norm,
+        bounds.theta_norm,
+        u_val,
+        bounds.b_norm,
+        bounds.phi_bar,
+        sim.noise_sigma**2,
+        1.0 / horizon,
+    )
     flag = {"DynLin-UCB (lambda=log T)": {"dynlinucb": True}, "LinUCB (lambda=log T)": {"linucb": True}}[method]
     agent = agents.LinearAgent(*args, **flag)
     rng = np.random.RandomState(1)
@@ -164,11 +178,15 @@ def main() -> None:
         fast_run(m, 1000)
     print(f"per-round cost, real-data system, DynLin-UCB (lambda = log T); {_pin.describe()}")
     api = api_split(200_000)
-    print(f"  Python API act()+learn(): inside an epoch {api['inside']:.2f} us (median); epoch end or decision {api['end_or_decide']:.2f} us "
-          f"({100 * api['share_end']:.1f}% of rounds)")
+    print(
+        f"  Python API act()+learn(): inside an epoch {api['inside']:.2f} us (median); epoch end or decision {api['end_or_decide']:.2f} us "
+        f"({100 * api['share_end']:.1f}% of rounds)"
+    )
     ker = kernel_split(200_000)
     print(f"  kernels only (Python call overhead included): inside {ker['inside']:.2f} us; end or decision {ker['end_or_decide']:.2f} us")
-    print(f"  Python API / kernels: inside x{api['inside'] / ker['inside']:.1f}, end or decision x{api['end_or_decide'] / ker['end_or_decide']:.1f}")
+    print(
+        f"  Python API / kernels: inside x{api['inside'] / ker['inside']:.1f}, end or decision x{api['end_or_decide'] / ker['end_or_decide']:.1f}"
+    )
     print(f"wall time of one {args.rounds:,}-round run with the simulator (real-data)")
     ours = {}
     for m in R.METHODS:

@@ -55,8 +55,10 @@ def peak_rss_mb() -> float:
 def line(path: str, name: str, laps_us: np.ndarray, extra: str = "", reference_us: float | None = None) -> float:
     """Print one path's per-round figures (and its mean over ``reference_us``); return the mean."""
     ratio = f"  x{laps_us.mean() / reference_us:6.1f} kernels" if reference_us else ""
-    print(f"  {path:<22} {name:<13} p50 {np.percentile(laps_us, 50):9.1f}  p99 {np.percentile(laps_us, 99):9.1f}"
-          f"  mean {laps_us.mean():9.1f} us/round  {1e6 / laps_us.mean():9.0f} rounds/s{ratio}  {extra}")
+    print(
+        f"  {path:<22} {name:<13} p50 {np.percentile(laps_us, 50):9.1f}  p99 {np.percentile(laps_us, 99):9.1f}"
+        f"  mean {laps_us.mean():9.1f} us/round  {1e6 / laps_us.mean():9.0f} rounds/s{ratio}  {extra}"
+    )
     return float(laps_us.mean())
 
 
@@ -66,8 +68,13 @@ def build(name: str, W, b, separator, rounds: int):
         return FairExp2(fairness_scale=R.FAIRNESS_SCALE, cost_bound=R.RATE_COST_BOUND, **common)
     if name == "OneSidedExp2":
         return OneSidedExp2(**common)
-    return FairFTPL(separator_points=separator, fairness_scale=R.FAIRNESS_SCALE, cost_bound=R.RATE_COST_BOUND,
-                    perturbation_factor=R.FTPL_PERTURBATION_FACTOR, **common)
+    return FairFTPL(
+        separator_points=separator,
+        fairness_scale=R.FAIRNESS_SCALE,
+        cost_bound=R.RATE_COST_BOUND,
+        perturbation_factor=R.FTPL_PERTURBATION_FACTOR,
+        **common,
+    )
 
 
 FAMILY = {"FairExp2": "fair-exp2", "OneSidedExp2": "one-sided-exp2", "FairFTPL": "fair-ftpl"}
@@ -171,11 +178,20 @@ def engine_for(name: str, W, b, separator, rounds: int, batch: int) -> Engine:
         params.update(fairness_scale=R.FAIRNESS_SCALE, cost_bound=R.RATE_COST_BOUND)
     if name == "FairFTPL":
         params.update(separator_points=separator.tolist(), perturbation_factor=R.FTPL_PERTURBATION_FACTOR)
-    config = parse_config({
-        "models": {"fair": {"learner": FAMILY[name], "features": list(FAIR_FEATURES), "params": params,
-                            "joins": {"ttl_events": 4 * batch + 16}}},
-        "runtime": {"batch_size": 4 * batch + 16}, "metrics": {"enabled": False},
-    })
+    config = parse_config(
+        {
+            "models": {
+                "fair": {
+                    "learner": FAMILY[name],
+                    "features": list(FAIR_FEATURES),
+                    "params": params,
+                    "joins": {"ttl_events": 4 * batch + 16},
+                }
+            },
+            "runtime": {"batch_size": 4 * batch + 16},
+            "metrics": {"enabled": False},
+        }
+    )
     return Engine(config, None, MemorySink(), MemorySink(), serve_metrics=False)
 
 
@@ -194,8 +210,10 @@ def bench_engine_closed_loop(engine: Engine, sim: FairnessSimulator, rounds: int
         engine.process([decide])
         decided = time.perf_counter()
         answer = answers_of(engine.answers)[0]
-        replies = [orjson.dumps(sim.feedback_event(t, np.asarray(answer["decisions"]))),
-                   orjson.dumps(sim.audit_event(t, np.asarray(answer["probabilities"])))]
+        replies = [
+            orjson.dumps(sim.feedback_event(t, np.asarray(answer["decisions"]))),
+            orjson.dumps(sim.audit_event(t, np.asarray(answer["probabilities"]))),
+        ]
         resume = time.perf_counter()
         engine.process(replies)
         laps[t] = (decided - start) + (time.perf_counter() - resume)
@@ -269,9 +287,11 @@ def main() -> None:
     W, b = pop.hypothesis_class(50, 20, seed=0)  # 1,002 policies
     separator = greedy_separator(W, b, pop.separator_candidates(3000, seed=1))
     sim = FairnessSimulator(pop, n_rounds=args.rounds, k=10, seed=0)
-    print(f"k = {sim.k} individuals per round, N = {W.shape[0]} thresholds, |S| = {separator.shape[0]} separator points, "
-          f"{args.rounds} rounds, micro-batches of {args.batch} for the batched engine path, "
-          f"{_pin.describe()}")
+    print(
+        f"k = {sim.k} individuals per round, N = {W.shape[0]} thresholds, |S| = {separator.shape[0]} separator points, "
+        f"{args.rounds} rounds, micro-batches of {args.batch} for the batched engine path, "
+        f"{_pin.describe()}"
+    )
     for name in ("FairExp2", "FairFTPL", "OneSidedExp2"):
         print(name)
         kernel = bench_exp2_kernels if name != "FairFTPL" else bench_ftpl_kernels
@@ -281,16 +301,30 @@ def main() -> None:
         warm.process([orjson.dumps(sim.decide_event(0) | {"model": "fair"})])
         engine = engine_for(name, W, b, separator, args.rounds, args.batch)
         laps, decide = bench_engine_closed_loop(engine, sim, args.rounds)
-        line("engine, closed loop", name, laps, f"(decide alone p50 {np.percentile(decide, 50):.1f}, "
-                                                 f"p99 {np.percentile(decide, 99):.1f} us)", reference_us=kernels_us)
+        line(
+            "engine, closed loop",
+            name,
+            laps,
+            f"(decide alone p50 {np.percentile(decide, 50):.1f}, p99 {np.percentile(decide, 99):.1f} us)",
+            reference_us=kernels_us,
+        )
         engine = engine_for(name, W, b, separator, args.rounds, args.batch)
-        line("engine, batched", name, bench_engine_batched(engine, sim, args.rounds, args.batch),
-             "(per round; p50/p99 over micro-batches)", reference_us=kernels_us)
+        line(
+            "engine, batched",
+            name,
+            bench_engine_batched(engine, sim, args.rounds, args.batch),
+            "(per round; p50/p99 over micro-batches)",
+            reference_us=kernels_us,
+        )
         print(f"  peak RSS so far {peak_rss_mb():.0f} MB")
-    print("Yardsticks: a plain online logistic classifier, predict and learn each of the same 10 individuals "
-          "per round (no fairness, no randomised policy, no auditors)")
-    for label, laps in (("River LogisticRegression", bench_river(sim, args.rounds)),
-                        ("Vowpal Wabbit logistic", bench_vw(sim, args.rounds))):
+    print(
+        "Yardsticks: a plain online logistic classifier, predict and learn each of the same 10 individuals "
+        "per round (no fairness, no randomised policy, no auditors)"
+    )
+    for label, laps in (
+        ("River LogisticRegression", bench_river(sim, args.rounds)),
+        ("Vowpal Wabbit logistic", bench_vw(sim, args.rounds)),
+    ):
         if laps is None:
             print(f"  {label}: not installed (pip install -e '.[bench]')")
         else:

@@ -81,7 +81,7 @@ def bench_observe_many(X, y, G, base: str, batch: int) -> float:
     def run():
         model = GroupwiseRegressor(features=features, groups=labels, base=base)
         for start in range(0, len(y), batch):
-            model.learn_many(X[start:start + batch], y[start:start + batch], G[start:start + batch])
+            model.learn_many(X[start : start + batch], y[start : start + batch], G[start : start + batch])
 
     return per_event(best_of(run), len(y))
 
@@ -113,18 +113,37 @@ def bench_engine(X, y, attributes, batch: int) -> float:
 
     LEARNERS.setdefault("groupwise", GroupwiseRegressor)  # until the registry line lands
     features = [f"x{i}" for i in range(X.shape[1])]
-    config = parse_config({
-        "models": {"gw": {"learner": "groupwise", "features": features, "params": {"lam": 1.0},
-                          "groups": [{"name": k, "field": k, "values": v} for k, v in ATTRIBUTES.items()]}},
-        "runtime": {"batch_size": batch, "batch_timeout_ms": 10.0},
-        "metrics": {"enabled": False},
-    })
-    events = [orjson.dumps({"id": str(i), "model": "gw", "kind": "observe", "features": dict(zip(features, X[i].tolist())),
-                            "attributes": attributes[i], "label": float(y[i])}) for i in range(len(y))]
+    config = parse_config(
+        {
+            "models": {
+                "gw": {
+                    "learner": "groupwise",
+                    "features": features,
+                    "params": {"lam": 1.0},
+                    "groups": [{"name": k, "field": k, "values": v} for k, v in ATTRIBUTES.items()],
+                }
+            },
+            "runtime": {"batch_size": batch, "batch_timeout_ms": 10.0},
+            "metrics": {"enabled": False},
+        }
+    )
+    events = [
+        orjson.dumps(
+            {
+                "id": str(i),
+                "model": "gw",
+                "kind": "observe",
+                "features": dict(zip(features, X[i].tolist())),
+                "attributes": attributes[i],
+                "label": float(y[i]),
+            }
+        )
+        for i in range(len(y))
+    ]
     engine = Engine(config, MemorySource([]), MemorySink(keep=False), MemorySink(), serve_metrics=False)
     t = time.perf_counter()
     for start in range(0, len(events), batch):
-        engine.process(events[start:start + batch])
+        engine.process(events[start : start + batch])
     elapsed = time.perf_counter() - t
     assert engine.valid_events == len(events), "the engine refused events"
     return per_event(elapsed, len(events))
@@ -134,9 +153,7 @@ def bench_river_ewa(X, y, n: int) -> float:
     from river import ensemble, linear_model, optim
 
     features = [f"x{i}" for i in range(X.shape[1])]
-    model = ensemble.EWARegressor(
-        [linear_model.LinearRegression(optimizer=optim.SGD(lr)) for lr in np.geomspace(1e-3, 0.3, 12)]
-    )
+    model = ensemble.EWARegressor([linear_model.LinearRegression(optimizer=optim.SGD(lr)) for lr in np.geomspace(1e-3, 0.3, 12)])
     dicts = [dict(zip(features, X[i].tolist())) for i in range(n)]
     t = time.perf_counter()
     for i in range(n):
@@ -153,8 +170,10 @@ def main() -> None:
     from regretflow.learners import groupwise
 
     groupwise.warm_up()
-    print(f"GroupwiseRegressor, 12 groups (5 awake per event); us per event; {args.events} events "
-          f"({args.river_events} for the pure-Python rows); {_pin.describe()}")
+    print(
+        f"GroupwiseRegressor, 12 groups (5 awake per event); us per event; {args.events} events "
+        f"({args.river_events} for the pure-Python rows); {_pin.describe()}"
+    )
     print(f"{'path':<52}{'d=18':>10}{'d=64':>10}")
     rows: dict[str, list[float]] = {}
     for d in (18, 64):
@@ -178,8 +197,10 @@ def main() -> None:
     engine = rows["engine: JSON observe events, batches of 512"]
     kernel = rows["bare kernel, ridge experts (whole stream)"]
     for i, d in enumerate((18, 64)):
-        print(f"d={d}: River EWA / learn_many = {ewa[i] / many[i]:.1f}x, River EWA / engine = {ewa[i] / engine[i]:.1f}x, "
-              f"engine / bare kernel = {engine[i] / kernel[i]:.1f}x")
+        print(
+            f"d={d}: River EWA / learn_many = {ewa[i] / many[i]:.1f}x, River EWA / engine = {ewa[i] / engine[i]:.1f}x, "
+            f"engine / bare kernel = {engine[i] / kernel[i]:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -89,10 +89,20 @@ def attack(port: int, seconds: float, idle: int, slow: int, flood: int) -> None:
         time.sleep(0.1)
     stop.set()
     latencies.sort()
-    print(json.dumps({"polite_scrapes": len(latencies), "failures": failures, "flood_scrapes": flood_count[0],
-                      "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
-                      "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
-                      "max_ms": 1000 * latencies[-1] if latencies else None, "reconnects": reconnects}), flush=True)
+    print(
+        json.dumps(
+            {
+                "polite_scrapes": len(latencies),
+                "failures": failures,
+                "flood_scrapes": flood_count[0],
+                "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
+                "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
+                "max_ms": 1000 * latencies[-1] if latencies else None,
+                "reconnects": reconnects,
+            }
+        ),
+        flush=True,
+    )
 
 
 def run_engine(payloads, on_ready=None):
@@ -129,15 +139,15 @@ def main() -> None:
 
     def start_attack(port):
         seconds = len(payloads) / quiet * 1.6 + 2
-        child["p"] = subprocess.Popen([sys.executable, __file__, "--attack", str(port), "--seconds", str(seconds)],
-                                      stdout=subprocess.PIPE, text=True)
+        child["p"] = subprocess.Popen(
+            [sys.executable, __file__, "--attack", str(port), "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True
+        )
         assert child["p"].stdout.readline().strip() == "ready"
         time.sleep(1.0)
 
     loud = run_engine(payloads, start_attack)
     out, _ = child["p"].communicate()
-    print(f"under attack (500 idle, 100 slowloris, 16-client /metrics flood): {loud:,.0f} events/s "
-          f"({100 * loud / quiet:.1f}% of quiet)")
+    print(f"under attack (500 idle, 100 slowloris, 16-client /metrics flood): {loud:,.0f} events/s ({100 * loud / quiet:.1f}% of quiet)")
     print("polite /metrics scraper during and after the run:", out.strip())
 
 

@@ -21,7 +21,6 @@ import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
 # isort: split
 
 import argparse
-import os
 import subprocess
 import sys
 import threading
@@ -58,8 +57,15 @@ def raw_consume(backend: str, bootstrap: str, topic: str, n: int) -> float:
     if backend == "confluent":
         from confluent_kafka import Consumer
 
-        c = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
-                      "enable.auto.commit": False, "session.timeout.ms": 6000})
+        c = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": uuid.uuid4().hex,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+            }
+        )
         c.subscribe([topic])
         first = 0
         while got < n:
@@ -71,8 +77,16 @@ def raw_consume(backend: str, bootstrap: str, topic: str, n: int) -> float:
     else:
         from kafka import KafkaConsumer
 
-        c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=uuid.uuid4().hex, auto_offset_reset="earliest",
-                          enable_auto_commit=False, max_poll_records=512, session_timeout_ms=6000, heartbeat_interval_ms=1000)
+        c = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=uuid.uuid4().hex,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=512,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+        )
         first = 0
         while got < n:
             k = sum(len(v) for v in c.poll(timeout_ms=1000).values())
@@ -168,13 +182,22 @@ def latency(broker: Broker, backend: str, rate: float, seconds: float, tmp: Path
     admin.close()
     cfg = tmp / f"{topic}.toml"
     cfg.write_text(config_text(broker.bootstrap, topic, backend, "m", "ridge", free_port(), idle=0))
-    proc = subprocess.Popen([sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", str(cfg)],
-                            stderr=open(tmp / f"{topic}.log", "wb"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regretflow.engine.cli.main", "run", "--config", str(cfg)], stderr=open(tmp / f"{topic}.log", "wb")
+    )
     # earliest: tansu's end offsets are unreliable (see docs/kafka.md); warm-up answers are ignored by id.
     # A short session: a group join takes about half of it on tansu.
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
-                         "fetch.wait.max.ms": 1, "enable.auto.commit": False, "session.timeout.ms": 6000,
-                         "heartbeat.interval.ms": 1000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 1,
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1000,
+        }
+    )
     consumer.subscribe([f"{topic}-answers"])
     sent: dict[str, float] = {}
     lat: list[float] = []
@@ -240,8 +263,15 @@ def relay_latency(broker: Broker, rate: float, seconds: float) -> tuple[float, f
     stop = threading.Event()
 
     def relay():
-        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "relay", "auto.offset.reset": "earliest",
-                      "fetch.wait.max.ms": 1, "session.timeout.ms": 6000})
+        c = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": "relay",
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 1,
+                "session.timeout.ms": 6000,
+            }
+        )
         c.subscribe([topic])
         p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1})
         while not stop.is_set():
@@ -252,8 +282,15 @@ def relay_latency(broker: Broker, rate: float, seconds: float) -> tuple[float, f
         p.flush()
         c.close()
 
-    reader = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest",
-                       "fetch.wait.max.ms": 1, "session.timeout.ms": 6000})
+    reader = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": uuid.uuid4().hex,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 1,
+            "session.timeout.ms": 6000,
+        }
+    )
     reader.subscribe([answers])
     producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2})
     threading.Thread(target=relay, daemon=True).start()

@@ -58,8 +58,32 @@ def bench_bare(X, labels, optimizer: int) -> float:
         NK.predict_items(theta, theta0, x[None, :], rows_of, offsets, n_in, WIDTH, 1, NK.TANH, 0.0, 0, z)
         NK.igw_probabilities(1.0 - z, 10.0 * np.sqrt(t), probs)
         a = NK.sample_index(probs, rng.random())
-        NK.learn_one(theta, theta0, grad, first, second, t + 1, x, a * D, n_in, WIDTH, 1, NK.TANH, NK.SQUARED,
-                     float(a == labels[t]), 1e-6, 0.0, 0, a, optimizer, 3e-3, 0.9, 0.999, 1e-16, 0.0)
+        NK.learn_one(
+            theta,
+            theta0,
+            grad,
+            first,
+            second,
+            t + 1,
+            x,
+            a * D,
+            n_in,
+            WIDTH,
+            1,
+            NK.TANH,
+            NK.SQUARED,
+            float(a == labels[t]),
+            1e-6,
+            0.0,
+            0,
+            a,
+            optimizer,
+            3e-3,
+            0.9,
+            0.999,
+            1e-16,
+            0.0,
+        )
     return (time.perf_counter() - start) / len(X) * 1e6
 
 
@@ -80,19 +104,22 @@ def bench_engine(X, labels, family: str, params: dict) -> float:
 
     LEARNERS.setdefault("neural-squarecb", NeuralSquareCB)  # this process only; see the report
     LEARNERS.setdefault("neural-fastcb", NeuralFastCB)
-    config = parse_config({"models": {"nb": {"learner": family, "n_actions": K, "params": params,
-                                             "features": [f"x{i}" for i in range(D)]}},
-                           "metrics": {"enabled": False}})
+    config = parse_config(
+        {
+            "models": {"nb": {"learner": family, "n_actions": K, "params": params, "features": [f"x{i}" for i in range(D)]}},
+            "metrics": {"enabled": False},
+        }
+    )
     answers = MemorySink()
     engine = Engine(config, MemorySource([]), answers, MemorySink(), serve_metrics=False)
-    decides = [orjson.dumps({"id": f"d{t}", "model": "nb", "kind": "decide", "features": X[t].tolist()})
-               for t in range(len(X))]
+    decides = [orjson.dumps({"id": f"d{t}", "model": "nb", "kind": "decide", "features": X[t].tolist()}) for t in range(len(X))]
     start = time.perf_counter()
     for t in range(len(X)):
         engine.process([decides[t]])
         action = orjson.loads(answers.records[-1][1])["action"]
-        engine.process([orjson.dumps({"id": f"f{t}", "model": "nb", "kind": "feedback", "ref": f"d{t}",
-                                      "reward": float(action == labels[t])})])
+        engine.process(
+            [orjson.dumps({"id": f"f{t}", "model": "nb", "kind": "feedback", "ref": f"d{t}", "reward": float(action == labels[t])})]
+        )
     elapsed = time.perf_counter() - start
     return elapsed / len(X) * 1e6
 
@@ -141,12 +168,15 @@ def main() -> None:
     for name, fn in [
         ("bare kernels, OGD", lambda: bench_bare(X, labels, NK.OGD)),
         ("bare kernels, AdaBelief", lambda: bench_bare(X, labels, NK.ADABELIEF)),
-        ("NeuralSquareCB act+learn, OGD", lambda: bench_learner(
-            X, labels, lambda: NeuralSquareCB(n_actions=K, width=WIDTH, learning_rate=0.05))),
-        ("NeuralSquareCB act+learn, AdaBelief", lambda: bench_learner(
-            X, labels, lambda: NeuralSquareCB(n_actions=K, **sq))),
-        ("NeuralFastCB act+learn, EXAdam", lambda: bench_learner(
-            X, labels, lambda: NeuralFastCB(n_actions=K, width=WIDTH, optimizer="exadam", learning_rate=3e-3))),
+        (
+            "NeuralSquareCB act+learn, OGD",
+            lambda: bench_learner(X, labels, lambda: NeuralSquareCB(n_actions=K, width=WIDTH, learning_rate=0.05)),
+        ),
+        ("NeuralSquareCB act+learn, AdaBelief", lambda: bench_learner(X, labels, lambda: NeuralSquareCB(n_actions=K, **sq))),
+        (
+            "NeuralFastCB act+learn, EXAdam",
+            lambda: bench_learner(X, labels, lambda: NeuralFastCB(n_actions=K, width=WIDTH, optimizer="exadam", learning_rate=3e-3)),
+        ),
         ("engine decide+feedback, SquareCB AdaBelief", lambda: bench_engine(X, labels, "neural-squarecb", sq)),
     ]:
         if name.startswith("engine"):

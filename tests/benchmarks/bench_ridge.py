@@ -54,7 +54,7 @@ def main() -> None:
         for lo in range(0, n, args.batch):
             K.ridge_observe(P, w, X[lo : lo + args.batch], y[lo : lo + args.batch], 1.0, float(d), out[: len(X[lo : lo + args.batch])])
 
-    rows.append(("bare kernel ridge_observe (batches of %d)" % args.batch, timed(bare)))
+    rows.append((f"bare kernel ridge_observe (batches of {args.batch})", timed(bare)))
 
     def learner():
         m = OnlineRidge(features=[f"x{i}" for i in range(d)])
@@ -79,11 +79,27 @@ def main() -> None:
     from regretflow.engine.config import parse_config
     from regretflow.engine.runtime.loop import Engine
 
-    cfg = parse_config({"models": {"m": {"learner": "ridge", "features": names,
-                                         "groups": [{"name": "seg", "field": "seg", "values": ["a", "b", "c"]}]}},
-                        "runtime": {"batch_size": args.batch}})
-    payloads = [orjson.dumps({"id": f"e{i}", "model": "m", "kind": "observe", "features": X[i].tolist(),
-                              "attributes": {"seg": "abc"[i % 3]}, "label": float(y[i])}) for i in range(n)]
+    cfg = parse_config(
+        {
+            "models": {
+                "m": {"learner": "ridge", "features": names, "groups": [{"name": "seg", "field": "seg", "values": ["a", "b", "c"]}]}
+            },
+            "runtime": {"batch_size": args.batch},
+        }
+    )
+    payloads = [
+        orjson.dumps(
+            {
+                "id": f"e{i}",
+                "model": "m",
+                "kind": "observe",
+                "features": X[i].tolist(),
+                "attributes": {"seg": "abc"[i % 3]},
+                "label": float(y[i]),
+            }
+        )
+        for i in range(n)
+    ]
     latencies = []
 
     def engine_path():
@@ -97,7 +113,7 @@ def main() -> None:
 
     rows.append(("engine path (decode, validate, route, learn, regret, answer, metrics)", timed(engine_path)))
 
-    from river import linear_model, optim
+    from river import linear_model
 
     def river_lr():
         m = linear_model.LinearRegression()

@@ -41,7 +41,6 @@ import hashlib
 import io
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 

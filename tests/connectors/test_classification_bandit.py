@@ -21,8 +21,22 @@ def test_digits_stream_for_seed_zero_is_frozen():
     assert sim.labels[:5].tolist() == [2, 8, 2, 6, 6]
     np.testing.assert_allclose(
         sim.contexts[0][:12],
-        [0.0, 0.0, 0.167359670349, 0.24343224778, 0.228217732294, 0.045643546459, 0.0, 0.0, 0.0,
-         0.076072577431, 0.24343224778, 0.182574185835], atol=1e-11)
+        [
+            0.0,
+            0.0,
+            0.167359670349,
+            0.24343224778,
+            0.228217732294,
+            0.045643546459,
+            0.0,
+            0.0,
+            0.0,
+            0.076072577431,
+            0.24343224778,
+            0.182574185835,
+        ],
+        atol=1e-11,
+    )
     assert sim.contexts[0].sum() == pytest.approx(5.14250623435406, abs=1e-11)
 
 
@@ -76,9 +90,17 @@ def test_emitted_events_follow_the_engine_schema_and_join_by_ref():
     json.dumps(decide)  # plain JSON types only
 
 
-@pytest.mark.parametrize("name,shape,k", [("mushroom", (8124, 22), 2), ("shuttle", (58000, 9), 7),
-                                          ("vehicle", (846, 18), 4), ("segment", (2310, 18), 7),
-                                          ("digits", (1797, 64), 10), ("fashion14", (10000, 196), 10)])
+@pytest.mark.parametrize(
+    "name,shape,k",
+    [
+        ("mushroom", (8124, 22), 2),
+        ("shuttle", (58000, 9), 7),
+        ("vehicle", (846, 18), 4),
+        ("segment", (2310, 18), 7),
+        ("digits", (1797, 64), 10),
+        ("fashion14", (10000, 196), 10),
+    ],
+)
 def test_every_dataset_loads_offline_with_its_shape_and_classes(name, shape, k):
     data = bandit_classification.load(name)
     assert data.X.shape == shape

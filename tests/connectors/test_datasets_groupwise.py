@@ -19,13 +19,31 @@ from regretflow.connectors.datasets.insurance import (
 )
 
 MEDICAL_SIZES = {
-    "young": 574, "middle": 408, "old": 356, "underweight": 20, "healthyweight": 225, "overweight": 386,
-    "obese": 707, "smoker": 274, "non-smoker": 1064, "male": 676, "female": 662,
+    "young": 574,
+    "middle": 408,
+    "old": 356,
+    "underweight": 20,
+    "healthyweight": 225,
+    "overweight": 386,
+    "obese": 707,
+    "smoker": 274,
+    "non-smoker": 1064,
+    "male": 676,
+    "female": 662,
 }
 ADULT_SIZES = {
-    "young": 14925, "middle": 11176, "old": 6460, "HighSchool&less": 14754, "College&more": 17807,
-    "Male": 21790, "Female": 10771, "White": 27816, "Asian-Pac-Islander": 1039, "Amer-Indian-Eskimo": 311,
-    "Other": 271, "Black": 3124,
+    "young": 14925,
+    "middle": 11176,
+    "old": 6460,
+    "HighSchool&less": 14754,
+    "College&more": 17807,
+    "Male": 21790,
+    "Female": 10771,
+    "White": 27816,
+    "Asian-Pac-Islander": 1039,
+    "Amer-Indian-Eskimo": 311,
+    "Other": 271,
+    "Black": 3124,
 }
 
 
@@ -62,8 +80,7 @@ def test_medical_has_the_paper_groups_and_encoding(medical):
         block = medical.X[:, [i for i, n in enumerate(names) if n.startswith(prefix)]]
         np.testing.assert_array_equal(block.sum(axis=1), 1.0)
     for bucket in ("young", "obese"):
-        np.testing.assert_array_equal(medical.X[:, names.index(bucket)],
-                                      medical.membership[:, medical.group_names.index(bucket)])
+        np.testing.assert_array_equal(medical.X[:, names.index(bucket)], medical.membership[:, medical.group_names.index(bucket)])
     low, high = medical.target_bounds
     assert low + medical.y[0] * (high - low) == pytest.approx(16884.924)
 

@@ -142,8 +142,7 @@ def test_row_generation_equals_the_full_lp_and_is_feasible(population):
                 if i != l:
                     rows.append(V[:, i].astype(float) - V[:, l])
                     bounds.append(D[i, l])
-    full = linprog(cost, A_ub=np.array(rows), b_ub=np.array(bounds), A_eq=np.ones((1, N)), b_eq=[1.0],
-                   bounds=(0, None), method="highs")
+    full = linprog(cost, A_ub=np.array(rows), b_ub=np.array(bounds), A_eq=np.ones((1, N)), b_eq=[1.0], bounds=(0, None), method="highs")
     assert best.errors == pytest.approx(full.fun + sum(y.sum() for y in Ys), abs=1e-6)
     assert np.all(np.array(rows) @ best.weights <= np.array(bounds) + 1e-7)
     assert best.iterations > 1

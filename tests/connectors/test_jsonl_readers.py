@@ -35,7 +35,10 @@ def test_the_report_skips_a_torn_last_record_and_refuses_a_torn_middle_one(tmp_p
 def test_offline_evaluation_ignores_a_torn_last_answer(tmp_path):
     answers, events = tmp_path / "answers.jsonl", tmp_path / "events.jsonl"
     decide = {"model": "b", "kind": "decide", "probability": 0.5, "probabilities": [0.5, 0.5]}
-    answers.write_bytes(b"".join(orjson.dumps({**decide, "id": f"d{i}", "action": i % 2}) + b"\n" for i in range(20)) + b'{"id": "d20", "mo')
-    events.write_bytes(b"".join(orjson.dumps({"id": f"f{i}", "model": "b", "kind": "feedback", "ref": f"d{i}", "reward": 1.0}) + b"\n"
-                                for i in range(21)))
+    answers.write_bytes(
+        b"".join(orjson.dumps({**decide, "id": f"d{i}", "action": i % 2}) + b"\n" for i in range(20)) + b'{"id": "d20", "mo'
+    )
+    events.write_bytes(
+        b"".join(orjson.dumps({"id": f"f{i}", "model": "b", "kind": "feedback", "ref": f"d{i}", "reward": 1.0}) + b"\n" for i in range(21))
+    )
     assert logged_policy_values(str(events), str(answers), None, n_bootstrap=10)["b"]["rounds"] == 20

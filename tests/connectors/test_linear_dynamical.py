@@ -143,7 +143,7 @@ def test_a_learner_driven_by_the_event_stream_sees_the_exact_pseudo_regret():
     reference = DynLinUCB(twin.actions, bounds, 10**6, seed=2)
     stream = sim.events(model="ads", rounds=3000)
     regret = 0.0
-    for decide in stream:
+    for _decide in stream:
         arm, _ = learner.act()
         feedback = stream.send(learner.describe_action(arm))  # the answer carries the budget split
         learner.learn(None, arm, feedback["reward"])

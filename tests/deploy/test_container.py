@@ -53,8 +53,21 @@ def image() -> str:
     assert base.returncode == 0, base.stderr[-3000:]
     base_image = base.stdout.strip().splitlines()[-1]
     # the Dockerfile as it is, given only its base; host networking for pip, as in docs/container.md
-    podman("build", "--pull=never", "--format", "docker", "--network=host", "--build-arg", f"BASE_IMAGE={base_image}",
-           "-f", "deploy/Dockerfile", "-t", IMAGE, ".", timeout=1800)
+    podman(
+        "build",
+        "--pull=never",
+        "--format",
+        "docker",
+        "--network=host",
+        "--build-arg",
+        f"BASE_IMAGE={base_image}",
+        "-f",
+        "deploy/Dockerfile",
+        "-t",
+        IMAGE,
+        ".",
+        timeout=1800,
+    )
     return IMAGE
 
 
@@ -129,8 +142,25 @@ def metric(port: int, name: str) -> float:
 def test_demo_is_reachable_through_a_published_port(image, names):
     port = free_port()
     demo = names("container", "demo")
-    podman("run", "--detach", "--name", demo, "--publish", f"127.0.0.1:{port}:9108", image,
-           "demo", "--host", "0.0.0.0", "--passes", "1", "--rate", "500", "--linger", "300", "--no-progress")
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        demo,
+        "--publish",
+        f"127.0.0.1:{port}:9108",
+        image,
+        "demo",
+        "--host",
+        "0.0.0.0",
+        "--passes",
+        "1",
+        "--rate",
+        "500",
+        "--linger",
+        "300",
+        "--no-progress",
+    )
     # the live page is routed once the demo's warm-up is done, /metrics from the start
     assert "<html" in wait_for(f"http://127.0.0.1:{port}/", demo).lower()
     body = wait_for(f"http://127.0.0.1:{port}/metrics", demo, want="regretflow_events_total")
@@ -199,9 +229,24 @@ def test_daemon_on_tansu_read_only_arbitrary_uid_answers_stops_with_a_checkpoint
     daemon = names("container", "daemon")
     # OpenShift style: an arbitrary UID in group 0, nothing writable but the state volume
     # (and the tmpfs podman mounts on /tmp); NUMBA_DEBUG_CACHE logs every cache load and save
-    podman("run", "--detach", "--name", daemon, "--network", "host", "--read-only", "--user", "1000770000:0",
-           "--env", "NUMBA_DEBUG_CACHE=1", "--volume", f"{config}:/etc/regretflow/regretflow.toml:ro",
-           "--volume", f"{state}:/var/lib/regretflow", image)
+    podman(
+        "run",
+        "--detach",
+        "--name",
+        daemon,
+        "--network",
+        "host",
+        "--read-only",
+        "--user",
+        "1000770000:0",
+        "--env",
+        "NUMBA_DEBUG_CACHE=1",
+        "--volume",
+        f"{config}:/etc/regretflow/regretflow.toml:ro",
+        "--volume",
+        f"{state}:/var/lib/regretflow",
+        image,
+    )
     wait_for(f"http://127.0.0.1:{port}/readyz", daemon)
 
     events, requests = stream(300)

@@ -49,9 +49,9 @@ import pytest
 
 from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.loop import TeeSink
-from regretflow.engine.config import load_config, parse_config
-from regretflow.engine.cli.demo import ThrottledSource
 from regretflow.engine.cli.daemon import open_source
+from regretflow.engine.cli.demo import ThrottledSource
+from regretflow.engine.config import load_config, parse_config
 from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
 from regretflow.engine.observability.metrics import Metrics, MonitorCollector
 from regretflow.engine.runtime.loop import Engine
@@ -128,11 +128,12 @@ def registered_family(task: str) -> str | None:
     answers a first request; linucb first when registered."""
     from regretflow.engine.learner_factory import build_learner
 
-    names = sorted((n for n, cls in LEARNERS.items() if getattr(cls, "task", "regression") == task),
-                   key=lambda n: (n != "linucb", n))
+    names = sorted((n for n, cls in LEARNERS.items() if getattr(cls, "task", "regression") == task), key=lambda n: (n != "linucb", n))
     for name in names:
         try:  # parse_config builds the learner too: a family that needs params is refused there
-            spec = parse_config({"models": {"probe": {"learner": name, "features": BANDIT_FEATURES, "n_actions": N_ACTIONS}}}).models["probe"]
+            spec = parse_config({"models": {"probe": {"learner": name, "features": BANDIT_FEATURES, "n_actions": N_ACTIONS}}}).models[
+                "probe"
+            ]
             learner = build_learner(spec)
             x = np.zeros(len(BANDIT_FEATURES))
             if task == "bandit":
@@ -164,8 +165,18 @@ def second_engine_events(classification: bool, n_rounds: int = 900, seed: int = 
         x = rng.normal(size=len(BANDIT_FEATURES))
         expected = 1.0 / (1.0 + np.exp(-weights @ x))
         segment = "a" if x[0] > 0 else "b"
-        out.append(orjson.dumps({"id": f"d{t}", "model": "offers", "kind": "decide", "features": x.tolist(),
-                                 "attributes": {"segment": segment}, "expected_rewards": expected.tolist()}))
+        out.append(
+            orjson.dumps(
+                {
+                    "id": f"d{t}",
+                    "model": "offers",
+                    "kind": "decide",
+                    "features": x.tolist(),
+                    "attributes": {"segment": segment},
+                    "expected_rewards": expected.tolist(),
+                }
+            )
+        )
         if t % 7:
             # the reward does not depend on the action taken here: the engine joins, it does not simulate
             waiting.append((f"d{t}", float(rng.random() < expected.mean())))
@@ -176,18 +187,43 @@ def second_engine_events(classification: bool, n_rounds: int = 900, seed: int = 
             for b in range(12):  # more than joins.max_pending at once: evictions
                 out.append(orjson.dumps({"id": f"burst{b}", "model": "offers", "kind": "decide", "features": x.tolist()}))
         if t % 50 == 0:
-            out.extend([b"{not json", orjson.dumps({"id": f"u{t}", "model": "nope", "kind": "observe"}),
-                        orjson.dumps({"id": f"m{t}", "model": "offers", "kind": "decide", "features": [1.0]})])
+            out.extend(
+                [
+                    b"{not json",
+                    orjson.dumps({"id": f"u{t}", "model": "nope", "kind": "observe"}),
+                    orjson.dumps({"id": f"m{t}", "model": "offers", "kind": "decide", "features": [1.0]}),
+                ]
+            )
         if fairness:
             # k = 4 applicants; a panel flags pairs; no feedback (it depends on the decisions): windows expire
             people = rng.random(size=(4, len(FAIR_FEATURES)))
             out.append(orjson.dumps({"id": f"q{t}", "model": "lending", "kind": "decide", "actions": people.tolist()}))
-            out.append(orjson.dumps({"id": f"a{t}", "model": "lending", "kind": "audit", "ref": f"q{t}",
-                                     "violations": [[0, 1, 0], [0, 1, 1], [2, 3, 2]], "panel_size": 3}))
+            out.append(
+                orjson.dumps(
+                    {
+                        "id": f"a{t}",
+                        "model": "lending",
+                        "kind": "audit",
+                        "ref": f"q{t}",
+                        "violations": [[0, 1, 0], [0, 1, 1], [2, 3, 2]],
+                        "panel_size": 3,
+                    }
+                )
+            )
         if classification:
             label = "pos" if x[1] > 0 else ("neg" if x[2] > 0 else "other")
-            out.append(orjson.dumps({"id": f"c{t}", "model": "classes", "kind": "observe", "features": x.tolist(),
-                                     "attributes": {"segment": segment}, "label": label}))
+            out.append(
+                orjson.dumps(
+                    {
+                        "id": f"c{t}",
+                        "model": "classes",
+                        "kind": "observe",
+                        "features": x.tolist(),
+                        "attributes": {"segment": segment},
+                        "label": label,
+                    }
+                )
+            )
     return out
 
 
@@ -204,22 +240,36 @@ def fairness_family() -> str | None:
 class SecondEngine:
     """An engine in a background thread, serving /metrics on a free port of 127.0.0.1."""
 
-    def __init__(self, tmp_path: Path, bandit_family: str, classification_family: str | None, rate: float = 250.0,
-                 fairness_family: str | None = None):
+    def __init__(
+        self, tmp_path: Path, bandit_family: str, classification_family: str | None, rate: float = 250.0, fairness_family: str | None = None
+    ):
         groups = [{"name": "segment", "field": "segment", "values": ["a", "b"]}]
-        models = {"offers": {"learner": bandit_family, "features": BANDIT_FEATURES, "n_actions": N_ACTIONS,
-                             "groups": groups, "joins": {"ttl_events": 40, "max_pending": 10}}}
+        models = {
+            "offers": {
+                "learner": bandit_family,
+                "features": BANDIT_FEATURES,
+                "n_actions": N_ACTIONS,
+                "groups": groups,
+                "joins": {"ttl_events": 40, "max_pending": 10},
+            }
+        }
         if classification_family:
             models["classes"] = {"learner": classification_family, "features": BANDIT_FEATURES, "groups": groups}
         if fairness_family:
-            models["lending"] = {"learner": fairness_family, "features": FAIR_FEATURES, "joins": {"ttl_events": 20},
-                                 "params": {"horizon": n_fair_rounds(), "seed": 0}}
-        self.config = parse_config({
-            "models": models,
-            "runtime": {"batch_size": 32, "batch_timeout_ms": 10.0},
-            "checkpoint": {"dir": str(tmp_path / "state"), "every_events": 200, "every_seconds": 1.0},
-            "metrics": {"port": 0, "refresh_seconds": 0.2},
-        })
+            models["lending"] = {
+                "learner": fairness_family,
+                "features": FAIR_FEATURES,
+                "joins": {"ttl_events": 20},
+                "params": {"horizon": n_fair_rounds(), "seed": 0},
+            }
+        self.config = parse_config(
+            {
+                "models": models,
+                "runtime": {"batch_size": 32, "batch_timeout_ms": 10.0},
+                "checkpoint": {"dir": str(tmp_path / "state"), "every_events": 200, "every_seconds": 1.0},
+                "metrics": {"port": 0, "refresh_seconds": 0.2},
+            }
+        )
         events = second_engine_events(classification=bool(classification_family), fairness=bool(fairness_family))
         self.engine = Engine(self.config, ThrottledSource(events, rate), MemorySink(keep=False), MemorySink(keep=False))
         self.port = self.engine.server.port
@@ -232,7 +282,7 @@ class SecondEngine:
         except BaseException as exc:  # reported by the test, not lost in the thread
             self.error = exc
 
-    def start(self) -> "SecondEngine":
+    def start(self) -> SecondEngine:
         self.thread.start()
         return self
 
@@ -249,8 +299,10 @@ class FairnessSimulatorEngine:
     def __init__(self, rounds: int = 1500):
         config = load_config(REPO / "deploy" / "examples" / "fairness.toml")
         self.config = dataclasses.replace(
-            config, metrics=dataclasses.replace(config.metrics, port=0),
-            source=dataclasses.replace(config.source, options={**config.source.options, "rounds": rounds}))
+            config,
+            metrics=dataclasses.replace(config.metrics, port=0),
+            source=dataclasses.replace(config.source, options={**config.source.options, "rounds": rounds}),
+        )
         source = open_source(self.config, self.config.source)
         self.engine = Engine(self.config, source, TeeSink(source, MemorySink(keep=False)), MemorySink(keep=False))
         self.port = self.engine.server.port
@@ -270,16 +322,27 @@ class Prometheus:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = tmp_path / "prometheus.yml"
-        config.write_text(json.dumps({  # JSON is YAML
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(ALERTS)],
-            "scrape_configs": [{"job_name": "regretflow", "static_configs": [{"targets": targets}]}],
-        }))
+        config.write_text(
+            json.dumps(
+                {  # JSON is YAML
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(ALERTS)],
+                    "scrape_configs": [{"job_name": "regretflow", "static_configs": [{"targets": targets}]}],
+                }
+            )
+        )
         self.log = open(tmp_path / "prometheus.log", "wb")
         self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.tmp_path = tmp_path
 
     def wait_ready(self, timeout: float = 60.0) -> None:
@@ -320,11 +383,16 @@ class Prometheus:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """demo + second engine + Prometheus, all running; yields what the tests need."""
-    assert os.path.exists(PROMETHEUS), "the Prometheus server is required (Debian package prometheus; tests/install-services.sh installs it)"
+    assert os.path.exists(PROMETHEUS), (
+        "the Prometheus server is required (Debian package prometheus; tests/install-services.sh installs it)"
+    )
     tmp_path = tmp_path_factory.mktemp("dashboard")
     demo_port = free_port()
-    demo = subprocess.Popen([REGRETFLOW, "demo", "--passes", "1", "--rate", "250", "--port", str(demo_port),
-                             "--no-progress", "--linger", "300"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    demo = subprocess.Popen(
+        [REGRETFLOW, "demo", "--passes", "1", "--rate", "250", "--port", str(demo_port), "--no-progress", "--linger", "300"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     bandit_family = registered_family("bandit")
     classification_family = registered_family("classification")
     saved = dict(LEARNERS)
@@ -352,8 +420,14 @@ def stack(tmp_path_factory):
         fair = FairnessSimulatorEngine()
         prom = Prometheus(tmp_path, [f"127.0.0.1:{demo_port}", f"127.0.0.1:{second.port}", f"127.0.0.1:{fair.port}"])
         prom.wait_ready()
-        yield {"prometheus": prom, "second": second, "demo": demo, "bandit_family": bandit_family,
-               "classification_family": classification_family, "fairness_simulator": fair}
+        yield {
+            "prometheus": prom,
+            "second": second,
+            "demo": demo,
+            "bandit_family": bandit_family,
+            "classification_family": classification_family,
+            "fairness_simulator": fair,
+        }
     finally:
         if prom is not None:
             prom.stop()
@@ -394,8 +468,10 @@ def allowed_empty(stack) -> dict[str, str]:
     running = {LEARNERS[s.learner] for s in engine.config.models.values()}
     fairness = sorted(n for n, cls in LEARNERS.items() if declares_violation_gauge(cls))
     if not any(declares_violation_gauge(cls) for cls in running):
-        assert not fairness, (f"learner families {fairness} declare violation gauges: add a model of one to "
-                              "SecondEngine so that the fairness panel is checked with data")
+        assert not fairness, (
+            f"learner families {fairness} declare violation gauges: add a model of one to "
+            "SecondEngine so that the fairness panel is checked with data"
+        )
         allowed["violation"] = "no registered learner family declares a fairness-violation gauge"
     return allowed
 
@@ -424,7 +500,8 @@ def test_every_dashboard_expression_returns_data(stack):
         time.sleep(1.0)
     assert stack["second"].error is None, f"second engine failed: {stack['second'].error!r}"
     assert not missing, "dashboard expressions without data:\n" + "\n".join(
-        f"  {title} [{ref}]: {expr}" for (title, ref), expr in sorted(missing.items()))
+        f"  {title} [{ref}]: {expr}" for (title, ref), expr in sorted(missing.items())
+    )
     # the exceptions are exactly those stated: an allowed expression that has data means
     # the reason no longer holds and the list must shrink
     for (title, ref), (expr, result) in results.items():
@@ -453,7 +530,8 @@ def test_values_are_the_engines_own(stack):
     monitor = stack["fairness_simulator"].engine.source.env.monitor
     auditors = prom.query('regretflow_simulator_auditor_violation_pairs{model="lending"}')
     assert {r["metric"]["auditor"]: float(r["value"][1]) for r in auditors} == {
-        name: figures["violation_pairs"] for name, figures in monitor.auditor_gauges().items()}
+        name: figures["violation_pairs"] for name, figures in monitor.auditor_gauges().items()
+    }
     fair_regret = prom.query('regretflow_simulator_fair_regret{model="lending"}')
     assert len(fair_regret) == 1 and float(fair_regret[0]["value"][1]) == pytest.approx(monitor.fair_regret, rel=1e-12)
 
@@ -510,8 +588,7 @@ def _exported_families() -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("panel", [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] != "row"],
-                         ids=lambda p: p["title"])
+@pytest.mark.parametrize("panel", [p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] != "row"], ids=lambda p: p["title"])
 def test_panel_has_unit_description_and_known_metrics(panel):
     assert len(panel["description"]) > 40, "every panel says what it shows"
     assert "Unit:" in panel["description"]
@@ -540,11 +617,23 @@ def test_dashboard_layout_has_no_overlaps_and_covers_the_issue():
     titles = [p["title"] for p in dashboard["panels"]]
     assert len(titles) == len(set(titles))
     text = json.dumps(dashboard)
-    for needle in ("regretflow_regret{", "delta(regretflow_regret", "regretflow_mean_loss", "regretflow_cumulative_reward",
-                   "regretflow_policy_value_low", "violation", "regretflow_simulator_fair_regret",
-                   "regretflow_simulator_auditor_violation_pairs", "regretflow_class_accuracy", "regretflow_events_total",
-                   "sum by (reason)", "histogram_quantile(0.5", "histogram_quantile(0.99", "regretflow_consumer_lag",
-                   "regretflow_checkpoint_age_seconds"):
+    for needle in (
+        "regretflow_regret{",
+        "delta(regretflow_regret",
+        "regretflow_mean_loss",
+        "regretflow_cumulative_reward",
+        "regretflow_policy_value_low",
+        "violation",
+        "regretflow_simulator_fair_regret",
+        "regretflow_simulator_auditor_violation_pairs",
+        "regretflow_class_accuracy",
+        "regretflow_events_total",
+        "sum by (reason)",
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.99",
+        "regretflow_consumer_lag",
+        "regretflow_checkpoint_age_seconds",
+    ):
         assert needle in text, needle
     names = [v["name"] for v in dashboard["templating"]["list"]]
     assert names == ["datasource", "model", "group"]

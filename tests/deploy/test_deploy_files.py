@@ -85,13 +85,15 @@ def test_cli_exits_2_on_a_config_error_as_the_systemd_unit_expects(tmp_path):
 def test_dockerfile_slim_non_root_warmed_with_healthcheck():
     ins = dockerfile_instructions()
     base = [rest for word, rest in ins if word == "ARG" and rest.startswith("BASE_IMAGE=")]
-    assert base and re.fullmatch(r"BASE_IMAGE=python:3\.11-slim[\w.-]*@sha256:[0-9a-f]{64}", base[0]), "the default base is pinned by digest"
+    assert base and re.fullmatch(r"BASE_IMAGE=python:3\.11-slim[\w.-]*@sha256:[0-9a-f]{64}", base[0]), (
+        "the default base is pinned by digest"
+    )
     froms = [rest for word, rest in ins if word == "FROM"]
     assert froms and all(f.startswith("${BASE_IMAGE}") for f in froms), "every stage on the one base a build may replace"
-    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM"):]
+    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
     users = [rest for word, rest in final if word == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), "the daemon runs as a non-root user"
-    after_user = final[[i for i, (w, r) in enumerate(final) if w == "USER"][-1]:]
+    after_user = final[[i for i, (w, r) in enumerate(final) if w == "USER"][-1] :]
     warm = [rest for word, rest in after_user if word == "RUN"]
     assert any("warm_up" in r for r in warm) and any("regretflow demo" in r for r in warm), "numba cache warmed as the runtime user"
     port = config().metrics.port
@@ -126,7 +128,7 @@ def test_dockerfile_installs_only_locked_hashed_dependencies():
 
 def test_dockerfile_runs_read_only_under_any_uid_in_group_0():
     ins = dockerfile_instructions()
-    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM"):]
+    final = ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
     assert ("ENTRYPOINT", '["regretflow-entrypoint"]') in final
     entrypoint = DEPLOY / "container" / "entrypoint.sh"
     assert ("COPY", "deploy/container/entrypoint.sh /usr/local/bin/regretflow-entrypoint") in final
@@ -244,14 +246,22 @@ def test_k8s_metrics_service_points_at_the_metrics_port():
     assert svc["metadata"]["annotations"]["prometheus.io/port"] == str(config().metrics.port)
 
 
-K8S_VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]   # the Kubernetes releases in support when this was written
+K8S_VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]  # the Kubernetes releases in support when this was written
 
 
 def test_k8s_manifests_validate_strictly_against_the_supported_api_versions():
-    validate = [sys.executable, "-c", "import sys; sys.argv[0] = 'kubernetes-validate'; from kubernetes_validate.__main__ import main; sys.exit(main())"]
+    validate = [
+        sys.executable,
+        "-c",
+        "import sys; sys.argv[0] = 'kubernetes-validate'; from kubernetes_validate.__main__ import main; sys.exit(main())",
+    ]
     for version in K8S_VERSIONS:
-        out = subprocess.run([*validate, "--strict", "--quiet", "-k", version, str(DEPLOY / "k8s" / "regretflow.yaml")],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [*validate, "--strict", "--quiet", "-k", version, str(DEPLOY / "k8s" / "regretflow.yaml")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert out.returncode == 0, (version, out.stdout, out.stderr)
 
 
@@ -280,7 +290,8 @@ def test_k8s_config_checksum_annotation_matches_the_config():
     text = objs["ConfigMap/regretflow-config"]["data"]["regretflow.toml"]
     annotations = objs["StatefulSet/regretflow"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["regretflow.dev/config-sha256"] == hashlib.sha256(text.encode()).hexdigest(), (
-        "config changed: put `sha256sum deploy/docker/regretflow.toml` in the pod template's annotation")
+        "config changed: put `sha256sum deploy/docker/regretflow.toml` in the pod template's annotation"
+    )
 
 
 def test_k8s_declares_a_metrics_port_per_worker_and_a_disruption_budget():

@@ -17,7 +17,9 @@ ROUNDS = 800
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("bandit")
-    text = EXAMPLE.read_text().replace("rounds = 2310", f'rounds = {ROUNDS}\nrecord_path = "events.jsonl"').replace("port = 9108", "port = 0")
+    text = (
+        EXAMPLE.read_text().replace("rounds = 2310", f'rounds = {ROUNDS}\nrecord_path = "events.jsonl"').replace("port = 9108", "port = 0")
+    )
     text = text.replace("[metrics]", '[metrics]\nlog_path = "metrics.jsonl"\nlog_every_seconds = 0.05')
     (d / "c.toml").write_text(text)
     out = subprocess.run([REGRETFLOW, "run", "--config", str(d / "c.toml")], cwd=d, capture_output=True, text=True, timeout=300)
@@ -54,9 +56,24 @@ def test_metrics_log_holds_exact_pseudo_regret_and_off_policy_values(run_dir):
 
 
 def test_replay_evaluates_the_logged_decisions_with_bootstrap_intervals(run_dir):
-    out = subprocess.run([REGRETFLOW, "replay", str(run_dir / "events.jsonl"), "--config", str(run_dir / "c.toml"),
-                          "--logged-answers", str(run_dir / "segments-answers.jsonl"), "--bootstrap", "200", "--json"],
-                         cwd=run_dir, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            REGRETFLOW,
+            "replay",
+            str(run_dir / "events.jsonl"),
+            "--config",
+            str(run_dir / "c.toml"),
+            "--logged-answers",
+            str(run_dir / "segments-answers.jsonl"),
+            "--bootstrap",
+            "200",
+            "--json",
+        ],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     table = json.loads(out.stdout)["_logged_policies"]["segments"]
     assert table["rounds"] == ROUNDS
@@ -65,7 +82,21 @@ def test_replay_evaluates_the_logged_decisions_with_bootstrap_intervals(run_dir)
             v = table[policy][est]
             assert v["low"] <= v["value"] <= v["high"]
     assert table["uniform"]["ips"]["low"] < 1 / 7 < table["uniform"]["ips"]["high"]
-    text = subprocess.run([REGRETFLOW, "replay", str(run_dir / "events.jsonl"), "--config", str(run_dir / "c.toml"),
-                           "--logged-answers", str(run_dir / "segments-answers.jsonl"), "--bootstrap", "50"],
-                          cwd=run_dir, capture_output=True, text=True, timeout=300).stdout
+    text = subprocess.run(
+        [
+            REGRETFLOW,
+            "replay",
+            str(run_dir / "events.jsonl"),
+            "--config",
+            str(run_dir / "c.toml"),
+            "--logged-answers",
+            str(run_dir / "segments-answers.jsonl"),
+            "--bootstrap",
+            "50",
+        ],
+        cwd=run_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
     assert "greedy" in text and "bootstrap" in text

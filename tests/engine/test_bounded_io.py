@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import tracemalloc
 
@@ -129,14 +128,28 @@ def test_report_escapes_log_strings_and_never_parses_mathtext(tmp_path):
     from regretflow.engine.observability.report import write_report
 
     def rec(t, n):
-        return metrics_log_record({"c<b>": {
-            "task": "classification", "learner": "<script>alert(1)</script>",
-            "classification": {"count": n, "accuracy": 0.5, "mean_per_class_accuracy": 0.5,
-                               "per_class": {"$\\frac{a}{$": {"count": n, "correct": 0, "accuracy": 0.5},
-                                             "$x^$": {"count": n, "correct": 0, "accuracy": 0.5}},
-                               "per_group": {"all": {"count": n, "correct": 0, "accuracy": 0.5},
-                                             "g=$\\undefined$": {"count": n, "correct": 0, "accuracy": 0.5}}},
-        }}, t)
+        return metrics_log_record(
+            {
+                "c<b>": {
+                    "task": "classification",
+                    "learner": "<script>alert(1)</script>",
+                    "classification": {
+                        "count": n,
+                        "accuracy": 0.5,
+                        "mean_per_class_accuracy": 0.5,
+                        "per_class": {
+                            "$\\frac{a}{$": {"count": n, "correct": 0, "accuracy": 0.5},
+                            "$x^$": {"count": n, "correct": 0, "accuracy": 0.5},
+                        },
+                        "per_group": {
+                            "all": {"count": n, "correct": 0, "accuracy": 0.5},
+                            "g=$\\undefined$": {"count": n, "correct": 0, "accuracy": 0.5},
+                        },
+                    },
+                }
+            },
+            t,
+        )
 
     records = parse_metrics_log([rec(1.0, 10), rec(2.0, 20)])
     written = write_report(records, tmp_path)
@@ -163,8 +176,15 @@ def test_sasl_password_must_be_a_string_and_is_never_echoed(password):
     from regretflow.engine.config import ConfigError
 
     raw = regression_config_dict()
-    raw["source"] = {"type": "kafka", "bootstrap_servers": "localhost:9092", "topics": ["events"],
-                     "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": password}
+    raw["source"] = {
+        "type": "kafka",
+        "bootstrap_servers": "localhost:9092",
+        "topics": ["events"],
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "u",
+        "sasl_password": password,
+    }
     with pytest.raises(ConfigError) as err:
         parse_config(raw)
     assert "source.sasl_password: expected a string" in str(err.value)
@@ -175,8 +195,16 @@ def test_a_valid_secret_is_not_echoed_by_other_config_errors():
     from regretflow.engine.config import ConfigError
 
     raw = regression_config_dict()
-    raw["source"] = {"type": "kafka", "bootstrap_servers": "localhost:9092", "topics": ["events"], "backend": "nope",
-                     "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": MARKER}
+    raw["source"] = {
+        "type": "kafka",
+        "bootstrap_servers": "localhost:9092",
+        "topics": ["events"],
+        "backend": "nope",
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "PLAIN",
+        "sasl_username": "u",
+        "sasl_password": MARKER,
+    }
     raw["answers"] = {"type": "kafka", "topic": 7}
     with pytest.raises(ConfigError) as err:
         parse_config(raw)

@@ -12,12 +12,16 @@ import zipfile
 import numpy as np
 import pytest
 
-from regretflow.engine.runtime import checkpoint as ck
 from regretflow.engine.errors import FatalError
+from regretflow.engine.runtime import checkpoint as ck
 
 
 def sample_state():
-    return {"kind": "x", "position": {"offset": 42}, "shards": {"0": {"w": np.arange(4.0), "names": np.array(["a", "b"]), "n": 3, "none": None, "empty": {}}}}
+    return {
+        "kind": "x",
+        "position": {"offset": 42},
+        "shards": {"0": {"w": np.arange(4.0), "names": np.array(["a", "b"]), "n": 3, "none": None, "empty": {}}},
+    }
 
 
 def test_round_trip_keeps_arrays_scalars_and_nesting(tmp_path):
@@ -77,7 +81,9 @@ def test_older_format_without_migration_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr(ck, "FORMAT_VERSION", ck.FORMAT_VERSION + 1)
     with pytest.raises(ck.CheckpointError, match="no longer readable"):
         ck.read_checkpoint(path)
-    monkeypatch.setitem(ck.MIGRATIONS, ck.FORMAT_VERSION - 1, lambda s, m: ({**s, "v": s["v"] + 1}, {**m, "format_version": m["format_version"] + 1}))
+    monkeypatch.setitem(
+        ck.MIGRATIONS, ck.FORMAT_VERSION - 1, lambda s, m: ({**s, "v": s["v"] + 1}, {**m, "format_version": m["format_version"] + 1})
+    )
     state, _ = ck.read_checkpoint(path)
     assert state["v"] == 2
 
@@ -90,6 +96,7 @@ def test_only_the_newest_are_kept_and_no_temp_files_remain(tmp_path):
 
 
 # -- off the happy path: files that cannot be used, temp files, directories that are not ----------
+
 
 def two_checkpoints(directory):
     """Checkpoints 1 (zeros) and 2 (ones); returns the newest's path."""
@@ -194,12 +201,18 @@ def test_a_checkpoint_dir_that_is_a_file_is_one_clear_error_everywhere(tmp_path)
     not_a_dir = tmp_path / "state"
     not_a_dir.write_text("x")
     message = f"checkpoint directory {not_a_dir}: exists and is not a directory"
-    for call in (lambda: ck.check_checkpoint_dir(not_a_dir), lambda: ck.write_checkpoint(not_a_dir, 1, {"v": 1}),
-                 lambda: ck.latest_checkpoint(not_a_dir), lambda: ck.restore_checkpoint(not_a_dir)):
+    for call in (
+        lambda: ck.check_checkpoint_dir(not_a_dir),
+        lambda: ck.write_checkpoint(not_a_dir, 1, {"v": 1}),
+        lambda: ck.latest_checkpoint(not_a_dir),
+        lambda: ck.restore_checkpoint(not_a_dir),
+    ):
         with pytest.raises(FatalError, match=re.escape(message)):
             call()
     assert not_a_dir.read_text() == "x"
-    with pytest.raises(ck.CheckpointError, match=re.escape(f"checkpoint directory {not_a_dir / 'sub'}: cannot write") + ".*Not a directory"):
+    with pytest.raises(
+        ck.CheckpointError, match=re.escape(f"checkpoint directory {not_a_dir / 'sub'}: cannot write") + ".*Not a directory"
+    ):
         ck.write_checkpoint(not_a_dir / "sub", 1, {"v": 1})
 
 
@@ -219,4 +232,6 @@ def test_an_unreadable_checkpoint_error_survives_pickling(tmp_path):
     import pickle
 
     exc = pickle.loads(pickle.dumps(ck.UnreadableCheckpoint(tmp_path / "c.npz", "empty file (zero length)")))
-    assert exc.reason == "empty file (zero length)" and str(exc) == f"{tmp_path / 'c.npz'}: unreadable checkpoint (empty file (zero length))"
+    assert (
+        exc.reason == "empty file (zero length)" and str(exc) == f"{tmp_path / 'c.npz'}: unreadable checkpoint (empty file (zero length))"
+    )

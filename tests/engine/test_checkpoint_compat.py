@@ -17,7 +17,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 import orjson
 
 from regretflow.connectors.memory import MemorySink, MemorySource
@@ -96,21 +95,29 @@ def make_fixture(answers_only: bool = False) -> None:
         return got
 
     source.poll = recording_poll
-    engine = Engine(dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, stop_at_end=True)),
-                    source, sink, MemorySink(), serve_metrics=False)
+    engine = Engine(
+        dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, stop_at_end=True)),
+        source,
+        sink,
+        MemorySink(),
+        serve_metrics=False,
+    )
     while len(recorded) < N_EVENTS and not source.exhausted():
         records = source.poll(config.runtime.batch_size, 0.0)
         if records:
             engine.process(records)
     payloads = recorded[:N_EVENTS]
-    raw = {"models": {name: _plain_spec(spec) for name, spec in config.models.items()},
-           "runtime": {"batch_size": 64}, "metrics": {"enabled": False}}
+    raw = {
+        "models": {name: _plain_spec(spec) for name, spec in config.models.items()},
+        "runtime": {"batch_size": 64},
+        "metrics": {"enabled": False},
+    }
     for spec in raw["models"].values():
         if spec["learner"] == "analytic-ridge":
             spec["params"]["expansion_dim"] = 128  # the demo's 1024 makes a 26 MB checkpoint
     whole = _run(parse_config(raw), payloads)
     first_half = _run(parse_config(raw), payloads[:HALF])
-    expected = whole[len(first_half):]
+    expected = whole[len(first_half) :]
     FIXTURE.mkdir(parents=True, exist_ok=True)
     (FIXTURE / "answers-second-half.jsonl.gz").write_bytes(gzip.compress(b"\n".join(orjson.dumps(a) for a in expected), mtime=0))
     if answers_only:
@@ -132,10 +139,14 @@ def _plain_spec(spec) -> dict:
         if p.default is not inspect.Parameter.empty and isinstance(p.default, (int, float, str, bool)):
             params[name] = p.default
     params.update(spec.params)
-    out = {"learner": spec.learner, "features": list(spec.features), "params": params,
-           "groups": [{k: v for k, v in dataclasses.asdict(g).items() if v != ()} for g in spec.groups],
-           "joins": {k: v for k, v in dataclasses.asdict(spec.joins).items() if v is not None},
-           "regret": dataclasses.asdict(spec.regret)}
+    out = {
+        "learner": spec.learner,
+        "features": list(spec.features),
+        "params": params,
+        "groups": [{k: v for k, v in dataclasses.asdict(g).items() if v != ()} for g in spec.groups],
+        "joins": {k: v for k, v in dataclasses.asdict(spec.joins).items() if v is not None},
+        "regret": dataclasses.asdict(spec.regret),
+    }
     if spec.n_actions is not None:
         out["n_actions"] = spec.n_actions
     return orjson.loads(orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY))

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine.runtime import checkpoint as ck
 from regretflow.engine.config import parse_config
 from regretflow.engine.errors import FatalError
+from regretflow.engine.runtime import checkpoint as ck
 from regretflow.engine.runtime.loop import Engine
 from tests.conftest import regression_config_dict, regression_stream
 
@@ -101,7 +101,9 @@ def test_the_engine_stops_with_a_checkpoint_error_when_the_disk_fills_and_keeps_
             while True:
                 filler.write(b"\0" * 4096)
     engine = Engine(config, MemorySource(events[150:]), MemorySink(), MemorySink(), serve_metrics=False)
-    with pytest.raises(ck.CheckpointError, match=f"checkpoint directory {small_fs}: cannot write checkpoint-000000000002.npz: No space left"):
+    with pytest.raises(
+        ck.CheckpointError, match=f"checkpoint directory {small_fs}: cannot write checkpoint-000000000002.npz: No space left"
+    ):
         engine.run()
     (small_fs / "filler").unlink()
     assert files(small_fs) == first

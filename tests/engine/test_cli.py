@@ -31,8 +31,10 @@ def test_replay_prints_per_group_regret_and_writes_answers(tmp_path):
     log = tmp_path / "events.jsonl"
     log.write_bytes(b"\n".join(regression_stream(500, seed=2)) + b"\nnot json\n")
     cfg = tmp_path / "replay.toml"
-    cfg.write_text('[models.m]\nlearner = "ridge"\nfeatures = ["x0", "x1", "x2"]\n'
-                   '[[models.m.groups]]\nname = "segment"\nfield = "segment"\nvalues = ["a", "b", "c"]\n')
+    cfg.write_text(
+        '[models.m]\nlearner = "ridge"\nfeatures = ["x0", "x1", "x2"]\n'
+        '[[models.m.groups]]\nname = "segment"\nfield = "segment"\nvalues = ["a", "b", "c"]\n'
+    )
     out = rf("replay", str(log), "--config", str(cfg), "--json", "--answers", str(tmp_path / "a.jsonl"))
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
@@ -49,9 +51,11 @@ def test_checkpoint_inspect_shows_what_the_daemon_wrote(tmp_path):
     events = regression_stream(200)
     (tmp_path / "events.jsonl").write_bytes(b"\n".join(events) + b"\n")
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[source]\ntype = "jsonl"\npath = "events.jsonl"\n[answers]\ntype = "null"\n[dead_letters]\ntype = "null"\n'
-                   '[checkpoint]\ndir = "state"\n[metrics]\nenabled = false\n'
-                   '[models.m]\nlearner = "ridge"\nfeatures = ["x0", "x1", "x2"]\n')
+    cfg.write_text(
+        '[source]\ntype = "jsonl"\npath = "events.jsonl"\n[answers]\ntype = "null"\n[dead_letters]\ntype = "null"\n'
+        '[checkpoint]\ndir = "state"\n[metrics]\nenabled = false\n'
+        '[models.m]\nlearner = "ridge"\nfeatures = ["x0", "x1", "x2"]\n'
+    )
     assert rf("run", "--config", str(cfg), cwd=tmp_path).returncode == 0
     out = rf("checkpoint", "inspect", str(tmp_path / "state"), "--json")
     assert out.returncode == 0, out.stderr

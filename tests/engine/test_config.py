@@ -11,23 +11,29 @@ from regretflow.engine.config import ConfigError, check_config, check_host, desc
 BASE = {"models": {"m": {"learner": "ridge", "features": ["a"]}}}
 
 
-@pytest.mark.parametrize("patch,key", [
-    ({"models": {}}, "models"),
-    ({"models": {"m": {"learner": "nope", "features": ["a"]}}}, "models.m.learner"),
-    ({"models": {"m": {"learner": "ridge"}}}, "models.m.features"),
-    ({"models": {"m": {"learner": "ridge", "features": ["a", "a"]}}}, "models.m.features"),
-    ({"models": {"m": {"learner": "ridge", "features": ["a"], "colour": 1}}}, "models.m.colour"),
-    ({"models": {"m": {"learner": "ridge", "features": ["a"], "groups": [{"field": "x"}]}}}, "models.m.groups[0]"),
-    ({"models": {"m": {"learner": "ridge", "features": ["a"], "groups": [{"field": "x", "edges": [3, 1]}]}}}, "models.m.groups[0].edges"),
-    ({"models": {"m": {"learner": "ridge", "features": ["a"], "joins": {"ttl_events": -1}}}}, "models.m.joins.ttl_events"),
-    ({"models": {"m": {"learner": "ridge", "features": ["a"], "regret": {"lag": 2}}}}, "models.m.regret.lag"),
-    ({"runtime": {"batch_size": "big"}}, "runtime.batch_size"),
-    ({"metrics": {"port": "x"}}, "metrics.port"),
-    ({"source": {"type": "ftp"}}, "source.type"),
-    ({"source": {"type": "jsonl"}}, "source.path"),
-    ({"checkpoint": {"every_seconds": -1}}, "checkpoint.every_seconds"),
-    ({"unknown": 1}, "unknown"),
-])
+@pytest.mark.parametrize(
+    "patch,key",
+    [
+        ({"models": {}}, "models"),
+        ({"models": {"m": {"learner": "nope", "features": ["a"]}}}, "models.m.learner"),
+        ({"models": {"m": {"learner": "ridge"}}}, "models.m.features"),
+        ({"models": {"m": {"learner": "ridge", "features": ["a", "a"]}}}, "models.m.features"),
+        ({"models": {"m": {"learner": "ridge", "features": ["a"], "colour": 1}}}, "models.m.colour"),
+        ({"models": {"m": {"learner": "ridge", "features": ["a"], "groups": [{"field": "x"}]}}}, "models.m.groups[0]"),
+        (
+            {"models": {"m": {"learner": "ridge", "features": ["a"], "groups": [{"field": "x", "edges": [3, 1]}]}}},
+            "models.m.groups[0].edges",
+        ),
+        ({"models": {"m": {"learner": "ridge", "features": ["a"], "joins": {"ttl_events": -1}}}}, "models.m.joins.ttl_events"),
+        ({"models": {"m": {"learner": "ridge", "features": ["a"], "regret": {"lag": 2}}}}, "models.m.regret.lag"),
+        ({"runtime": {"batch_size": "big"}}, "runtime.batch_size"),
+        ({"metrics": {"port": "x"}}, "metrics.port"),
+        ({"source": {"type": "ftp"}}, "source.type"),
+        ({"source": {"type": "jsonl"}}, "source.path"),
+        ({"checkpoint": {"every_seconds": -1}}, "checkpoint.every_seconds"),
+        ({"unknown": 1}, "unknown"),
+    ],
+)
 def test_errors_name_the_key(patch, key):
     raw = {**BASE, **patch}
     with pytest.raises(ConfigError) as info:
@@ -70,15 +76,22 @@ def problems_of(raw, base_dir="."):
 
 
 def test_every_problem_is_reported_once_with_its_key():
-    problems = problems_of({
-        "models": {"m": {"learner": "ridge", "features": ["a"], "params": {"lamda": 1.0}, "joins": {"ttl_seconds": "abc"}}},
-        "runtime": {"max_event_bytes": 99_999_999_999_999_999, "batch_size": True},
-        "metrics": {"port": 70_000, "log_path": 5},
-        "checkpoint": {"keep": 0},
-    })
+    problems = problems_of(
+        {
+            "models": {"m": {"learner": "ridge", "features": ["a"], "params": {"lamda": 1.0}, "joins": {"ttl_seconds": "abc"}}},
+            "runtime": {"max_event_bytes": 99_999_999_999_999_999, "batch_size": True},
+            "metrics": {"port": 70_000, "log_path": 5},
+            "checkpoint": {"keep": 0},
+        }
+    )
     assert sorted(p.split(":")[0] for p in problems) == [
-        "checkpoint.keep", "metrics.log_path", "metrics.port", "models.m.joins.ttl_seconds", "models.m.params.lamda",
-        "runtime.batch_size", "runtime.max_event_bytes",
+        "checkpoint.keep",
+        "metrics.log_path",
+        "metrics.port",
+        "models.m.joins.ttl_seconds",
+        "models.m.params.lamda",
+        "runtime.batch_size",
+        "runtime.max_event_bytes",
     ]
 
 
@@ -98,7 +111,6 @@ def test_learner_parameter_types_are_checked_against_the_constructor():
 
 def test_learner_errors_become_messages_naming_the_parameter(monkeypatch):
     from regretflow import learners
-
     from regretflow.learners.contract import SupervisedDefaults
 
     class Refusing(SupervisedDefaults):
@@ -118,9 +130,11 @@ def test_learner_errors_become_messages_naming_the_parameter(monkeypatch):
     spec = {"learner": "refusing", "features": ["a"]}
     assert problems_of({"models": {"m": {**spec, "params": {"lam": -5}}}}) == ["models.m.params.lam: expected a number > 0, got -5"]
     assert problems_of({"models": {"m": {**spec, "params": {"mode": "mix"}}}}) == [
-        "models.m.params.mode: must be one of ('a', 'b'), got 'mix'"]
+        "models.m.params.mode: must be one of ('a', 'b'), got 'mix'"
+    ]
     assert problems_of({"models": {"m": {**spec, "params": {"explode": True}}}}) == [
-        "models.m.params: Refusing cannot be built: RuntimeError: kernel cache unreadable"]
+        "models.m.params: Refusing cannot be built: RuntimeError: kernel cache unreadable"
+    ]
     parse_config({"models": {"m": {**spec, "params": {"lam": 2.0, "mode": "b"}}}})
 
 
@@ -135,15 +149,21 @@ def test_sizes_have_documented_upper_bounds():
     raw = {**BASE, "runtime": {"max_event_bytes": MAX_EVENT_BYTES_LIMIT, "max_abs_value": MAX_ABS_VALUE_LIMIT}}
     assert parse_config(raw).runtime.max_event_bytes == MAX_EVENT_BYTES_LIMIT
     assert problems_of({**BASE, "runtime": {"max_event_bytes": MAX_EVENT_BYTES_LIMIT + 1}}) == [
-        "runtime.max_event_bytes: expected an integer <= 16,777,216, got 16777217"]
+        "runtime.max_event_bytes: expected an integer <= 16,777,216, got 16777217"
+    ]
     assert problems_of({**BASE, "runtime": {"max_abs_value": 1e200}})[0].startswith("runtime.max_abs_value: expected a number <= 1e+150")
     reference = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     assert "16,777,216" in reference and "1e150" in reference
 
 
 def test_strict_types_refuse_what_toml_would_not_write_for_them():
-    for section, key, value in (("runtime", "batch_size", "512"), ("runtime", "batch_size", 1.0), ("runtime", "stop_at_end", 1),
-                                ("metrics", "host", 127), ("runtime", "max_abs_value", float("nan"))):
+    for section, key, value in (
+        ("runtime", "batch_size", "512"),
+        ("runtime", "batch_size", 1.0),
+        ("runtime", "stop_at_end", 1),
+        ("metrics", "host", 127),
+        ("runtime", "max_abs_value", float("nan")),
+    ):
         (problem,) = problems_of({**BASE, section: {key: value}})
         assert problem.startswith(f"{section}.{key}: expected"), problem
 
@@ -161,9 +181,14 @@ def test_replace_validates_the_new_value():
 def test_check_host_finds_unusable_paths_and_ports_and_creates_nothing(tmp_path):
     (tmp_path / "events.jsonl").write_text("")
     (tmp_path / "a_dir").mkdir()
-    raw = {**BASE, "source": {"type": "jsonl", "path": "events.jsonl"},
-           "answers": {"type": "jsonl", "path": "a_dir"}, "dead_letters": {"type": "jsonl", "path": "events.jsonl/dead.jsonl"},
-           "checkpoint": {"dir": "new/state"}, "metrics": {"log_path": "logs/metrics.jsonl", "port": 0}}
+    raw = {
+        **BASE,
+        "source": {"type": "jsonl", "path": "events.jsonl"},
+        "answers": {"type": "jsonl", "path": "a_dir"},
+        "dead_letters": {"type": "jsonl", "path": "events.jsonl/dead.jsonl"},
+        "checkpoint": {"dir": "new/state"},
+        "metrics": {"log_path": "logs/metrics.jsonl", "port": 0},
+    }
     cfg = parse_config(raw, base_dir=str(tmp_path))
     assert check_host(cfg) == [
         f"answers.path: {tmp_path}/a_dir is a directory",
@@ -188,13 +213,22 @@ def test_check_host_tries_the_port_as_the_metrics_server_binds_it():
 
 def test_describe_says_what_will_run():
     cfg = parse_config({**BASE, "metrics": {"enabled": False}})
-    assert describe(cfg) == ("config OK: 1 model m (ridge); source stdin, answers stdout, dead letters stderr; "
-                             "no checkpoints; metrics off")
+    assert describe(cfg) == ("config OK: 1 model m (ridge); source stdin, answers stdout, dead letters stderr; no checkpoints; metrics off")
 
 
 def test_unknown_keys_are_answered_with_the_closest_name():
-    problems = problems_of({"models": {"m": {"learner": "ridgee", "features": ["a"]}}, "runtime": {"batch_sise": 1}, "metrik": {},
-                            "source": {"type": "jsonl", "path": "x", "folow": True}})
+    problems = problems_of(
+        {
+            "models": {"m": {"learner": "ridgee", "features": ["a"]}},
+            "runtime": {"batch_sise": 1},
+            "metrik": {},
+            "source": {"type": "jsonl", "path": "x", "folow": True},
+        }
+    )
     suggested = {p.split(":")[0]: p.split("did you mean ")[1].split("?")[0] for p in problems}
-    assert suggested == {"metrik": "'metrics'", "models.m.learner": "'ridge'", "runtime.batch_sise": "'batch_size'",
-                         "source.folow": "'follow'"}
+    assert suggested == {
+        "metrik": "'metrics'",
+        "models.m.learner": "'ridge'",
+        "runtime.batch_sise": "'batch_size'",
+        "source.folow": "'follow'",
+    }

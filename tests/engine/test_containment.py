@@ -10,13 +10,12 @@ import subprocess
 
 import numpy as np
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from regretflow.engine.config import parse_config
+from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from regretflow.engine.runtime.dead_letters import REASONS
 from regretflow.engine.runtime.loop import Engine
 from tests.conftest import REGRETFLOW, flat, regression_config_dict, regression_stream
@@ -95,8 +94,12 @@ def test_an_exception_inside_one_event_is_its_dead_letter_and_the_batch_goes_on(
 
 
 def test_a_learner_raising_mid_update_quarantines_its_shard_with_the_last_good_state(uniform_bandit, tmp_path, monkeypatch):
-    cfg = parse_config({"models": {"b": {"learner": "uniform-test", "features": ["x"], "n_actions": 3, "params": {"shard_by_key": True}}},
-                        "checkpoint": {"every_events": 1_000_000}})
+    cfg = parse_config(
+        {
+            "models": {"b": {"learner": "uniform-test", "features": ["x"], "n_actions": 3, "params": {"shard_by_key": True}}},
+            "checkpoint": {"every_events": 1_000_000},
+        }
+    )
 
     def decide(i, key):
         return orjson.dumps({"id": f"d{i}", "model": "b", "kind": "decide", "features": [0.1], "key": key})
@@ -117,8 +120,15 @@ def test_a_learner_raising_mid_update_quarantines_its_shard_with_the_last_good_s
             raise TypeError("half-way")
 
     monkeypatch.setattr(uniform_bandit, "learn", learn)
-    second = [decide(50, "k1"), feedback(50, "k1"), decide(51, "k1"), feedback(51, "k1", reward=7.0), decide(52, "k1"),
-              decide(150, "k2"), feedback(150, "k2")]
+    second = [
+        decide(50, "k1"),
+        feedback(50, "k1"),
+        decide(51, "k1"),
+        feedback(51, "k1", reward=7.0),
+        decide(52, "k1"),
+        decide(150, "k2"),
+        feedback(150, "k2"),
+    ]
     engine2, answers, dead = _engine(cfg, first + second, tmp_path)  # resumes after `first`
     engine2.run()
     reasons = [(orjson.loads(r[1])["reason"], dict(r[2])["event_id"]) for r in dead.records]
@@ -175,8 +185,10 @@ def test_invalid_events_with_fresh_keys_create_no_shard_and_max_shards_bounds_th
     for i in range(3000):
         bad.append(orjson.dumps({"id": f"f{i}", "model": "m", "kind": "feedback", "ref": "nope", "label": 1.0, "key": f"k{i}"}))
         bad.append(orjson.dumps({"id": f"d{i}", "model": "m", "kind": "decide", "features": [1, 2, 3], "key": f"j{i}"}))
-    good = [orjson.dumps({"id": f"o{i}", "model": "m", "kind": "observe", "features": [1, 2, 3], "label": 1.0, "key": f"g{i % 5}"})
-            for i in range(50)]
+    good = [
+        orjson.dumps({"id": f"o{i}", "model": "m", "kind": "observe", "features": [1, 2, 3], "label": 1.0, "key": f"g{i % 5}"})
+        for i in range(50)
+    ]
     engine, answers, dead = run(cfg, bad + good)
     assert sorted(key for _, key in engine.router.shards) == ["g0", "g1", "g2"]
     reasons = {}
@@ -196,8 +208,13 @@ def test_restored_figures_are_exported_before_the_first_event(tmp_path):
     restarted, _, _ = _engine(cfg, [])
 
     def samples(text):
-        return {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in text.splitlines()
-                if line.startswith(("regretflow_regret{", "regretflow_group_rounds{", "regretflow_cumulative_loss{", "regretflow_model_version{"))}
+        return {
+            line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1]
+            for line in text.splitlines()
+            if line.startswith(
+                ("regretflow_regret{", "regretflow_group_rounds{", "regretflow_cumulative_loss{", "regretflow_model_version{")
+            )
+        }
 
     a, b = samples(before), samples(restarted.metrics.exposition().decode())
     assert a and a == b
@@ -228,8 +245,14 @@ def test_a_run_that_raises_ends_the_worker_without_a_checkpoint_and_loses_nothin
     subprocess.run([REGRETFLOW, "run", "--config", str(clean_cfg)], check=True, env=env, cwd=tmp_path, timeout=300)
 
     cfg = write_config(tmp_path, "fault", checkpoint_every=500)
-    failed = subprocess.run([REGRETFLOW, "run", "--config", str(cfg)], env={**env, "REGRETFLOW_TEST_FAIL_AT_RUN": "400"},
-                            cwd=tmp_path, timeout=300, capture_output=True, text=True)
+    failed = subprocess.run(
+        [REGRETFLOW, "run", "--config", str(cfg)],
+        env={**env, "REGRETFLOW_TEST_FAIL_AT_RUN": "400"},
+        cwd=tmp_path,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
     assert failed.returncode == 1, failed.stderr[-2000:]
     assert "injected fault" in failed.stderr
     assert "event=abort" in failed.stderr
@@ -247,11 +270,22 @@ def test_a_large_step_on_raw_scale_data_no_longer_diverges_through_the_engine():
     """Before the capped gradient step, the online neural regressor with a large step on
     unscaled data went NaN within a few batches (the engine then quarantined it); now
     every answer is finite and the shard stays healthy."""
-    cfg = parse_config({"models": {"m": {"learner": "neural", "features": ["a", "b"], "params": {"learning_rate": 0.5}}},
-                        "runtime": {"batch_size": 16}})
+    cfg = parse_config(
+        {"models": {"m": {"learner": "neural", "features": ["a", "b"], "params": {"learning_rate": 0.5}}}, "runtime": {"batch_size": 16}}
+    )
     rng = np.random.default_rng(0)
-    events = [orjson.dumps({"id": str(i), "model": "m", "kind": "observe", "features": (rng.normal(size=2) * 1e5).tolist(),
-                            "label": float(rng.normal() * 1e6)}) for i in range(300)]
+    events = [
+        orjson.dumps(
+            {
+                "id": str(i),
+                "model": "m",
+                "kind": "observe",
+                "features": (rng.normal(size=2) * 1e5).tolist(),
+                "label": float(rng.normal() * 1e6),
+            }
+        )
+        for i in range(300)
+    ]
     engine, answers, dead = run(cfg, events)
     assert engine.router.shards[("m", "")].quarantined is None
     assert dead == [] and len(answers) == 300

@@ -7,10 +7,9 @@ import time
 
 import numpy as np
 import orjson
-import pytest
 
 from regretflow.engine.runtime.checkpoint import latest_checkpoint
-from tests.conftest import REGRETFLOW, regression_stream, flat
+from tests.conftest import REGRETFLOW, flat, regression_stream
 
 N_EVENTS = 30_000
 
@@ -69,8 +68,9 @@ def test_sigkill_at_random_points_then_resume_is_bit_identical(tmp_path):
     kills = 0
     targets = sorted(rng.integers(2_000, N_EVENTS - 2_000, size=6))
     for target in targets:
-        proc = subprocess.Popen([REGRETFLOW, "run", "--config", str(crash_cfg)], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [REGRETFLOW, "run", "--config", str(crash_cfg)], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 120
         while proc.poll() is None and lines(answers) < target and time.monotonic() < deadline:
             time.sleep(0.002)

@@ -16,7 +16,7 @@ TABLE_HEADER = "| reason | meaning |"
 def documented_reasons() -> list[tuple[str, str]]:
     """The rows (reason, meaning) of the dead-letter table, in the page's order."""
     text = reference_doc_holding(TABLE_HEADER).read_text(encoding="utf-8")
-    lines = text[text.index(TABLE_HEADER):].splitlines()[2:]
+    lines = text[text.index(TABLE_HEADER) :].splitlines()[2:]
     rows = []
     for line in lines:
         match = re.fullmatch(r"\| `([a-z_]+)` \| (.*) \|", line.strip())

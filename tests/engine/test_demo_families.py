@@ -11,9 +11,9 @@ import os
 import socket
 import subprocess
 import time
-from pathlib import Path
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import orjson
 import pytest
@@ -98,8 +98,26 @@ def test_progress_rate_is_measured_over_a_window_not_the_first_batch():
 
 def test_readyz_answers_200_while_the_demo_lingers():
     port = free_port()
-    proc = subprocess.Popen([REGRETFLOW, "demo", "--family", "dynamical-bandit", "--passes", "1", "--rate", "0", "--port", str(port),
-                             "--no-progress", "--linger", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            REGRETFLOW,
+            "demo",
+            "--family",
+            "dynamical-bandit",
+            "--passes",
+            "1",
+            "--rate",
+            "0",
+            "--port",
+            str(port),
+            "--no-progress",
+            "--linger",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in proc.stderr:
             if "more seconds" in line:  # the stream has ended: it is lingering now
@@ -130,8 +148,12 @@ def test_run_ends_with_the_demo_summary_table_and_as_json(tmp_path):
     assert table.returncode == 0, table.stderr
     assert "600 valid" in table.stdout and "\n  ads " in table.stdout and "pseudo-regret" in table.stdout
     (tmp_path / "again").mkdir()
-    as_json = subprocess.run([REGRETFLOW, "--log-level", "WARNING", "run", "--config", _simulator_config(tmp_path / "again"), "--json"],
-                             capture_output=True, text=True, timeout=120)
+    as_json = subprocess.run(
+        [REGRETFLOW, "--log-level", "WARNING", "run", "--config", _simulator_config(tmp_path / "again"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert as_json.returncode == 0, as_json.stderr
     summary = orjson.loads(as_json.stdout)
     assert summary["ads"]["bandit"]["count"] == 300 and summary["_stream"]["valid"] == 600
@@ -148,7 +170,21 @@ def test_run_keeps_stdout_for_answers_when_they_go_there(tmp_path):
 
 def test_a_cold_kernel_cache_is_announced_with_its_duration_and_a_warm_one_is_not(tmp_path):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    command = [REGRETFLOW, "--log-level", "WARNING", "demo", "--family", "groupwise", "--passes", "1", "--rate", "0", "--port", "0", "--no-progress"]
+    command = [
+        REGRETFLOW,
+        "--log-level",
+        "WARNING",
+        "demo",
+        "--family",
+        "groupwise",
+        "--passes",
+        "1",
+        "--rate",
+        "0",
+        "--port",
+        "0",
+        "--no-progress",
+    ]
     cold = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert cold.returncode == 0, cold.stderr
     assert "compiling kernels (first run only)…" in cold.stderr
@@ -181,8 +217,9 @@ def test_run_serves_the_live_page_and_prints_its_summary_after_sigterm(tmp_path)
     config = _simulator_config(tmp_path)
     text = Path(config).read_text().replace("rounds = 300", "rounds = 1000000").replace("port = 0", f"port = {port}")
     Path(config).write_text(text)
-    proc = subprocess.Popen([REGRETFLOW, "--log-level", "WARNING", "run", "--config", config], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [REGRETFLOW, "--log-level", "WARNING", "run", "--config", config], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         data = None
         for _ in range(600):

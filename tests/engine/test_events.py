@@ -3,10 +3,7 @@
 import json
 
 import jsonschema
-import numpy as np
 import orjson
-
-from regretflow.engine.tasks import model_tasks
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,13 +11,19 @@ from hypothesis import strategies as st
 from regretflow.engine.config import parse_config
 from regretflow.engine.runtime.dead_letters import REASONS, BadEvent
 from regretflow.engine.runtime.events import EventDecoder, schema
+from regretflow.engine.tasks import model_tasks
 
-CONFIG = parse_config({
-    "models": {
-        "m": {"learner": "ridge", "features": ["a", "b"],
-              "groups": [{"name": "sex", "field": "sex", "values": ["f", "m"]}, {"name": "age", "field": "age", "edges": [0, 30, 60]}]},
+CONFIG = parse_config(
+    {
+        "models": {
+            "m": {
+                "learner": "ridge",
+                "features": ["a", "b"],
+                "groups": [{"name": "sex", "field": "sex", "values": ["f", "m"]}, {"name": "age", "field": "age", "edges": [0, 30, 60]}],
+            },
+        }
     }
-})
+)
 
 GOOD = [
     {"id": "1", "model": "m", "kind": "observe", "features": [1, 2.5], "label": 3},
@@ -55,8 +58,10 @@ BAD = [
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [1]}, "bad_field"),
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": ["a\x00"]}, "bad_field"),
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": ["_other_"]}, "bad_field"),
-    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [f"a{i}" for i in range(65)]},
-     "bad_field"),
+    (
+        {"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "auditors": [f"a{i}" for i in range(65)]},
+        "bad_field",
+    ),
     ({"id": "x", "model": "m", "kind": "observe", "features": [1, 2], "label": 1, "ts": "noon"}, "bad_field"),
 ]
 
@@ -70,7 +75,10 @@ MODEL_BAD = [
     ({"id": "x", "model": "m", "kind": "observe", "features": [1, 2], "label": "cat"}, "bad_label"),
     ({"id": "x", "model": "m", "kind": "decide", "actions": [[1, 0], [1]]}, "bad_actions"),
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 2]], "auditors": ["ann", "bo"]}, "bad_field"),
-    ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "panel_size": 3, "auditors": ["ann", "bo"]}, "bad_field"),
+    (
+        {"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1, 0]], "panel_size": 3, "auditors": ["ann", "bo"]},
+        "bad_field",
+    ),
     ({"id": "x", "model": "m", "kind": "audit", "ref": "y", "violations": [[0, 1]], "auditors": ["ann"]}, "bad_field"),
     ({"id": "x", "model": "m", "kind": "feedback", "ref": "y", "reward": 1.0, "auditors": ["ann"]}, "unknown_field"),
     # runtime.max_abs_value (1e12 by default) bounds every number the learners and regret sums take
@@ -115,15 +123,18 @@ def test_model_rules_apply_after_schema(event, reason, validator):
     assert info.value.reason == reason
 
 
-@pytest.mark.parametrize("payload,reason", [
-    (b'{"id": "x", "model": "m", "kind": "observe", "features": [NaN, 1], "label": 1}', "non_finite"),
-    (b'{"id": "x", "model": "m", "kind": "observe", "features": [1, 1], "label": Infinity}', "non_finite"),
-    (b'{"id": "x", "model": "m", "kind": "observe", "features": [1e999, 1], "label": 1}', "non_finite"),
-    (b'{"id": "x", "model": "m", "kind": "obs', "not_json"),
-    (b"\xff\xfe\x00", "not_json"),
-    (b"", "not_json"),
-    (b"x" * 70_000, "oversized"),
-])
+@pytest.mark.parametrize(
+    "payload,reason",
+    [
+        (b'{"id": "x", "model": "m", "kind": "observe", "features": [NaN, 1], "label": 1}', "non_finite"),
+        (b'{"id": "x", "model": "m", "kind": "observe", "features": [1, 1], "label": Infinity}', "non_finite"),
+        (b'{"id": "x", "model": "m", "kind": "observe", "features": [1e999, 1], "label": 1}', "non_finite"),
+        (b'{"id": "x", "model": "m", "kind": "obs', "not_json"),
+        (b"\xff\xfe\x00", "not_json"),
+        (b"", "not_json"),
+        (b"x" * 70_000, "oversized"),
+    ],
+)
 def test_undecodable_payloads_are_classified(payload, reason):
     with pytest.raises(BadEvent) as info:
         EventDecoder(CONFIG, model_tasks(CONFIG)).decode(payload)
@@ -181,9 +192,11 @@ def test_max_abs_value_is_the_configured_bound_inclusive():
     config = parse_config({"runtime": {"max_abs_value": 10.0}, "models": {"m": {"learner": "ridge", "features": ["a", "b"]}}})
     dec = EventDecoder(config, model_tasks(config))
     assert dec.decode(b'{"id": "1", "model": "m", "kind": "observe", "features": [10, -10], "label": -10.0}').x.tolist() == [10, -10]
-    for payload in (b'{"id": "1", "model": "m", "kind": "observe", "features": [10.5, 0], "label": 1}',
-                    b'{"id": "1", "model": "m", "kind": "observe", "features": [0, 0], "label": -11}',
-                    b'{"id": "1", "model": "m", "kind": "feedback", "ref": "0", "reward": 10.000001}'):
+    for payload in (
+        b'{"id": "1", "model": "m", "kind": "observe", "features": [10.5, 0], "label": 1}',
+        b'{"id": "1", "model": "m", "kind": "observe", "features": [0, 0], "label": -11}',
+        b'{"id": "1", "model": "m", "kind": "feedback", "ref": "0", "reward": 10.000001}',
+    ):
         with pytest.raises(BadEvent) as info:
             dec.decode(payload)
         assert (info.value.reason, info.value.model) == ("out_of_range", "m")
@@ -211,17 +224,42 @@ def test_a_group_attribute_that_is_not_a_scalar_is_bad_field():
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4), max_leaves=12)
-FIELD_NAMES = ["id", "model", "kind", "key", "ts", "features", "attributes", "label", "actions", "expected_rewards", "ref", "reward",
-               "violations", "panel_size", "auditors"]
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+FIELD_NAMES = [
+    "id",
+    "model",
+    "kind",
+    "key",
+    "ts",
+    "features",
+    "attributes",
+    "label",
+    "actions",
+    "expected_rewards",
+    "ref",
+    "reward",
+    "violations",
+    "panel_size",
+    "auditors",
+]
 # mostly well-typed events with some fields replaced by arbitrary JSON: deep enough into the decoder to reach every check
 EVENTS = st.fixed_dictionaries(
-    {"id": st.just("x") | JSON, "model": st.just("m") | JSON, "kind": st.sampled_from(["observe", "predict", "decide", "feedback", "audit"]) | JSON},
-    optional={name: JSON for name in FIELD_NAMES[3:]} | {
+    {
+        "id": st.just("x") | JSON,
+        "model": st.just("m") | JSON,
+        "kind": st.sampled_from(["observe", "predict", "decide", "feedback", "audit"]) | JSON,
+    },
+    optional={name: JSON for name in FIELD_NAMES[3:]}
+    | {
         "features": st.lists(st.integers() | st.floats(), min_size=2, max_size=2) | JSON,
-        "ref": st.just("y"), "violations": st.lists(st.lists(st.integers(), min_size=2, max_size=3), max_size=3) | JSON,
-        "auditors": st.lists(st.text(max_size=3), max_size=3) | JSON})
+        "ref": st.just("y"),
+        "violations": st.lists(st.lists(st.integers(), min_size=2, max_size=3), max_size=3) | JSON,
+        "auditors": st.lists(st.text(max_size=3), max_size=3) | JSON,
+    },
+)
 
 
 def _decode_or_bad(payload: bytes) -> None:
@@ -260,5 +298,7 @@ def test_huge_features_are_out_of_range_without_a_numeric_warning():
         warnings.simplefilter("error")  # an overflow warning per event would flood the daemon's log
         for v in (1e200, -1.7e308, 1e13):
             with pytest.raises(BadEvent) as info:
-                EventDecoder(CONFIG, model_tasks(CONFIG)).decode(orjson.dumps({"id": "x", "model": "m", "kind": "observe", "features": [v, v], "label": 1}))
+                EventDecoder(CONFIG, model_tasks(CONFIG)).decode(
+                    orjson.dumps({"id": "x", "model": "m", "kind": "observe", "features": [v, v], "label": 1})
+                )
             assert info.value.reason == "out_of_range"

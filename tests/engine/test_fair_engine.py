@@ -80,13 +80,15 @@ def test_audit_indices_and_kinds_are_checked():
     engine = Engine(config, MemorySource([orjson.dumps(env.decide(0))]), MemorySink(), dead, serve_metrics=False)
     engine.run()
     ref = env.sim.decision_id(0)
-    engine.process([
-        orjson.dumps({"id": "a1", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 7]]}),
-        orjson.dumps({"id": "a2", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 1, 4]], "panel_size": 3}),
-        orjson.dumps({"id": "o", "model": "lending", "kind": "observe", "features": [0.0] * 10, "label": 1}),
-        orjson.dumps({"id": "a3", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 1]]}),
-        orjson.dumps({"id": "a4", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 1]]}),
-    ])
+    engine.process(
+        [
+            orjson.dumps({"id": "a1", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 7]]}),
+            orjson.dumps({"id": "a2", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 1, 4]], "panel_size": 3}),
+            orjson.dumps({"id": "o", "model": "lending", "kind": "observe", "features": [0.0] * 10, "label": 1}),
+            orjson.dumps({"id": "a3", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 1]]}),
+            orjson.dumps({"id": "a4", "model": "lending", "kind": "audit", "ref": ref, "violations": [[0, 1]]}),
+        ]
+    )
     assert [orjson.loads(r[1])["reason"] for r in dead.records] == ["bad_field", "bad_field", "unsupported_kind", "duplicate_feedback"]
 
 
@@ -98,8 +100,14 @@ def test_malformed_auditor_names_are_dead_lettered_and_never_touch_the_learner(a
     engine = Engine(config, MemorySource([orjson.dumps(env.decide(0))]), MemorySink(), dead, serve_metrics=False)
     engine.run()
     before = learner_bits(engine)
-    audit = {"id": "a1", "model": "lending", "kind": "audit", "ref": env.sim.decision_id(0),
-             "violations": [[0, 1, 0]], "auditors": auditors}
+    audit = {
+        "id": "a1",
+        "model": "lending",
+        "kind": "audit",
+        "ref": env.sim.decision_id(0),
+        "violations": [[0, 1, 0]],
+        "auditors": auditors,
+    }
     engine.process([orjson.dumps(audit)])
     assert [orjson.loads(r[1])["reason"] for r in dead.records] == ["bad_field"]
     assert learner_bits(engine) == before

@@ -11,10 +11,10 @@ import pytest
 
 from regretflow.connectors.memory import MemorySink
 from regretflow.connectors.simulators.loop import TeeSink
-from regretflow.engine.runtime.checkpoint import latest_checkpoint, write_checkpoint
-from regretflow.engine.config import ConfigError, load_config
 from regretflow.engine.cli.daemon import open_source
+from regretflow.engine.config import ConfigError, load_config
 from regretflow.engine.evaluation.fairness_lp import FairnessMonitor, FairRegretTracker, fair_comparator
+from regretflow.engine.runtime.checkpoint import latest_checkpoint, write_checkpoint
 from regretflow.engine.runtime.loop import Engine
 from regretflow.learners import fair_kernels as K
 from regretflow.learners.fair import aggregate_panel
@@ -26,9 +26,12 @@ ROUNDS = 600
 def config_with(rounds=ROUNDS, checkpoint_dir=None, **source):
     config = load_config(EXAMPLE)
     options = {**config.source.options, "rounds": rounds, **source}
-    return dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, enabled=False),
-                               checkpoint=dataclasses.replace(config.checkpoint, dir=checkpoint_dir),
-                               source=dataclasses.replace(config.source, options=options))
+    return dataclasses.replace(
+        config,
+        metrics=dataclasses.replace(config.metrics, enabled=False),
+        checkpoint=dataclasses.replace(config.checkpoint, dir=checkpoint_dir),
+        source=dataclasses.replace(config.source, options=options),
+    )
 
 
 def run(config):
@@ -77,8 +80,7 @@ def test_monitor_figures_match_a_recomputation_from_the_answers(straight):
     per_auditor = sum(sim.auditor_violations(t, q[t]) for t in range(ROUNDS))
     for j, auditor in enumerate(sim.auditors):
         assert sample(engine, "auditor_violation_pairs", auditor=auditor.name) == per_auditor[j]
-    assert sample(engine, "auditor_last_round_pairs", auditor=sim.auditors[0].name) == \
-        sim.auditor_violations(ROUNDS - 1, q[-1])[0]
+    assert sample(engine, "auditor_last_round_pairs", auditor=sim.auditors[0].name) == sim.auditor_violations(ROUNDS - 1, q[-1])[0]
     assert len({a.name for a in sim.auditors}) == 5
 
 
@@ -153,8 +155,9 @@ def test_monitor_state_before_the_first_solve_survives_a_checkpoint_file(tmp_pat
     restored = FairnessMonitor(sim, learner.W_, learner.b_, fairness_weight=learner.fairness_weight_at)
     restored.load_state_dict(latest_checkpoint(str(tmp_path))[0]["monitor"])
     assert restored.gauges()["rounds"] == 40 and np.isnan(restored.gauges()["fair_regret"])
-    assert {k: v for k, v in restored.gauges().items() if k != "fair_regret" and k != "fair_comparator_mistakes"} == \
-        {k: v for k, v in monitor.gauges().items() if k != "fair_regret" and k != "fair_comparator_mistakes"}
+    assert {k: v for k, v in restored.gauges().items() if k != "fair_regret" and k != "fair_comparator_mistakes"} == {
+        k: v for k, v in monitor.gauges().items() if k != "fair_regret" and k != "fair_comparator_mistakes"
+    }
 
 
 def test_a_restarted_run_continues_the_same_monitor(tmp_path, straight):
@@ -172,13 +175,16 @@ def test_a_restarted_run_continues_the_same_monitor(tmp_path, straight):
             assert value is not None and value == engine.metrics.registry.get_sample_value(name, labels), (name, auditor)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"lp_max_rounds": -1}, "lp_max_rounds"),
-    ({"lp_max_rounds": "many"}, "lp_max_rounds"),
-    ({"horizon": "many"}, "horizon"),
-    ({"horizon": -5}, "horizon"),
-    ({"horizon": 0}, "horizon"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"lp_max_rounds": -1}, "lp_max_rounds"),
+        ({"lp_max_rounds": "many"}, "lp_max_rounds"),
+        ({"horizon": "many"}, "horizon"),
+        ({"horizon": -5}, "horizon"),
+        ({"horizon": 0}, "horizon"),
+    ],
+)
 def test_bad_monitor_options_are_config_errors(change, message):
     with pytest.raises(ConfigError, match=message):
         open_source(config_with(**change), config_with(**change).source)
@@ -218,13 +224,20 @@ def test_both_fair_learners_run_as_daemon_models_with_every_metric(family):
     engine, source, answers = run(dataclasses.replace(config, models={"lending": spec}))
     assert len(answers.records) == 400
     registry = engine.metrics.registry
-    learner = {name: registry.get_sample_value(f"regretflow_learner_{name}", {"model": "lending"})
-               for name in ("revealed_accuracy", "violation_rounds", "violation_pairs", "last_round_violations",
-                            "positive_decision_rate", "audited_rounds")}
+    learner = {
+        name: registry.get_sample_value(f"regretflow_learner_{name}", {"model": "lending"})
+        for name in (
+            "revealed_accuracy",
+            "violation_rounds",
+            "violation_pairs",
+            "last_round_violations",
+            "positive_decision_rate",
+            "audited_rounds",
+        )
+    }
     assert learner["audited_rounds"] == 400 and 0.0 <= learner["revealed_accuracy"] <= 1.0, learner
     for group in ("sex=male", "sex=female"):
-        rate = registry.get_sample_value("regretflow_learner_positive_decision_rate_by_group",
-                                         {"model": "lending", "group": group})
+        rate = registry.get_sample_value("regretflow_learner_positive_decision_rate_by_group", {"model": "lending", "group": group})
         assert 0.0 <= rate <= 1.0
     assert sample(engine, "fair_regret_rounds") == 400 and np.isfinite(sample(engine, "fair_regret"))
     assert sample(engine, "panel_violation_rounds") == learner["violation_rounds"]

@@ -19,8 +19,9 @@ TIMEOUT = 1.0  # the server's request timeout in these tests
 @pytest.fixture
 def server():
     metrics = Metrics(["m"], {"m": ["all"]})
-    srv = MetricsServer(metrics, HealthState(), "127.0.0.1", 0, max_connections=200, request_timeout=TIMEOUT,
-                        exposition_max_age=3600.0).start()
+    srv = MetricsServer(
+        metrics, HealthState(), "127.0.0.1", 0, max_connections=200, request_timeout=TIMEOUT, exposition_max_age=3600.0
+    ).start()
     yield srv
     srv.stop()
 
@@ -45,7 +46,7 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
     except ConnectionResetError:
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
 
 

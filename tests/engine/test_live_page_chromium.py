@@ -45,8 +45,11 @@ def status(url: str) -> int:
 @pytest.fixture(scope="module")
 def demo_page():
     port = free_port()
-    proc = subprocess.Popen([REGRETFLOW, "demo", "--passes", "1", "--rate", "400", "--port", str(port), "--no-progress",
-                             "--linger", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [REGRETFLOW, "demo", "--passes", "1", "--rate", "400", "--port", str(port), "--no-progress", "--linger", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -73,13 +76,15 @@ def demo_page():
 def panel_points(browser: Chromium) -> dict[str, int]:
     """Points drawn per panel (``model/index`` -> non-null values over all its series)."""
     return browser.evaluate(
-        "Object.fromEntries([...document.querySelectorAll('[data-panel]')].map(p => [p.dataset.panel, +p.dataset.points]))")
+        "Object.fromEntries([...document.querySelectorAll('[data-panel]')].map(p => [p.dataset.panel, +p.dataset.points]))"
+    )
 
 
 def panel_last_values(browser: Chromium) -> dict[str, list]:
     """The newest value of every series per panel, as the page last drew them."""
     return browser.evaluate(
-        "Object.fromEntries([...document.querySelectorAll('[data-panel]')].map(p => [p.dataset.panel, JSON.parse(p.dataset.last)]))")
+        "Object.fromEntries([...document.querySelectorAll('[data-panel]')].map(p => [p.dataset.panel, JSON.parse(p.dataset.last)]))"
+    )
 
 
 def test_live_page_draws_every_model_and_its_series_grow_in_chromium(demo_page):
@@ -97,16 +102,15 @@ def test_live_page_draws_every_model_and_its_series_grow_in_chromium(demo_page):
         assert grew, f"no panel of {model} grew between two refreshes: {first} -> {second}"
         moved = [k for k in second_values if k.startswith(model + "/") and second_values[k] != first_values.get(k)]
         assert moved, f"the values drawn for {model} did not change: {first_values} -> {second_values}"
-    regret_panels = browser.evaluate(
-        "[...document.querySelectorAll('[data-panel^=\"ridge/\"] .title')].map(t => t.textContent)")
+    regret_panels = browser.evaluate("[...document.querySelectorAll('[data-panel^=\"ridge/\"] .title')].map(t => t.textContent)")
     assert "ridge (ridge): cumulative regret by smoker" in regret_panels
-    legends = browser.evaluate(
-        "[...document.querySelectorAll('[data-panel]')].map(p => p.querySelectorAll('.legend span').length)")
+    legends = browser.evaluate("[...document.querySelectorAll('[data-panel]')].map(p => p.querySelectorAll('.legend span').length)")
     assert legends and max(legends) <= 8, "a panel has more than eight series"
     # every canvas has ink on it: its data URL is larger than that of a blank canvas of the same size
     inked = browser.evaluate(
         "[...document.querySelectorAll('[data-panel] canvas')].map(c => { const b = document.createElement('canvas');"
-        " b.width = c.width; b.height = c.height; return c.toDataURL().length > b.toDataURL().length; })")
+        " b.width = c.width; b.height = c.height; return c.toDataURL().length > b.toDataURL().length; })"
+    )
     assert inked and all(inked)
     shot = browser.screenshot(ARTIFACTS / "live-page.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -33,8 +33,11 @@ def get(url):
 @pytest.fixture
 def running_demo():
     port = free_port()
-    proc = subprocess.Popen([REGRETFLOW, "demo", "--passes", "2", "--rate", "400", "--port", str(port), "--no-progress", "--linger", "30"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [REGRETFLOW, "demo", "--passes", "2", "--rate", "400", "--port", str(port), "--no-progress", "--linger", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

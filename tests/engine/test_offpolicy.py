@@ -68,9 +68,11 @@ def test_bootstrap_intervals_cover_the_estimate_are_seeded_and_shrink_with_more_
     first = bootstrap_interval(actions, propensities, rewards, target, means, n_bootstrap=100, seed=7)
     again = bootstrap_interval(actions, propensities, rewards, target, means, n_bootstrap=100, seed=7)
     assert first == again
-    for name, estimate in (("ips", ips(actions, propensities, rewards, target)),
-                           ("snips", snips(actions, propensities, rewards, target)),
-                           ("dr", doubly_robust(actions, propensities, rewards, target, means))):
+    for name, estimate in (
+        ("ips", ips(actions, propensities, rewards, target)),
+        ("snips", snips(actions, propensities, rewards, target)),
+        ("dr", doubly_robust(actions, propensities, rewards, target, means)),
+    ):
         low, high = first[name]
         assert low < estimate < high
     small = bootstrap_interval(actions[:400], propensities[:400], rewards[:400], target[:400], n_bootstrap=100)
@@ -80,10 +82,14 @@ def test_bootstrap_intervals_cover_the_estimate_are_seeded_and_shrink_with_more_
 def test_evaluate_policies_reports_every_estimator_for_every_policy():
     actions, propensities, rewards, means = _log(3000, seed=4)
     n = len(actions)
-    out = evaluate_policies(actions, propensities, rewards,
-                            {"greedy": greedy_policy(means), "uniform": uniform_policy(n, 3),
-                             "always-0": constant_policy(n, 3, 0)},
-                            reward_estimates=means, n_bootstrap=50)
+    out = evaluate_policies(
+        actions,
+        propensities,
+        rewards,
+        {"greedy": greedy_policy(means), "uniform": uniform_policy(n, 3), "always-0": constant_policy(n, 3, 0)},
+        reward_estimates=means,
+        n_bootstrap=50,
+    )
     assert set(out) == {"logged", "greedy", "uniform", "always-0"}
     assert out["logged"]["observed"]["value"] == pytest.approx(rewards.mean())
     for name in ("greedy", "uniform", "always-0"):
@@ -99,13 +105,16 @@ def test_best_constant_action_picks_the_best_on_average():
     assert best_constant_action(actions, propensities, rewards, 3) in (1, 2)  # both average 0.5 > 0.2
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"propensities": [0.0, 0.5]}, "propensities"),
-    ({"propensities": [1.5, 0.5]}, "propensities"),
-    ({"actions": [0, 3]}, "actions"),
-    ({"rewards": [np.nan, 1.0]}, "rewards"),
-    ({"rewards": [1.0]}, "need n"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"propensities": [0.0, 0.5]}, "propensities"),
+        ({"propensities": [1.5, 0.5]}, "propensities"),
+        ({"actions": [0, 3]}, "actions"),
+        ({"rewards": [np.nan, 1.0]}, "rewards"),
+        ({"rewards": [1.0]}, "need n"),
+    ],
+)
 def test_invalid_logs_are_rejected_with_the_reason(kwargs, match):
     args = {"actions": [0, 1], "propensities": [0.5, 0.5], "rewards": [1.0, 0.0]} | kwargs
     with pytest.raises(ValueError, match=match):

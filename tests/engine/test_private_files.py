@@ -14,6 +14,7 @@ import pytest
 
 from regretflow.connectors.jsonl import JsonlSink
 from regretflow.connectors.memory import MemorySink, MemorySource
+from regretflow.engine.config import ConfigError, parse_config
 from regretflow.engine.runtime import checkpoint as checkpoint_module
 from regretflow.engine.runtime.checkpoint import (
     CheckpointError,
@@ -22,7 +23,6 @@ from regretflow.engine.runtime.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from regretflow.engine.config import ConfigError, parse_config
 from regretflow.engine.runtime.loop import Engine
 from tests.conftest import regression_config_dict, regression_stream
 
@@ -41,16 +41,23 @@ def umask(request):
 
 
 def test_engine_files_are_private_whatever_the_umask(tmp_path, umask):
-    config = parse_config(regression_config_dict(
-        checkpoint={"dir": str(tmp_path / "state" / "ck"), "every_events": 50},
-        metrics={"enabled": False, "log_path": str(tmp_path / "logs" / "metrics.jsonl"), "log_every_seconds": 0.0}))
+    config = parse_config(
+        regression_config_dict(
+            checkpoint={"dir": str(tmp_path / "state" / "ck"), "every_events": 50},
+            metrics={"enabled": False, "log_path": str(tmp_path / "logs" / "metrics.jsonl"), "log_every_seconds": 0.0},
+        )
+    )
     answers = JsonlSink(tmp_path / "out" / "answers.jsonl")
     dead = JsonlSink(tmp_path / "out" / "dead.jsonl")
     engine = Engine(config, MemorySource(regression_stream(200) + [b"not json"]), answers, dead, serve_metrics=False)
     engine.run()
     answers.close(), dead.close()
-    files = [tmp_path / "out" / "answers.jsonl", tmp_path / "out" / "dead.jsonl", tmp_path / "logs" / "metrics.jsonl",
-             *sorted((tmp_path / "state" / "ck").iterdir())]
+    files = [
+        tmp_path / "out" / "answers.jsonl",
+        tmp_path / "out" / "dead.jsonl",
+        tmp_path / "logs" / "metrics.jsonl",
+        *sorted((tmp_path / "state" / "ck").iterdir()),
+    ]
     assert len(files) >= 4 and all(p.stat().st_size > 0 for p in files[:3])
     assert {p.name: oct(mode(p)) for p in files} == {p.name: "0o600" for p in files}
     for d in ("out", "logs", "state", "state/ck"):
@@ -58,8 +65,9 @@ def test_engine_files_are_private_whatever_the_umask(tmp_path, umask):
 
 
 def test_file_mode_is_configurable_and_checked(tmp_path, umask):
-    config = parse_config(regression_config_dict(runtime={"file_mode": 0o640}, checkpoint={"dir": str(tmp_path / "ck")},
-                                                 metrics={"enabled": False}))
+    config = parse_config(
+        regression_config_dict(runtime={"file_mode": 0o640}, checkpoint={"dir": str(tmp_path / "ck")}, metrics={"enabled": False})
+    )
     Engine(config, MemorySource(regression_stream(20)), MemorySink(), MemorySink(), serve_metrics=False).run()
     (ck,) = (tmp_path / "ck").iterdir()
     assert oct(mode(ck)) == "0o640" and oct(mode(tmp_path / "ck")) == "0o750"
@@ -126,8 +134,10 @@ def _fallback_case(tmp_path, bad: bytes):
 def test_a_zip_bomb_is_unreadable_and_falls_back_without_expanding(tmp_path):
     import tracemalloc
 
-    bomb = _zip({"__meta__.npy": _npy((16,), "|u1", b"{}" * 8), "a:w.npy": _npy((64 * 1024 * 1024,), "<f8", bytes(512 * 1024 * 1024))},
-                zipfile.ZIP_DEFLATED)
+    bomb = _zip(
+        {"__meta__.npy": _npy((16,), "|u1", b"{}" * 8), "a:w.npy": _npy((64 * 1024 * 1024,), "<f8", bytes(512 * 1024 * 1024))},
+        zipfile.ZIP_DEFLATED,
+    )
     assert len(bomb) < 1_000_000
     tracemalloc.start()
     try:
@@ -140,7 +150,7 @@ def test_a_zip_bomb_is_unreadable_and_falls_back_without_expanding(tmp_path):
 
 
 def test_a_lying_array_header_is_unreadable_and_falls_back(tmp_path):
-    liar = _zip({"__meta__.npy": _npy((2,), "|u1", b"{}"), "a:w.npy": _npy((128 * 1024 ** 3 // 8,), "<f8", bytes(64))})
+    liar = _zip({"__meta__.npy": _npy((2,), "|u1", b"{}"), "a:w.npy": _npy((128 * 1024**3 // 8,), "<f8", bytes(64))})
     assert "array header claims more" in _fallback_case(tmp_path, liar)
 
 
@@ -148,17 +158,20 @@ def test_a_lying_zip_size_is_unreadable_and_falls_back(tmp_path):
     good = _zip({"__meta__.npy": _npy((2,), "|u1", b"{}"), "a:w.npy": _npy((8,), "<f8", bytes(64))})
     # the central directory's uncompressed size of the last member claims 128 GiB (zip64-free: 0xFFFFFFF0)
     at = good.rindex(b"PK\x01\x02")
-    liar = good[:at + 24] + struct.pack("<I", 0xFFFFFFF0) + good[at + 28:]
+    liar = good[: at + 24] + struct.pack("<I", 0xFFFFFFF0) + good[at + 28 :]
     assert "claims" in _fallback_case(tmp_path, liar)
 
 
 def test_run_falls_back_from_a_bomb_to_the_previous_checkpoint(tmp_path, caplog):
-    config = parse_config(regression_config_dict(checkpoint={"dir": str(tmp_path / "ck"), "every_events": 10_000},
-                                                 metrics={"enabled": False}))
+    config = parse_config(
+        regression_config_dict(checkpoint={"dir": str(tmp_path / "ck"), "every_events": 10_000}, metrics={"enabled": False})
+    )
     first = Engine(config, MemorySource(regression_stream(30)), MemorySink(), MemorySink(), serve_metrics=False)
     first.run()
-    bomb = _zip({"__meta__.npy": _npy((2,), "|u1", b"{}"), "a:x.npy": _npy((32 * 1024 * 1024,), "<f8", bytes(256 * 1024 * 1024))},
-                zipfile.ZIP_DEFLATED)
+    bomb = _zip(
+        {"__meta__.npy": _npy((2,), "|u1", b"{}"), "a:x.npy": _npy((32 * 1024 * 1024,), "<f8", bytes(256 * 1024 * 1024))},
+        zipfile.ZIP_DEFLATED,
+    )
     (tmp_path / "ck" / "checkpoint-000000000099.npz").write_bytes(bomb)
     restarted = Engine(config, MemorySource([]), MemorySink(), MemorySink(), serve_metrics=False)  # restores in the constructor
     assert "checkpoint_fallback" in caplog.text

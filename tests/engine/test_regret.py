@@ -169,5 +169,4 @@ def test_fairness_tracker_keeps_auditor_rows_apart_after_a_restore_and_bounds_na
     names = restored.summary()["auditors"]
     assert len(names) == FairnessTracker.MAX_AUDITORS + 1 and names["_other_"]["panels"] == 7
     with pytest.raises(ValueError, match="distinct"):
-        FairnessTracker().load_state_dict({"counts": t.counts, "auditor_names": np.array(["a", "a"]),
-                                           "auditor_counts": np.zeros((2, 2))})
+        FairnessTracker().load_state_dict({"counts": t.counts, "auditor_names": np.array(["a", "a"]), "auditor_counts": np.zeros((2, 2))})

@@ -33,9 +33,16 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_metrics_log_record_is_one_json_line_with_format_version_time_and_models():
-    summary = {"m": {"task": "regression", "model_version": np.int64(4), "weights": np.array([1.0, 2.0]),
-                     "groups": {"all": {"count": 4, "loss": np.float64(2.0), "comparator_loss": float("nan"), "regret": 1.5}}},
-               "_stream": {"events": 5, "valid": 4, "dead_letters": 1}, "_other": {"x": 1}}
+    summary = {
+        "m": {
+            "task": "regression",
+            "model_version": np.int64(4),
+            "weights": np.array([1.0, 2.0]),
+            "groups": {"all": {"count": 4, "loss": np.float64(2.0), "comparator_loss": float("nan"), "regret": 1.5}},
+        },
+        "_stream": {"events": 5, "valid": 4, "dead_letters": 1},
+        "_other": {"x": 1},
+    }
     line = metrics_log_record(summary, now=1700000000.5)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     record = orjson.loads(line)
@@ -123,14 +130,30 @@ def test_bandit_report_shows_reward_regret_and_off_policy_estimates(tmp_path, un
 
 def test_classification_and_learner_gauges_are_drawn(tmp_path):
     def rec(t, n, acc):
-        return metrics_log_record({"c": {
-            "task": "classification", "learner": "test",
-            "classification": {"count": n, "accuracy": acc, "mean_per_class_accuracy": acc,
-                               "per_class": {"a": {"count": n // 2, "correct": 0, "accuracy": acc}, "b": {"count": n // 2, "correct": 0, "accuracy": 1 - acc}},
-                               "per_group": {"all": {"count": n, "correct": 0, "accuracy": acc}, "g=x": {"count": n, "correct": 0, "accuracy": acc / 2}}},
-            "learner_gauges": {"classes_seen": 2.0},
-            "learner_group_gauges": {"rows": [n / 2, n]},
-        }}, t)
+        return metrics_log_record(
+            {
+                "c": {
+                    "task": "classification",
+                    "learner": "test",
+                    "classification": {
+                        "count": n,
+                        "accuracy": acc,
+                        "mean_per_class_accuracy": acc,
+                        "per_class": {
+                            "a": {"count": n // 2, "correct": 0, "accuracy": acc},
+                            "b": {"count": n // 2, "correct": 0, "accuracy": 1 - acc},
+                        },
+                        "per_group": {
+                            "all": {"count": n, "correct": 0, "accuracy": acc},
+                            "g=x": {"count": n, "correct": 0, "accuracy": acc / 2},
+                        },
+                    },
+                    "learner_gauges": {"classes_seen": 2.0},
+                    "learner_group_gauges": {"rows": [n / 2, n]},
+                }
+            },
+            t,
+        )
 
     records = parse_metrics_log([rec(1.0, 10, 0.5), rec(2.0, 20, 0.6), rec(3.0, 30, 0.7)])
     s = model_series(records)["c"]
@@ -142,11 +165,26 @@ def test_classification_and_learner_gauges_are_drawn(tmp_path):
 
 def test_command_line_reads_a_log_replays_and_reports_errors(tmp_path, capsys):
     events = tmp_path / "events.jsonl"
-    events.write_bytes(b"\n".join(orjson.dumps({"id": str(i), "model": "m", "kind": "observe", "features": [float(i % 7)],
-                                                "attributes": {"seg": "a" if i % 2 else "b"}, "label": float(i % 5)})
-                                  for i in range(120)) + b"\n")
+    events.write_bytes(
+        b"\n".join(
+            orjson.dumps(
+                {
+                    "id": str(i),
+                    "model": "m",
+                    "kind": "observe",
+                    "features": [float(i % 7)],
+                    "attributes": {"seg": "a" if i % 2 else "b"},
+                    "label": float(i % 5),
+                }
+            )
+            for i in range(120)
+        )
+        + b"\n"
+    )
     config = tmp_path / "replay.toml"
-    config.write_text('[models.m]\nlearner = "ridge"\nfeatures = ["x"]\n[[models.m.groups]]\nname = "seg"\nfield = "seg"\nvalues = ["a", "b"]\n')
+    config.write_text(
+        '[models.m]\nlearner = "ridge"\nfeatures = ["x"]\n[[models.m.groups]]\nname = "seg"\nfield = "seg"\nvalues = ["a", "b"]\n'
+    )
     out = tmp_path / "replayed"
     assert regretflow_main(["report", "--replay", str(events), "--config", str(config), "--out", str(out), "--every", "30"]) == 0
     assert (out / "regret-m.png").exists() and (out / "report.html").exists()

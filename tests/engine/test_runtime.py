@@ -61,7 +61,9 @@ def test_feedback_to_a_predict_is_learned_with_the_served_prediction(regression_
 
 
 def test_unknown_late_duplicate_and_mismatched_feedback_are_dead_lettered(regression_config):
-    cfg = parse_config({**regression_config_dict(), "models": {"m": {**regression_config_dict()["models"]["m"], "joins": {"ttl_events": 2}}}})
+    cfg = parse_config(
+        {**regression_config_dict(), "models": {"m": {**regression_config_dict()["models"]["m"], "joins": {"ttl_events": 2}}}}
+    )
     obs = [orjson.dumps({"id": f"o{i}", "model": "m", "kind": "observe", "features": [0, 0, 1], "label": 1.0}) for i in range(3)]
     stream = [
         orjson.dumps({"id": "p", "model": "m", "kind": "predict", "features": [1, 0, 0]}),
@@ -96,11 +98,19 @@ def malformed_events(rng, n):
         (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "observe", "features": [1, 2, 3, 4], "label": 1}), "extra_features"),
         (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "observe", "features": [1, "2", 3], "label": 1}), "wrong_type"),
         (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "observe", "features": [1, 2, 3], "label": "high"}), "bad_label"),
-        (lambda i: b'{"id": "b%d", "model": "m", "kind": "observe", "features": [1, 2, 3], "label": 1, "pad": "%s"}' % (i, b"x" * 70_000), "oversized"),
+        (
+            lambda i: (
+                b'{"id": "b%d", "model": "m", "kind": "observe", "features": [1, 2, 3], "label": 1, "pad": "%s"}' % (i, b"x" * 70_000)
+            ),
+            "oversized",
+        ),
         (lambda i: orjson.dumps([i, "m", "observe"]), "not_object"),
         (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "features": [1, 2, 3], "label": 1}), "missing_field"),
         (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "guess", "features": [1, 2, 3]}), "unknown_kind"),
-        (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "observe", "features": [1, 2, 3], "label": 1, "x": 1}), "unknown_field"),
+        (
+            lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "observe", "features": [1, 2, 3], "label": 1, "x": 1}),
+            "unknown_field",
+        ),
         (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "feedback", "ref": f"nothing-{i}", "label": 1.0}), "unknown_ref"),
         (lambda i: orjson.dumps({"id": f"b{i}", "model": "m", "kind": "decide"}), "unsupported_kind"),
     ]
@@ -117,7 +127,7 @@ def test_bad_input_never_touches_state_and_is_dead_lettered_with_reasons(regress
     bad = malformed_events(rng, 1000)
     mixed, expected_reasons = list(good), []
     slots = sorted(rng.choice(len(good) + len(bad), size=len(bad), replace=False))
-    for slot, (payload, reason) in zip(slots, bad):
+    for slot, (payload, _reason) in zip(slots, bad):
         mixed.insert(slot, payload)
     expected_reasons = [reason for _, (_, reason) in sorted(zip(slots, bad), key=lambda t: t[0])]
     clean, clean_answers, clean_dead = run(regression_config, good)
@@ -140,8 +150,13 @@ def _names_model(reason):
 
 
 def test_bandit_decisions_log_propensities_and_feedback_updates_estimates(uniform_bandit):
-    cfg = parse_config({"models": {"b": {"learner": "uniform-test", "n_actions": 3, "params": {"seed": 5},
-                                          "joins": {"ttl_events": 4, "default_reward": 0.0}}}})
+    cfg = parse_config(
+        {
+            "models": {
+                "b": {"learner": "uniform-test", "n_actions": 3, "params": {"seed": 5}, "joins": {"ttl_events": 4, "default_reward": 0.0}}
+            }
+        }
+    )
     stream = []
     for i in range(300):
         stream.append(orjson.dumps({"id": f"d{i}", "model": "b", "kind": "decide", "expected_rewards": [0.1, 0.5, 0.9]}))
@@ -162,8 +177,10 @@ def test_bandit_decisions_log_propensities_and_feedback_updates_estimates(unifor
 
 def test_keyed_shards_learn_separately():
     cfg = parse_config({"models": {"m": {"learner": "ridge", "features": ["x"], "params": {"shard_by_key": True}}}})
-    stream = [orjson.dumps({"id": str(i), "model": "m", "kind": "observe", "key": k, "features": [1.0], "label": v})
-              for i, (k, v) in enumerate([("a", 1.0), ("b", -1.0)] * 20)]
+    stream = [
+        orjson.dumps({"id": str(i), "model": "m", "kind": "observe", "key": k, "features": [1.0], "label": v})
+        for i, (k, v) in enumerate([("a", 1.0), ("b", -1.0)] * 20)
+    ]
     engine, answers, _ = run(cfg, stream)
     wa = engine.router.shards[("m", "a")].learner.weights[0]
     wb = engine.router.shards[("m", "b")].learner.weights[0]

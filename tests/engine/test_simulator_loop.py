@@ -18,8 +18,11 @@ ROUNDS = 3000
 
 
 def engine_for(config, rounds, checkpoint_dir=None):
-    config = dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, enabled=False),
-                                 checkpoint=dataclasses.replace(config.checkpoint, dir=checkpoint_dir))
+    config = dataclasses.replace(
+        config,
+        metrics=dataclasses.replace(config.metrics, enabled=False),
+        checkpoint=dataclasses.replace(config.checkpoint, dir=checkpoint_dir),
+    )
     loop = ClosedLoopSource(LinearDynamicalEnv("ads", case="real-data", seed=0), rounds=rounds)
     return Engine(config, loop, TeeSink(loop, MemorySink()), MemorySink(), serve_metrics=False)
 

@@ -18,16 +18,25 @@ import pytest
 from tests.conftest import REGRETFLOW, regression_stream
 
 MODEL = '[models.m]\nlearner = "ridge"\nfeatures = ["x0", "x1", "x2"]\n'
-GROUPWISE = ('[models.m]\nlearner = "groupwise"\nfeatures = ["x0", "x1", "x2"]\nparams = { mode = "mix" }\n'
-             '[[models.m.groups]]\nname = "segment"\nfield = "segment"\nvalues = ["a", "b", "c"]\n')
+GROUPWISE = (
+    '[models.m]\nlearner = "groupwise"\nfeatures = ["x0", "x1", "x2"]\nparams = { mode = "mix" }\n'
+    '[[models.m.groups]]\nname = "segment"\nfield = "segment"\nvalues = ["a", "b", "c"]\n'
+)
 
 
-def base(source: str = '[source]\ntype = "jsonl"\npath = "events.jsonl"\n', metrics: str = "port = 0\n",
-         model: str = MODEL, runtime: str = "", checkpoint: str = 'dir = "state"\n') -> str:
+def base(
+    source: str = '[source]\ntype = "jsonl"\npath = "events.jsonl"\n',
+    metrics: str = "port = 0\n",
+    model: str = MODEL,
+    runtime: str = "",
+    checkpoint: str = 'dir = "state"\n',
+) -> str:
     """A config that works, with one of its parts replaced by a case."""
-    return (f'{source}[answers]\ntype = "jsonl"\npath = "out/answers.jsonl"\n'
-            '[dead_letters]\ntype = "jsonl"\npath = "out/dead.jsonl"\n'
-            f'[runtime]\n{runtime}[checkpoint]\n{checkpoint}[metrics]\nlog_path = "out/metrics.jsonl"\n{metrics}{model}')
+    return (
+        f'{source}[answers]\ntype = "jsonl"\npath = "out/answers.jsonl"\n'
+        '[dead_letters]\ntype = "jsonl"\npath = "out/dead.jsonl"\n'
+        f'[runtime]\n{runtime}[checkpoint]\n{checkpoint}[metrics]\nlog_path = "out/metrics.jsonl"\n{metrics}{model}'
+    )
 
 
 # (case id, config text, the key its message starts with, a word the message carries)
@@ -40,14 +49,34 @@ CASES = [
     ("unknown_learner", base(model='[models.m]\nlearner = "ridgee"\nfeatures = ["x0"]\n'), "models.m.learner", "ridge"),
     ("max_shards_zero", base(model=MODEL + "max_shards = 0\n"), "models.m.max_shards", ">= 1"),
     ("ttl_seconds_text", base(model=MODEL + '[models.m.joins]\nttl_seconds = "abc"\n'), "models.m.joins.ttl_seconds", "number"),
-    ("edges_decreasing", base(model=MODEL + '[[models.m.groups]]\nfield = "age"\nedges = [60, 18]\n'), "models.m.groups[0].edges", "increasing"),
+    (
+        "edges_decreasing",
+        base(model=MODEL + '[[models.m.groups]]\nfield = "age"\nedges = [60, 18]\n'),
+        "models.m.groups[0].edges",
+        "increasing",
+    ),
     ("metrics_port_past_65535", base(metrics="port = 70000\n"), "metrics.port", "65535"),
     ("metrics_port_in_use", base(metrics="port = {busy_port}\n"), "metrics.port", "cannot listen"),
     ("metrics_host_not_here", base(metrics='host = "192.0.2.1"\nport = 9\n'), "metrics.host", "192.0.2.1"),
-    ("metrics_log_path_number", base(metrics="log_path = 5\n").replace('log_path = "out/metrics.jsonl"\n', ""), "metrics.log_path", "string"),
-    ("metrics_log_path_under_a_file", base(metrics='port = 0\n').replace('"out/metrics.jsonl"', '"events.jsonl/metrics.jsonl"'), "metrics.log_path", "not a directory"),
+    (
+        "metrics_log_path_number",
+        base(metrics="log_path = 5\n").replace('log_path = "out/metrics.jsonl"\n', ""),
+        "metrics.log_path",
+        "string",
+    ),
+    (
+        "metrics_log_path_under_a_file",
+        base(metrics="port = 0\n").replace('"out/metrics.jsonl"', '"events.jsonl/metrics.jsonl"'),
+        "metrics.log_path",
+        "not a directory",
+    ),
     ("source_file_missing", base(source='[source]\ntype = "jsonl"\npath = "nowhere.jsonl"\n'), "source.path", "does not exist"),
-    ("source_follow_not_bool", base(source='[source]\ntype = "jsonl"\npath = "events.jsonl"\nfollow = "yes"\n'), "source.follow", "true or false"),
+    (
+        "source_follow_not_bool",
+        base(source='[source]\ntype = "jsonl"\npath = "events.jsonl"\nfollow = "yes"\n'),
+        "source.follow",
+        "true or false",
+    ),
     ("checkpoint_dir_is_a_file", base(checkpoint='dir = "events.jsonl"\n'), "checkpoint.dir", "not a directory"),
     ("checkpoint_dir_not_writable", base(checkpoint='dir = "/proc/regretflow-state"\n'), "checkpoint.dir", "cannot be created"),
     ("checkpoint_keep_zero", base(checkpoint='dir = "state"\nkeep = 0\n'), "checkpoint.keep", ">= 1"),
@@ -55,12 +84,30 @@ CASES = [
     ("max_abs_value_inf", base(runtime="max_abs_value = inf\n"), "runtime.max_abs_value", "finite"),
     ("batch_size_bool", base(runtime="batch_size = true\n"), "runtime.batch_size", "integer"),
     ("unknown_section_key", base(runtime="batch_sise = 10\n"), "runtime.batch_sise", "batch_size"),
-    ("kafka_option_typo", base(source='[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel}"\ntopics = ["t"]\nbootstrap_server = "x"\n'),
-     "source.bootstrap_server", "unknown Kafka option"),
-    ("kafka_sasl_without_user", base(source='[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel}"\ntopics = ["t"]\n'
-                                            'security_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\n'), "source.sasl_username", "SASL"),
-    ("kafka_source_and_bad_learner", base(source='[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel}"\ntopics = ["t"]\n',
-                                          model=MODEL + "params = { lamda = 1.0 }\n"), "models.m.params.lamda", "lam"),
+    (
+        "kafka_option_typo",
+        base(source='[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel}"\ntopics = ["t"]\nbootstrap_server = "x"\n'),
+        "source.bootstrap_server",
+        "unknown Kafka option",
+    ),
+    (
+        "kafka_sasl_without_user",
+        base(
+            source='[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel}"\ntopics = ["t"]\n'
+            'security_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\n'
+        ),
+        "source.sasl_username",
+        "SASL",
+    ),
+    (
+        "kafka_source_and_bad_learner",
+        base(
+            source='[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel}"\ntopics = ["t"]\n',
+            model=MODEL + "params = { lamda = 1.0 }\n",
+        ),
+        "models.m.params.lamda",
+        "lam",
+    ),
 ]
 
 
@@ -139,8 +186,11 @@ def test_bad_config_exits_2_naming_the_key_before_the_source_opens(tmp_path, bus
 
 
 def test_all_problems_are_reported_at_once_one_per_line(tmp_path, busy_port):
-    text = base(metrics="port = 70000\nlog_path = 5\n", runtime="max_event_bytes = 99999999999999999\n",
-                model=MODEL + 'params = { lamda = 1.0 }\n[models.m.joins]\nttl_seconds = "abc"\n').replace('log_path = "out/metrics.jsonl"\n', "")
+    text = base(
+        metrics="port = 70000\nlog_path = 5\n",
+        runtime="max_event_bytes = 99999999999999999\n",
+        model=MODEL + 'params = { lamda = 1.0 }\n[models.m.joins]\nttl_seconds = "abc"\n',
+    ).replace('log_path = "out/metrics.jsonl"\n', "")
     out = subprocess.run([REGRETFLOW, "run", "--config", write_case(tmp_path, text)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     keys = sorted(line.removeprefix("regretflow: config error: ").split(":")[0] for line in out.stderr.splitlines())
@@ -148,8 +198,9 @@ def test_all_problems_are_reported_at_once_one_per_line(tmp_path, busy_port):
 
 
 def test_check_of_a_good_config_says_ok_in_one_line_and_writes_nothing(tmp_path):
-    out = subprocess.run([REGRETFLOW, "run", "--check", "--config", write_case(tmp_path, base())], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [REGRETFLOW, "run", "--check", "--config", write_case(tmp_path, base())], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [out.stdout.strip()] and out.stdout.startswith("config OK: 1 model m (ridge); source jsonl")
     assert nothing_written(tmp_path) == []
@@ -166,8 +217,9 @@ def test_the_same_good_config_runs(tmp_path):
 def test_a_good_kafka_config_does_contact_the_sentinel(tmp_path, sentinel):
     """The control for the Kafka cases: the sentinel does see a worker whose config is valid."""
     text = base(source=f'[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel.address}"\ntopics = ["t"]\n')
-    proc = subprocess.Popen([REGRETFLOW, "run", "--config", write_case(tmp_path, text)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [REGRETFLOW, "run", "--config", write_case(tmp_path, text)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         assert sentinel.connected.wait(timeout=60), "a valid Kafka config never reached its bootstrap address"
     finally:
@@ -185,10 +237,16 @@ def test_workers_all_ports_are_checked_before_any_worker_starts(tmp_path, sentin
         except OSError:
             pytest.fail(f"port {port + 1} was not free to occupy for the test")
         high.listen()
-        text = base(source=f'[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel.address}"\ntopics = ["t"]\n',
-                    metrics=f"port = {port}\n")
-        out = subprocess.run([REGRETFLOW, "run", "--workers", "2", "--config", write_case(tmp_path, text)],
-                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        text = base(
+            source=f'[source]\ntype = "kafka"\nbootstrap_servers = "{sentinel.address}"\ntopics = ["t"]\n', metrics=f"port = {port}\n"
+        )
+        out = subprocess.run(
+            [REGRETFLOW, "run", "--workers", "2", "--config", write_case(tmp_path, text)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
     assert out.returncode == 2 and f"metrics.port: cannot listen on 127.0.0.1:{port + 1}" in out.stderr, out.stderr
     assert sentinel.connections == 0 and nothing_written(tmp_path) == []
 
@@ -196,8 +254,9 @@ def test_workers_all_ports_are_checked_before_any_worker_starts(tmp_path, sentin
 def test_missing_or_broken_config_file_exits_2(tmp_path):
     missing = subprocess.run([REGRETFLOW, "run", "--config", str(tmp_path / "none.toml")], capture_output=True, text=True, timeout=120)
     (tmp_path / "broken.toml").write_text("[models\n")
-    broken = subprocess.run([REGRETFLOW, "run", "--check", "--config", str(tmp_path / "broken.toml")], capture_output=True, text=True,
-                            timeout=120)
+    broken = subprocess.run(
+        [REGRETFLOW, "run", "--check", "--config", str(tmp_path / "broken.toml")], capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     assert broken.returncode == 2 and "not valid TOML" in broken.stderr and "Traceback" not in broken.stderr
 
@@ -208,8 +267,10 @@ def test_supervisor_stops_all_workers_when_one_exits_2_instead_of_restarting_it(
     good = write_case(tmp_path, base(source=kafka))
     bad = tmp_path / "broken-later.toml"
     bad.write_text(base(source=kafka, model=MODEL + "params = { lamda = 1.0 }\n"))
-    script = ("import sys; from regretflow.engine.config import load_config; from regretflow.engine.cli.daemon import _supervise; "
-              "sys.exit(_supervise(load_config(sys.argv[1]), 2, sys.argv[2]))")
+    script = (
+        "import sys; from regretflow.engine.config import load_config; from regretflow.engine.cli.daemon import _supervise; "
+        "sys.exit(_supervise(load_config(sys.argv[1]), 2, sys.argv[2]))"
+    )
     out = subprocess.run([sys.executable, "-c", script, good, str(bad)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     assert "event=worker_config_error" in out.stderr and "event=worker_died" not in out.stderr, out.stderr

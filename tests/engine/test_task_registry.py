@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine.observability.summary_tables import family_tables
 from regretflow.engine.config import parse_config
+from regretflow.engine.observability.summary_tables import family_tables
 from regretflow.engine.runtime.events import BadEvent
 from regretflow.engine.runtime.loop import Engine
 from regretflow.engine.tasks import TASKS, Task, register_task, task_for, unregister_task
@@ -91,7 +91,9 @@ class MedianTask(Task):
         preds = shard.learner.observe_labels(y)
         shard.tracker.update(preds, y)
         for i, e in enumerate(events):
-            out.answer(e, {"id": e.id, "model": shard.spec.name, "kind": "observe", "median": float(preds[i]), "model_version": version + i})
+            out.answer(
+                e, {"id": e.id, "model": shard.spec.name, "kind": "observe", "median": float(preds[i]), "model_version": version + i}
+            )
 
     def summarize(self, shards):
         return {"median": shards[0].tracker.summary()}
@@ -158,8 +160,9 @@ def test_a_registered_task_checkpoints_and_resumes_bit_for_bit(median_task):
     labels = [5.0, 1.0, 7.0, 2.0, 2.0, 9.0]
     whole, _, _ = run(config, [observe(i, v) for i, v in enumerate(labels)])
     first, _, _ = run(config, [observe(i, v) for i, v in enumerate(labels[:3])])
-    resumed = Engine(config, MemorySource([observe(i, v) for i, v in enumerate(labels[3:], start=3)]), MemorySink(), MemorySink(),
-                     serve_metrics=False)
+    resumed = Engine(
+        config, MemorySource([observe(i, v) for i, v in enumerate(labels[3:], start=3)]), MemorySink(), MemorySink(), serve_metrics=False
+    )
     resumed.parts[""].load_state_dict(first.parts[""].state_dict(None), 1)
     resumed.run()
     a, b = whole.router.shards[("m", "")], resumed.router.shards[("m", "")]

@@ -68,17 +68,22 @@ def dumps(event: dict, literal: str | None = None) -> bytes:
 # -- building blocks -----------------------------------------------------------------------
 ids = st.integers(0, 10**9).map(lambda i: f"bad-{i}")
 sign = st.sampled_from([1.0, -1.0])
-scalars = st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                           max_leaves=8)
+scalars = (
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8
+)
 beyond_bound = st.builds(lambda v, s: s * v, st.floats(1e12, 1.7e308, exclude_min=True, allow_infinity=False), sign)
 declared = st.sampled_from(["reg", "bandit", "fair"])
 
 
 def of_types(*excluded: type):
     """JSON values whose top-level type is none of ``excluded`` (bool counts apart from int)."""
+
     def ok(v):
         return not any(type(v) is t for t in excluded)
+
     return json_values.filter(ok)
 
 
@@ -90,34 +95,66 @@ seeds = st.integers(0, 2**32 - 1)
 def reg_observe(**override):
     def build(i, seed):
         rng = np.random.default_rng(seed)
-        return {"id": f"bad-{i}", "model": "reg", "kind": "observe", "key": f"k{seed % 3}", "features": rng.normal(size=3).tolist(),
-                "label": float(rng.normal()), "attributes": {"segment": "abc"[seed % 3]}, **override}
+        return {
+            "id": f"bad-{i}",
+            "model": "reg",
+            "kind": "observe",
+            "key": f"k{seed % 3}",
+            "features": rng.normal(size=3).tolist(),
+            "label": float(rng.normal()),
+            "attributes": {"segment": "abc"[seed % 3]},
+            **override,
+        }
+
     return st.builds(build, st.integers(0, 10**9), seeds)
 
 
 def bandit_decide(**override):
     def build(i, seed):
         rng = np.random.default_rng(seed)
-        return {"id": f"bad-{i}", "model": "bandit", "kind": "decide", "features": rng.normal(size=18).tolist(),
-                "expected_rewards": rng.random(7).tolist(), **override}
+        return {
+            "id": f"bad-{i}",
+            "model": "bandit",
+            "kind": "decide",
+            "features": rng.normal(size=18).tolist(),
+            "expected_rewards": rng.random(7).tolist(),
+            **override,
+        }
+
     return st.builds(build, st.integers(0, 10**9), seeds)
 
 
 def fair_decide(**override):
     def build(i, seed):
-        return {"id": f"bad-{i}", "model": "fair", "kind": "decide", "actions": np.random.default_rng(seed).random((FAIR_K, 10)).tolist(),
-                **override}
+        return {
+            "id": f"bad-{i}",
+            "model": "fair",
+            "kind": "decide",
+            "actions": np.random.default_rng(seed).random((FAIR_K, 10)).tolist(),
+            **override,
+        }
+
     return st.builds(build, st.integers(0, 10**9), seeds)
 
 
 def unknown_feedback(model: str, **override):
-    return st.builds(lambda i, r: {"id": i, "model": model, "kind": "feedback", "ref": "never-" + r, "reward": 1.0, **override},
-                     ids, ids)
+    return st.builds(lambda i, r: {"id": i, "model": model, "kind": "feedback", "ref": "never-" + r, "reward": 1.0, **override}, ids, ids)
 
 
 def unknown_audit(**override):
-    return st.builds(lambda i, r: {"id": i, "model": "fair", "kind": "audit", "ref": "never-" + r, "violations": [[0, 1, 0]],
-                                   "panel_size": 3, **override}, ids, ids)
+    return st.builds(
+        lambda i, r: {
+            "id": i,
+            "model": "fair",
+            "kind": "audit",
+            "ref": "never-" + r,
+            "violations": [[0, 1, 0]],
+            "panel_size": 3,
+            **override,
+        },
+        ids,
+        ids,
+    )
 
 
 def any_good_event(ctx: Context):
@@ -145,25 +182,33 @@ def in_first_feature(lit: str) -> str:
 
 # -- raw bytes -------------------------------------------------------------------------------
 def truncated(ctx):
-    return st.builds(lambda e, f: Bad(e[: max(1, int(len(e) * f))], frozenset({"not_json"}), UNKNOWN),
-                     st.sampled_from(ctx.good), st.floats(0, 0.999))
+    return st.builds(
+        lambda e, f: Bad(e[: max(1, int(len(e) * f))], frozenset({"not_json"}), UNKNOWN), st.sampled_from(ctx.good), st.floats(0, 0.999)
+    )
 
 
 def invalid_utf8(ctx):
     bad_bytes = st.sampled_from([b"\xff", b"\xfe", b"\xc3\x28", b"\xa0\xa1", b"\xe2\x28\xa1", b"\xf0\x28\x8c\x28", b"\xed\xa0\x80"])
-    return st.builds(lambda e, b: Bad(insert_after(e, b'"id":"', b), frozenset({"not_json"}), UNKNOWN),
-                     st.sampled_from(ctx.good), bad_bytes)
+    return st.builds(
+        lambda e, b: Bad(insert_after(e, b'"id":"', b), frozenset({"not_json"}), UNKNOWN), st.sampled_from(ctx.good), bad_bytes
+    )
 
 
 def truncated_utf8(ctx):
     # a multi-byte character cut after its first byte, inside a string
-    return st.builds(lambda e, c: Bad(insert_after(e, b'"id":"', c.encode()[:1]), frozenset({"not_json"}), UNKNOWN),
-                     st.sampled_from(ctx.good), st.sampled_from(["é", "€", "😀", "中"]))
+    return st.builds(
+        lambda e, c: Bad(insert_after(e, b'"id":"', c.encode()[:1]), frozenset({"not_json"}), UNKNOWN),
+        st.sampled_from(ctx.good),
+        st.sampled_from(["é", "€", "😀", "中"]),
+    )
 
 
 def raw_null_bytes(ctx):
-    return st.builds(lambda e, n: Bad(insert_after(e, b'"kind":', b"\x00" * n), frozenset({"not_json"}), UNKNOWN),
-                     st.sampled_from(ctx.good), st.integers(1, 4))
+    return st.builds(
+        lambda e, n: Bad(insert_after(e, b'"kind":', b"\x00" * n), frozenset({"not_json"}), UNKNOWN),
+        st.sampled_from(ctx.good),
+        st.integers(1, 4),
+    )
 
 
 def empty(ctx):
@@ -172,12 +217,15 @@ def empty(ctx):
 
 def random_bytes(ctx):
     # mostly garbage; a few happen to be JSON (a number, "{}", ...), never a valid event
-    return st.binary(max_size=200).map(lambda p: Bad(p, frozenset({"not_json", "not_object", "missing_field", "non_finite", "out_of_range"}), UNKNOWN))
+    return st.binary(max_size=200).map(
+        lambda p: Bad(p, frozenset({"not_json", "not_object", "missing_field", "non_finite", "out_of_range"}), UNKNOWN)
+    )
 
 
 def random_text(ctx):
-    return st.text(max_size=200).map(lambda t: Bad(t.encode(),
-                                                    frozenset({"not_json", "not_object", "missing_field", "non_finite", "out_of_range"}), UNKNOWN))
+    return st.text(max_size=200).map(
+        lambda t: Bad(t.encode(), frozenset({"not_json", "not_object", "missing_field", "non_finite", "out_of_range"}), UNKNOWN)
+    )
 
 
 def json_scalar(ctx):
@@ -199,8 +247,10 @@ def deep_object(ctx):
 def deep_in_field(ctx):
     # near orjson's depth limit (1024): either not JSON, or a value of the wrong type
     def build(e, field, n):
-        return Bad(dumps({**e, field: RAW}, "[" * n + "1" + "]" * n),
-                   frozenset({"not_json", "bad_label", "bad_field", "missing_features"}), ANY)
+        return Bad(
+            dumps({**e, field: RAW}, "[" * n + "1" + "]" * n), frozenset({"not_json", "bad_label", "bad_field", "missing_features"}), ANY
+        )
+
     return st.builds(build, reg_observe(), st.sampled_from(["features", "label", "attributes", "key", "ts", "id"]), st.integers(900, 1500))
 
 
@@ -208,6 +258,7 @@ def ten_megabytes(ctx):
     def build(e, fill):
         pad = fill * (10 * 2**20 // (len(orjson.dumps(fill)) - 2))  # about 10 MB of JSON
         return Bad(dumps({**e, "id": pad}), frozenset({"oversized"}), UNKNOWN)
+
     return st.builds(build, reg_observe(), st.sampled_from(["x", "é", "\u0000", "ab"]))
 
 
@@ -215,14 +266,20 @@ def just_oversized(ctx):
     def build(e):
         body = dumps({**e, "id": ""})
         return Bad(dumps({**e, "id": "x" * (MAX_EVENT_BYTES + 1 - len(body))}), frozenset({"oversized"}), UNKNOWN)
+
     return st.builds(build, reg_observe())
 
 
 # -- strings --------------------------------------------------------------------------------
 def huge_string(field: str, reasons, base=None, model="reg"):
     def kind(ctx):
-        return st.builds(lambda e, n, c: Bad(dumps({**e, field: c * n}), frozenset(reasons), model),
-                         base if base is not None else reg_observe(), st.integers(257, 60_000), st.sampled_from(["x", "é", "\u0000"]))
+        return st.builds(
+            lambda e, n, c: Bad(dumps({**e, field: c * n}), frozenset(reasons), model),
+            base if base is not None else reg_observe(),
+            st.integers(257, 60_000),
+            st.sampled_from(["x", "é", "\u0000"]),
+        )
+
     return kind
 
 
@@ -231,13 +288,17 @@ def null_byte_in(field: str, reasons):
         def build(e, at):
             value = e[field]
             return Bad(dumps({**e, field: value[:at] + "\u0000" + value[at:]}), frozenset(reasons), "reg" if field != "model" else UNKNOWN)
+
         return st.builds(build, reg_observe(), st.integers(0, 3))
+
     return kind
 
 
 def null_byte_feature_name(ctx):
-    return st.builds(lambda e: Bad(dumps({**e, "features": {"x0\u0000": 1.0, "x1": 1.0, "x2": 1.0}}), frozenset({"extra_features"}), "reg"),
-                     reg_observe())
+    return st.builds(
+        lambda e: Bad(dumps({**e, "features": {"x0\u0000": 1.0, "x1": 1.0, "x2": 1.0}}), frozenset({"extra_features"}), "reg"),
+        reg_observe(),
+    )
 
 
 # -- numbers --------------------------------------------------------------------------------
@@ -275,18 +336,28 @@ def big_int_feature(ctx):
 
 
 def u64_violation_index(ctx):
-    return st.builds(lambda e, v: Bad(dumps({**e, "violations": [[0, v, 0]]}), frozenset({"bad_field"}), "fair"),
-                     unknown_audit(), st.integers(2**31, 2**64 - 1))
+    return st.builds(
+        lambda e, v: Bad(dumps({**e, "violations": [[0, v, 0]]}), frozenset({"bad_field"}), "fair"),
+        unknown_audit(),
+        st.integers(2**31, 2**64 - 1),
+    )
 
 
 def extreme_feature(ctx):
-    return st.builds(lambda e, v, at: Bad(dumps({**e, "features": [v if i == at else 0.5 for i in range(3)]}), frozenset({"out_of_range"}), "reg"),
-                     reg_observe(), beyond_bound | st.sampled_from([1e155, -1e155, 1.7976931348623157e308]), st.integers(0, 2))
+    return st.builds(
+        lambda e, v, at: Bad(dumps({**e, "features": [v if i == at else 0.5 for i in range(3)]}), frozenset({"out_of_range"}), "reg"),
+        reg_observe(),
+        beyond_bound | st.sampled_from([1e155, -1e155, 1.7976931348623157e308]),
+        st.integers(0, 2),
+    )
 
 
 def extreme_named_feature(ctx):
-    return st.builds(lambda e, v: Bad(dumps({**e, "features": {"x0": 0.1, "x1": v, "x2": 0.2}}), frozenset({"out_of_range"}), "reg"),
-                     reg_observe(), beyond_bound)
+    return st.builds(
+        lambda e, v: Bad(dumps({**e, "features": {"x0": 0.1, "x1": v, "x2": 0.2}}), frozenset({"out_of_range"}), "reg"),
+        reg_observe(),
+        beyond_bound,
+    )
 
 
 def extreme_label(ctx):
@@ -298,8 +369,9 @@ def extreme_reward(ctx):
 
 
 def reg_feedback(**override):
-    return st.builds(lambda i, r: {"id": i, "model": "reg", "kind": "feedback", "key": "k0", "ref": "never-" + r, "label": 0.5, **override},
-                     ids, ids)
+    return st.builds(
+        lambda i, r: {"id": i, "model": "reg", "kind": "feedback", "key": "k0", "ref": "never-" + r, "label": 0.5, **override}, ids, ids
+    )
 
 
 def extreme_feedback_label(ctx):
@@ -307,24 +379,34 @@ def extreme_feedback_label(ctx):
 
 
 def extreme_context(ctx):
-    return st.builds(lambda e, v: Bad(dumps({**e, "features": [v] + e["features"][1:]}), frozenset({"out_of_range"}), "bandit"),
-                     bandit_decide(), beyond_bound)
+    return st.builds(
+        lambda e, v: Bad(dumps({**e, "features": [v] + e["features"][1:]}), frozenset({"out_of_range"}), "bandit"),
+        bandit_decide(),
+        beyond_bound,
+    )
 
 
 def extreme_action_row(ctx):
-    return st.builds(lambda e, v: Bad(dumps({**e, "actions": [[v] + e["actions"][0][1:]] + e["actions"][1:]}), frozenset({"out_of_range"}), "fair"),
-                     fair_decide(), beyond_bound)
+    return st.builds(
+        lambda e, v: Bad(dumps({**e, "actions": [[v] + e["actions"][0][1:]] + e["actions"][1:]}), frozenset({"out_of_range"}), "fair"),
+        fair_decide(),
+        beyond_bound,
+    )
 
 
 def extreme_expected_rewards(ctx):
-    return st.builds(lambda e, v: Bad(dumps({**e, "expected_rewards": [v] + e["expected_rewards"][1:]}), frozenset({"out_of_range"}), "bandit"),
-                     bandit_decide(), beyond_bound)
+    return st.builds(
+        lambda e, v: Bad(dumps({**e, "expected_rewards": [v] + e["expected_rewards"][1:]}), frozenset({"out_of_range"}), "bandit"),
+        bandit_decide(),
+        beyond_bound,
+    )
 
 
 # -- every field, every wrong JSON type -------------------------------------------------------
 def wrong_type(field: str, base, values, reasons, model):
     def kind(ctx):
         return st.builds(lambda e, v: Bad(dumps({**e, field: v}), frozenset(reasons), model), base, values)
+
     return kind
 
 
@@ -348,19 +430,30 @@ WRONG_TYPES = {
 
 
 def arrays_for_objects(ctx):
-    return st.builds(lambda e, field: Bad(dumps({**e, field: [list(e[field].items())] if isinstance(e[field], dict) else [e[field]]}),
-                                          frozenset({"bad_field"}), "reg"),
-                     reg_observe(), st.just("attributes"))
+    return st.builds(
+        lambda e, field: Bad(
+            dumps({**e, field: [list(e[field].items())] if isinstance(e[field], dict) else [e[field]]}), frozenset({"bad_field"}), "reg"
+        ),
+        reg_observe(),
+        st.just("attributes"),
+    )
 
 
 def wrong_feature_values(ctx):
-    return st.builds(lambda e, v, at: Bad(dumps({**e, "features": [v if i == at else 0.5 for i in range(3)]}), frozenset({"wrong_type"}), "reg"),
-                     reg_observe(), of_types(int, float), st.integers(0, 2))
+    return st.builds(
+        lambda e, v, at: Bad(dumps({**e, "features": [v if i == at else 0.5 for i in range(3)]}), frozenset({"wrong_type"}), "reg"),
+        reg_observe(),
+        of_types(int, float),
+        st.integers(0, 2),
+    )
 
 
 def attribute_not_scalar(ctx):
-    return st.builds(lambda e, v: Bad(dumps({**e, "attributes": {"segment": v}}), frozenset({"bad_field"}), "reg"),
-                     reg_observe(), st.lists(scalars, max_size=3) | st.dictionaries(st.text(max_size=4), scalars, max_size=3))
+    return st.builds(
+        lambda e, v: Bad(dumps({**e, "attributes": {"segment": v}}), frozenset({"bad_field"}), "reg"),
+        reg_observe(),
+        st.lists(scalars, max_size=3) | st.dictionaries(st.text(max_size=4), scalars, max_size=3),
+    )
 
 
 def action_rows_wrong(ctx):
@@ -370,39 +463,80 @@ def action_rows_wrong(ctx):
 
 # -- contract rules ----------------------------------------------------------------------------
 def unknown_field(ctx):
-    return st.builds(lambda e, f, v: Bad(dumps({**e, f: v}), frozenset({"unknown_field"}), "reg"),
-                     reg_observe(), st.text(min_size=1, max_size=12).filter(lambda f: f not in {
-                         "id", "model", "kind", "key", "ts", "features", "attributes", "label", "actions", "expected_rewards", "ref",
-                         "reward", "violations", "panel_size", "auditors"}), scalars)
+    return st.builds(
+        lambda e, f, v: Bad(dumps({**e, f: v}), frozenset({"unknown_field"}), "reg"),
+        reg_observe(),
+        st.text(min_size=1, max_size=12).filter(
+            lambda f: (
+                f
+                not in {
+                    "id",
+                    "model",
+                    "kind",
+                    "key",
+                    "ts",
+                    "features",
+                    "attributes",
+                    "label",
+                    "actions",
+                    "expected_rewards",
+                    "ref",
+                    "reward",
+                    "violations",
+                    "panel_size",
+                    "auditors",
+                }
+            )
+        ),
+        scalars,
+    )
 
 
 def missing_field(ctx):
-    return st.builds(lambda e, f: Bad(dumps({k: v for k, v in e.items() if k != f}), frozenset({"missing_field"}), "reg" if f != "model" else UNKNOWN),
-                     reg_observe(), st.sampled_from(["id", "model", "kind", "features", "label"]))
+    return st.builds(
+        lambda e, f: Bad(dumps({k: v for k, v in e.items() if k != f}), frozenset({"missing_field"}), "reg" if f != "model" else UNKNOWN),
+        reg_observe(),
+        st.sampled_from(["id", "model", "kind", "features", "label"]),
+    )
 
 
 def unknown_kind(ctx):
-    return with_field(reg_observe(), "kind", st.text(max_size=20).filter(lambda k: k not in {"observe", "predict", "decide", "feedback", "audit"}),
-                      {"unknown_kind"})
+    return with_field(
+        reg_observe(),
+        "kind",
+        st.text(max_size=20).filter(lambda k: k not in {"observe", "predict", "decide", "feedback", "audit"}),
+        {"unknown_kind"},
+    )
 
 
 def undeclared_model(ctx):
-    return st.builds(lambda e, m: Bad(dumps({**e, "model": m}), frozenset({"unknown_model"}), UNKNOWN),
-                     reg_observe(), st.text(max_size=30).filter(lambda m: m not in {"reg", "bandit", "fair"}))
+    return st.builds(
+        lambda e, m: Bad(dumps({**e, "model": m}), frozenset({"unknown_model"}), UNKNOWN),
+        reg_observe(),
+        st.text(max_size=30).filter(lambda m: m not in {"reg", "bandit", "fair"}),
+    )
 
 
 def wrong_dimension(ctx):
-    return st.builds(lambda e, n: Bad(dumps({**e, "features": [0.5] * n}), frozenset({"missing_features", "extra_features"}), "reg"),
-                     reg_observe(), st.integers(0, 40).filter(lambda n: n != 3))
+    return st.builds(
+        lambda e, n: Bad(dumps({**e, "features": [0.5] * n}), frozenset({"missing_features", "extra_features"}), "reg"),
+        reg_observe(),
+        st.integers(0, 40).filter(lambda n: n != 3),
+    )
 
 
 def undeclared_feature_name(ctx):
-    return st.builds(lambda e, name: Bad(dumps({**e, "features": {"x0": 1.0, "x1": 1.0, name: 1.0}}), frozenset({"extra_features"}), "reg"),
-                     reg_observe(), st.text(max_size=10).filter(lambda n: n not in REG_FEATURES))
+    return st.builds(
+        lambda e, name: Bad(dumps({**e, "features": {"x0": 1.0, "x1": 1.0, name: 1.0}}), frozenset({"extra_features"}), "reg"),
+        reg_observe(),
+        st.text(max_size=10).filter(lambda n: n not in REG_FEATURES),
+    )
 
 
 def bool_feature(ctx):
-    return st.builds(lambda e, b: Bad(dumps({**e, "features": [b, 0.5, 0.5]}), frozenset({"wrong_type"}), "reg"), reg_observe(), st.booleans())
+    return st.builds(
+        lambda e, b: Bad(dumps({**e, "features": [b, 0.5, 0.5]}), frozenset({"wrong_type"}), "reg"), reg_observe(), st.booleans()
+    )
 
 
 def bad_id_length(ctx):
@@ -417,8 +551,9 @@ def feedback_both_or_neither(ctx):
 
 def feedback_label_list_bad(ctx):
     fair_feedback = st.builds(lambda i, r: {"id": i, "model": "fair", "kind": "feedback", "ref": "never-" + r}, ids, ids)
-    return with_field(fair_feedback, "label", st.lists(st.integers(2, 9) | st.text(max_size=2) | st.booleans(), min_size=1, max_size=5),
-                      {"bad_label"})
+    return with_field(
+        fair_feedback, "label", st.lists(st.integers(2, 9) | st.text(max_size=2) | st.booleans(), min_size=1, max_size=5), {"bad_label"}
+    )
 
 
 def malformed_auditors(ctx):
@@ -436,8 +571,16 @@ def feedback_unknown_id(ctx):
 
 
 def feedback_unknown_id_fresh_key(ctx):
-    return st.builds(lambda i, r, k: Bad(dumps({"id": i, "model": "reg", "kind": "feedback", "key": "fresh-" + k, "ref": "never-" + r,
-                                                "label": 0.5}), frozenset({"unknown_ref"}), "reg"), ids, ids, ids)
+    return st.builds(
+        lambda i, r, k: Bad(
+            dumps({"id": i, "model": "reg", "kind": "feedback", "key": "fresh-" + k, "ref": "never-" + r, "label": 0.5}),
+            frozenset({"unknown_ref"}),
+            "reg",
+        ),
+        ids,
+        ids,
+        ids,
+    )
 
 
 def audit_unknown_id(ctx):
@@ -445,23 +588,46 @@ def audit_unknown_id(ctx):
 
 
 def decide_to_regression(ctx):
-    return st.builds(lambda i: Bad(dumps({"id": i, "model": "reg", "kind": "decide", "key": "k0", "features": [0.1, 0.2, 0.3]}),
-                                   frozenset({"unsupported_kind"}), "reg"), ids)
+    return st.builds(
+        lambda i: Bad(
+            dumps({"id": i, "model": "reg", "kind": "decide", "key": "k0", "features": [0.1, 0.2, 0.3]}),
+            frozenset({"unsupported_kind"}),
+            "reg",
+        ),
+        ids,
+    )
 
 
 def observe_to_bandit(ctx):
-    return st.builds(lambda i: Bad(dumps({"id": i, "model": "bandit", "kind": "observe", "features": [0.1] * 18, "label": 1.0}),
-                                   frozenset({"unsupported_kind"}), "bandit"), ids)
+    return st.builds(
+        lambda i: Bad(
+            dumps({"id": i, "model": "bandit", "kind": "observe", "features": [0.1] * 18, "label": 1.0}),
+            frozenset({"unsupported_kind"}),
+            "bandit",
+        ),
+        ids,
+    )
 
 
 def audit_to_non_fair(ctx):
-    return st.builds(lambda i, m: Bad(dumps({"id": i, "model": m, "kind": "audit", "key": "k2", "ref": "x", "violations": [[0, 1]]}),
-                                      frozenset({"unsupported_kind"}), m), ids, st.sampled_from(["reg", "bandit"]))
+    return st.builds(
+        lambda i, m: Bad(
+            dumps({"id": i, "model": m, "kind": "audit", "key": "k2", "ref": "x", "violations": [[0, 1]]}),
+            frozenset({"unsupported_kind"}),
+            m,
+        ),
+        ids,
+        st.sampled_from(["reg", "bandit"]),
+    )
 
 
 def predict_to_fair(ctx):
-    return st.builds(lambda i: Bad(dumps({"id": i, "model": "fair", "kind": "predict", "features": [0.1] * 10}),
-                                   frozenset({"unsupported_kind"}), "fair"), ids)
+    return st.builds(
+        lambda i: Bad(
+            dumps({"id": i, "model": "fair", "kind": "predict", "features": [0.1] * 10}), frozenset({"unsupported_kind"}), "fair"
+        ),
+        ids,
+    )
 
 
 def fair_decide_without_individuals(ctx):
@@ -469,8 +635,13 @@ def fair_decide_without_individuals(ctx):
 
 
 def fair_decide_wrong_width(ctx):
-    return st.builds(lambda i, w: Bad(dumps({"id": i, "model": "fair", "kind": "decide", "actions": [[0.5] * w] * FAIR_K}),
-                                      frozenset({"bad_actions"}), "fair"), ids, st.integers(1, 30).filter(lambda w: w != 10))
+    return st.builds(
+        lambda i, w: Bad(
+            dumps({"id": i, "model": "fair", "kind": "decide", "actions": [[0.5] * w] * FAIR_K}), frozenset({"bad_actions"}), "fair"
+        ),
+        ids,
+        st.integers(1, 30).filter(lambda w: w != 10),
+    )
 
 
 def duplicate_predict_id(ctx):
@@ -479,66 +650,104 @@ def duplicate_predict_id(ctx):
 
 def duplicate_decide_id(ctx):
     return st.sampled_from(ctx.bandit_decides + ctx.fair_decides).map(
-        lambda i: Bad(ctx.good[i], frozenset({"duplicate_id"}), ctx.events[i]["model"], after=i))
+        lambda i: Bad(ctx.good[i], frozenset({"duplicate_id"}), ctx.events[i]["model"], after=i)
+    )
 
 
 def duplicate_feedback(ctx):
     return st.sampled_from(ctx.feedbacks).map(
-        lambda i: Bad(ctx.good[i], frozenset({"unknown_ref", "duplicate_feedback"}), ctx.events[i]["model"], after=i))
+        lambda i: Bad(ctx.good[i], frozenset({"unknown_ref", "duplicate_feedback"}), ctx.events[i]["model"], after=i)
+    )
 
 
 def reward_for_a_predict(ctx):
     def build(i, r):
         e = ctx.events[i]
-        return Bad(dumps({"id": r, "model": "reg", "kind": "feedback", "key": e["key"], "ref": e["id"], "reward": 1.0}),
-                   frozenset({"feedback_mismatch"}), "reg", after=i)
+        return Bad(
+            dumps({"id": r, "model": "reg", "kind": "feedback", "key": e["key"], "ref": e["id"], "reward": 1.0}),
+            frozenset({"feedback_mismatch"}),
+            "reg",
+            after=i,
+        )
+
     return st.builds(build, st.sampled_from(ctx.reg_predicts), ids)
 
 
 def label_for_a_decide(ctx):
     def build(i, r):
-        return Bad(dumps({"id": r, "model": "bandit", "kind": "feedback", "ref": ctx.events[i]["id"], "label": 1.0}),
-                   frozenset({"feedback_mismatch"}), "bandit", after=i)
+        return Bad(
+            dumps({"id": r, "model": "bandit", "kind": "feedback", "ref": ctx.events[i]["id"], "label": 1.0}),
+            frozenset({"feedback_mismatch"}),
+            "bandit",
+            after=i,
+        )
+
     return st.builds(build, st.sampled_from(ctx.bandit_decides), ids)
 
 
 def fair_labels_wrong_length(ctx):
     def build(i, r, n):
-        return Bad(dumps({"id": r, "model": "fair", "kind": "feedback", "ref": ctx.events[i]["id"], "label": [None] * n}),
-                   frozenset({"bad_label"}), "fair", after=i)
+        return Bad(
+            dumps({"id": r, "model": "fair", "kind": "feedback", "ref": ctx.events[i]["id"], "label": [None] * n}),
+            frozenset({"bad_label"}),
+            "fair",
+            after=i,
+        )
+
     return st.builds(build, st.sampled_from(ctx.fair_decides), ids, st.integers(1, 9).filter(lambda n: n != FAIR_K))
 
 
 def audit_index_out_of_range(ctx):
     def build(i, r, j):
-        return Bad(dumps({"id": r, "model": "fair", "kind": "audit", "ref": ctx.events[i]["id"], "violations": [[0, j]]}),
-                   frozenset({"bad_field"}), "fair", after=i)
+        return Bad(
+            dumps({"id": r, "model": "fair", "kind": "audit", "ref": ctx.events[i]["id"], "violations": [[0, j]]}),
+            frozenset({"bad_field"}),
+            "fair",
+            after=i,
+        )
+
     return st.builds(build, st.sampled_from(ctx.fair_decides), ids, st.integers(FAIR_K, 2**31 - 1))
 
 
 def bandit_decide_with_actions(ctx):
-    return st.builds(lambda e, n: Bad(dumps({**e, "actions": [[0.5] * 18] * n}), frozenset({"rejected_by_learner", "bad_actions"}), "bandit"),
-                     bandit_decide(expected_rewards=None).map(lambda e: {k: v for k, v in e.items() if k != "expected_rewards"}),
-                     st.integers(1, 9))
+    return st.builds(
+        lambda e, n: Bad(dumps({**e, "actions": [[0.5] * 18] * n}), frozenset({"rejected_by_learner", "bad_actions"}), "bandit"),
+        bandit_decide(expected_rewards=None).map(lambda e: {k: v for k, v in e.items() if k != "expected_rewards"}),
+        st.integers(1, 9),
+    )
 
 
 def bandit_decide_without_context(ctx):
-    return st.builds(lambda i: Bad(dumps({"id": i, "model": "bandit", "kind": "decide"}), frozenset({"rejected_by_learner", "missing_field"}),
-                                   "bandit"), ids)
+    return st.builds(
+        lambda i: Bad(dumps({"id": i, "model": "bandit", "kind": "decide"}), frozenset({"rejected_by_learner", "missing_field"}), "bandit"),
+        ids,
+    )
 
 
 def wrong_label_for_a_predict(ctx):
     def build(i, r, label):
         e = ctx.events[i]
-        return Bad(dumps({"id": r, "model": "reg", "kind": "feedback", "key": e["key"], "ref": e["id"], "label": label}),
-                   frozenset({"bad_label"}), "reg", after=i)
-    return st.builds(build, st.sampled_from(ctx.reg_predicts), ids, st.text(max_size=5) | st.lists(st.sampled_from([0, 1, None]), max_size=4))
+        return Bad(
+            dumps({"id": r, "model": "reg", "kind": "feedback", "key": e["key"], "ref": e["id"], "label": label}),
+            frozenset({"bad_label"}),
+            "reg",
+            after=i,
+        )
+
+    return st.builds(
+        build, st.sampled_from(ctx.reg_predicts), ids, st.text(max_size=5) | st.lists(st.sampled_from([0, 1, None]), max_size=4)
+    )
 
 
 def reward_for_a_fair_decide(ctx):
     def build(i, r):
-        return Bad(dumps({"id": r, "model": "fair", "kind": "feedback", "ref": ctx.events[i]["id"], "reward": 1.0}),
-                   frozenset({"bad_label"}), "fair", after=i)
+        return Bad(
+            dumps({"id": r, "model": "fair", "kind": "feedback", "ref": ctx.events[i]["id"], "reward": 1.0}),
+            frozenset({"bad_label"}),
+            "fair",
+            after=i,
+        )
+
     return st.builds(build, st.sampled_from(ctx.fair_decides), ids)
 
 

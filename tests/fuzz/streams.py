@@ -36,16 +36,22 @@ def config_dict(rounds: int = 60, **runtime) -> dict:
         "dead_letters": {"type": "memory"},
         "models": {
             "reg": {
-                "learner": "ridge", "features": REG_FEATURES, "params": {"lam": 1.0, "shard_by_key": True},
+                "learner": "ridge",
+                "features": REG_FEATURES,
+                "params": {"lam": 1.0, "shard_by_key": True},
                 "groups": [{"name": "segment", "field": "segment", "values": ["a", "b", "c"]}],
                 "joins": {"ttl_events": 50},
             },
             "bandit": {
-                "learner": "linucb-disjoint", "n_actions": 7, "features": [f"f{i}" for i in range(18)],
-                "params": {"alpha": 1.0}, "joins": {"ttl_events": 100},
+                "learner": "linucb-disjoint",
+                "n_actions": 7,
+                "features": [f"f{i}" for i in range(18)],
+                "params": {"alpha": 1.0},
+                "joins": {"ttl_events": 100},
             },
             "fair": {
-                "learner": "fair-exp2", "features": list(FAIR_FEATURES),
+                "learner": "fair-exp2",
+                "features": list(FAIR_FEATURES),
                 "params": {"horizon": rounds, "gamma": 0.5, "fairness_scale": 2.0, "cost_bound": 2.0, "seed": 0},
                 "joins": {"ttl_events": 100},
             },
@@ -71,8 +77,9 @@ def regression_events(n: int, seed: int = 0) -> list[bytes]:
             out.append({"id": f"r-p{i}", "model": "reg", "kind": "predict", "key": key, "features": x.tolist(), "attributes": attrs})
             waiting.append((f"r-p{i}", key, y))
         else:
-            out.append({"id": f"r-o{i}", "model": "reg", "kind": "observe", "key": key, "features": x.tolist(), "label": y,
-                        "attributes": attrs})
+            out.append(
+                {"id": f"r-o{i}", "model": "reg", "kind": "observe", "key": key, "features": x.tolist(), "label": y, "attributes": attrs}
+            )
         if waiting and i % 4 == 1:
             ref, key, label = waiting.pop(0)
             out.append({"id": f"r-f{i}", "model": "reg", "kind": "feedback", "key": key, "ref": ref, "label": label})

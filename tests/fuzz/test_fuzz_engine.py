@@ -102,7 +102,7 @@ def check_dead_letters(engine, order) -> None:
     """One dead letter per bad payload, in stream order, with an expected reason and model."""
     records = engine.dead_letters.records
     assert len(records) == len(order), f"{len(records)} dead letters for {len(order)} bad payloads"
-    for (name, bad), (key, value, headers) in zip(order, records):
+    for (name, bad), (key, value, _headers) in zip(order, records):
         letter = orjson.loads(value)
         reasons, model = expected(bad)
         assert letter["raw"] == capped_raw(bad.payload), name
@@ -117,8 +117,14 @@ def test_the_payload_kinds_number_at_least_fifty():
     assert len(set(names)) == len(names) >= 50
 
 
-@settings(max_examples=10, deadline=None, derandomize=True, database=None, phases=(Phase.generate,),
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=10,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.generate,),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 @given(st.data())
 def test_bad_payloads_among_good_events_are_dead_lettered_and_change_no_state_or_answer(data):
     good, _, config, clean = reference()
@@ -131,8 +137,14 @@ def test_bad_payloads_among_good_events_are_dead_lettered_and_change_no_state_or
     assert answers_by_shard(engine) == answers_by_shard(clean)
 
 
-@settings(max_examples=3, deadline=None, derandomize=True, database=None, phases=(Phase.generate,),
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.generate,),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 @given(st.data())
 def test_bad_payloads_create_no_shards(data):
     """Only the good events' shards exist, whatever keys the bad ones carry (needs shards created after validation)."""
@@ -183,8 +195,10 @@ def test_memory_stays_bounded_under_bad_events_with_fresh_keys():
             break
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     shards = sum(1 for _ in engine.shards())
-    print(f"rss: {before:.1f} MB -> +{growth:.1f} MB after {sent} bad events with fresh keys; "
-          f"peak (getrusage) {peak_before:.1f} -> {peak_after:.1f} MB; shards {shards}; dead letters {engine.dead_letters.count}")
+    print(
+        f"rss: {before:.1f} MB -> +{growth:.1f} MB after {sent} bad events with fresh keys; "
+        f"peak (getrusage) {peak_before:.1f} -> {peak_after:.1f} MB; shards {shards}; dead letters {engine.dead_letters.count}"
+    )
     assert engine.dead_letters.count == sent
     assert growth < 50, f"resident memory grew {growth:.1f} MB over {sent} bad events ({shards} shards)"
     assert shards == 5, f"{shards} shards: bad events created shards"
@@ -205,10 +219,14 @@ def test_new_keys_past_max_shards_are_dead_lettered_too_many_keys_and_change_not
     assert_same_states(shard_states(alone), shard_states(engine), only_reference_shards=False)
 
 
-@pytest.mark.parametrize("first", [
-    {"id": "bad-1", "model": "bandit", "kind": "decide", "features": [0.5] * 18, "actions": [[0.5] * 18] * 3},
-    {"id": "bad-2", "model": "bandit", "kind": "decide"},
-], ids=["with_actions", "without_context"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"id": "bad-1", "model": "bandit", "kind": "decide", "features": [0.5] * 18, "actions": [[0.5] * 18] * 3},
+        {"id": "bad-2", "model": "bandit", "kind": "decide"},
+    ],
+    ids=["with_actions", "without_context"],
+)
 def test_a_malformed_first_decide_does_not_fix_the_bandit_learners_shape(first):
     """Found by the fuzz mixture: the shared-context bandit learns its mode and width from its first decide,
     so a malformed first decide was accepted and every good decide after it rejected (needs a fix in the

@@ -72,20 +72,30 @@ def run_daemon(broker: Broker, tmp_path: Path, name: str, records: list[tuple[by
     topic = broker.create_topic(PARTITIONS, name)
     produce(broker.bootstrap, topic, records)
     raw = config_dict(60)
-    raw.update({
-        "source": {"type": "kafka", "bootstrap_servers": broker.bootstrap, "topics": [topic], "group_id": f"{name}-{topic}",
-                   "session_timeout_ms": 2000, "heartbeat_interval_ms": 500, "request_timeout_ms": 5000},
-        "answers": {"type": "null"},
-        "dead_letters": {"type": "kafka", "topic": f"{topic}-dead"},
-        "runtime": {"batch_size": 64, "batch_timeout_ms": 50, "idle_exit_seconds": 4.0},
-        "checkpoint": {"dir": f"{name}-state", "every_events": 10**9},
-        "metrics": {"port": free_port()},
-    })
+    raw.update(
+        {
+            "source": {
+                "type": "kafka",
+                "bootstrap_servers": broker.bootstrap,
+                "topics": [topic],
+                "group_id": f"{name}-{topic}",
+                "session_timeout_ms": 2000,
+                "heartbeat_interval_ms": 500,
+                "request_timeout_ms": 5000,
+            },
+            "answers": {"type": "null"},
+            "dead_letters": {"type": "kafka", "topic": f"{topic}-dead"},
+            "runtime": {"batch_size": 64, "batch_timeout_ms": 50, "idle_exit_seconds": 4.0},
+            "checkpoint": {"dir": f"{name}-state", "every_events": 10**9},
+            "metrics": {"port": free_port()},
+        }
+    )
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(toml(raw))
     with open(tmp_path / f"{name}.log", "wb") as log:
-        code = subprocess.run([REGRETFLOW, "run", "--config", str(cfg)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                              timeout=300).returncode
+        code = subprocess.run(
+            [REGRETFLOW, "run", "--config", str(cfg)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, timeout=300
+        ).returncode
     assert code == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
     return tmp_path / f"{name}-state", topic
 
@@ -102,8 +112,7 @@ def shard_states(state_dir: Path) -> dict:
     return out
 
 
-@settings(max_examples=1, deadline=None, derandomize=True, database=None, phases=(Phase.generate,),
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=1, deadline=None, derandomize=True, database=None, phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_the_daemon_on_a_real_broker_dead_letters_the_fuzz_mixture_and_learns_as_without_it(broker, tmp_path_factory, data):
     good, _, config, _ = reference()

@@ -8,7 +8,6 @@ same events.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -51,12 +50,23 @@ def keyed_stream(n: int, seed: int) -> list[tuple[bytes, bytes]]:
             ref, label = waiting.pop(key)
             out.append({"id": f"f{i}", "model": "m", "kind": "feedback", "key": key, "ref": ref, "label": label})
         else:
-            out.append({"id": f"o{i}", "model": "m", "kind": "observe", "key": key, "features": x.tolist(), "label": y, "attributes": {"segment": seg}})
+            out.append(
+                {
+                    "id": f"o{i}",
+                    "model": "m",
+                    "kind": "observe",
+                    "key": key,
+                    "features": x.tolist(),
+                    "label": y,
+                    "attributes": {"segment": seg},
+                }
+            )
     return [(f"m:{e['key']}".encode(), orjson.dumps(e)) for e in out]
 
 
-def write_config(directory: Path, name: str, broker: Broker, topic: str, group: str, port: int, every_events: int = 500,
-                 backend: str = "kafka-python") -> Path:
+def write_config(
+    directory: Path, name: str, broker: Broker, topic: str, group: str, port: int, every_events: int = 500, backend: str = "kafka-python"
+) -> Path:
     cfg = directory / f"{name}.toml"
     cfg.write_text(f"""
 [source]
@@ -190,14 +200,15 @@ def test_end_to_end_every_request_is_answered_and_metrics_show_the_stream(broker
     produce(broker.bootstrap, topic, [(b"ridge", e) for e in events] + [(b"ridge", b) for b in bad])
     port = free_port()
     cfg = tmp_path / "e2e.toml"
-    from regretflow.engine.cli.demo import DEMO_GROUPS
     from regretflow.connectors.datasets.insurance import load_insurance
+    from regretflow.engine.cli.demo import DEMO_GROUPS
 
     features = list(load_insurance().feature_names)
     groups = "\n".join(
         f'[[models.ridge.groups]]\nname = "{g["name"]}"\nfield = "{g["field"]}"\n'
-        + (f'values = {orjson.dumps(g["values"]).decode()}\n' if "values" in g else f'edges = {list(g["edges"])}\n')
-        for g in DEMO_GROUPS)
+        + (f"values = {orjson.dumps(g['values']).decode()}\n" if "values" in g else f"edges = {list(g['edges'])}\n")
+        for g in DEMO_GROUPS
+    )
     cfg.write_text(f"""
 [source]
 type = "kafka"
@@ -331,7 +342,9 @@ def test_a_second_worker_joins_and_leaves_without_loss_or_double_counting(broker
     # misses the join window the group forms without it and it rejoins: either way the
     # two end up sharing the partitions.
     shared = wait_until(lambda: owned(port_a) >= 1 and owned(port_b) >= 1 and owned(port_a) + owned(port_b) == PARTITIONS, [a, b])
-    assert shared, coordinator_lines((tmp_path / "a.log").read_text()) + "\n--- B ---\n" + coordinator_lines((tmp_path / "b.log").read_text())
+    assert shared, (
+        coordinator_lines((tmp_path / "a.log").read_text()) + "\n--- B ---\n" + coordinator_lines((tmp_path / "b.log").read_text())
+    )
     produce(broker.bootstrap, topic, stream[10_000:])
     assert wait_for_events(b, port_b, 500), (tmp_path / "b.log").read_text()[-3000:]
     log_a = b_leaves_then_a_finishes(a, b, port_a, len(stream), tmp_path)
@@ -358,8 +371,9 @@ def test_a_stalled_worker_is_evicted_and_rejoins_without_double_counting(broker,
     finally:
         a.send_signal(signal.SIGCONT)
     # A learns it was evicted, drops its partitions, rejoins: the two share the group
-    assert wait_until(lambda: (metric(port_a, "regretflow_partitions_lost_total") or 0) >= PARTITIONS and owned(port_a) >= 1, [a, b]), \
+    assert wait_until(lambda: (metric(port_a, "regretflow_partitions_lost_total") or 0) >= PARTITIONS and owned(port_a) >= 1, [a, b]), (
         coordinator_lines((tmp_path / "a.log").read_text())
+    )
     log_a = b_leaves_then_a_finishes(a, b, port_a, len(stream), tmp_path)
     assert "event=lost" in log_a and log_a.count("event=assigned") >= 2, coordinator_lines(log_a)
     clean = clean_run(broker, tmp_path, topic)

@@ -124,7 +124,7 @@ def test_a_restart_onto_a_recreated_topic_fails_loudly_then_earliest_resumes_fro
     log = (tmp_path / "fail.log").read_text()
     assert rc == 1, log[-3000:]
     assert "event=offset_reset" in log and "reason=topic_recreated action=fail" in log, log[-3000:]
-    assert f"Kafka topic {topic} partition" in log and "source.on_offset_reset = \"fail\"" in log, log[-3000:]
+    assert f"Kafka topic {topic} partition" in log and 'source.on_offset_reset = "fail"' in log, log[-3000:]
     assert snapshot(tmp_path / "state") == before
 
     cfg = write_config(tmp_path, broker, topic, backend, "earliest", port)
@@ -143,13 +143,19 @@ def test_a_broker_restart_under_a_running_daemon_is_reset_per_policy_and_counted
     cfg = write_config(tmp_path, broker, topic, backend, "earliest", port)
     proc = start(cfg, tmp_path, "live.log")
     try:
-        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), \
-            (tmp_path / "live.log").read_text()[-3000:]
+        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), (tmp_path / "live.log").read_text()[
+            -3000:
+        ]
         recreate(broker, topic, events(10_000, 150))
         resets = f'action="earliest",partition="0",topic="{topic}"'
-        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 750
-                          and (metric(port, "regretflow_source_offset_resets_total", resets) or 0) >= 1, [proc], timeout=90), \
-            (tmp_path / "live.log").read_text()[-3000:]
+        assert wait_until(
+            lambda: (
+                (metric(port, "regretflow_partition_events") or 0) >= 750
+                and (metric(port, "regretflow_source_offset_resets_total", resets) or 0) >= 1
+            ),
+            [proc],
+            timeout=90,
+        ), (tmp_path / "live.log").read_text()[-3000:]
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=60)
@@ -168,8 +174,9 @@ def test_a_broker_restart_under_a_running_daemon_stops_it_under_fail_with_only_t
     cfg = write_config(tmp_path, broker, topic, backend, "fail", port)
     proc = start(cfg, tmp_path, "live.log")
     try:
-        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), \
-            (tmp_path / "live.log").read_text()[-3000:]
+        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 600, [proc]), (tmp_path / "live.log").read_text()[
+            -3000:
+        ]
         _, old_ids = applied(tmp_path / "state")
         recreate(broker, topic, events(10_000, 150))
         rc = proc.wait(timeout=90)
@@ -178,15 +185,14 @@ def test_a_broker_restart_under_a_running_daemon_stops_it_under_fail_with_only_t
             proc.kill()
     log = (tmp_path / "live.log").read_text()
     assert rc == 1, log[-3000:]
-    assert "reason=topic_recreated action=fail" in log and "source.on_offset_reset = \"fail\" stops here" in log, log[-3000:]
+    assert "reason=topic_recreated action=fail" in log and 'source.on_offset_reset = "fail" stops here' in log, log[-3000:]
     seen, ids = applied(tmp_path / "state")
     assert seen == 600 and ids == old_ids, log[-3000:]  # not one record of the new log in any checkpoint
 
 
 def test_an_unknown_offset_reset_policy_is_a_config_error_naming_the_key(tmp_path):
     cfg = tmp_path / "bad.toml"
-    cfg.write_text('[source]\ntype = "kafka"\ntopics = ["t"]\non_offset_reset = "skip"\n'
-                   '[models.m]\nlearner = "ridge"\nfeatures = ["x"]\n')
+    cfg.write_text('[source]\ntype = "kafka"\ntopics = ["t"]\non_offset_reset = "skip"\n[models.m]\nlearner = "ridge"\nfeatures = ["x"]\n')
     done = subprocess.run([REGRETFLOW, "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "source.on_offset_reset: 'skip' is not one of fail, earliest, latest" in done.stderr
@@ -200,8 +206,14 @@ def test_a_checkpoint_past_the_end_of_the_log_is_caught_without_a_topic_id(broke
 
     topic = broker.create_topic(1, f"past-end-{backend}")
     produce(broker.bootstrap, topic, events(0, 40))
-    options = {"backend": backend, "bootstrap_servers": broker.bootstrap, "topics": [topic], "group_id": f"g-{topic}",
-               "session_timeout_ms": 2000, "heartbeat_interval_ms": 500}
+    options = {
+        "backend": backend,
+        "bootstrap_servers": broker.bootstrap,
+        "topics": [topic],
+        "group_id": f"g-{topic}",
+        "session_timeout_ms": 2000,
+        "heartbeat_interval_ms": 500,
+    }
 
     def consume(policy: str, polls: int = 60) -> list:
         source = KafkaSource({**options, "on_offset_reset": policy})
@@ -232,12 +244,16 @@ def test_the_confluent_backend_exits_0_with_file_sinks(broker, tmp_path, stop):
     produce(broker.bootstrap, topic, events(0, 300))
     port = free_port()
     cfg = write_config(tmp_path, broker, topic, "confluent", "fail", port, idle_exit=6 if stop == "idle_exit" else 60)
-    cfg.write_text(cfg.read_text().replace('[answers]\ntype = "null"', '[answers]\ntype = "jsonl"\npath = "answers.jsonl"')
-                   .replace('[dead_letters]\ntype = "null"', '[dead_letters]\ntype = "jsonl"\npath = "dead.jsonl"'))
+    cfg.write_text(
+        cfg.read_text()
+        .replace('[answers]\ntype = "null"', '[answers]\ntype = "jsonl"\npath = "answers.jsonl"')
+        .replace('[dead_letters]\ntype = "null"', '[dead_letters]\ntype = "jsonl"\npath = "dead.jsonl"')
+    )
     proc = start(cfg, tmp_path, "exit.log")
     if stop == "sigterm":
-        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 300, [proc]), \
-            (tmp_path / "exit.log").read_text()[-3000:]
+        assert wait_until(lambda: (metric(port, "regretflow_partition_events") or 0) >= 300, [proc]), (tmp_path / "exit.log").read_text()[
+            -3000:
+        ]
         proc.send_signal(signal.SIGTERM)
     rc = proc.wait(timeout=120)
     log = (tmp_path / "exit.log").read_text()

@@ -186,7 +186,15 @@ def test_information_weights_equals_batch_ridge_on_appended_rows():
 
 def test_warm_up_compiles_every_kernel():
     K.warm_up()
-    for kernel in (K.expand_relu, K.linear_logits, K.sherman_morrison_observe, K.cholesky_observe, K.welford_update, K.gram_update, K.masked_argmax):
+    for kernel in (
+        K.expand_relu,
+        K.linear_logits,
+        K.sherman_morrison_observe,
+        K.cholesky_observe,
+        K.welford_update,
+        K.gram_update,
+        K.masked_argmax,
+    ):
         assert kernel.signatures, kernel
 
 
@@ -646,17 +654,27 @@ def test_engine_answers_observe_and_predict_events_and_exports_the_gauges(monkey
     monkeypatch.setitem(LEARNERS, "analytic-ridge", AnalyticRidgeClassifier)
     X, y = long_tailed_stream(17, n_classes=4, d_in=3, head=60)
     names = ["cat", "dog", "eel", "fox"]
-    config = parse_config({"models": {"clf": {
-        "learner": "analytic-ridge",
-        "features": ["a", "b", "c"],
-        "params": {"gamma": 0.5, "expansion_dim": 32, "generator": "every_n", "refresh_events": 20},
-        "groups": [{"name": "segment", "field": "segment", "values": ["left", "right"]}],
-    }}})
+    config = parse_config(
+        {
+            "models": {
+                "clf": {
+                    "learner": "analytic-ridge",
+                    "features": ["a", "b", "c"],
+                    "params": {"gamma": 0.5, "expansion_dim": 32, "generator": "every_n", "refresh_events": 20},
+                    "groups": [{"name": "segment", "field": "segment", "values": ["left", "right"]}],
+                }
+            }
+        }
+    )
     payloads = []
     for i, (row, label) in enumerate(zip(X.tolist(), y.tolist())):
         attrs = {"segment": ["left", "right"][i % 2]}
-        payloads.append(orjson.dumps({"id": f"o{i}", "model": "clf", "kind": "observe", "features": row, "label": names[label], "attributes": attrs}))
-    payloads.append(orjson.dumps({"id": "p", "model": "clf", "kind": "predict", "features": X[0].tolist(), "attributes": {"segment": "left"}}))
+        payloads.append(
+            orjson.dumps({"id": f"o{i}", "model": "clf", "kind": "observe", "features": row, "label": names[label], "attributes": attrs})
+        )
+    payloads.append(
+        orjson.dumps({"id": "p", "model": "clf", "kind": "predict", "features": X[0].tolist(), "attributes": {"segment": "left"}})
+    )
     answers, dead = MemorySink(), MemorySink()
     engine = Engine(config, MemorySource(payloads), answers, dead, serve_metrics=False)
     engine.run()

@@ -32,9 +32,7 @@ def learners():
 
 def same_state(a, b) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
-    return set(sa) == set(sb) and all(
-        np.array_equal(sa[k], sb[k]) if isinstance(sa[k], np.ndarray) else sa[k] == sb[k] for k in sa
-    )
+    return set(sa) == set(sb) and all(np.array_equal(sa[k], sb[k]) if isinstance(sa[k], np.ndarray) else sa[k] == sb[k] for k in sa)
 
 
 @pytest.mark.parametrize("name", list(learners()))
@@ -49,8 +47,9 @@ def test_play_equals_decide_and_learn_round_by_round(name):
         arms_a.append(arm)
         by_hand.learn(None, arm, float(noisy_linear_reward((gain, 0.1, rng_a), np.array(by_hand.describe_action(arm)))))
     # two pieces: resuming mid-epoch (or mid-batch) must be seamless
-    arms_b = np.concatenate([compiled.play(noisy_linear_reward, (gain, 0.1, rng_b), 333),
-                             compiled.play(noisy_linear_reward, (gain, 0.1, rng_b), 367)])
+    arms_b = np.concatenate(
+        [compiled.play(noisy_linear_reward, (gain, 0.1, rng_b), 333), compiled.play(noisy_linear_reward, (gain, 0.1, rng_b), 367)]
+    )
     assert arms_b.tolist() == arms_a
     assert same_state(by_hand, compiled)
     assert by_hand.gauges() == compiled.gauges()

@@ -322,7 +322,18 @@ def test_dynlinucb_follows_the_numpy_reference_of_the_official_agent(name):
     b = bounds_of(name)
     learner = DynLinUCB(sim.actions, b, T6, seed=3)
     c = learner.constants_
-    ref = ReferenceLinearAgent(sim.actions, 5000, np.log(T6), b.rho_bar, c["c1"], c["c2"], c["sigma_bar_sq"], np.log(T6), learner._beta_params[6], every_round=False)
+    ref = ReferenceLinearAgent(
+        sim.actions,
+        5000,
+        np.log(T6),
+        b.rho_bar,
+        c["c1"],
+        c["c2"],
+        c["sigma_bar_sq"],
+        np.log(T6),
+        learner._beta_params[6],
+        every_round=False,
+    )
     follow_reference(learner, ref, sim, 5000)
 
 

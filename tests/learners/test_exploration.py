@@ -55,8 +55,9 @@ def test_fastcb_probabilities_are_a_distribution_with_a_small_loss_cost_bound(pr
 @given(st.lists(st.floats(0.0, 0.999), min_size=2, max_size=10).map(np.array), st.floats(0.0, 1e4))
 def test_fastcb_equals_squarecb_at_gamma_over_best_cost(predicted, gamma):
     best_cost = 1.0 - predicted.max()
-    np.testing.assert_allclose(fastcb_probabilities(predicted, gamma),
-                               squarecb_probabilities(predicted, gamma / best_cost), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        fastcb_probabilities(predicted, gamma), squarecb_probabilities(predicted, gamma / best_cost), rtol=1e-9, atol=1e-12
+    )
 
 
 def test_squarecb_matches_vw_formula_with_lowest_index_ties():

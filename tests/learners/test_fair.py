@@ -235,8 +235,9 @@ def drive(model, n_rounds=60, hidden=0.0, order="feedback-first", seed=0):
         panel = model.decide_panel(X)
         dec, q = panel.decisions, panel.probabilities
         labels = np.where(dec == 1, y, hidden)
-        reports = [(i, l, a) for a in range(3) for i in range(len(q)) for l in range(len(q))
-                   if q[i] - q[l] > 0.5 * abs(X[i, a] - X[l, a]) + 0.05]
+        reports = [
+            (i, l, a) for a in range(3) for i in range(len(q)) for l in range(len(q)) if q[i] - q[l] > 0.5 * abs(X[i, a] - X[l, a]) + 0.05
+        ]
         if order == "feedback-first":
             model.learn_panel(dec, labels, q, X)
             model.audit(X, dec, q, reports, panel_size=3)
@@ -249,8 +250,9 @@ def drive(model, n_rounds=60, hidden=0.0, order="feedback-first", seed=0):
 
 LEARNER_FACTORIES = {
     "exp2": lambda: FairExp2(n_features=3, n_directions=8, n_offsets=5, horizon=60, learning_rate_factor=8.0, seed=3),
-    "ftpl": lambda: FairFTPL(n_features=3, n_directions=8, n_offsets=5, horizon=60, n_samples=40, max_resamples=6,
-                             perturbation_factor=0.05, seed=3),
+    "ftpl": lambda: FairFTPL(
+        n_features=3, n_directions=8, n_offsets=5, horizon=60, n_samples=40, max_resamples=6, perturbation_factor=0.05, seed=3
+    ),
     "onesided": lambda: OneSidedExp2(n_features=3, n_directions=8, n_offsets=5, horizon=60, seed=3),
 }
 
@@ -274,7 +276,7 @@ def test_a_positive_decision_without_a_label_is_refused(name):
     model = LEARNER_FACTORIES[name]()
     X = np.full((5, 3), 0.9)
     panel = model.decide_panel(X)
-    dec, q = panel.decisions, panel.probabilities
+    dec = panel.decisions
     dec = np.ones(5, dtype=np.int64)
     with pytest.raises(ValueError):
         model.learn_panel(dec, [-1] * 5, np.full(5, 0.5), X)
@@ -353,8 +355,9 @@ def test_gauges_are_declared(name):
 
 
 def test_group_gauges_count_positive_decisions_per_group_feature():
-    model = FairExp2(features=["score", "female"], weights=[[1.0, 0.0]], offsets=[0.5], groups=["sex=female"],
-                     group_features={"sex=female": "female"})
+    model = FairExp2(
+        features=["score", "female"], weights=[[1.0, 0.0]], offsets=[0.5], groups=["sex=female"], group_features={"sex=female": "female"}
+    )
     X = np.array([[0.9, 1.0], [0.1, 1.0], [0.9, 0.0]])
     model.decide_panel(X)
     assert model.group_gauges()["positive_decision_rate"].tolist() == [0.5]
@@ -363,6 +366,7 @@ def test_group_gauges_count_positive_decisions_per_group_feature():
 
 def test_fair_learner_reduces_panel_violations_against_the_accuracy_only_baseline():
     """C > 0 trades violations for accuracy on a toy stream where the labels sit on a sharp threshold."""
+
     def violations(model):
         total = 0
         for X, y in stream(300, seed=7):
@@ -372,6 +376,7 @@ def test_fair_learner_reduces_panel_violations_against_the_accuracy_only_baselin
             reports = [(i, l, 0) for i in range(5) for l in range(5) if q[i] - q[l] > 2 * abs(X[i, 0] - X[l, 0]) + 0.05]
             total += model.audit(X, dec, q, reports, panel_size=1) > 0
         return total
+
     fair = FairExp2(n_features=3, n_directions=8, n_offsets=9, fairness_weight=3.0, learning_rate=0.3, seed=1)
     plain = OneSidedExp2(n_features=3, n_directions=8, n_offsets=9, learning_rate=0.3, seed=1)
     assert violations(fair) < 0.9 * violations(plain)
@@ -393,7 +398,7 @@ def test_cost_bound_sets_the_B_of_the_schedules():
     worst, label = FairExp2(**common), FairExp2(cost_bound=2.0, **common)
     for model in (worst, label):
         model.decide_panel(X)
-    C = 7.0 * 10_000 ** 0.25
+    C = 7.0 * 10_000**0.25
     assert worst.current_fairness_weight() == label.current_fairness_weight() == pytest.approx(C)
     eta_label = math.sqrt(2 * math.log(worst.n_policies) / (25 * 4 * 10_000))
     assert label.current_learning_rate() == pytest.approx(eta_label, rel=1e-12)
@@ -433,5 +438,5 @@ def test_class_evaluation_at_exact_ties_does_not_depend_on_the_batch():
     K.evaluate_class(W, b, X, batch)
     for i in range(30):
         alone = np.empty((30, 1))
-        K.evaluate_class(W, b, X[i:i + 1], alone)
+        K.evaluate_class(W, b, X[i : i + 1], alone)
         assert np.array_equal(alone[:, 0], batch[:, i])

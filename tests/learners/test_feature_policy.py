@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regretflow.learners import (AnalyticRidgeClassifier, GroupwiseRegressor, OnlineNeuralRegressor, OnlineRidge,
-                                 OptimisticOMDRegressor)
+from regretflow.learners import AnalyticRidgeClassifier, GroupwiseRegressor, OnlineNeuralRegressor, OnlineRidge, OptimisticOMDRegressor
 from tests.learners.test_learner_guards import assert_states_identical
 
 
@@ -60,7 +59,7 @@ def test_learn_many_grows_on_new_columns_and_fills_absent_ones_with_zero(cls):
     rows = list(stream(400))
     by_frames, by_dicts = cls(), cls()
     for start in range(0, 400, 50):
-        chunk = rows[start:start + 50]
+        chunk = rows[start : start + 50]
         frame = pd.DataFrame([x for x, _ in chunk])
         if start == 300:
             frame = frame.drop(columns=["a"])  # absent: 0
@@ -81,16 +80,22 @@ def test_strict_refuses_any_change_of_keys_and_keeps_its_state(cls, change):
         model.learn_one(x, y)
     before = model.state_dict()
     x = {"a": 1.0, "b": 2.0, "z": 3.0} if change == "new key" else {"a": 1.0}
-    for call in (lambda: model.learn_one(x, 1.0), lambda: model.predict_one(x),
-                 lambda: model.learn_many(pd.DataFrame([x]), pd.Series([1.0])),
-                 lambda: model.predict_many(pd.DataFrame([x]))):
+    for call in (
+        lambda: model.learn_one(x, 1.0),
+        lambda: model.predict_one(x),
+        lambda: model.learn_many(pd.DataFrame([x]), pd.Series([1.0])),
+        lambda: model.predict_many(pd.DataFrame([x])),
+    ):
         with pytest.raises(ValueError, match="strict=True"):
             call()
     assert_states_identical(before, model.state_dict())
 
 
-@pytest.mark.parametrize("make", [lambda: OnlineNeuralRegressor(width=4), lambda: GroupwiseRegressor(),
-                                  lambda: AnalyticRidgeClassifier()], ids=["neural", "groupwise", "analytic-ridge"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: OnlineNeuralRegressor(width=4), lambda: GroupwiseRegressor(), lambda: AnalyticRidgeClassifier()],
+    ids=["neural", "groupwise", "analytic-ridge"],
+)
 def test_a_learner_that_cannot_grow_warns_once_about_each_key_it_ignores(make):
     model = make()
     y = 1 if isinstance(model, AnalyticRidgeClassifier) else 1.0

@@ -184,7 +184,7 @@ def test_sleeping_groups_are_bit_identical_across_a_round_and_abs_regret_bounds_
     model = make()
     for t in range(len(y)):
         before = {k: np.copy(v) for k, v in model.state_dict().items() if isinstance(v, np.ndarray)}
-        model.observe_many(X[t:t + 1], y[t:t + 1], G[t:t + 1])
+        model.observe_many(X[t : t + 1], y[t : t + 1], G[t : t + 1])
         after = model.state_dict()
         asleep = np.flatnonzero(~G[t])
         for key in ("R", "C", "counts", "P", "theta"):
@@ -266,8 +266,7 @@ def test_predict_one_is_the_pure_mixture_and_learn_one_reads_membership_from_fla
         before = by_dicts.state_dict()["R"].copy()
         prediction = by_dicts.predict_one(x)
         np.testing.assert_array_equal(by_dicts.state_dict()["R"], before)
-        assert prediction == pytest.approx(
-            float(by_dicts.predict_many(X[t:t + 1], G[t:t + 1])[0]), abs=1e-15)
+        assert prediction == pytest.approx(float(by_dicts.predict_many(X[t : t + 1], G[t : t + 1])[0]), abs=1e-15)
         by_dicts.learn_one(x, y[t])
     by_matrix = make()
     by_matrix.observe_many(X, y, G)
@@ -315,8 +314,7 @@ def test_state_holds_only_arrays_and_json_scalars():
     model = make()
     model.observe_many(*random_stream(16, n=20))
     for value in model.state_dict().values():
-        assert isinstance(value, (np.ndarray, str, int, float, bool)) and not (
-            isinstance(value, np.ndarray) and value.dtype == object)
+        assert isinstance(value, (np.ndarray, str, int, float, bool)) and not (isinstance(value, np.ndarray) and value.dtype == object)
 
 
 # -- bases --------------------------------------------------------------------------------------
@@ -326,8 +324,9 @@ def test_a_contract_regressor_as_base_matches_the_builtin_ridge_path():
     generic = make(mode="mixture", base=OnlineRidge(lam=1.0))
     np.testing.assert_array_equal(generic.observe_many(X, y, G), builtin.observe_many(X, y, G))
     np.testing.assert_array_equal(generic.expert_regret, builtin.expert_regret)
-    np.testing.assert_allclose(generic.predict_many(X[:10], G[:10]), builtin.predict_many(X[:10], G[:10]),
-                               rtol=0, atol=1e-12)  # summation order differs
+    np.testing.assert_allclose(
+        generic.predict_many(X[:10], G[:10]), builtin.predict_many(X[:10], G[:10]), rtol=0, atol=1e-12
+    )  # summation order differs
     restored = make(mode="mixture", base=OnlineRidge(lam=1.0))
     restored.load_state_dict(generic.state_dict())
     np.testing.assert_array_equal(restored.predict_many(X, G), generic.predict_many(X, G))
@@ -424,31 +423,45 @@ def test_engine_path_gives_the_same_losses_as_direct_learner_calls(monkeypatch):
         {"name": "smoker", "field": "smoker", "values": ["yes", "no"]},
         {"name": "age", "field": "age", "edges": [18, 36, 51, 65]},
     ]
-    config = parse_config({
-        "models": {"gw": {"learner": "groupwise", "features": features, "groups": groups, "params": {"lam": 1.0}}},
-        "runtime": {"batch_size": 100, "batch_timeout_ms": 10.0},
-        "metrics": {"enabled": False},
-    })
+    config = parse_config(
+        {
+            "models": {"gw": {"learner": "groupwise", "features": features, "groups": groups, "params": {"lam": 1.0}}},
+            "runtime": {"batch_size": 100, "batch_timeout_ms": 10.0},
+            "metrics": {"enabled": False},
+        }
+    )
     events = [
-        orjson.dumps({"id": str(i), "model": "gw", "kind": "observe", "features": dict(zip(features, data.X[i].tolist())),
-                      "attributes": {"smoker": row["smoker"], "age": row["age"]}, "label": float(data.y[i])})
+        orjson.dumps(
+            {
+                "id": str(i),
+                "model": "gw",
+                "kind": "observe",
+                "features": dict(zip(features, data.X[i].tolist())),
+                "attributes": {"smoker": row["smoker"], "age": row["age"]},
+                "label": float(data.y[i]),
+            }
+        )
         for i, row in enumerate(data.rows)
     ]
     engine = Engine(config, MemorySource([]), MemorySink(keep=False), MemorySink(), serve_metrics=False)
     for start in range(0, len(events), 100):
-        engine.process(events[start:start + 100])
+        engine.process(events[start : start + 100])
     served = next(iter(engine.shards())).learner
 
     age = np.array([row["age"] for row in data.rows])
-    G = np.column_stack([
-        [row["smoker"] == "yes" for row in data.rows], [row["smoker"] == "no" for row in data.rows],
-        (age >= 18) & (age < 36), (age >= 36) & (age < 51), (age >= 51) & (age < 65),
-    ])
+    G = np.column_stack(
+        [
+            [row["smoker"] == "yes" for row in data.rows],
+            [row["smoker"] == "no" for row in data.rows],
+            (age >= 18) & (age < 36),
+            (age >= 36) & (age < 51),
+            (age >= 51) & (age < 65),
+        ]
+    )
     direct = GroupwiseRegressor(features=features, groups=served.group_names[:-1], lam=1.0, seed=0)
-    losses = np.concatenate([
-        direct.observe(data.X[s:s + 100], data.y[s:s + 100], G[s:s + 100]).losses
-        for s in range(0, len(data), 100)
-    ])
+    losses = np.concatenate(
+        [direct.observe(data.X[s : s + 100], data.y[s : s + 100], G[s : s + 100]).losses for s in range(0, len(data), 100)]
+    )
     np.testing.assert_array_equal(served.expert_regret, direct.expert_regret)
     summary = engine.summary()["gw"]["groups"]
     assert summary["all"]["loss"] == pytest.approx(losses.sum(), rel=1e-12)

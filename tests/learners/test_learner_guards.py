@@ -22,16 +22,22 @@ FEATURES = [f"f{j}" for j in range(N_FEATURES)]
 
 # The smallest valid construction of each family (its required arguments).
 MINIMAL = {
-    "ridge": {"features": FEATURES}, "omd": {"features": FEATURES}, "groupwise": {"features": FEATURES},
-    "analytic-ridge": {"features": FEATURES}, "neural": {"features": FEATURES},
-    "neural-squarecb": {"n_actions": N_ACTIONS}, "neural-fastcb": {"n_actions": N_ACTIONS},
-    "linucb-disjoint": {"n_actions": N_ACTIONS}, "epsilon-greedy": {"n_actions": N_ACTIONS},
+    "ridge": {"features": FEATURES},
+    "omd": {"features": FEATURES},
+    "groupwise": {"features": FEATURES},
+    "analytic-ridge": {"features": FEATURES},
+    "neural": {"features": FEATURES},
+    "neural-squarecb": {"n_actions": N_ACTIONS},
+    "neural-fastcb": {"n_actions": N_ACTIONS},
+    "linucb-disjoint": {"n_actions": N_ACTIONS},
+    "epsilon-greedy": {"n_actions": N_ACTIONS},
     "dynlin-ucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000},
     "linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000},
     "d-linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000, "discount": 0.99},
     "exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 10_000},
     "batched-exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 10_000, "batch_size": 4},
-    "fair-exp2": {"n_features": N_FEATURES}, "fair-ftpl": {"n_features": N_FEATURES},
+    "fair-exp2": {"n_features": N_FEATURES},
+    "fair-ftpl": {"n_features": N_FEATURES},
     "one-sided-exp2": {"n_features": N_FEATURES},
 }
 
@@ -83,8 +89,7 @@ BAD = {
     "gamma_min": [(-1, ValueError)],
     "alpha": [(-1, ValueError)],
     "epsilon": [(1.5, ValueError), ("0.1", TypeError)],
-    "actions": [([[0.0, NAN]], ValueError), ({"lower": 0}, TypeError),
-                ({"lower": 0, "upper": 1, "total": 1, "dim": 0}, ValueError)],
+    "actions": [([[0.0, NAN]], ValueError), ({"lower": 0}, TypeError), ({"lower": 0, "upper": 1, "total": 1, "dim": 0}, ValueError)],
     "bounds": [({**BOUNDS, "rho_bar": 1.5}, ValueError), ("tight", TypeError), ({"rho_bar": 0.5}, TypeError)],
     "horizon": [(0, ValueError), (10.5, TypeError)],
     "u_norm": [(0, ValueError)],
@@ -120,8 +125,10 @@ BAD = {
     "max_resamples": [(0, ValueError)],
 }
 FAMILY_BAD = {  # a string lam is a named rule there, so a wrong string is a wrong value
-    family: {"lam": [(-5, ValueError), ("one", ValueError), (True, TypeError), (NAN, ValueError)],
-             "horizon": [(1, ValueError), (10.5, TypeError)]}
+    family: {
+        "lam": [(-5, ValueError), ("one", ValueError), (True, TypeError), (NAN, ValueError)],
+        "horizon": [(1, ValueError), (10.5, TypeError)],
+    }
     for family in ("dynlin-ucb", "linucb", "d-linucb")
 }
 FAMILY_BAD["groupwise"] = {"groups": [*BAD["groups"], (["a", "always_on"], ValueError)]}
@@ -142,8 +149,12 @@ def bad_cases():
 
 
 def test_every_parameter_of_every_learner_has_bad_values_in_this_test():
-    missing = [f"{family}.{name}" for family in LEARNERS for name in parameters(family)
-               if name not in BAD and name not in FAMILY_BAD.get(family, {})]
+    missing = [
+        f"{family}.{name}"
+        for family in LEARNERS
+        for name in parameters(family)
+        if name not in BAD and name not in FAMILY_BAD.get(family, {})
+    ]
     assert missing == []
 
 
@@ -258,8 +269,7 @@ def learned(family: str):
 
 def float_array_keys(family: str) -> list[str]:
     state = learned(family).state_dict()
-    return [key for key, value in state.items()
-            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size > 0]
+    return [key for key, value in state.items() if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size > 0]
 
 
 def poisoned_cases():
@@ -310,8 +320,11 @@ ROUNDS = 10_000
 CHECK_EVERY = 2_000
 # FairFTPL draws 200 perturbed leaders per decision by default: ~10 s per scale here
 SLOW = {"fair-ftpl"}
-DECIDING = [pytest.param(family, marks=[pytest.mark.slow] if family in SLOW else [])
-            for family, cls in sorted(LEARNERS.items()) if getattr(cls, "task", "") in ("bandit", "fair")]
+DECIDING = [
+    pytest.param(family, marks=[pytest.mark.slow] if family in SLOW else [])
+    for family, cls in sorted(LEARNERS.items())
+    if getattr(cls, "task", "") in ("bandit", "fair")
+]
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["standardised", "raw-scale"])

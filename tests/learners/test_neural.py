@@ -76,13 +76,16 @@ def test_river_api_learns_from_dicts_and_keeps_feature_order():
     assert model.predict_one({"a": 1.0, "b": 0.0}) > model.predict_one({"a": 0.0, "b": 0.0}) + 0.5
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"activation": "sigmoid"}, "activation"),
-    ({"optimizer": "adam"}, "optimizer"),
-    ({"exadam_variant": "v1"}, "exadam_variant"),
-    ({"projection_radius": 0.0}, "projection_radius"),
-    ({"depth": 0}, "depth"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"activation": "sigmoid"}, "activation"),
+        ({"optimizer": "adam"}, "optimizer"),
+        ({"exadam_variant": "v1"}, "exadam_variant"),
+        ({"projection_radius": 0.0}, "projection_radius"),
+        ({"depth": 0}, "depth"),
+    ],
+)
 def test_bad_parameters_are_named_in_the_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OnlineNeuralRegressor(features=["x"], **kwargs)

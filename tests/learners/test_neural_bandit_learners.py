@@ -162,8 +162,12 @@ def test_bad_inputs_are_rejected_with_a_reason_and_leave_state_alone():
     x = np.ones(2)
     a, p = bandit.act(x)
     before = bandit.state_dict()
-    for kwargs, match in [({"action": 3}, "action"), ({"reward": 1.5}, r"\[0, 1\]"),
-                          ({"reward": float("nan")}, "reward"), ({"probability": 0.0}, "probability")]:
+    for kwargs, match in [
+        ({"action": 3}, "action"),
+        ({"reward": 1.5}, r"\[0, 1\]"),
+        ({"reward": float("nan")}, "reward"),
+        ({"probability": 0.0}, "probability"),
+    ]:
         args = {"action": a, "reward": 1.0, "probability": p[a]} | kwargs
         with pytest.raises(ValueError, match=match):
             bandit.learn(x, args["action"], args["reward"], args["probability"])
@@ -198,8 +202,7 @@ def test_fastcb_observed_loss_gauge_counts_one_minus_reward():
 
 
 # -- baselines -----------------------------------------------------------------------
-@pytest.mark.parametrize("make", [lambda: LinUCBDisjoint(n_actions=3, alpha=0.5),
-                                  lambda: EpsilonGreedy(n_actions=3, epsilon=0.1, seed=4)])
+@pytest.mark.parametrize("make", [lambda: LinUCBDisjoint(n_actions=3, alpha=0.5), lambda: EpsilonGreedy(n_actions=3, epsilon=0.1, seed=4)])
 def test_linear_baselines_are_deterministic_and_round_trip_their_state(make):
     rng = np.random.default_rng(0)
     X = np.hstack([np.ones((300, 1)), rng.normal(size=(300, 2))])

@@ -12,9 +12,10 @@ from regretflow.learners import neural_kernels as NK
 ACTS = {
     NK.TANH: (np.tanh, lambda s: 1.0 - np.tanh(s) ** 2),
     NK.SOFTPLUS: (lambda s: np.logaddexp(0.0, s), lambda s: 1.0 / (1.0 + np.exp(-s))),
-    NK.GELU: (lambda s: 0.5 * s * (1.0 + np.vectorize(math.erf)(s / math.sqrt(2.0))),
-              lambda s: 0.5 * (1.0 + np.vectorize(math.erf)(s / math.sqrt(2.0)))
-              + s * np.exp(-0.5 * s * s) / math.sqrt(2.0 * math.pi)),
+    NK.GELU: (
+        lambda s: 0.5 * s * (1.0 + np.vectorize(math.erf)(s / math.sqrt(2.0))),
+        lambda s: 0.5 * (1.0 + np.vectorize(math.erf)(s / math.sqrt(2.0))) + s * np.exp(-0.5 * s * s) / math.sqrt(2.0 * math.pi),
+    ),
     NK.RELU: (lambda s: np.maximum(s, 0.0), lambda s: (s > 0).astype(float)),
 }
 MASK = (1 << 64) - 1
@@ -155,8 +156,9 @@ def test_disjoint_block_path_equals_dense_kd_input(depth):
     theta = random_net(rng, n_in, width, depth)
     x = rng.normal(size=d)
     out = np.empty(k)
-    NK.predict_items(theta, theta, x[None, :], np.zeros(k, dtype=np.int64), np.arange(k, dtype=np.int64) * d,
-                     n_in, width, depth, NK.TANH, 0.0, 0, out)
+    NK.predict_items(
+        theta, theta, x[None, :], np.zeros(k, dtype=np.int64), np.arange(k, dtype=np.int64) * d, n_in, width, depth, NK.TANH, 0.0, 0, out
+    )
     pre, post = np.empty((depth, width)), np.empty((depth, width))
     for a in range(k):
         dense = np.zeros(n_in)
@@ -164,12 +166,10 @@ def test_disjoint_block_path_equals_dense_kd_input(depth):
         z_dense = NK.forward_one(theta, dense, 0, n_in, width, depth, NK.TANH, pre, post)
         assert out[a] == pytest.approx(z_dense, abs=1e-12)
         g_dense = np.empty_like(theta)
-        NK.backward_one(theta, dense, 0, n_in, width, depth, NK.TANH, pre, post, 1.0, g_dense,
-                        np.empty(width), np.empty(width))
+        NK.backward_one(theta, dense, 0, n_in, width, depth, NK.TANH, pre, post, 1.0, g_dense, np.empty(width), np.empty(width))
         NK.forward_one(theta, x, a * d, n_in, width, depth, NK.TANH, pre, post)
         g_block = np.empty_like(theta)
-        NK.backward_one(theta, x, a * d, n_in, width, depth, NK.TANH, pre, post, 1.0, g_block,
-                        np.empty(width), np.empty(width))
+        NK.backward_one(theta, x, a * d, n_in, width, depth, NK.TANH, pre, post, 1.0, g_block, np.empty(width), np.empty(width))
         np.testing.assert_allclose(g_block, g_dense, rtol=0, atol=1e-12)
 
 
@@ -199,8 +199,9 @@ def test_perturbation_term_is_in_the_output_and_its_gradient_in_the_step():
     p = theta.size
     signs = reference_rademacher(key, 0, p)
     out = np.empty(1)
-    NK.predict_items(theta, theta0, x[None, :], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64),
-                     n_in, width, depth, NK.TANH, scale, key, out)
+    NK.predict_items(
+        theta, theta0, x[None, :], np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), n_in, width, depth, NK.TANH, scale, key, out
+    )
     z_ref = reference_forward(theta, x, n_in, width, depth, NK.TANH) + scale / math.sqrt(p) * signs @ (theta - theta0)
     assert out[0] == pytest.approx(z_ref, abs=1e-12)
     # one OGD step: theta - rate * slope * g, g = dz/dtheta + scale/sqrt(p) * s, at the
@@ -210,8 +211,32 @@ def test_perturbation_term_is_in_the_output_and_its_gradient_in_the_step():
     rate = min(lr, 1.0 / (2.0 * g @ g))
     expected = theta - rate * 2 * (z_ref - target) * g
     stepped = theta.copy()
-    NK.learn_one(stepped, theta0, np.zeros(p), np.zeros(p), np.zeros(p), 1, x, 0, n_in, width, depth, NK.TANH,
-                 NK.SQUARED, target, 1e-6, scale, key, 0, NK.OGD, lr, 0.9, 0.999, 0.0, 0.0)
+    NK.learn_one(
+        stepped,
+        theta0,
+        np.zeros(p),
+        np.zeros(p),
+        np.zeros(p),
+        1,
+        x,
+        0,
+        n_in,
+        width,
+        depth,
+        NK.TANH,
+        NK.SQUARED,
+        target,
+        1e-6,
+        scale,
+        key,
+        0,
+        NK.OGD,
+        lr,
+        0.9,
+        0.999,
+        0.0,
+        0.0,
+    )
     np.testing.assert_allclose(stepped, expected, rtol=0, atol=1e-12)
 
 
@@ -230,17 +255,21 @@ def _trajectory(step, eps, n=3):
 
 def test_adabelief_matches_the_spec_test_vector():
     got = _trajectory(NK.adabelief_step, 1e-16)
-    expected = [[0.0011111111, -0.0011111111, 0.0011111111],
-                [0.0022790782, -0.0022790971, 0.0022790401],
-                [0.0035045492, -0.0035046248, 0.0035043964]]
+    expected = [
+        [0.0011111111, -0.0011111111, 0.0011111111],
+        [0.0022790782, -0.0022790971, 0.0022790401],
+        [0.0035045492, -0.0035046248, 0.0035043964],
+    ]
     np.testing.assert_allclose(np.array(got), np.array(expected), rtol=0, atol=1e-10)  # spec prints 10 decimals
 
 
 def test_exadam_v2_matches_the_spec_test_vector():
     got = _trajectory(NK.exadam_step, 1e-8)
-    expected = [[0.0159524212, -0.0159524782, 0.0159521933],
-                [0.0251900935, -0.0252222376, 0.0251244252],
-                [0.0322460987, -0.0323119655, 0.0321113345]]
+    expected = [
+        [0.0159524212, -0.0159524782, 0.0159521933],
+        [0.0251900935, -0.0252222376, 0.0251244252],
+        [0.0322460987, -0.0323119655, 0.0321113345],
+    ]
     np.testing.assert_allclose(np.array(got), np.array(expected), rtol=0, atol=1e-10)
 
 
@@ -259,8 +288,7 @@ def numpy_exadam(theta, g, m, v, t, lr, b1, b2, eps):
     theta -= lr * num / (np.sqrt(v / (1 - b2**t) * d2) + eps)
 
 
-@pytest.mark.parametrize("kernel,reference,eps", [(NK.adabelief_step, numpy_adabelief, 1e-16),
-                                                   (NK.exadam_step, numpy_exadam, 1e-8)])
+@pytest.mark.parametrize("kernel,reference,eps", [(NK.adabelief_step, numpy_adabelief, 1e-16), (NK.exadam_step, numpy_exadam, 1e-8)])
 def test_adaptive_optimizers_match_numpy_on_random_gradients(kernel, reference, eps):
     rng = np.random.default_rng(2)
     a = [rng.normal(size=50), np.zeros(50), np.zeros(50)]
@@ -341,13 +369,36 @@ def test_sparse_ogd_step_is_bit_identical_to_the_dense_step(depth):
         x = rng.normal(size=d)
         arm = int(rng.integers(k))
         target = float(rng.random() < 0.5)
-        NK.learn_one(sparse, theta0, grad_sparse, np.zeros(1), np.zeros(1), step + 1, x, arm * d, n_in, width, depth,
-                     NK.TANH, NK.KL, target, 1e-6, 0.0, 0, arm, NK.OGD, 0.3, 0.9, 0.999, 0.0, 0.0)
+        NK.learn_one(
+            sparse,
+            theta0,
+            grad_sparse,
+            np.zeros(1),
+            np.zeros(1),
+            step + 1,
+            x,
+            arm * d,
+            n_in,
+            width,
+            depth,
+            NK.TANH,
+            NK.KL,
+            target,
+            1e-6,
+            0.0,
+            0,
+            arm,
+            NK.OGD,
+            0.3,
+            0.9,
+            0.999,
+            0.0,
+            0.0,
+        )
         z = NK.forward_one(dense, x, arm * d, n_in, width, depth, NK.TANH, pre, post)
         _, slope = NK.loss_and_slope(z, target, NK.KL, 1e-6)
         grad = np.empty_like(dense)
-        NK.backward_one(dense, x, arm * d, n_in, width, depth, NK.TANH, pre, post, slope, grad,
-                        np.empty(width), np.empty(width))
+        NK.backward_one(dense, x, arm * d, n_in, width, depth, NK.TANH, pre, post, slope, grad, np.empty(width), np.empty(width))
         rate = NK.capped_ogd_rate(0.3, slope, NK.sq_norm(grad), NK.loss_curvature(NK.KL))
         NK.ogd_step(dense, grad, rate)
         np.testing.assert_array_equal(sparse, dense)

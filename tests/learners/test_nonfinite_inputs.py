@@ -12,8 +12,7 @@ import pytest
 from regretflow.learners import LEARNERS
 from tests.learners.test_learner_guards import FEATURES, MINIMAL, N_FEATURES, N_INDIVIDUALS, assert_states_identical, learned
 
-POISONS = [pytest.param(float("nan"), id="nan"), pytest.param(float("inf"), id="inf"),
-           pytest.param(None, id="none")]
+POISONS = [pytest.param(float("nan"), id="nan"), pytest.param(float("inf"), id="inf"), pytest.param(None, id="none")]
 SUPERVISED = sorted(f for f, cls in LEARNERS.items() if cls.task in ("regression", "classification"))
 BANDITS = sorted(f for f, cls in LEARNERS.items() if cls.task == "bandit")
 FAIR = sorted(f for f, cls in LEARNERS.items() if cls.task == "fair")

@@ -119,5 +119,5 @@ def test_same_events_give_the_same_state_however_batched():
     whole.observe_many(Z, Y)
     split = OptimisticOMDRegressor(features=list("abcde"))
     for start in range(0, 2000, 333):
-        split.observe_many(Z[start:start + 333], Y[start:start + 333])
+        split.observe_many(Z[start : start + 333], Y[start : start + 333])
     np.testing.assert_array_equal(whole.weights, split.weights)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import pytest
 from river import base, checks
 
-from regretflow.learners import (AnalyticRidgeClassifier, GroupwiseRegressor, OnlineNeuralRegressor, OnlineRidge,
-                                 OptimisticOMDRegressor)
+from regretflow.learners import AnalyticRidgeClassifier, GroupwiseRegressor, OnlineNeuralRegressor, OnlineRidge, OptimisticOMDRegressor
 
-RIVER_LEARNERS = [OnlineRidge, OptimisticOMDRegressor, OnlineNeuralRegressor, GroupwiseRegressor,
-                  AnalyticRidgeClassifier]
+RIVER_LEARNERS = [OnlineRidge, OptimisticOMDRegressor, OnlineNeuralRegressor, GroupwiseRegressor, AnalyticRidgeClassifier]
 
 
 def configurations():

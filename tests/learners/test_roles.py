@@ -27,16 +27,22 @@ BOUNDS = {"rho_bar": 0.5, "phi_bar": 1.0, "omega_norm": 1.0, "theta_norm": 1.0, 
 
 # the smallest valid construction of each family (the arguments it cannot do without)
 SMALLEST = {
-    "ridge": {"features": FEATURES}, "omd": {"features": FEATURES}, "groupwise": {"features": FEATURES, "groups": ["g"]},
-    "analytic-ridge": {"features": FEATURES}, "neural": {"features": FEATURES, "width": 4},
-    "neural-squarecb": {"n_actions": N_ACTIONS, "width": 4}, "neural-fastcb": {"n_actions": N_ACTIONS, "width": 4},
-    "linucb-disjoint": {"n_actions": N_ACTIONS}, "epsilon-greedy": {"n_actions": N_ACTIONS},
+    "ridge": {"features": FEATURES},
+    "omd": {"features": FEATURES},
+    "groupwise": {"features": FEATURES, "groups": ["g"]},
+    "analytic-ridge": {"features": FEATURES},
+    "neural": {"features": FEATURES, "width": 4},
+    "neural-squarecb": {"n_actions": N_ACTIONS, "width": 4},
+    "neural-fastcb": {"n_actions": N_ACTIONS, "width": 4},
+    "linucb-disjoint": {"n_actions": N_ACTIONS},
+    "epsilon-greedy": {"n_actions": N_ACTIONS},
     "dynlin-ucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100},
     "linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100},
     "d-linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100, "discount": 0.99},
     "exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 100},
     "batched-exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 100, "batch_size": 2},
-    "fair-exp2": {"n_features": N_FEATURES}, "fair-ftpl": {"n_features": N_FEATURES, "n_candidates": 50},
+    "fair-exp2": {"n_features": N_FEATURES},
+    "fair-ftpl": {"n_features": N_FEATURES, "n_candidates": 50},
     "one-sided-exp2": {"n_features": N_FEATURES},
 }
 FAMILIES = sorted(LEARNERS)
@@ -103,10 +109,12 @@ def test_every_role_method_takes_the_declared_parameters(family):
         wanted = list(inspect.signature(declared).parameters.values())[1:]
         have = list(inspect.signature(getattr(cls, name)).parameters.values())[1:]
         named = [p for p in have if p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY)]
-        assert [p.name for p in named[:len(wanted)]] == [p.name for p in wanted], f"{cls.__name__}.{name}"
+        assert [p.name for p in named[: len(wanted)]] == [p.name for p in wanted], f"{cls.__name__}.{name}"
         for want, got in zip(wanted, named):  # a default the role declares is the learner's too
-            assert want.default is want.empty or got.default == want.default, f"{cls.__name__}.{name}({got.name}=...): default {got.default!r}, declared {want.default!r}"
-        extra = [p for p in named[len(wanted):] if p.default is p.empty]
+            assert want.default is want.empty or got.default == want.default, (
+                f"{cls.__name__}.{name}({got.name}=...): default {got.default!r}, declared {want.default!r}"
+            )
+        extra = [p for p in named[len(wanted) :] if p.default is p.empty]
         assert not extra, f"{cls.__name__}.{name} requires parameters the role does not declare: {extra}"
 
 
@@ -194,6 +202,7 @@ def test_no_class_in_learners_defines_a_public_last_attribute():
             elif isinstance(node, ast.ClassDef):
                 for statement in node.body:
                     targets = statement.targets if isinstance(statement, ast.Assign) else [getattr(statement, "target", None)]
-                    found += [f"{path.name}:{statement.lineno} {t.id}" for t in targets
-                              if isinstance(t, ast.Name) and t.id.startswith("last_")]
+                    found += [
+                        f"{path.name}:{statement.lineno} {t.id}" for t in targets if isinstance(t, ast.Name) and t.id.startswith("last_")
+                    ]
     assert not found

@@ -16,8 +16,7 @@ from regretflow.engine.experiments import fair_onesided as R
 
 @pytest.fixture(scope="module")
 def quick():
-    results = R.experiment(R.QUICK_HORIZONS, R.QUICK_SEEDS, R.LEARNERS, R.FAIRNESS_SCALE, 200, 2_000,
-                           log=lambda *a, **k: None)
+    results = R.experiment(R.QUICK_HORIZONS, R.QUICK_SEEDS, R.LEARNERS, R.FAIRNESS_SCALE, 200, 2_000, log=lambda *a, **k: None)
     results["checks"] = R.checks(results)
     return results
 
@@ -72,8 +71,7 @@ def test_cost_of_fairness_is_positive_and_stated(quick):
 def test_lp_comparator_is_used_up_to_lp_max_and_the_lagrangian_bound_beyond(quick):
     kinds = {r["T"]: r["regret_kind"] for r in quick["summary"]}
     assert kinds[500] == "lp" and kinds[2000] == "lp" and kinds[8000] == "lagrangian"
-    assert all(r["fair_comparator_error_rate"] is None or 0.0 < r["fair_comparator_error_rate"] < 0.26
-               for r in quick["summary"])
+    assert all(r["fair_comparator_error_rate"] is None or 0.0 < r["fair_comparator_error_rate"] < 0.26 for r in quick["summary"])
     assert {x["T"] for x in quick["lp"]} == {500, 2000}
 
 

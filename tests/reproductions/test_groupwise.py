@@ -74,8 +74,7 @@ def test_adult_substitute_matches_the_spec_anchor_table(report):
 def test_synthetic_seed_473_anchor_and_reduction_in_the_published_range(report):
     synthetic = report["datasets"]["synthetic-mean"]
     sizes = {g: row["size"] for g, row in synthetic["groups"].items()}
-    assert sizes == {"always_on": 100000, "circle": 49857, "square": 30044, "triangle": 20099,
-                     "green": 59985, "red": 40015}
+    assert sizes == {"always_on": 100000, "circle": 49857, "square": 30044, "triangle": 20099, "green": 59985, "red": 40015}
     for name, (base, ours, reg_base, reg_ours) in repro.SYNTHETIC_SEED473.items():
         row = synthetic["groups"][name]
         assert row["base_loss"] == pytest.approx(base, rel=0.01)

@@ -26,12 +26,23 @@ def test_quick_reproduction_holds_its_robust_orderings(capsys):
 
 
 def test_table_names_the_paper_claim_and_each_verdict():
-    results = {"horizon": 10, "seeds": [0, 1], "datasets": {"toy": {"T": 10, "K": 2, "uniform": 5.0, "learners": {
-        "NeuralFastCB": {"mean": 1.0, "stderr": 0.1, "std": 0.14, "seconds_per_run": 0.1},
-        "NeuralSquareCB": {"mean": 2.0, "stderr": 0.1, "std": 0.14, "seconds_per_run": 0.1},
-        "LinUCB": {"mean": 1.05, "stderr": 0.1, "std": 0.14, "seconds_per_run": 0.1}}}}}
+    results = {
+        "horizon": 10,
+        "seeds": [0, 1],
+        "datasets": {
+            "toy": {
+                "T": 10,
+                "K": 2,
+                "uniform": 5.0,
+                "learners": {
+                    "NeuralFastCB": {"mean": 1.0, "stderr": 0.1, "std": 0.14, "seconds_per_run": 0.1},
+                    "NeuralSquareCB": {"mean": 2.0, "stderr": 0.1, "std": 0.14, "seconds_per_run": 0.1},
+                    "LinUCB": {"mean": 1.05, "stderr": 0.1, "std": 0.14, "seconds_per_run": 0.1},
+                },
+            }
+        },
+    }
     verdict = repro.claims(results)["toy"]
-    assert verdict == {"FastCB < SquareCB": "yes", "FastCB < best linear": "inconclusive",
-                       "SquareCB < best linear": "no"}
+    assert verdict == {"FastCB < SquareCB": "yes", "FastCB < best linear": "inconclusive", "SquareCB < best linear": "no"}
     table = repro.format_table(results)
     assert "Deb et al., ICLR 2024" in table and "inconclusive" in table
