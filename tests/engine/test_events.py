@@ -228,23 +228,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
     max_leaves=12,
 )
-FIELD_NAMES = [
-    "id",
-    "model",
-    "kind",
-    "key",
-    "ts",
-    "features",
-    "attributes",
-    "label",
-    "actions",
-    "expected_rewards",
-    "ref",
-    "reward",
-    "violations",
-    "panel_size",
-    "auditors",
-]
+FIELD_NAMES = list(schema()["properties"])  # id, model, kind first: the event contract's fields in the schema's order
 # mostly well-typed events with some fields replaced by arbitrary JSON: deep enough into the decoder to reach every check
 EVENTS = st.fixed_dictionaries(
     {

@@ -15,7 +15,11 @@ import numpy as np
 import orjson
 from hypothesis import strategies as st
 
+from regretflow.engine.runtime.events import schema
 from tests.fuzz.streams import FAIR_K, REG_FEATURES
+
+# the event contract's top-level fields, as its published JSON Schema names them
+EVENT_FIELDS = frozenset(schema()["properties"])
 
 UNKNOWN = "_unknown_"  # the model a dead letter names when the payload names no declared one
 ANY = None  # the payload may or may not get far enough to name its model (e.g. depth near the parser's limit)
@@ -466,28 +470,7 @@ def unknown_field(ctx):
     return st.builds(
         lambda e, f, v: Bad(dumps({**e, f: v}), frozenset({"unknown_field"}), "reg"),
         reg_observe(),
-        st.text(min_size=1, max_size=12).filter(
-            lambda f: (
-                f
-                not in {
-                    "id",
-                    "model",
-                    "kind",
-                    "key",
-                    "ts",
-                    "features",
-                    "attributes",
-                    "label",
-                    "actions",
-                    "expected_rewards",
-                    "ref",
-                    "reward",
-                    "violations",
-                    "panel_size",
-                    "auditors",
-                }
-            )
-        ),
+        st.text(min_size=1, max_size=12).filter(lambda f: f not in EVENT_FIELDS),
         scalars,
     )
 
