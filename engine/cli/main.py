@@ -233,7 +233,7 @@ def _as_worker(config: Config, index: int) -> Config:
     return dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, port=port))
 
 
-def _replay(args) -> int:
+def _replay(args: argparse.Namespace) -> int:
     # numpy and the engine's learners (numba) load only for the commands that run them
     from regretflow.connectors.jsonl import JsonlSink, JsonlSource
     from regretflow.connectors.memory import MemorySink
@@ -276,7 +276,7 @@ def _replay(args) -> int:
     return 0
 
 
-def _checkpoint(args, parser) -> int:
+def _checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from regretflow.engine.runtime.checkpoint import CheckpointError, describe, list_checkpoints  # numpy: only this command reads arrays
 
     if args.action != "inspect":
