@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
+from regretflow.connectors.memory import MemorySink
 from regretflow.engine.evaluation.offline import offline_config
 from regretflow.engine.observability.metrics_log import metrics_log_record
 from regretflow.engine.observability.plotting import (
@@ -44,6 +45,7 @@ from regretflow.engine.observability.plotting import (
     _pyplot,
 )
 from regretflow.engine.tasks import shown_task
+from regretflow.learners import LEARNERS
 
 if TYPE_CHECKING:
     from regretflow.engine.config import Config
@@ -93,9 +95,6 @@ def _col(rows: list[dict[str, Any]], key: str) -> NDArray[np.float64]:
 
 def _gauge_words(name: str, learner: str) -> tuple[str, str]:
     """A title in words and a y-axis label for a learner gauge (from the learner's own description)."""
-    # the learners compile numba kernels on import: drawing a written log does without them
-    from regretflow.learners import LEARNERS
-
     cls = LEARNERS.get(learner)
     text = {**getattr(cls, "GAUGES", {}), **getattr(cls, "GROUP_GAUGES", {})}.get(name, "") if cls else ""
     title = text.split(":")[0].split(" (")[0].split(". ")[0].rstrip(".") or name.replace("_", " ")
@@ -220,8 +219,7 @@ def record_run(config: Config, source: Any, every: int, total: int | None = None
     far, of ``total`` when known, and the events/s since the previous line. ``source`` is
     any source the :class:`~regretflow.engine.runtime.loop.Engine` reads (a connector).
     """
-    # the engine loads the learners (numba): drawing a log that is already written does without them
-    from regretflow.connectors.memory import MemorySink
+    # the engine loads prometheus_client and the HTTP server: drawing a log that is already written does without them
     from regretflow.engine.runtime.loop import Engine
 
     config = offline_config(config, max_batch_size=every)
