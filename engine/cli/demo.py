@@ -31,7 +31,7 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
@@ -262,7 +262,7 @@ def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
     """
     split = digits_long_tail(seed)
     out: dict[str, float] = {}
-    shards: Callable[[], Iterator[Shard]] = engine.shards  # annotated here: runtime.loop is not typed yet
+    shards: Callable[[], Iterable[Shard]] = engine.shards  # annotated here: runtime.loop is not typed yet
     for shard in shards():
         if shard.spec.name in FAMILIES["analytic-ridge"]["models"]:
             learner = shard.learner
