@@ -273,7 +273,12 @@ def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
 
 
 class ThrottledSource(MemorySource):
-    """A memory source that serves at most ``rate`` events per second (0: unlimited)."""
+    """A memory source that serves at most ``rate`` events per second (0: unlimited).
+
+    >>> source = ThrottledSource([b"1", b"2", b"3"], rate=0.0)
+    >>> source.poll(2, 0.0), source.poll(2, 0.0), source.exhausted()
+    ([b'1', b'2'], [b'3'], True)
+    """
 
     def __init__(self, payloads: Iterable[bytes], rate: float = 0.0) -> None:
         super().__init__(payloads)
@@ -374,7 +379,11 @@ class InterleavedSource:
 
 
 class LoopSink:
-    """Hands each answer to the simulator loop of its model (answers carry a ``model`` header)."""
+    """Hands each answer to the simulator loop of its model (answers carry a ``model`` header).
+
+    >>> sink = LoopSink({})
+    >>> sink.write([("m", b"{}", (("model", "m"),))])  # no loop plays model m: the answer is dropped
+    """
 
     def __init__(self, loops: dict[str, ClosedLoopSource]) -> None:
         self.loops = loops
@@ -433,6 +442,11 @@ class Progress:
 
     The rate is that of a sliding window (``window`` seconds), so one fast batch at the
     start does not claim a figure the run never keeps.
+
+    >>> import io
+    >>> bar = Progress(total=100, stream=io.StringIO())
+    >>> bar.rate(0.0, 0), bar.rate(2.0, 50)  # no rate until the window spans a second
+    (None, 25.0)
     """
 
     def __init__(self, total: int, stream: TextIO | None = None, every: float = 0.2, window: float = 5.0) -> None:

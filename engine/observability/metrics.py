@@ -57,7 +57,13 @@ UNKNOWN_MODEL = "_unknown_"
 
 
 class WeightedHistogram:
-    """A histogram that takes many equal observations at once (a batch's events share one latency)."""
+    """A histogram that takes many equal observations at once (a batch's events share one latency).
+
+    >>> h = WeightedHistogram("regretflow_demo_seconds", "A demo.")
+    >>> h.observe(0.003, count=4)
+    >>> [(s.name, s.value) for f in h.collect() for s in f.samples if not s.name.endswith("_bucket")]
+    [('regretflow_demo_seconds_count', 4), ('regretflow_demo_seconds_sum', 0.012)]
+    """
 
     def __init__(self, name: str, documentation: str, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.name, self.documentation = name, documentation
@@ -408,7 +414,12 @@ def _version() -> str:
 
 
 class HealthState:
-    """What /healthz and /readyz report: alive while batches keep finishing, ready once started."""
+    """What /healthz and /readyz report: alive while batches keep finishing, ready once started.
+
+    >>> health = HealthState(stall_seconds=60.0)
+    >>> health.ready, health.detail
+    (False, 'starting')
+    """
 
     def __init__(self, stall_seconds: float = 120.0) -> None:
         self.ready = False

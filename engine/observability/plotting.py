@@ -22,7 +22,13 @@ if TYPE_CHECKING:  # matplotlib loads only when a figure is drawn (see _pyplot)
 
 @dataclasses.dataclass
 class ModelSeries:
-    """One model's figures over the records, as arrays aligned on the records that have them."""
+    """One model's figures over the records, as arrays aligned on the records that have them.
+
+    >>> import numpy as np
+    >>> s = ModelSeries("m", "regression", "ridge", np.array([0.0, 1.0]), np.array([10.0, 20.0]), {"loss": np.array([0.5, 0.4])}, {}, {})
+    >>> float(s.values["loss"][-1])
+    0.4
+    """
 
     name: str
     task: str
