@@ -35,6 +35,8 @@ passed in and changed in place.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -43,6 +45,9 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
+# ``step(environment, u) -> reward`` of the closed loops below: a jitted function of the
+# environment's tuple of arrays and generators (changed in place) and an action vector.
+EnvironmentStep = Callable[[tuple[Any, ...], FloatArray], float]
 
 # -- integer state slots --------------------------------------------------------------
 I_ROUND = 0  # 0-based round counter t (rounds fully learned so far)
@@ -546,8 +551,21 @@ def warm_up() -> None:
 # numba cannot key its disk cache on a function-valued argument.
 @njit
 def ucb_play(
-    step, environment, actions, istate, fstate, Vinv, b, h, beta_rule, beta_params, log_inv_rho, residual_window, initial_arm, arms_out
-):
+    step: EnvironmentStep,
+    environment: tuple[Any, ...],
+    actions: FloatArray,
+    istate: IntArray,
+    fstate: FloatArray,
+    Vinv: FloatArray,
+    b: FloatArray,
+    h: FloatArray,
+    beta_rule: int,
+    beta_params: FloatArray,
+    log_inv_rho: float,
+    residual_window: float,
+    initial_arm: int,
+    arms_out: IntArray,
+) -> None:
     n_arms, d = actions.shape
     means = np.empty(n_arms)
     scores = np.empty(n_arms)
@@ -561,25 +579,25 @@ def ucb_play(
 
 @njit
 def discounted_play(
-    step,
-    environment,
-    actions,
-    istate,
-    fstate,
-    V,
-    Vtilde,
-    Vinv,
-    M,
-    b,
-    h,
-    beta_rule,
-    beta_params,
-    lam,
-    gamma,
-    residual_window,
-    initial_arm,
-    arms_out,
-):
+    step: EnvironmentStep,
+    environment: tuple[Any, ...],
+    actions: FloatArray,
+    istate: IntArray,
+    fstate: FloatArray,
+    V: FloatArray,
+    Vtilde: FloatArray,
+    Vinv: FloatArray,
+    M: FloatArray,
+    b: FloatArray,
+    h: FloatArray,
+    beta_rule: int,
+    beta_params: FloatArray,
+    lam: float,
+    gamma: float,
+    residual_window: float,
+    initial_arm: int,
+    arms_out: IntArray,
+) -> None:
     n_arms, d = actions.shape
     means = np.empty(n_arms)
     scores = np.empty(n_arms)
@@ -593,7 +611,22 @@ def discounted_play(
 
 
 @njit
-def exp3_play(step, environment, actions, learner_rng, istate, fstate, G, probs, batch_size, offset, scale, eta, gamma, arms_out):
+def exp3_play(
+    step: EnvironmentStep,
+    environment: tuple[Any, ...],
+    actions: FloatArray,
+    learner_rng: np.random.Generator,
+    istate: IntArray,
+    fstate: FloatArray,
+    G: FloatArray,
+    probs: FloatArray,
+    batch_size: int,
+    offset: float,
+    scale: float,
+    eta: float,
+    gamma: float,
+    arms_out: IntArray,
+) -> None:
     for r in range(arms_out.shape[0]):
         uniform = 0.0
         if istate[E_DUE] == 1:

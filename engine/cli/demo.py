@@ -31,11 +31,13 @@ from __future__ import annotations
 import collections
 import sys
 import time
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import orjson
 
+from regretflow.connectors import Position, Records
 from regretflow.connectors.datasets.insurance import load_insurance
 from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.connectors.simulators.loop import ClassificationBanditEnv, ClosedLoopSource, FairnessEnv, LinearDynamicalEnv
@@ -47,6 +49,13 @@ from regretflow.engine.observability.metrics import MonitorCollector
 from regretflow.engine.observability.summary_tables import family_tables
 from regretflow.engine.runtime.loop import Engine
 from regretflow.engine.tasks import shown_task
+
+if TYPE_CHECKING:
+    from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
+    from regretflow.engine.runtime.shard import Shard
+
+#: One lane of the demo's :class:`InterleavedSource`: name, source, size (events of a stream, rounds of a loop).
+Lane = tuple[str, MemorySource | ClosedLoopSource, int]
 
 DEMO_GROUPS = [
     {"name": "sex", "field": "sex", "values": ["female", "male"]},
@@ -204,7 +213,7 @@ def demo_events(passes: int = 1, seed: int = 0, models: list[str] | None = None)
     names = list(data.feature_names)
     models = models if models is not None else list(FAMILIES["groupwise"]["models"])
     models = [m for m in models if m in FAMILIES["groupwise"]["models"]]
-    out = []
+    out: list[bytes] = []
     for p in range(passes):
         order = np.random.RandomState(seed + p).permutation(len(data))
         for i in order:
@@ -234,7 +243,7 @@ def digits_events(passes: int = 1, seed: int = 0, models: list[str] | None = Non
     """
     models = models if models is not None else list(FAMILIES["analytic-ridge"]["models"])
     models = [m for m in models if m in FAMILIES["analytic-ridge"]["models"]]
-    out = []
+    out: list[bytes] = []
     split = digits_long_tail(seed)
     for p in range(passes):
         for i, (row, label) in enumerate(zip(split.X.tolist(), split.y.tolist())):
@@ -252,8 +261,9 @@ def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
     final state first (the held-out rows are never learned).
     """
     split = digits_long_tail(seed)
-    out = {}
-    for shard in engine.shards():
+    out: dict[str, float] = {}
+    shards: Callable[[], Iterable[Shard]] = engine.shards  # annotated here: runtime.loop is not typed yet
+    for shard in shards():
         if shard.spec.name in FAMILIES["analytic-ridge"]["models"]:
             learner = shard.learner
             if learner.generator:
@@ -263,9 +273,14 @@ def held_out_accuracy(engine: Engine, seed: int = 0) -> dict[str, float]:
 
 
 class ThrottledSource(MemorySource):
-    """A memory source that serves at most ``rate`` events per second (0: unlimited)."""
+    """A memory source that serves at most ``rate`` events per second (0: unlimited).
 
-    def __init__(self, payloads, rate: float = 0.0):
+    >>> source = ThrottledSource([b"1", b"2", b"3"], rate=0.0)
+    >>> source.poll(2, 0.0), source.poll(2, 0.0), source.exhausted()
+    ([b'1', b'2'], [b'3'], True)
+    """
+
+    def __init__(self, payloads: Iterable[bytes], rate: float = 0.0) -> None:
         super().__init__(payloads)
         self.rate = rate
         self._start = time.monotonic()
@@ -296,15 +311,15 @@ class InterleavedSource:
 
     partitioned = False
 
-    def __init__(self, lanes: list[tuple[str, Any, int]], rate: float = 0.0, chunks: dict[str, int] | None = None):
-        self.lanes = lanes  # (name, source, size): events of a stream, rounds of a loop
+    def __init__(self, lanes: list[Lane], rate: float = 0.0, chunks: dict[str, int] | None = None) -> None:
+        self.lanes = lanes
         self.rate = rate
         self.chunks = chunks or {}  # stream -> events released together (a learner that pays per call)
         self.emitted = 0
         self.polls = 0
         self._start = time.monotonic()
-        self._loops = [(n, s, k) for n, s, k in lanes if hasattr(s, "env")]
-        self._streams = [(n, s, k) for n, s, k in lanes if not hasattr(s, "env")]
+        self._loops = [(n, s, k) for n, s, k in lanes if isinstance(s, ClosedLoopSource)]
+        self._streams = [(n, s, k) for n, s, k in lanes if not isinstance(s, ClosedLoopSource)]
         self._released = {n: 0 for n, _, _ in self._streams}
 
     def _clock(self) -> float:
@@ -347,15 +362,15 @@ class InterleavedSource:
 
     def progress(self) -> dict[str, float]:
         """Per lane, the fraction done."""
-        return {name: (s.t / k if hasattr(s, "env") else self._released[name] / k) if k else 1.0 for name, s, k in self.lanes}
+        return {name: (s.t / k if isinstance(s, ClosedLoopSource) else self._released[name] / k) if k else 1.0 for name, s, k in self.lanes}
 
     def exhausted(self) -> bool:
         return all(s.exhausted() for _, s, _ in self.lanes)
 
-    def position(self) -> dict:
+    def position(self) -> Position:
         return {}
 
-    def seek(self, position: dict) -> None:
+    def seek(self, position: Position) -> None:
         pass
 
     def close(self) -> None:
@@ -364,12 +379,16 @@ class InterleavedSource:
 
 
 class LoopSink:
-    """Hands each answer to the simulator loop of its model (answers carry a ``model`` header)."""
+    """Hands each answer to the simulator loop of its model (answers carry a ``model`` header).
 
-    def __init__(self, loops: dict[str, Any]):
+    >>> sink = LoopSink({})
+    >>> sink.write([("m", b"{}", (("model", "m"),))])  # no loop plays model m: the answer is dropped
+    """
+
+    def __init__(self, loops: dict[str, ClosedLoopSource]) -> None:
         self.loops = loops
 
-    def write(self, records) -> None:
+    def write(self, records: Records) -> None:
         for record in records:
             headers = dict(record[2]) if len(record) > 2 else {}
             loop = self.loops.get(headers.get("model", record[0]))
@@ -383,12 +402,12 @@ class LoopSink:
         pass
 
 
-def build_demo(config: Config, passes: int, seed: int, rate: float):
+def build_demo(config: Config, passes: int, seed: int, rate: float) -> tuple[InterleavedSource, LoopSink, dict[str, FairnessMonitor]]:
     """The interleaved source, the answer sink and the simulator monitors of the demo's models."""
     models = set(config.models)
-    lanes: list[tuple[str, Any, int]] = []
-    loops: dict[str, Any] = {}
-    monitors: dict[str, Any] = {}
+    lanes: list[Lane] = []
+    loops: dict[str, ClosedLoopSource] = {}
+    monitors: dict[str, FairnessMonitor] = {}
     passes = max(1, passes)
     for name in ("ridge", "groupwise"):
         if name in models:
@@ -402,16 +421,17 @@ def build_demo(config: Config, passes: int, seed: int, rate: float):
         if name in models:
             rounds = passes * ROUNDS_PER_PASS["neural-bandit"]
             loops[name] = ClosedLoopSource(ClassificationBanditEnv(name, dataset="segment", seed=seed), rounds=rounds)
+            lanes.append((name, loops[name], rounds))
     if "ads" in models:
-        loops["ads"] = ClosedLoopSource(
-            LinearDynamicalEnv("ads", case="real-data", seed=seed), rounds=passes * ROUNDS_PER_PASS["dynamical-bandit"]
-        )
+        rounds = passes * ROUNDS_PER_PASS["dynamical-bandit"]
+        loops["ads"] = ClosedLoopSource(LinearDynamicalEnv("ads", case="real-data", seed=seed), rounds=rounds)
+        lanes.append(("ads", loops["ads"], rounds))
     if "adult-lending" in models:
         rounds = fair_rounds(passes)
         env = FairnessEnv("adult-lending", k=5, seed=seed, horizon=rounds)
         env.monitor = monitors["adult-lending"] = fairness_monitor(config, env, rounds, rounds)
         loops["adult-lending"] = ClosedLoopSource(env, rounds=rounds)
-    lanes += [(name, loop, loop.rounds) for name, loop in loops.items()]
+        lanes.append(("adult-lending", loops["adult-lending"], rounds))
     # the analytic ridge learns (and refreshes its generator) per call: rows in the reproduction's micro-batches of 16
     chunks = {name: 16 for name in ("digits-ridge", "digits-ridge-pfg")}
     return InterleavedSource(lanes, rate, chunks), LoopSink(loops), monitors
@@ -422,9 +442,14 @@ class Progress:
 
     The rate is that of a sliding window (``window`` seconds), so one fast batch at the
     start does not claim a figure the run never keeps.
+
+    >>> import io
+    >>> bar = Progress(total=100, stream=io.StringIO())
+    >>> bar.rate(0.0, 0), bar.rate(2.0, 50)  # no rate until the window spans a second
+    (None, 25.0)
     """
 
-    def __init__(self, total: int, stream=None, every: float = 0.2, window: float = 5.0):
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = 0.2, window: float = 5.0) -> None:
         self.total = total
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
@@ -478,7 +503,7 @@ def run_demo(
     chosen = _families(families)
     config = demo_config(port=port, families=chosen, passes=passes, host=host)
     source, sink, monitors = build_demo(config, passes, seed, rate)
-    total = sum(k if not hasattr(s, "env") else k * (3 if s.env.model == "adult-lending" else 2) for _, s, k in source.lanes)
+    total = sum(k * (3 if s.env.model == "adult-lending" else 2) if isinstance(s, ClosedLoopSource) else k for _, s, k in source.lanes)
     with announce_compile(config):
         engine = Engine(config, source, sink, MemorySink(), progress=None)
     for model, monitor in monitors.items():

@@ -26,8 +26,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import orjson  # noqa: E402 (after the BLAS settings above)
 
+from regretflow.connectors.jsonl import JsonlSink, JsonlSource  # noqa: E402
+from regretflow.connectors.memory import MemorySink  # noqa: E402
 from regretflow.engine.config import Config, ConfigError, check_config, describe, load_config  # noqa: E402
 from regretflow.engine.errors import FatalError  # noqa: E402
+from regretflow.engine.experiments import run as run_reproduction  # noqa: E402 (a dispatcher: each reproduction loads on its run)
 
 EPILOG = """examples:
   regretflow demo                                   # no config, no broker: watch regret live at http://127.0.0.1:9108/
@@ -194,10 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "checkpoint":
             return _checkpoint(args, parser)
         if args.command == "reproduce":
-            # the reproductions load their own learners and data sets
-            from regretflow.engine.experiments import run
-
-            return run(args.name, args.args)
+            return run_reproduction(args.name, args.args)
         if args.command == "report":
             # the report draws with matplotlib and may replay through the engine (numba)
             from regretflow.engine.cli.report import run as run_report
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config: Config, workers: int, path: str, summary: str = "table") -> int:
-    # the daemon loads the engine's learners (numba), a `run --check` does not
+    # the daemon loads the runtime, the simulators with their data sets and prometheus_client: `run --check` stops before
     from regretflow.engine.cli.daemon import run_daemon
 
     return run_daemon(config, workers=workers, config_path=path, summary=summary)
@@ -234,10 +234,8 @@ def _as_worker(config: Config, index: int) -> Config:
     return dataclasses.replace(config, metrics=dataclasses.replace(config.metrics, port=port))
 
 
-def _replay(args) -> int:
+def _replay(args: argparse.Namespace) -> int:
     # numpy and the engine's learners (numba) load only for the commands that run them
-    from regretflow.connectors.jsonl import JsonlSink, JsonlSource
-    from regretflow.connectors.memory import MemorySink
     from regretflow.engine.evaluation.offline import logged_policy_values, offline_config
     from regretflow.engine.observability.summary_tables import summary_table
     from regretflow.engine.runtime.loop import Engine
@@ -277,7 +275,7 @@ def _replay(args) -> int:
     return 0
 
 
-def _checkpoint(args, parser) -> int:
+def _checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from regretflow.engine.runtime.checkpoint import CheckpointError, describe, list_checkpoints  # numpy: only this command reads arrays
 
     if args.action != "inspect":

@@ -26,17 +26,34 @@ of every constant-action policy, from the logged propensities.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypedDict
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 from regretflow.engine.runtime.events import OTHER_AUDITOR
 from regretflow.learners.contract import expect_array
 
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
 
 @njit(cache=True)
-def accumulate_hindsight(S, u, v, n, loss, last_x, last_y, X, y, losses, member):
+def accumulate_hindsight(
+    S: FloatArray,
+    u: FloatArray,
+    v: FloatArray,
+    n: FloatArray,
+    loss: FloatArray,
+    last_x: FloatArray,
+    last_y: FloatArray,
+    X: FloatArray,
+    y: FloatArray,
+    losses: FloatArray,
+    member: BoolArray,
+) -> None:
     """Add rows to the statistics of every group they belong to (column 0 is 'all')."""
     d = X.shape[1]
     for r in range(X.shape[0]):
@@ -56,7 +73,7 @@ def accumulate_hindsight(S, u, v, n, loss, last_x, last_y, X, y, losses, member)
             last_y[g] = yr
 
 
-def comparator_loss(S: np.ndarray, u: np.ndarray, v: float, lam: float, cutoff: float) -> float:
+def comparator_loss(S: FloatArray, u: FloatArray, v: float, lam: float, cutoff: float) -> float:
     """Squared error of the best (min-norm least-squares, or ridge) linear fit on the rows."""
     if not np.any(S):
         return float(v)
@@ -310,11 +327,11 @@ class BanditRegret:
         self.dr_constant = expect_array(state, "dr_constant", (self.n_actions, len(_DR_SUMS)), "BanditRegret")
 
 
-def _dr(term: float) -> np.ndarray:
+def _dr(term: float) -> FloatArray:
     return np.array([1.0, term, term * term])
 
 
-def _dr_estimates(s: np.ndarray) -> dict[str, float]:
+def _dr_estimates(s: FloatArray) -> dict[str, float]:
     n, total, squares = (float(v) for v in s)
     if n == 0:
         return {}
@@ -323,11 +340,11 @@ def _dr_estimates(s: np.ndarray) -> dict[str, float]:
     return {"dr": mean, "dr_low": mean - half, "dr_high": mean + half}
 
 
-def _sums(w: np.ndarray, r: np.ndarray) -> np.ndarray:
+def _sums(w: FloatArray, r: FloatArray) -> FloatArray:
     return np.array([len(w), w.sum(), (w * r).sum(), (w * w).sum(), (w * w * r).sum(), (w * w * r * r).sum()])
 
 
-def _estimates(s: np.ndarray) -> dict[str, float]:
+def _estimates(s: FloatArray) -> dict[str, float]:
     n, w, wr, w2, w2r, w2r2 = (float(v) for v in s)
     if n == 0:
         return {"ips": 0.0, "ips_low": 0.0, "ips_high": 0.0, "snips": 0.0, "snips_low": 0.0, "snips_high": 0.0}
@@ -345,6 +362,21 @@ def _estimates(s: np.ndarray) -> dict[str, float]:
         "snips_low": snips - h_snips,
         "snips_high": snips + h_snips,
     }
+
+
+class AccuracyCounts(TypedDict):
+    """Rounds, correct predictions and their ratio, of one class or group in :meth:`ClassAccuracy.summary`.
+
+    Examples
+    --------
+    >>> counts: AccuracyCounts = {"count": 4, "correct": 3, "accuracy": 0.75}
+    >>> counts["correct"] / counts["count"] == counts["accuracy"]
+    True
+    """
+
+    count: int
+    correct: int
+    accuracy: float
 
 
 class ClassAccuracy:
@@ -382,7 +414,7 @@ class ClassAccuracy:
         self.class_counts = np.vstack([self.class_counts, np.zeros((1, 2))])
         return len(self.classes) - 1
 
-    def update(self, labels, predictions, membership: np.ndarray | None) -> None:
+    def update(self, labels: Iterable[Any], predictions: Iterable[Any], membership: np.ndarray | None) -> None:
         for r, (y, p) in enumerate(zip(labels, predictions)):
             ok = float(str(y) == str(p))
             c = self._class_index(y)
@@ -392,7 +424,7 @@ class ClassAccuracy:
                 self.group_counts[1:][membership[r]] += (1.0, ok)
 
     def summary(self) -> dict[str, Any]:
-        def acc(row):
+        def acc(row: FloatArray) -> AccuracyCounts:
             return {"count": int(row[0]), "correct": int(row[1]), "accuracy": float(row[1] / row[0]) if row[0] else 0.0}
 
         per_class = {name: acc(row) for name, row in zip(self.classes, self.class_counts)}
@@ -447,8 +479,8 @@ class FairnessTracker:
         self.auditor_index: dict[str, int] = {}
         self.auditor_counts = np.zeros((0, 2))  # per auditor: distinct reported pairs, panels sat on
 
-    def _add(self, **kw) -> None:
-        for name, value in kw.items():
+    def _add(self, **counts: float) -> None:
+        for name, value in counts.items():
             self.counts[self.FIELDS.index(name)] += value
 
     def record_decisions(self, decisions: np.ndarray) -> None:
@@ -499,7 +531,7 @@ class FairnessTracker:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        names = sorted(self.auditor_index, key=self.auditor_index.get)
+        names = sorted(self.auditor_index, key=self.auditor_index.__getitem__)
         return {"counts": self.counts.copy(), "auditor_names": np.array(names, dtype=str), "auditor_counts": self.auditor_counts.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

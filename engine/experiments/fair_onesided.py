@@ -89,9 +89,11 @@ import json
 import math
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Literal, NotRequired, TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 
 from regretflow.connectors.simulators.fairness import AdultPopulation, FairnessSimulator
 from regretflow.engine.evaluation.fairness_lp import FairnessMonitor
@@ -113,11 +115,135 @@ RATE_COST_BOUND = 2.0  # B in eta and in FTPL's perturbation scale: the label pa
 EXP2_RATE_FACTOR = 1.0  # the spec's eta with that B (the accuracy-only learner's own rate)
 FTPL_PERTURBATION_FACTOR = 0.15  # x B sqrt(k T) = 0.3 sqrt(k T)
 
+FloatArray = NDArray[np.float64]
+FairLearner = FairExp2 | FairFTPL  # OneSidedExp2 and FullInformationFairExp2 are FairExp2s
+
+
+class _CommonParams(TypedDict):
+    """The parameters every learner of the reproduction shares."""
+
+    weights: FloatArray
+    offsets: FloatArray
+    horizon: int
+    gamma: float
+    seed: int
+
+
+class RunMeasures(TypedDict):
+    """What :func:`run_one` measures of one learner on one stream (expected counts over the run).
+
+    Examples
+    --------
+    >>> list(RunMeasures.__annotations__)[:3]
+    ['errors', 'best_policy_errors', 'lagrangian_regret']
+    """
+
+    errors: float
+    best_policy_errors: float
+    lagrangian_regret: float
+    error_regret_unconstrained: float
+    violation_rounds: int
+    violation_pairs: int
+    auditor_violations: list[float]
+    fairness_weight: float
+    revealed_accuracy: float
+
+
+class Run(RunMeasures):
+    """One run of :func:`experiment`: the measures, which learner, horizon and seed, and the regret.
+
+    ``regret`` is against the fair LP comparator (``regret_kind`` ``"lp"``) when it was
+    solved for the seed, else the Lagrangian regret (``"lagrangian"``).
+
+    Examples
+    --------
+    >>> [key for key in Run.__annotations__ if key not in RunMeasures.__annotations__]
+    ['learner', 'T', 'seed', 'seconds', 'comparator_errors', 'regret', 'regret_kind']
+    """
+
+    learner: str
+    T: int
+    seed: int
+    seconds: float
+    comparator_errors: float | None
+    regret: float
+    regret_kind: Literal["lp", "lagrangian"]
+
+
+class LPSolve(TypedDict):
+    """One solve of the fair LP comparator (its time and size).
+
+    Examples
+    --------
+    >>> list(LPSolve.__annotations__)
+    ['T', 'seed', 'seconds', 'constraints_used', 'constraints_total', 'iterations']
+    """
+
+    T: int
+    seed: int
+    seconds: float
+    constraints_used: int
+    constraints_total: int
+    iterations: int
+
+
+#: Summary figures given as (mean, standard deviation) over seeds.
+SummaryFigure = Literal[
+    "regret_per_round", "lagrangian_regret_per_round", "violations_per_round", "pairs_per_round", "error_rate", "best_policy_error_rate"
+]
+#: The numeric measures of a :class:`Run` that :func:`summarise` averages over seeds.
+RunFigure = Literal["regret", "lagrangian_regret", "violation_rounds", "violation_pairs", "errors", "best_policy_errors"]
+
+
+class SummaryRow(TypedDict):
+    """One row of the table: a learner at one horizon, (mean, sd) over seeds where a pair.
+
+    Examples
+    --------
+    >>> list(SummaryRow.__annotations__)[:4]
+    ['learner', 'T', 'regret_kind', 'regret_per_round']
+    """
+
+    learner: str
+    T: int
+    regret_kind: Literal["lp", "lagrangian"]
+    regret_per_round: tuple[float, float]
+    lagrangian_regret_per_round: tuple[float, float]
+    violations_per_round: tuple[float, float]
+    pairs_per_round: tuple[float, float]
+    error_rate: tuple[float, float]
+    best_policy_error_rate: tuple[float, float]
+    fair_comparator_error_rate: float | None
+    seconds: float
+    fairness_weight: float
+
+
+class Results(TypedDict):
+    """What :func:`experiment` returns (and ``--json`` prints); ``checks`` is added by :func:`main`.
+
+    Examples
+    --------
+    >>> list(Results.__annotations__)[-4:]
+    ['runs', 'lp', 'summary', 'checks']
+    """
+
+    horizons: list[int]
+    seeds: int
+    learners: list[str]
+    n_policies: int
+    separator_points: int
+    fairness_scale: float
+    n_samples: int
+    runs: list[Run]
+    lp: NotRequired[list[LPSolve]]
+    summary: NotRequired[list[SummaryRow]]
+    checks: NotRequired[dict[str, bool]]
+
 
 def build(
-    name: str, W: np.ndarray, b: np.ndarray, separator: np.ndarray, horizon: int, seed: int, fairness_scale: float, n_samples: int
-) -> Any:
-    common = dict(weights=W, offsets=b, horizon=horizon, gamma=GAMMA, seed=seed)
+    name: str, W: FloatArray, b: FloatArray, separator: FloatArray, horizon: int, seed: int, fairness_scale: float, n_samples: int
+) -> FairLearner:
+    common: _CommonParams = {"weights": W, "offsets": b, "horizon": horizon, "gamma": GAMMA, "seed": seed}
     if name == "FairExp2":
         return FairExp2(fairness_scale=fairness_scale, learning_rate_factor=EXP2_RATE_FACTOR, cost_bound=RATE_COST_BOUND, **common)
     if name == "FairFTPL":
@@ -138,7 +264,7 @@ def build(
     raise ValueError(name)
 
 
-def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray) -> tuple[dict[str, Any], FairnessMonitor]:
+def run_one(sim: FairnessSimulator, learner: FairLearner, W: FloatArray, b: FloatArray) -> tuple[RunMeasures, FairnessMonitor]:
     """One learner through one simulated stream: the decide, feedback, audit loop, measured by the
     same :class:`~regretflow.engine.evaluation.fairness_lp.FairnessMonitor` the daemon exports."""
     monitor = FairnessMonitor(sim, W, b, gamma=GAMMA, fairness_weight=learner.fairness_weight_at, lp_max_rounds=0)
@@ -167,12 +293,18 @@ def run_one(sim: FairnessSimulator, learner: Any, W: np.ndarray, b: np.ndarray) 
 
 
 def experiment(
-    horizons: tuple[int, ...], seeds: int, learners: tuple[str, ...], fairness_scale: float, n_samples: int, lp_max: int, log=print
-) -> dict[str, Any]:
+    horizons: tuple[int, ...],
+    seeds: int,
+    learners: tuple[str, ...],
+    fairness_scale: float,
+    n_samples: int,
+    lp_max: int,
+    log: Callable[..., None] = print,
+) -> Results:
     population = AdultPopulation.load()
     W, b = population.hypothesis_class(16, 13, seed=0)
     separator = greedy_separator(W, b, population.separator_candidates(2000, seed=1))
-    results: dict[str, Any] = {
+    results: Results = {
         "horizons": list(horizons),
         "seeds": seeds,
         "learners": list(learners),
@@ -189,7 +321,7 @@ def experiment(
             for name in learners:
                 started = time.perf_counter()
                 learner = build(name, W, b, separator, T, seed, fairness_scale, n_samples)
-                run, monitor = run_one(sim, learner, W, b)
+                measures, monitor = run_one(sim, learner, W, b)
                 seconds = time.perf_counter() - started  # the learner's run, without the LP
                 if T <= lp_max and comparator_errors is None:  # the same rounds for every learner of the seed
                     lp_started = time.perf_counter()
@@ -205,24 +337,33 @@ def experiment(
                             "iterations": solution.iterations,
                         }
                     )
-                run.update(learner=name, T=T, seed=seed, seconds=seconds, comparator_errors=comparator_errors)
-                run["regret"] = (run["errors"] - comparator_errors) if comparator_errors is not None else run["lagrangian_regret"]
-                run["regret_kind"] = "lp" if comparator_errors is not None else "lagrangian"
-                results["runs"].append(run)
+                regret = measures["errors"] - comparator_errors if comparator_errors is not None else measures["lagrangian_regret"]
+                results["runs"].append(
+                    {
+                        **measures,
+                        "learner": name,
+                        "T": T,
+                        "seed": seed,
+                        "seconds": seconds,
+                        "comparator_errors": comparator_errors,
+                        "regret": regret,
+                        "regret_kind": "lp" if comparator_errors is not None else "lagrangian",
+                    }
+                )
             log(f"  T={T} seed={seed} done", file=sys.stderr)
     results["summary"] = summarise(results)
     return results
 
 
-def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = []
+def summarise(results: Results) -> list[SummaryRow]:
+    rows: list[SummaryRow] = []
     for name in results["learners"]:
         for T in results["horizons"]:
             runs = [r for r in results["runs"] if r["learner"] == name and r["T"] == T]
             if not runs:
                 continue
 
-            def stat(key: str, scale: float = 1.0, runs: list[dict[str, Any]] = runs) -> tuple[float, float]:
+            def stat(key: RunFigure, scale: float = 1.0, runs: list[Run] = runs) -> tuple[float, float]:
                 v = np.array([r[key] for r in runs], dtype=np.float64) * scale
                 return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
@@ -249,7 +390,7 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def slopes(results: dict[str, Any], learner: str, key: str) -> float:
+def slopes(results: Results, learner: str, key: SummaryFigure) -> float:
     """Fitted log-log slope of the seed-mean total (per-round value times T) against T."""
     rows = [r for r in results["summary"] if r["learner"] == learner]
     T = np.array([r["T"] for r in rows], dtype=np.float64)
@@ -257,7 +398,7 @@ def slopes(results: dict[str, Any], learner: str, key: str) -> float:
     return float(np.polyfit(np.log(T), np.log(total), 1)[0])
 
 
-def table(results: dict[str, Any]) -> str:
+def table(results: Results) -> str:
     lines = [
         "Individually fair learning with one-sided feedback (Bechavod & Roth, ICML 2023) on UCI Adult",
         f"k={K_INDIVIDUALS}, N={results['n_policies']} thresholds, |S|={results['separator_points']} separator points, "
@@ -288,12 +429,11 @@ def table(results: dict[str, Any]) -> str:
                 parts.append(f"{name} {by[(name, T)]['error_rate'][0] - plain['error_rate'][0]:+.4f}")
         row = plain or by.get(("FairExp2", T))
         comparator = row["fair_comparator_error_rate"] if row is not None else None
-        best = row["best_policy_error_rate"][0] if row is not None else None
-        fair_opt = (
-            f"fair LP optimum - best unconstrained policy {comparator - best:+.4f} ({comparator:.4f} vs {best:.4f})"
-            if comparator is not None
-            else "fair LP optimum: not solved (T > --lp-max)"
-        )
+        if row is not None and comparator is not None:
+            best = row["best_policy_error_rate"][0]
+            fair_opt = f"fair LP optimum - best unconstrained policy {comparator - best:+.4f} ({comparator:.4f} vs {best:.4f})"
+        else:
+            fair_opt = "fair LP optimum: not solved (T > --lp-max)"
         lines.append(f"  T={T:<7} learner - accuracy-only: {', '.join(parts) or '-'};  {fair_opt}")
     if results.get("lp"):
         lines.append("")
@@ -355,14 +495,14 @@ VIOLATION_GAP = 3.0  # accuracy-only viol/T >= 3 x each fair learner's, at every
 # (at the smallest T the accuracy-only learner has not concentrated on one policy yet)
 
 
-def shrinks(results: dict[str, Any], learner: str, key: str, factor: float) -> bool:
+def shrinks(results: Results, learner: str, key: SummaryFigure, factor: float) -> bool:
     """Seed-mean ``key`` at the largest T is at most ``factor`` times its value at the smallest T."""
     by = {(r["learner"], r["T"]): r for r in results["summary"]}
     first, last = results["horizons"][0], results["horizons"][-1]
     return by[(learner, last)][key][0] <= factor * by[(learner, first)][key][0]
 
 
-def violation_gap(results: dict[str, Any], learner: str, baseline: str = "OneSidedExp2", factor: float = VIOLATION_GAP) -> bool:
+def violation_gap(results: Results, learner: str, baseline: str = "OneSidedExp2", factor: float = VIOLATION_GAP) -> bool:
     """``baseline`` has at least ``factor`` times ``learner``'s violations/T at every T but the smallest."""
     by = {(r["learner"], r["T"]): r for r in results["summary"]}
     return all(
@@ -371,9 +511,9 @@ def violation_gap(results: dict[str, Any], learner: str, baseline: str = "OneSid
     )
 
 
-def checks(results: dict[str, Any]) -> dict[str, bool]:
+def checks(results: Results) -> dict[str, bool]:
     """The acceptance checks: shrinking trends and the violation gap, with the stated tolerances."""
-    out = {}
+    out: dict[str, bool] = {}
     by = {(r["learner"], r["T"]): r for r in results["summary"]}
     horizons = results["horizons"]
     first, last = horizons[0], horizons[-1]

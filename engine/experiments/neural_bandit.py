@@ -47,7 +47,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO, TypedDict
 
 import numpy as np
 
@@ -65,10 +65,32 @@ QUICK_HORIZON, QUICK_SEEDS = 1_500, 2
 # and digits at T = 3,000; then fixed for every dataset. Plain OGD (0.1 .. 2.0) was far
 # behind the adaptive optimizers with one step per round; EXAdam made SquareCB collapse
 # on shuttle (always the wrong arm), so SquareCB keeps AdaBelief.
-FASTCB = dict(
+
+
+class NetworkParams(TypedDict, total=False):
+    """Constructor parameters of NeuralFastCB / NeuralSquareCB that the reproduction fixes.
+
+    Examples
+    --------
+    >>> params: NetworkParams = {"width": 16, "learning_rate": 0.1}
+    >>> NeuralFastCB(n_actions=3, seed=0, **params).width
+    16
+    """
+
+    depth: int
+    width: int
+    activation: str
+    optimizer: str
+    learning_rate: float
+    init_scale: float
+    gamma_schedule: str
+    gamma0: float
+
+
+FASTCB: NetworkParams = dict(
     depth=1, width=100, activation="tanh", optimizer="exadam", learning_rate=0.003, init_scale=4.0, gamma_schedule="sqrt", gamma0=10.0
 )
-SQUARECB = dict(
+SQUARECB: NetworkParams = dict(
     depth=1, width=100, activation="tanh", optimizer="adabelief", learning_rate=0.003, init_scale=1.0, gamma_schedule="sqrt", gamma0=10.0
 )
 PERTURBATION = 1.0
@@ -115,7 +137,7 @@ def run_river(sim: ClassificationBandit, seed: int, alpha: float = 1.0) -> Run:
     from river import bandit
 
     policy = bandit.LinUCBDisjoint(alpha=alpha, seed=seed)
-    arms = list(range(sim.n_actions))
+    arms: list[int | str] = list(range(sim.n_actions))
     names = [f"x{i}" for i in range(sim.n_features)]
     curve = np.empty(len(sim))
     total = 0.0
@@ -124,7 +146,7 @@ def run_river(sim: ClassificationBandit, seed: int, alpha: float = 1.0) -> Run:
         context = dict(zip(names, sim.contexts[t].tolist()))
         action = policy.pull(arms, context=context)
         reward = 1.0 if action == sim.labels[t] else 0.0
-        policy.update(action, context, reward)
+        policy.update(action, context, reward)  # type: ignore[no-untyped-call]  # river's update has no annotations
         total += 1.0 - reward  # deterministic policy: pseudo-regret = realised regret
         curve[t] = total
     return Run(total, total, time.perf_counter() - start, curve)
@@ -189,16 +211,16 @@ def learners(quick: bool) -> dict[str, Callable[[ClassificationBandit, int], Run
 
 
 def evaluate(
-    datasets: tuple[str, ...], horizon: int, seeds: list[int], quick: bool, only: tuple[str, ...] | None = None, log=sys.stderr
-) -> dict:
+    datasets: tuple[str, ...], horizon: int, seeds: list[int], quick: bool, only: tuple[str, ...] | None = None, log: TextIO = sys.stderr
+) -> dict[str, Any]:
     """Run every learner on every dataset and seed; returns the results as plain data."""
-    results: dict = {"horizon": horizon, "seeds": seeds, "datasets": {}}
+    results: dict[str, Any] = {"horizon": horizon, "seeds": seeds, "datasets": {}}
     runners = learners(quick)
     if only:
         runners = {name: fn for name, fn in runners.items() if name in only}
     for name in datasets:
         data = load(name)
-        entry: dict = {"learners": {}}
+        entry: dict[str, Any] = {"learners": {}}
         for learner, runner in runners.items():
             finals, realised, seconds, tails, heads = [], [], [], [], []
             for seed in seeds:
@@ -227,7 +249,7 @@ def evaluate(
     return results
 
 
-def _ahead(a: dict, b: dict) -> str:
+def _ahead(a: dict[str, Any], b: dict[str, Any]) -> str:
     """'yes' if a's mean regret is below b's by more than 2 combined standard errors,
     'no' if above by more than that, else 'inconclusive'."""
     margin = 2.0 * math.hypot(a["stderr"], b["stderr"])
@@ -241,9 +263,9 @@ def _ahead(a: dict, b: dict) -> str:
 LINEAR_BASELINES = ("LinUCB", "EpsilonGreedy", "River LinUCBDisjoint", "VW SquareCB")
 
 
-def claims(results: dict) -> dict:
+def claims(results: dict[str, Any]) -> dict[str, dict[str, str]]:
     """The paper's ordering claims, checked per dataset."""
-    out = {}
+    out: dict[str, dict[str, str]] = {}
     for name, entry in results["datasets"].items():
         lr = entry["learners"]
         fast, square = lr.get("NeuralFastCB"), lr.get("NeuralSquareCB")
@@ -263,7 +285,7 @@ def claims(results: dict) -> dict:
     return out
 
 
-def format_table(results: dict) -> str:
+def format_table(results: dict[str, Any]) -> str:
     names = list(results["datasets"])
     learner_names: list[str] = []
     for entry in results["datasets"].values():
@@ -279,11 +301,11 @@ def format_table(results: dict) -> str:
     lines.append(header)
     lines.append("-" * len(header))
     for learner in learner_names:
-        cells = []
+        texts = []
         for n in names:
             r = results["datasets"][n]["learners"].get(learner)
-            cells.append(f"{r['mean']:10.1f} ± {r['stderr']:6.1f}" if r else f"{'-':>19s}")
-        lines.append(f"{learner:24s}" + "".join(f"{c:>22s}" for c in cells))
+            texts.append(f"{r['mean']:10.1f} ± {r['stderr']:6.1f}" if r else f"{'-':>19s}")
+        lines.append(f"{learner:24s}" + "".join(f"{c:>22s}" for c in texts))
     lines.append(f"{'uniform play':24s}" + "".join(f"{results['datasets'][n]['uniform']:>22.1f}" for n in names))
     lines.append("")
     lines.append("Does the paper's ordering hold? ('inconclusive': difference < 2 standard errors)")
@@ -299,7 +321,7 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def quick_assertions(results: dict) -> list[str]:
+def quick_assertions(results: dict[str, Any]) -> list[str]:
     """The orderings CI asserts; returns the failures (empty: all hold).
 
     Only what held with margin in the quick runs is asserted (the paper's full claim,

@@ -21,12 +21,12 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from regretflow.engine.runtime.dead_letters import REASONS
 from regretflow.engine.runtime.events import KINDS
@@ -57,9 +57,15 @@ UNKNOWN_MODEL = "_unknown_"
 
 
 class WeightedHistogram:
-    """A histogram that takes many equal observations at once (a batch's events share one latency)."""
+    """A histogram that takes many equal observations at once (a batch's events share one latency).
 
-    def __init__(self, name: str, documentation: str, buckets=LATENCY_BUCKETS):
+    >>> h = WeightedHistogram("regretflow_demo_seconds", "A demo.")
+    >>> h.observe(0.003, count=4)
+    >>> [(s.name, s.value) for f in h.collect() for s in f.samples if not s.name.endswith("_bucket")]
+    [('regretflow_demo_seconds_count', 4), ('regretflow_demo_seconds_sum', 0.012)]
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.name, self.documentation = name, documentation
         self.bounds = np.array(buckets, dtype=np.float64)
         self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)
@@ -72,7 +78,7 @@ class WeightedHistogram:
             self.counts[i] += count
             self.sum += value * count
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
             cumulative = np.cumsum(self.counts)
             total = self.sum
@@ -82,24 +88,24 @@ class WeightedHistogram:
         family.add_metric([], buckets, total)
         yield family
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []
 
 
 class _Callback:
     """Gauges computed at scrape time (checkpoint age, seconds since the last batch)."""
 
-    def __init__(self, name: str, documentation: str, fn: Callable[[], float | None]):
+    def __init__(self, name: str, documentation: str, fn: Callable[[], float | None]) -> None:
         self.name, self.documentation, self.fn = name, documentation, fn
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(self.name, self.documentation)
         value = self.fn()
         if value is not None:
             family.add_metric([], value)
         yield family
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []
 
 
@@ -113,10 +119,10 @@ class OffsetResetCollector:
     [('earliest', 1)]
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.counts: dict[tuple[str, str, str], int] = {}
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(
             "regretflow_source_offset_resets",
             "Source positions found outside their partition's log "
@@ -127,8 +133,35 @@ class OffsetResetCollector:
             family.add_metric([topic, partition, action], count)
         yield family
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []
+
+
+class ExportedMonitor(Protocol):
+    """What :class:`MonitorCollector` reads of a simulator monitor (e.g.
+    :class:`~regretflow.engine.evaluation.fairness_lp.FairnessMonitor`): ``GAUGES`` (name -> help)
+    and their values; optionally ``AUDITOR_GAUGES`` (name -> help) whose values
+    ``auditor_gauges`` gives per auditor.
+
+    Examples
+    --------
+    >>> class Rounds:
+    ...     GAUGES = {"rounds": "Rounds played."}
+    ...     def gauges(self) -> dict[str, float]:
+    ...         return {"rounds": 3.0}
+    ...     def auditor_gauges(self) -> dict[str, dict[str, float]]:
+    ...         return {}
+    >>> monitor: ExportedMonitor = Rounds()
+    >>> [(s.name, s.value) for f in MonitorCollector("demo", monitor).collect() for s in f.samples]
+    [('regretflow_simulator_rounds', 3.0)]
+    """
+
+    @property
+    def GAUGES(self) -> Mapping[str, str]: ...
+
+    def gauges(self) -> Mapping[str, float]: ...
+
+    def auditor_gauges(self) -> Mapping[str, Mapping[str, float]]: ...
 
 
 class MonitorCollector:
@@ -138,28 +171,29 @@ class MonitorCollector:
     ``GAUGES`` (per model) and ``AUDITOR_GAUGES`` (per model and auditor) with their help.
     """
 
-    def __init__(self, model: str, monitor: Any):
+    def __init__(self, model: str, monitor: ExportedMonitor) -> None:
         self.model = model
         self.monitor = monitor
 
-    def _families(self, with_samples: bool):
-        values = self.monitor.gauges() if with_samples else {}
+    def _families(self, with_samples: bool) -> Iterator[Metric]:
+        values: Mapping[str, float] = self.monitor.gauges() if with_samples else {}
         for name, text in self.monitor.GAUGES.items():
             family = GaugeMetricFamily(f"regretflow_simulator_{name}", text, labels=["model"])
             if with_samples:
                 family.add_metric([self.model], values[name])
             yield family
-        per_auditor = self.monitor.auditor_gauges() if with_samples else {}
-        for name, text in getattr(self.monitor, "AUDITOR_GAUGES", {}).items():
+        per_auditor: Mapping[str, Mapping[str, float]] = self.monitor.auditor_gauges() if with_samples else {}
+        auditor_gauges: Mapping[str, str] = getattr(self.monitor, "AUDITOR_GAUGES", {})  # optional: not every monitor has auditors
+        for name, text in auditor_gauges.items():
             family = GaugeMetricFamily(f"regretflow_simulator_auditor_{name}", text, labels=["model", "auditor"])
             for auditor, figures in per_auditor.items():
                 family.add_metric([self.model, auditor], figures[name])
             yield family
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         yield from self._families(True)
 
-    def describe(self):
+    def describe(self) -> Iterator[Metric]:
         yield from self._families(False)
 
 
@@ -172,7 +206,7 @@ class Metrics:
         groups: dict[str, list[str]],
         learner_gauges: dict[str, str] | None = None,
         learner_group_gauges: dict[str, str] | None = None,
-    ):
+    ) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.models = models
         self.events = Counter("regretflow_events", "Valid events processed, by model and kind.", ["model", "kind"], registry=r)
@@ -380,9 +414,14 @@ def _version() -> str:
 
 
 class HealthState:
-    """What /healthz and /readyz report: alive while batches keep finishing, ready once started."""
+    """What /healthz and /readyz report: alive while batches keep finishing, ready once started.
 
-    def __init__(self, stall_seconds: float = 120.0):
+    >>> health = HealthState(stall_seconds=60.0)
+    >>> health.ready, health.detail
+    (False, 'starting')
+    """
+
+    def __init__(self, stall_seconds: float = 120.0) -> None:
         self.ready = False
         self.stall_seconds = stall_seconds
         self.heartbeat = time.monotonic()
@@ -431,7 +470,7 @@ class MetricsServer:
         request_timeout: float = 5.0,
         exposition_max_age: float = 0.1,
         backlog: int = 1024,
-    ):
+    ) -> None:
         self.metrics, self.health = metrics, health
         # further GET routes (path -> callable returning (body, content type)): the live page adds /, /live.js, /live.json
         self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
@@ -521,7 +560,7 @@ class MetricsServer:
             self._selector.register(sock, selectors.EVENT_READ, None)
             self._try(self._read, sock)  # a polite client's request is usually there already: answer in this round
 
-    def _try(self, step, sock: socket.socket) -> None:
+    def _try(self, step: Callable[[socket.socket], None], sock: socket.socket) -> None:
         try:
             step(sock)
         except (BlockingIOError, InterruptedError):
@@ -548,6 +587,7 @@ class MetricsServer:
 
     def _write(self, sock: socket.socket) -> None:
         conn = self._conns[sock]
+        assert conn.out is not None  # a connection waits for writability only once _respond has set its answer
         sent = sock.send(conn.out)
         conn.out = conn.out[sent:]
         if not conn.out:
@@ -611,7 +651,7 @@ class MetricsServer:
             self.expositions_rendered += 1
         return self._exposition
 
-    def _respond(self, sock, conn: _Connection, status: int, body: bytes, ctype: str, head: bool, extra: str = "") -> None:
+    def _respond(self, sock: socket.socket, conn: _Connection, status: int, body: bytes, ctype: str, head: bool, extra: str = "") -> None:
         reason = HTTP_REASONS.get(status, "")
         header = (
             f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
@@ -639,7 +679,7 @@ class _Connection:
 
     __slots__ = ("deadline", "inbox", "out")
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.inbox = bytearray()
         self.out: memoryview | None = None

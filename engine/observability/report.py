@@ -26,10 +26,12 @@ import base64
 import html
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
+from numpy.typing import NDArray
 
+from regretflow.connectors.memory import MemorySink
 from regretflow.engine.evaluation.offline import offline_config
 from regretflow.engine.observability.metrics_log import metrics_log_record
 from regretflow.engine.observability.plotting import (
@@ -43,18 +45,23 @@ from regretflow.engine.observability.plotting import (
     _pyplot,
 )
 from regretflow.engine.tasks import shown_task
+from regretflow.learners import LEARNERS
+
+if TYPE_CHECKING:
+    from regretflow.engine.config import Config
+    from regretflow.engine.runtime.loop import Engine
 
 # -- series -----------------------------------------------------------------------------------
 
 
-def model_series(records: list[dict]) -> dict[str, ModelSeries]:
+def model_series(records: list[dict[str, Any]]) -> dict[str, ModelSeries]:
     """Per model, the time series a report draws (records where the model has no task are skipped)."""
     names: list[str] = []
     for r in records:
         for name in r["models"]:
             if name not in names:
                 names.append(name)
-    out = {}
+    out: dict[str, ModelSeries] = {}
     for name in names:
         rows = [(r["ts"], r["models"][name]) for r in records if (r["models"].get(name) or {}).get("task")]
         if not rows:
@@ -79,7 +86,7 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float("nan")
 
 
-def _col(rows: list[dict], key: str) -> np.ndarray:
+def _col(rows: list[dict[str, Any]], key: str) -> NDArray[np.float64]:
     return np.array([_num(r.get(key)) for r in rows], dtype=float)
 
 
@@ -88,9 +95,6 @@ def _col(rows: list[dict], key: str) -> np.ndarray:
 
 def _gauge_words(name: str, learner: str) -> tuple[str, str]:
     """A title in words and a y-axis label for a learner gauge (from the learner's own description)."""
-    # the learners compile numba kernels on import: drawing a written log does without them
-    from regretflow.learners import LEARNERS
-
     cls = LEARNERS.get(learner)
     text = {**getattr(cls, "GAUGES", {}), **getattr(cls, "GROUP_GAUGES", {})}.get(name, "") if cls else ""
     title = text.split(":")[0].split(" (")[0].split(". ")[0].rstrip(".") or name.replace("_", " ")
@@ -118,8 +122,8 @@ def learner_figure(s: ModelSeries, group_labels: list[str], max_panels: int = 9)
     panels: list[tuple[str, str, list[int]]] = [("", n, []) for n in names]
     for gauge in group_names:
         index = {label: i for i, label in enumerate(labels)}
-        for _, members in _by_name(labels) or [("all", [])]:
-            panels.append(("group", gauge, [index["all"], *(index[m] for m in members)]))
+        for _, chunk in _by_name(labels) or [("all", [])]:
+            panels.append(("group", gauge, [index["all"], *(index[m] for m in chunk)]))
     panels = panels[:max_panels]
     if not panels:
         return None
@@ -148,7 +152,7 @@ def learner_figure(s: ModelSeries, group_labels: list[str], max_panels: int = 9)
 # -- the report ----------------------------------------------------------------------------------
 
 
-def write_report(records: list[dict], out: str | Path, title: str = "regretflow report", source: str = "") -> dict[str, Path]:
+def write_report(records: list[dict[str, Any]], out: str | Path, title: str = "regretflow report", source: str = "") -> dict[str, Path]:
     """Draw every figure of ``records`` into ``out`` (PNG files and report.html); returns name -> path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +185,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _html(records, series, figures, title, source) -> str:
+def _html(
+    records: list[dict[str, Any]], series: dict[str, ModelSeries], figures: dict[str, list[tuple[str, bytes]]], title: str, source: str
+) -> str:
     t0, t1 = records[0]["ts"], records[-1]["ts"]
     span = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t0))} to {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t1))} UTC"
     parts = [
@@ -206,32 +212,34 @@ def _html(records, series, figures, title, source) -> str:
 # -- recording a run offline (replay, demo) ------------------------------------------------------
 
 
-def record_run(config, source, every: int, total: int | None = None, progress=None) -> list[bytes]:
+def record_run(config: Config, source: Any, every: int, total: int | None = None, progress: TextIO | None = None) -> list[bytes]:
     """Run ``source`` through an engine offline, one metrics-log line every ``every`` events and at the end.
 
     ``progress`` (a text stream, e.g. stderr) gets a line every two seconds: events so
-    far, of ``total`` when known, and the events/s since the previous line.
+    far, of ``total`` when known, and the events/s since the previous line. ``source`` is
+    any source the :class:`~regretflow.engine.runtime.loop.Engine` reads (a connector).
     """
-    # the engine loads the learners (numba): drawing a log that is already written does without them
-    from regretflow.connectors.memory import MemorySink
+    # the engine loads prometheus_client and the HTTP server: drawing a log that is already written does without them
     from regretflow.engine.runtime.loop import Engine
 
     config = offline_config(config, max_batch_size=every)
     lines: list[bytes] = []
-    state = {"next": every, "shown": time.monotonic(), "shown_events": 0}
+    next_record = every
+    shown_at, shown_events = time.monotonic(), 0
 
-    def recorder(engine) -> None:
+    def recorder(engine: Engine) -> None:
+        nonlocal next_record, shown_at, shown_events
         now = time.monotonic()
-        if progress is not None and now - state["shown"] >= 2.0:
-            rate = (engine.events_seen - state["shown_events"]) / (now - state["shown"])
+        if progress is not None and now - shown_at >= 2.0:
+            rate = (engine.events_seen - shown_events) / (now - shown_at)
             of = f"/{total:,} ({100 * engine.events_seen / total:.0f}%)" if total else ""
             progress.write(f"recording: {engine.events_seen:,}{of} events, {rate:,.0f} ev/s\n")
             progress.flush()
-            state["shown"], state["shown_events"] = now, engine.events_seen
-        if engine.events_seen >= state["next"]:
+            shown_at, shown_events = now, engine.events_seen
+        if engine.events_seen >= next_record:
             lines.append(metrics_log_record(engine.summary(), time.time()))
-            while state["next"] <= engine.events_seen:
-                state["next"] += every
+            while next_record <= engine.events_seen:
+                next_record += every
 
     engine = Engine(config, source, MemorySink(keep=False), MemorySink(keep=False), serve_metrics=False, progress=recorder)
     engine.run()

@@ -241,7 +241,7 @@ class PendingJoins:
             payload_cls = PAYLOADS.get(code)
             if payload_cls is None:
                 raise ValueError(f"pending join {eid!r} is of kind {code}, which no registered task knows")
-            columns = {field: arrays[field][i] for field in _ARRAY_COLUMNS}
+            columns: dict[str, Any] = {field: arrays[field][i] for field in _ARRAY_COLUMNS}
             columns.update(
                 prediction=float(state["prediction"][i]),
                 action=int(state["action"][i]),

@@ -19,6 +19,7 @@ from regretflow.engine.tasks.base import NoTracker, Output, ShardView, Task, Tra
 from regretflow.engine.tasks.classification import ClassificationTask
 from regretflow.engine.tasks.fair import FairTask
 from regretflow.engine.tasks.regression import RegressionTask
+from regretflow.learners import LEARNERS
 
 __all__ = [
     "TASKS",
@@ -92,8 +93,6 @@ def model_tasks(config: Any) -> dict[str, Task]:
     >>> model_tasks(parse_config({"models": {"m": {"learner": "ridge", "features": ["a"]}}}))["m"].name
     'regression'
     """
-    from regretflow.learners import LEARNERS  # the learners compile numba kernels on import: only a caller that learns needs them
-
     return {name: task_for(LEARNERS[spec.learner]) for name, spec in config.models.items()}
 
 
