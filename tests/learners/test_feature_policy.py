@@ -31,7 +31,7 @@ def test_ridge_grown_on_a_new_key_equals_ridge_that_saw_it_as_zero(fit_intercept
     for x, y in stream(400):
         grown.learn_one(x, y)
         declared.learn_one(x, y)
-    assert grown._features == ["a", "b", "c"]
+    assert grown.feature_names_in_ == ["a", "b", "c"]
     np.testing.assert_allclose(grown.weights, declared.weights, rtol=1e-10, atol=1e-12)
 
 
