@@ -97,10 +97,11 @@ import math
 import numbers
 import operator
 import re
+import struct
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, cast, overload, runtime_checkable
 
 import numpy as np
 
@@ -330,9 +331,9 @@ def dict_to_row(x: dict, features: list[str]) -> np.ndarray:
     get = x.get
     try:
         row = np.fromiter((get(name, 0.0) for name in features), dtype=np.float64, count=len(features))
-    except TypeError:
-        row = None
-    if row is None or not np.isfinite(row).all():
+    except TypeError:  # None or a non-number: the check below names it
+        row = np.full(len(features), np.nan)
+    if not np.isfinite(row).all():
         check_feature_dict({name: get(name, 0.0) for name in features})
     return row
 
@@ -435,18 +436,29 @@ _REQUIRED_ARGUMENTS = ("reward", "rewards")
 _CHECKED_ARGUMENTS = ("context", "contexts", "reward", "rewards", "probability", "probabilities")
 
 
-def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+@overload
+def refuses_nonfinite(method: _Method, *, also: tuple[str, ...] = ()) -> _Method: ...
+
+
+@overload
+def refuses_nonfinite(method: None = None, *, also: tuple[str, ...] = ()) -> Callable[[_Method], _Method]: ...
+
+
+def refuses_nonfinite(method: _Method | None = None, *, also: tuple[str, ...] = ()) -> _Method | Callable[[_Method], _Method]:
     """Decorate a bandit's ``act``/``learn``: its contexts, rewards and
     probabilities (and the arguments named in ``also``) are checked with
     :func:`refuse_nonfinite_input` before the call, so a refused call changes nothing.
     Use it bare (``@refuses_nonfinite``) or as ``@refuses_nonfinite(also=("actions",))``."""
     if method is None:
-        return functools.partial(refuses_nonfinite, also=also)
+        return cast(Callable[[_Method], _Method], functools.partial(refuses_nonfinite, also=also))
     names = list(inspect.signature(method).parameters)
     checked = [(name, names.index(name), name not in _REQUIRED_ARGUMENTS) for name in names if name in _CHECKED_ARGUMENTS or name in also]
 
     @functools.wraps(method)
-    def guarded(*args, **kwargs):
+    def guarded(*args: Any, **kwargs: Any) -> Any:
         for name, position, allow_none in checked:
             value = args[position] if position < len(args) else kwargs.get(name)
             if type(value) is float:  # the per-event fast paths: a scalar reward, a float context
@@ -459,7 +471,7 @@ def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
                 refuse_nonfinite_input(name, value, allow_none)
         return method(*args, **kwargs)
 
-    return guarded
+    return cast(_Method, guarded)
 
 
 def feature_changes(names: Iterable[Any], features: list[str]) -> tuple[list[Any], list[str]]:
@@ -587,8 +599,10 @@ class FeatureIndex:
         self.names = self.names + [name for name in new if name not in self.column]
         self.column = {name: i for i, name in enumerate(self.names)}
         self._key_set = frozenset(self.names)
-        # one C call fetches every value of a dict whose keys are the features (no lambdas: the index pickles)
-        self._getter = operator.itemgetter(*self.names) if self.names else None
+        # the fast path: one C call fetches every value, one packs them into the reused row
+        # (no lambdas or bound packers kept: the index pickles, as River's checks require)
+        self._getter = operator.itemgetter(*self.names) if len(self.names) > 1 else None
+        self._packer = struct.Struct(f"={len(self.names)}d")
         self._row = np.zeros(self.width)
         if self.intercept:
             self._row[-1] = 1.0
@@ -611,27 +625,61 @@ class FeatureIndex:
         if not learning:
             return []  # an unseen key's coefficient is still 0: ignoring it is exact
         new, _ = feature_changes(keys, self.names)
-        return [str(name) for name in new]
+        return new  # River keys may be any hashable; kept as given (checkpoints store them as strings)
+
+    def learn_row(self, x: dict[str, Any], grow: Callable[[list[str]], None]) -> np.ndarray:
+        """The row of a dict about to be learned: the policy applied, ``grow(new)`` called
+        for keys the model must grow for (after the values were checked; ``grow`` ends
+        with :meth:`extend`), then :meth:`row`."""
+        row = self.exact_row(x)
+        if row is not None:
+            return row
+        new = self.admit(x, learning=True)
+        if new:
+            check_feature_dict(x)  # refuse non-finite values before the model grows
+            grow(new)
+        return self.row(x)
+
+    def predict_row(self, x: dict[str, Any]) -> np.ndarray:
+        """The row of a dict to predict: the policy applied (strict raises, declared warns), then :meth:`row`."""
+        row = self.exact_row(x)
+        if row is not None:
+            return row
+        self.admit(x, learning=False)
+        return self.row(x)
+
+    def exact_row(self, x: dict[str, Any]) -> np.ndarray | None:
+        """``x`` as a dense row in the reused buffer when its keys are exactly the
+        features (the per-event fast path: no policy to apply), else None. Refuses
+        non-finite values."""
+        names = self.names
+        if len(x) != len(names) or not names:
+            return None
+        try:
+            values = self._getter(x) if self._getter is not None else (x[names[0]],)
+        except KeyError:
+            return None
+        return self._pack(values)
 
     def row(self, x: dict[str, Any]) -> np.ndarray:
         """``x`` as a dense row (absent keys 0, unknown ones left out), in the reused
         buffer: valid until the next call. Refuses non-finite values."""
-        n = len(self.names)
-        if x.keys() == self._key_set:
-            values: Any = self._getter(x) if self._getter is not None else ()
-            if n == 1:
-                values = (values,)
-        else:
-            get = x.get
-            values = [get(name, 0.0) for name in self.names]
+        exact = self.exact_row(x)
+        if exact is not None:
+            return exact
+        get = x.get
+        return self._pack(tuple(get(name, 0.0) for name in self.names))
+
+    def _pack(self, values: tuple[Any, ...]) -> np.ndarray:
         try:
-            total = sum(values)
-            finite = math.isfinite(total)
-        except TypeError:  # None or a non-number
+            # numpy's stubs (Python < 3.12) do not declare ndarray a Buffer; it is one
+            self._packer.pack_into(self._row, 0, *values)  # type: ignore[arg-type]
+            finite = math.isfinite(sum(values))
+        except (struct.error, TypeError):  # None or a non-number
             finite = False
-        if not finite:
-            check_feature_dict({name: value for name, value in zip(self.names, values, strict=True)})  # raises unless a sum overflowed
-        self._row[:n] = values
+        if not finite:  # raises unless only the sum overflowed
+            check_feature_dict(dict(zip(self.names, values, strict=True)))
+            self._row[: len(values)] = values
         return self._row
 
     def matrix(self, X: Any) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,6 @@ from .contract import (
     as_series,
     check_bool,
     check_choice,
-    check_feature_dict,
     check_integer,
     check_names,
     check_number,
@@ -166,7 +166,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
             self.allocate(len(features), len(features))
 
     @classmethod
-    def _unit_test_params(cls):
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
         """Configurations River's estimator checks run on (``river.checks``)."""
         yield {"width": 8}
         yield {"depth": 2, "width": 8, "activation": "relu", "optimizer": "exadam", "learning_rate": 0.001}
@@ -225,11 +225,17 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     @property
     def parameters(self) -> np.ndarray:
         """A copy of the flat parameter vector (layout in :mod:`neural_kernels`)."""
-        return self._theta.copy()
+        return self._network().copy()
 
     def distance_from_init(self) -> float:
         """``||theta - theta0||``."""
-        return float(np.linalg.norm(self._theta - self._theta0))
+        return float(np.linalg.norm(self._network() - self._theta0))
+
+    def _network(self) -> FloatArray:
+        """The parameter vector; a clear error before the first example sized the network."""
+        if self._theta is None:
+            raise ValueError("OnlineNeuralRegressor: the network has no inputs yet: pass features= or learn an example first")
+        return self._theta
 
     # -- array path used by the bandits and the engine ------------------------------
     def raw_outputs(self, X: np.ndarray, row_of_item: np.ndarray, col_offsets: np.ndarray, perturb_key: int = 0) -> np.ndarray:
@@ -237,7 +243,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         column block): see :func:`neural_kernels.predict_items`."""
         out = np.empty(len(row_of_item))
         NK.predict_items(
-            self._theta,
+            self._network(),
             self._theta0,
             X,
             row_of_item,
@@ -268,7 +274,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
             raise ValueError(f"the KL loss needs targets in [0, 1], got {target!r}")
         self.n_updates += 1
         return NK.learn_one(
-            self._theta,
+            self._network(),
             self._theta0,
             self._grad,
             self._first,
@@ -323,21 +329,17 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self.n_inputs = n_in + k
         self._index.extend(new)
 
-    def learn_one(self, x: dict[str, Any], y: float) -> None:
+    def learn_one(self, x: dict[Any, Any], y: float) -> None:
         target = finite_target(y)
-        new = self._index.admit(x, learning=True)
-        if new:
-            check_feature_dict(x)  # refuse non-finite values before the network grows
-            self._grow(new)
+        row = self._index.learn_row(x, self._grow)
         if self._theta is None:  # no features at all (an empty dict): nothing to learn from
             return
-        self.learn_item(self._index.row(x), 0, target)
+        self.learn_item(row, 0, target)
 
-    def predict_one(self, x: dict[str, Any]) -> float:
-        self._index.admit(x, learning=False)
+    def predict_one(self, x: dict[Any, Any]) -> float:
+        row = self._index.predict_row(x)
         if self._theta is None:
             return 0.0
-        row = self._index.row(x)
         return float(self.link(self.raw_outputs(row[None, :], self._zero_index, self._zero_index))[0])
 
     _zero_index = np.zeros(1, dtype=np.int64)

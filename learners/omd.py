@@ -15,7 +15,6 @@ from .contract import (
     as_matrix,
     as_series,
     check_bool,
-    check_feature_dict,
     check_names,
     check_number,
     check_state,
@@ -170,21 +169,17 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         return played
 
     # -- River API ----------------------------------------------------------------
-    def learn_one(self, x: dict[str, Any], y: float) -> None:
+    def learn_one(self, x: dict[Any, Any], y: float) -> None:
         self._target[0] = finite_target(y)
-        new = self._index.admit(x, learning=True)
-        if new:
-            check_feature_dict(x)  # refuse non-finite values before the model grows
-            self._grow(new)
-        self._learn_rows(self._index.row(x)[None, :], self._target, self._pred)
+        row = self._index.learn_row(x, self._grow)
+        self._learn_rows(row[None, :], self._target, self._pred)
 
-    def predict_one(self, x: dict[str, Any]) -> float:
-        self._index.admit(x, learning=False)
+    def predict_one(self, x: dict[Any, Any]) -> float:
         return K.omd_predict_one(
             self._xhat,
             self._hint,
             float(self._variation[0]),
-            self._index.row(x),
+            self._index.predict_row(x),
             self.current_diameter,
             float(self.grad_bound),
             float(self.delta),

@@ -15,7 +15,6 @@ from .contract import (
     as_matrix,
     as_series,
     check_bool,
-    check_feature_dict,
     check_names,
     check_number,
     check_state,
@@ -144,18 +143,14 @@ class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
         return list(self._index.names)
 
     # -- River API ----------------------------------------------------------------
-    def learn_one(self, x: dict[str, Any], y: float) -> None:
+    def learn_one(self, x: dict[Any, Any], y: float) -> None:
         target = finite_target(y)
-        new = self._index.admit(x, learning=True)
-        if new:
-            check_feature_dict(x)  # refuse non-finite values before the model grows
-            self._grow(new)
-        K.ridge_update_one(self._P, self._w, self._index.row(x), target, self._beta, self._trace_cap, self._scratch)
+        row = self._index.learn_row(x, self._grow)
+        K.ridge_update_one(self._P, self._w, row, target, self._beta, self._trace_cap, self._scratch)
         self.n_updates += 1
 
-    def predict_one(self, x: dict[str, Any]) -> float:
-        self._index.admit(x, learning=False)
-        return float(self._index.row(x) @ self._w)
+    def predict_one(self, x: dict[Any, Any]) -> float:
+        return float(self._index.predict_row(x) @ self._w)
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         self.observe_many(X, y)
