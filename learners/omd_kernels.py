@@ -148,41 +148,37 @@ def omd_observe_adaptive(
     preds: FloatArray,
 ) -> None:
     """Prequential micro-batch with an adaptive ball: ``diameter[0]`` doubles, before the
-    round is played, in a round whose played point or update would leave the ball
-    although the step is stable for that row (``eta ||x||^2 <= 1``: the update cannot
-    overshoot the row's target).
+    round is played, in a round whose update would leave the ball although the step is
+    stable for that row (``eta ||x||^2 <= 1``: the update cannot overshoot the row's
+    target).
 
     A fixed ball caps the weights at ``diameter / 2`` whatever the data needs (an
-    intercept of 8 behind a scaler, say). Leaving the ball with a stable step means the
-    data pulls the weights outward, so the ball doubles, O(log) times in all; leaving it
-    with an unstable step is the early overshoot, which the step-size schedule damps on
-    its own (doubling then would only make the step larger). Wherever the ball is large
-    enough the algorithm is the fixed-ball one. Row by row, so the result does not depend
-    on how rows are batched.
+    intercept of 8 behind a scaler, say). An update that leaves the ball with a stable
+    step means the data pulls the weights outward, so the ball doubles, O(log) times in
+    all; leaving it with an unstable step (or through the optimistic hint) is the early
+    overshoot, which the step-size schedule damps on its own: doubling then would only
+    enlarge the step. Wherever the ball is large enough the algorithm is the fixed-ball
+    one. Row by row, so the result does not depend on how rows are batched.
     """
     d = xhat.shape[0]
     played = np.empty(d)
     for r in range(X.shape[0]):
         radius = 0.5 * diameter[0]
         eta = omd_step_size(variations[0], diameter[0], grad_bound, delta)
-        norm_sq = 0.0
-        pred = 0.0
         x_sq = 0.0
         for i in range(d):
-            played[i] = xhat[i] - eta * hint[i]
-            norm_sq += played[i] * played[i]
-            pred += played[i] * X[r, i]
             x_sq += X[r, i] * X[r, i]
         if eta * x_sq <= 1.0:
-            clipped = norm_sq > radius * radius
-            if not clipped:
-                residual = pred - y[r]
-                norm_sq = 0.0
-                for i in range(d):
-                    v = xhat[i] - eta * residual * X[r, i]
-                    norm_sq += v * v
-                clipped = norm_sq > radius * radius
-            if clipped:
+            omd_played_point(xhat, hint, variations[0], diameter[0], grad_bound, delta, played)
+            pred = 0.0
+            for i in range(d):
+                pred += played[i] * X[r, i]
+            residual = pred - y[r]
+            norm_sq = 0.0
+            for i in range(d):
+                v = xhat[i] - eta * residual * X[r, i]
+                norm_sq += v * v
+            if norm_sq > radius * radius:
                 diameter[0] *= 2.0
         preds[r] = omd_update_one(xhat, hint, variations, 0, X[r], y[r], diameter[0], grad_bound, delta, played)
 
