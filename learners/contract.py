@@ -599,13 +599,25 @@ class FeatureIndex:
         self.names = self.names + [name for name in new if name not in self.column]
         self.column = {name: i for i, name in enumerate(self.names)}
         self._key_set = frozenset(self.names)
-        # the fast path: one C call fetches every value, one packs them into the reused row
-        # (no lambdas or bound packers kept: the index pickles, as River's checks require)
-        self._getter = operator.itemgetter(*self.names) if len(self.names) > 1 else None
-        self._packer = struct.Struct(f"={len(self.names)}d")
+        self._build_fast_path()
         self._row = np.zeros(self.width)
         if self.intercept:
             self._row[-1] = 1.0
+
+    def _build_fast_path(self) -> None:
+        # one C call fetches every value of a dict, one packs them into the reused row
+        self._getter = operator.itemgetter(*self.names) if len(self.names) > 1 else None
+        self._packer = struct.Struct(f"={len(self.names)}d")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (River's checks pickle estimators) without the Struct, which cannot."""
+        state = self.__dict__.copy()
+        del state["_getter"], state["_packer"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._build_fast_path()
 
     def admit(self, keys: Iterable[Any], learning: bool) -> list[str]:
         """Apply the policy to the keys of one dict or the columns of one frame; return

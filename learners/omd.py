@@ -121,8 +121,7 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self.n_updates = 0
         self._adaptive = bool(adaptive_diameter)
         self._diameter = np.array([float(diameter)])  # an array: the adaptive kernel doubles it in place
-        self._target = np.zeros(1)  # the one-row buffers of learn_one
-        self._pred = np.zeros(1)
+        self._grad_bound, self._delta = float(grad_bound), float(delta)
         self._allocate(FeatureIndex("OptimisticOMDRegressor", features, strict, intercept=fit_intercept))
 
     @classmethod
@@ -138,6 +137,12 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self._hint: FloatArray = np.zeros(d)
         self._variation: FloatArray = np.zeros(1)
         self._played: FloatArray = np.zeros(d)
+        self._next: FloatArray = np.zeros(d)  # the point the next round plays (derived, not state)
+
+    def _refresh_next(self) -> None:
+        K.omd_played_point(
+            self._xhat, self._hint, float(self._variation[0]), float(self._diameter[0]), self._grad_bound, self._delta, self._next
+        )
 
     def _grow(self, new: list[str]) -> None:
         """A coordinate whose gradients were all 0 (its feature was 0) is still 0."""
@@ -148,6 +153,8 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         xhat[old], hint[old] = self._xhat, self._hint
         self._index.extend(new)
         self._xhat, self._hint, self._played = xhat, hint, np.zeros(d)
+        self._next = np.zeros(d)
+        self._refresh_next()
 
     @property
     def current_diameter(self) -> float:
@@ -170,21 +177,25 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
 
     # -- River API ----------------------------------------------------------------
     def learn_one(self, x: dict[Any, Any], y: float) -> None:
-        self._target[0] = finite_target(y)
+        target = finite_target(y)
         row = self._index.learn_row(x, self._grow)
-        self._learn_rows(row[None, :], self._target, self._pred)
-
-    def predict_one(self, x: dict[Any, Any]) -> float:
-        return K.omd_predict_one(
+        K.omd_learn_one(
             self._xhat,
             self._hint,
-            float(self._variation[0]),
-            self._index.predict_row(x),
-            self.current_diameter,
-            float(self.grad_bound),
-            float(self.delta),
+            self._variation,
+            self._diameter,
+            self._adaptive,
+            row,
+            target,
+            self._grad_bound,
+            self._delta,
             self._played,
+            self._next,
         )
+        self.n_updates += 1
+
+    def predict_one(self, x: dict[Any, Any]) -> float:
+        return K.played_dot(self._next, self._index.predict_row(x))
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         self.observe_many(X, y)
@@ -235,6 +246,7 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
                 preds,
             )
         self.n_updates += rows.shape[0]
+        self._refresh_next()
 
     # -- state --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -276,6 +288,7 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self._allocate(index)
         self._xhat, self._hint, self._variation = xhat, hint, np.array([variation])
         self._adaptive, self._diameter = adaptive, np.array([diameter])
+        self._refresh_next()
 
 
 def warm_up() -> None:

@@ -150,7 +150,7 @@ class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
         self.n_updates += 1
 
     def predict_one(self, x: dict[Any, Any]) -> float:
-        return float(self._index.predict_row(x) @ self._w)
+        return K.row_dot(self._w, self._index.predict_row(x))
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
         self.observe_many(X, y)
