@@ -95,11 +95,13 @@ import functools
 import inspect
 import math
 import numbers
+import operator
 import re
+import struct
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, cast, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, cast, overload, runtime_checkable
 
 import numpy as np
 
@@ -329,9 +331,9 @@ def dict_to_row(x: dict, features: list[str]) -> np.ndarray:
     get = x.get
     try:
         row = np.fromiter((get(name, 0.0) for name in features), dtype=np.float64, count=len(features))
-    except TypeError:
-        row = None
-    if row is None or not np.isfinite(row).all():
+    except TypeError:  # None or a non-number: the check below names it
+        row = np.full(len(features), np.nan)
+    if not np.isfinite(row).all():
         check_feature_dict({name: get(name, 0.0) for name in features})
     return row
 
@@ -434,18 +436,29 @@ _REQUIRED_ARGUMENTS = ("reward", "rewards")
 _CHECKED_ARGUMENTS = ("context", "contexts", "reward", "rewards", "probability", "probabilities")
 
 
-def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+@overload
+def refuses_nonfinite(method: _Method, *, also: tuple[str, ...] = ()) -> _Method: ...
+
+
+@overload
+def refuses_nonfinite(method: None = None, *, also: tuple[str, ...] = ()) -> Callable[[_Method], _Method]: ...
+
+
+def refuses_nonfinite(method: _Method | None = None, *, also: tuple[str, ...] = ()) -> _Method | Callable[[_Method], _Method]:
     """Decorate a bandit's ``act``/``learn``: its contexts, rewards and
     probabilities (and the arguments named in ``also``) are checked with
     :func:`refuse_nonfinite_input` before the call, so a refused call changes nothing.
     Use it bare (``@refuses_nonfinite``) or as ``@refuses_nonfinite(also=("actions",))``."""
     if method is None:
-        return functools.partial(refuses_nonfinite, also=also)
+        return cast(Callable[[_Method], _Method], functools.partial(refuses_nonfinite, also=also))
     names = list(inspect.signature(method).parameters)
     checked = [(name, names.index(name), name not in _REQUIRED_ARGUMENTS) for name in names if name in _CHECKED_ARGUMENTS or name in also]
 
     @functools.wraps(method)
-    def guarded(*args, **kwargs):
+    def guarded(*args: Any, **kwargs: Any) -> Any:
         for name, position, allow_none in checked:
             value = args[position] if position < len(args) else kwargs.get(name)
             if type(value) is float:  # the per-event fast paths: a scalar reward, a float context
@@ -458,7 +471,7 @@ def refuses_nonfinite(method=None, *, also: tuple[str, ...] = ()):
                 refuse_nonfinite_input(name, value, allow_none)
         return method(*args, **kwargs)
 
-    return guarded
+    return cast(_Method, guarded)
 
 
 def feature_changes(names: Iterable[Any], features: list[str]) -> tuple[list[Any], list[str]]:
@@ -494,6 +507,206 @@ def warn_ignored_features(owner: str, names: Iterable[Any], features: list[str],
     if unwarned:
         warned.update(unwarned)
         warnings.warn(f"{owner} ignores features it was not built with: {unwarned} (declare every feature in features=)", stacklevel=3)
+
+
+def finite_target(y: Any, name: str = "label") -> float:
+    """One regression target (or reward) as a finite float; the per-event fast path of
+    :func:`finite_targets`.
+
+    >>> finite_target(2)
+    2.0
+    >>> finite_target(None)
+    Traceback (most recent call last):
+    ...
+    ValueError: label is None, expected a finite number
+    """
+    try:
+        value = float(y)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} is {y!r}, expected a finite number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} is {y!r}, expected a finite number")
+    return value
+
+
+def as_series(values: np.ndarray, X: Any) -> Any:
+    """``values`` as a pandas Series on ``X``'s index when ``X`` is a frame (River's
+    ``predict_many`` answers a frame with a Series), else as they are."""
+    if not hasattr(X, "index"):
+        return values
+    import pandas as pd  # only when a frame came in, so pandas stays out of start-up
+
+    return pd.Series(values, index=X.index)
+
+
+class FeatureIndex:
+    """The feature policy of a supervised learner's River face, and its dict fast path.
+
+    It maps feature names to columns (``column``), and turns a feature dict into a dense
+    row in a buffer it reuses for every dict (so the per-event path allocates no array),
+    or a frame/matrix into a dense matrix; the intercept, when asked for, is a constant 1
+    in a last column. The policy, the same for dict keys and DataFrame columns:
+
+    - ``features`` declared (the engine's models, or ``features=[...]``): the columns are
+      fixed; an absent key counts as 0, an unknown key is ignored with a warning once per
+      key (never silently).
+    - not declared (``features=None``): the model grows. :meth:`admit` returns the keys
+      it has not seen, sorted by name (so a dict's key order never matters); the learner
+      grows its state for them (new coefficients as if the feature had been 0 so far) and
+      then calls :meth:`extend`. An absent key counts as 0, as in River.
+    - ``strict=True``: any key set other than the model's features raises a ValueError
+      (``"Owner(strict=True): features changed: new [...], missing [...]"``); the first
+      dict or frame of an undeclared model still fixes them.
+
+    Non-finite values (NaN, infinities, None, non-numbers) are refused with a ValueError
+    naming the key before anything changes.
+
+    >>> index = FeatureIndex("Model", intercept=True)
+    >>> new = index.admit({"b": 1.0, "a": 2.0}, learning=True)
+    >>> new
+    ['a', 'b']
+    >>> index.extend(new)
+    >>> index.row({"b": 1.0, "a": 2.0}).tolist()
+    [2.0, 1.0, 1.0]
+    >>> index.row({"a": 3.0}).tolist()  # absent: 0
+    [3.0, 0.0, 1.0]
+    >>> index.admit({"a": 1.0, "c": 5.0}, learning=True)  # grow for c
+    ['c']
+    >>> index.matrix(np.array([[1.0, 2.0]])).tolist()
+    [[1.0, 2.0, 1.0]]
+    """
+
+    def __init__(self, owner: str, features: list[str] | None = None, strict: bool = False, intercept: bool = False):
+        self.owner = owner
+        self.declared = features is not None
+        self.strict = strict
+        self.intercept = intercept
+        self.names: list[str] = []
+        self.column: dict[str, int] = {}
+        self._warned: set[Any] = set()
+        self.extend(list(features) if features is not None else [])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def width(self) -> int:
+        """Columns of a row: the features, plus 1 for the intercept."""
+        return len(self.names) + (1 if self.intercept else 0)
+
+    def extend(self, new: list[str]) -> None:
+        """Append ``new`` features (after the learner has grown its state for them)."""
+        self.names = self.names + [name for name in new if name not in self.column]
+        self.column = {name: i for i, name in enumerate(self.names)}
+        self._key_set = frozenset(self.names)
+        self._build_fast_path()
+        self._row = np.zeros(self.width)
+        if self.intercept:
+            self._row[-1] = 1.0
+
+    def _build_fast_path(self) -> None:
+        # one C call fetches every value of a dict, one packs them into the reused row
+        self._getter = operator.itemgetter(*self.names) if len(self.names) > 1 else None
+        self._packer = struct.Struct(f"={len(self.names)}d")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles (River's checks pickle estimators) without the Struct, which cannot."""
+        state = self.__dict__.copy()
+        del state["_getter"], state["_packer"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._build_fast_path()
+
+    def admit(self, keys: Iterable[Any], learning: bool) -> list[str]:
+        """Apply the policy to the keys of one dict or the columns of one frame; return
+        the features the model must grow for (empty unless ``learning`` an undeclared model)."""
+        if isinstance(keys, dict):
+            if keys.keys() == self._key_set:
+                return []
+        else:
+            keys = list(keys)
+            if set(keys) == self._key_set:
+                return []
+        if self.strict and (self.names or self.declared):
+            refuse_feature_changes(self.owner, keys, self.names)
+        if self.declared:
+            warn_ignored_features(self.owner, keys, self.names, self._warned)
+            return []
+        if not learning:
+            return []  # an unseen key's coefficient is still 0: ignoring it is exact
+        new, _ = feature_changes(keys, self.names)
+        return new  # River keys may be any hashable; kept as given (checkpoints store them as strings)
+
+    def learn_row(self, x: dict[str, Any], grow: Callable[[list[str]], None]) -> np.ndarray:
+        """The row of a dict about to be learned: the policy applied, ``grow(new)`` called
+        for keys the model must grow for (after the values were checked; ``grow`` ends
+        with :meth:`extend`), then :meth:`row`."""
+        row = self.exact_row(x)
+        if row is not None:
+            return row
+        new = self.admit(x, learning=True)
+        if new:
+            check_feature_dict(x)  # refuse non-finite values before the model grows
+            grow(new)
+        return self.row(x)
+
+    def predict_row(self, x: dict[str, Any]) -> np.ndarray:
+        """The row of a dict to predict: the policy applied (strict raises, declared warns), then :meth:`row`."""
+        row = self.exact_row(x)
+        if row is not None:
+            return row
+        self.admit(x, learning=False)
+        return self.row(x)
+
+    def exact_row(self, x: dict[str, Any]) -> np.ndarray | None:
+        """``x`` as a dense row in the reused buffer when its keys are exactly the
+        features (the per-event fast path: no policy to apply), else None. Refuses
+        non-finite values."""
+        names = self.names
+        if len(x) != len(names) or not names:
+            return None
+        try:
+            values = self._getter(x) if self._getter is not None else (x[names[0]],)
+        except KeyError:
+            return None
+        return self._pack(values)
+
+    def row(self, x: dict[str, Any]) -> np.ndarray:
+        """``x`` as a dense row (absent keys 0, unknown ones left out), in the reused
+        buffer: valid until the next call. Refuses non-finite values."""
+        exact = self.exact_row(x)
+        if exact is not None:
+            return exact
+        get = x.get
+        return self._pack(tuple(get(name, 0.0) for name in self.names))
+
+    def _pack(self, values: tuple[Any, ...]) -> np.ndarray:
+        try:
+            # numpy's stubs (Python < 3.12) do not declare ndarray a Buffer; it is one
+            self._packer.pack_into(self._row, 0, *values)  # type: ignore[arg-type]
+            finite = math.isfinite(sum(values))
+        except (struct.error, TypeError):  # None or a non-number
+            finite = False
+        if not finite:  # raises unless only the sum overflowed
+            check_feature_dict(dict(zip(self.names, values, strict=True)))
+            self._row[: len(values)] = values
+        return self._row
+
+    def matrix(self, X: Any) -> np.ndarray:
+        """A frame (reindexed: absent columns 0, unknown ones left out) or an array as a
+        finite float64 matrix in column order, with the intercept column."""
+        if hasattr(X, "columns"):
+            X = X.reindex(columns=self.names, fill_value=0.0)
+        rows = as_matrix(X, self.names)
+        if rows.shape[1] != len(self.names):
+            if not self.names and not self.declared:
+                raise ValueError(f"{self.owner}: features are unknown: pass features= or learn a dict or a DataFrame first")
+            raise ValueError(f"{self.owner}: expected {len(self.names)} features, got {rows.shape[1]}")
+        if self.intercept:
+            rows = np.hstack([rows, np.ones((rows.shape[0], 1))])
+        return rows
 
 
 # -- results -----------------------------------------------------------------------------

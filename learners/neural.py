@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -9,24 +10,24 @@ from river import base
 
 from . import neural_kernels as NK
 from .contract import (
+    FeatureIndex,
     SupervisedDefaults,
     as_matrix,
+    as_series,
     check_bool,
     check_choice,
-    check_feature_dict,
     check_integer,
     check_names,
     check_number,
     check_state,
-    dict_to_row,
     expect_array,
+    finite_target,
     finite_targets,
-    refuse_feature_changes,
     refuse_nonfinite,
     restore_rng,
     rng_state,
-    warn_ignored_features,
 )
+from .neural_kernels import FloatArray
 
 ACTIVATIONS = {"tanh": NK.TANH, "softplus": NK.SOFTPLUS, "gelu": NK.GELU, "relu": NK.RELU}
 LOSSES = {"squared": NK.SQUARED, "kl": NK.KL}
@@ -62,11 +63,14 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     Parameters
     ----------
     features
-        Feature names in the order of the dense rows (``None``: the keys of the first
-        dict or the columns of the first frame, sorted by name, so the initial weights
-        do not depend on the key order). An absent key or column counts as 0; a key
-        first seen after the input layer is built is ignored with a warning (once per
-        key): the network's input width is fixed, so declare every feature up front.
+        Feature names in the order of the dense rows. Declared: the input layer is
+        fixed, an absent key counts as 0 and an unknown key is ignored with a warning
+        (once per key). ``None``: the keys of the first dict or the columns of the first
+        frame, sorted by name (so the initial weights do not depend on the key order),
+        and the network grows: a key first seen later gets an input column whose weights
+        are a fresh initial draw (``N(0, init_scale^2 / fan_in)``, from the model's seeded
+        generator) with optimizer moments 0, as if the feature had been 0 so far (a zero
+        input gets no gradient); an absent key counts as 0, as in River.
     depth, width
         Number of hidden layers and units per hidden layer.
     activation
@@ -94,7 +98,10 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         Seed of the initial weights.
     strict
         Refuse (ValueError) any dict or frame whose keys differ from the model's
-        features, instead of ignoring new keys and filling in zeros.
+        features, instead of growing or filling in zeros.
+
+    NaN, infinities and None in features or targets are refused with a ValueError before
+    anything changes.
 
     Examples
     --------
@@ -149,18 +156,17 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self.strict = strict
         check_names("features", features)
         check_bool("strict", strict)
-        self._warned: set = set()  # new keys already warned about (not state: warnings only)
         self._check_parameters()
-        self._features = list(features) if features is not None else None
-        self._theta: np.ndarray | None = None
+        self._index = FeatureIndex("OnlineNeuralRegressor", features, strict)
+        self._theta: FloatArray | None = None
         self.n_updates = 0
         self.n_inputs = 0
         self.fan_in = 0
-        if self._features is not None:
-            self.allocate(len(self._features), len(self._features))
+        if features is not None:
+            self.allocate(len(features), len(features))
 
     @classmethod
-    def _unit_test_params(cls):
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
         """Configurations River's estimator checks run on (``river.checks``)."""
         yield {"width": 8}
         yield {"depth": 2, "width": 8, "activation": "relu", "optimizer": "exadam", "learning_rate": 0.001}
@@ -219,11 +225,17 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     @property
     def parameters(self) -> np.ndarray:
         """A copy of the flat parameter vector (layout in :mod:`neural_kernels`)."""
-        return self._theta.copy()
+        return self._network().copy()
 
     def distance_from_init(self) -> float:
         """``||theta - theta0||``."""
-        return float(np.linalg.norm(self._theta - self._theta0))
+        return float(np.linalg.norm(self._network() - self._theta0))
+
+    def _network(self) -> FloatArray:
+        """The parameter vector; a clear error before the first example sized the network."""
+        if self._theta is None:
+            raise ValueError("OnlineNeuralRegressor: the network has no inputs yet: pass features= or learn an example first")
+        return self._theta
 
     # -- array path used by the bandits and the engine ------------------------------
     def raw_outputs(self, X: np.ndarray, row_of_item: np.ndarray, col_offsets: np.ndarray, perturb_key: int = 0) -> np.ndarray:
@@ -231,7 +243,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         column block): see :func:`neural_kernels.predict_items`."""
         out = np.empty(len(row_of_item))
         NK.predict_items(
-            self._theta,
+            self._network(),
             self._theta0,
             X,
             row_of_item,
@@ -262,7 +274,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
             raise ValueError(f"the KL loss needs targets in [0, 1], got {target!r}")
         self.n_updates += 1
         return NK.learn_one(
-            self._theta,
+            self._network(),
             self._theta0,
             self._grad,
             self._first,
@@ -289,69 +301,87 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         )
 
     # -- River API ----------------------------------------------------------------
-    def _ensure(self, n: int) -> None:
-        if self._theta is None:
-            self.allocate(n, n)
+    @property
+    def feature_names_in_(self) -> list[str]:
+        """The model's features, in the order of the input columns."""
+        return list(self._index.names)
 
-    def _admit(self, names) -> None:
-        """The feature policy: strict refuses any change, otherwise new keys are ignored, loudly."""
-        if self.strict:
-            refuse_feature_changes("OnlineNeuralRegressor", names, self._features)
+    def _grow(self, new: list[str]) -> None:
+        """Input columns for ``new`` features, as if each had been 0 so far: its first-layer
+        weights are their initial draw (a zero input gets zero gradient) and its optimizer
+        moments 0. Exact for OGD; the adaptive optimizers' eps-only moment is left out."""
+        if self._theta is None:  # the first dict or frame: the network's initial draw
+            self._index.extend(new)
+            self.allocate(len(new), len(new))
             return
-        warn_ignored_features("OnlineNeuralRegressor", names, self._features, self._warned)  # fixed input width
+        width, n_in, k = int(self.width), self.n_inputs, len(new)
+        # drawn one feature at a time (k x width, transposed), from the model's own generator
+        columns = self._rng.normal(0.0, self.init_scale / np.sqrt(self.fan_in), (k, width)).T
 
-    def learn_one(self, x: dict, y: float) -> None:
-        y = float(finite_targets(y)[0])
-        check_feature_dict(x)
-        if self._features is None:
-            self._features = sorted(x, key=str)
-        else:
-            self._admit(x)
-        self._ensure(len(self._features))
-        self.learn_item(dict_to_row(x, self._features), 0, y)
+        def widen(flat: FloatArray, added: FloatArray) -> FloatArray:
+            first_layer = flat[: width * n_in].reshape(width, n_in)
+            return np.concatenate([np.hstack([first_layer, added]).ravel(), flat[width * n_in :]])
 
-    def predict_one(self, x: dict) -> float:
-        if self._features is None:
+        zeros = np.zeros((width, k))
+        self._theta = widen(self._theta, columns)
+        self._theta0 = widen(self._theta0, columns)
+        self._grad, self._first, self._second = widen(self._grad, zeros), widen(self._first, zeros), widen(self._second, zeros)
+        self.n_inputs = n_in + k
+        self._index.extend(new)
+
+    def learn_one(self, x: dict[Any, Any], y: float) -> None:
+        target = finite_target(y)
+        row = self._index.learn_row(x, self._grow)
+        if self._theta is None:  # no features at all (an empty dict): nothing to learn from
+            return
+        self.learn_item(row, 0, target)
+
+    def predict_one(self, x: dict[Any, Any]) -> float:
+        row = self._index.predict_row(x)
+        if self._theta is None:
             return 0.0
-        self._admit(x)
-        self._ensure(len(self._features))
-        return float(self.predict_many(dict_to_row(x, self._features)[None, :])[0])
+        return float(self.link(self.raw_outputs(row[None, :], self._zero_index, self._zero_index))[0])
 
-    def _rows(self, X: Any) -> np.ndarray:
-        if hasattr(X, "columns"):  # absent columns count as 0
-            self._admit(X.columns)
-            X = X.reindex(columns=self._features, fill_value=0.0)
-        rows = as_matrix(X, self._features)
-        self._ensure(rows.shape[1])
+    _zero_index = np.zeros(1, dtype=np.int64)
+
+    def _rows(self, X: Any, learning: bool) -> FloatArray:
+        if hasattr(X, "columns"):
+            new = self._index.admit(X.columns, learning)
+            if new:
+                as_matrix(X, None)  # refuse non-finite values before the network grows
+                self._grow(new)
+        if self._index.names or self._index.declared or hasattr(X, "columns"):
+            rows = self._index.matrix(X)
+        else:  # an unnamed network (arrays only, as the bandits use it): positional inputs
+            rows = as_matrix(X, None)
+        if self._theta is None:
+            self.allocate(rows.shape[1], rows.shape[1])
         if rows.shape[1] != self.n_inputs:
-            raise ValueError(f"expected {self.n_inputs} features, got {rows.shape[1]}")
+            raise ValueError(f"OnlineNeuralRegressor: expected {self.n_inputs} features, got {rows.shape[1]}")
         return rows
 
     def predict_many(self, X: Any, groups: Any = None) -> Any:
-        rows = self._rows(X)
+        if self._theta is None and hasattr(X, "columns"):
+            self._index.admit(X.columns, learning=False)
+            return as_series(np.zeros(len(X)), X)
+        rows = self._rows(X, learning=False)
         n = rows.shape[0]
         out = self.link(self.raw_outputs(rows, np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64)))
-        if hasattr(X, "index"):
-            import pandas as pd
-
-            return pd.Series(out, index=X.index)
-        return out
+        return as_series(out, X)
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
-        if self._features is None and hasattr(X, "columns"):
-            finite_targets(y)
-            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
-            self._features = sorted(X.columns, key=str)
         self.observe_many(X, y)
 
-    def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:
-        """Predict each row, then learn it; returns the predictions (prequential)."""
-        rows = self._rows(X)
+    def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> FloatArray:
+        """Predict each row, then learn it; returns the predictions (prequential).
+
+        A frame's columns follow the feature policy (a new column grows the network)."""
         targets = finite_targets(y)
+        rows = self._rows(X, learning=True)
         if targets.shape[0] != rows.shape[0]:
             raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
         preds = np.empty(rows.shape[0])
-        zero = np.zeros(1, dtype=np.int64)
+        zero = self._zero_index
         for i in range(rows.shape[0]):
             preds[i] = self.link(self.raw_outputs(rows[i : i + 1], zero, zero))[0]
             self.learn_item(rows[i], 0, targets[i])
@@ -361,7 +391,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "family": "neural",
-            "features": np.array(self._features if self._features is not None else [], dtype=str),
+            "features": np.array(self._index.names, dtype=str),
             "n_updates": self.n_updates,
             "n_inputs": self.n_inputs,
             "fan_in": self.fan_in,
@@ -380,15 +410,19 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         refuse_nonfinite(state, "OnlineNeuralRegressor")
         names = [str(n) for n in np.asarray(state.get("features", []))]
-        self._features = names or None
+        index = FeatureIndex("OnlineNeuralRegressor", names if self.features is not None else None, self.strict)
+        if not index.declared:  # features that came from the data: the network keeps growing
+            index.extend(names)
+        n_inputs, fan_in = int(state["n_inputs"]), int(state["fan_in"])
+        shape = (NK.n_parameters(n_inputs, int(self.width), int(self.depth)),)
+        keys = ("theta", "theta0", "first_moment", "second_moment")
+        arrays = [expect_array(state, key, shape, "OnlineNeuralRegressor") for key in keys] if n_inputs else []
+        self._index = index  # every check passed: now assign
         self.n_updates = int(state["n_updates"])
-        n_inputs = int(state["n_inputs"])
         if n_inputs == 0:
             self._theta = None
             self.n_inputs = self.fan_in = 0
             return
-        self.allocate(n_inputs, int(state["fan_in"]))
-        shape = self._theta.shape
-        for key, attr in (("theta", "_theta"), ("theta0", "_theta0"), ("first_moment", "_first"), ("second_moment", "_second")):
-            setattr(self, attr, expect_array(state, key, shape, "OnlineNeuralRegressor"))
+        self.allocate(n_inputs, fan_in)
+        self._theta, self._theta0, self._first, self._second = arrays
         self._rng = restore_rng(state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -9,20 +10,20 @@ from river import base
 
 from . import omd_kernels as K
 from .contract import (
+    FeatureIndex,
     SupervisedDefaults,
     as_matrix,
+    as_series,
     check_bool,
-    check_feature_dict,
     check_names,
     check_number,
     check_state,
-    dict_to_row,
     expect_array,
-    feature_changes,
+    finite_target,
     finite_targets,
-    refuse_feature_changes,
     refuse_nonfinite,
 )
+from .omd_kernels import FloatArray
 
 
 class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
@@ -44,22 +45,33 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     Parameters
     ----------
     features
-        Feature names in the order of the dense rows (declared: absent keys count as 0,
-        unknown keys are ignored). ``None``: the keys of the first dict (or the
-        columns of the first frame), sorted by name, and the model grows: a key first
-        seen later gets a coordinate that starts at 0, exactly as if the feature had
-        been 0 so far; an absent key counts as 0, as in River.
+        Feature names in the order of the dense rows. Declared: the columns are fixed,
+        an absent key counts as 0 and an unknown key is ignored with a warning (once per
+        key). ``None``: the keys of the first dict (or the columns of the first frame),
+        sorted by name, and the model grows: a key first seen later gets a coordinate
+        that starts at 0, exactly as if the feature had been 0 so far; an absent key
+        counts as 0, as in River.
     diameter
-        Diameter ``D`` of the feasible ball (radius ``D / 2``); sets the step scale.
+        Diameter ``D`` of the feasible ball (radius ``D / 2``); sets the step scale. With
+        ``adaptive_diameter`` it is the starting diameter.
+    adaptive_diameter
+        Double the diameter (before the round is played) in every round whose played
+        point or update would leave the ball, so the ball never caps the weights the data
+        needs (on by default; the paper's fixed ball with ``False``). A checkpoint saved
+        without this setting loads with a fixed ball.
     grad_bound
         Gradient bound ``G`` in the step size; sets the size of the first steps.
     delta
         Positive constant under the square root of the step size.
     fit_intercept
-        Append a constant feature.
+        Learn an intercept (a constant last feature); on by default, as in River's
+        linear models. A state saved without an intercept loads as a model without one.
     strict
         Refuse (ValueError) any dict or frame whose keys differ from the model's
         features, instead of growing or filling in zeros.
+
+    NaN, infinities and None in features or labels are refused with a ValueError before
+    anything changes.
 
     Examples
     --------
@@ -67,11 +79,11 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     >>> from regretflow.learners.omd import OptimisticOMDRegressor
     >>> rng = np.random.default_rng(0)
     >>> Z = rng.normal(size=(2000, 5))
-    >>> y = Z @ np.array([1.0, -1.0, 0.5, 0.0, 2.0]) + 0.1 * rng.normal(size=2000)
+    >>> y = 8.0 + Z @ np.array([1.0, -1.0, 0.5, 0.0, 2.0]) + 0.1 * rng.normal(size=2000)
     >>> model = OptimisticOMDRegressor(features=list("abcde"))
     >>> preds = model.observe_many(Z, y)
-    >>> round(float(np.mean((preds[-500:] - y[-500:]) ** 2)), 4)
-    0.0211
+    >>> bool(np.mean((preds[-500:] - y[-500:]) ** 2) < 0.05), model.current_diameter  # the ball grew from 10
+    (True, 40.0)
 
     References
     ----------
@@ -88,158 +100,165 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         diameter: float = 10.0,
         grad_bound: float = 1.0,
         delta: float = 1.0,
-        fit_intercept: bool = False,
+        fit_intercept: bool = True,
         strict: bool = False,
+        adaptive_diameter: bool = True,
     ):
         self.features = features
         self.diameter = diameter
         self.grad_bound = grad_bound
         self.delta = delta
         self.fit_intercept = fit_intercept
+        self.strict = strict
+        self.adaptive_diameter = adaptive_diameter
         check_names("features", features)
         check_number("diameter", diameter, "> 0")
         check_number("grad_bound", grad_bound, ">= 0")
         check_number("delta", delta, "> 0")
         check_bool("fit_intercept", fit_intercept)
         check_bool("strict", strict)
-        self.strict = strict
-        self._features = list(features) if features is not None else None
-        self._xhat: np.ndarray | None = None
+        check_bool("adaptive_diameter", adaptive_diameter)
         self.n_updates = 0
-        if self._features is not None:
-            self._allocate()
+        self._adaptive = bool(adaptive_diameter)
+        self._diameter = np.array([float(diameter)])  # an array: the adaptive kernel doubles it in place
+        self._grad_bound, self._delta = float(grad_bound), float(delta)
+        self._allocate(FeatureIndex("OptimisticOMDRegressor", features, strict, intercept=fit_intercept))
 
     @classmethod
-    def _unit_test_params(cls):
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
         """Configurations River's estimator checks run on (``river.checks``)."""
         yield {}
-        yield {"diameter": 100.0, "grad_bound": 10.0, "fit_intercept": True}
+        yield {"diameter": 100.0, "grad_bound": 10.0, "fit_intercept": False, "adaptive_diameter": False}
 
-    def _allocate(self) -> None:
-        d = len(self._features) + (1 if self.fit_intercept else 0)
-        self._xhat = np.zeros(d)
-        self._hint = np.zeros(d)
-        self._variation = np.zeros(1)
+    def _allocate(self, index: FeatureIndex) -> None:
+        self._index = index
+        d = index.width
+        self._xhat: FloatArray = np.zeros(d)
+        self._hint: FloatArray = np.zeros(d)
+        self._variation: FloatArray = np.zeros(1)
+        self._played: FloatArray = np.zeros(d)
+        self._next: FloatArray = np.zeros(d)  # the point the next round plays (derived, not state)
 
-    def _ensure(self, names) -> None:
-        if self._features is None:
-            self._features = sorted(names, key=str)
-            self._allocate()
+    def _refresh_next(self) -> None:
+        K.omd_played_point(
+            self._xhat, self._hint, float(self._variation[0]), float(self._diameter[0]), self._grad_bound, self._delta, self._next
+        )
 
-    def _admit(self, names, learning: bool) -> None:
-        """The feature policy for the keys of a dict or the columns of a frame."""
-        if self.strict:
-            refuse_feature_changes("OptimisticOMDRegressor", names, self._features)
-        elif learning and self.features is None:
-            new, _ = feature_changes(names, self._features)
-            if new:
-                n_old, k = len(self._features), len(new)
-                old = list(range(n_old)) + ([n_old + k] if self.fit_intercept else [])  # the intercept stays last
-                d = self._xhat.shape[0] + k
-                for name in ("_xhat", "_hint"):  # a coordinate whose gradients were all 0 is still 0
-                    grown = np.zeros(d)
-                    grown[old] = getattr(self, name)
-                    setattr(self, name, grown)
-                self._features = self._features + new
-
-    def _rows(self, X: Any) -> np.ndarray:
-        if hasattr(X, "columns"):
-            X = X.reindex(columns=self._features, fill_value=0.0)
-        rows = as_matrix(X, self._features)
-        if rows.shape[1] != len(self._features):
-            raise ValueError(f"expected {len(self._features)} features, got {rows.shape[1]}")
-        if self.fit_intercept:
-            rows = np.hstack([rows, np.ones((rows.shape[0], 1))])
-        return rows
+    def _grow(self, new: list[str]) -> None:
+        """A coordinate whose gradients were all 0 (its feature was 0) is still 0."""
+        n_old, k = len(self._index), len(new)
+        old = list(range(n_old)) + ([n_old + k] if self._index.intercept else [])  # the intercept stays last
+        d = self._xhat.shape[0] + k
+        xhat, hint = np.zeros(d), np.zeros(d)
+        xhat[old], hint[old] = self._xhat, self._hint
+        self._index.extend(new)
+        self._xhat, self._hint, self._played = xhat, hint, np.zeros(d)
+        self._next = np.zeros(d)
+        self._refresh_next()
 
     @property
-    def weights(self) -> np.ndarray:
-        """The point the next round would play (intercept last when ``fit_intercept``)."""
+    def current_diameter(self) -> float:
+        """The ball's diameter now (grown from ``diameter`` when adaptive)."""
+        return float(self._diameter[0])
+
+    @property
+    def feature_names_in_(self) -> list[str]:
+        """The model's features, in the order of :attr:`weights`."""
+        return list(self._index.names)
+
+    @property
+    def weights(self) -> FloatArray:
+        """The point the next round would play (intercept last when the model has one)."""
         played = np.empty_like(self._xhat)
         K.omd_played_point(
-            self._xhat, self._hint, float(self._variation[0]), float(self.diameter), float(self.grad_bound), float(self.delta), played
+            self._xhat, self._hint, float(self._variation[0]), self.current_diameter, float(self.grad_bound), float(self.delta), played
         )
         return played
 
     # -- River API ----------------------------------------------------------------
-    def learn_one(self, x: dict, y: float) -> None:
-        target = finite_targets(y)
-        if self._features is None:
-            self._ensure(check_feature_dict(x))
-        else:
-            self._admit(check_feature_dict(x), learning=True)
-        self.observe_many(dict_to_row(x, self._features)[None, :], target)
+    def learn_one(self, x: dict[Any, Any], y: float) -> None:
+        target = finite_target(y)
+        row = self._index.learn_row(x, self._grow)
+        K.omd_learn_one(
+            self._xhat,
+            self._hint,
+            self._variation,
+            self._diameter,
+            self._adaptive,
+            row,
+            target,
+            self._grad_bound,
+            self._delta,
+            self._played,
+            self._next,
+        )
+        self.n_updates += 1
 
-    def predict_one(self, x: dict) -> float:
-        if self._features is None:
-            return 0.0
-        if self.strict:
-            self._admit(x, learning=False)
-        return float(self.predict_many(dict_to_row(x, self._features)[None, :])[0])
+    def predict_one(self, x: dict[Any, Any]) -> float:
+        return K.played_dot(self._next, self._index.predict_row(x))
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
-        if hasattr(X, "columns") and self._features is None:
-            finite_targets(y)
-            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
-            self._ensure(X.columns)
-        elif hasattr(X, "columns"):
-            finite_targets(y)
-            as_matrix(X, None)  # refuse non-finite values before the model grows
-            self._admit(X.columns, learning=True)
         self.observe_many(X, y)
 
     def predict_many(self, X: Any, groups: Any = None) -> Any:
-        if self._features is None:
-            out = np.zeros(len(X))
-        else:
-            if hasattr(X, "columns") and self.strict:
-                self._admit(X.columns, learning=False)
-            rows = self._rows(X)
-            out = np.empty(rows.shape[0])
-            K.omd_predict(
-                self._xhat,
-                self._hint,
-                float(self._variation[0]),
-                rows,
-                float(self.diameter),
-                float(self.grad_bound),
-                float(self.delta),
-                out,
-            )
-        if hasattr(X, "index"):
-            import pandas as pd
-
-            return pd.Series(out, index=X.index)
-        return out
+        if hasattr(X, "columns"):
+            self._index.admit(X.columns, learning=False)
+        rows = self._index.matrix(X)
+        out = np.empty(rows.shape[0])
+        K.omd_predict(
+            self._xhat, self._hint, float(self._variation[0]), rows, self.current_diameter, float(self.grad_bound), float(self.delta), out
+        )
+        return as_series(out, X)
 
     # -- engine path --------------------------------------------------------------
-    def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:
-        """Predict each row, then learn it; returns the predictions (prequential)."""
-        if self._features is None:
-            if not hasattr(X, "columns"):
-                raise ValueError("features are unknown: pass features= or a DataFrame")
-            self._ensure(X.columns)
-        if hasattr(X, "columns") and self.strict:
-            self._admit(X.columns, learning=False)
-        rows = self._rows(X)
+    def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> FloatArray:
+        """Predict each row, then learn it; returns the predictions (prequential).
+
+        A frame's columns follow the feature policy (a new column grows the model)."""
         targets = finite_targets(y)
+        if hasattr(X, "columns"):
+            new = self._index.admit(X.columns, learning=True)
+            if new:
+                as_matrix(X, None)  # refuse non-finite values before the model grows
+                self._grow(new)
+        rows = self._index.matrix(X)
         if targets.shape[0] != rows.shape[0]:
             raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
         preds = np.empty(rows.shape[0])
-        K.omd_observe(
-            self._xhat, self._hint, self._variation, rows, targets, float(self.diameter), float(self.grad_bound), float(self.delta), preds
-        )
-        self.n_updates += rows.shape[0]
+        self._learn_rows(rows, targets, preds)
         return preds
+
+    def _learn_rows(self, rows: FloatArray, targets: FloatArray, preds: FloatArray) -> None:
+        if self._adaptive:
+            K.omd_observe_adaptive(
+                self._xhat, self._hint, self._variation, self._diameter, rows, targets, float(self.grad_bound), float(self.delta), preds
+            )
+        else:
+            K.omd_observe(
+                self._xhat,
+                self._hint,
+                self._variation,
+                rows,
+                targets,
+                self.current_diameter,
+                float(self.grad_bound),
+                float(self.delta),
+                preds,
+            )
+        self.n_updates += rows.shape[0]
+        self._refresh_next()
 
     # -- state --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "family": "omd",
-            "features": np.array(self._features if self._features is not None else [], dtype=str),
+            "features": np.array(self._index.names, dtype=str),
             "n_updates": self.n_updates,
+            "fit_intercept": self._index.intercept,
+            "adaptive_diameter": self._adaptive,
+            "diameter": self.current_diameter,
         }
-        if self._xhat is not None:
+        if self._index.width:
             state["xhat"] = self._xhat.copy()
             state["hint"] = self._hint.copy()
             state["variation"] = float(self._variation[0])
@@ -249,16 +268,27 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         refuse_nonfinite(state, "OptimisticOMDRegressor")
         names = [str(n) for n in np.asarray(state.get("features", []))]
-        self._features = names or None
+        # the state decides (0.1.0 states carry no flags: their shapes tell, and their ball was fixed)
+        if "fit_intercept" in state:
+            intercept = bool(state["fit_intercept"])
+        elif "xhat" in state:
+            intercept = np.asarray(state["xhat"]).shape == (len(names) + 1,)
+        else:
+            intercept = bool(self.fit_intercept)
+        adaptive = bool(state.get("adaptive_diameter", False))
+        diameter = check_number("state['diameter']", state.get("diameter", self.diameter), "> 0")
+        index = FeatureIndex("OptimisticOMDRegressor", names if self.features is not None else None, self.strict, intercept)
+        if not index.declared:  # features that came from the data: the model keeps growing
+            index.extend(names)
+        d = index.width
+        xhat = expect_array(state, "xhat", (d,), "OptimisticOMDRegressor") if "xhat" in state else np.zeros(d)
+        hint = expect_array(state, "hint", (d,), "OptimisticOMDRegressor") if "hint" in state else np.zeros(d)
+        variation = float(state.get("variation", 0.0))
         self.n_updates = int(state["n_updates"])
-        if self._features is None:
-            self._xhat = None
-            return
-        self._allocate()
-        d = self._xhat.shape[0]
-        self._xhat = expect_array(state, "xhat", (d,), "OptimisticOMDRegressor")
-        self._hint = expect_array(state, "hint", (d,), "OptimisticOMDRegressor")
-        self._variation = np.array([float(state["variation"])])
+        self._allocate(index)
+        self._xhat, self._hint, self._variation = xhat, hint, np.array([variation])
+        self._adaptive, self._diameter = adaptive, np.array([diameter])
+        self._refresh_next()
 
 
 def warm_up() -> None:

@@ -136,6 +136,104 @@ def omd_observe(
 
 
 @njit(cache=True)
+def omd_observe_adaptive(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variations: FloatArray,
+    diameter: FloatArray,
+    X: FloatArray,
+    y: FloatArray,
+    grad_bound: float,
+    delta: float,
+    preds: FloatArray,
+) -> None:
+    """Prequential micro-batch with an adaptive ball: ``diameter[0]`` doubles, before the
+    round is played, in a round whose update would leave the ball although the step is
+    stable for that row (``eta ||x||^2 <= 1``: the update cannot overshoot the row's
+    target).
+
+    A fixed ball caps the weights at ``diameter / 2`` whatever the data needs (an
+    intercept of 8 behind a scaler, say). An update that leaves the ball with a stable
+    step means the data pulls the weights outward, so the ball doubles, O(log) times in
+    all; leaving it with an unstable step (or through the optimistic hint) is the early
+    overshoot, which the step-size schedule damps on its own: doubling then would only
+    enlarge the step. Wherever the ball is large enough the algorithm is the fixed-ball
+    one. Row by row, so the result does not depend on how rows are batched.
+    """
+    played = np.empty(xhat.shape[0])
+    for r in range(X.shape[0]):
+        preds[r] = omd_adaptive_update_one(xhat, hint, variations, diameter, X[r], y[r], grad_bound, delta, played)
+
+
+@njit(cache=True)
+def omd_adaptive_update_one(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variations: FloatArray,
+    diameter: FloatArray,
+    x: FloatArray,
+    y: float,
+    grad_bound: float,
+    delta: float,
+    played: FloatArray,
+) -> float:
+    """One round of :func:`omd_observe_adaptive`; returns the prediction. ``played`` is scratch (d)."""
+    d = xhat.shape[0]
+    radius = 0.5 * diameter[0]
+    eta = omd_step_size(variations[0], diameter[0], grad_bound, delta)
+    x_sq = 0.0
+    for i in range(d):
+        x_sq += x[i] * x[i]
+    if eta * x_sq <= 1.0:
+        omd_played_point(xhat, hint, variations[0], diameter[0], grad_bound, delta, played)
+        pred = 0.0
+        for i in range(d):
+            pred += played[i] * x[i]
+        residual = pred - y
+        norm_sq = 0.0
+        for i in range(d):
+            v = xhat[i] - eta * residual * x[i]
+            norm_sq += v * v
+        if norm_sq > radius * radius:
+            diameter[0] *= 2.0
+    return omd_update_one(xhat, hint, variations, 0, x, y, diameter[0], grad_bound, delta, played)
+
+
+@njit(cache=True)
+def omd_learn_one(
+    xhat: FloatArray,
+    hint: FloatArray,
+    variations: FloatArray,
+    diameter: FloatArray,
+    adaptive: bool,
+    x: FloatArray,
+    y: float,
+    grad_bound: float,
+    delta: float,
+    played: FloatArray,
+    next_played: FloatArray,
+) -> float:
+    """One round (adaptive ball or fixed ``diameter[0]``) and the point the next round
+    will play, written to ``next_played`` (so a prediction is one dot product); returns
+    the round's prediction. ``played`` is scratch (d)."""
+    if adaptive:
+        pred = omd_adaptive_update_one(xhat, hint, variations, diameter, x, y, grad_bound, delta, played)
+    else:
+        pred = omd_update_one(xhat, hint, variations, 0, x, y, diameter[0], grad_bound, delta, played)
+    omd_played_point(xhat, hint, variations[0], diameter[0], grad_bound, delta, next_played)
+    return pred
+
+
+@njit(cache=True)
+def played_dot(played: FloatArray, x: FloatArray) -> float:
+    """``played . x``: one prediction from the point the round will play."""
+    s = 0.0
+    for i in range(played.shape[0]):
+        s += played[i] * x[i]
+    return s
+
+
+@njit(cache=True)
 def omd_predict(
     xhat: FloatArray, hint: FloatArray, variation: float, X: FloatArray, diameter: float, grad_bound: float, delta: float, out: FloatArray
 ) -> None:
@@ -157,5 +255,9 @@ def warm_up() -> None:
     X = np.ones((1, 2))
     out = np.zeros(1)
     omd_observe(xhat, hint, variations, X, np.ones(1), 10.0, 1.0, 1.0, out)
+    omd_observe_adaptive(xhat, hint, variations, np.array([10.0]), X, np.ones(1), 1.0, 1.0, out)
+    omd_adaptive_update_one(xhat, hint, variations, np.array([10.0]), X[0], 1.0, 1.0, 1.0, np.zeros(2))
+    omd_learn_one(xhat, hint, variations, np.array([10.0]), True, X[0], 1.0, 1.0, 1.0, np.zeros(2), np.zeros(2))
+    played_dot(xhat, X[0])
     omd_predict(xhat, hint, 0.0, X, 10.0, 1.0, 1.0, out)
     omd_predict_one(xhat, hint, 0.0, X[0], 10.0, 1.0, 1.0, np.zeros(2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -9,20 +10,20 @@ from river import base
 
 from . import ridge_kernels as K
 from .contract import (
+    FeatureIndex,
     SupervisedDefaults,
     as_matrix,
+    as_series,
     check_bool,
-    check_feature_dict,
     check_names,
     check_number,
     check_state,
-    dict_to_row,
     expect_array,
-    feature_changes,
+    finite_target,
     finite_targets,
-    refuse_feature_changes,
     refuse_nonfinite,
 )
+from .ridge_kernels import FloatArray
 
 
 class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
@@ -41,30 +42,39 @@ class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
     Parameters
     ----------
     features
-        Feature names in the order of the dense rows (declared: absent keys count as 0,
-        unknown keys are ignored; the engine checks names itself). ``None``: taken
-        from the first dict or frame learned (sorted by name), and the model grows: a key or column
-        first seen later gets a new coefficient that starts as if the feature had been
-        0 until then (``P`` gains ``1 / lam`` on its diagonal, ``w`` a 0; exact with
-        ``forgetting = 1``), and an absent key counts as 0, as in River.
+        Feature names in the order of the dense rows. Declared: the columns are fixed,
+        an absent key counts as 0 and an unknown key is ignored with a warning (once per
+        key). ``None``: the model grows (the River way): the first dict or frame fixes
+        its features (sorted by name, so key order never matters), and a key or column
+        first seen later gets a coefficient that starts as if the feature had been 0
+        until then (``P`` gains ``1 / lam`` on its new diagonal and zeros elsewhere, ``w``
+        a 0; exact with ``forgetting = 1``); an absent key counts as 0.
     lam
         Ridge penalty (> 0): the prior is ``w ~ N(0, I / lam)``.
     forgetting
         Forgetting factor in (0, 1]; 1 keeps every row with equal weight.
     fit_intercept
-        Append a constant feature (penalised like the others).
+        Learn an intercept (a constant last feature, penalised like the others); on by
+        default, as in River's linear models. A checkpoint decides for itself: a state
+        saved without an intercept loads as a model without one.
     strict
         Refuse (ValueError) any dict or frame whose keys differ from the model's
         features, instead of growing or filling in zeros.
 
+    NaN, infinities and None in features or labels are refused with a ValueError before
+    anything changes.
+
     Examples
     --------
     >>> from regretflow.learners import OnlineRidge
-    >>> model = OnlineRidge(features=["x"], lam=1e-6)
+    >>> model = OnlineRidge(lam=1e-6)
     >>> for x in range(1, 50):
-    ...     model.learn_one({"x": x}, 3.0 * x)
+    ...     model.learn_one({"x": x}, 3.0 * x + 1.0)
     >>> round(model.predict_one({"x": 10}), 6)
-    30.0
+    31.0
+    >>> model.learn_one({"x": 1.0, "z": 2.0}, 8.0)  # a new key: a new coefficient
+    >>> model.feature_names_in_
+    ['x', 'z']
     """
 
     task = "regression"
@@ -74,160 +84,113 @@ class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
         features: list[str] | None = None,
         lam: float = 1.0,
         forgetting: float = 1.0,
-        fit_intercept: bool = False,
+        fit_intercept: bool = True,
         strict: bool = False,
     ):
         self.features = features
         self.lam = lam
         self.forgetting = forgetting
         self.fit_intercept = fit_intercept
+        self.strict = strict
         check_names("features", features)
         check_number("lam", lam, "> 0")
         check_number("forgetting", forgetting, "(0, 1]")
         check_bool("fit_intercept", fit_intercept)
         check_bool("strict", strict)
-        self.strict = strict
-        self._features = list(features) if features is not None else None
-        self._P: np.ndarray | None = None
-        self._w: np.ndarray | None = None
         self.n_updates = 0
-        if self._features is not None:
-            self._allocate(len(self._features))
+        self._beta = float(forgetting)
+        self._allocate(FeatureIndex("OnlineRidge", features, strict, intercept=fit_intercept))
 
     @classmethod
-    def _unit_test_params(cls):
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
         """Configurations River's estimator checks run on (``river.checks``)."""
         yield {}
-        yield {"lam": 0.1, "forgetting": 0.99, "fit_intercept": True}
+        yield {"lam": 0.1, "forgetting": 0.99, "fit_intercept": False}
 
     # -- set-up -------------------------------------------------------------------
-    def _allocate(self, n_features: int) -> None:
-        d = n_features + (1 if self.fit_intercept else 0)
-        self._P = np.eye(d) / self.lam
-        self._w = np.zeros(d)
-        self._scratch = np.zeros(d)  # zeros, not np.empty: garbage NaNs would trip the non-finite state scan
+    def _allocate(self, index: FeatureIndex) -> None:
+        """The prior state for ``index``'s columns."""
+        self._index = index
+        d = index.width
+        self._P: FloatArray = np.eye(d) / self.lam
+        self._w: FloatArray = np.zeros(d)
+        self._scratch: FloatArray = np.zeros(d)  # zeros, not np.empty: garbage NaNs would trip the non-finite state scan
         self._trace_cap = d / self.lam
 
-    def _admit(self, names, learning: bool) -> None:
-        """The feature policy for the keys of a dict or the columns of a frame."""
-        if self.strict:
-            refuse_feature_changes("OnlineRidge", names, self._features)
-        elif learning and self.features is None:
-            new, _ = feature_changes(names, self._features)
-            if new:
-                self._grow(new)
-
-    def _grow(self, new: list) -> None:
+    def _grow(self, new: list[str]) -> None:
         """New coefficients as if their features had been 0 so far: prior block ``I / lam``."""
-        n_old, k = len(self._features), len(new)
-        old = list(range(n_old)) + ([n_old + k] if self.fit_intercept else [])  # the intercept stays last
+        n_old, k = len(self._index), len(new)
+        old = list(range(n_old)) + ([n_old + k] if self._index.intercept else [])  # the intercept stays last
         d = self._w.shape[0] + k
         P = np.zeros((d, d))
         P[np.ix_(old, old)] = self._P
         P[range(n_old, n_old + k), range(n_old, n_old + k)] = 1.0 / self.lam
         w = np.zeros(d)
         w[old] = self._w
-        self._features = self._features + list(new)
+        self._index.extend(new)
         self._P, self._w = P, w
         self._scratch = np.zeros(d)
         self._trace_cap = d / self.lam
 
-    def _rows(self, X: Any) -> np.ndarray:
-        if hasattr(X, "columns"):  # absent columns count as 0, unknown ones are not the model's
-            X = X.reindex(columns=self._features, fill_value=0.0)
-        X = as_matrix(X, self._features)
-        if X.shape[1] != len(self._features):
-            raise ValueError(f"expected {len(self._features)} features, got {X.shape[1]}")
-        if self.fit_intercept:
-            X = np.hstack([X, np.ones((X.shape[0], 1))])
-        return X
-
-    def _ensure(self, x: dict) -> None:
-        if self._features is None:
-            self._features = sorted(x, key=str)  # so that the first dict's key order does not matter
-            self._allocate(len(self._features))
-
     @property
-    def weights(self) -> np.ndarray:
-        """Current weights (the intercept last when ``fit_intercept``)."""
+    def weights(self) -> FloatArray:
+        """Current weights (the intercept last when the model has one)."""
         return self._w.copy()
 
+    @property
+    def feature_names_in_(self) -> list[str]:
+        """The model's features, in the order of :attr:`weights`."""
+        return list(self._index.names)
+
     # -- River API ----------------------------------------------------------------
-    def learn_one(self, x: dict, y: float) -> None:
-        target = float(finite_targets(y)[0])
-        if self._features is None:
-            self._ensure(check_feature_dict(x))
-        else:
-            self._admit(check_feature_dict(x), learning=True)
-        K.ridge_update_one(self._P, self._w, self._row(x), target, float(self.forgetting), self._trace_cap, self._scratch)
+    def learn_one(self, x: dict[Any, Any], y: float) -> None:
+        target = finite_target(y)
+        row = self._index.learn_row(x, self._grow)
+        K.ridge_update_one(self._P, self._w, row, target, self._beta, self._trace_cap, self._scratch)
         self.n_updates += 1
 
-    def predict_one(self, x: dict) -> float:
-        if self._features is None:
-            return 0.0
-        if self.strict:
-            self._admit(x, learning=False)
-        return float(self._row(x) @ self._w)
-
-    def _row(self, x: dict) -> np.ndarray:
-        """One dict as a dense row (the single-event path skips the batch machinery)."""
-        row = dict_to_row(x, self._features)
-        return np.append(row, 1.0) if self.fit_intercept else row
+    def predict_one(self, x: dict[Any, Any]) -> float:
+        return K.row_dot(self._w, self._index.predict_row(x))
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
-        if self._features is None and hasattr(X, "columns"):
-            finite_targets(y)
-            as_matrix(X, None)  # refuse non-finite values before the columns are fixed
-            self._features = sorted(X.columns, key=str)
-            self._allocate(len(self._features))
-        elif hasattr(X, "columns"):
-            finite_targets(y)
-            as_matrix(X, None)  # refuse non-finite values before the model grows
-            self._admit(X.columns, learning=True)
         self.observe_many(X, y)
 
     def predict_many(self, X: Any, groups: Any = None) -> Any:
-        if self._features is None:
-            return self._series(np.zeros(len(X)), X)
-        if hasattr(X, "columns") and self.strict:
-            self._admit(X.columns, learning=False)
-        rows = self._rows(X)
+        if hasattr(X, "columns"):
+            self._index.admit(X.columns, learning=False)
+        rows = self._index.matrix(X)
         out = np.empty(rows.shape[0])
         K.linear_predict(self._w, rows, out)
-        return self._series(out, X)
-
-    @staticmethod
-    def _series(out: np.ndarray, X: Any) -> Any:
-        if hasattr(X, "index"):
-            import pandas as pd
-
-            return pd.Series(out, index=X.index)
-        return out
+        return as_series(out, X)
 
     # -- engine path --------------------------------------------------------------
-    def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> np.ndarray:
-        """Predict each row, then learn it; returns the predictions (prequential)."""
-        if self._features is None:
-            raise ValueError("features are unknown: pass features= or learn a dict or a DataFrame first")
-        if hasattr(X, "columns") and self.strict:
-            self._admit(X.columns, learning=False)
-        rows = self._rows(X)
+    def observe_many(self, X: Any, y: Any, groups: np.ndarray | None = None) -> FloatArray:
+        """Predict each row, then learn it; returns the predictions (prequential).
+
+        A frame's columns follow the feature policy (a new column grows the model)."""
         targets = finite_targets(y)
+        if hasattr(X, "columns"):
+            new = self._index.admit(X.columns, learning=True)
+            if new:
+                as_matrix(X, None)  # refuse non-finite values before the model grows
+                self._grow(new)
+        rows = self._index.matrix(X)
         if targets.shape[0] != rows.shape[0]:
             raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
         preds = np.empty(rows.shape[0])
-        K.ridge_observe(self._P, self._w, rows, targets, float(self.forgetting), self._trace_cap, preds)
+        K.ridge_observe(self._P, self._w, rows, targets, self._beta, self._trace_cap, preds)
         self.n_updates += rows.shape[0]
         return preds
 
     # -- state --------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = {
+        state: dict[str, Any] = {
             "family": "ridge",
-            "features": np.array(self._features if self._features is not None else [], dtype=str),
+            "features": np.array(self._index.names, dtype=str),
             "n_updates": self.n_updates,
+            "fit_intercept": self._index.intercept,
         }
-        if self._P is not None:
+        if self._index.names or self._index.intercept:
             state["P"] = self._P.copy()
             state["w"] = self._w.copy()
         check_state(state, "OnlineRidge")
@@ -236,12 +199,19 @@ class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         refuse_nonfinite(state, "OnlineRidge")
         names = [str(n) for n in np.asarray(state.get("features", []))]
-        self._features = names or None
+        # the state decides whether the model has an intercept (0.1.0 states have no flag: their shapes tell)
+        if "fit_intercept" in state:
+            intercept = bool(state["fit_intercept"])
+        elif "w" in state:
+            intercept = np.asarray(state["w"]).shape == (len(names) + 1,)
+        else:
+            intercept = bool(self.fit_intercept)
+        index = FeatureIndex("OnlineRidge", names if self.features is not None else None, self.strict, intercept)
+        if not index.declared:  # features that came from the data: the model keeps growing
+            index.extend(names)
+        d = index.width
+        P = expect_array(state, "P", (d, d), "OnlineRidge") if "P" in state else np.eye(d) / self.lam
+        w = expect_array(state, "w", (d,), "OnlineRidge") if "w" in state else np.zeros(d)
         self.n_updates = int(state["n_updates"])
-        if self._features is None:
-            self._P = self._w = None
-            return
-        self._allocate(len(self._features))
-        d = self._w.shape[0]
-        self._P = expect_array(state, "P", (d, d), "OnlineRidge")
-        self._w = expect_array(state, "w", (d,), "OnlineRidge")
+        self._allocate(index)
+        self._P, self._w = P, w

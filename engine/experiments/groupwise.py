@@ -301,7 +301,7 @@ def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river:
     mixture = (seen.mixture_predictions - stream.y) ** 2
 
     # the paper's baseline: one ridge (lam = 1) over all rows, blind to the groups
-    base_pred = OnlineRidge(features=list(stream.feature_names), lam=1.0).observe_many(stream.X, stream.y)
+    base_pred = OnlineRidge(features=list(stream.feature_names), lam=1.0, fit_intercept=False).observe_many(stream.X, stream.y)
     base = (base_pred - stream.y) ** 2
 
     groups_all = np.hstack([stream.membership, np.ones((n, 1), dtype=bool)]).astype(np.float64)

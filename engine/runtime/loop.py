@@ -17,7 +17,7 @@ the state once, even after ``kill -9``.
 >>> engine = Engine(cfg, MemorySource(events), answers, MemorySink(), serve_metrics=False)
 >>> engine.run()
 >>> [round(__import__("orjson").loads(r[1])["prediction"], 3) for r in answers.records]
-[0.0, 1.0, 1.333]
+[0.0, 1.333, 1.6]
 """
 
 from __future__ import annotations

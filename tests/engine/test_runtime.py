@@ -57,7 +57,7 @@ def test_feedback_to_a_predict_is_learned_with_the_served_prediction(regression_
     shard = engine.router.shards[("m", "")]
     assert shard.learner.n_updates == 1 and not dead
     assert shard.tracker.summary()["all"]["loss"] == pytest.approx(4.0)  # served 0.0, label 2.0
-    np.testing.assert_allclose(shard.learner.weights, [1.0, 0.0, 0.0])  # ridge lam=1: 2*1/(1+1)
+    np.testing.assert_allclose(shard.learner.weights, [2 / 3, 0.0, 0.0, 2 / 3])  # ridge lam=1, intercept last: 2x/(1+|x|^2)
 
 
 def test_unknown_late_duplicate_and_mismatched_feedback_are_dead_lettered(regression_config):
@@ -176,7 +176,7 @@ def test_bandit_decisions_log_propensities_and_feedback_updates_estimates(unifor
 
 
 def test_keyed_shards_learn_separately():
-    cfg = parse_config({"models": {"m": {"learner": "ridge", "features": ["x"], "params": {"shard_by_key": True}}}})
+    cfg = parse_config({"models": {"m": {"learner": "ridge", "features": ["x"], "params": {"shard_by_key": True, "fit_intercept": False}}}})
     stream = [
         orjson.dumps({"id": str(i), "model": "m", "kind": "observe", "key": k, "features": [1.0], "label": v})
         for i, (k, v) in enumerate([("a", 1.0), ("b", -1.0)] * 20)

@@ -197,7 +197,7 @@ def test_only_always_on_reduces_to_the_baseline_ridge_bit_for_bit():
     X, y, _ = random_stream(8)
     model = GroupwiseRegressor(features=[f"f{i}" for i in range(X.shape[1])], groups=[], mode="expected")
     seen = model.observe(X, y, np.zeros((len(y), 0), dtype=bool))
-    baseline = OnlineRidge(features=[f"f{i}" for i in range(X.shape[1])], lam=1.0)
+    baseline = OnlineRidge(features=[f"f{i}" for i in range(X.shape[1])], lam=1.0, fit_intercept=False)
     preds = baseline.observe_many(X, y)
     np.testing.assert_array_equal(seen.losses, (preds - y) ** 2)
     assert np.all(model.probabilities(np.zeros(0, bool)) == 1.0)
@@ -321,13 +321,13 @@ def test_state_holds_only_arrays_and_json_scalars():
 def test_a_contract_regressor_as_base_matches_the_builtin_ridge_path():
     X, y, G = random_stream(17, n=150)
     builtin = make(mode="mixture")
-    generic = make(mode="mixture", base=OnlineRidge(lam=1.0))
+    generic = make(mode="mixture", base=OnlineRidge(lam=1.0, fit_intercept=False))
     np.testing.assert_array_equal(generic.observe_many(X, y, G), builtin.observe_many(X, y, G))
     np.testing.assert_array_equal(generic.expert_regret, builtin.expert_regret)
     np.testing.assert_allclose(
         generic.predict_many(X[:10], G[:10]), builtin.predict_many(X[:10], G[:10]), rtol=0, atol=1e-12
     )  # summation order differs
-    restored = make(mode="mixture", base=OnlineRidge(lam=1.0))
+    restored = make(mode="mixture", base=OnlineRidge(lam=1.0, fit_intercept=False))
     restored.load_state_dict(generic.state_dict())
     np.testing.assert_array_equal(restored.predict_many(X, G), generic.predict_many(X, G))
 

@@ -51,6 +51,7 @@ BAD = {
     "forgetting": [(0, ValueError), (1.5, ValueError), (INF, ValueError)],
     "fit_intercept": [(1, TypeError), ("yes", TypeError)],
     "strict": [(1, TypeError), ("yes", TypeError)],
+    "adaptive_diameter": [(1, TypeError), ("yes", TypeError)],
     "diameter": [(0, ValueError), (None, TypeError)],
     "grad_bound": [(-1, ValueError)],
     "delta": [(0, ValueError), ("x", TypeError)],

@@ -42,7 +42,7 @@ def spec_stream():
 
 def test_spec_test_vector():
     Z, Y = spec_stream()
-    model = OptimisticOMDRegressor(features=list("abcde"))
+    model = OptimisticOMDRegressor(features=list("abcde"), fit_intercept=False, adaptive_diameter=False)
     d = 5
     xhat, hint, V = np.zeros(d), np.zeros(d), np.zeros(1)
     played = np.empty(d)
@@ -58,7 +58,9 @@ def test_kernel_matches_numpy_reference():
     Z, Y = spec_stream()
     Z, Y = Z[:600], Y[:600]
     for diameter, grad_bound in [(10.0, 1.0), (1.0, 3.0)]:
-        model = OptimisticOMDRegressor(features=list("abcde"), diameter=diameter, grad_bound=grad_bound)
+        model = OptimisticOMDRegressor(
+            features=list("abcde"), diameter=diameter, grad_bound=grad_bound, fit_intercept=False, adaptive_diameter=False
+        )
         preds = model.observe_many(Z, Y)
         ref_preds, ref_played = reference_omd(Z, Y, diameter, grad_bound)
         np.testing.assert_allclose(preds, ref_preds, rtol=0, atol=1e-12)

@@ -34,7 +34,7 @@ def test_kernel_matches_numpy_reference():
     rng = np.random.default_rng(1)
     X, y = rng.normal(size=(300, 6)), rng.normal(size=300)
     for beta in (1.0, 0.97):
-        model = OnlineRidge(features=[f"f{i}" for i in range(6)], lam=0.5, forgetting=beta)
+        model = OnlineRidge(features=[f"f{i}" for i in range(6)], lam=0.5, forgetting=beta, fit_intercept=False)
         preds = model.observe_many(X, y)
         ref_preds, ref_w, ref_P = reference_rls(X, y, 0.5, beta)
         np.testing.assert_allclose(preds, ref_preds, rtol=0, atol=1e-9)
@@ -47,7 +47,7 @@ def test_kernel_matches_numpy_reference():
 def test_weights_equal_batch_ridge_solution(n, d, lam, seed):
     rng = np.random.default_rng(seed)
     X, y = rng.normal(size=(n, d)), rng.normal(size=n)
-    model = OnlineRidge(features=[str(i) for i in range(d)], lam=lam)
+    model = OnlineRidge(features=[str(i) for i in range(d)], lam=lam, fit_intercept=False)
     model.observe_many(X, y)
     exact = np.linalg.solve(lam * np.eye(d) + X.T @ X, X.T @ y)
     np.testing.assert_allclose(model.weights, exact, rtol=1e-9, atol=1e-9)
@@ -73,7 +73,7 @@ def test_forgetting_stays_bounded_where_plain_rls_winds_up():
     X[:, 0] = rng.normal(size=n)
     X[:, 1] = 1.0
     y = 2.0 * X[:, 0] + 1.0 + 0.01 * rng.normal(size=n)
-    model = OnlineRidge(features=["a", "b", "c"], lam=1.0, forgetting=beta)
+    model = OnlineRidge(features=["a", "b", "c"], lam=1.0, forgetting=beta, fit_intercept=False)
     with np.errstate(all="ignore"):
         # the same kernel with the cap disabled is plain RLS with forgetting
         P, w, out = np.eye(3), np.zeros(3), np.empty(20_000)
@@ -89,8 +89,8 @@ def test_forgetting_tracks_a_drifting_target():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(4000, 2))
     y = np.where(np.arange(4000) < 2000, X @ [1.0, -1.0], X @ [-1.0, 1.0])
-    forget = OnlineRidge(features=["a", "b"], forgetting=0.98)
-    keep = OnlineRidge(features=["a", "b"])
+    forget = OnlineRidge(features=["a", "b"], forgetting=0.98, fit_intercept=False)
+    keep = OnlineRidge(features=["a", "b"], fit_intercept=False)
     forget.observe_many(X, y)
     keep.observe_many(X, y)
     assert np.abs(forget.weights - [-1.0, 1.0]).max() < 0.05
@@ -116,7 +116,7 @@ def test_state_round_trips_through_npz_without_pickle():
 def test_load_rejects_wrong_shapes():
     model = OnlineRidge(features=["a", "b"])
     state = model.state_dict()
-    state["P"] = np.eye(3)
+    state["P"] = np.eye(4)
     with pytest.raises(ValueError, match="shape"):
         OnlineRidge(features=["a", "b"]).load_state_dict(state)
 
