@@ -5,8 +5,8 @@
 The paper's protocol: the 10 seeds, each
 shuffling the rows with ``RandomState(seed).permutation``; features and target
 min-max scaled with full-dataset bounds; one online ridge expert (lambda = 1) per
-group plus ``always_on``, mixed by AdaNormalHedge (:class:`GroupwiseRegressor`,
-mode ``"expected"``: the reported loss is ``p . l``); baseline = one online ridge on
+group plus ``always_on``, mixed by AdaNormalHedge (:class:`GroupwiseRegressor` with
+the paper's settings: ``serve="sampled"``, no intercept; the reported loss is ``p . l``); baseline = one online ridge on
 every row with the same features, group indicators included. Per group it reports
 the end cumulative loss of both and the end regret against the best least-squares
 predictor in hindsight, in the paper's reproduction mode (lag 1: the loss of the
@@ -295,7 +295,7 @@ def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river:
     ``validate_max_rows`` rows when ``validate``), and River when ``with_river``."""
     stream = data.shuffled(seed)
     n, d = stream.X.shape
-    learner = GroupwiseRegressor(features=list(stream.feature_names), groups=list(stream.group_names))
+    learner = GroupwiseRegressor(features=list(stream.feature_names), groups=list(stream.group_names), serve="sampled", fit_intercept=False)
     seen = learner.observe(stream.X, stream.y, stream.membership)
     ours = seen.expected_losses  # p . l, the paper's reported loss
     mixture = (seen.mixture_predictions - stream.y) ** 2

@@ -78,6 +78,8 @@ def full_membership(G: np.ndarray) -> np.ndarray:
 
 
 def make(d=6, n_groups=4, **kwargs) -> GroupwiseRegressor:
+    """The paper's learner (no intercept, as the numpy reference); serving as asked (default: the mixture)."""
+    kwargs.setdefault("fit_intercept", False)
     return GroupwiseRegressor(features=[f"f{i}" for i in range(d)], groups=[f"g{j}" for j in range(n_groups)], **kwargs)
 
 
@@ -142,7 +144,7 @@ def test_probabilities_are_a_distribution_over_awake_groups_only():
 @pytest.mark.parametrize("clip", [False, True])
 def test_kernel_matches_numpy_reference_in_mixture_mode(seed, clip):
     X, y, G = random_stream(seed)
-    model = make(mode="mixture", clip=clip)
+    model = make(serve="mixture", clip=clip)
     seen = model.observe(X, y, G)
     served = seen.predictions
     ref = reference_groupwise(X, y, full_membership(G), clip=clip)
@@ -156,13 +158,14 @@ def test_kernel_matches_numpy_reference_in_mixture_mode(seed, clip):
 @pytest.mark.parametrize("seed", [3, 4])
 def test_kernel_matches_numpy_reference_when_sampling_an_expert(seed):
     X, y, G = random_stream(seed)
-    model = make(mode="expected", seed=11)
+    model = make(serve="sampled", seed=11)
     seen = model.observe(X, y, G)
     served = seen.predictions
     uniforms = np.random.default_rng(11).random(len(y))
     ref = reference_groupwise(X, y, full_membership(G), uniforms=uniforms)
     np.testing.assert_allclose(served, ref["served"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(seen.losses, ref["expected"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(seen.losses, (served - y) ** 2)  # the served prediction is what is scored
+    np.testing.assert_allclose(seen.expected_losses, ref["expected"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(seen.mixture_predictions, ref["mixture"], rtol=0, atol=1e-9)
 
 
@@ -195,7 +198,7 @@ def test_sleeping_groups_are_bit_identical_across_a_round_and_abs_regret_bounds_
 
 def test_only_always_on_reduces_to_the_baseline_ridge_bit_for_bit():
     X, y, _ = random_stream(8)
-    model = GroupwiseRegressor(features=[f"f{i}" for i in range(X.shape[1])], groups=[], mode="expected")
+    model = GroupwiseRegressor(features=[f"f{i}" for i in range(X.shape[1])], groups=[], fit_intercept=False)
     seen = model.observe(X, y, np.zeros((len(y), 0), dtype=bool))
     baseline = OnlineRidge(features=[f"f{i}" for i in range(X.shape[1])], lam=1.0)
     preds = baseline.observe_many(X, y)
@@ -238,22 +241,46 @@ def test_a_group_added_to_the_config_after_a_checkpoint_starts_cleanly():
 
 
 # -- serving modes -----------------------------------------------------------------------------
-def test_modes_share_the_state_update_and_differ_in_what_they_serve_and_report():
+def test_serving_modes_share_the_state_update_and_score_what_they_serve():
     X, y, G = random_stream(12)
     runs = {}
-    for mode in ("expected", "sample", "mixture"):
-        model = make(mode=mode, seed=3)
-        runs[mode] = (model.observe(X, y, G), model)
-    for mode in ("sample", "mixture"):
-        np.testing.assert_array_equal(runs[mode][1].expert_regret, runs["expected"][1].expert_regret)
-    exp_seen, sample_seen, mix_seen = runs["expected"][0], runs["sample"][0], runs["mixture"][0]
-    served_e, served_s, served_m = exp_seen.predictions, sample_seen.predictions, mix_seen.predictions
-    np.testing.assert_array_equal(served_e, served_s)  # same seed, same draw
-    np.testing.assert_array_equal(exp_seen.losses, exp_seen.expected_losses)
-    np.testing.assert_array_equal(sample_seen.losses, (served_s - y) ** 2)
-    np.testing.assert_array_equal(served_m, mix_seen.mixture_predictions)
-    np.testing.assert_array_equal(mix_seen.losses, (served_m - y) ** 2)
+    for serve in ("sampled", "mixture"):
+        model = make(serve=serve, seed=3)
+        runs[serve] = (model.observe(X, y, G), model)
+    np.testing.assert_array_equal(runs["sampled"][1].expert_regret, runs["mixture"][1].expert_regret)
+    sample_seen, mix_seen = runs["sampled"][0], runs["mixture"][0]
+    np.testing.assert_array_equal(sample_seen.expected_losses, mix_seen.expected_losses)
+    np.testing.assert_array_equal(sample_seen.losses, (sample_seen.predictions - y) ** 2)
+    np.testing.assert_array_equal(mix_seen.predictions, mix_seen.mixture_predictions)
+    np.testing.assert_array_equal(mix_seen.losses, (mix_seen.predictions - y) ** 2)
     assert np.all(mix_seen.losses <= mix_seen.expected_losses + 1e-12)  # Jensen
+    assert mix_seen.answer_fields is None
+    names = runs["sampled"][1].group_names
+    fields = sample_seen.answer_fields
+    assert fields is not None and len(fields) == len(y) and {f["expert"] for f in fields} <= set(names)
+    drawn = sample_seen.drawn
+    assert drawn is not None and np.all(G[drawn < 4, drawn[drawn < 4]])  # a drawn expert is awake
+
+
+def test_the_draw_is_the_served_expert_prediction():
+    X, y, G = random_stream(14, n=120)
+    sampled = make(serve="sampled", seed=5)
+    twin = make(serve="mixture")
+    for t in range(len(y)):
+        f = {g: twin._theta[g] @ X[t] for g in range(5)}
+        seen = sampled.observe(X[t : t + 1], y[t : t + 1], G[t : t + 1])
+        twin.observe(X[t : t + 1], y[t : t + 1], G[t : t + 1])
+        assert seen.predictions[0] == pytest.approx(f[int(seen.drawn[0])], abs=1e-12)
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+def test_the_0_1_0_mode_parameter_still_works_and_says_what_replaces_it():
+    for mode, serve in (("expected", "sampled"), ("sample", "sampled"), ("mixture", "mixture")):
+        with pytest.warns(DeprecationWarning, match=f"serve='{serve}'"):
+            old = make(mode=mode, seed=2)
+        new = make(serve=serve, seed=2)
+        X, y, G = random_stream(15, n=40)
+        np.testing.assert_array_equal(old.observe(X, y, G).predictions, new.observe(X, y, G).predictions)
 
 
 def test_predict_one_is_the_pure_mixture_and_learn_one_reads_membership_from_flags():
@@ -320,14 +347,14 @@ def test_state_holds_only_arrays_and_json_scalars():
 # -- bases --------------------------------------------------------------------------------------
 def test_a_contract_regressor_as_base_matches_the_builtin_ridge_path():
     X, y, G = random_stream(17, n=150)
-    builtin = make(mode="mixture")
-    generic = make(mode="mixture", base=OnlineRidge(lam=1.0))
+    builtin = make(serve="mixture")
+    generic = make(serve="mixture", base=OnlineRidge(lam=1.0))
     np.testing.assert_array_equal(generic.observe_many(X, y, G), builtin.observe_many(X, y, G))
     np.testing.assert_array_equal(generic.expert_regret, builtin.expert_regret)
     np.testing.assert_allclose(
         generic.predict_many(X[:10], G[:10]), builtin.predict_many(X[:10], G[:10]), rtol=0, atol=1e-12
     )  # summation order differs
-    restored = make(mode="mixture", base=OnlineRidge(lam=1.0))
+    restored = make(serve="mixture", base=OnlineRidge(lam=1.0))
     restored.load_state_dict(generic.state_dict())
     np.testing.assert_array_equal(restored.predict_many(X, G), generic.predict_many(X, G))
 
@@ -366,7 +393,7 @@ def reference_omd_groupwise(X, y, A_full, diameter=10.0, grad_bound=1.0, delta=1
 
 def test_omd_experts_match_the_numpy_reference():
     X, y, G = random_stream(18)
-    model = make(base="omd", mode="mixture", omd_diameter=4.0)
+    model = make(base="omd", serve="mixture", omd_diameter=4.0)
     served = model.observe_many(X, y, G)
     mixture, R = reference_omd_groupwise(X, y, full_membership(G), diameter=4.0)
     np.testing.assert_allclose(served, mixture, rtol=0, atol=1e-9)
@@ -388,8 +415,8 @@ def test_gauges_expose_expert_regret_per_declared_group_and_always_on():
 
 
 def test_bad_arguments_are_rejected_with_a_clear_message():
-    with pytest.raises(ValueError, match="mode"):
-        GroupwiseRegressor(mode="best")
+    with pytest.raises(ValueError, match="serve"):
+        GroupwiseRegressor(serve="best")
     with pytest.raises(ValueError, match="always_on"):
         GroupwiseRegressor(groups=["a", "always_on"])
     with pytest.raises(ValueError, match="base"):
@@ -402,7 +429,7 @@ def test_bad_arguments_are_rejected_with_a_clear_message():
 def test_runs_in_a_river_pipeline_with_progressive_validation():
     from river import compose, datasets, evaluate, metrics, preprocessing
 
-    model = compose.Pipeline(preprocessing.StandardScaler(), GroupwiseRegressor(mode="mixture"))
+    model = compose.Pipeline(preprocessing.StandardScaler(), GroupwiseRegressor())
     metric = evaluate.progressive_val_score(datasets.TrumpApproval().take(300), model, metrics.MAE())
     assert metric.get() < 5.0
 
