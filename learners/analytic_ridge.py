@@ -232,6 +232,10 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         self._A: np.ndarray | None = None  # sum phi phi^T, kept only with the generator
         self._M: np.ndarray | None = None  # sum phi y^T, kept only with the generator
         self._W_eval: np.ndarray | None = None
+        # W_eval minus the live W at the last refresh: the generator's correction, added to the live
+        # state so that every row is answered after the rows before it were learned
+        self._W_delta: np.ndarray | None = None
+        self._live_correction = True  # False for a 0.1.0 state, which answered a block from W_eval alone
         self._eval_at = -1
         self._eval_mask = np.zeros(0, dtype=bool)
         self._refreshes = 0
@@ -438,6 +442,8 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
             chunk = int(min(2048, max(64, d // 2)))
             self._W_eval = K.woodbury_weights(self._R, self._W, pseudo, labels, chunk)
         self._eval_mask = self._counts > 0
+        if self._live_correction:
+            self._W_delta = np.ascontiguousarray(self._W_eval - self._W)
         self._eval_at = self.n_updates
         self._pseudo_rows = int(labels.shape[0])
         self._refreshes += 1
@@ -454,6 +460,10 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
 
     def _answer_weights(self) -> tuple[np.ndarray, np.ndarray]:
         """Weights the answers use and the mask of the class columns they may answer."""
+        if self.generator is not False and self._W_delta is not None:
+            W = self._W.copy()
+            W[:, : self._W_delta.shape[1]] += self._W_delta
+            return W, self._counts > 0
         if self.generator is not False and self._W_eval is not None:
             mask = np.zeros(len(self._classes), dtype=bool)
             mask[: self._eval_mask.shape[0]] = self._eval_mask
@@ -607,7 +617,8 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
                 self._refresh_before_answer()
             block = phi[start:stop]
             kernel = _KERNELS[self._rule(stop - start)]
-            if self.generator is not False and self._W_eval is not None:
+            stale = self.generator is not False and self._W_eval is not None and not self._live_correction
+            if stale:  # a 0.1.0 state: the whole range is answered by the weights of the last refresh
                 W_eval = self._W_eval
                 part = np.empty((stop - start, W_eval.shape[1]))
                 K.linear_logits(W_eval, block, part)
@@ -615,8 +626,13 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
                 answer_mask[start:stop] = False
                 answer_mask[start:stop, : W_eval.shape[1]] = self._eval_mask
             kernel(self._R, self._W, block, indices[start:stop], logits[start:stop], losses[start:stop], s_values[start:stop])
-            if self.generator is False or self._W_eval is None:
+            if not stale:
                 answered[start:stop] = logits[start:stop]
+            if self._W_delta is not None and self.generator is not False:
+                # each row: the live state left by the rows before it, plus the balance correction of the last refresh
+                part = np.empty((stop - start, self._W_delta.shape[1]))
+                K.linear_logits(self._W_delta, block, part)
+                answered[start:stop, : self._W_delta.shape[1]] += part
             self.n_updates += stop - start
             if self._A is not None:
                 K.gram_update(self._A, self._M, block, indices[start:stop])
@@ -654,10 +670,12 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         the first time; otherwise the block is one range.
         """
         n = introduces.shape[0]
-        if self.generator != "every_n":
+        if self.generator is False or self.generator == "timer" or not self._live_correction:
             return [(0, n, False)]
-        after = self.n_updates + np.arange(1, n + 1)
-        cuts = (np.flatnonzero((after % int(self.refresh_events) == 0) | introduces) + 1).tolist()
+        if self.generator == "every_n":
+            after = self.n_updates + np.arange(1, n + 1)
+            introduces = introduces | (after % int(self.refresh_events) == 0)
+        cuts = (np.flatnonzero(introduces) + 1).tolist()
         bounds, start = [], 0
         for cut in cuts:
             bounds.append((start, cut, True))
@@ -732,6 +750,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
             "pseudo_rows": int(self._pseudo_rows),
             "group_loss": self._group_loss.copy(),
             "group_rows": self._group_rows.copy(),
+            "live_correction": self._live_correction,
         }
         if self._R is not None:
             state.update(
@@ -745,6 +764,8 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
                 state["W_buf"] = self._W_buf.copy()
             if self._W_eval is not None:
                 state["W_eval"] = self._W_eval.copy()
+            if self._W_delta is not None:
+                state["W_delta"] = self._W_delta.copy()
             if self._A is not None:
                 state["A"] = self._A.copy()
                 state["M"] = self._M.copy()
@@ -768,6 +789,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         self._answer_loss = float(state["answer_loss"])
         self._group_loss = np.array(state["group_loss"], dtype=np.float64)
         self._group_rows = np.array(state["group_rows"], dtype=np.int64)
+        self._live_correction = bool(state.get("live_correction", False))
         if not names:
             return
         self._validate()
@@ -794,6 +816,8 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
             self._M = _expect(state, "M", (d, C), owner)
         if "W_eval" in state:
             self._W_eval = _expect(state, "W_eval", (d, self._eval_mask.shape[0]), owner)
+        if "W_delta" in state:
+            self._W_delta = _expect(state, "W_delta", (d, self._eval_mask.shape[0]), owner)
 
 
 def _running_sum(total: float, values: np.ndarray) -> float:
