@@ -494,3 +494,152 @@ def test_engine_path_gives_the_same_losses_as_direct_learner_calls(monkeypatch):
     assert summary["all"]["loss"] == pytest.approx(losses.sum(), rel=1e-12)
     assert summary["smoker=yes"]["loss"] == pytest.approx(losses[G[:, 0]].sum(), rel=1e-12)
     assert summary["smoker=yes"]["count"] == int(G[:, 0].sum())
+
+
+# -- feature policy, intercept, 0.1.0 states ---------------------------------------------------
+def flag_stream(n: int, seed: int = 0):
+    """Dicts with a, the group flag b, and c from row 100 on; y depends strongly on c."""
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        x = {"a": rng.normal(), "b": float(rng.uniform() < 0.5)}
+        if t >= 100:
+            x["c"] = rng.normal()
+        yield x, 0.5 * x["a"] + 3.0 * x.get("c", 0.0) + x["b"]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"base": "omd"}, {"fit_intercept": False}, {"serve": "sampled"}])
+def test_a_new_key_grows_every_expert_as_if_it_had_been_zero(kwargs):
+    grown = GroupwiseRegressor(groups=["b"], **kwargs)
+    declared = GroupwiseRegressor(features=["a", "b", "c"], groups=["b"], **kwargs)
+    for x, y in flag_stream(300):
+        grown.learn_one(x, y)
+        declared.learn_one(x, y)
+    assert grown._features == ["a", "b", "c"]
+    mine, theirs = grown.state_dict(), declared.state_dict()
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+
+
+def test_learn_many_grows_on_new_columns_counts_absent_ones_as_zero_and_predict_many_agrees():
+    import pandas as pd
+
+    rows = list(flag_stream(300))
+    by_frames, by_dicts = GroupwiseRegressor(groups=["b"]), GroupwiseRegressor(groups=["b"])
+    for start in range(0, 300, 50):
+        chunk = rows[start : start + 50]
+        if start == 250:
+            chunk = [({k: v for k, v in x.items() if k != "a"}, y) for x, y in chunk]
+        by_frames.learn_many(pd.DataFrame([x for x, _ in chunk]).fillna(0.0), pd.Series([y for _, y in chunk]))
+        for x, y in chunk:
+            by_dicts.learn_one(x, y)
+    np.testing.assert_allclose(by_frames.state_dict()["theta"], by_dicts.state_dict()["theta"], rtol=1e-9, atol=1e-12)
+    probe = pd.DataFrame({"b": [1.0], "c": [2.0]})  # no "a": it counts as 0
+    assert by_frames.predict_many(probe)[0] == pytest.approx(by_frames.predict_one({"b": 1.0, "c": 2.0}))
+
+
+@pytest.mark.parametrize("change", ["new key", "missing key"])
+def test_strict_refuses_any_change_of_keys_and_keeps_its_state(change):
+    import pandas as pd
+
+    model = GroupwiseRegressor(groups=["b"], strict=True)
+    for x, y in list(flag_stream(50)):
+        model.learn_one({"a": x["a"], "b": x["b"]}, y)
+    before = model.state_dict()
+    x = {"a": 1.0, "b": 1.0, "z": 3.0} if change == "new key" else {"a": 1.0}
+    for call in (
+        lambda: model.learn_one(x, 1.0),
+        lambda: model.predict_one(x),
+        lambda: model.learn_many(pd.DataFrame([x]), pd.Series([1.0])),
+        lambda: model.predict_many(pd.DataFrame([x])),
+        lambda: model.observe(pd.DataFrame([x]), np.ones(1)),
+    ):
+        with pytest.raises(ValueError, match="strict=True"):
+            call()
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_the_intercept_is_on_by_default_and_fits_a_constant_offset():
+    model = GroupwiseRegressor(features=["x"], groups=["g"])
+    without = GroupwiseRegressor(features=["x"], groups=["g"], fit_intercept=False)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(400, 1))
+    y = 5.0 + X[:, 0]
+    G = rng.uniform(size=(400, 1)) < 0.5
+    late = model.observe(X, y, G).losses[300:].mean()
+    assert late < 1e-3 < without.observe(X, y, G).losses[300:].mean()
+    assert model.state_dict()["theta"].shape == (2, 2)  # x, then the intercept
+
+
+def test_a_0_1_0_state_without_intercept_goes_on_without_one():
+    X, y, G = random_stream(17, n=120)
+    old = make(serve="sampled", seed=4)  # what 0.1.0 had: no intercept
+    old.observe(X[:60], y[:60], G[:60])
+    state = {k: v for k, v in old.state_dict().items() if k != "fit_intercept"}
+    restored = make(serve="sampled", seed=0, fit_intercept=True)
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.observe(X[60:], y[60:], G[60:]).predictions, old.observe(X[60:], y[60:], G[60:]).predictions)
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_non_finite_features_and_labels_are_refused_by_every_api(poison):
+    model = make()
+    X, y, G = random_stream(18, n=10)
+    model.observe(X, y, G)
+    before = model.state_dict()
+    bad = X.copy()
+    bad[3, 2] = poison
+    bad_y = y.copy()
+    bad_y[4] = poison
+    for call in (
+        lambda: model.observe(bad, y, G),
+        lambda: model.observe(X, bad_y, G),
+        lambda: model.learn_one({"f0": poison}, 1.0),
+        lambda: model.learn_one({"f0": 1.0}, poison),
+        lambda: model.predict_one({"f0": poison}),
+        lambda: model.predict_many(bad, G),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_engine_answers_carry_the_scored_prediction_and_the_drawn_expert():
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.runtime.loop import Engine
+
+    orjson = pytest.importorskip("orjson")
+    answers: dict[str, list] = {}
+    for serve in ("mixture", "sampled"):
+        config = parse_config(
+            {
+                "models": {
+                    "gw": {
+                        "learner": "groupwise",
+                        "features": ["x"],
+                        "groups": [{"name": "g", "field": "g", "values": ["a", "b"]}],
+                        "params": {"serve": serve},
+                    }
+                },
+                "metrics": {"enabled": False},
+            }
+        )
+        rng = np.random.default_rng(1)
+        events = [
+            orjson.dumps(
+                {"id": str(i), "model": "gw", "kind": "observe", "features": {"x": float(v)}, "attributes": {"g": "ab"[i % 2]}, "label": float(v * (1 + i % 2))}
+            )
+            for i, v in enumerate(rng.uniform(size=60))
+        ]
+        sink = MemorySink()
+        engine = Engine(config, MemorySource([]), sink, MemorySink(), serve_metrics=False)
+        engine.process(events)
+        answers[serve] = [orjson.loads(r[1]) for r in sink.records]
+        labels = np.array([orjson.loads(e)["label"] for e in events])
+        served = np.array([a["prediction"] for a in answers[serve]])
+        assert engine.summary()["gw"]["groups"]["all"]["loss"] == pytest.approx(float(((served - labels) ** 2).sum()), rel=1e-12)
+    assert all("expert" not in a for a in answers["mixture"])
+    assert {a["expert"] for a in answers["sampled"]} <= {"g=a", "g=b", "always_on"} and len(answers["sampled"]) == 60
