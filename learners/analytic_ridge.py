@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,10 @@ from .contract import (
     check_number,
     check_state,
     dict_to_row,
-    refuse_nonfinite,
     feature_changes,
     refuse_feature_changes,
+    refuse_nonfinite,
+    warn_ignored_features,
 )
 
 GENERATOR_MODES = ("auto", False, "before_answer", "every_n", "timer")
@@ -40,7 +42,7 @@ AUTO_BLAS_FROM_DIM = 128
 # every class's probability in [1e-6, 1 - 1e-6] with two or more classes known.
 PROBA_FLOOR = 1e-6
 _LABEL_KINDS = {"bool": bool, "int": int, "str": str}
-_KERNELS = {
+_KERNELS: dict[str, Callable[..., None]] = {
     "sherman-morrison": K.sherman_morrison_observe,
     "cholesky": K.cholesky_observe,
     "blas": K.blas_observe,
@@ -102,7 +104,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
     ----------
     features
         Input feature names in the order of dense rows (declared: absent keys count as
-        0, unknown keys are ignored). ``None``: the sorted keys of the first dict seen
+        0, unknown keys are ignored with a warning, once per key). ``None``: the sorted keys of the first dict seen
         (or the columns of the first DataFrame, or ``x0, x1, ...`` for the first
         array), and the model grows on a key or column first seen later, as if the
         feature had been 0 on every row learned so far: without the expansion ``phi``
@@ -240,6 +242,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         self.update = update
         self.seed = seed
         self.strict = strict
+        self._warned: set[Any] = set()  # ignored keys already warned about (not state: warnings only)
         self._expansion_bound = 0.0
         self._validate()
         self._reset()
@@ -253,11 +256,12 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         self._class_index: dict = {}
         self._label_kind: str | None = None
         self._W_buf: np.ndarray | None = None
-        self._R: np.ndarray | None = None
-        self._W: np.ndarray | None = None
+        # empty until the features are known (_allocate)
+        self._R: np.ndarray = np.zeros((0, 0))
+        self._W: np.ndarray = np.zeros((0, 0))
         self._counts = np.zeros(0, dtype=np.int64)
-        self._means: np.ndarray | None = None
-        self._m2: np.ndarray | None = None
+        self._means: np.ndarray = np.zeros((0, 0))
+        self._m2: np.ndarray = np.zeros((0, 0))
         self._A: np.ndarray | None = None  # sum phi phi^T, kept only with the generator
         self._M: np.ndarray | None = None  # sum phi y^T, kept only with the generator
         self._W_eval: np.ndarray | None = None
@@ -316,7 +320,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
                 self._add_class(label)
 
     @classmethod
-    def _unit_test_params(cls):
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
         """Configurations River's estimator checks run on (``river.checks``)."""
         yield {}
         yield {"expansion_dim": 16, "generator": "every_n", "refresh_events": 50, "update": "cholesky"}
@@ -407,8 +411,9 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
             X = X.reindex(columns=self._features, fill_value=0.0).to_numpy(dtype=np.float64)
         rows = np.ascontiguousarray(X, dtype=np.float64)
         rows = rows.reshape(rows.shape[0], -1) if rows.ndim else rows.reshape(1, -1)
-        if rows.shape[1] != len(self._features):
-            raise ValueError(f"expected {len(self._features)} features, got {rows.shape[1]}")
+        n_features = len(self._features or [])
+        if rows.shape[1] != n_features:
+            raise ValueError(f"expected {n_features} features, got {rows.shape[1]}")
         if not np.isfinite(rows).all():
             raise ValueError("features must be finite (no NaN or inf)")
         return rows
@@ -438,7 +443,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         labels = y.tolist() if hasattr(y, "tolist") else list(y)
         self._check_labels(labels)
         lookup = self._class_index.get
-        kind = _LABEL_KINDS.get(self._label_kind)
+        kind = _LABEL_KINDS.get(self._label_kind or "")
         out = np.empty(len(labels), dtype=np.int64)
         for i, label in enumerate(labels):
             index = lookup(label) if type(label) is kind else None
@@ -484,12 +489,12 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         The real-data state (``R``, ``W``, class statistics) is left as it was, and
         calling this twice in a row gives the same ``W_eval``.
         """
-        if self._W is None or not np.any(self._counts > 0) or not self._generating:
+        if self._features is None or not np.any(self._counts > 0) or not self._generating:
             return
         inputs, labels = self.pseudo_rows()
         pseudo = self._phi(inputs)
         d = self.dim
-        if labels.shape[0] > d // 4 and self._A is not None:
+        if labels.shape[0] > d // 4 and self._A is not None and self._M is not None:
             self._W_eval = K.information_weights(self._A, self._M, float(self.gamma), pseudo, labels)
         else:
             chunk = int(min(2048, max(64, d // 2)))
@@ -503,7 +508,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         self._refreshed_time = time.monotonic()
 
     def _refresh_before_answer(self) -> None:
-        if not self._generating or self.generator == "every_n" or self._W is None or self._eval_at == self.n_updates:
+        if not self._generating or self.generator == "every_n" or self._features is None or self._eval_at == self.n_updates:
             return
         if self.generator == "timer":
             new_class = self._W_eval is None or int(self._eval_mask.sum()) != int(np.count_nonzero(self._counts))
@@ -549,14 +554,14 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         table[: len(self._classes)] = self._classes
         return table[indices]  # index -1 picks the trailing None
 
-    def predict_one(self, x: dict, **kwargs) -> Any:
+    def predict_one(self, x: dict, **kwargs: Any) -> Any:
         if self._features is None or not self._classes:
             return None
         if self.strict:
             self._admit(x, learning=False)
         return self._predict_rows(dict_to_row(x, self._features)[None, :])[0]
 
-    def predict_proba_one(self, x: dict, **kwargs) -> dict:
+    def predict_proba_one(self, x: dict, **kwargs: Any) -> dict:
         """Class probabilities: sparsemax (simplex projection) of the ridge outputs.
 
         The outputs estimate the one-hot target by least squares; the probabilities
@@ -635,12 +640,13 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         return frame
 
     # -- learning -------------------------------------------------------------------
-    def learn_one(self, x: dict, y: Any, **kwargs) -> None:
+    def learn_one(self, x: dict, y: Any, **kwargs: Any) -> None:
         self._label_kind_of(y)
         check_feature_dict(x)
         if self._features is not None:
             self._admit(x, learning=True)
         self._ensure_features(x)
+        assert self._features is not None
         self._observe(dict_to_row(x, self._features)[None, :], [y], None, answer=False)
 
     def learn_many(self, X: Any, y: Any, groups: Any = None) -> None:
@@ -660,6 +666,8 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
             new, _ = feature_changes(names, self._features)
             if new:
                 self._grow([str(name) for name in new])
+        elif learning:  # declared features stay fixed: say once per key that it is ignored
+            warn_ignored_features("AnalyticRidgeClassifier", names, self._features, self._warned)
 
     def _grow(self, new: list[str]) -> None:
         """New input features as if they had been 0 on every row learned so far.
@@ -670,7 +678,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         the scale fixed when the model was built) and ``phi`` of the past rows is
         unchanged, so the ridge state stays exact. The class statistics gain zeros.
         """
-        assert self._features is not None and self._means is not None and self._m2 is not None
+        assert self._features is not None
         n_old, k = len(self._features), len(new)
         if self._W_buf is not None:
             columns = [
@@ -681,7 +689,6 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
             ]
             self._W_buf = np.ascontiguousarray(np.column_stack([self._W_buf, *columns]))
         else:
-            assert self._R is not None and self._W is not None
             d_old = self._R.shape[0]
             old = list(range(n_old)) + ([n_old + k] if self.fit_intercept else [])  # the intercept stays last
             added = list(range(n_old, n_old + k))
@@ -744,9 +751,9 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
                 self._refresh_before_answer()
             block = phi[start:stop]
             kernel = _KERNELS[self._rule(stop - start)]
-            stale = self._generating and self._W_eval is not None and not self._live_correction
-            if stale:  # a 0.1.0 state: the whole range is answered by the weights of the last refresh
-                W_eval = self._W_eval
+            W_eval = self._W_eval
+            stale = self._generating and W_eval is not None and not self._live_correction
+            if stale and W_eval is not None:  # a 0.1.0 state: the whole range is answered by the weights of the last refresh
                 part = np.empty((stop - start, W_eval.shape[1]))
                 K.linear_logits(W_eval, block, part)
                 answered[start:stop, : W_eval.shape[1]] = part
@@ -761,7 +768,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
                 K.linear_logits(self._W_delta, block, part)
                 answered[start:stop, : self._W_delta.shape[1]] += part
             self.n_updates += stop - start
-            if self._A is not None:
+            if self._A is not None and self._M is not None:
                 K.gram_update(self._A, self._M, block, indices[start:stop])
             K.welford_update(self._counts, self._means, self._m2, rows[start:stop], indices[start:stop])
             self._stop_auto_generator()
@@ -880,7 +887,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
             "group_rows": self._group_rows.copy(),
             "live_correction": self._live_correction,
         }
-        if self._R is not None:
+        if self._features is not None:
             state.update(
                 R=self._R.copy(),
                 W=self._W.copy(),
@@ -895,7 +902,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
                 state["W_eval"] = self._W_eval.copy()
             if self._W_delta is not None:
                 state["W_delta"] = self._W_delta.copy()
-            if self._A is not None:
+            if self._A is not None and self._M is not None:
                 state["A"] = self._A.copy()
                 state["M"] = self._M.copy()
         check_state(state, "AnalyticRidgeClassifier")

@@ -9,9 +9,9 @@ subsequence at once, against the best linear predictor for that group.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -114,7 +114,7 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
     coefficient that starts as if the feature had been 0 so far (a ridge expert's
     ``P`` gains ``1 / lam`` on its diagonal; an OMD expert's point and hint a 0), and
     an absent key counts as 0, as in River. Declared ``features`` stay fixed (unknown
-    keys are ignored). ``strict=True`` refuses any change of keys. Experts given as a
+    keys are ignored with a warning, once per key). ``strict=True`` refuses any change of keys. Experts given as a
     custom ``base`` cannot grow: a new key is then ignored with a warning.
 
     Regret: the engine measures each group's regret against the best fixed linear
@@ -333,6 +333,8 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
             new, _ = feature_changes(names, self._features)
             if new:
                 self._grow(new)
+        elif learning:  # declared features stay fixed: say once per key that it is ignored
+            warn_ignored_features("GroupwiseRegressor", names, self._features, self._warned)
 
     def _grow(self, new: list[Any]) -> None:
         """New coefficients in every expert, as if their features had been 0 so far."""
@@ -409,7 +411,7 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
         return np.array([[bool(x.get(name, False)) for name in self._declared]], dtype=bool)
 
     # -- River API ----------------------------------------------------------------
-    def learn_one(self, x: dict[str, Any], y: float) -> None:
+    def learn_one(self, x: dict, y: float) -> None:
         target = finite_targets(y)
         check_feature_dict(x)
         if self._features is None:
@@ -419,7 +421,7 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
         row = self._dict_row(x)
         self._observe_rows(row, target, self._membership(row, 1, self._membership_one(x)))
 
-    def predict_one(self, x: dict[str, Any]) -> float:
+    def predict_one(self, x: dict) -> float:
         """The mixed prediction ``p . f`` over the groups present in ``x`` (pure)."""
         if self._features is None:
             return 0.0
@@ -512,7 +514,7 @@ class GroupwiseRegressor(SupervisedDefaults, river_base.MiniBatchRegressor):
         if targets.shape[0] != n:
             raise ValueError(f"{n} rows but {targets.shape[0]} targets")
         sampled = self._serve == "sampled"
-        uniforms = self._rng.random(n) if sampled else np.full(n, -1.0)
+        uniforms = np.asarray(self._rng.random(n), dtype=np.float64) if sampled else np.full(n, -1.0)
         served = np.empty(n)
         expected = np.empty(n)
         mixture = np.empty(n)

@@ -269,16 +269,17 @@ def warm_up() -> None:
     X = np.ones((1, d))
     y = np.ones(1)
     A = np.ones((1, n_groups), dtype=np.uint8)
-    out = [np.zeros(1) for _ in range(3)]
-    drawn = np.zeros(1, dtype=np.int64)
+    served, expected, mixture, drawn = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64)
     for clip in (False, True):
         P = np.stack([np.eye(d)] * n_groups)
         theta = np.zeros((n_groups, d))
         R, C, counts = np.zeros(n_groups), np.zeros(n_groups), np.zeros(n_groups)
-        groupwise_ridge_observe(P, theta, R, C, counts, X, y, A, np.full(1, 0.5), clip, *out, drawn)
-        groupwise_ridge_predict(theta, R, C, X, A, clip, out[0])
+        groupwise_ridge_observe(P, theta, R, C, counts, X, y, A, np.full(1, 0.5), clip, served, expected, mixture, drawn)
+        groupwise_ridge_predict(theta, R, C, X, A, clip, served)
         xhat, hint, var = np.zeros((n_groups, d)), np.zeros((n_groups, d)), np.zeros(n_groups)
-        groupwise_omd_observe(xhat, hint, var, R, C, counts, X, y, A, np.full(1, -1.0), clip, 10.0, 1.0, 1.0, *out, drawn)
-        groupwise_omd_predict(xhat, hint, var, R, C, X, A, clip, 10.0, 1.0, 1.0, out[0])
+        groupwise_omd_observe(
+            xhat, hint, var, R, C, counts, X, y, A, np.full(1, -1.0), clip, 10.0, 1.0, 1.0, served, expected, mixture, drawn
+        )
+        groupwise_omd_predict(xhat, hint, var, R, C, X, A, clip, 10.0, 1.0, 1.0, served)
     awake = np.zeros(n_groups, dtype=np.int64)
     anh_probabilities(np.zeros(n_groups), np.zeros(n_groups), awake, n_groups, np.zeros(n_groups))

@@ -78,7 +78,9 @@ def test_a_0_1_0_checkpoint_loads_and_the_run_goes_on_as_the_uninterrupted_one_d
     assert {a["model"] for a in answers} == set(raw["models"])
     # ... exactly as the uninterrupted 0.1.0 run answered it (fields added since then aside)
     for got, want in zip(answers, expected):
-        assert {k: got[k] for k in want if k in got} == want, f"answer {want['id']!r} of model {want['model']!r} differs after loading the 0.1.0 checkpoint"
+        assert {k: got[k] for k in want if k in got} == want, (
+            f"answer {want['id']!r} of model {want['model']!r} differs after loading the 0.1.0 checkpoint"
+        )
         assert set(got) - set(want) <= ADDED_ANSWER_FIELDS, f"answer {want['id']!r} has unknown new fields {set(got) - set(want)}"
     assert len(answers) == len(expected)
     assert saved["events_seen"] == HALF

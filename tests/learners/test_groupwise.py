@@ -630,7 +630,14 @@ def test_engine_answers_carry_the_scored_prediction_and_the_drawn_expert():
         rng = np.random.default_rng(1)
         events = [
             orjson.dumps(
-                {"id": str(i), "model": "gw", "kind": "observe", "features": {"x": float(v)}, "attributes": {"g": "ab"[i % 2]}, "label": float(v * (1 + i % 2))}
+                {
+                    "id": str(i),
+                    "model": "gw",
+                    "kind": "observe",
+                    "features": {"x": float(v)},
+                    "attributes": {"g": "ab"[i % 2]},
+                    "label": float(v * (1 + i % 2)),
+                }
             )
             for i, v in enumerate(rng.uniform(size=60))
         ]
