@@ -139,12 +139,14 @@ def groupwise_ridge_observe(
     served: FloatArray,
     expected_loss: FloatArray,
     mixture_pred: FloatArray,
+    drawn: IntArray,
 ) -> None:
     """Prequential micro-batch with online-ridge experts (``P[g]``, ``theta[g]``).
 
     ``A`` (rows x N, uint8) is the membership including the ``always_on`` column.
     ``uniforms[r] < 0`` serves the mixture for row r, otherwise the sampled expert.
-    Fills ``served``, ``expected_loss`` (``p . l``) and ``mixture_pred`` (``p . f``).
+    Fills ``served``, ``expected_loss`` (``p . l``), ``mixture_pred`` (``p . f``) and
+    ``drawn`` (the group index of the served expert, -1 for the mixture).
     """
     n_groups = R.shape[0]
     awake = np.empty(n_groups, dtype=np.int64)
@@ -163,6 +165,7 @@ def groupwise_ridge_observe(
         expected_loss[r] = expected
         mixture_pred[r] = mixture
         served[r] = mixture if chosen < 0 else f[chosen]
+        drawn[r] = -1 if chosen < 0 else awake[chosen]
 
 
 @njit(cache=True)
@@ -205,8 +208,10 @@ def groupwise_omd_observe(
     served: FloatArray,
     expected_loss: FloatArray,
     mixture_pred: FloatArray,
+    drawn: IntArray,
 ) -> None:
-    """Prequential micro-batch with optimistic-OGD experts (``xhat[g]``, ``hint[g]``)."""
+    """Prequential micro-batch with optimistic-OGD experts (``xhat[g]``, ``hint[g]``); fills
+    the same outputs as :func:`groupwise_ridge_observe`."""
     n_groups = R.shape[0]
     awake = np.empty(n_groups, dtype=np.int64)
     p = np.empty(n_groups)
@@ -224,6 +229,7 @@ def groupwise_omd_observe(
         expected_loss[r] = expected
         mixture_pred[r] = mixture
         served[r] = mixture if chosen < 0 else f[chosen]
+        drawn[r] = -1 if chosen < 0 else awake[chosen]
 
 
 @njit(cache=True)
@@ -263,15 +269,17 @@ def warm_up() -> None:
     X = np.ones((1, d))
     y = np.ones(1)
     A = np.ones((1, n_groups), dtype=np.uint8)
-    out = [np.zeros(1) for _ in range(3)]
+    served, expected, mixture, drawn = np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64)
     for clip in (False, True):
         P = np.stack([np.eye(d)] * n_groups)
         theta = np.zeros((n_groups, d))
         R, C, counts = np.zeros(n_groups), np.zeros(n_groups), np.zeros(n_groups)
-        groupwise_ridge_observe(P, theta, R, C, counts, X, y, A, np.full(1, 0.5), clip, *out)
-        groupwise_ridge_predict(theta, R, C, X, A, clip, out[0])
+        groupwise_ridge_observe(P, theta, R, C, counts, X, y, A, np.full(1, 0.5), clip, served, expected, mixture, drawn)
+        groupwise_ridge_predict(theta, R, C, X, A, clip, served)
         xhat, hint, var = np.zeros((n_groups, d)), np.zeros((n_groups, d)), np.zeros(n_groups)
-        groupwise_omd_observe(xhat, hint, var, R, C, counts, X, y, A, np.full(1, -1.0), clip, 10.0, 1.0, 1.0, *out)
-        groupwise_omd_predict(xhat, hint, var, R, C, X, A, clip, 10.0, 1.0, 1.0, out[0])
+        groupwise_omd_observe(
+            xhat, hint, var, R, C, counts, X, y, A, np.full(1, -1.0), clip, 10.0, 1.0, 1.0, served, expected, mixture, drawn
+        )
+        groupwise_omd_predict(xhat, hint, var, R, C, X, A, clip, 10.0, 1.0, 1.0, served)
     awake = np.zeros(n_groups, dtype=np.int64)
     anh_probabilities(np.zeros(n_groups), np.zeros(n_groups), awake, n_groups, np.zeros(n_groups))

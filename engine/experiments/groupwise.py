@@ -5,8 +5,8 @@
 The paper's protocol: the 10 seeds, each
 shuffling the rows with ``RandomState(seed).permutation``; features and target
 min-max scaled with full-dataset bounds; one online ridge expert (lambda = 1) per
-group plus ``always_on``, mixed by AdaNormalHedge (:class:`GroupwiseRegressor`,
-mode ``"expected"``: the reported loss is ``p . l``); baseline = one online ridge on
+group plus ``always_on``, mixed by AdaNormalHedge (:class:`GroupwiseRegressor` with
+the paper's settings: ``serve="sampled"``, no intercept; the reported loss is ``p . l``); baseline = one online ridge on
 every row with the same features, group indicators included. Per group it reports
 the end cumulative loss of both and the end regret against the best least-squares
 predictor in hindsight, in the paper's reproduction mode (lag 1: the loss of the
@@ -41,8 +41,9 @@ import json
 import random
 import sys
 import time
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO, cast
 
 import numpy as np
 
@@ -104,7 +105,7 @@ ADULT_ANCHOR = {
 }
 ADULT_MIXTURE_LOSS = 3712.63
 # Synthetic, 10 seeds (official always_on rows; per-group rows of the validated reimplementation).
-SYNTHETIC_PAPER = {
+SYNTHETIC_PAPER: dict[str, dict[str, tuple[float | None, ...]]] = {
     "mean": {
         "always_on": (89.944, 49.246, 0.764, -39.934, 89.180),
         "circle": (38.823, 24.297, 15.252, 0.726, 23.571),
@@ -258,11 +259,11 @@ class SeedResult:
 
     @property
     def base_regret(self) -> np.ndarray:
-        return self.base_loss - self.hindsight_sse
+        return np.asarray(self.base_loss - self.hindsight_sse)
 
     @property
     def ours_regret(self) -> np.ndarray:
-        return self.ours_loss - self.hindsight_sse
+        return np.asarray(self.ours_loss - self.hindsight_sse)
 
 
 def run_river(data: GroupedRegressionData, groups_all: np.ndarray) -> dict[str, np.ndarray]:
@@ -279,7 +280,7 @@ def run_river(data: GroupedRegressionData, groups_all: np.ndarray) -> dict[str, 
             ]
         ),
     }
-    names = list(data.feature_names)
+    names: list[Hashable] = list(data.feature_names)
     losses = {key: np.empty(len(data)) for key in models}
     for i in range(len(data)):
         x = dict(zip(names, data.X[i].tolist()))
@@ -295,7 +296,7 @@ def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river:
     ``validate_max_rows`` rows when ``validate``), and River when ``with_river``."""
     stream = data.shuffled(seed)
     n, d = stream.X.shape
-    learner = GroupwiseRegressor(features=list(stream.feature_names), groups=list(stream.group_names))
+    learner = GroupwiseRegressor(features=list(stream.feature_names), groups=list(stream.group_names), serve="sampled", fit_intercept=False)
     seen = learner.observe(stream.X, stream.y, stream.membership)
     ours = seen.expected_losses  # p . l, the paper's reported loss
     mixture = (seen.mixture_predictions - stream.y) ** 2
@@ -307,7 +308,7 @@ def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river:
     groups_all = np.hstack([stream.membership, np.ones((n, 1), dtype=bool)]).astype(np.float64)
     n_groups = groups_all.shape[1]
     sse = np.empty(n_groups)
-    sse_lstsq = np.empty(n_groups) if validate else None
+    sse_lstsq = np.empty(n_groups)
     gap = 0.0 if validate else None
     for g in range(n_groups):
         rows = np.flatnonzero(groups_all[:, g])[:-1]  # lag 1: the group's first T_g - 1 rows
@@ -324,7 +325,7 @@ def run_seed(data: GroupedRegressionData, seed: int, validate: bool, with_river:
         ours_loss=ours @ groups_all,
         mixture_loss=mixture @ groups_all,
         hindsight_sse=sse,
-        lstsq_sse=sse_lstsq,
+        lstsq_sse=sse_lstsq if validate else None,
         pinv_gap=gap,
         river=run_river(stream, groups_all) if with_river else {},
     )
@@ -335,8 +336,8 @@ def summarise(
     name: str,
     data: GroupedRegressionData,
     results: list[SeedResult],
-    seeds: list[int],
-    reference: dict[str, tuple],
+    seeds: Sequence[int],
+    reference: Mapping[str, tuple[float | None, ...]],
     reference_kind: str,
     river_seeds: int,
 ) -> dict[str, Any]:
@@ -346,7 +347,7 @@ def summarise(
         key: np.array([getattr(r, key) for r in results])
         for key in ("base_loss", "ours_loss", "mixture_loss", "hindsight_sse", "base_regret", "ours_regret")
     }
-    with_lstsq = [r for r in results if r.lstsq_sse is not None]
+    with_lstsq = [r.lstsq_sse for r in results if r.lstsq_sse is not None]
     river_results = [r for r in results if r.river]
     groups: dict[str, Any] = {}
     order = [ALWAYS_ON] + list(data.group_names)
@@ -357,8 +358,8 @@ def summarise(
             row[key] = float(values[:, g].mean())
             row[key + "_std"] = float(values[:, g].std())
         row["reduction"] = 1.0 - row["ours_loss"] / row["base_loss"]
-        if with_lstsq and not np.isnan(with_lstsq[0].lstsq_sse[g]):
-            row["lstsq_sse"] = float(np.mean([r.lstsq_sse[g] for r in with_lstsq]))
+        if with_lstsq and not np.isnan(with_lstsq[0][g]):
+            row["lstsq_sse"] = float(np.mean([sse[g] for sse in with_lstsq]))
         for key in ("river_linear", "river_ewa"):
             if river_results:
                 values = np.array([r.river[key][g] for r in river_results])
@@ -382,7 +383,16 @@ def summarise(
     }
 
 
-def run_dataset(name, data, seeds, reference, reference_kind, river_seeds, validate_seeds, validate_max_rows=None) -> dict[str, Any]:
+def run_dataset(
+    name: str,
+    data: GroupedRegressionData,
+    seeds: Sequence[int],
+    reference: Mapping[str, tuple[float | None, ...]],
+    reference_kind: str,
+    river_seeds: int,
+    validate_seeds: int,
+    validate_max_rows: int | None = None,
+) -> dict[str, Any]:
     results = [
         run_seed(data, seed, validate=i < validate_seeds, with_river=i < river_seeds, validate_max_rows=validate_max_rows)
         for i, seed in enumerate(seeds)
@@ -434,13 +444,13 @@ def check_against(
 
 
 # -- printing -----------------------------------------------------------------------
-def _fmt(value, width=9, digits=3):
+def _fmt(value: float | None, width: int = 9, digits: int = 3) -> str:
     if value is None:
         return " " * (width - 1) + "-"
     return f"{value:{width}.{digits}f}"
 
 
-def print_table(summary: dict[str, Any], out) -> None:
+def print_table(summary: dict[str, Any], out: TextIO) -> None:
     digits = 2 if summary["groups"][ALWAYS_ON]["base_loss"] > 500 else 3
     print(
         f"\n== {summary['name']}: {summary['rows']} rows, {summary['features']} features, "
@@ -506,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
 
 
-def single_threaded_blas():
+def single_threaded_blas() -> contextlib.AbstractContextManager[Any]:
     """One BLAS thread while it runs: the small eigendecompositions and Gram matrices here
     are up to 16x slower with OpenBLAS threads on a busy 2-core machine (measured).
     Uses threadpoolctl when it is installed; otherwise changes nothing."""
@@ -514,7 +524,7 @@ def single_threaded_blas():
         from threadpoolctl import threadpool_limits
     except ImportError:
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return cast(contextlib.AbstractContextManager[Any], threadpool_limits(limits=1, user_api="blas"))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -560,7 +570,9 @@ def _run(args: argparse.Namespace) -> int:
     for aggregation in aggregations:
         data = make_synthetic(aggregation)
         seeds = [SEEDS[0]] if args.quick else list(SEEDS)
-        reference = {g: v + (None,) for g, v in SYNTHETIC_SEED473.items()} if args.quick else SYNTHETIC_PAPER[aggregation]
+        reference: Mapping[str, tuple[float | None, ...]] = (
+            {g: v + (None,) for g, v in SYNTHETIC_SEED473.items()} if args.quick else SYNTHETIC_PAPER[aggregation]
+        )
         kind = "spec single-seed anchor (seed 473)" if args.quick else "official tables (10 seeds)"
         summary = run_dataset(
             f"synthetic-{aggregation}",

@@ -24,7 +24,7 @@ from regretflow.engine.observability.plotting import (
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import _show
 from regretflow.engine.tasks.base import ShardView, column, fmt
-from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
+from regretflow.engine.tasks.supervised import Served, SupervisedTask
 
 if TYPE_CHECKING:
     from regretflow.engine.config import ModelSpec
@@ -58,11 +58,13 @@ class RegressionTask(SupervisedTask):
 
     def observe(self, shard: ShardView, X: np.ndarray, labels: list[Any], G: np.ndarray | None) -> Any:
         y = np.array(labels, dtype=np.float64)
-        preds, losses = observe_rows(shard.learner, X, y, G)
+        observed = shard.learner.observe(X, y, G)
+        preds, losses = observed.predictions, observed.losses
         if losses is None or len(losses) != len(y):
             losses = (np.asarray(preds, dtype=np.float64) - y) ** 2
         shard.tracker.update(X, y, losses, G)
-        return preds
+        fields = getattr(observed, "answer_fields", None)  # a groupwise model serving a draw names the expert
+        return Served(preds, fields) if fields is not None else preds
 
     def learn_label(self, shard: ShardView, x: np.ndarray, label: Any, prediction: Any, G: np.ndarray | None) -> None:
         y = np.array([float(label)])

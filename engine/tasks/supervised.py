@@ -8,7 +8,7 @@ wait in the join store for a ``feedback`` carrying the label.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -43,6 +43,18 @@ class PredictPayload(JoinPayload):
         return cls(columns["x"], columns["groups"], columns["prediction"])
 
 
+class Served(NamedTuple):
+    """A run's prequential predictions with fields their answer records add, one dict a row
+    (a groupwise model serving a drawn expert names it: ``{"expert": "smoker"}``).
+
+    >>> Served([0.5], [{"expert": "a"}]).fields[0]
+    {'expert': 'a'}
+    """
+
+    predictions: Any
+    fields: list[dict[str, Any]]
+
+
 class SupervisedTask(Task):
     """Labelled rows: ``observe`` runs, ``predict`` runs, and ``feedback`` with the label.
 
@@ -73,6 +85,9 @@ class SupervisedTask(Task):
             preds = predict_rows(shard.learner, X, G)
         else:
             preds = self.observe(shard, X, [e.label for e in events], G)
+        fields: list[dict[str, Any]] | None = None
+        if isinstance(preds, Served):
+            preds, fields = preds.predictions, preds.fields
         if not self.healthy(preds):
             # nothing of the run is answered from the bad state; the engine puts the
             # shard's last good state back
@@ -83,7 +98,8 @@ class SupervisedTask(Task):
         model = shard.spec.name
         if kind == "observe":
             for i, e in enumerate(events):
-                out.answer(e, {"id": e.id, "model": model, "kind": "observe", "prediction": plain(preds[i]), "model_version": version + i})
+                record = {"id": e.id, "model": model, "kind": "observe", "prediction": plain(preds[i]), "model_version": version + i}
+                out.answer(e, record | fields[i] if fields is not None else record)
             return
         first_seq = shard.seq - len(events) + 1
         for i, e in enumerate(events):
@@ -105,7 +121,8 @@ class SupervisedTask(Task):
 
     @abstractmethod
     def observe(self, shard: ShardView, X: np.ndarray, labels: list[Any], G: np.ndarray | None) -> Any:
-        """A run of labelled rows: the learner's prequential predictions (learner and tracker updated)."""
+        """A run of labelled rows: the learner's prequential predictions (learner and tracker updated),
+        or a :class:`Served` when their answers carry more than the prediction."""
 
     @abstractmethod
     def learn_label(self, shard: ShardView, x: np.ndarray, label: Any, prediction: Any, G: np.ndarray | None) -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from regretflow.learners import analytic_ridge_kernels as K
 from regretflow.learners.analytic_ridge import PROBA_FLOOR, AnalyticRidgeClassifier, sparsemax
+from tests.learners.test_learner_guards import assert_states_identical
 
 RULES = ("sherman-morrison", "cholesky", "blas")
 
@@ -295,7 +296,7 @@ def test_property_any_order_batching_and_class_arrival_equals_batch_ridge(params
     rng = np.random.default_rng(data_seed)
     X = rng.normal(size=(n, d_in))
     labels = rng.integers(0, n_classes, n)
-    model = AnalyticRidgeClassifier(gamma=gamma, expansion_dim=expansion_dim, update=rule, seed=data_seed % 7)
+    model = AnalyticRidgeClassifier(gamma=gamma, expansion_dim=expansion_dim, generator=False, update=rule, seed=data_seed % 7)
     start, k = 0, 0
     while start < n:
         size = chunks[k % len(chunks)]
@@ -715,3 +716,111 @@ def test_probabilities_are_never_exactly_zero_or_one_so_log_loss_stays_finite():
     assert cross_entropy.get() == pytest.approx(-math.log(PROBA_FLOOR))
     frame = model.predict_proba_many(pd.DataFrame({"x": [50.0, -50.0]}))
     assert frame.to_numpy().min() == pytest.approx(PROBA_FLOOR) and frame.to_numpy().max() < 1.0
+
+
+# -- feature policy, probabilities, the generator's default ------------------------------------
+def _key_stream(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        x = {"a": rng.normal(), "b": rng.normal()}
+        if t >= 100:
+            x["c"] = rng.normal()
+        yield x, int(x["a"] + 2.0 * x.get("c", 0.0) > 0)
+
+
+@pytest.mark.parametrize("kwargs", [{"generator": False}, {"fit_intercept": True, "generator": "before_answer"}])
+def test_a_new_key_grows_the_model_as_if_it_had_been_zero(kwargs):
+    grown, declared = AnalyticRidgeClassifier(**kwargs), AnalyticRidgeClassifier(features=["a", "b", "c"], **kwargs)
+    for x, y in _key_stream(300):
+        grown.learn_one(x, y)
+        declared.learn_one(x, y)
+    assert grown._features == ["a", "b", "c"]
+    np.testing.assert_allclose(grown.weights, declared.weights, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grown.answer_weights, declared.answer_weights, rtol=1e-10, atol=1e-12)
+
+
+def test_with_the_expansion_growth_keeps_the_ridge_state_exact_and_learns_the_new_key():
+    grown = AnalyticRidgeClassifier(expansion_dim=64, gamma=0.1, generator=False, seed=1)
+    rows = list(_key_stream(600))
+    for x, y in rows[:100]:
+        grown.learn_one(x, y)
+    before = grown.weights
+    grown.learn_one({"a": 0.0, "b": 0.0, "c": 1.0}, 1)  # grows: the past rows' phi do not change
+    Phi = phi_of(grown, np.array([[x["a"], x["b"], 0.0] for x, _ in rows[:100]] + [[0.0, 0.0, 1.0]]))
+    labels = column_order(grown, np.array([y for _, y in rows[:100]] + [1]))
+    np.testing.assert_allclose(grown.weights, ref_ridge(Phi, labels, 2, 0.1), rtol=1e-8, atol=1e-10)
+    assert before.shape == grown.weights.shape
+    hits = []
+    for x, y in rows[101:]:
+        hits.append(grown.predict_one(x) == y)
+        grown.learn_one(x, y)
+    assert np.mean(hits[-200:]) > 0.8  # c carries most of the label
+
+
+@pytest.mark.parametrize("change", ["new key", "missing key"])
+def test_strict_refuses_any_change_of_keys_and_keeps_its_state(change):
+    model = AnalyticRidgeClassifier(strict=True)
+    for x, y in list(_key_stream(50)):
+        model.learn_one({"a": x["a"], "b": x["b"]}, y)
+    before = model.state_dict()
+    x = {"a": 1.0, "b": 2.0, "z": 3.0} if change == "new key" else {"a": 1.0}
+    for call in (
+        lambda: model.learn_one(x, 1),
+        lambda: model.predict_one(x),
+        lambda: model.predict_proba_one(x),
+        lambda: model.learn_many(pd.DataFrame([x]), pd.Series([1])),
+        lambda: model.predict_many(pd.DataFrame([x])),
+        lambda: model.predict_proba_many(pd.DataFrame([x])),
+    ):
+        with pytest.raises(ValueError, match="strict=True"):
+            call()
+    assert_states_identical(before, model.state_dict())
+
+
+def test_a_bool_model_that_saw_one_label_gives_the_other_a_probability():
+    model = AnalyticRidgeClassifier()
+    model.learn_one({"a": 1.0}, True)
+    proba = model.predict_proba_one({"a": 1.0})
+    assert proba == {True: 1.0 - PROBA_FLOOR, False: PROBA_FLOOR}
+    frame = model.predict_proba_many(pd.DataFrame({"a": [1.0, 2.0]}))
+    assert list(frame.loc[0]) == [1.0 - PROBA_FLOOR, PROBA_FLOOR]
+
+
+def test_no_probability_is_exactly_zero_or_one_on_a_river_stream():
+    from river import datasets
+
+    model = AnalyticRidgeClassifier()
+    extremes = 0
+    for x, y in datasets.Phishing().take(300):
+        proba = model.predict_proba_one(x)
+        extremes += any(p in (0.0, 1.0) for p in proba.values())
+        model.learn_one(x, y)
+    assert extremes == 0
+
+
+def test_auto_generator_corrects_while_data_are_scarce_then_stops_for_good():
+    rng = np.random.default_rng(0)
+    model = AnalyticRidgeClassifier(gamma=1.0, expansion_dim=16, seed=3)  # generator="auto"
+    assert model.generator == "auto"
+    model.learn_many(rng.normal(0.0, 1.0, (12, 4)), [0] * 12)
+    model.learn_many(rng.normal(1.5, 1.0, (3, 4)), [1] * 3)
+    model.predict_many(np.zeros((1, 4)))
+    assert model._generating and model.gauges()["analytic_generator_refreshes"] >= 1
+    assert not np.allclose(model.answer_weights, model.weights)
+    model.learn_many(rng.normal(0.0, 1.0, (10, 4)), [0] * 10)  # 22 rows of class 0 > d = 16
+    assert not model._generating and model._A is None
+    np.testing.assert_array_equal(model.answer_weights, model.weights)
+    restored = AnalyticRidgeClassifier(gamma=1.0, expansion_dim=16, seed=3)
+    restored.load_state_dict(model.state_dict())
+    assert_states_identical(restored.state_dict(), model.state_dict())
+
+
+def test_with_the_generator_each_row_is_answered_after_the_rows_before_it():
+    """A class seen for the first time inside a micro-batch is answerable from its next row on."""
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.normal(0.0, 0.3, (20, 3)), rng.normal(3.0, 0.3, (4, 3))])
+    y = np.array([0] * 20 + [1] * 4)
+    model = AnalyticRidgeClassifier(gamma=0.1, fit_intercept=True, generator="before_answer", seed=0)
+    model.observe_many(X[:20], y[:20])
+    answers = model.observe_many(X[20:], y[20:]).tolist()  # refreshed before it, without class 1
+    assert answers[1:] == [1, 1, 1]

@@ -93,8 +93,8 @@ def test_strict_refuses_any_change_of_keys_and_keeps_its_state(cls, change):
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: GroupwiseRegressor(), lambda: AnalyticRidgeClassifier()],
-    ids=["groupwise", "analytic-ridge"],
+    [lambda: GroupwiseRegressor(base=OnlineRidge())],  # ridge, OMD, the network, groupwise and analytic ridge grow
+    ids=["groupwise-custom-base"],
 )
 def test_a_learner_that_cannot_grow_warns_once_about_each_key_it_ignores(make):
     model = make()

@@ -78,6 +78,8 @@ def full_membership(G: np.ndarray) -> np.ndarray:
 
 
 def make(d=6, n_groups=4, **kwargs) -> GroupwiseRegressor:
+    """The paper's learner (no intercept, as the numpy reference); serving as asked (default: the mixture)."""
+    kwargs.setdefault("fit_intercept", False)
     return GroupwiseRegressor(features=[f"f{i}" for i in range(d)], groups=[f"g{j}" for j in range(n_groups)], **kwargs)
 
 
@@ -142,7 +144,7 @@ def test_probabilities_are_a_distribution_over_awake_groups_only():
 @pytest.mark.parametrize("clip", [False, True])
 def test_kernel_matches_numpy_reference_in_mixture_mode(seed, clip):
     X, y, G = random_stream(seed)
-    model = make(mode="mixture", clip=clip)
+    model = make(serve="mixture", clip=clip)
     seen = model.observe(X, y, G)
     served = seen.predictions
     ref = reference_groupwise(X, y, full_membership(G), clip=clip)
@@ -156,13 +158,14 @@ def test_kernel_matches_numpy_reference_in_mixture_mode(seed, clip):
 @pytest.mark.parametrize("seed", [3, 4])
 def test_kernel_matches_numpy_reference_when_sampling_an_expert(seed):
     X, y, G = random_stream(seed)
-    model = make(mode="expected", seed=11)
+    model = make(serve="sampled", seed=11)
     seen = model.observe(X, y, G)
     served = seen.predictions
     uniforms = np.random.default_rng(11).random(len(y))
     ref = reference_groupwise(X, y, full_membership(G), uniforms=uniforms)
     np.testing.assert_allclose(served, ref["served"], rtol=0, atol=1e-9)
-    np.testing.assert_allclose(seen.losses, ref["expected"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(seen.losses, (served - y) ** 2)  # the served prediction is what is scored
+    np.testing.assert_allclose(seen.expected_losses, ref["expected"], rtol=0, atol=1e-9)
     np.testing.assert_allclose(seen.mixture_predictions, ref["mixture"], rtol=0, atol=1e-9)
 
 
@@ -195,7 +198,7 @@ def test_sleeping_groups_are_bit_identical_across_a_round_and_abs_regret_bounds_
 
 def test_only_always_on_reduces_to_the_baseline_ridge_bit_for_bit():
     X, y, _ = random_stream(8)
-    model = GroupwiseRegressor(features=[f"f{i}" for i in range(X.shape[1])], groups=[], mode="expected")
+    model = GroupwiseRegressor(features=[f"f{i}" for i in range(X.shape[1])], groups=[], fit_intercept=False)
     seen = model.observe(X, y, np.zeros((len(y), 0), dtype=bool))
     baseline = OnlineRidge(features=[f"f{i}" for i in range(X.shape[1])], lam=1.0, fit_intercept=False)
     preds = baseline.observe_many(X, y)
@@ -238,22 +241,46 @@ def test_a_group_added_to_the_config_after_a_checkpoint_starts_cleanly():
 
 
 # -- serving modes -----------------------------------------------------------------------------
-def test_modes_share_the_state_update_and_differ_in_what_they_serve_and_report():
+def test_serving_modes_share_the_state_update_and_score_what_they_serve():
     X, y, G = random_stream(12)
     runs = {}
-    for mode in ("expected", "sample", "mixture"):
-        model = make(mode=mode, seed=3)
-        runs[mode] = (model.observe(X, y, G), model)
-    for mode in ("sample", "mixture"):
-        np.testing.assert_array_equal(runs[mode][1].expert_regret, runs["expected"][1].expert_regret)
-    exp_seen, sample_seen, mix_seen = runs["expected"][0], runs["sample"][0], runs["mixture"][0]
-    served_e, served_s, served_m = exp_seen.predictions, sample_seen.predictions, mix_seen.predictions
-    np.testing.assert_array_equal(served_e, served_s)  # same seed, same draw
-    np.testing.assert_array_equal(exp_seen.losses, exp_seen.expected_losses)
-    np.testing.assert_array_equal(sample_seen.losses, (served_s - y) ** 2)
-    np.testing.assert_array_equal(served_m, mix_seen.mixture_predictions)
-    np.testing.assert_array_equal(mix_seen.losses, (served_m - y) ** 2)
+    for serve in ("sampled", "mixture"):
+        model = make(serve=serve, seed=3)
+        runs[serve] = (model.observe(X, y, G), model)
+    np.testing.assert_array_equal(runs["sampled"][1].expert_regret, runs["mixture"][1].expert_regret)
+    sample_seen, mix_seen = runs["sampled"][0], runs["mixture"][0]
+    np.testing.assert_array_equal(sample_seen.expected_losses, mix_seen.expected_losses)
+    np.testing.assert_array_equal(sample_seen.losses, (sample_seen.predictions - y) ** 2)
+    np.testing.assert_array_equal(mix_seen.predictions, mix_seen.mixture_predictions)
+    np.testing.assert_array_equal(mix_seen.losses, (mix_seen.predictions - y) ** 2)
     assert np.all(mix_seen.losses <= mix_seen.expected_losses + 1e-12)  # Jensen
+    assert mix_seen.answer_fields is None
+    names = runs["sampled"][1].group_names
+    fields = sample_seen.answer_fields
+    assert fields is not None and len(fields) == len(y) and {f["expert"] for f in fields} <= set(names)
+    drawn = sample_seen.drawn
+    assert drawn is not None and np.all(G[drawn < 4, drawn[drawn < 4]])  # a drawn expert is awake
+
+
+def test_the_draw_is_the_served_expert_prediction():
+    X, y, G = random_stream(14, n=120)
+    sampled = make(serve="sampled", seed=5)
+    twin = make(serve="mixture")
+    for t in range(len(y)):
+        f = {g: twin._theta[g] @ X[t] for g in range(5)}
+        seen = sampled.observe(X[t : t + 1], y[t : t + 1], G[t : t + 1])
+        twin.observe(X[t : t + 1], y[t : t + 1], G[t : t + 1])
+        assert seen.predictions[0] == pytest.approx(f[int(seen.drawn[0])], abs=1e-12)
+
+
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+def test_the_0_1_0_mode_parameter_still_works_and_says_what_replaces_it():
+    for mode, serve in (("expected", "sampled"), ("sample", "sampled"), ("mixture", "mixture")):
+        with pytest.warns(DeprecationWarning, match=f"serve='{serve}'"):
+            old = make(mode=mode, seed=2)
+        new = make(serve=serve, seed=2)
+        X, y, G = random_stream(15, n=40)
+        np.testing.assert_array_equal(old.observe(X, y, G).predictions, new.observe(X, y, G).predictions)
 
 
 def test_predict_one_is_the_pure_mixture_and_learn_one_reads_membership_from_flags():
@@ -320,14 +347,14 @@ def test_state_holds_only_arrays_and_json_scalars():
 # -- bases --------------------------------------------------------------------------------------
 def test_a_contract_regressor_as_base_matches_the_builtin_ridge_path():
     X, y, G = random_stream(17, n=150)
-    builtin = make(mode="mixture")
-    generic = make(mode="mixture", base=OnlineRidge(lam=1.0, fit_intercept=False))
+    builtin = make(serve="mixture")
+    generic = make(serve="mixture", base=OnlineRidge(lam=1.0, fit_intercept=False))
     np.testing.assert_array_equal(generic.observe_many(X, y, G), builtin.observe_many(X, y, G))
     np.testing.assert_array_equal(generic.expert_regret, builtin.expert_regret)
     np.testing.assert_allclose(
         generic.predict_many(X[:10], G[:10]), builtin.predict_many(X[:10], G[:10]), rtol=0, atol=1e-12
     )  # summation order differs
-    restored = make(mode="mixture", base=OnlineRidge(lam=1.0, fit_intercept=False))
+    restored = make(serve="mixture", base=OnlineRidge(lam=1.0, fit_intercept=False))
     restored.load_state_dict(generic.state_dict())
     np.testing.assert_array_equal(restored.predict_many(X, G), generic.predict_many(X, G))
 
@@ -366,7 +393,7 @@ def reference_omd_groupwise(X, y, A_full, diameter=10.0, grad_bound=1.0, delta=1
 
 def test_omd_experts_match_the_numpy_reference():
     X, y, G = random_stream(18)
-    model = make(base="omd", mode="mixture", omd_diameter=4.0)
+    model = make(base="omd", serve="mixture", omd_diameter=4.0)
     served = model.observe_many(X, y, G)
     mixture, R = reference_omd_groupwise(X, y, full_membership(G), diameter=4.0)
     np.testing.assert_allclose(served, mixture, rtol=0, atol=1e-9)
@@ -388,8 +415,8 @@ def test_gauges_expose_expert_regret_per_declared_group_and_always_on():
 
 
 def test_bad_arguments_are_rejected_with_a_clear_message():
-    with pytest.raises(ValueError, match="mode"):
-        GroupwiseRegressor(mode="best")
+    with pytest.raises(ValueError, match="serve"):
+        GroupwiseRegressor(serve="best")
     with pytest.raises(ValueError, match="always_on"):
         GroupwiseRegressor(groups=["a", "always_on"])
     with pytest.raises(ValueError, match="base"):
@@ -402,7 +429,7 @@ def test_bad_arguments_are_rejected_with_a_clear_message():
 def test_runs_in_a_river_pipeline_with_progressive_validation():
     from river import compose, datasets, evaluate, metrics, preprocessing
 
-    model = compose.Pipeline(preprocessing.StandardScaler(), GroupwiseRegressor(mode="mixture"))
+    model = compose.Pipeline(preprocessing.StandardScaler(), GroupwiseRegressor())
     metric = evaluate.progressive_val_score(datasets.TrumpApproval().take(300), model, metrics.MAE())
     assert metric.get() < 5.0
 
@@ -467,3 +494,159 @@ def test_engine_path_gives_the_same_losses_as_direct_learner_calls(monkeypatch):
     assert summary["all"]["loss"] == pytest.approx(losses.sum(), rel=1e-12)
     assert summary["smoker=yes"]["loss"] == pytest.approx(losses[G[:, 0]].sum(), rel=1e-12)
     assert summary["smoker=yes"]["count"] == int(G[:, 0].sum())
+
+
+# -- feature policy, intercept, 0.1.0 states ---------------------------------------------------
+def flag_stream(n: int, seed: int = 0):
+    """Dicts with a, the group flag b, and c from row 100 on; y depends strongly on c."""
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        x = {"a": rng.normal(), "b": float(rng.uniform() < 0.5)}
+        if t >= 100:
+            x["c"] = rng.normal()
+        yield x, 0.5 * x["a"] + 3.0 * x.get("c", 0.0) + x["b"]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"base": "omd"}, {"fit_intercept": False}, {"serve": "sampled"}])
+def test_a_new_key_grows_every_expert_as_if_it_had_been_zero(kwargs):
+    grown = GroupwiseRegressor(groups=["b"], **kwargs)
+    declared = GroupwiseRegressor(features=["a", "b", "c"], groups=["b"], **kwargs)
+    for x, y in flag_stream(300):
+        grown.learn_one(x, y)
+        declared.learn_one(x, y)
+    assert grown._features == ["a", "b", "c"]
+    mine, theirs = grown.state_dict(), declared.state_dict()
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+
+
+def test_learn_many_grows_on_new_columns_counts_absent_ones_as_zero_and_predict_many_agrees():
+    import pandas as pd
+
+    rows = list(flag_stream(300))
+    by_frames, by_dicts = GroupwiseRegressor(groups=["b"]), GroupwiseRegressor(groups=["b"])
+    for start in range(0, 300, 50):
+        chunk = rows[start : start + 50]
+        if start == 250:
+            chunk = [({k: v for k, v in x.items() if k != "a"}, y) for x, y in chunk]
+        by_frames.learn_many(pd.DataFrame([x for x, _ in chunk]).fillna(0.0), pd.Series([y for _, y in chunk]))
+        for x, y in chunk:
+            by_dicts.learn_one(x, y)
+    np.testing.assert_allclose(by_frames.state_dict()["theta"], by_dicts.state_dict()["theta"], rtol=1e-9, atol=1e-12)
+    probe = pd.DataFrame({"b": [1.0], "c": [2.0]})  # no "a": it counts as 0
+    assert by_frames.predict_many(probe)[0] == pytest.approx(by_frames.predict_one({"b": 1.0, "c": 2.0}))
+
+
+@pytest.mark.parametrize("change", ["new key", "missing key"])
+def test_strict_refuses_any_change_of_keys_and_keeps_its_state(change):
+    import pandas as pd
+
+    model = GroupwiseRegressor(groups=["b"], strict=True)
+    for x, y in list(flag_stream(50)):
+        model.learn_one({"a": x["a"], "b": x["b"]}, y)
+    before = model.state_dict()
+    x = {"a": 1.0, "b": 1.0, "z": 3.0} if change == "new key" else {"a": 1.0}
+    for call in (
+        lambda: model.learn_one(x, 1.0),
+        lambda: model.predict_one(x),
+        lambda: model.learn_many(pd.DataFrame([x]), pd.Series([1.0])),
+        lambda: model.predict_many(pd.DataFrame([x])),
+        lambda: model.observe(pd.DataFrame([x]), np.ones(1)),
+    ):
+        with pytest.raises(ValueError, match="strict=True"):
+            call()
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_the_intercept_is_on_by_default_and_fits_a_constant_offset():
+    model = GroupwiseRegressor(features=["x"], groups=["g"])
+    without = GroupwiseRegressor(features=["x"], groups=["g"], fit_intercept=False)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(400, 1))
+    y = 5.0 + X[:, 0]
+    G = rng.uniform(size=(400, 1)) < 0.5
+    late = model.observe(X, y, G).losses[300:].mean()
+    assert late < 1e-3 < without.observe(X, y, G).losses[300:].mean()
+    assert model.state_dict()["theta"].shape == (2, 2)  # x, then the intercept
+
+
+def test_a_0_1_0_state_without_intercept_goes_on_without_one():
+    X, y, G = random_stream(17, n=120)
+    old = make(serve="sampled", seed=4)  # what 0.1.0 had: no intercept
+    old.observe(X[:60], y[:60], G[:60])
+    state = {k: v for k, v in old.state_dict().items() if k != "fit_intercept"}
+    restored = make(serve="sampled", seed=0, fit_intercept=True)
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.observe(X[60:], y[60:], G[60:]).predictions, old.observe(X[60:], y[60:], G[60:]).predictions)
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_non_finite_features_and_labels_are_refused_by_every_api(poison):
+    model = make()
+    X, y, G = random_stream(18, n=10)
+    model.observe(X, y, G)
+    before = model.state_dict()
+    bad = X.copy()
+    bad[3, 2] = poison
+    bad_y = y.copy()
+    bad_y[4] = poison
+    for call in (
+        lambda: model.observe(bad, y, G),
+        lambda: model.observe(X, bad_y, G),
+        lambda: model.learn_one({"f0": poison}, 1.0),
+        lambda: model.learn_one({"f0": 1.0}, poison),
+        lambda: model.predict_one({"f0": poison}),
+        lambda: model.predict_many(bad, G),
+    ):
+        with pytest.raises(ValueError):
+            call()
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_engine_answers_carry_the_scored_prediction_and_the_drawn_expert():
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.runtime.loop import Engine
+
+    orjson = pytest.importorskip("orjson")
+    answers: dict[str, list] = {}
+    for serve in ("mixture", "sampled"):
+        config = parse_config(
+            {
+                "models": {
+                    "gw": {
+                        "learner": "groupwise",
+                        "features": ["x"],
+                        "groups": [{"name": "g", "field": "g", "values": ["a", "b"]}],
+                        "params": {"serve": serve},
+                    }
+                },
+                "metrics": {"enabled": False},
+            }
+        )
+        rng = np.random.default_rng(1)
+        events = [
+            orjson.dumps(
+                {
+                    "id": str(i),
+                    "model": "gw",
+                    "kind": "observe",
+                    "features": {"x": float(v)},
+                    "attributes": {"g": "ab"[i % 2]},
+                    "label": float(v * (1 + i % 2)),
+                }
+            )
+            for i, v in enumerate(rng.uniform(size=60))
+        ]
+        sink = MemorySink()
+        engine = Engine(config, MemorySource([]), sink, MemorySink(), serve_metrics=False)
+        engine.process(events)
+        answers[serve] = [orjson.loads(r[1]) for r in sink.records]
+        labels = np.array([orjson.loads(e)["label"] for e in events])
+        served = np.array([a["prediction"] for a in answers[serve]])
+        assert engine.summary()["gw"]["groups"]["all"]["loss"] == pytest.approx(float(((served - labels) ** 2).sum()), rel=1e-12)
+    assert all("expert" not in a for a in answers["mixture"])
+    assert {a["expert"] for a in answers["sampled"]} <= {"g=a", "g=b", "always_on"} and len(answers["sampled"]) == 60

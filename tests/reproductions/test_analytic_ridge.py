@@ -17,7 +17,7 @@ import pytest
 from regretflow.engine.experiments import REPRODUCTIONS
 from regretflow.engine.experiments import analytic_ridge as reproduction
 
-METHODS = {"ours", "ours+PFG", "River LogisticRegression (OvR)", "River HoeffdingTree", "River ARF"}
+METHODS = {"ours", "ours+PFG", "ours default (auto)", "River LogisticRegression (OvR)", "River HoeffdingTree", "River ARF"}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,15 @@ def test_generator_adds_at_least_three_points_on_long_tailed_digits(quick_report
     assert checks["digits_pfg_gain_ok"] is True
 
 
+def test_generator_does_not_lower_prequential_per_class_accuracy_on_long_tailed_digits(quick_report):
+    checks = quick_report["checks"]
+    assert checks["digits_pfg_prequential_change"] >= 0.0 and checks["digits_pfg_prequential_ok"] is True
+    digits = quick_report["datasets"]["digits-LT"]
+    # the default switches the generator on here (no class outnumbers d = 1024): the same answers
+    for metric in ("prequential_mean_class_accuracy", "held_out_mean_class_accuracy"):
+        assert digits["ours default (auto)"][metric]["mean"] == pytest.approx(digits["ours+PFG"][metric]["mean"], abs=1e-12)
+
+
 def test_digits_cells_are_within_the_spec_anchor_tolerance(quick_report):
     digits = quick_report["datasets"]["digits-LT"]
     for label, anchor in reproduction.DIGITS_ANCHORS[0.1].items():
@@ -57,7 +66,7 @@ def test_every_dataset_reports_every_method_with_accuracies_and_costs(quick_repo
     for name, cells in quick_report["datasets"].items():
         assert set(cells) == METHODS, name
         for label, cell in cells.items():
-            for metric in ("prequential_mean_class_accuracy", "held_out_mean_class_accuracy"):
+            for metric in ("prequential_mean_class_accuracy", "prequential_accuracy", "held_out_mean_class_accuracy"):
                 assert 0.0 <= cell[metric]["mean"] <= 1.0, (name, label, metric)
             assert cell["us_per_event"]["mean"] > 0.0
 
