@@ -336,6 +336,7 @@ class _OptimisticLinearBandit(BanditDefaults):
     family = "dynamical"
     _statistics = "ridge"  # or "discounted"
     _former_names: tuple[str, ...] = ()  # class names a checkpoint of this learner may carry
+    contextual = False  # its rewards depend on the action only: a context is ignored
 
     GAUGES = {
         "dynlin_epoch": "Current epoch index m (the held action changes only when an epoch ends).",

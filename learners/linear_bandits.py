@@ -336,6 +336,7 @@ class Exp3(BanditDefaults):
     """
 
     task = "bandit"
+    contextual = False  # its rewards depend on the action only: a context is ignored
     family = "dynamical"
     GAUGES = {
         "exp3_min_probability": "Smallest arm probability of the Exp3 distribution.",
