@@ -115,9 +115,9 @@ class BudgetPolytope:
                     found.add(tuple(u))
         if not self.spend_all:  # box corners inside the budget
             for corner in itertools.product((0, 1), repeat=d):
-                u = tuple(hi[i] if side else lo[i] for i, side in enumerate(corner))
-                if sum(u) <= total:
-                    found.add(u)
+                box_corner = tuple(hi[i] if side else lo[i] for i, side in enumerate(corner))
+                if sum(box_corner) <= total:
+                    found.add(box_corner)
         if not found:
             raise ValueError(f"the budget polytope {self!r} is empty")
         return np.array([[float(v) for v in u] for u in sorted(found)], dtype=np.float64)
@@ -199,7 +199,9 @@ class SystemBounds:
     noise_sigma: float
 
     @classmethod
-    def from_matrices(cls, A, B, C, D, noise_sigma: float, output_weights=None, phi_horizon: int = 1000) -> SystemBounds:
+    def from_matrices(
+        cls, A: Any, B: Any, C: Any, D: Any, noise_sigma: float, output_weights: Any = None, phi_horizon: int = 1000
+    ) -> SystemBounds:
         """The true values of a known system, computed as the official code does.
 
         ``rho = max |eig(A)|``; ``Phi = max_{tau=1..phi_horizon-1} ||A^tau||_2 / rho^tau``;
@@ -239,7 +241,11 @@ class SystemBounds:
         elif not isinstance(bounds, cls):
             raise TypeError(f"bounds: expected SystemBounds or a table of its fields, got {bounds!r}")
         get = bounds.get if isinstance(bounds, dict) else lambda name: getattr(bounds, name)
-        values = {name: check_number(f"bounds.{name}", get(name), ">= 0") for name in fields}
+        values: dict[str, float] = {}
+        for name in fields:
+            value = check_number(f"bounds.{name}", get(name), ">= 0")
+            assert value is not None  # None is refused unless allowed
+            values[name] = value
         check_number("bounds.rho_bar", values["rho_bar"], "[0, 1)")
         return bounds if isinstance(bounds, cls) else cls(**values)
 
@@ -336,6 +342,7 @@ class _OptimisticLinearBandit(BanditDefaults):
     family = "dynamical"
     _statistics = "ridge"  # or "discounted"
     _former_names: tuple[str, ...] = ()  # class names a checkpoint of this learner may carry
+    _discount: float = 1.0  # D-LinUCB's gamma (the discounted statistics only)
     contextual = False  # its rewards depend on the action only: a context is ignored
 
     GAUGES = {
@@ -840,6 +847,8 @@ class DynLinUCB(_OptimisticLinearBandit):
         )
 
     @classmethod
-    def from_system(cls, A, B, C, D, noise_sigma: float, actions: Any, horizon: int, output_weights=None, **kwargs) -> DynLinUCB:
+    def from_system(
+        cls, A: Any, B: Any, C: Any, D: Any, noise_sigma: float, actions: Any, horizon: int, output_weights: Any = None, **kwargs: Any
+    ) -> DynLinUCB:
         """DynLin-UCB with the true system's values as bounds (the paper's experiments)."""
         return cls(actions, SystemBounds.from_matrices(A, B, C, D, noise_sigma, output_weights), horizon, **kwargs)

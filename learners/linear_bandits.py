@@ -257,7 +257,8 @@ class DiscountedLinUCB(_OptimisticLinearBandit):
         self.residual_window = residual_window
         self.seed = seed
         check_optimistic_parameters(horizon, delta, u_norm, norm_bound, beta_scale, residual_window, seed)
-        self._discount = check_number("discount", discount, "(0, 1)")
+        check_number("discount", discount, "(0, 1)")
+        self._discount = float(discount)
         check_choice("statistics", statistics, ("discounted", "radius-only"))
         sb = SystemBounds.coerce(bounds)
         horizon = int(horizon)
