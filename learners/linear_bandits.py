@@ -354,7 +354,7 @@ class Exp3(BanditDefaults):
         eta: float | None = None,
         batch_size: int = 1,
         seed: int = 0,
-        reward_range: tuple[float, float] | None = None,
+        reward_range: Any = None,  # a pair (low, high); a config gives a list
         objective: str = "reward",
     ):
         self.n_arms_or_actions = n_arms_or_actions
@@ -555,7 +555,7 @@ class BatchedExp3(Exp3):
         gamma: float | None = None,
         eta: float | None = None,
         seed: int = 0,
-        reward_range: tuple[float, float] | None = None,
+        reward_range: Any = None,  # a pair (low, high); a config gives a list
         objective: str = "reward",
     ):
         super().__init__(n_arms_or_actions, horizon, reward_offset, reward_scale, gamma, eta, batch_size, seed, reward_range, objective)

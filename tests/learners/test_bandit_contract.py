@@ -156,3 +156,21 @@ def test_the_old_linucb_name_warns_and_its_checkpoints_load_both_ways():
         ActionVectorLinUCB(ARMS, BOUNDS, 1000).load_state_dict(old.state_dict())
     with pytest.warns(DeprecationWarning):
         LinUCB(ARMS, BOUNDS, 1000).load_state_dict(new.state_dict())
+
+
+def test_configs_take_the_new_keys_and_the_old_family_name_warns():
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.learner_factory import build_learner
+
+    def model(learner: str, params: dict) -> dict:
+        return {"models": {"m": {"learner": learner, "params": params}}}
+
+    spec = parse_config(model("exp3", {"n_arms_or_actions": 3, "horizon": 100, "reward_range": [-5, 5], "objective": "cost"})).models["m"]
+    assert build_learner(spec)._range.high == 5.0
+    with pytest.raises(ValueError, match="exploration"):
+        parse_config(model("action-vector-linucb", {"actions": ARMS, "bounds": BOUNDS, "horizon": 100, "exploration": 1.0}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parse_config(model("action-vector-linucb", {"actions": ARMS, "bounds": BOUNDS, "horizon": 100, "exploration": 0.0}))
+    with pytest.warns(DeprecationWarning):
+        parse_config(model("linucb", {"actions": ARMS, "bounds": BOUNDS, "horizon": 100}))
