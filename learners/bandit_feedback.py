@@ -106,14 +106,16 @@ class RewardRange:
             self.fixed = False
             self.low, self.high = math.inf, -math.inf
         else:
+            if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
+                raise TypeError(f"reward_range: expected a pair (low, high), got {bounds!r}")
             pair = list(bounds)
             if len(pair) != 2:
-                raise ValueError(f"reward_range must be a pair (low, high), got {bounds!r}")
-            low = check_number("reward_range low", pair[0])
-            high = check_number("reward_range high", pair[1])
+                raise ValueError(f"reward_range: expected a pair (low, high), got {bounds!r}")
+            low = check_number("reward_range: low", pair[0])
+            high = check_number("reward_range: high", pair[1])
             assert low is not None and high is not None
             if not low < high:
-                raise ValueError(f"reward_range must have low < high, got {bounds!r}")
+                raise ValueError(f"reward_range: expected low < high, got {bounds!r}")
             self.fixed = True
             self.low, self.high = low, high
 
