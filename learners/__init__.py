@@ -11,7 +11,7 @@ from .contract import ROLES, BanditPolicy, Decision, FairPolicy, Observed, Panel
 from .dynamical import BudgetPolytope, DynLinUCB, SystemBounds
 from .fair import FairExp2, FairFTPL, FullInformationFairExp2, OneSidedExp2, greedy_separator
 from .groupwise import ALWAYS_ON, GroupwiseRegressor
-from .linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
+from .linear_bandits import ActionVectorLinUCB, BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
 from .neural import OnlineNeuralRegressor
 from .neural_bandit import NeuralFastCB, NeuralSquareCB
 from .omd import OptimisticOMDRegressor
@@ -28,7 +28,8 @@ LEARNERS = {
     "linucb-disjoint": LinUCBDisjoint,
     "epsilon-greedy": EpsilonGreedy,
     "dynlin-ucb": DynLinUCB,
-    "linucb": LinUCB,
+    "action-vector-linucb": ActionVectorLinUCB,
+    "linucb": LinUCB,  # deprecated name of action-vector-linucb: warns when built
     "d-linucb": DiscountedLinUCB,
     "exp3": Exp3,
     "batched-exp3": BatchedExp3,
@@ -50,6 +51,7 @@ __all__ = [
     "OptimisticOMDRegressor",
     "GroupwiseRegressor",
     "DynLinUCB",
+    "ActionVectorLinUCB",
     "LinUCB",
     "DiscountedLinUCB",
     "Exp3",

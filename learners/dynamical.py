@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import dynamical_kernels as K
+from .bandit_feedback import DEFAULT_EXPLORATION, check_exploration, check_objective, check_probability, floor_probabilities, signed_reward
 from .contract import (
     BanditDefaults,
     Decision,
@@ -114,9 +115,9 @@ class BudgetPolytope:
                     found.add(tuple(u))
         if not self.spend_all:  # box corners inside the budget
             for corner in itertools.product((0, 1), repeat=d):
-                u = tuple(hi[i] if side else lo[i] for i, side in enumerate(corner))
-                if sum(u) <= total:
-                    found.add(u)
+                box_corner = tuple(hi[i] if side else lo[i] for i, side in enumerate(corner))
+                if sum(box_corner) <= total:
+                    found.add(box_corner)
         if not found:
             raise ValueError(f"the budget polytope {self!r} is empty")
         return np.array([[float(v) for v in u] for u in sorted(found)], dtype=np.float64)
@@ -198,7 +199,9 @@ class SystemBounds:
     noise_sigma: float
 
     @classmethod
-    def from_matrices(cls, A, B, C, D, noise_sigma: float, output_weights=None, phi_horizon: int = 1000) -> SystemBounds:
+    def from_matrices(
+        cls, A: Any, B: Any, C: Any, D: Any, noise_sigma: float, output_weights: Any = None, phi_horizon: int = 1000
+    ) -> SystemBounds:
         """The true values of a known system, computed as the official code does.
 
         ``rho = max |eig(A)|``; ``Phi = max_{tau=1..phi_horizon-1} ||A^tau||_2 / rho^tau``;
@@ -238,7 +241,11 @@ class SystemBounds:
         elif not isinstance(bounds, cls):
             raise TypeError(f"bounds: expected SystemBounds or a table of its fields, got {bounds!r}")
         get = bounds.get if isinstance(bounds, dict) else lambda name: getattr(bounds, name)
-        values = {name: check_number(f"bounds.{name}", get(name), ">= 0") for name in fields}
+        values: dict[str, float] = {}
+        for name in fields:
+            value = check_number(f"bounds.{name}", get(name), ">= 0")
+            assert value is not None  # None is refused unless allowed
+            values[name] = value
         check_number("bounds.rho_bar", values["rho_bar"], "[0, 1)")
         return bounds if isinstance(bounds, cls) else cls(**values)
 
@@ -334,6 +341,9 @@ class _OptimisticLinearBandit(BanditDefaults):
     task = "bandit"
     family = "dynamical"
     _statistics = "ridge"  # or "discounted"
+    _former_names: tuple[str, ...] = ()  # class names a checkpoint of this learner may carry
+    _discount: float = 1.0  # D-LinUCB's gamma (the discounted statistics only)
+    contextual = False  # its rewards depend on the action only: a context is ignored
 
     GAUGES = {
         "dynlin_epoch": "Current epoch index m (the held action changes only when an epoch ends).",
@@ -363,7 +373,11 @@ class _OptimisticLinearBandit(BanditDefaults):
         beta_params: np.ndarray,
         residual_window: float,
         lam: float,
+        exploration: float = 0.0,
+        objective: str = "reward",
     ) -> None:
+        self._exploration = check_exploration(exploration)
+        self._objective = check_objective(objective)
         self._actions = action_matrix(actions)
         n_arms, d = self._actions.shape
         self._log_inv_rho = float(log_inv_rho)
@@ -394,6 +408,8 @@ class _OptimisticLinearBandit(BanditDefaults):
         self._means = np.zeros(n_arms)
         self._scores = np.zeros(n_arms)
         self._scratch = np.zeros(d)
+        # the distribution the held arm was drawn from at its epoch's decision (round 0: uniform)
+        self._probs = np.full(n_arms, 1.0 / n_arms)
 
     # -- read-only views -----------------------------------------------------------------
     @property
@@ -437,13 +453,27 @@ class _OptimisticLinearBandit(BanditDefaults):
     def decide(self, context: Any = None, actions: Any = None) -> Decision:
         """Arm for the current round and the probability vector it was drawn from.
 
-        Deterministic (one-hot) except in round 0, whose arm is uniform. Deciding
-        again before ``learn`` returns the same arm.
+        At an epoch's decision the optimistic arm is played with probability
+        ``1 - exploration`` and a uniformly drawn one otherwise (round 0: uniform);
+        the arm is then held for the epoch, and every round of the epoch reports the
+        distribution of that draw, ``(1 - exploration) one_hot(best) + exploration / K``.
+        Deciding again before ``learn`` returns the same arm. ``context`` is ignored.
         """
         self._check_actions(actions)
         due = int(self._istate[K.I_DUE])
-        initial = int(self._rng.random() * self.n_arms) if due == K.DUE_INITIAL else 0
-        arm = int(
+        initial = 0
+        if due == K.DUE_INITIAL:
+            initial = int(self._rng.random() * self.n_arms)
+        elif due == K.DUE_UCB and self._exploration > 0.0 and self._rng.random() < self._exploration:
+            initial = int(self._rng.random() * self.n_arms)
+            self._istate[K.I_DUE] = K.DUE_INITIAL  # the kernel then plays `initial` and still scores every arm
+        arm = self._decide_kernel(initial)
+        if due != K.DUE_REPLAY:
+            self._probs = self._policy_probabilities(due)
+        return Decision(arm, self._probs.copy())
+
+    def _decide_kernel(self, initial: int) -> int:
+        return int(
             K.ucb_decide(
                 self._istate,
                 self._fstate,
@@ -457,12 +487,12 @@ class _OptimisticLinearBandit(BanditDefaults):
                 self._scores,
             )
         )
-        if self._istate[K.I_ROUND] == 0:
-            probs = np.full(self.n_arms, 1.0 / self.n_arms)
-        else:
-            probs = np.zeros(self.n_arms)
-            probs[arm] = 1.0
-        return Decision(arm, probs)
+
+    def _policy_probabilities(self, due: int) -> np.ndarray:
+        """The decision's distribution, from the optimistic scores the kernel has just written."""
+        if due == K.DUE_INITIAL:
+            return np.full(self.n_arms, 1.0 / self.n_arms)
+        return floor_probabilities(int(np.argmax(self._scores)), self.n_arms, self._exploration)
 
     @refuses_nonfinite
     def learn(
@@ -471,18 +501,24 @@ class _OptimisticLinearBandit(BanditDefaults):
         """Feed the reward of the current round (every round, in order).
 
         Only the reward of an epoch's last round changes the regression; the others
-        only move the round counter. ``action`` must be the arm ``decide`` returned.
+        only move the round counter. Without a preceding ``decide`` (a logged stream),
+        or with another arm than the held one, the round's arm is ``action``: the
+        learner holds it for the rest of the epoch. ``probability`` is checked (None
+        or in (0, 1]) and otherwise unused; a cost objective learns ``-reward``.
         """
+        value = signed_reward(reward, self._objective)
+        check_probability(probability)
         self._check_actions(actions)
-        if self._istate[K.I_DUE] != K.DUE_REPLAY:
-            raise ValueError(f"learn() before act() in round {self.round}: call act() first")
         action = int(action)
-        if action != int(self._istate[K.I_ARM]):
-            raise ValueError(f"feedback for arm {action} but round {self.round} holds arm {int(self._istate[K.I_ARM])}")
-        reward = float(reward)
-        if not math.isfinite(reward):
-            raise ValueError(f"reward must be finite, got {reward!r}")
-        self._learn_kernel(reward)
+        if not 0 <= action < self.n_arms:
+            raise ValueError(f"action must be in [0, {self.n_arms}), got {action}")
+        due = int(self._istate[K.I_DUE])
+        if due != K.DUE_REPLAY or action != int(self._istate[K.I_ARM]):
+            self._istate[K.I_DUE] = K.DUE_INITIAL
+            self._decide_kernel(action)
+            if due != K.DUE_REPLAY:
+                self._probs = self._policy_probabilities(due)
+        self._learn_kernel(value)
 
     def _learn_kernel(self, reward: float) -> None:
         if self._statistics == "ridge":
@@ -519,13 +555,14 @@ class _OptimisticLinearBandit(BanditDefaults):
 
     @refuses_nonfinite
     def learn_many(self, contexts: Any, actions: Sequence[int], rewards: Sequence[float], probabilities: Any = None) -> None:
-        """Feed several consecutive rounds (replay). Each round is decided, then learned."""
-        actions = np.asarray(actions, dtype=np.int64).reshape(-1)
-        rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
-        if actions.shape != rewards.shape:
-            raise ValueError(f"{actions.shape[0]} actions but {rewards.shape[0]} rewards")
-        for a, r in zip(actions, rewards):
-            self.decide()
+        """Feed several consecutive logged rounds (replay): each is learned as :meth:`learn` learns it."""
+        arms = np.asarray(actions, dtype=np.int64).reshape(-1)
+        values = np.asarray(rewards, dtype=np.float64).reshape(-1)
+        if arms.shape != values.shape:
+            raise ValueError(f"{arms.shape[0]} actions but {values.shape[0]} rewards")
+        if not np.all(np.isfinite(values)):
+            raise ValueError("rewards must be finite numbers")
+        for a, r in zip(arms, values):
             self.learn(None, int(a), float(r))
 
     def play(self, step: Any, environment: tuple[Any, ...], n_rounds: int) -> np.ndarray:
@@ -538,12 +575,20 @@ class _OptimisticLinearBandit(BanditDefaults):
         compiles the loop for ``step`` (a few seconds). Call it between rounds (after
         ``learn``), not between ``decide`` and ``learn``.
         :meth:`regretflow.connectors.simulators.linear_dynamical.LinearDynamicalSystem.play`
-        is the caller for the dynamical-system simulator.
+        is the caller for the dynamical-system simulator. With an exploration floor or a
+        cost objective the rounds run through ``decide`` and ``learn`` in Python (the
+        jitted loop is the paper's deterministic learner).
         """
         n_rounds = int(n_rounds)
         if n_rounds < 0:
             raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
         arms = np.empty(n_rounds, dtype=np.int64)
+        if self._exploration > 0.0 or self._objective == "cost":
+            for t in range(n_rounds):
+                arm = self.decide().action
+                self.learn(None, arm, float(step(environment, self._actions[arm])))
+                arms[t] = arm
+            return arms
         # round 0's uniform arm comes from the learner's generator, drawn as decide() draws it
         initial = int(self._rng.random() * self.n_arms) if self._istate[K.I_DUE] == K.DUE_INITIAL and n_rounds > 0 else 0
         if self._statistics == "ridge":
@@ -584,7 +629,16 @@ class _OptimisticLinearBandit(BanditDefaults):
                 initial,
                 arms,
             )
+        self._probs = self._held_draw_probabilities()
         return arms
+
+    def _held_draw_probabilities(self) -> np.ndarray:
+        """After the jitted loop (no floor): uniform while epoch 1's draw is the latest decision, else one-hot."""
+        istate = self._istate
+        first_draw = istate[K.I_DUE] == K.DUE_INITIAL or istate[K.I_EPOCH] == 1 or (istate[K.I_EPOCH] == 2 and istate[K.I_DUE] == K.DUE_UCB)
+        if first_draw:
+            return np.full(self.n_arms, 1.0 / self.n_arms)
+        return floor_probabilities(int(istate[K.I_ARM]), self.n_arms, 0.0)
 
     def _check_actions(self, actions: Any) -> None:
         refuse_other_actions(actions, self._actions)
@@ -628,6 +682,8 @@ class _OptimisticLinearBandit(BanditDefaults):
             "beta_params": self._beta_params.copy(),
             "log_inv_rho": self._log_inv_rho,
             "n_updates": self.n_updates,
+            "exploration": self._exploration,
+            "probs": self._probs.copy(),
             **rng_state(self._rng),
         }
         if self._statistics == "discounted":
@@ -640,7 +696,7 @@ class _OptimisticLinearBandit(BanditDefaults):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         owner = type(self).__name__
         refuse_nonfinite(state, owner)
-        if str(state.get("learner", owner)) != owner:
+        if str(state.get("learner", owner)) not in (owner, *self._former_names):
             raise ValueError(f"{owner}: state was saved by {state['learner']!r}")
         n_arms, d = self._actions.shape
         saved = expect_array(state, "actions", (n_arms, d), owner)
@@ -660,9 +716,17 @@ class _OptimisticLinearBandit(BanditDefaults):
             self._V = expect_array(state, "V", (d, d), owner)
             self._Vtilde = expect_array(state, "Vtilde", (d, d), owner)
             self._M = expect_array(state, "M", (d, d), owner)
-        self._istate, self._fstate, self._Vinv, self._b, self._h = istate, fstate, Vinv, b, h
+        if "probs" in state:
+            probs = expect_array(state, "probs", (n_arms,), owner)
+        elif istate[K.I_DUE] == K.DUE_INITIAL:
+            probs = np.full(n_arms, 1.0 / n_arms)
+        else:  # saved before the floor existed: the held arm was the deterministic choice
+            probs = floor_probabilities(int(istate[K.I_ARM]), n_arms, 0.0)
+        self._istate, self._fstate, self._Vinv, self._b, self._h, self._probs = istate, fstate, Vinv, b, h, probs
         if self._statistics == "ridge":
             self._M = self._Vinv
+        if "exploration" not in state:
+            self._exploration = 0.0  # saved before the floor existed: go on deterministic, as it ran
         self._rng = restore_rng(state)
 
 
@@ -706,7 +770,15 @@ class DynLinUCB(_OptimisticLinearBandit):
     residual_window
         Effective window (in epochs) of the residual gauges.
     seed
-        Seeds round 0's uniform draw.
+        Seeds round 0's uniform draw and the exploration draws.
+    exploration
+        Exploration floor in [0, 1) (default 0.01): at each epoch's decision a
+        uniformly drawn arm replaces the optimistic one with this probability, so
+        every arm keeps a positive probability in the logs (off-policy evaluation).
+        0 is the paper's deterministic learner (the reproductions use it). A
+        checkpoint written before the floor existed resumes without it.
+    objective
+        ``"reward"`` (maximise) or ``"cost"`` (learn ``-cost``).
 
     Examples
     --------
@@ -734,6 +806,8 @@ class DynLinUCB(_OptimisticLinearBandit):
         epoch_threshold: float = 1e-4,
         residual_window: float = 1000.0,
         seed: int = 0,
+        exploration: float = DEFAULT_EXPLORATION,
+        objective: str = "reward",
     ):
         self.actions_spec = actions
         self.bounds = bounds
@@ -745,6 +819,8 @@ class DynLinUCB(_OptimisticLinearBandit):
         self.epoch_threshold = epoch_threshold
         self.residual_window = residual_window
         self.seed = seed
+        self.exploration = exploration
+        self.objective = objective
         check_optimistic_parameters(horizon, delta, u_norm, None, beta_scale, residual_window, seed)
         check_number("epoch_threshold", epoch_threshold, "[0, 1)")
         sb = SystemBounds.coerce(bounds)
@@ -757,9 +833,22 @@ class DynLinUCB(_OptimisticLinearBandit):
         self.constants_ = consts
         log_inv_rho = _log_inv_rho(sb.rho_bar, epoch_threshold)
         params = [beta_scale, consts["c1"], consts["c2"], consts["sigma_bar_sq"], lam_value, float(np.log(1 / dlt)), u**2, 1.0]
-        self._setup(mat, seed, log_inv_rho, 1 if log_inv_rho > 0 else 0, K.RULE_ORACLE, np.array(params), residual_window, lam_value)
+        self._setup(
+            mat,
+            seed,
+            log_inv_rho,
+            1 if log_inv_rho > 0 else 0,
+            K.RULE_ORACLE,
+            np.array(params),
+            residual_window,
+            lam_value,
+            exploration,
+            objective,
+        )
 
     @classmethod
-    def from_system(cls, A, B, C, D, noise_sigma: float, actions: Any, horizon: int, output_weights=None, **kwargs) -> DynLinUCB:
+    def from_system(
+        cls, A: Any, B: Any, C: Any, D: Any, noise_sigma: float, actions: Any, horizon: int, output_weights: Any = None, **kwargs: Any
+    ) -> DynLinUCB:
         """DynLin-UCB with the true system's values as bounds (the paper's experiments)."""
         return cls(actions, SystemBounds.from_matrices(A, B, C, D, noise_sigma, output_weights), horizon, **kwargs)

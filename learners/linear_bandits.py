@@ -1,8 +1,11 @@
 """Baselines of the dynamical linear bandit experiments, as the official code runs them.
 
-:class:`LinUCB` and :class:`DiscountedLinUCB` regress every round's reward (they
-ignore that an action's effect lingers); :class:`Exp3` and :class:`BatchedExp3` treat
-the arms as adversarial. They share the kernels of
+:class:`ActionVectorLinUCB` and :class:`DiscountedLinUCB` regress every round's reward
+on the played action's vector with one shared parameter (they ignore that an action's
+effect lingers); :class:`Exp3` and :class:`BatchedExp3` treat the arms as adversarial.
+``LinUCB`` is the deprecated former name of :class:`ActionVectorLinUCB` (it is not the
+contextual LinUCB of Li et al.: that is
+:class:`~regretflow.learners.contextual_baselines.LinUCBDisjoint`). They share the kernels of
 :mod:`regretflow.learners.dynamical_kernels` with :class:`~regretflow.learners.dynamical.DynLinUCB`.
 Regret is measured as for DynLin-UCB: steady-state pseudo-regret
 ``sum_t (max_k h.u_k - h.u_t)``.
@@ -11,11 +14,13 @@ Regret is measured as for DynLin-UCB: steady-state pseudo-regret
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
 from . import dynamical_kernels as K
+from .bandit_feedback import DEFAULT_EXPLORATION, RewardRange, check_objective, check_probability, signed_reward
 from .contract import (
     BanditDefaults,
     Decision,
@@ -39,11 +44,15 @@ from .dynamical import (
     refuse_other_actions,
 )
 
-__all__ = ["LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3"]
+__all__ = ["ActionVectorLinUCB", "LinUCB", "DiscountedLinUCB", "Exp3", "BatchedExp3"]
 
 
-class LinUCB(_OptimisticLinearBandit):
-    """LinUCB over a finite action set: regresses every round's reward, decides every round.
+class ActionVectorLinUCB(_OptimisticLinearBandit):
+    """LinUCB over a finite set of action vectors, one shared parameter: regresses every round's reward.
+
+    The reward is modelled as ``h.u`` for the played action vector ``u`` (no context);
+    every round is a decision. (Formerly named ``LinUCB``, config family ``linucb``:
+    both still work and warn.)
 
     Two confidence radii, as in the official experiments:
 
@@ -59,8 +68,8 @@ class LinUCB(_OptimisticLinearBandit):
 
     Parameters
     ----------
-    actions, bounds, horizon, lam, delta, u_norm, beta_scale, seed
-        As for :class:`~regretflow.learners.dynamical.DynLinUCB`.
+    actions, bounds, horizon, lam, delta, u_norm, beta_scale, seed, exploration, objective
+        As for :class:`~regretflow.learners.dynamical.DynLinUCB` (exploration floor 0.01 by default).
     radius
         ``"oracle"`` or ``"standard"``.
     norm_bound
@@ -68,10 +77,10 @@ class LinUCB(_OptimisticLinearBandit):
 
     Examples
     --------
-    >>> from regretflow.learners.linear_bandits import LinUCB
+    >>> from regretflow.learners.linear_bandits import ActionVectorLinUCB
     >>> bounds = {"rho_bar": 0.0, "phi_bar": 1.0, "omega_norm": 0.0,
     ...           "theta_norm": 1.0, "b_norm": 0.0, "noise_sigma": 0.01}
-    >>> learner = LinUCB([[1.0, 0.0], [0.0, 1.0]], bounds, horizon=1000, seed=0)
+    >>> learner = ActionVectorLinUCB([[1.0, 0.0], [0.0, 1.0]], bounds, horizon=1000, seed=0)
     >>> for t in range(100):
     ...     arm, _ = learner.act()
     ...     learner.learn(None, arm, [0.2, 0.6][arm])
@@ -92,11 +101,15 @@ class LinUCB(_OptimisticLinearBandit):
         beta_scale: float = 1.0,
         residual_window: float = 1000.0,
         seed: int = 0,
+        exploration: float = DEFAULT_EXPLORATION,
+        objective: str = "reward",
     ):
         self.actions_spec = actions
         self.bounds = bounds
         self.horizon = horizon
         self.lam = lam
+        self.exploration = exploration
+        self.objective = objective
         self.radius = radius
         self.delta = delta
         self.u_norm = u_norm
@@ -126,7 +139,53 @@ class LinUCB(_OptimisticLinearBandit):
             params = [beta_scale, float(const)]
         else:
             raise ValueError(f"radius must be 'oracle' or 'standard', got {radius!r}")
-        self._setup(mat, seed, 0.0, 0, rule, np.array(params), residual_window, lam_value)
+        self._setup(mat, seed, 0.0, 0, rule, np.array(params), residual_window, lam_value, exploration, objective)
+
+    _former_names = ("LinUCB",)
+
+
+class LinUCB(ActionVectorLinUCB):
+    """Deprecated name of :class:`ActionVectorLinUCB` (and config family ``linucb``): warns, then behaves the same.
+
+    Its checkpoints load into :class:`ActionVectorLinUCB` and back.
+
+    >>> import warnings
+    >>> bounds = {"rho_bar": 0.0, "phi_bar": 1.0, "omega_norm": 0.0,
+    ...           "theta_norm": 1.0, "b_norm": 0.0, "noise_sigma": 0.01}
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     learner = LinUCB([[1.0, 0.0], [0.0, 1.0]], bounds, horizon=1000)
+    >>> caught[0].category.__name__
+    'DeprecationWarning'
+    """
+
+    _former_names = ("ActionVectorLinUCB",)
+
+    def __init__(
+        self,
+        actions: Any,
+        bounds: Any,
+        horizon: int,
+        lam: float | str = "log_horizon",
+        radius: str = "oracle",
+        delta: float | None = None,
+        u_norm: float | None = None,
+        norm_bound: float | None = None,
+        beta_scale: float = 1.0,
+        residual_window: float = 1000.0,
+        seed: int = 0,
+        exploration: float = DEFAULT_EXPLORATION,
+        objective: str = "reward",
+    ):
+        warnings.warn(
+            "LinUCB (config family 'linucb') is renamed ActionVectorLinUCB ('action-vector-linucb'): it is a linear bandit "
+            "over action vectors with one shared parameter; for the contextual LinUCB use LinUCBDisjoint",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(
+            actions, bounds, horizon, lam, radius, delta, u_norm, norm_bound, beta_scale, residual_window, seed, exploration, objective
+        )
 
 
 class DiscountedLinUCB(_OptimisticLinearBandit):
@@ -138,13 +197,13 @@ class DiscountedLinUCB(_OptimisticLinearBandit):
       of Russac et al. with ``U = norm_bound``.
     - ``statistics="radius-only"`` (``LinearAgent(dlinucb=True)``, the paper's
       "D-Lin-UCB (lambda = log T)"): undiscounted ridge statistics, and the oracle
-      radius of :class:`LinUCB` whose log term grows with the discounted count
+      radius of :class:`ActionVectorLinUCB` whose log term grows with the discounted count
       ``t (1 - gamma^(2t)) / (1 - gamma^2)``. This is what the official code runs.
 
     Parameters
     ----------
-    actions, bounds, horizon, lam, delta, u_norm, beta_scale, seed
-        As for :class:`~regretflow.learners.dynamical.DynLinUCB`.
+    actions, bounds, horizon, lam, delta, u_norm, beta_scale, seed, exploration, objective
+        As for :class:`~regretflow.learners.dynamical.DynLinUCB` (exploration floor 0.01 by default).
     discount
         The discount factor gamma in (0, 1).
     statistics
@@ -180,10 +239,14 @@ class DiscountedLinUCB(_OptimisticLinearBandit):
         beta_scale: float = 1.0,
         residual_window: float = 1000.0,
         seed: int = 0,
+        exploration: float = DEFAULT_EXPLORATION,
+        objective: str = "reward",
     ):
         self.actions_spec = actions
         self.bounds = bounds
         self.horizon = horizon
+        self.exploration = exploration
+        self.objective = objective
         self.discount = discount
         self.lam = lam
         self.statistics = statistics
@@ -194,7 +257,8 @@ class DiscountedLinUCB(_OptimisticLinearBandit):
         self.residual_window = residual_window
         self.seed = seed
         check_optimistic_parameters(horizon, delta, u_norm, norm_bound, beta_scale, residual_window, seed)
-        self._discount = check_number("discount", discount, "(0, 1)")
+        check_number("discount", discount, "(0, 1)")
+        self._discount = float(discount)
         check_choice("statistics", statistics, ("discounted", "radius-only"))
         sb = SystemBounds.coerce(bounds)
         horizon = int(horizon)
@@ -214,19 +278,33 @@ class DiscountedLinUCB(_OptimisticLinearBandit):
             params = [beta_scale, consts["c1"], 0.0, consts["sigma_bar_sq"], lam_value, float(np.log(1 / dlt)), u**2, self._discount]
         else:
             raise ValueError(f"statistics must be 'discounted' or 'radius-only', got {statistics!r}")
-        self._setup(mat, seed, 0.0, 0, rule, np.array(params), residual_window, lam_value)
+        self._setup(mat, seed, 0.0, 0, rule, np.array(params), residual_window, lam_value, exploration, objective)
 
 
 class Exp3(BanditDefaults):
     """Exp3 over a finite action set, optionally on batch means (``batch_size > 1``).
 
-    Probabilities ``p = (1 - gamma) softmax(eta G) + gamma / K``; the reward mapped to
-    ``(y + reward_offset) / reward_scale`` is importance-weighted into ``G`` of the
-    played arm. With ``batch_size = L`` an arm drawn at round ``jL`` is held for ``L``
-    rounds and the update uses the mean of the batch's rewards (batched Exp3).
+    Probabilities ``p = (1 - gamma) softmax(eta G) + gamma / K``; the reward, mapped
+    into [0, 1], is importance-weighted into ``G`` of the played arm. With
+    ``batch_size = L`` an arm drawn at round ``jL`` is held for ``L`` rounds and the
+    update uses the mean of the batch's rewards (batched Exp3); every round of a
+    batch reports the distribution the held arm was drawn from.
+
+    Rewards (``-cost`` with ``objective="cost"``) are mapped into [0, 1] by the first
+    rule that applies:
+
+    1. ``reward_range=(low, high)``: ``(y - low) / (high - low)``, clipped to [0, 1];
+    2. ``reward_offset`` / ``reward_scale`` (either given): ``(y + offset) / scale``,
+       unclipped (the official experiments' affine map);
+    3. otherwise the running range: the smallest and largest reward seen so far
+       (kept in the state), clipped.
 
     Defaults follow the official run: ``gamma = min(1, sqrt(K ln K / ((e-1) 2 N / 3)))``
     with ``N = horizon / batch_size`` batches and ``eta = gamma / K``.
+
+    ``learn`` without a preceding ``decide`` (a logged stream), or for another arm
+    than the held one, takes ``action`` as the round's arm, importance-weighted by
+    ``probability`` when given (the logging policy's), else by this policy's own.
 
     Parameters
     ----------
@@ -235,13 +313,17 @@ class Exp3(BanditDefaults):
     horizon
         Planned number of rounds T.
     reward_offset, reward_scale
-        Affine map of rewards into roughly [0, 1].
+        Affine map of rewards into roughly [0, 1] (rule 2 above).
     gamma, eta
         Exploration rate and learning rate (defaults above).
     batch_size
         Rounds per batch (1: plain Exp3).
     seed
         Seeds the arm draws.
+    reward_range
+        ``(low, high)`` of the rewards (rule 1 above).
+    objective
+        ``"reward"`` (maximise) or ``"cost"`` (minimise).
 
     Examples
     --------
@@ -255,6 +337,7 @@ class Exp3(BanditDefaults):
     """
 
     task = "bandit"
+    contextual = False  # its rewards depend on the action only: a context is ignored
     family = "dynamical"
     GAUGES = {
         "exp3_min_probability": "Smallest arm probability of the Exp3 distribution.",
@@ -265,12 +348,14 @@ class Exp3(BanditDefaults):
         self,
         n_arms_or_actions: Any,
         horizon: int,
-        reward_offset: float = 0.0,
-        reward_scale: float = 1.0,
+        reward_offset: float | None = None,
+        reward_scale: float | None = None,
         gamma: float | None = None,
         eta: float | None = None,
         batch_size: int = 1,
         seed: int = 0,
+        reward_range: Any = None,  # a pair (low, high); a config gives a list
+        objective: str = "reward",
     ):
         self.n_arms_or_actions = n_arms_or_actions
         self.horizon = horizon
@@ -280,15 +365,18 @@ class Exp3(BanditDefaults):
         self.eta = eta
         self.batch_size = batch_size
         self.seed = seed
+        self.reward_range = reward_range
+        self.objective = objective
         check_integer("horizon", horizon, ">= 1")
-        check_number("reward_offset", reward_offset)
-        check_number("reward_scale", reward_scale, "> 0")
+        check_number("reward_offset", reward_offset, allow_none=True)
+        check_number("reward_scale", reward_scale, "> 0", allow_none=True)
         check_number("gamma", gamma, "(0, 1]", allow_none=True)
         check_number("eta", eta, "> 0", allow_none=True)
-        self._batch = check_integer("batch_size", batch_size, ">= 1")
+        self._batch = int(check_integer("batch_size", batch_size, ">= 1") or 1)
         check_integer("seed", seed, ">= 0")
+        self._objective = check_objective(objective)
         if isinstance(n_arms_or_actions, (int, np.integer)) and not isinstance(n_arms_or_actions, bool):
-            self._actions = np.eye(check_integer("n_arms_or_actions", n_arms_or_actions, ">= 2"))
+            self._actions = np.eye(int(check_integer("n_arms_or_actions", n_arms_or_actions, ">= 2") or 2))
         else:
             self._actions = action_matrix(n_arms_or_actions, "n_arms_or_actions")
             if self._actions.shape[0] < 2:
@@ -300,8 +388,11 @@ class Exp3(BanditDefaults):
             raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
         self._gamma = g
         self._eta = g / n if eta is None else float(eta)
-        self._offset = float(reward_offset)
-        self._scale = float(reward_scale)
+        # the affine map runs in the kernel; a reward range maps before it (offset 0, scale 1)
+        affine = reward_range is None and (reward_offset is not None or reward_scale is not None)
+        self._range: RewardRange | None = None if affine else RewardRange(reward_range)
+        self._offset = float(reward_offset or 0.0) if affine else 0.0
+        self._scale = float(reward_scale or 1.0) if affine else 1.0
         self._rng = np.random.default_rng(seed)
         self._istate = np.zeros(K.N_EXP3_ISTATE, dtype=np.int64)
         self._istate[K.E_DUE] = 1
@@ -330,35 +421,33 @@ class Exp3(BanditDefaults):
 
     @refuses_nonfinite
     def decide(self, context: Any = None, actions: Any = None) -> Decision:
-        """Arm and the distribution it was drawn from (one-hot inside a batch)."""
+        """Arm and the distribution it was drawn from (inside a batch: the batch's draw)."""
         refuse_other_actions(actions, self._actions)
-        drawing = self._istate[K.E_DUE] == 1
-        uniform = self._rng.random() if drawing else 0.0
-        probs = self._probs.copy() if drawing else None
+        uniform = self._rng.random() if self._istate[K.E_DUE] == 1 else 0.0
         arm = int(K.exp3_decide(self._istate, self._fstate, self._probs, uniform))
-        if probs is None:
-            if self._istate[K.E_ROUND] % self._batch == 0:
-                probs = self._probs.copy()  # repeated act() in the round of the draw
-            else:
-                probs = np.zeros(self.n_arms)
-                probs[arm] = 1.0
-        return Decision(arm, probs)
+        # the distribution changes only when a batch ends, so inside a batch it is still the draw's
+        return Decision(arm, self._probs.copy())
 
     @refuses_nonfinite
     def learn(
         self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
     ) -> None:
-        """The reward of the round's arm (importance-weighted by the policy's own probability)."""
+        """The reward of the round's arm, mapped into [0, 1] and importance-weighted (see the class)."""
+        value = signed_reward(reward, self._objective)
+        given = check_probability(probability)
         refuse_other_actions(actions, self._actions)
-        if self._istate[K.E_DUE] == 1:
-            raise ValueError(f"learn() before act() in round {self.round}: call act() first")
-        if int(action) != int(self._istate[K.E_ARM]):
-            raise ValueError(f"feedback for arm {int(action)} but round {self.round} holds arm {int(self._istate[K.E_ARM])}")
-        reward = float(reward)
-        if not math.isfinite(reward):
-            raise ValueError(f"reward must be finite, got {reward!r}")
+        action = int(action)
+        if not 0 <= action < self.n_arms:
+            raise ValueError(f"action must be in [0, {self.n_arms}), got {action}")
+        if self._istate[K.E_DUE] == 1 or action != int(self._istate[K.E_ARM]):
+            # a logged round: the round's arm is the one played, weighted by the probability it was played with
+            self._istate[K.E_ARM] = action
+            self._istate[K.E_DUE] = 0
+            self._fstate[K.X_SAMPLED_PROB] = self._probs[action] if given is None else given
+        if self._range is not None:
+            value = self._range.scale(value)
         K.exp3_learn(
-            self._istate, self._fstate, self._G, self._probs, reward, self._batch, self._offset, self._scale, self._eta, self._gamma
+            self._istate, self._fstate, self._G, self._probs, value, self._batch, self._offset, self._scale, self._eta, self._gamma
         )
 
     def play(self, step: Any, environment: tuple[Any, ...], n_rounds: int) -> np.ndarray:
@@ -366,12 +455,19 @@ class Exp3(BanditDefaults):
 
         Same contract as :meth:`regretflow.learners.DynLinUCB.play`: ``step(environment,
         u) -> reward`` is numba-jitted, and the learner ends as ``decide`` + ``learn``
-        round by round would leave it.
+        round by round would leave it. With a reward range (fixed or running) or a cost
+        objective the rounds run through ``decide`` and ``learn`` in Python.
         """
         n_rounds = int(n_rounds)
         if n_rounds < 0:
             raise ValueError(f"n_rounds must be >= 0, got {n_rounds}")
         arms = np.empty(n_rounds, dtype=np.int64)
+        if self._range is not None or self._objective == "cost":
+            for t in range(n_rounds):
+                arm = self.decide().action
+                self.learn(None, arm, float(step(environment, self._actions[arm])))
+                arms[t] = arm
+            return arms
         K.exp3_play(
             step,
             environment,
@@ -403,6 +499,7 @@ class Exp3(BanditDefaults):
             "G": self._G.copy(),
             "probs": self._probs.copy(),
             "n_updates": self.n_updates,
+            **(self._range.state_dict() if self._range is not None else {}),
             **rng_state(self._rng),
         }
         check_state(state, type(self).__name__)
@@ -421,6 +518,8 @@ class Exp3(BanditDefaults):
         self._G = expect_array(state, "G", (n,), owner)
         self._probs = expect_array(state, "probs", (n,), owner)
         self._istate = istate
+        if self._range is not None:
+            self._range.load_state_dict(state)
         self._rng = restore_rng(state)
 
 
@@ -451,13 +550,15 @@ class BatchedExp3(Exp3):
         n_arms_or_actions: Any,
         horizon: int,
         batch_size: int,
-        reward_offset: float = 0.0,
-        reward_scale: float = 1.0,
+        reward_offset: float | None = None,
+        reward_scale: float | None = None,
         gamma: float | None = None,
         eta: float | None = None,
         seed: int = 0,
+        reward_range: Any = None,  # a pair (low, high); a config gives a list
+        objective: str = "reward",
     ):
-        super().__init__(n_arms_or_actions, horizon, reward_offset, reward_scale, gamma, eta, batch_size, seed)
+        super().__init__(n_arms_or_actions, horizon, reward_offset, reward_scale, gamma, eta, batch_size, seed, reward_range, objective)
 
     @staticmethod
     def batch_size_for(rho_bar: float, horizon: int) -> int:

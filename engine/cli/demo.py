@@ -103,8 +103,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
     },
     "neural-bandit": {
         "title": "contextual bandits (image segments, 7 actions, reward 1 for the right class)",
-        "note": "segment-linucb plays its UCB argmax with probability 1: from its log, the SNIPS values of other "
-        "policies only restate its own observed mean reward (the neural bandit's explored log is what identifies them)",
+        "note": "segment-linucb plays its UCB argmax with probability 0.99 (its exploration floor spreads 0.01): from its log, "
+        "the off-policy values of other policies rest on few rounds and have wide intervals (the neural bandit explores more)",
         "models": {
             "segment-fastcb": {
                 "learner": "neural-fastcb",

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from regretflow.connectors.simulators.linear_dynamical import LinearDynamicalSystem, test_case
-from regretflow.learners import DiscountedLinUCB, DynLinUCB, Exp3, LinUCB, SystemBounds
+from regretflow.learners import ActionVectorLinUCB, DiscountedLinUCB, DynLinUCB, Exp3, SystemBounds
 
 CHECKPOINTS = (10_000, 100_000, 1_000_000)
 
@@ -86,13 +86,15 @@ def make_learner(method: str, sim: LinearDynamicalSystem, horizon: int, seed: in
     bounds = SystemBounds.from_matrices(sim.A, sim.B, sim.C, sim.D, sim.noise_sigma, sim.output_weights)
     actions = sim.actions
     if method == "DynLin-UCB (lambda=log T)":
-        return DynLinUCB(actions, bounds, horizon, lam="log_horizon", epoch_threshold=1e-4, seed=seed)
+        return DynLinUCB(actions, bounds, horizon, lam="log_horizon", epoch_threshold=1e-4, seed=seed, exploration=0.0)
     if method == "DynLin-UCB (lambda=1)":
-        return DynLinUCB(actions, bounds, horizon, lam=1.0, epoch_threshold=1e-6, seed=seed)
+        return DynLinUCB(actions, bounds, horizon, lam=1.0, epoch_threshold=1e-6, seed=seed, exploration=0.0)
     if method == "LinUCB (lambda=log T)":
-        return LinUCB(actions, bounds, horizon, lam="log_horizon", radius="oracle", seed=seed)
+        return ActionVectorLinUCB(actions, bounds, horizon, lam="log_horizon", radius="oracle", seed=seed, exploration=0.0)
     if method == "D-LinUCB (lambda=log T)":
-        return DiscountedLinUCB(actions, bounds, horizon, discount=0.999999, lam="log_horizon", statistics="radius-only", seed=seed)
+        return DiscountedLinUCB(
+            actions, bounds, horizon, discount=0.999999, lam="log_horizon", statistics="radius-only", seed=seed, exploration=0.0
+        )
     if method == "Exp3":
         offset, scale = official_exp3_scaling(sim, bounds)
         return Exp3(actions, horizon, reward_offset=offset, reward_scale=scale, seed=seed)

@@ -194,7 +194,7 @@ def learners(quick: bool) -> dict[str, Callable[[ClassificationBandit, int], Run
     table: dict[str, Callable[[ClassificationBandit, int], Run]] = {
         "NeuralFastCB": lambda sim, s: run_ours(lambda k, seed: NeuralFastCB(n_actions=k, seed=seed, **FASTCB), sim, s),
         "NeuralSquareCB": lambda sim, s: run_ours(lambda k, seed: NeuralSquareCB(n_actions=k, seed=seed, **SQUARECB), sim, s),
-        "LinUCB": lambda sim, s: run_ours(lambda k, seed: LinUCBDisjoint(n_actions=k, alpha=1.0), sim, s),
+        "LinUCB": lambda sim, s: run_ours(lambda k, seed: LinUCBDisjoint(n_actions=k, alpha=1.0, exploration=0.0), sim, s),
         "EpsilonGreedy": lambda sim, s: run_ours(lambda k, seed: EpsilonGreedy(n_actions=k, epsilon=0.05, seed=seed), sim, s),
     }
     if not quick:

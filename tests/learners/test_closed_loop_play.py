@@ -7,7 +7,7 @@ import pytest
 from numba import njit
 
 from regretflow.connectors.simulators.linear_dynamical import test_case
-from regretflow.learners import BatchedExp3, DiscountedLinUCB, DynLinUCB, Exp3, LinUCB, SystemBounds
+from regretflow.learners import ActionVectorLinUCB, BatchedExp3, DiscountedLinUCB, DynLinUCB, Exp3, SystemBounds
 
 
 @njit
@@ -22,11 +22,16 @@ def learners():
     bounds = SystemBounds.from_matrices(sim.A, sim.B, sim.C, sim.D, sim.noise_sigma)
     actions = sim.actions
     return {
-        "DynLinUCB": lambda: DynLinUCB(actions, bounds, 10_000, seed=3),
-        "LinUCB": lambda: LinUCB(actions, bounds, 10_000, seed=3),
-        "DiscountedLinUCB": lambda: DiscountedLinUCB(actions, bounds, 10_000, discount=0.99, seed=3),
-        "Exp3": lambda: Exp3(actions, 10_000, seed=3),
-        "BatchedExp3": lambda: BatchedExp3(actions, 10_000, batch_size=4, seed=3),
+        # the paper's deterministic learners and Exp3's affine reward map run the jitted loop ...
+        "DynLinUCB": lambda: DynLinUCB(actions, bounds, 10_000, seed=3, exploration=0.0),
+        "LinUCB": lambda: ActionVectorLinUCB(actions, bounds, 10_000, seed=3, exploration=0.0),
+        "DiscountedLinUCB": lambda: DiscountedLinUCB(actions, bounds, 10_000, discount=0.99, seed=3, exploration=0.0),
+        "Exp3": lambda: Exp3(actions, 10_000, reward_offset=0.0, reward_scale=1.0, seed=3),
+        "BatchedExp3": lambda: BatchedExp3(actions, 10_000, batch_size=4, reward_offset=0.0, reward_scale=1.0, seed=3),
+        # ... the defaults (exploration floor, running reward range) run round by round
+        "DynLinUCB (floor)": lambda: DynLinUCB(actions, bounds, 10_000, seed=3),
+        "DiscountedLinUCB (floor)": lambda: DiscountedLinUCB(actions, bounds, 10_000, discount=0.99, seed=3),
+        "BatchedExp3 (running range)": lambda: BatchedExp3(actions, 10_000, batch_size=4, seed=3),
     }
 
 

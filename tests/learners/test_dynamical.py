@@ -11,7 +11,7 @@ import pytest
 from regretflow.connectors.simulators.linear_dynamical import OFFICIAL_BUDGET_ACTIONS, test_case
 from regretflow.learners import dynamical_kernels as K
 from regretflow.learners.dynamical import BudgetPolytope, DynLinUCB, SystemBounds, action_matrix, epoch_schedule
-from regretflow.learners.linear_bandits import BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
+from regretflow.learners.linear_bandits import ActionVectorLinUCB, BatchedExp3, DiscountedLinUCB, Exp3
 
 T6 = 10**6
 
@@ -320,7 +320,7 @@ def follow_reference(learner, ref, sim, rounds):
 def test_dynlinucb_follows_the_numpy_reference_of_the_official_agent(name):
     sim = test_case(name, seed=11)
     b = bounds_of(name)
-    learner = DynLinUCB(sim.actions, b, T6, seed=3)
+    learner = DynLinUCB(sim.actions, b, T6, seed=3, exploration=0.0)
     c = learner.constants_
     ref = ReferenceLinearAgent(
         sim.actions,
@@ -340,7 +340,7 @@ def test_dynlinucb_follows_the_numpy_reference_of_the_official_agent(name):
 def test_linucb_oracle_follows_the_numpy_reference_of_the_official_agent():
     sim = test_case("real-data", seed=12)
     b = bounds_of("real-data")
-    learner = LinUCB(sim.actions, b, T6, radius="oracle", seed=4)
+    learner = ActionVectorLinUCB(sim.actions, b, T6, radius="oracle", seed=4, exploration=0.0)
     c = learner._beta_params
     ref = ReferenceLinearAgent(sim.actions, 3000, np.log(T6), b.rho_bar, c[1], 0.0, c[3], c[5], c[6], every_round=True)
     follow_reference(learner, ref, sim, 3000)
@@ -371,7 +371,7 @@ def test_regression_changes_only_at_epoch_ends_and_action_only_after_them():
     assert learner.n_updates == sum(1 for e in ends if e < 2000)
 
 
-def test_round_zero_is_uniform_then_one_hot():
+def test_round_zero_is_uniform_then_the_epoch_holds_its_draw_with_the_exploration_floor():
     counts = np.zeros(6)
     for seed in range(600):
         learner = DynLinUCB(OFFICIAL_BUDGET_ACTIONS, bounds_of("synthetic"), T6, seed=seed)
@@ -380,29 +380,39 @@ def test_round_zero_is_uniform_then_one_hot():
         counts[arm] += 1
     assert counts.min() > 60  # each arm ~100 times
     learner.learn(None, arm, 0.5)
-    arm2, probs2 = learner.act()
-    assert probs2.tolist() == [1.0 if k == arm2 else 0.0 for k in range(6)]
+    assert learner.act() == (arm, pytest.approx(np.full(6, 1 / 6)))  # round 1 still in epoch 1: its draw was uniform
+    learner.learn(None, arm, 0.5)
+    arm2, probs2 = learner.act()  # epoch 2's decision: the optimistic arm, with the floor mixed in
+    best = int(np.argmax(probs2))
+    assert probs2.tolist() == pytest.approx([0.99 + 0.01 / 6 if k == best else 0.01 / 6 for k in range(6)])
     assert learner.act()[0] == arm2  # act twice in a round: same arm
+    deterministic = DynLinUCB(OFFICIAL_BUDGET_ACTIONS, bounds_of("synthetic"), T6, seed=0, exploration=0.0)
+    for _ in range(2):
+        deterministic.learn(None, deterministic.act()[0], 0.5)
+    arm3, probs3 = deterministic.act()
+    assert probs3.tolist() == [1.0 if k == arm3 else 0.0 for k in range(6)]
 
 
 def test_learn_rejects_bad_feedback_without_touching_state():
     learner = DynLinUCB(OFFICIAL_BUDGET_ACTIONS, bounds_of("synthetic"), T6, seed=0)
-    with pytest.raises(ValueError, match="act"):
-        learner.learn(None, 0, 1.0)
-    arm, _ = learner.act()
+    learner.act()
     before = learner.state_dict()
-    with pytest.raises(ValueError, match="holds arm"):
-        learner.learn(None, (arm + 1) % 6, 1.0)
-    with pytest.raises(ValueError, match="finite"):
-        learner.learn(None, arm, float("nan"))
+    for bad in (
+        lambda: learner.learn(None, 0, float("nan")),
+        lambda: learner.learn(None, 0, 1.0, probability=0.0),
+        lambda: learner.learn(None, 0, 1.0, probability=1.5),
+        lambda: learner.learn(None, 6, 1.0),
+    ):
+        with pytest.raises(ValueError):
+            bad()
     after = learner.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
 def test_dynlinucb_finds_the_steady_state_optimum_that_linucb_misses():
     sim_d, sim_l = test_case("real-data", seed=5), test_case("real-data", seed=5)
-    dyn = DynLinUCB(sim_d.actions, bounds_of("real-data"), T6, seed=0)
-    lin = LinUCB(sim_l.actions, bounds_of("real-data"), T6, seed=0)
+    dyn = DynLinUCB(sim_d.actions, bounds_of("real-data"), T6, seed=0, exploration=0.0)
+    lin = ActionVectorLinUCB(sim_l.actions, bounds_of("real-data"), T6, seed=0, exploration=0.0)
     arms_d, _ = play(dyn, sim_d, 20_000)
     arms_l, _ = play(lin, sim_l, 20_000)
     regret_d = sim_d.pseudo_regrets[arms_d].sum()
@@ -455,8 +465,8 @@ def make_all(sim_name="real-data", seed=7):
     return [
         DynLinUCB(acts, b, T6, seed=seed),
         DynLinUCB(acts, b, T6, lam=1.0, epoch_threshold=1e-6, seed=seed),
-        LinUCB(acts, b, T6, radius="oracle", seed=seed),
-        LinUCB(acts, b, T6, lam=1.0, radius="standard", norm_bound=1.5, seed=seed),
+        ActionVectorLinUCB(acts, b, T6, radius="oracle", seed=seed),
+        ActionVectorLinUCB(acts, b, T6, lam=1.0, radius="standard", norm_bound=1.5, seed=seed),
         DiscountedLinUCB(acts, b, T6, discount=0.999999, lam="log_horizon", statistics="radius-only", seed=seed),
         DiscountedLinUCB(acts, b, T6, discount=0.999, lam=1.0, statistics="discounted", seed=seed),
         Exp3(acts, T6, reward_offset=2.0, reward_scale=4.0, seed=seed),
@@ -528,8 +538,9 @@ def test_batched_exp3_holds_each_draw_for_a_batch_and_updates_on_batch_means():
     arms = []
     for t in range(4000):
         arm, probs = learner.act()
-        if t % 4:
-            assert probs[arm] == 1.0
+        if t % 4 == 0:
+            drawn_from = probs
+        assert np.array_equal(probs, drawn_from)  # every round of a batch reports the batch's draw
         arms.append(arm)
         learner.learn(None, arm, 0.3)
     arms = np.array(arms).reshape(-1, 4)

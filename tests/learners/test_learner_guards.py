@@ -33,6 +33,7 @@ MINIMAL = {
     "epsilon-greedy": {"n_actions": N_ACTIONS},
     "dynlin-ucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000},
     "linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000},
+    "action-vector-linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000},
     "d-linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000, "discount": 0.99},
     "exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 10_000},
     "batched-exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 10_000, "batch_size": 4},
@@ -103,6 +104,9 @@ BAD = {
     "statistics": [("full", ValueError)],
     "n_arms_or_actions": [(1, ValueError), ([[1.0, 0.0]], ValueError), ("three", TypeError)],
     "reward_offset": [(NAN, ValueError)],
+    "reward_range": [((1.0, -1.0), ValueError), ((0.0, NAN), ValueError), ((0.0, 1.0, 2.0), ValueError)],
+    "exploration": [(1.0, ValueError), (-0.1, ValueError), ("some", TypeError)],
+    "objective": [("profit", ValueError)],
     "reward_scale": [(0, ValueError)],
     "eta": [(0, ValueError)],
     "batch_size": [(0, ValueError)],
@@ -130,7 +134,7 @@ FAMILY_BAD = {  # a string lam is a named rule there, so a wrong string is a wro
         "lam": [(-5, ValueError), ("one", ValueError), (True, TypeError), (NAN, ValueError)],
         "horizon": [(1, ValueError), (10.5, TypeError)],
     }
-    for family in ("dynlin-ucb", "linucb", "d-linucb")
+    for family in ("dynlin-ucb", "linucb", "action-vector-linucb", "d-linucb")
 }
 FAMILY_BAD["groupwise"] = {"groups": [*BAD["groups"], (["a", "always_on"], ValueError)]}
 for family in ("fair-exp2", "fair-ftpl", "one-sided-exp2", "exp3", "batched-exp3"):

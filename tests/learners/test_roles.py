@@ -38,6 +38,7 @@ SMALLEST = {
     "epsilon-greedy": {"n_actions": N_ACTIONS},
     "dynlin-ucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100},
     "linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100},
+    "action-vector-linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100},
     "d-linucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100, "discount": 0.99},
     "exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 100},
     "batched-exp3": {"n_arms_or_actions": N_ACTIONS, "horizon": 100, "batch_size": 2},
@@ -90,7 +91,7 @@ def protocol_methods(protocol: type) -> dict[str, object]:
 def test_every_task_has_a_role_and_every_learner_a_known_task():
     assert set(ROLES) == {"regression", "classification", "bandit", "fair"}
     assert {LEARNERS[f].task for f in FAMILIES} <= set(ROLES)
-    assert len(FAMILIES) == 17 and set(SMALLEST) == set(FAMILIES)
+    assert len(FAMILIES) == 18 and set(SMALLEST) == set(FAMILIES)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
