@@ -164,7 +164,6 @@ def test_bad_inputs_are_rejected_with_a_reason_and_leave_state_alone():
     before = bandit.state_dict()
     for kwargs, match in [
         ({"action": 3}, "action"),
-        ({"reward": 1.5}, r"\[0, 1\]"),
         ({"reward": float("nan")}, "reward"),
         ({"probability": 0.0}, "probability"),
     ]:

@@ -34,6 +34,7 @@ SMALLEST = {
     "neural": {"features": FEATURES, "width": 4},
     "neural-squarecb": {"n_actions": N_ACTIONS, "width": 4},
     "neural-fastcb": {"n_actions": N_ACTIONS, "width": 4},
+    "neural-ridge-cb": {"n_actions": N_ACTIONS, "width": 4},
     "linucb-disjoint": {"n_actions": N_ACTIONS},
     "epsilon-greedy": {"n_actions": N_ACTIONS},
     "dynlin-ucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100},
@@ -90,7 +91,7 @@ def protocol_methods(protocol: type) -> dict[str, object]:
 def test_every_task_has_a_role_and_every_learner_a_known_task():
     assert set(ROLES) == {"regression", "classification", "bandit", "fair"}
     assert {LEARNERS[f].task for f in FAMILIES} <= set(ROLES)
-    assert len(FAMILIES) == 17 and set(SMALLEST) == set(FAMILIES)
+    assert len(FAMILIES) == 18 and set(SMALLEST) == set(FAMILIES)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
