@@ -494,8 +494,10 @@ class NeuralRidgeCB(BanditDefaults):
 
     Decisions use SquareCB's inverse-gap weighting
     (:class:`~regretflow.learners.exploration.SquareCBExploration`, ``gamma = gamma0 *
-    sqrt(n)`` after ``n`` feedbacks), so every action keeps a positive probability and the
-    logged propensities support off-policy evaluation. The cost per round is
+    sqrt(n)`` after ``n`` feedbacks) over optimistic scores, the prediction plus
+    ``optimism`` times the reward span times the ridge's confidence width
+    ``sqrt([s, 1]' A_a^-1 [s, 1])`` (LinUCB's bonus), so every action keeps a positive
+    probability and the logged propensities support off-policy evaluation. The cost per round is
     O(K d^2 + replay * d * width), independent of the number of rounds.
 
     Rewards are any finite reals. The gaps that inverse-gap weighting compares are divided
@@ -527,6 +529,9 @@ class NeuralRidgeCB(BanditDefaults):
         Standardised inputs are clipped to ``[-input_clip, input_clip]``.
     gamma0, gamma_exponent
         Exploration schedule ``gamma = gamma0 * n ** gamma_exponent``.
+    optimism
+        Weight of the ridge's confidence width in the scores that inverse-gap weighting
+        compares (0: the plain predictions).
     objective
         ``"reward"`` (maximise) or ``"cost"`` (minimise).
     reward_range
@@ -573,6 +578,7 @@ class NeuralRidgeCB(BanditDefaults):
         input_clip: float = 5.0,
         gamma0: float = 30.0,
         gamma_exponent: float = 0.5,
+        optimism: float = 0.0,
         objective: str = "reward",
         reward_range: tuple[float, float] | None = None,
         seed: int = 0,
@@ -586,11 +592,13 @@ class NeuralRidgeCB(BanditDefaults):
         self.input_clip = input_clip
         self.gamma0 = gamma0
         self.gamma_exponent = gamma_exponent
+        self.optimism = optimism
         self.objective = objective
         self.reward_range = reward_range
         self.seed = seed
         check_integer("n_actions", n_actions, ">= 1", allow_none=True)
         check_integer("width", width, ">= 0")
+        check_number("optimism", optimism, ">= 0")
         check_number("ridge", ridge, "> 0")
         check_number("learning_rate", learning_rate, "> 0")
         check_number("grad_clip", grad_clip, "> 0")
@@ -653,6 +661,13 @@ class NeuralRidgeCB(BanditDefaults):
         NRK.predict_rewards(x, self._mean, self._m2, self._counters, self._ridge_w, self._theta, self.width, float(self.input_clip), out)
         return out if self.objective == "reward" else -out
 
+    def confidence_widths(self, context: Any, actions: Any = None) -> np.ndarray:
+        """Each action's ridge confidence width ``sqrt([s, 1]' A_a^-1 [s, 1])`` (no state change)."""
+        x = self._context(context, actions)
+        out = np.empty(self.n_actions_)
+        NRK.confidence_widths(x, self._mean, self._m2, self._counters, self._ridge_inverse, float(self.input_clip), out)
+        return out
+
     @refuses_nonfinite
     def decide(self, context: Any, actions: Any = None) -> Decision:
         """Choose an action; the ticket is the decision number. ``predicted_rewards`` are
@@ -662,9 +677,12 @@ class NeuralRidgeCB(BanditDefaults):
         NRK.predict_rewards(
             x, self._mean, self._m2, self._counters, self._ridge_w, self._theta, self.width, float(self.input_clip), predicted
         )
-        probabilities = self.exploration.probabilities(predicted / self._scale.span())
+        scores = predicted
+        if self.optimism > 0.0:  # optimistic scores: directed exploration where the ridge is unsure
+            scores = predicted + self.optimism * self._scale.span() * self.confidence_widths(x)
+        probabilities = self.exploration.probabilities(scores / self._scale.span())
         action = int(NK.sample_index(probabilities, self._rng.random()))
-        self._greedy_probability = float(probabilities[int(np.argmax(predicted))])
+        self._greedy_probability = float(probabilities[int(np.argmax(scores))])
         ticket = self.n_decisions
         self.n_decisions += 1
         shown = predicted.copy() if self.objective == "reward" else -predicted
@@ -760,7 +778,7 @@ class NeuralRidgeCB(BanditDefaults):
     def __repr__(self) -> str:
         return (
             f"NeuralRidgeCB(n_actions={self.n_actions}, width={self.width}, ridge={self.ridge}, learning_rate={self.learning_rate}, "
-            f"replay={self.replay}, gamma0={self.gamma0}, objective={self.objective!r})"
+            f"replay={self.replay}, gamma0={self.gamma0}, optimism={self.optimism}, objective={self.objective!r})"
         )
 
 

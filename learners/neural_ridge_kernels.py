@@ -250,3 +250,16 @@ def warm_up() -> None:
             x, 1, 1.0, mean, m2, counters, inverse, w, theta, first, second,
             np.zeros((replay, d)), np.zeros(replay, dtype=np.int64), np.zeros(replay), width, 5.0, 1e-3, 0.9, 0.999, 1e-8, 1.0,
         )  # fmt: skip
+
+
+@njit(cache=True)
+def confidence_widths(
+    x: FloatArray, mean: FloatArray, m2: FloatArray, counters: IntArray, ridge_inverse: FloatArray, input_clip: float, out: FloatArray
+) -> None:
+    """``out[a] = sqrt([s, 1]' A_a^-1 [s, 1])``, the ridge's confidence width for each action."""
+    d = x.shape[0]
+    z = np.empty(d + 1)
+    standardise(x, mean, m2, counters[N_SEEN], input_clip, z[:d])
+    z[d] = 1.0
+    for a in range(out.shape[0]):
+        out[a] = math.sqrt(max(z @ (ridge_inverse[a] @ z), 0.0))

@@ -100,6 +100,9 @@ def test_kernels_agree_with_the_numpy_reference(scale):
     rng = np.random.default_rng(9)
     for x, label in zip(X, labels):
         np.testing.assert_allclose(bandit.predict_rewards(x), reference.predict(x), rtol=0, atol=1e-9)
+        z = np.append(reference.standardise(x), 1.0)
+        widths = np.sqrt(np.einsum("i,aij,j->a", z, reference.inverse, z))
+        np.testing.assert_allclose(bandit.confidence_widths(x), widths, rtol=1e-9, atol=1e-12)
         action = int(rng.integers(3))
         reward = float(action == label) + 0.5 * rng.normal()
         bandit.learn(x, action, reward)
