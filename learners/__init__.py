@@ -13,7 +13,7 @@ from .fair import FairExp2, FairFTPL, FullInformationFairExp2, OneSidedExp2, gre
 from .groupwise import ALWAYS_ON, GroupwiseRegressor
 from .linear_bandits import ActionVectorLinUCB, BatchedExp3, DiscountedLinUCB, Exp3, LinUCB
 from .neural import OnlineNeuralRegressor
-from .neural_bandit import NeuralFastCB, NeuralSquareCB
+from .neural_bandit import NeuralFastCB, NeuralRidgeCB, NeuralSquareCB
 from .omd import OptimisticOMDRegressor
 from .ridge import OnlineRidge
 
@@ -25,6 +25,7 @@ LEARNERS = {
     "neural": OnlineNeuralRegressor,
     "neural-squarecb": NeuralSquareCB,
     "neural-fastcb": NeuralFastCB,
+    "neural-ridge-cb": NeuralRidgeCB,
     "linucb-disjoint": LinUCBDisjoint,
     "epsilon-greedy": EpsilonGreedy,
     "dynlin-ucb": DynLinUCB,
@@ -65,6 +66,7 @@ __all__ = [
     "OnlineNeuralRegressor",
     "NeuralSquareCB",
     "NeuralFastCB",
+    "NeuralRidgeCB",
     "LinUCBDisjoint",
     "EpsilonGreedy",
 ]

@@ -15,17 +15,21 @@ Contexts come in one of two forms, fixed by the first call:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from . import neural_kernels as NK
+from . import neural_ridge_kernels as NRK
 from .contract import (
     BanditDefaults,
     Decision,
     check_choice,
     check_integer,
+    check_number,
     check_state,
+    expect_array,
     refuse_nonfinite,
     refuses_nonfinite,
     restore_rng,
@@ -36,6 +40,59 @@ from .neural import OnlineNeuralRegressor
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _KEY_MODULUS = 2**63
+OBJECTIVES = ("reward", "cost")
+
+
+def check_probability(probability: float | None) -> None:
+    """A logged propensity must be in (0, 1] when given."""
+    if probability is not None and not 0.0 < float(probability) <= 1.0:
+        raise ValueError(f"probability must be in (0, 1], got {probability!r}")
+
+
+class RewardScale:
+    """The bandit contract's reward rule: ``objective="cost"`` negates, ``reward_range``
+    clips, and the span (``high - low``) is the given range's or the running one of the
+    rewards seen, starting from [0, 1] so that 0/1 rewards need no scaling.
+
+    >>> scale = RewardScale("cost", None)
+    >>> scale.observe(3.0), scale.span(), scale.unit(-3.0)
+    (-3.0, 4.0, 0.0)
+    """
+
+    def __init__(self, objective: str, reward_range: tuple[float, float] | None):
+        check_choice("objective", objective, OBJECTIVES)
+        self.sign = 1.0 if objective == "reward" else -1.0
+        self.fixed = reward_range is not None
+        if reward_range is not None:
+            low, high = (float(v) for v in reward_range)
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"reward_range must be finite (low, high) with low < high, got {reward_range!r}")
+            self.low, self.high = (low, high) if objective == "reward" else (-high, -low)
+        else:
+            self.low, self.high = 0.0, 1.0
+
+    def observe(self, value: float) -> float:
+        """The reward to learn for an observed reward (or cost); widens the running range."""
+        reward = self.sign * value
+        if self.fixed:
+            return min(max(reward, self.low), self.high)
+        self.low, self.high = min(self.low, reward), max(self.high, reward)
+        return reward
+
+    def span(self) -> float:
+        return self.high - self.low
+
+    def unit(self, reward: float) -> float:
+        """``reward`` mapped to [0, 1] by the current range."""
+        return min(max((reward - self.low) / (self.high - self.low), 0.0), 1.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reward_low": self.low, "reward_high": self.high}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # checkpoints written before the contract have no range: 0/1 rewards, [0, 1]
+        if not self.fixed:
+            self.low, self.high = float(state.get("reward_low", 0.0)), float(state.get("reward_high", 1.0))
 
 
 class _NeuralInverseGapBandit(BanditDefaults):
@@ -74,6 +131,8 @@ class _NeuralInverseGapBandit(BanditDefaults):
         projection_radius: float | None = None,
         perturbation: float = 0.0,
         init_scale: float = 1.0,
+        objective: str = "reward",
+        reward_range: tuple[float, float] | None = None,
         seed: int = 0,
     ):
         self.n_actions = n_actions
@@ -89,8 +148,11 @@ class _NeuralInverseGapBandit(BanditDefaults):
         self.projection_radius = projection_radius
         self.perturbation = perturbation
         self.init_scale = init_scale
+        self.objective = objective
+        self.reward_range = reward_range
         self.seed = seed
         check_integer("n_actions", n_actions, ">= 1", allow_none=True)
+        self._scale = RewardScale(objective, reward_range)
         check_integer("seed", seed, ">= 0")
         # the rule checks its own constants; its schedule is this class's gamma_schedule
         check_choice("gamma_schedule", gamma_schedule, SCHEDULES)
@@ -169,6 +231,12 @@ class _NeuralInverseGapBandit(BanditDefaults):
         key = self.decision_key(self.n_decisions if decision is None else decision)
         return self.oracle.link(self.oracle.raw_outputs(rows, row_of, offsets, key))
 
+    def _in_objective_units(self, predicted: np.ndarray) -> np.ndarray:
+        """Network outputs (rewards mapped to [0, 1]) back in the units of the objective."""
+        if self._scale.low == 0.0 and self._scale.high == 1.0:
+            return predicted  # 0/1 rewards: already in their units (and bit for bit as before)
+        return self._scale.sign * (self._scale.low + self._scale.span() * predicted)
+
     @refuses_nonfinite
     def decide(self, context: Any, actions: Any = None) -> Decision:
         """Choose an action: its index, the probability vector over actions, the predicted
@@ -189,14 +257,17 @@ class _NeuralInverseGapBandit(BanditDefaults):
         self.exploration_cost_total += self.exploration.gauges()["exploration_cost"]
         greedy = int(np.argmax(predicted)) if np.all(np.isfinite(predicted)) else 0
         self._greedy_probability = float(probabilities[greedy])
-        return Decision(action, probabilities, predicted, self._last_decision)
+        return Decision(action, probabilities, self._in_objective_units(predicted), self._last_decision)
 
     @refuses_nonfinite
     def learn(
         self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
     ) -> None:
-        """One oracle step on the chosen action's observed reward (no importance weighting).
+        """One oracle step on the chosen action's observed reward (no importance weighting),
+        with or without a preceding :meth:`decide`.
 
+        The network learns the reward mapped to [0, 1] (see :class:`RewardScale`: the
+        running range starts at [0, 1], so 0/1 rewards are learned as they are).
         ``probability`` is the logged propensity (validated when given, not used by the
         oracle); ``ticket`` is the matching :meth:`decide`'s ``Decision.ticket`` (-1:
         the latest decision), which selects that decision's perturbation draw.
@@ -205,11 +276,10 @@ class _NeuralInverseGapBandit(BanditDefaults):
         action = int(action)
         if not 0 <= action < self.n_actions_:
             raise ValueError(f"action must be in [0, {self.n_actions_}), got {action}")
-        reward = float(reward)
-        if not np.isfinite(reward):
+        if not math.isfinite(float(reward)):
             raise ValueError(f"reward must be finite, got {reward!r}")
-        if probability is not None and not 0.0 < float(probability) <= 1.0:
-            raise ValueError(f"probability must be in (0, 1], got {probability!r}")
+        check_probability(probability)
+        reward = self._scale.unit(self._scale.observe(float(reward)))
         decision = self._last_decision if int(ticket) < 0 else int(ticket)
         loss = self.oracle.learn_item(rows[row_of[action]], int(offsets[action]), reward, self.decision_key(max(decision, 0)), action)
         self.exploration.observe(reward)
@@ -269,6 +339,7 @@ class _NeuralInverseGapBandit(BanditDefaults):
             "last_greedy_probability": self._greedy_probability,
             "nonfinite_decisions": self.nonfinite_decisions,
             "perturbation_key_base": str(self._key_base),
+            **self._scale.state_dict(),
             **rng_state(self._rng),
         }
         for key, value in self.exploration.state_dict().items():
@@ -293,6 +364,7 @@ class _NeuralInverseGapBandit(BanditDefaults):
         self._greedy_probability = float(state["last_greedy_probability"])
         self.nonfinite_decisions = int(state["nonfinite_decisions"])
         self._key_base = int(state["perturbation_key_base"])
+        self._scale.load_state_dict(state)
         self._rng = restore_rng(state)
         self.exploration.load_state_dict({k[12:]: v for k, v in state.items() if k.startswith("exploration.")})
         self.oracle.load_state_dict({k[7:]: v for k, v in state.items() if k.startswith("oracle.")})
@@ -312,7 +384,8 @@ class NeuralSquareCB(_NeuralInverseGapBandit):
     (:class:`~regretflow.learners.exploration.SquareCBExploration`) turns the
     predictions into probabilities; after the feedback the network takes one gradient
     step on the chosen action's observed reward, without importance weighting (as
-    VW does). ``gamma`` follows VW's anytime schedule ``gamma0 * sqrt(n)`` by default,
+    VW does); ``learn`` works with or without a preceding ``decide`` and without a
+    probability. ``gamma`` follows VW's anytime schedule ``gamma0 * sqrt(n)`` by default,
     so the first decision is uniform.
 
     Regret: against the best action for each context. In a simulator that knows the
@@ -339,6 +412,12 @@ class NeuralSquareCB(_NeuralInverseGapBandit):
         paper is unverified, see :mod:`regretflow.learners.neural_kernels`).
     init_scale
         Gain of the Gaussian initialisation.
+    objective, reward_range
+        ``objective="cost"`` learns ``-cost``. Any finite reward is accepted: the network
+        learns it mapped to [0, 1] by ``reward_range=(low, high)`` when given (values
+        outside are clipped), else by the running range of the rewards seen, which starts
+        at [0, 1] (so 0/1 rewards are used as they are; kept in the state).
+        ``Decision.predicted_rewards`` are in the objective's units.
     seed
         Seeds the initial weights, the action sampling and the perturbation draws.
 
@@ -375,7 +454,8 @@ class NeuralFastCB(_NeuralInverseGapBandit):
     as the best predicted loss goes to 0, the first-order (small-loss) behaviour.
     ``observed_loss_cumulative`` (a gauge) is the running estimate of ``L*``.
 
-    Rewards must lie in [0, 1]. Parameters as :class:`NeuralSquareCB`.
+    The KL loss needs targets in [0, 1]: rewards are mapped there by the running range
+    (or ``reward_range``), see :class:`NeuralSquareCB`. Parameters as :class:`NeuralSquareCB`.
 
     Examples
     --------
@@ -399,15 +479,310 @@ class NeuralFastCB(_NeuralInverseGapBandit):
     _loss = "kl"
     _rule_class = FastCBExploration
 
+
+class NeuralRidgeCB(BanditDefaults):
+    """Recommended neural contextual bandit: exact ridge plus a residual network, SquareCB exploration.
+
+    The predicted reward of action ``a`` is ``w_a . [s, 1] + net_a(s)``, ``s`` the context
+    standardised online (running mean and variance, clipped to ``+-input_clip``), ``w_a``
+    the exact ridge solution of action ``a`` (recursive least squares), and ``net`` one
+    hidden layer of ``width`` tanh units shared by the actions, with one linear output per
+    action, trained on the ridge's residual. The output weights start at 0, so the bandit
+    starts as strong as ridge and adds non-linearity as it learns. Each feedback takes one
+    Adam step over the current round and the last ``replay`` rounds, with the gradient
+    clipped to norm ``grad_clip``. Kernels: :mod:`regretflow.learners.neural_ridge_kernels`.
+
+    Decisions use SquareCB's inverse-gap weighting
+    (:class:`~regretflow.learners.exploration.SquareCBExploration`, ``gamma = gamma0 *
+    sqrt(n)`` after ``n`` feedbacks) over optimistic scores, the prediction plus
+    ``optimism`` times the reward span times the ridge's confidence width
+    ``sqrt([s, 1]' A_a^-1 [s, 1])`` (LinUCB's bonus), so every action keeps a positive
+    probability and the logged propensities support off-policy evaluation. The cost per round is
+    O(K d^2 + replay * d * width), independent of the number of rounds.
+
+    Rewards are any finite reals. The gaps that inverse-gap weighting compares are divided
+    by the reward span: ``reward_range[1] - reward_range[0]`` when given (rewards outside
+    are clipped to it), else the running span of the rewards seen, ``max(1, seen) -
+    min(0, seen)`` (kept in the state), so 0/1 rewards are used as they are.
+    ``objective="cost"`` learns ``-cost`` (the lowest cost wins).
+
+    Shared contexts only (``d`` floats with ``n_actions`` actions): per-action feature
+    matrices are refused.
+
+    The defaults are the recommendation, chosen once for all six datasets of
+    ``regretflow reproduce neural-bandit`` (docs/learners/neural-bandit.md has the
+    table and the routes measured).
+
+    Parameters
+    ----------
+    n_actions
+        Number of actions.
+    width
+        Hidden units of the residual network (0: ridge only).
+    ridge
+        Ridge penalty of each action's linear part.
+    learning_rate, grad_clip
+        Adam step size of the residual network and the gradient norm cap.
+    replay
+        Recent rounds replayed with each feedback (a ring buffer; 0: none).
+    input_clip
+        Standardised inputs are clipped to ``[-input_clip, input_clip]``.
+    gamma0, gamma_exponent
+        Exploration schedule ``gamma = gamma0 * n ** gamma_exponent``.
+    optimism
+        Weight of the ridge's confidence width in the scores that inverse-gap weighting
+        compares (0: the plain predictions).
+    objective
+        ``"reward"`` (maximise) or ``"cost"`` (minimise).
+    reward_range
+        ``(low, high)`` of the rewards, or ``None`` for the running span.
+    seed
+        Seeds the network's initial weights and the action sampling.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from regretflow.learners.neural_bandit import NeuralRidgeCB
+    >>> bandit = NeuralRidgeCB(n_actions=3, seed=0)
+    >>> rng = np.random.default_rng(1)
+    >>> rewards = 0.0
+    >>> for t in range(2000):
+    ...     x = rng.normal(size=2)
+    ...     best = int(x[0] > 0) + int(x[1] > 0)          # the right action depends on x
+    ...     action, p = bandit.act(x)
+    ...     bandit.learn(x, action, float(action == best))  # the probability is optional
+    ...     rewards += float(action == best) if t >= 1000 else 0.0
+    >>> rewards / 1000 > 0.7, bool(p.min() > 0.0)  # uniform play: 1/3; ridge alone: 0.69
+    (True, True)
+    """
+
+    task = "bandit"
+    family = "neural-ridge-cb"
+
+    GAUGES = {
+        "exploration_cost": "Predicted reward given up to exploration at the last decision, sum_a p_a (max_b yhat_b - yhat_a)",
+        "gamma": "Exploration strength gamma of the last decision",
+        "greedy_probability": "Probability of the greedy (highest predicted reward) action at the last decision",
+        "oracle_loss_mean": "Mean squared error of the predicted reward on the feedback before each step (prequential)",
+        "reward_span": "Reward span that divides the gaps of inverse-gap weighting",
+    }
+
+    def __init__(
+        self,
+        n_actions: int | None = None,
+        width: int = 32,
+        ridge: float = 10.0,
+        learning_rate: float = 0.0003,
+        grad_clip: float = 1.0,
+        replay: int = 4,
+        input_clip: float = 5.0,
+        gamma0: float = 30.0,
+        gamma_exponent: float = 0.5,
+        optimism: float = 0.0,
+        objective: str = "reward",
+        reward_range: tuple[float, float] | None = None,
+        seed: int = 0,
+    ):
+        self.n_actions = n_actions
+        self.width = width
+        self.ridge = ridge
+        self.learning_rate = learning_rate
+        self.grad_clip = grad_clip
+        self.replay = replay
+        self.input_clip = input_clip
+        self.gamma0 = gamma0
+        self.gamma_exponent = gamma_exponent
+        self.optimism = optimism
+        self.objective = objective
+        self.reward_range = reward_range
+        self.seed = seed
+        check_integer("n_actions", n_actions, ">= 1", allow_none=True)
+        check_integer("width", width, ">= 0")
+        check_number("optimism", optimism, ">= 0")
+        check_number("ridge", ridge, "> 0")
+        check_number("learning_rate", learning_rate, "> 0")
+        check_number("grad_clip", grad_clip, "> 0")
+        check_integer("replay", replay, ">= 0")
+        check_number("input_clip", input_clip, "> 0")
+        check_choice("objective", objective, OBJECTIVES)
+        check_integer("seed", seed, ">= 0")
+        self._scale = RewardScale(objective, reward_range)
+        self.exploration = SquareCBExploration("sqrt", gamma0, gamma_exponent)
+        net_seed, sample_seed = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
+        self._net_seed = int(net_seed)
+        self._rng = np.random.default_rng(int(sample_seed))
+        self.n_actions_ = 0
+        self.n_features_ = 0
+        self.n_decisions = 0
+        self.n_updates = 0
+        self.loss_total = 0.0
+        self._greedy_probability = 0.0
+        self._counters = np.zeros(4, dtype=np.int64)
+        self._allocate(0, 0)
+
+    def _allocate(self, n_actions: int, n_features: int) -> None:
+        k, d = n_actions, n_features
+        self.n_actions_, self.n_features_ = k, d
+        self._mean = np.zeros(d)
+        self._m2 = np.zeros(d)
+        self._ridge_inverse = np.tile(np.eye(d + 1) / float(self.ridge), (k, 1, 1)) if k else np.zeros((0, d + 1, d + 1))
+        self._ridge_w = np.zeros((k, d + 1))
+        p = int(NRK.n_network_parameters(d, self.width, k)) if k else 0
+        self._theta = np.zeros(p)
+        if k and self.width:
+            # hidden layer N(0, 1/d), output weights 0: the bandit starts as plain ridge
+            rng = np.random.default_rng(self._net_seed)
+            self._theta[: self.width * d] = rng.normal(0.0, 1.0 / np.sqrt(d), self.width * d)
+        self._first = np.zeros(p)
+        self._second = np.zeros(p)
+        self._replay_x = np.zeros((self.replay if k else 0, d))
+        self._replay_action = np.zeros(self.replay if k else 0, dtype=np.int64)
+        self._replay_reward = np.zeros(self.replay if k else 0)
+        self._predicted = np.zeros(k)
+
+    def _context(self, context: Any, actions: Any) -> np.ndarray:
+        if actions is not None:
+            raise ValueError("NeuralRidgeCB takes a shared context only (per-action features are not supported)")
+        x = np.ascontiguousarray(context, dtype=np.float64).reshape(-1)
+        if not self.n_actions_:
+            if self.n_actions is None:
+                raise ValueError("NeuralRidgeCB needs n_actions (>= 1)")
+            if x.shape[0] < 1:
+                raise ValueError("the context must have at least one feature")
+            self._allocate(int(self.n_actions), x.shape[0])
+        if x.shape[0] != self.n_features_:
+            raise ValueError(f"context must have {self.n_features_} features, got {x.shape[0]}")
+        return x
+
+    def predict_rewards(self, context: Any, actions: Any = None) -> np.ndarray:
+        """Predicted reward of every action, in the units of the rewards learned (no state change)."""
+        x = self._context(context, actions)
+        out = np.empty(self.n_actions_)
+        NRK.predict_rewards(x, self._mean, self._m2, self._counters, self._ridge_w, self._theta, self.width, float(self.input_clip), out)
+        return out if self.objective == "reward" else -out
+
+    def confidence_widths(self, context: Any, actions: Any = None) -> np.ndarray:
+        """Each action's ridge confidence width ``sqrt([s, 1]' A_a^-1 [s, 1])`` (no state change)."""
+        x = self._context(context, actions)
+        out = np.empty(self.n_actions_)
+        NRK.confidence_widths(x, self._mean, self._m2, self._counters, self._ridge_inverse, float(self.input_clip), out)
+        return out
+
+    @refuses_nonfinite
+    def decide(self, context: Any, actions: Any = None) -> Decision:
+        """Choose an action; the ticket is the decision number. ``predicted_rewards`` are
+        in the units of the objective (costs when ``objective="cost"``)."""
+        x = self._context(context, actions)
+        predicted = self._predicted
+        NRK.predict_rewards(
+            x, self._mean, self._m2, self._counters, self._ridge_w, self._theta, self.width, float(self.input_clip), predicted
+        )
+        scores = predicted
+        if self.optimism > 0.0:  # optimistic scores: directed exploration where the ridge is unsure
+            scores = predicted + self.optimism * self._scale.span() * self.confidence_widths(x)
+        probabilities = self.exploration.probabilities(scores / self._scale.span())
+        action = int(NK.sample_index(probabilities, self._rng.random()))
+        self._greedy_probability = float(probabilities[int(np.argmax(scores))])
+        ticket = self.n_decisions
+        self.n_decisions += 1
+        shown = predicted.copy() if self.objective == "reward" else -predicted
+        return Decision(action, probabilities, shown, ticket)
+
     @refuses_nonfinite
     def learn(
         self, context: Any, action: int, reward: float, probability: float | None = None, actions: Any = None, ticket: int = -1
     ) -> None:
-        if not 0.0 <= float(reward) <= 1.0:
-            raise ValueError(f"NeuralFastCB needs rewards in [0, 1], got {reward!r}")
-        super().learn(context, action, reward, probability, actions, ticket)
+        """Learn the reward (or cost) of ``action`` in ``context``, with or without a
+        preceding :meth:`decide`. No importance weighting: ``probability`` is checked when
+        given and otherwise unused; ``ticket`` is accepted for the common signature."""
+        x = self._context(context, actions)
+        action = int(action)
+        if not 0 <= action < self.n_actions_:
+            raise ValueError(f"action must be in [0, {self.n_actions_}), got {action}")
+        check_probability(probability)
+        target = self._scale.observe(float(reward))
+        self.loss_total += float(
+            NRK.learn(
+                x, action, target, self._mean, self._m2, self._counters, self._ridge_inverse, self._ridge_w,
+                self._theta, self._first, self._second, self._replay_x, self._replay_action, self._replay_reward,
+                self.width, float(self.input_clip), float(self.learning_rate), 0.9, 0.999, 1e-8, float(self.grad_clip),
+            )
+        )  # fmt: skip
+        self.exploration.observe(0.0)
+        self.n_updates += 1
+
+    def gauges(self) -> dict[str, float]:
+        rule = self.exploration.gauges()
+        return {
+            "exploration_cost": rule["exploration_cost"] * self._scale.span(),
+            "gamma": rule["gamma"],
+            "greedy_probability": self._greedy_probability,
+            "oracle_loss_mean": self.loss_total / self.n_updates if self.n_updates else 0.0,
+            "reward_span": self._scale.span(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "family": self.family,
+            "n_actions": self.n_actions_,
+            "n_features": self.n_features_,
+            "n_decisions": self.n_decisions,
+            "n_updates": self.n_updates,
+            "loss_total": self.loss_total,
+            "last_greedy_probability": self._greedy_probability,
+            "counters": self._counters.copy(),
+            "input_mean": self._mean.copy(),
+            "input_m2": self._m2.copy(),
+            "ridge_inverse": self._ridge_inverse.copy(),
+            "ridge_weights": self._ridge_w.copy(),
+            "network": self._theta.copy(),
+            "adam_first": self._first.copy(),
+            "adam_second": self._second.copy(),
+            "replay_contexts": self._replay_x.copy(),
+            "replay_actions": self._replay_action.copy(),
+            "replay_rewards": self._replay_reward.copy(),
+            **self._scale.state_dict(),
+            **rng_state(self._rng),
+        }
+        for key, value in self.exploration.state_dict().items():
+            state[f"exploration.{key}"] = value
+        check_state(state, type(self).__name__)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        refuse_nonfinite(state, type(self).__name__)
+        if str(state["family"]) != self.family:
+            raise ValueError(f"state of family {state['family']!r} given to {type(self).__name__}")
+        k, d = int(state["n_actions"]), int(state["n_features"])
+        self._allocate(k, d)
+        owner = type(self).__name__
+        self._counters = expect_array(state, "counters", (4,), owner).astype(np.int64)
+        self._mean = expect_array(state, "input_mean", (d,), owner).astype(np.float64)
+        self._m2 = expect_array(state, "input_m2", (d,), owner).astype(np.float64)
+        self._ridge_inverse = expect_array(state, "ridge_inverse", self._ridge_inverse.shape, owner).astype(np.float64)
+        self._ridge_w = expect_array(state, "ridge_weights", self._ridge_w.shape, owner).astype(np.float64)
+        self._theta = expect_array(state, "network", self._theta.shape, owner).astype(np.float64)
+        self._first = expect_array(state, "adam_first", self._theta.shape, owner).astype(np.float64)
+        self._second = expect_array(state, "adam_second", self._theta.shape, owner).astype(np.float64)
+        self._replay_x = expect_array(state, "replay_contexts", self._replay_x.shape, owner).astype(np.float64)
+        self._replay_action = expect_array(state, "replay_actions", self._replay_action.shape, owner).astype(np.int64)
+        self._replay_reward = expect_array(state, "replay_rewards", self._replay_reward.shape, owner).astype(np.float64)
+        self.n_decisions = int(state["n_decisions"])
+        self.n_updates = int(state["n_updates"])
+        self.loss_total = float(state["loss_total"])
+        self._greedy_probability = float(state["last_greedy_probability"])
+        self._scale.load_state_dict(state)
+        self._rng = restore_rng(state)
+        self.exploration.load_state_dict({k[12:]: v for k, v in state.items() if k.startswith("exploration.")})
+
+    def __repr__(self) -> str:
+        return (
+            f"NeuralRidgeCB(n_actions={self.n_actions}, width={self.width}, ridge={self.ridge}, learning_rate={self.learning_rate}, "
+            f"replay={self.replay}, gamma0={self.gamma0}, optimism={self.optimism}, objective={self.objective!r})"
+        )
 
 
 def warm_up() -> None:
     """Compile (or load from cache) the kernels these bandits use; the engine calls it at start."""
     NK.warm_up()
+    NRK.warm_up()

@@ -15,6 +15,13 @@ measured in the same run for:
 
 Run: ``.venv/bin/python tests/benchmarks/bench_neural_bandit.py [--rounds 3000]``. Prints
 microseconds per round (decision + learn), median of three repeats for the fast paths.
+
+``--table`` instead prints the docs' comparison table (docs/learners/neural-bandit.md):
+the six datasets of ``regretflow reproduce neural-bandit``, 5 seeds, T = 10,000, the
+cumulative pseudo-regret mean ± sd and the microseconds per round of the recommended
+NeuralRidgeCB (defaults), the paper-faithful NeuralFastCB/NeuralSquareCB, our
+LinUCBDisjoint, River's LinUCBDisjoint and VW squarecb, all measured in one run
+(``--seeds``/``--horizon`` for a smaller run; ``--json FILE`` keeps the raw results).
 """
 
 from __future__ import annotations
@@ -156,10 +163,49 @@ def bench_vw(X, labels) -> float:
     return elapsed / len(X) * 1e6
 
 
+TABLE_LEARNERS = ("NeuralRidgeCB (recommended)", "NeuralFastCB", "NeuralSquareCB", "LinUCB", "River LinUCBDisjoint", "VW SquareCB")
+
+
+def comparison_table(horizon: int, n_seeds: int, json_path: str | None) -> str:
+    """The regret / cost table of the docs, as markdown."""
+    import json
+    import sys
+
+    from regretflow.engine.experiments import neural_bandit as repro
+
+    results = repro.evaluate(repro.FULL_DATASETS, horizon, list(range(n_seeds)), quick=False, only=TABLE_LEARNERS, log=sys.stderr)
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(results, fh, indent=1)
+    names = list(results["datasets"])
+    lines = [
+        f"Cumulative pseudo-regret at T = min({horizon}, n), mean ± sd over {n_seeds} seeds; µs per round (decide + learn) below. {_pin.describe()}",
+        "",
+        "| learner | " + " | ".join(f"{n} (T={results['datasets'][n]['T']}, K={results['datasets'][n]['K']})" for n in names) + " |",
+        "| --- |" + " ---: |" * len(names),
+    ]
+    for learner in TABLE_LEARNERS:
+        cells = [results["datasets"][n]["learners"].get(learner) for n in names]
+        lines.append(f"| {learner} | " + " | ".join(f"{c['mean']:.1f} ± {c['std']:.1f}" if c else "-" for c in cells) + " |")
+    lines.append("| uniform play | " + " | ".join(f"{results['datasets'][n]['uniform']:.1f}" for n in names) + " |")
+    lines += ["", "| µs per round | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for learner in TABLE_LEARNERS:
+        cells = [results["datasets"][n]["learners"].get(learner) for n in names]
+        lines.append(f"| {learner} | " + " | ".join(f"{c['us_per_round']:.0f}" if c else "-" for c in cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3000)
+    parser.add_argument("--table", action="store_true", help="the docs' regret and cost table instead of the cost breakdown")
+    parser.add_argument("--horizon", type=int, default=10_000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--json", default=None, help="with --table: also write the raw results here")
     args = parser.parse_args()
+    if args.table:
+        print(comparison_table(args.horizon, args.seeds, args.json))
+        return
     X, labels = stream(args.rounds)
     NK.warm_up()
     warm = stream(50, seed=1)

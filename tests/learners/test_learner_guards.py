@@ -29,6 +29,7 @@ MINIMAL = {
     "neural": {"features": FEATURES},
     "neural-squarecb": {"n_actions": N_ACTIONS},
     "neural-fastcb": {"n_actions": N_ACTIONS},
+    "neural-ridge-cb": {"n_actions": N_ACTIONS},
     "linucb-disjoint": {"n_actions": N_ACTIONS},
     "epsilon-greedy": {"n_actions": N_ACTIONS},
     "dynlin-ucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 10_000},

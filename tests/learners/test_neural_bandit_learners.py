@@ -164,7 +164,6 @@ def test_bad_inputs_are_rejected_with_a_reason_and_leave_state_alone():
     before = bandit.state_dict()
     for kwargs, match in [
         ({"action": 3}, "action"),
-        ({"reward": 1.5}, r"\[0, 1\]"),
         ({"reward": float("nan")}, "reward"),
         ({"probability": 0.0}, "probability"),
     ]:
@@ -250,3 +249,30 @@ def test_epsilon_greedy_with_per_action_features_uses_one_shared_model():
         bandit.learn(None, 1, 1.0, 1.0, actions)
     assert bandit.act(None, actions)[0] == 1
     assert bandit.state_dict()["w"].shape == (1, 2)
+
+
+@pytest.mark.parametrize("cls", BANDITS)
+def test_contract_learn_before_decide_without_probability_any_reward_and_costs(cls):
+    X = _contexts(200)
+    by_reward, by_cost = cls(n_actions=3, width=8, seed=1), cls(n_actions=3, width=8, objective="cost", seed=1)
+    for x in X:
+        by_reward.learn(x, _best(x), -2.55)  # a logged stream: no decide, no probability, a reward outside [0, 1]
+        by_cost.learn(x, _best(x), 2.55)
+    assert by_reward.state_dict()["reward_low"] == -2.55
+    a, b = by_reward.decide(X[0]), by_cost.decide(X[0])
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    np.testing.assert_allclose(a.predicted_rewards, -b.predicted_rewards)
+    clipped = cls(n_actions=3, width=8, reward_range=(0.0, 1.0), seed=1)
+    clipped.learn(X[0], 0, 7.0)
+    assert clipped.state_dict()["reward_high"] == 1.0
+
+
+@pytest.mark.parametrize("cls", BANDITS)
+def test_state_written_before_the_reward_range_loads_as_zero_one_rewards(cls):
+    bandit = cls(n_actions=3, width=8, seed=1)
+    _play(bandit, _contexts(20))
+    state = bandit.state_dict()
+    old = {k: v for k, v in state.items() if k not in ("reward_low", "reward_high")}
+    restored = cls(n_actions=3, width=8, seed=1)
+    restored.load_state_dict(old)
+    assert (restored.state_dict()["reward_low"], restored.state_dict()["reward_high"]) == (0.0, 1.0)

@@ -34,6 +34,7 @@ SMALLEST = {
     "neural": {"features": FEATURES, "width": 4},
     "neural-squarecb": {"n_actions": N_ACTIONS, "width": 4},
     "neural-fastcb": {"n_actions": N_ACTIONS, "width": 4},
+    "neural-ridge-cb": {"n_actions": N_ACTIONS, "width": 4},
     "linucb-disjoint": {"n_actions": N_ACTIONS},
     "epsilon-greedy": {"n_actions": N_ACTIONS},
     "dynlin-ucb": {"actions": ARMS, "bounds": BOUNDS, "horizon": 100},
