@@ -362,7 +362,7 @@ class ModelView:
             if type(value) not in _ATTRIBUTE_TYPES:  # only the values groups read are checked: the hot path stays short
                 raise BadEvent("bad_field", f"attribute {g.field!r} must be a string, number or boolean, got {_show(value)}")
             if g.values:
-                j = self.value_index[gi].get(_category(value))
+                j = self.value_index[gi].get(value if type(value) is str else _category(value))  # a string is its own category
                 if j is not None:
                     codes.append(self.offsets[gi] + j)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
