@@ -22,7 +22,9 @@ the state once, even after ``kill -9``.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import platform
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +54,35 @@ log = logging.getLogger("regretflow")
 _dumps = orjson.dumps
 CHECKPOINT_KIND = "regretflow-engine"
 DEAD_RAW_BYTES = 65_536  # a dead letter's raw holds at most this many UTF-8 bytes of the payload
+
+
+# glibc returns freed memory at the top of the heap to the kernel as soon as 128 KiB are free, so a
+# micro-batch that builds and drops a few hundred answers (orjson allocates 1 KiB per record before it
+# shrinks it) pays page faults for the same memory every batch: ~2.7 us an answer on a VM, more than the
+# rest of the answer. Keeping up to this much free memory in the process removes them.
+HEAP_TRIM_THRESHOLD = 64 * 1024 * 1024
+_M_TRIM_THRESHOLD, _M_TOP_PAD = -1, -2  # mallopt parameters (malloc.h)
+_allocator_tuned = False
+
+
+def tune_allocator() -> bool:
+    """Keep freed heap memory (up to HEAP_TRIM_THRESHOLD) instead of returning it to the kernel at once; glibc only.
+
+    >>> tune_allocator() in (True, False)
+    True
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        tuned = bool(libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD)) and bool(libc.mallopt(_M_TOP_PAD, 16 * 1024 * 1024))
+    except (OSError, AttributeError):  # no mallopt in this C library
+        return False
+    _allocator_tuned = tuned
+    return tuned
 
 
 def _capped_raw(payload: Any) -> str:
@@ -197,6 +228,7 @@ class Engine:
         metrics: Metrics | None = None,
         progress: Callable[[Engine], None] | None = None,
     ) -> None:
+        tune_allocator()
         self.config = config
         self.source = source
         self.answers = answers
