@@ -51,6 +51,81 @@ from regretflow.connectors.partition_ids import pid_of, split_pid
 
 log = logging.getLogger("regretflow.kafka")
 
+
+class BrokerUnreachable(ConnectionError):
+    """One attempt to reach the broker failed (refused, unresolvable, timed out); the caller retries.
+
+    >>> str(BrokerUnreachable("127.0.0.1:9", "connection refused"))
+    '127.0.0.1:9: connection refused'
+    """
+
+    def __init__(self, bootstrap: str, reason: str):
+        self.bootstrap, self.reason = bootstrap, reason
+        super().__init__(f"{bootstrap}: {reason}")
+
+
+class _OncePerWindow(logging.Filter):
+    """Lets through one record per message shape and window: librdkafka repeats a failed
+    connection's line many times a second while the broker is away.
+
+    >>> f = _OncePerWindow(60.0)
+    >>> rec = lambda m: logging.LogRecord("x", logging.ERROR, "", 0, m, None, None)
+    >>> f.filter(rec("connect to 127.0.0.1:9 failed after 1ms")), f.filter(rec("connect to 127.0.0.1:9 failed after 7ms"))
+    (True, False)
+    """
+
+    def __init__(self, window_seconds: float):
+        super().__init__()
+        self.window = window_seconds
+        self._seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        shape = "".join(c for c in record.getMessage() if not c.isdigit())[:200]
+        now = time.monotonic()
+        if now - self._seen.get(shape, -self.window) < self.window:
+            return False
+        if len(self._seen) > 1000:  # bounded: shapes are few, but never trust a library's messages to be
+            self._seen.clear()
+        self._seen[shape] = now
+        return True
+
+
+# librdkafka's own log lines (confluent backend), at most one per shape a minute
+_client_log = logging.getLogger("regretflow.kafka.client")
+_client_log.addFilter(_OncePerWindow(60.0))
+
+
+class _quiet_kafka_python:
+    """kafka-python logs several ERROR lines per failed bootstrap: while the source is
+    connecting, its own single line per attempt window says it instead."""
+
+    def __enter__(self) -> None:
+        self._logger = logging.getLogger("kafka")
+        self._level = self._logger.level
+        self._logger.setLevel(logging.CRITICAL)
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.setLevel(self._level)
+
+
+def _unreachable(s: dict[str, Any], exc: BaseException) -> BrokerUnreachable:
+    text = str(exc)
+    named = text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}"  # kafka-python names itself
+    return BrokerUnreachable(s["bootstrap_servers"], named[:300])
+
+
+def _kafka_python_unreachable() -> tuple[type[BaseException], ...]:
+    """What kafka-python raises when it cannot bootstrap: a timeout (3.x), NoBrokersAvailable (2.x)."""
+    from kafka import errors
+
+    return tuple(getattr(errors, name) for name in ("KafkaTimeoutError", "NoBrokersAvailable") if hasattr(errors, name))
+
+
+def _bootstrap_timeout(cls: Any, timeout: float) -> dict[str, Any]:
+    """kafka-python 3 bounds a bootstrap by ``bootstrap_timeout_ms`` (2.x by its fixed version probe)."""
+    return {"bootstrap_timeout_ms": max(int(timeout * 1000), 100)} if "bootstrap_timeout_ms" in cls.DEFAULT_CONFIG else {}
+
+
 _COMMON = {
     "backend": "kafka-python",
     "bootstrap_servers": "127.0.0.1:9092",
@@ -64,6 +139,8 @@ _COMMON = {
     "ssl_certfile": None,
     "ssl_keyfile": None,
     "request_timeout_ms": 30_000,
+    # seconds to keep retrying an unreachable broker at start-up before giving up (exit 3); None: forever
+    "connect_timeout_seconds": None,
 }
 SOURCE_OPTIONS = {
     **_COMMON,
@@ -165,6 +242,9 @@ def kafka_settings(options: dict[str, Any], allowed: dict[str, Any]) -> dict[str
         raise ValueError(f"headers: expected true or false, got {s['headers']!r}")
     if "compression" in allowed and s["compression"] not in COMPRESSION:
         raise ValueError(f"compression: {s['compression']!r} is not one of {', '.join(COMPRESSION)}")
+    timeout = s["connect_timeout_seconds"]
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf")):
+        raise ValueError("connect_timeout_seconds: expected a positive number of seconds (omit it to wait for the broker forever)")
     if isinstance(s["bootstrap_servers"], list):
         s["bootstrap_servers"] = ",".join(s["bootstrap_servers"])
     return s
@@ -182,30 +262,17 @@ def _kp_security(s: dict[str, Any]) -> dict[str, Any]:
 
 
 class _KafkaPythonConsumer:
-    def __init__(self, s: dict[str, Any], max_records: int):
+    def __init__(self, s: dict[str, Any], max_records: int, connect_timeout: float):
         from kafka import ConsumerRebalanceListener, KafkaConsumer
 
         # a consumer never creates a topic it reads (a deleted topic would come back empty, with the broker's
         # default partitions); older kafka-python has no such option
         no_create = {"allow_auto_create_topics": False} if "allow_auto_create_topics" in KafkaConsumer.DEFAULT_CONFIG else {}
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=s["bootstrap_servers"].split(","),
-            client_id=s["client_id"],
-            group_id=s["group_id"],
-            **no_create,
-            # "none": out-of-range offsets and missing positions raise, so the source decides (never a silent reset)
-            enable_auto_commit=False,
-            auto_offset_reset="none",
-            session_timeout_ms=s["session_timeout_ms"],
-            heartbeat_interval_ms=s["heartbeat_interval_ms"],
-            max_poll_interval_ms=s["max_poll_interval_ms"],
-            max_poll_records=max_records,
-            fetch_max_bytes=s["fetch_max_bytes"],
-            max_partition_fetch_bytes=s["max_partition_fetch_bytes"],
-            fetch_max_wait_ms=s["fetch_max_wait_ms"],
-            request_timeout_ms=max(s["request_timeout_ms"], s["session_timeout_ms"] + 1000),
-            **_kp_security(s),
-        )
+        try:
+            with _quiet_kafka_python():
+                self._consumer = self._open(KafkaConsumer, s, max_records, no_create, connect_timeout)
+        except _kafka_python_unreachable() as exc:
+            raise _unreachable(s, exc) from None
         self._topics = s["topics"]
         self._start = s["auto_offset_reset"]
         self._timeout_ms = s["request_timeout_ms"]
@@ -226,6 +293,31 @@ class _KafkaPythonConsumer:
         self.on_revoke: Callable[[list[str]], None] = lambda pids: None
         self.on_lost: Callable[[list[str]], None] = lambda pids: None
         self._consumer.subscribe(self._topics, listener=Listener())
+
+    @staticmethod
+    def _open(KafkaConsumer: Any, s: dict[str, Any], max_records: int, no_create: dict[str, Any], connect_timeout: float) -> Any:
+        return KafkaConsumer(
+            bootstrap_servers=s["bootstrap_servers"].split(","),
+            client_id=s["client_id"],
+            group_id=s["group_id"],
+            **no_create,
+            **_bootstrap_timeout(KafkaConsumer, connect_timeout),
+            # "none": out-of-range offsets and missing positions raise, so the source decides (never a silent reset)
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            session_timeout_ms=s["session_timeout_ms"],
+            heartbeat_interval_ms=s["heartbeat_interval_ms"],
+            max_poll_interval_ms=s["max_poll_interval_ms"],
+            max_poll_records=max_records,
+            fetch_max_bytes=s["fetch_max_bytes"],
+            max_partition_fetch_bytes=s["max_partition_fetch_bytes"],
+            fetch_max_wait_ms=s["fetch_max_wait_ms"],
+            request_timeout_ms=max(s["request_timeout_ms"], s["session_timeout_ms"] + 1000),
+            **_kp_security(s),
+        )
+
+    def probe(self, timeout: float) -> None:
+        """Bootstrapped in the constructor: reachable."""
 
     def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes | None]]:
         from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
@@ -325,10 +417,22 @@ def _uuid_text(value: Any) -> str | None:
 
 
 class _KafkaPythonProducer:
-    def __init__(self, s: dict[str, Any]):
+    def __init__(self, s: dict[str, Any], connect_timeout: float):
         from kafka import KafkaProducer
 
-        self._producer = KafkaProducer(
+        try:
+            with _quiet_kafka_python():
+                self._producer = self._open(KafkaProducer, s, connect_timeout)
+        except _kafka_python_unreachable() as exc:
+            raise _unreachable(s, exc) from None
+
+    def probe(self, timeout: float) -> None:
+        """Bootstrapped in the constructor: reachable."""
+
+    @staticmethod
+    def _open(KafkaProducer: Any, s: dict[str, Any], connect_timeout: float) -> Any:
+        return KafkaProducer(
+            **_bootstrap_timeout(KafkaProducer, connect_timeout),
             bootstrap_servers=s["bootstrap_servers"].split(","),
             client_id=s["client_id"],
             acks=s["acks"] if s["acks"] == "all" else int(s["acks"]),
@@ -367,10 +471,16 @@ def _ck_security(s: dict[str, Any]) -> dict[str, Any]:
 
 
 class _ConfluentConsumer:
-    def __init__(self, s: dict[str, Any], max_records: int):
+    def __init__(self, s: dict[str, Any], max_records: int, connect_timeout: float):
         from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer
 
-        self._connection = {"bootstrap.servers": s["bootstrap_servers"], "client.id": s["client_id"], **_ck_security(s)}
+        self._settings = s
+        self._connection = {
+            "bootstrap.servers": s["bootstrap_servers"],
+            "client.id": s["client_id"],
+            "logger": _client_log,
+            **_ck_security(s),
+        }
         self._consumer = Consumer(
             {
                 **self._connection,
@@ -433,6 +543,15 @@ class _ConfluentConsumer:
             consumer.unassign()
 
         self._consumer.subscribe(s["topics"], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+
+    def probe(self, timeout: float) -> None:
+        """librdkafka connects in the background: ask the cluster's metadata to know it is there."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self._consumer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise _unreachable(self._settings, exc) from None
 
     def _guarded(self, callback: Callable[[list[str]], None], pids: list[str]) -> None:
         try:
@@ -539,13 +658,15 @@ class _ConfluentConsumer:
 
 
 class _ConfluentProducer:
-    def __init__(self, s: dict[str, Any]):
+    def __init__(self, s: dict[str, Any], connect_timeout: float):
         from confluent_kafka import Producer
 
+        self._settings = s
         self._producer = Producer(
             {
                 "bootstrap.servers": s["bootstrap_servers"],
                 "client.id": s["client_id"],
+                "logger": _client_log,
                 "acks": s["acks"],
                 "compression.type": s["compression"],
                 "linger.ms": s["linger_ms"],
@@ -561,6 +682,14 @@ class _ConfluentProducer:
         self.max_block = s["max_block_ms"] / 1000.0
         self._failed = 0
         self._last_error: str | None = None
+
+    def probe(self, timeout: float) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise _unreachable(self._settings, exc) from None
 
     def _delivered(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -608,7 +737,24 @@ class _ConfluentProducer:
 
 
 # -- the engine-facing classes --------------------------------------------------------
-class KafkaSource:
+class _BrokerEndpoint:
+    """What the daemon's start-up needs of a source or sink: where the broker is and how long to wait for it."""
+
+    settings: dict[str, Any]
+    connected: bool
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.settings["bootstrap_servers"])
+
+    @property
+    def connect_timeout(self) -> float | None:
+        """Seconds the daemon keeps retrying an unreachable broker at start-up (None: forever)."""
+        timeout = self.settings["connect_timeout_seconds"]
+        return None if timeout is None else float(timeout)
+
+
+class KafkaSource(_BrokerEndpoint):
     """Consumes ``topics`` in consumer group ``group_id``; partitioned positions.
 
     A position is ``{"offset": next offset, "topic_id": id}`` (the id when the broker
@@ -629,22 +775,42 @@ class KafkaSource:
     def __init__(self, options: dict[str, Any], max_records: int = 512):
         self.settings = kafka_settings(options, SOURCE_OPTIONS)
         self.policy = self.settings["on_offset_reset"]
-        cls = _ConfluentConsumer if self.settings["backend"] == "confluent" else _KafkaPythonConsumer
-        self._client = cls(self.settings, max_records)
+        self.max_records = max_records
+        # built by connect(): the constructor never blocks on the network, so the daemon's HTTP
+        # server answers /healthz and /readyz while the broker is still away
+        self._client_or_none: _KafkaPythonConsumer | _ConfluentConsumer | None = None
+        self.connected = False
         self._next: dict[str, int] = {}
         self._topic_ids: dict[str, str | None] = {}  # pid -> the id of the log its position belongs to
         self._owned: set[str] = set()  # the partitions the group gave this worker
         self._unverified: set[str] = set()  # assigned or sought, not yet checked against the log
         self._check_due = 0.0
         self._missing: set[str] = set()  # topics absent from the broker's metadata (logged once)
-        self._client.on_assign = self._assigned
-        self._client.on_revoke = self._revoked
-        self._client.on_lost = self._lost
         self._on_assign: Callable[[list[str]], None] = lambda pids: None
         self._on_revoke: Callable[[list[str]], None] = lambda pids: None
         self._on_lost: Callable[[list[str]], None] = lambda pids: None
         self.errors = 0
         self.offset_resets: dict[tuple[str, str, str], int] = {}  # (topic, partition, action) -> count
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Reach the broker and join the group's subscription: one attempt of at most about
+        ``timeout`` seconds, :class:`BrokerUnreachable` if it fails (the caller retries)."""
+        if self.connected:
+            return
+        if self._client_or_none is None:
+            cls = _ConfluentConsumer if self.settings["backend"] == "confluent" else _KafkaPythonConsumer
+            client = cls(self.settings, self.max_records, timeout)
+            client.on_assign, client.on_revoke, client.on_lost = self._assigned, self._revoked, self._lost
+            self._client_or_none = client
+        self._client_or_none.probe(timeout)
+        self.connected = True
+        log.info("event=kafka_connected role=source bootstrap=%s", self.bootstrap)
+
+    @property
+    def _client(self) -> _KafkaPythonConsumer | _ConfluentConsumer:
+        if self._client_or_none is None:
+            raise RuntimeError("the Kafka source is not connected yet (call connect())")
+        return self._client_or_none
 
     def set_listener(
         self,
@@ -684,6 +850,13 @@ class KafkaSource:
 
         Raises :class:`OffsetResetError` when one is found and ``on_offset_reset = "fail"``.
         """
+        if not self.connected:  # the daemon connects first; a direct user gets one short attempt per poll
+            try:
+                self.connect(max(timeout, 1.0))
+            except BrokerUnreachable as exc:
+                self.errors += 1
+                log.warning("event=kafka_unreachable role=source error=%r", str(exc))
+                return []
         try:
             records = self._client.poll(max_records, timeout)
         except Exception as exc:  # the broker is away: say so, keep running
@@ -860,10 +1033,11 @@ class KafkaSource:
         # the engine checkpointed before closing: the revocation the client reports while leaving the group
         # has nothing to save (and the engine's sinks are closed by now)
         self._on_assign = self._on_revoke = self._on_lost = lambda pids: None
-        self._client.close()
+        if self._client_or_none is not None:
+            self._client_or_none.close()
 
 
-class KafkaSink:
+class KafkaSink(_BrokerEndpoint):
     """Produces records to ``topic``, keyed by the record's key; headers (model, event id) when ``headers`` is on.
 
     ``default_headers`` is what ``headers = None`` (the option's default) means for this
@@ -874,14 +1048,32 @@ class KafkaSink:
 
     def __init__(self, options: dict[str, Any], default_headers: bool = False):
         self.settings = kafka_settings(options, SINK_OPTIONS)
-        cls = _ConfluentProducer if self.settings["backend"] == "confluent" else _KafkaPythonProducer
-        self._producer: _ConfluentProducer | _KafkaPythonProducer = cls(self.settings)
+        self._producer_or_none: _KafkaPythonProducer | _ConfluentProducer | None = None  # built by connect()
+        self.connected = False
         self.topic = self.settings["topic"]
         self.headers = default_headers if self.settings["headers"] is None else bool(self.settings["headers"])
         self.max_buffered = self.settings["max_buffered_records"]
         self.produced = 0
         self.delivery_failures = 0
         self._unflushed = 0
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Reach the broker: one attempt of at most about ``timeout`` seconds, :class:`BrokerUnreachable` if it fails."""
+        if self.connected:
+            return
+        if self._producer_or_none is None:
+            cls = _ConfluentProducer if self.settings["backend"] == "confluent" else _KafkaPythonProducer
+            self._producer_or_none = cls(self.settings, timeout)
+        self._producer_or_none.probe(timeout)
+        self.connected = True
+        log.info("event=kafka_connected role=sink topic=%s bootstrap=%s", self.topic, self.bootstrap)
+
+    @property
+    def _producer(self) -> _KafkaPythonProducer | _ConfluentProducer:
+        if self._producer_or_none is None:  # a direct user that never called connect(): one bounded attempt
+            self.connect(self.settings["request_timeout_ms"] / 1000.0)
+        assert self._producer_or_none is not None
+        return self._producer_or_none
 
     def write(self, records: Records) -> None:
         if not records:
@@ -901,10 +1093,14 @@ class KafkaSink:
             log.error("event=kafka_delivery_failed topic=%s records=%d error=%r", self.topic, failed, error)
 
     def flush(self) -> None:
+        if self._producer_or_none is None:  # never connected: nothing to flush
+            return
         self._producer.flush()
         self._count_failures()
         self._unflushed = 0
 
     def close(self) -> None:
+        if self._producer_or_none is None:  # never connected: nothing buffered
+            return
         self.flush()
         self._producer.close()

@@ -19,3 +19,16 @@ class FatalError(RuntimeError):
     """
 
     exit_code = 1
+
+
+class BrokerUnreachableError(FatalError):
+    """The Kafka broker stayed unreachable at start-up for ``source.connect_timeout_seconds``.
+
+    Its own exit status (3) tells a supervisor that nothing is wrong with the config or the
+    state: the broker was not there in time.
+
+    >>> BrokerUnreachableError("broker away").exit_code
+    3
+    """
+
+    exit_code = 3

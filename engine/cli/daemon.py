@@ -147,6 +147,7 @@ def open_sink(config: Config, spec: EndpointSpec, where: str) -> Sink:
                 "ssl_cafile",
                 "ssl_certfile",
                 "ssl_keyfile",
+                "connect_timeout_seconds",
             ):
                 if key in config.source.options and key not in options:
                     options[key] = config.source.options[key]
@@ -248,8 +249,10 @@ def _supervise(config: Config, workers: int, config_path: str | None) -> int:
     """N worker processes in one consumer group; SIGTERM is passed on; a crashed worker is restarted.
 
     Worker i serves its metrics on ``metrics.port + i`` (or a free port when the port is 0).
-    A worker that exits 2 (its config cannot work here) is not restarted: the others are
-    stopped and the supervisor exits 2 too, so systemd's RestartPreventExitStatus holds.
+    A worker that exits 2 (its config cannot work here) or 3 (the broker stayed unreachable
+    for ``connect_timeout_seconds``) is not restarted: the others are stopped and the
+    supervisor exits with that status too, so systemd's RestartPreventExitStatus holds
+    and an outer supervisor sees what a single worker would have said.
     """
     import os
     import signal
@@ -287,11 +290,11 @@ def _supervise(config: Config, workers: int, config_path: str | None) -> int:
             if stopping or rc == 0:
                 worst = max(worst, rc)
                 del procs[i]
-            elif rc == 2:  # a config error: a restart would fail the same way
-                log.error("event=worker_config_error worker=%d rc=2 action=stop_all", i)
+            elif rc in (2, 3):  # a config error, or the broker not there in time: the outer supervisor decides
+                log.error("event=worker_%s worker=%d rc=%d action=stop_all", "config_error" if rc == 2 else "broker_unreachable", i, rc)
                 del procs[i]
                 forward(signal.SIGTERM, None)
-                worst = 2
+                worst = max(worst, rc)
             else:
                 log.warning("event=worker_died worker=%d rc=%d action=restart", i, rc)
                 time.sleep(1.0)

@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run the daemon on the source of a config file",
         epilog="exit status: 0 a normal end; 2 the config cannot work here (one line per problem, "
-        "nothing started: do not restart); 1 an error a restart may fix",
+        "nothing started: do not restart); 1 an error a restart may fix; 3 the Kafka broker stayed "
+        "unreachable for source.connect_timeout_seconds",
     )
     r.add_argument("--config", required=True, metavar="FILE", help="TOML config (see docs/configuration.md)")
     r.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes in one consumer group (kafka sources)")

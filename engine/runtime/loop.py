@@ -46,6 +46,7 @@ from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpo
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import Event, EventDecoder, Run
 from regretflow.engine.runtime.shard import Router, Shard, dumps
+from regretflow.engine.runtime.startup import broker_endpoints, connect_endpoints
 from regretflow.engine.tasks import model_tasks
 from regretflow.learners import LEARNERS
 
@@ -272,7 +273,11 @@ class Engine:
         else:
             self.parts[""] = self._restore("")
             self.publish_all()  # restored figures are on /metrics before the first event
-        self.health.ready = True
+        # Kafka endpoints connect in run(), with this process's HTTP server already answering
+        self.brokers = broker_endpoints({"source": source, "answers": answers, "dead_letters": dead_letters})
+        self.health.ready = not self.brokers
+        if self.brokers:
+            self.health.detail = f"connecting to the Kafka broker at {self.brokers[0][1].bootstrap}"
 
     # -- totals over the partitions this worker owns ---------------------------------------
     @property
@@ -400,6 +405,10 @@ class Engine:
         rt = self.config.runtime
         timeout = rt.batch_timeout_ms / 1000.0
         try:
+            if self.brokers:
+                if not connect_endpoints(self.brokers, self.health, lambda: self.stop_requested):
+                    log.info("event=stopped_before_connecting")
+                self.health.ready = not self.stop_requested
             while not self.stop_requested:
                 records = self.source.poll(rt.batch_size, timeout)
                 if records:

@@ -19,13 +19,16 @@ PID = "events:0"
 class ScriptedClient:
     """One partition's log (``low`` .. ``low + len(records)``) and a client position in it."""
 
-    def __init__(self, settings, max_records):
+    def __init__(self, settings, max_records, connect_timeout):
         self.low, self.records, self.topic_id, self.exists = 0, [b"r%d" % i for i in range(10)], "id-1", True
         self.position = 0
         self.fetched = None
         self.fail_checks = 0
         self.out_of_range: dict[str, int] = {}
         self.on_assign = self.on_revoke = self.on_lost = lambda pids: None
+
+    def probe(self, timeout):
+        pass
 
     def poll(self, max_records, timeout):
         end = self.low + len(self.records)
@@ -67,6 +70,7 @@ def source(monkeypatch):
 
     def make(policy: str = "fail", position: dict | None = None) -> KafkaSource:
         s = KafkaSource({"topics": ["events"], "on_offset_reset": policy})
+        s.connect()
         s._assigned([PID])
         if position is not None:
             s.seek(PID, position)

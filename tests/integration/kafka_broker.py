@@ -35,7 +35,7 @@ def free_port() -> int:
 class Broker:
     """A broker process the tests own (or an external one named by the environment)."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, port: int | None = None):
         self.external = os.environ.get("REGRETFLOW_TEST_BOOTSTRAP")
         self.proc = None
         if self.external:
@@ -45,7 +45,7 @@ class Broker:
             return
         self._log_path = log_path
         self._log = open(log_path, "wb")
-        self._launch(free_port())
+        self._launch(port or free_port())
 
     def _launch(self, port: int) -> None:
         self.bootstrap = f"127.0.0.1:{port}"
