@@ -164,6 +164,9 @@ SINK_OPTIONS = {
     "batch_size": 65_536,
     "max_buffered_records": 100_000,
     "max_block_ms": 60_000,
+    # Kafka headers on each record (model, event id; reason for dead letters): None is the sink's default,
+    # off for answers (they cost a Python list per record) and on for dead letters
+    "headers": None,
 }
 BACKENDS = ("kafka-python", "confluent")
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -235,6 +238,8 @@ def kafka_settings(options: dict[str, Any], allowed: dict[str, Any]) -> dict[str
         raise ValueError(f"auto_offset_reset: {s['auto_offset_reset']!r} is not one of {', '.join(STARTS)}")
     if "on_offset_reset" in allowed and s["on_offset_reset"] not in OFFSET_RESET_POLICIES:
         raise ValueError(f"on_offset_reset: {s['on_offset_reset']!r} is not one of {', '.join(OFFSET_RESET_POLICIES)}")
+    if "headers" in allowed and s["headers"] is not None and not isinstance(s["headers"], bool):
+        raise ValueError(f"headers: expected true or false, got {s['headers']!r}")
     if "compression" in allowed and s["compression"] not in COMPRESSION:
         raise ValueError(f"compression: {s['compression']!r} is not one of {', '.join(COMPRESSION)}")
     timeout = s["connect_timeout_seconds"]
@@ -439,8 +444,13 @@ class _KafkaPythonProducer:
             **_kp_security(s),
         )
 
-    def produce(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        self._producer.send(topic, key=key, value=value, headers=headers)
+    def produce_many(self, topic: str, records: Records, headers: bool) -> None:
+        send = self._producer.send
+        for record in records:
+            send(topic, key=record[0].encode(), value=record[1], headers=[(k, v.encode()) for k, v in record[2]] if headers else None)
+
+    def take_failures(self) -> tuple[int, str | None]:
+        return 0, None  # kafka-python raises from send or flush instead
 
     def flush(self) -> None:
         self._producer.flush()
@@ -663,10 +673,15 @@ class _ConfluentProducer:
                 "batch.size": s["batch_size"],
                 "queue.buffering.max.messages": s["max_buffered_records"],
                 "socket.timeout.ms": s["request_timeout_ms"],
+                # librdkafka reports failed deliveries only: no Python call per delivered record
+                "delivery.report.only.error": True,
+                "on_delivery": self._delivered,
                 **_ck_security(s),
             }
         )
         self.max_block = s["max_block_ms"] / 1000.0
+        self._failed = 0
+        self._last_error: str | None = None
 
     def probe(self, timeout: float) -> None:
         from confluent_kafka import KafkaException
@@ -676,17 +691,42 @@ class _ConfluentProducer:
         except KafkaException as exc:
             raise _unreachable(self._settings, exc) from None
 
-    def produce(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> None:
-        deadline = time.monotonic() + self.max_block
-        while True:
+    def _delivered(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._failed += 1
+            self._last_error = str(err)
+
+    def produce_many(self, topic: str, records: Records, headers: bool) -> None:
+        """The records of a batch: one C call per record (the client encodes the str key), one poll for all."""
+        produce = self._producer.produce
+        for i, record in enumerate(records):
             try:
-                self._producer.produce(topic, value=value, key=key, headers=list[tuple[str, str | bytes | None]](headers))
-                break
+                if headers:
+                    produce(topic, record[1], record[0], headers=list(record[2]))
+                else:
+                    produce(topic, record[1], record[0])
             except BufferError:  # local queue full: backpressure, not unbounded memory
-                if time.monotonic() > deadline:
-                    raise
-                self._producer.poll(0.05)
+                self._produce_blocking(topic, records[i:], headers)
+                break
         self._producer.poll(0)
+
+    def _produce_blocking(self, topic: str, records: Records, headers: bool) -> None:
+        deadline = time.monotonic() + self.max_block
+        for record in records:
+            while True:
+                try:
+                    self._producer.produce(topic, record[1], record[0], headers=list(record[2]) if headers else None)
+                    break
+                except BufferError:
+                    if time.monotonic() > deadline:
+                        raise
+                    self._producer.poll(0.05)
+
+    def take_failures(self) -> tuple[int, str | None]:
+        """Deliveries that failed since the last call (reported by the polls), and the last error."""
+        failed, error = self._failed, self._last_error
+        self._failed, self._last_error = 0, None
+        return failed, error
 
     def flush(self) -> None:
         while self._producer.flush(1.0) > 0:
@@ -998,15 +1038,23 @@ class KafkaSource(_BrokerEndpoint):
 
 
 class KafkaSink(_BrokerEndpoint):
-    """Produces records to ``topic``; the key and the headers carry the model and the event id."""
+    """Produces records to ``topic``, keyed by the record's key; headers (model, event id) when ``headers`` is on.
 
-    def __init__(self, options: dict[str, Any]):
+    ``default_headers`` is what ``headers = None`` (the option's default) means for this
+    sink: off for answers, on for dead letters. A batch is produced with one client call
+    per record and one poll; failed deliveries are counted per batch (``delivery_failures``)
+    and logged.
+    """
+
+    def __init__(self, options: dict[str, Any], default_headers: bool = False):
         self.settings = kafka_settings(options, SINK_OPTIONS)
         self._producer_or_none: _KafkaPythonProducer | _ConfluentProducer | None = None  # built by connect()
         self.connected = False
         self.topic = self.settings["topic"]
+        self.headers = default_headers if self.settings["headers"] is None else bool(self.settings["headers"])
         self.max_buffered = self.settings["max_buffered_records"]
         self.produced = 0
+        self.delivery_failures = 0
         self._unflushed = 0
 
     def connect(self, timeout: float = 10.0) -> None:
@@ -1028,21 +1076,27 @@ class KafkaSink(_BrokerEndpoint):
         return self._producer_or_none
 
     def write(self, records: Records) -> None:
-        produce, topic = self._producer.produce, self.topic
-        for record in records:
-            key, payload = record[0], record[1]
-            headers = [(k, v.encode()) for k, v in record[2]] if len(record) > 2 else []
-            produce(topic, key.encode(), payload, headers)
+        if not records:
+            return
+        self._producer.produce_many(self.topic, records, self.headers)
+        self._count_failures()
         self.produced += len(records)
         self._unflushed += len(records)
         if self._unflushed >= self.max_buffered:
             # a slow answer topic slows the loop down instead of growing memory without bound
             self.flush()
 
+    def _count_failures(self) -> None:
+        failed, error = self._producer.take_failures()
+        if failed:
+            self.delivery_failures += failed
+            log.error("event=kafka_delivery_failed topic=%s records=%d error=%r", self.topic, failed, error)
+
     def flush(self) -> None:
         if self._producer_or_none is None:  # never connected: nothing to flush
             return
         self._producer.flush()
+        self._count_failures()
         self._unflushed = 0
 
     def close(self) -> None:

@@ -152,7 +152,7 @@ def open_sink(config: Config, spec: EndpointSpec, where: str) -> Sink:
                 if key in config.source.options and key not in options:
                     options[key] = config.source.options[key]
         try:
-            return KafkaSink(options)
+            return KafkaSink(options, default_headers=where == "dead_letters")
         except ValueError as exc:
             raise ConfigError(f"{where}.{exc}") from None
     raise ConfigError(f"{where}.type: {spec.type!r} is not available in this build")

@@ -26,18 +26,26 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from itertools import chain
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from regretflow.engine.config import Config, GroupSpec, ModelSpec
 from regretflow.engine.runtime.dead_letters import REASONS as REASONS  # re-exported: callers of earlier releases import it here
-from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.dead_letters import BadEvent as BadEvent  # re-exported: the decoder raises it
 
 if TYPE_CHECKING:
     from regretflow.engine.tasks import Task
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+_T = TypeVar("_T")
 
 KINDS = ("observe", "predict", "decide", "feedback", "audit")
 
@@ -70,7 +78,18 @@ _REQUIRED = {
 
 
 class Event:
-    """A decoded, validated event. ``x`` is the dense float64 feature row (or None)."""
+    """A decoded, validated event.
+
+    The decoder keeps what a run converts in bulk as plain Python values: ``values``, the
+    feature values in declared order, and ``codes``, the membership columns the event
+    joins. ``x`` (the float64 feature row) and ``groups`` (the boolean membership row)
+    are built from them on first use, for the kinds handled one event at a time.
+
+    >>> ev = Event("1", "m", "predict")
+    >>> ev.values, ev.codes, ev.width = [1, 2.5], [1], 3
+    >>> ev.x.tolist(), ev.groups.tolist()
+    ([1.0, 2.5], [False, True, False])
+    """
 
     __slots__ = (
         "id",
@@ -78,9 +97,12 @@ class Event:
         "kind",
         "key",
         "ts",
-        "x",
+        "values",
+        "codes",
+        "width",
+        "_x",
+        "_groups",
         "label",
-        "groups",
         "actions",
         "expected",
         "ref",
@@ -91,34 +113,223 @@ class Event:
         "raw",
     )
 
-    def __init__(self, id, model, kind):
+    def __init__(self, id: str, model: str, kind: str) -> None:
         self.id = id
         self.model = model
         self.kind = kind
-        self.key = None
-        self.ts = None
-        self.x = None
-        self.label = None
-        self.groups = None
-        self.actions = None
-        self.expected = None
-        self.ref = None
-        self.reward = None
-        self.violations = None
-        self.panel_size = None
-        self.auditors = None
-        self.raw = b""  # the payload, for a dead letter after validation (a quarantined run)
+        self.key: str | None = None
+        self.ts: float | None = None
+        self.values: list[float] | None = None  # the validated feature values (ints stay ints until converted)
+        self.codes: list[int] | None = None  # membership columns joined; None when the model declares no groups
+        self.width = 0  # the number of membership columns of the model
+        self._x: FloatArray | None = None
+        self._groups: BoolArray | None = None
+        self.label: Any = None
+        self.actions: FloatArray | None = None
+        self.expected: FloatArray | None = None
+        self.ref: str | None = None
+        self.reward: float | None = None
+        self.violations: IntArray | None = None
+        self.panel_size: int | None = None
+        self.auditors: list[str] | None = None
+        self.raw: Any = b""  # the payload, for a dead letter after validation (a quarantined run)
+
+    @property
+    def x(self) -> FloatArray | None:
+        """The dense float64 feature row (None when the event carries no features)."""
+        if self._x is None and self.values is not None:
+            self._x = np.array(self.values, dtype=np.float64)
+        return self._x
+
+    @x.setter
+    def x(self, row: FloatArray | None) -> None:
+        self._x = row
+        self.values = None
+
+    @property
+    def groups(self) -> BoolArray | None:
+        """The boolean membership row over the model's declared groups (None when it declares none)."""
+        if self._groups is None and self.codes is not None:
+            row = np.zeros(self.width, dtype=np.bool_)
+            row[self.codes] = True
+            self._groups = row
+        return self._groups
+
+    @groups.setter
+    def groups(self, row: BoolArray | None) -> None:
+        self._groups = row
+        self.codes = None
+
+
+class Run:
+    """A run of consecutive events of one kind for one shard, as columns: what a task's ``run`` receives.
+
+    ``X`` is the (n, d) float64 feature matrix, ``groups`` the (n, G) boolean membership
+    matrix (None when the model declares no groups), ``labels`` the observe labels,
+    ``ts`` and ``keys`` per row, ``raws`` the payloads (for a dead letter). Build one
+    from column arrays with :meth:`from_columns` (a columnar wire format feeds it so,
+    without per-event objects) or from decoded events with :meth:`from_events`.
+
+    >>> run = Run.from_columns("observe", "m", ["a", "b"], np.ones((2, 3)), labels=[1.0, 2.0])
+    >>> len(run), run.X.shape, run.groups, run.keys
+    (2, (2, 3), None, None)
+    >>> ev = Event("c", "m", "observe"); ev.values, ev.label = [1, 2, 3], 0.5
+    >>> Run.concat([run, Run.from_events("observe", [ev])]).X[2].tolist()
+    [1.0, 2.0, 3.0]
+    """
+
+    __slots__ = ("kind", "model", "ids", "X", "groups", "labels", "ts", "keys", "raws")
+
+    def __init__(
+        self,
+        kind: str,
+        model: str,
+        ids: list[str],
+        X: FloatArray,
+        groups: BoolArray | None,
+        labels: list[Any] | None,
+        ts: list[float | None],
+        keys: list[str | None] | None,
+        raws: list[Any],
+    ) -> None:
+        self.kind = kind
+        self.model = model
+        self.ids = ids
+        self.X = X
+        self.groups = groups
+        self.labels = labels
+        self.ts = ts
+        self.keys = keys  # None when no row has a key (the common case: answers then carry none)
+        self.raws = raws
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_columns(
+        cls,
+        kind: str,
+        model: str,
+        ids: list[str],
+        X: FloatArray,
+        groups: BoolArray | None = None,
+        labels: list[Any] | None = None,
+        ts: list[float | None] | None = None,
+        keys: list[str | None] | None = None,
+        raws: list[Any] | None = None,
+    ) -> Run:
+        """A run from validated columns (rows in stream order); absent columns are filled in."""
+        n = len(ids)
+        return cls(
+            kind,
+            model,
+            ids,
+            X,
+            groups,
+            labels,
+            ts if ts is not None else [None] * n,
+            keys if keys is not None and any(k is not None for k in keys) else None,
+            raws if raws is not None else [b""] * n,
+        )
+
+    @classmethod
+    def from_events(cls, kind: str, events: list[Event]) -> Run:
+        """A run of decoded events: one feature matrix and one membership matrix for all of them."""
+        first = events[0]
+        n = len(events)
+        values = [e.values for e in events]
+        if all(v is not None for v in values):
+            # one conversion for the run (the same float64 values as one np.array per row), from one flat iterator
+            d = len(values[0])  # type: ignore[arg-type]  # checked just above
+            X = np.fromiter(chain.from_iterable(values), np.float64, n * d).reshape(n, d)  # type: ignore[arg-type]
+        elif first.x is not None:
+            X = np.stack([_present(e.x) for e in events])  # rows set directly (not decoded from JSON)
+        else:
+            X = np.zeros((n, 0))
+        groups = None
+        if first.codes is not None or first._groups is not None:
+            codes = [e.codes for e in events]
+            if all(c is not None for c in codes):
+                # one boolean matrix, set by fancy indexing from the rows' membership columns
+                groups = np.zeros((n, first.width), dtype=np.bool_)
+                rows = [i for i, c in enumerate(codes) for _ in c]  # type: ignore[union-attr]  # checked just above
+                cols = [j for c in codes for j in c]  # type: ignore[union-attr]
+                groups[rows, cols] = True
+            else:
+                groups = np.stack([_present(e.groups) for e in events])
+        keys: list[str | None] | None = [e.key for e in events]
+        if all(k is None for k in keys):  # type: ignore[union-attr]  # a list here
+            keys = None
+        return cls(
+            kind,
+            first.model,
+            [e.id for e in events],
+            X,
+            groups,
+            [e.label for e in events] if kind == "observe" else None,
+            [e.ts for e in events],
+            keys,
+            [e.raw for e in events],
+        )
+
+    def events(self) -> list[Event]:
+        """The rows as :class:`Event` objects (for a task whose ``run`` still takes a list of events)."""
+        events = []
+        for i, eid in enumerate(self.ids):
+            ev = Event(eid, self.model, self.kind)
+            ev.x = self.X[i]
+            if self.groups is not None:
+                ev.groups = self.groups[i]
+                ev.width = self.groups.shape[1]
+            ev.label = None if self.labels is None else self.labels[i]
+            ev.ts, ev.key, ev.raw = self.ts[i], None if self.keys is None else self.keys[i], self.raws[i]
+            events.append(ev)
+        return events
+
+    def take(self, rows: list[int]) -> Run:
+        """The run of the given rows only (in that order)."""
+        return Run(
+            self.kind,
+            self.model,
+            [self.ids[i] for i in rows],
+            self.X[rows],
+            None if self.groups is None else self.groups[rows],
+            None if self.labels is None else [self.labels[i] for i in rows],
+            [self.ts[i] for i in rows],
+            None if self.keys is None else [self.keys[i] for i in rows],
+            [self.raws[i] for i in rows],
+        )
+
+    @classmethod
+    def concat(cls, runs: list[Run]) -> Run:
+        """Consecutive runs of one kind and shard as one."""
+        if len(runs) == 1:
+            return runs[0]
+        first = runs[0]
+        keyed = any(r.keys is not None for r in runs)
+        return cls(
+            first.kind,
+            first.model,
+            [i for r in runs for i in r.ids],
+            np.concatenate([r.X for r in runs]),
+            None if first.groups is None else np.concatenate([r.groups for r in runs if r.groups is not None]),
+            None if first.labels is None else [v for r in runs for v in (r.labels or [])],
+            [t for r in runs for t in r.ts],
+            [k for r in runs for k in (r.keys or [None] * len(r))] if keyed else None,
+            [p for r in runs for p in r.raws],
+        )
 
 
 def schema() -> dict[str, Any]:
     """The event JSON Schema shipped with the package."""
-    return json.loads(resources.files("regretflow.engine").joinpath("schema/event.schema.json").read_text())
+    loaded: dict[str, Any] = json.loads(resources.files("regretflow.engine").joinpath("schema/event.schema.json").read_text())
+    return loaded
 
 
 class ModelView:
     """What the decoder needs to know about one declared model."""
 
-    def __init__(self, spec: ModelSpec, task: Task):
+    def __init__(self, spec: ModelSpec, task: Task) -> None:
         self.spec = spec
         self.task = task
         self.names = list(spec.features)
@@ -127,31 +338,38 @@ class ModelView:
         self.groups = spec.groups
         self.n_groups = len(spec.group_labels)
         # offset of each grouping's first column in the membership row
-        offsets, at = [], 0
+        offsets: list[int] = []
+        at = 0
         for g in spec.groups:
             offsets.append(at)
             at += len(g.values) if g.values else len(g.edges) - 1
         self.offsets = offsets
         self.value_index = [{v: i for i, v in enumerate(g.values)} for g in spec.groups]
 
-    def membership(self, attributes: dict | None, named: dict | None, x: np.ndarray | None) -> np.ndarray:
+    def membership(self, attributes: dict[str, Any] | None, named: dict[str, Any] | None, values: Sequence[float] | None) -> BoolArray:
         """Boolean row over the declared groups. A value outside them joins none."""
         row = np.zeros(self.n_groups, dtype=np.bool_)
+        row[self.codes(attributes, named, values)] = True
+        return row
+
+    def codes(self, attributes: dict[str, Any] | None, named: dict[str, Any] | None, values: Sequence[float] | None) -> list[int]:
+        """The membership columns an event joins (at most one per grouping), as small ints."""
+        codes = []
         for gi, g in enumerate(self.groups):
-            value = _field_value(g, attributes, named, x, self.index)
+            value = _field_value(g, attributes, named, values, self.index)
             if value is None:
                 continue
             if type(value) not in _ATTRIBUTE_TYPES:  # only the values groups read are checked: the hot path stays short
                 raise BadEvent("bad_field", f"attribute {g.field!r} must be a string, number or boolean, got {_show(value)}")
             if g.values:
-                j = self.value_index[gi].get(_category(value))
+                j = self.value_index[gi].get(value if type(value) is str else _category(value))  # a string is its own category
                 if j is not None:
-                    row[self.offsets[gi] + j] = True
+                    codes.append(self.offsets[gi] + j)
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 j = _bin(g.edges, float(value))
                 if j >= 0:
-                    row[self.offsets[gi] + j] = True
-        return row
+                    codes.append(self.offsets[gi] + j)
+        return codes
 
 
 _ATTRIBUTE_TYPES = frozenset((str, int, float, bool))  # the schema's scalar attribute values
@@ -165,13 +383,15 @@ def _category(value: Any) -> str:
     return str(value)
 
 
-def _field_value(g: GroupSpec, attributes, named, x, index):
+def _field_value(
+    g: GroupSpec, attributes: dict[str, Any] | None, named: dict[str, Any] | None, values: Sequence[float] | None, index: dict[str, int]
+) -> Any:
     if attributes is not None and g.field in attributes:
         return attributes[g.field]
     if named is not None and g.field in named:
         return named[g.field]
-    if x is not None and g.field in index:
-        return float(x[index[g.field]])
+    if values is not None and g.field in index:
+        return float(values[index[g.field]])
     return None
 
 
@@ -198,7 +418,7 @@ def _is_number(v: Any) -> bool:
 class EventDecoder:
     """Turns raw payloads into :class:`Event` or raises :class:`BadEvent`."""
 
-    def __init__(self, config: Config, tasks: dict[str, Task]):
+    def __init__(self, config: Config, tasks: dict[str, Task]) -> None:
         # ``tasks``: each model's task (``regretflow.engine.tasks.model_tasks(config)``), given
         # by the caller so that the event contract does not import the task layer above it
         self.max_bytes = config.runtime.max_event_bytes
@@ -265,14 +485,15 @@ class EventDecoder:
         self._name_model(bad, obj)
         return bad
 
-    def validate(self, obj: dict) -> Event:
-        for key in obj:
-            if key not in _TOP_FIELDS:
-                raise BadEvent("unknown_field", f"field {key!r} is not part of the event contract")
-        for key in ("id", "model", "kind"):
-            if key not in obj:
-                raise BadEvent("missing_field", f"field {key!r} is required")
-        eid, model_name, kind = obj["id"], obj["model"], obj["kind"]
+    def validate(self, obj: dict[str, Any]) -> Event:
+        if not obj.keys() <= _TOP_FIELDS:  # one C-level pass; the first unknown one is named
+            field = next(f for f in obj if f not in _TOP_FIELDS)
+            raise BadEvent("unknown_field", f"field {field!r} is not part of the event contract")
+        try:
+            eid, model_name, kind = obj["id"], obj["model"], obj["kind"]
+        except KeyError:
+            field = next(f for f in ("id", "model", "kind") if f not in obj)
+            raise BadEvent("missing_field", f"field {field!r} is required") from None
         if type(eid) is not str or not 0 < len(eid) <= 256:
             raise BadEvent("bad_field", "id must be a string of 1 to 256 characters")
         if type(model_name) is not str:
@@ -282,9 +503,9 @@ class EventDecoder:
         view = self.models.get(model_name)
         if view is None:
             raise BadEvent("unknown_model", f"model {model_name[:128]!r} is not declared in the config")
-        for key in _REQUIRED[kind]:
-            if key not in obj:
-                raise BadEvent("missing_field", f"a {kind} event requires {key!r}")
+        for field in _REQUIRED[kind]:
+            if field not in obj:
+                raise BadEvent("missing_field", f"a {kind} event requires {field!r}")
         ev = Event(eid, model_name, kind)
         key = obj.get("key")
         if key is not None:
@@ -305,7 +526,7 @@ class EventDecoder:
         if "features" in obj:
             features = obj["features"]
             named = features if type(features) is dict else None
-            ev.x = self._features(view, features)
+            ev.values = self._features(view, features)
         elif view.d:
             if kind != "decide":
                 raise BadEvent("missing_field", f"a {kind} event requires 'features'")
@@ -317,21 +538,24 @@ class EventDecoder:
             raise BadEvent("unknown_field", f"a {kind} event carries no label")
         if kind == "decide":
             self._decide(view, obj, ev)
-        ev.groups = view.membership(attributes, named, ev.x) if view.n_groups else None
+        if view.n_groups:
+            ev.codes = view.codes(attributes, named, ev.values)
+            ev.width = view.n_groups
         return ev
 
-    def _features(self, view: ModelView, features: Any) -> np.ndarray:
+    def _features(self, view: ModelView, features: Any) -> list[float]:
+        """The validated feature values in declared order (converted to float64 once per run, not here)."""
         d = view.d
         if type(features) is list:
             if len(features) < d:
                 raise BadEvent("missing_features", f"{len(features)} features, the model declares {d}")
             if len(features) > d:
                 raise BadEvent("extra_features", f"{len(features)} features, the model declares {d}")
-            if not {type(v) for v in features} <= _NUMBER_TYPES:  # one C-level pass; bool is not a number
+            if not set(map(type, features)) <= _NUMBER_TYPES:  # one C-level pass; bool is not a number
                 bad = next(v for v in features if not _is_number(v))
                 raise BadEvent("wrong_type", f"feature value {_show(bad)} is not a number")
             self._check_bound(features)
-            return np.array(features, dtype=np.float64)
+            return features
         if type(features) is dict:
             if len(features) > d or not features.keys() <= view.index.keys():
                 extra = [n for n in features if n not in view.index]
@@ -340,14 +564,14 @@ class EventDecoder:
                 absent = [n for n in view.names if n not in features]
                 raise BadEvent("missing_features", f"missing {', '.join(absent[:5])}")
             values = [features[n] for n in view.names]
-            if not {type(v) for v in values} <= _NUMBER_TYPES:
+            if not set(map(type, values)) <= _NUMBER_TYPES:
                 name = next(n for n in view.names if not _is_number(features[n]))
                 raise BadEvent("wrong_type", f"feature {name!r} = {_show(features[name])} is not a number")
             self._check_bound(values)
-            return np.array(values, dtype=np.float64)
+            return values
         raise BadEvent("bad_field", "features must be an array of numbers or a name -> number object")
 
-    def _check_bound(self, values: list) -> None:
+    def _check_bound(self, values: list[Any]) -> None:
         # the Euclidean norm (one C call, 0.1 us at d=8, 0.3 us at d=32; inf, not an error,
         # past the float range) clears every row within the bound; only the others pay for
         # the exact per-value test
@@ -356,7 +580,7 @@ class EventDecoder:
         if max(values) > self.max_abs or min(values) < -self.max_abs:
             raise BadEvent("out_of_range", f"a feature is beyond max_abs_value {self.max_abs:g}")
 
-    def _decide(self, view: ModelView, obj: dict, ev: Event) -> None:
+    def _decide(self, view: ModelView, obj: dict[str, Any], ev: Event) -> None:
         actions = obj.get("actions")
         if actions is not None:
             if type(actions) is not list or not actions or any(type(a) is not list for a in actions):
@@ -379,7 +603,7 @@ class EventDecoder:
                 raise BadEvent("out_of_range", f"an expected reward is beyond max_abs_value {self.max_abs:g}")
             ev.expected = np.array(expected, dtype=np.float64)
 
-    def _reply(self, obj: dict, ev: Event, kind: str) -> Event:
+    def _reply(self, obj: dict[str, Any], ev: Event, kind: str) -> Event:
         for key in obj:
             if key in ("features", "attributes", "actions", "expected_rewards"):
                 raise BadEvent("unknown_field", f"a {kind} event carries no {key!r}")
@@ -453,6 +677,12 @@ class EventDecoder:
         return value
 
 
+def _present(value: _T | None) -> _T:
+    """``value``, known not to be None (a row of a run whose first row has one)."""
+    assert value is not None
+    return value
+
+
 def _show(value: Any) -> str:
     """A short rendering of a wrong value for a dead letter's detail (never a deep or huge repr)."""
     if type(value) is list or type(value) is dict:
@@ -463,17 +693,17 @@ def _show(value: Any) -> str:
     return text if len(text) <= 64 else text[:61] + "..."
 
 
-def _flag(found: list, reason: str, literal: str) -> float:
+def _flag(found: list[tuple[str, str]], reason: str, literal: str) -> float:
     found.append((reason, literal))
     return 0.0  # a placeholder: the event is dead-lettered for ``reason``
 
 
-def _parsed_float(text: str, found: list) -> float:
+def _parsed_float(text: str, found: list[tuple[str, str]]) -> float:
     v = float(text)
     return v if math.isfinite(v) else _flag(found, "non_finite", text)
 
 
-def _parsed_int(text: str, found: list) -> int | float:
+def _parsed_int(text: str, found: list[tuple[str, str]]) -> int | float:
     # more than 309 digits is past the float range (and int() of thousands of digits is refused)
     if len(text.lstrip("-")) > 309:
         return _flag(found, "out_of_range", text)

@@ -22,23 +22,29 @@ the state once, even after ``kill -9``.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import platform
 import signal
 import time
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 from typing import Any
 
 import numpy as np
 import orjson
 
+from regretflow.connectors import Record, Sink
 from regretflow.connectors.files import open_private_append
 from regretflow.connectors.partition_ids import split_pid
-from regretflow.engine.config import Config
+from regretflow.engine.config import Config, ModelSpec
 from regretflow.engine.errors import FatalError
 from regretflow.engine.evaluation import regret
 from regretflow.engine.observability.metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
 from regretflow.engine.observability.metrics_log import metrics_log_record
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
-from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import Event, EventDecoder, Run
 from regretflow.engine.runtime.shard import Router, Shard, dumps
 from regretflow.engine.runtime.startup import broker_endpoints, connect_endpoints
 from regretflow.engine.tasks import model_tasks
@@ -46,8 +52,38 @@ from regretflow.learners import LEARNERS
 
 log = logging.getLogger("regretflow")
 
+_dumps = orjson.dumps
 CHECKPOINT_KIND = "regretflow-engine"
 DEAD_RAW_BYTES = 65_536  # a dead letter's raw holds at most this many UTF-8 bytes of the payload
+
+
+# glibc returns freed memory at the top of the heap to the kernel as soon as 128 KiB are free, so a
+# micro-batch that builds and drops a few hundred answers (orjson allocates 1 KiB per record before it
+# shrinks it) pays page faults for the same memory every batch: ~2.7 us an answer on a VM, more than the
+# rest of the answer. Keeping up to this much free memory in the process removes them.
+HEAP_TRIM_THRESHOLD = 64 * 1024 * 1024
+_M_TRIM_THRESHOLD, _M_TOP_PAD = -1, -2  # mallopt parameters (malloc.h)
+_allocator_tuned = False
+
+
+def tune_allocator() -> bool:
+    """Keep freed heap memory (up to HEAP_TRIM_THRESHOLD) instead of returning it to the kernel at once; glibc only.
+
+    >>> tune_allocator() in (True, False)
+    True
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        tuned = bool(libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD)) and bool(libc.mallopt(_M_TOP_PAD, 16 * 1024 * 1024))
+    except (OSError, AttributeError):  # no mallopt in this C library
+        return False
+    _allocator_tuned = tuned
+    return tuned
 
 
 def _capped_raw(payload: Any) -> str:
@@ -64,25 +100,49 @@ def _capped_raw(payload: Any) -> str:
 
 
 class _BatchOutput:
-    """Collects what one micro-batch produces; metrics read it once at the end."""
+    """Collects what one micro-batch produces; metrics read it once at the end.
 
-    __slots__ = ("answers", "answer_events", "dead_records", "kinds", "answered", "dead_reasons")
+    >>> out = _BatchOutput()
+    >>> run = Run.from_columns("observe", "m", ["a", "b"], np.zeros((2, 1)), labels=[1.0, 2.0])
+    >>> out.answer_run(run, [{"id": "a"}, {"id": "b"}]); out.answers[1], out.answered
+    (('m', b'{"id":"b"}', (('model', 'm'), ('event_id', 'b'))), {('m', 'observe'): 2})
+    """
 
-    def __init__(self):
-        self.answers: list[tuple[str, bytes, tuple]] = []
-        self.answer_events: list[Event] = []  # the event of each answer (to withdraw a quarantined shard's)
-        self.dead_records: list[tuple[str, bytes, tuple]] = []
+    __slots__ = ("answers", "spans", "dead_records", "kinds", "answered", "dead_reasons")
+
+    def __init__(self) -> None:
+        self.answers: list[Record] = []
+        # where each event's or run's answers start in ``answers`` (to withdraw a quarantined shard's)
+        self.spans: list[tuple[int, Event | Run]] = []
+        self.dead_records: list[Record] = []
         self.kinds: dict[tuple[str, str], int] = {}
         self.answered: dict[tuple[str, str], int] = {}
         self.dead_reasons: dict[tuple[str, str], int] = {}
 
-    def answer(self, ev: Event, record: dict) -> None:
+    def answer(self, ev: Event, record: dict[str, Any]) -> None:
         if ev.key is not None:
             record["key"] = ev.key
+        self.spans.append((len(self.answers), ev))
         self.answers.append((ev.key or ev.model, dumps(record), (("model", ev.model), ("event_id", ev.id))))
-        self.answer_events.append(ev)
         k = (ev.model, ev.kind)
         self.answered[k] = self.answered.get(k, 0) + 1
+
+    def answer_run(self, run: Run, records: list[dict[str, Any]]) -> None:
+        """The answers of a run, one record per row in order: serialised in one comprehension."""
+        model, option = run.model, orjson.OPT_SERIALIZE_NUMPY
+        self.spans.append((len(self.answers), run))
+        if run.keys is None:
+            self.answers += [(model, _dumps(r, option=option), (("model", model), ("event_id", eid))) for r, eid in zip(records, run.ids)]
+        else:
+            for r, key in zip(records, run.keys):
+                if key is not None:
+                    r["key"] = key
+            self.answers += [
+                (key or model, _dumps(r, option=option), (("model", model), ("event_id", eid)))
+                for r, eid, key in zip(records, run.ids, run.keys)
+            ]
+        k = (model, run.kind)
+        self.answered[k] = self.answered.get(k, 0) + len(records)
 
     def dead(self, payload: Any, reason: str, detail: str, model: str | None, event_id: str | None = None) -> None:
         """A dead letter: the reason, a detail, the model (``_unknown_`` when not a declared
@@ -90,7 +150,7 @@ class _BatchOutput:
         model = model or UNKNOWN_MODEL
         raw = _capped_raw(payload)
         record = {"reason": reason, "detail": detail, "model": model, "raw": raw}
-        headers = (("model", model), ("reason", reason))
+        headers: tuple[tuple[str, str], ...] = (("model", model), ("reason", reason))
         if event_id is not None:
             headers += (("event_id", event_id),)
         self.dead_records.append((model, orjson.dumps(record), headers))
@@ -101,6 +161,22 @@ class _BatchOutput:
         """Dead-letter an event that had passed validation (its shard was quarantined)."""
         self.dead(ev.raw, reason, detail, ev.model, ev.id)
 
+    def dead_run(self, run: Run, reason: str, detail: str) -> None:
+        """Dead-letter every row of a run that had passed validation (its shard was quarantined)."""
+        for raw, eid in zip(run.raws, run.ids):
+            self.dead(raw, reason, detail, run.model, eid)
+
+    def owners(self) -> list[tuple[str, str | None, str, str, Any]]:
+        """(model, key, kind, event id, payload) of each answer, in order (the rare quarantine path)."""
+        owners: list[tuple[str, str | None, str, str, Any]] = []
+        for _, source in self.spans:
+            if isinstance(source, Event):
+                owners.append((source.model, source.key, source.kind, source.id, source.raw))
+            else:
+                keys = source.keys or [None] * len(source)
+                owners += [(source.model, k, source.kind, i, r) for k, i, r in zip(keys, source.ids, source.raws)]
+        return owners
+
 
 class Partition:
     """The state one source partition owns: its shards, its counters, its checkpoints.
@@ -110,7 +186,7 @@ class Partition:
     partition, so a partition can move to another worker with its state.
     """
 
-    def __init__(self, pid: str, models):
+    def __init__(self, pid: str, models: dict[str, ModelSpec]) -> None:
         self.pid = pid
         self.router = Router(models)
         self.events_seen = 0
@@ -119,7 +195,7 @@ class Partition:
         self.dirty = False
         self.checkpoint_number = 0
 
-    def state_dict(self, position: dict | None) -> dict[str, Any]:
+    def state_dict(self, position: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "kind": CHECKPOINT_KIND,
             "partition": self.pid,
@@ -144,8 +220,16 @@ class Engine:
     """A running engine: call :meth:`run` (blocks) or :meth:`process` per batch."""
 
     def __init__(
-        self, config: Config, source, answers, dead_letters, serve_metrics: bool = True, metrics: Metrics | None = None, progress=None
-    ):
+        self,
+        config: Config,
+        source: Any,  # a source of regretflow.connectors (duck-typed: plain or partitioned)
+        answers: Sink,
+        dead_letters: Sink,
+        serve_metrics: bool = True,
+        metrics: Metrics | None = None,
+        progress: Callable[[Engine], None] | None = None,
+    ) -> None:
+        tune_allocator()
         self.config = config
         self.source = source
         self.answers = answers
@@ -182,7 +266,7 @@ class Engine:
         self._lag_checked = 0.0
         self._lag_labels: set[str] = set()
         self._errors_reported = 0
-        self._internal_logged: dict[tuple, tuple[float, int]] = {}
+        self._internal_logged: dict[tuple[str | None, str], tuple[float, int]] = {}
         self._warm_up()
         if self.partitioned:
             source.set_listener(self.on_assign, self.on_revoke, self.on_lost)
@@ -213,7 +297,7 @@ class Engine:
     def dead_count(self) -> int:
         return sum(p.dead_count for p in self.parts.values())
 
-    def shards(self):
+    def shards(self) -> Iterator[Shard]:
         for part in self.parts.values():
             yield from part.router.shards.values()
 
@@ -358,11 +442,11 @@ class Engine:
             except Exception as flush_exc:  # the sink may be what failed
                 log.error("event=abort_flush_failed error=%r", f"{type(flush_exc).__name__}: {flush_exc}"[:300])
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("event=signal signal=%s action=drain-and-checkpoint", signal.Signals(signum).name)
         self.stop_requested = True
 
-    def process(self, records: list) -> None:
+    def process(self, records: Sequence[Any]) -> None:
         """One micro-batch: every payload is answered, learned or dead-lettered.
 
         ``records`` are payloads (unpartitioned sources) or ``(partition, payload)`` pairs.
@@ -424,8 +508,10 @@ class Engine:
 
     def write_metrics_log(self) -> None:
         """Append the summary to the metrics log that ``regretflow report`` reads."""
-        self.metrics_log.write(metrics_log_record(self.summary(), time.time()))
-        self.metrics_log.flush()
+        log_file = self.metrics_log
+        assert log_file is not None  # called only when metrics.log_path is set
+        log_file.write(metrics_log_record(self.summary(), time.time()))
+        log_file.flush()
         self.metrics_log_due = time.monotonic() + self.config.metrics.log_every_seconds
 
     def _log_internal_error(self, exc: Exception, model: str | None, detail: str) -> None:
@@ -454,17 +540,17 @@ class Engine:
         if not failed:
             return
         by_key = part.router.by_key
-        kept = []
-        for answer, ev in zip(out.answers, out.answer_events):
-            sid = (ev.model, (ev.key or "") if by_key[ev.model] else "")
+        kept: list[Record] = []
+        for answer, (model, key, kind, eid, raw) in zip(out.answers, out.owners()):
+            sid = (model, (key or "") if by_key[model] else "")
             if sid in failed:
-                out.dead_event(ev, "model_unhealthy", failed[sid].quarantined[:300])
-                k = (ev.model, ev.kind)
-                out.answered[k] -= 1
+                out.dead(raw, "model_unhealthy", str(failed[sid].quarantined)[:300], model, eid)
+                out.answered[(model, kind)] -= 1
             else:
-                kept.append((answer, ev))
-        out.answers = [a for a, _ in kept]
-        out.answer_events = [e for _, e in kept]
+                kept.append(answer)
+        # what is left is no longer in spans: a later withdrawal in this batch is impossible (once per batch)
+        out.answers = kept
+        out.spans = []
         for sid, shard in failed.items():
             why = shard.quarantined
             good = None
@@ -582,8 +668,10 @@ class Engine:
         for part in targets:
             position = self.source.position(part.pid) if self.partitioned else self.source.position()
             part.checkpoint_number += 1
+            directory = self._directory(part.pid)
+            assert directory is not None  # checkpoint.dir is set (checked above)
             write_checkpoint(
-                self._directory(part.pid),
+                directory,
                 part.checkpoint_number,
                 part.state_dict(position),
                 keep=ck.keep,
@@ -655,7 +743,7 @@ class Engine:
         return out
 
 
-def model_summary(shards: list) -> dict[str, Any]:
+def model_summary(shards: list[Shard]) -> dict[str, Any]:
     """Aggregate a model's shards: counts and the task's figures add up; the learner gauges of the first shard."""
     first = shards[0]
     summary: dict[str, Any] = {

@@ -11,6 +11,7 @@ the shard keeps what every task shares: runs, join windows, quarantine and state
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from typing import Any
@@ -21,9 +22,11 @@ import orjson
 from regretflow.engine.config import ModelSpec
 from regretflow.engine.errors import FatalError
 from regretflow.engine.learner_factory import build_learner
-from regretflow.engine.runtime.events import BadEvent, Event
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import Event, Run
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, PendingJoins
 from regretflow.engine.tasks import Task, task_for
+from regretflow.engine.tasks.base import Output
 
 # Test hook: the N-th vectorised run of this process raises after its learner call
 # (state changed, nothing answered), as a kernel bug would. Never set in production.
@@ -70,6 +73,7 @@ def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
         return None if math.isfinite(value) else name
     if depth <= 0 or isinstance(value, _SKIP):
         return None
+    items: Any
     if isinstance(value, (list, tuple)):
         if not value or isinstance(value[0], _SKIP):
             return None  # feature names, labels: nothing numeric to watch
@@ -96,17 +100,18 @@ def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
 class Shard:
     """One learner, its joins and its tracker; its task decides what each kind of event does."""
 
-    def __init__(self, spec: ModelSpec, key: str):
+    def __init__(self, spec: ModelSpec, key: str) -> None:
         self.spec = spec
         self.key = key
-        self.learner = build_learner(spec, key)
+        self.learner: Any = build_learner(spec, key)
         self.task: Task = task_for(type(self.learner))
         j = spec.joins
         self.joins = PendingJoins(j.ttl_events, j.ttl_seconds, j.max_pending)
         self.seq = 0
-        self.tracker = self.task.make_tracker(spec)
+        self.tracker: Any = self.task.make_tracker(spec)
         self.run_kind: str | None = None
-        self.run: list[Event] = []
+        # the pending run: decoded events, or runs already in columns (a columnar wire format), in stream order
+        self.run: list[Event | Run] = []
         self.run_ids: set[str] = set()
         self.expired = 0
         self.evicted_reported = 0
@@ -117,7 +122,7 @@ class Shard:
         self.reverted = True
 
     # -- per event ------------------------------------------------------------------
-    def admit(self, ev: Event, out) -> None:
+    def admit(self, ev: Event, out: Output) -> None:
         """Take one event: check it, close the join windows it ends, then run or process it.
 
         :meth:`check` raises before anything changes, so a rejected event leaves the
@@ -130,9 +135,10 @@ class Shard:
         self.check(ev)
         self.seq += 1
         self.dirty = True
-        expired = self.joins.expire(self.seq, ev.ts)
-        if expired:
-            self._on_expired(expired, out)
+        if ev.ts is not None or self.joins.pending:  # nothing can expire otherwise (the common observe stream)
+            expired = self.joins.expire(self.seq, ev.ts)
+            if expired:
+                self._on_expired(expired, out)
         kind = ev.kind
         if kind in self.task.run_kinds:
             self.run_kind = kind
@@ -162,7 +168,7 @@ class Shard:
         """
         if not np.isfinite(np.asarray(outputs, dtype=np.float64)).all():
             self.quarantine(f"non-finite outputs after {where}")
-            raise BadEvent("model_unhealthy", self.quarantined[:300])
+            raise BadEvent("model_unhealthy", str(self.quarantined)[:300])
 
     def check_state(self) -> bool:
         """Quarantine the shard if its learner or tracker holds non-finite values; True if healthy."""
@@ -198,35 +204,79 @@ class Shard:
         ``request`` names what the reply may refer to, ``late`` how the reply is named
         ("no pending {request} with id ...", "{late} ... arrived after its join window closed").
         """
-        return self.joins.reply_target(ev.ref, self.seq + 1, ev.ts, request, late)
+        return self.joins.reply_target(str(ev.ref), self.seq + 1, ev.ts, request, late)
 
-    def request(self, ev: Event, payload: JoinPayload, out) -> None:
+    def request(self, ev: Event, payload: JoinPayload, out: Output) -> None:
         """Keep a request for its feedback; requests the full store evicts are treated as expired."""
         evicted = self.joins.add(JoinEntry(ev.id, self.seq, ev.ts, payload))
         if evicted:
             self._on_expired(evicted, out)
 
-    def _on_expired(self, entries: list[JoinEntry], out) -> None:
+    def _on_expired(self, entries: list[JoinEntry], out: Output) -> None:
         self.expired += len(entries)
         self.task.on_expired(self, entries, out)
 
     # -- runs -------------------------------------------------------------------------
-    def flush(self, out) -> None:
+    def admit_columns(self, run: Run, out: Output) -> list[tuple[int, BadEvent]]:
+        """Take a run already in columns (validated rows of one kind, in stream order).
+
+        Each row goes through the checks :meth:`admit` makes (quarantine, kind, a
+        predict's id); a row refused is left out and returned with its reason (the
+        caller dead-letters it), the others join the pending run as one block.
+        """
+        kind = run.kind
+        if kind not in self.task.run_kinds:
+            raise ValueError(f"a {kind} run: the {self.task.name} task processes {sorted(self.task.run_kinds)} runs")
+        if kind != self.run_kind:
+            self.flush(out)
+        refused: list[tuple[int, BadEvent]] = []
+        kept: list[int] = []
+        probe = Event("", run.model, kind)
+        for i, eid in enumerate(run.ids):
+            probe.id, probe.ts = eid, run.ts[i]
+            try:
+                self.check(probe)
+            except BadEvent as bad:
+                refused.append((i, bad))
+                continue
+            kept.append(i)
+            self.seq += 1
+            if probe.ts is not None or self.joins.pending:
+                expired = self.joins.expire(self.seq, probe.ts)
+                if expired:
+                    self._on_expired(expired, out)
+            if kind == "predict":
+                self.run_ids.add(eid)
+        if kept:
+            self.dirty = True
+            self.run_kind = kind
+            self.run.append(run if len(kept) == len(run) else run.take(kept))
+        return refused
+
+    def flush(self, out: Output) -> None:
         """Process the pending run of events (observe or predict) as one vectorised call."""
         global _runs_done
         if not self.run:
             return
-        run, kind = self.run, self.run_kind
+        pending, kind = self.run, self.run_kind
+        assert kind is not None
         self.run, self.run_kind = [], None
         self.run_ids.clear()
+        legacy = _takes_events(self.task)
+        run = None if legacy and all(type(p) is Event for p in pending) else _as_run(kind, pending)
         try:
-            self.task.run(self, kind, run, out)
+            if legacy:  # a task written for the earlier interface: run(shard, kind, events, out)
+                events = pending if run is None else run.events()
+                self.task.run(self, kind, events, out)  # type: ignore[call-arg, arg-type]
+            else:
+                assert run is not None
+                self.task.run(self, run, out)
             if _FAIL_AT_RUN and kind == "observe":  # the hook counts learning runs only
                 _runs_done += 1
                 if _runs_done == _FAIL_AT_RUN:
                     raise RuntimeError("injected fault (REGRETFLOW_TEST_FAIL_AT_RUN)")
         except Exception as exc:
-            raise RunFailed(f"model {self.spec.name!r}: {type(exc).__name__}: {exc} (in a run of {len(run)} {kind} events)") from exc
+            raise RunFailed(f"model {self.spec.name!r}: {type(exc).__name__}: {exc} (in a run of {_count(pending)} {kind} events)") from exc
 
     # -- state ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -250,7 +300,7 @@ class Shard:
 class Router:
     """Finds (or creates) the shard of an event."""
 
-    def __init__(self, models: dict[str, ModelSpec]):
+    def __init__(self, models: dict[str, ModelSpec]) -> None:
         self.models = models
         self.shards: dict[tuple[str, str], Shard] = {}
         self.by_key = {name: bool(spec.params.get("shard_by_key", False)) for name, spec in models.items()}
@@ -275,7 +325,19 @@ class Router:
             self.counts[ev.model] += 1
         return shard
 
-    def flush(self, out) -> None:
+    def admit_run(self, run: Run, out: Output) -> list[tuple[int, BadEvent]]:
+        """Hand a validated run in columns (rows of one model, kind and key) to its shard.
+
+        The entry point of a columnar wire format: no per-row :class:`Event` is made.
+        Returns the rows refused, with their reason (the caller dead-letters them).
+        """
+        probe = Event(run.ids[0], run.model, run.kind)
+        probe.key = run.keys[0] if run.keys is not None else None
+        if run.keys is not None and self.by_key[run.model] and any(k != probe.key for k in run.keys):
+            raise ValueError("a run's rows belong to one shard: one key per run")
+        return self.shard(probe).admit_columns(run, out)
+
+    def flush(self, out: Output) -> None:
         for shard in self.shards.values():
             shard.flush(out)
 
@@ -296,5 +358,39 @@ class Router:
             self.counts[model] += 1
 
 
-def dumps(record: dict) -> bytes:
+def dumps(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _count(pending: list[Event | Run]) -> int:
+    return sum(1 if isinstance(p, Event) else len(p) for p in pending)
+
+
+_LEGACY_RUN: dict[type[Task], bool] = {}
+
+
+def _takes_events(task: Task) -> bool:
+    """Whether a task's ``run`` takes ``(shard, kind, events, out)``, the interface before runs came as columns."""
+    legacy = _LEGACY_RUN.get(type(task))
+    if legacy is None:
+        legacy = _LEGACY_RUN[type(task)] = len(inspect.signature(task.run).parameters) == 4
+    return legacy
+
+
+def _as_run(kind: str, pending: list[Event | Run]) -> Run:
+    """The pending run in columns: consecutive decoded events converted together, blocks joined in order."""
+    if all(type(p) is Event for p in pending):
+        return Run.from_events(kind, pending)  # type: ignore[arg-type]  # all Events, checked just above
+    runs: list[Run] = []
+    events: list[Event] = []
+    for p in pending:
+        if isinstance(p, Event):
+            events.append(p)
+            continue
+        if events:
+            runs.append(Run.from_events(kind, events))
+            events = []
+        runs.append(p)
+    if events:
+        runs.append(Run.from_events(kind, events))
+    return Run.concat(runs)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from regretflow.engine.runtime.dead_letters import BadEvent
-from regretflow.engine.runtime.events import Event
+from regretflow.engine.runtime.events import Event, Run
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, PendingJoins
 
 if TYPE_CHECKING:
@@ -84,7 +84,13 @@ class Output(Protocol):
 
     def answer(self, ev: Event, record: dict[str, Any]) -> None: ...
 
+    def answer_run(self, run: Run, records: list[dict[str, Any]]) -> None:
+        """One answer per row of ``run``, in its order (serialised together)."""
+
     def dead_event(self, ev: Event, reason: str, detail: str) -> None: ...
+
+    def dead_run(self, run: Run, reason: str, detail: str) -> None:
+        """Dead-letter every row of a run that had passed validation (its shard was quarantined)."""
 
 
 class ShardView(Protocol):
@@ -144,8 +150,8 @@ class Task(ABC):
         """Raise BadEvent if ``shard`` cannot take ``ev`` (a kind of :attr:`kinds`); changes nothing."""
         return None
 
-    def run(self, shard: ShardView, kind: str, events: list[Event], out: Output) -> None:
-        """Process a run of consecutive ``kind`` events (one of :attr:`run_kinds`) and answer them."""
+    def run(self, shard: ShardView, run: Run, out: Output) -> None:
+        """Process a run of consecutive events of one of :attr:`run_kinds` (``run.kind``), given as columns, and answer them."""
         raise NotImplementedError(f"the {self.name} task processes no runs")
 
     def handle(self, shard: ShardView, ev: Event, out: Output) -> None:
@@ -228,6 +234,17 @@ def fmt(value: Any, spec: str = ".4f") -> str:
     except (TypeError, ValueError):
         return "-"
     return "-" if not np.isfinite(v) else format(v, spec)
+
+
+def plain_list(values: Any) -> list[Any]:
+    """JSON-ready scalars from an array (one C call) or a sequence of numpy or Python values.
+
+    >>> plain_list(np.array([0.5, 2.0])), plain_list([np.int64(1), "a"])
+    ([0.5, 2.0], [1, 'a'])
+    """
+    if type(values) is np.ndarray:
+        return list(values.tolist())
+    return [plain(v) for v in values]
 
 
 def plain(v: Any) -> Any:

@@ -13,9 +13,9 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from regretflow.engine.runtime.dead_letters import BadEvent
-from regretflow.engine.runtime.events import Event
+from regretflow.engine.runtime.events import Event, Run
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, register_payload
-from regretflow.engine.tasks.base import Output, ShardView, Task, plain
+from regretflow.engine.tasks.base import Output, ShardView, Task, plain_list
 
 
 @register_payload
@@ -75,37 +75,42 @@ class SupervisedTask(Task):
                 raise BadEvent("feedback_mismatch", f"feedback to predict {ev.ref!r} must carry a label")
             self.check_label(ev.label)
 
-    def run(self, shard: ShardView, kind: str, events: list[Event], out: Output) -> None:
-        rows: list[Any] = [e.x for e in events]
-        X = np.stack(rows) if rows[0] is not None else np.zeros((len(events), 0))
-        memberships: list[Any] = [e.groups for e in events]
-        G = np.stack(memberships) if memberships[0] is not None else None
+    def run(self, shard: ShardView, run: Run, out: Output) -> None:
+        X, G, n, kind = run.X, run.groups, len(run), run.kind
         version = int(shard.learner.n_updates)
         if kind == "predict":
             preds = predict_rows(shard.learner, X, G)
         else:
-            preds = self.observe(shard, X, [e.label for e in events], G)
+            preds = self.observe(shard, X, run.labels or [], G)
         fields: list[dict[str, Any]] | None = None
-        if isinstance(preds, Served):
+        if isinstance(preds, Served):  # a learner whose answers carry more than the prediction (e.g. the drawn expert)
             preds, fields = preds.predictions, preds.fields
         if not self.healthy(preds):
             # nothing of the run is answered from the bad state; the engine puts the
             # shard's last good state back
-            shard.quarantine(f"non-finite predictions after a run of {len(events)} {kind} events")
-            for e in events:
-                out.dead_event(e, "model_unhealthy", str(shard.quarantined))
+            shard.quarantine(f"non-finite predictions after a run of {n} {kind} events")
+            out.dead_run(run, "model_unhealthy", str(shard.quarantined))
             return
         model = shard.spec.name
+        values = plain_list(preds)
+        ids = run.ids
         if kind == "observe":
-            for i, e in enumerate(events):
-                record = {"id": e.id, "model": model, "kind": "observe", "prediction": plain(preds[i]), "model_version": version + i}
-                out.answer(e, record | fields[i] if fields is not None else record)
+            records = [
+                {"id": eid, "model": model, "kind": "observe", "prediction": p, "model_version": v}
+                for eid, p, v in zip(ids, values, range(version, version + n))
+            ]
+            if fields is not None:
+                records = [record | extra for record, extra in zip(records, fields)]
+            out.answer_run(run, records)
             return
-        first_seq = shard.seq - len(events) + 1
-        for i, e in enumerate(events):
-            prediction = plain(preds[i])
-            shard.joins.add(JoinEntry(e.id, first_seq + i, e.ts, PredictPayload(e.x, e.groups, prediction)))
-            out.answer(e, {"id": e.id, "model": model, "kind": "predict", "prediction": prediction, "model_version": version})
+        first_seq = shard.seq - n + 1
+        add, ts = shard.joins.add, run.ts
+        for i, eid in enumerate(ids):
+            # the rows are views of the run's matrices: one conversion serves the answer and the join
+            add(JoinEntry(eid, first_seq + i, ts[i], PredictPayload(X[i], None if G is None else G[i], values[i])))
+        out.answer_run(
+            run, [{"id": eid, "model": model, "kind": "predict", "prediction": p, "model_version": version} for eid, p in zip(ids, values)]
+        )
         shard.expired += len(shard.joins.expire(shard.seq, None))
 
     def handle(self, shard: ShardView, ev: Event, out: Output) -> None:
