@@ -1,0 +1,467 @@
+"""Arrow record batches of events: decoded column-wise, validated row by row with the JSON path's reasons.
+
+A source hands an Arrow message out as :class:`~regretflow.connectors.arrow.ArrowRows`
+(some or all of its rows). :meth:`ArrowDecoder.decode` turns them into one
+:class:`ArrowRow` per row, holding either a validated :class:`Event` or the
+:class:`BadEvent` that dead-letters that row alone (the engine ends its detail with the
+row index and the message: :meth:`ArrowRow.locate`). The feature matrix is read from the message without a copy, checked
+for width, type, finiteness and ``max_abs_value`` in a few array operations, and each
+observe event's ``x`` is a row view of it; group membership is one boolean matrix
+filled per grouping. The scalar fields (id, model, kind, key, ts, label) are checked
+per row on Python values, with the same checks and in the same order as
+:meth:`EventDecoder.validate`, so that a row and the same event as JSON meet the same fate.
+
+Rows the fast path does not cover (feedback and audit events, decide events with
+``actions`` or ``expected_rewards``, columns of unexpected types, unknown columns) are
+turned into the JSON object they stand for and validated by
+:meth:`EventDecoder.validate` itself.
+
+>>> from regretflow.engine.config import parse_config
+>>> from regretflow.engine.tasks import model_tasks
+>>> from regretflow.connectors.arrow import ArrowRows, to_record_batch
+>>> cfg = parse_config({"models": {"m": {"learner": "ridge", "features": ["a", "b"]}}})
+>>> decoder = ArrowDecoder(EventDecoder(cfg, model_tasks(cfg)))
+>>> batch = to_record_batch({"id": ["1", "2"], "features": [[1.0, 2.0], [3.0, float("nan")]], "label": [1.0, 2.0]},
+...                         model="m", kind="observe")
+>>> first, second = decoder.decode(ArrowRows(batch, 0, 2, "events:0@7"))
+>>> first.event.x.tolist(), first.event.label
+([1.0, 2.0], 1.0)
+>>> second.bad.reason, second.locate(second.bad.detail)
+('non_finite', 'a NaN or infinite value (row 1 of events:0@7)')
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from regretflow.connectors.arrow import EVENT_COLUMNS, ArrowRows, answer_batches
+from regretflow.engine.runtime.dead_letters import BadEvent
+from regretflow.engine.runtime.events import _ATTRIBUTE_TYPES, _REQUIRED, KINDS, Event, EventDecoder, ModelView, _bin, _category, _show
+
+# kinds whose rows the column-wise path validates; the others (feedback, audit: no features) go through
+# EventDecoder.validate as the JSON objects they stand for
+_FAST_KINDS = frozenset(("observe", "predict", "decide"))
+# columns that send a row to EventDecoder.validate when not null (reply-only fields)
+_SLOW_COLUMNS = ("violations", "panel_size", "auditors", "ref", "reward")
+
+
+class ArrowRow:
+    """One decoded row: ``event`` (valid) or ``bad`` (its dead letter). ``str()`` is the row as JSON
+    (a dead letter's ``raw``), made only when needed; ``row`` is its index in the message ``where``."""
+
+    __slots__ = ("event", "bad", "batch", "index", "row", "where")
+
+    def __init__(self, batch: pa.RecordBatch, index: int, row: int, where: str, event: Event | None, bad: BadEvent | None):
+        self.batch = batch
+        self.index = index
+        self.row = row
+        self.where = where
+        self.event = event
+        self.bad = bad
+
+    def locate(self, detail: str) -> str:
+        """A dead letter's detail, with the row and the message it came from."""
+        return f"{detail} (row {self.row} of {self.where})"
+
+    def take(self) -> Event:
+        """The event, or raise its BadEvent."""
+        if self.bad is not None:
+            raise self.bad
+        assert self.event is not None
+        return self.event
+
+    def __str__(self) -> str:
+        return orjson.dumps(row_object(self.batch, self.index), default=str).decode()
+
+
+def expand_rows(records: list[tuple[str, Any]], decoder: ArrowDecoder) -> list[tuple[str, Any]]:
+    """A micro-batch's records with each slice of Arrow rows replaced by its decoded rows (:class:`ArrowRow`)."""
+    out: list[tuple[str, Any]] = []
+    for pid, payload in records:
+        if type(payload) is ArrowRows:
+            out.extend((pid, row) for row in decoder.decode(payload))
+        else:
+            out.append((pid, payload))
+    return out
+
+
+def answer_messages(answers: list[tuple[str, bytes, tuple[tuple[str, str], ...]]]) -> list[tuple[str, bytes, tuple[tuple[str, str], ...]]]:
+    """A micro-batch's JSON answers as Arrow messages (``runtime.answer_format = "arrow"``): one per model and kind."""
+    return answer_batches((headers[0][1], orjson.loads(payload)) for _, payload, headers in answers)
+
+
+def row_object(batch: pa.RecordBatch, index: int) -> dict[str, Any]:
+    """Row ``index`` of ``batch`` as the JSON event it stands for: null columns left out,
+    ``features.<name>`` and ``attributes.<name>`` columns gathered into their objects.
+
+    >>> from regretflow.connectors.arrow import to_record_batch
+    >>> row_object(to_record_batch({"id": ["a"], "features.x": [1.5], "key": [None]}, model="m", kind="predict"), 0)
+    {'id': 'a', 'model': 'm', 'kind': 'predict', 'features': {'x': 1.5}}
+    """
+    obj: dict[str, Any] = {}
+    for name, value in batch.slice(index, 1).to_pylist()[0].items():
+        if value is None:
+            continue
+        if name.startswith("features.") and name != "features":
+            obj.setdefault("features", {})[name[9:]] = value
+        elif name.startswith("attributes.") and name != "attributes":
+            obj.setdefault("attributes", {})[name[11:]] = value
+        elif name == "attributes" and type(value) is dict:
+            obj[name] = {k: v for k, v in value.items() if v is not None}
+        else:
+            obj[name] = value
+    return obj
+
+
+def _has_non_finite(value: Any) -> bool:
+    if type(value) is float:
+        return not math.isfinite(value)
+    if type(value) is list:
+        return any(_has_non_finite(v) for v in value)
+    if type(value) is dict:
+        return any(_has_non_finite(v) for v in value.values())
+    return False
+
+
+def _strings(column: pa.Array | None) -> list[Any] | None:
+    """A column's Python values, or None when it is absent."""
+    return None if column is None else column.to_pylist()
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or (pa.types.is_dictionary(t) and _is_text(t.value_type)))
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return bool(pa.types.is_floating(t) or pa.types.is_integer(t))
+
+
+class ArrowDecoder:
+    """Decodes the rows of Arrow messages into events, with the JSON decoder's rules and reasons."""
+
+    def __init__(self, decoder: EventDecoder):
+        self.decoder = decoder
+        self.max_abs = decoder.max_abs
+        self.models = decoder.models
+
+    def decode(self, rows: ArrowRows) -> list[ArrowRow]:
+        batch = rows.batch.slice(rows.start, len(rows))
+        try:
+            decoded = self._fast(batch, rows.start) if self._fast_schema(batch.schema) else None
+        except BadEvent:
+            raise
+        except Exception:  # an unexpected shape the fast path did not foresee: every row the slow, exact way
+            decoded = None
+        if decoded is None:
+            decoded = [self._slow(batch, i) for i in range(batch.num_rows)]
+        return [
+            ArrowRow(batch, i, rows.start + i, rows.where, None, item)
+            if isinstance(item, BadEvent)
+            else ArrowRow(batch, i, rows.start + i, rows.where, item, None)
+            for i, item in enumerate(decoded)
+        ]
+
+    # -- the exact path: one row at a time through EventDecoder.validate --------------------------
+    def _slow(self, batch: pa.RecordBatch, i: int, obj: dict[str, Any] | None = None) -> Event | BadEvent:
+        if obj is None:
+            obj = row_object(batch, i)
+        try:
+            if _has_non_finite(obj):
+                raise BadEvent("non_finite", "a NaN or infinite value")
+            ev = self.decoder.validate(obj)
+        except BadEvent as bad:
+            self.decoder._name_model(bad, obj)
+            return bad
+        if ev.x is not None and not ev.x.flags.writeable:
+            ev.x = ev.x.copy()
+        return ev
+
+    # -- the column-wise path -----------------------------------------------------------------------
+    def _fast_schema(self, schema: pa.Schema) -> bool:
+        """Whether every column has a type the column-wise path reads (else every row goes the exact way)."""
+        for f in schema:
+            name, t = f.name, f.type
+            if name in ("id", "model", "kind", "key"):
+                if not _is_text(t):
+                    return False
+            elif name == "ts":
+                if not _is_numeric(t):
+                    return False
+            elif name == "features":
+                if not (pa.types.is_fixed_size_list(t) and _is_numeric(t.value_type)):
+                    return False
+            elif name.startswith("features."):
+                return False  # named features: rare, the exact path
+            elif name == "label":
+                if not (_is_numeric(t) or _is_text(t) or pa.types.is_boolean(t)):
+                    return False
+            elif name == "attributes":
+                if not pa.types.is_struct(t) or any(pa.types.is_nested(t.field(k).type) for k in range(t.num_fields)):
+                    return False
+            elif name.startswith("attributes."):
+                if pa.types.is_nested(t):
+                    return False
+            elif name not in EVENT_COLUMNS:
+                return False  # unknown_field per row: the exact path names it
+        return True
+
+    def _fast(self, batch: pa.RecordBatch, first_row: int) -> list[Event | BadEvent]:
+        n = batch.num_rows
+        names = set(batch.schema.names)
+        col = batch.column
+        ids = _strings(col("id")) if "id" in names else [None] * n
+        models = _strings(col("model")) if "model" in names else [None] * n
+        kinds = _strings(col("kind")) if "kind" in names else [None] * n
+        keys = _strings(col("key")) if "key" in names else None
+        tss = _strings(col("ts")) if "ts" in names else None
+        labels = col("label").to_pylist() if "label" in names else None
+        slow = np.zeros(n, dtype=np.bool_)
+        for name in _SLOW_COLUMNS:
+            if name in names:
+                slow |= col(name).is_valid().to_numpy(zero_copy_only=False)
+        X, feature_problem = self._features(batch) if "features" in names else (None, None)
+        has_x = col("features").is_valid().to_numpy(zero_copy_only=False) if X is not None else None
+        # JSON cannot carry NaN or infinities: such a row is dead-lettered as ``non_finite`` before any other check
+        finite = feature_problem.finite | ~has_x if feature_problem is not None else np.ones(n, dtype=np.bool_)
+        for name in ["ts", "label", *(f"attributes.{a}" for a in self._float_attributes(batch))]:
+            finite &= self._finite(batch, name)
+        attributes = self._attribute_columns(batch)
+        memberships = self._memberships(models, X, attributes, n)
+
+        actions = col("actions").to_pylist() if "actions" in names else None
+        expected = col("expected_rewards").to_pylist() if "expected_rewards" in names else None
+        lists: dict[str, list[Any]] = {}  # the other columns' Python values, made for the first row that needs them
+
+        def row_dict(i: int) -> dict[str, Any]:
+            obj: dict[str, Any] = {}
+            for name in batch.schema.names:
+                if name == "features":
+                    if has_x is not None and has_x[i]:
+                        assert X is not None
+                        obj[name] = X[i].tolist()
+                    continue
+                if name == "attributes" or name.startswith("attributes."):
+                    continue
+                values = lists.get(name)
+                if values is None:
+                    values = lists[name] = col(name).to_pylist()
+                if values[i] is not None:
+                    obj[name] = values[i]
+            present = {a: v[i] for a, v in attributes.items() if v[i] is not None}
+            if present or ("attributes" in names and col("attributes").is_valid()[i].as_py()):
+                obj["attributes"] = present
+            return obj
+
+        out: list[Event | BadEvent] = []
+        max_abs = self.max_abs
+        views = self.models
+        for i in range(n):
+            kind = kinds[i]
+            if slow[i] or kind not in _FAST_KINDS:
+                out.append(self._slow(batch, i, row_dict(i)) if finite[i] else self._slow(batch, i))
+                continue
+            eid, model = ids[i], models[i]
+            try:
+                if not finite[i]:
+                    raise BadEvent("non_finite", "a NaN or infinite value")
+                if eid is None:
+                    raise BadEvent("missing_field", "field 'id' is required")
+                if model is None:
+                    raise BadEvent("missing_field", "field 'model' is required")
+                if not 0 < len(eid) <= 256:
+                    raise BadEvent("bad_field", "id must be a string of 1 to 256 characters")
+                view = views.get(model)
+                if view is None:
+                    raise BadEvent("unknown_model", f"model {model[:128]!r} is not declared in the config")
+                row_has_x = has_x is not None and bool(has_x[i])
+                for req in _REQUIRED[kind]:
+                    if (req == "features" and not row_has_x) or (req == "label" and (labels is None or labels[i] is None)):
+                        raise BadEvent("missing_field", f"a {kind} event requires {req!r}")
+                ev = Event(eid, model, kind)
+                if keys is not None and keys[i] is not None:
+                    if len(keys[i]) > 256:
+                        raise BadEvent("bad_field", "key must be a string of at most 256 characters")
+                    ev.key = keys[i]
+                if tss is not None and tss[i] is not None:
+                    ev.ts = float(tss[i])
+                if row_has_x:
+                    assert X is not None and feature_problem is not None
+                    problem = feature_problem(i, view)
+                    if problem is not None:
+                        raise problem
+                    ev.x = X[i] if kind == "observe" else X[i].copy()  # requests keep x in the join store: no view of the message
+                elif view.d and kind != "decide":
+                    raise BadEvent("missing_field", f"a {kind} event requires 'features'")
+                label = labels[i] if labels is not None else None
+                if kind == "observe":
+                    label = ev.label = view.task.check_label(label)
+                    if type(label) is not str and not -max_abs <= label <= max_abs:
+                        raise BadEvent("out_of_range", f"label {_show(label)} is beyond max_abs_value {max_abs:g}")
+                elif label is not None:
+                    raise BadEvent("unknown_field", f"a {kind} event carries no label")
+                nested = {
+                    "actions": actions[i] if actions is not None else None,
+                    "expected_rewards": expected[i] if expected is not None else None,
+                }
+                if nested["actions"] is not None or nested["expected_rewards"] is not None:
+                    if _has_non_finite(nested):
+                        raise BadEvent("non_finite", "a NaN or infinite value")
+                    if kind == "decide":  # (as in JSON, an observe or predict ignores them)
+                        self.decoder._decide(view, {k: v for k, v in nested.items() if v is not None}, ev)
+                if view.n_groups:
+                    ev.groups = memberships[model](i, ev.x)
+            except BadEvent as bad:
+                if type(model) is str and model in views:
+                    bad.model = model
+                if type(eid) is str and 0 < len(eid) <= 256:
+                    bad.event_id = eid
+                out.append(bad)
+                continue
+            if kind not in KINDS:  # unreachable: _FAST_KINDS are kinds
+                raise AssertionError(kind)
+            out.append(ev)
+        return out
+
+    def _features(self, batch: pa.RecordBatch) -> tuple[np.ndarray, Any]:
+        """The feature matrix (a view of the message's buffer when it holds float64) and a per-row check."""
+        column = batch.column("features")
+        width = column.type.list_size
+        n = batch.num_rows
+        values = column.values.slice(column.offset * width, n * width)  # a null row keeps its width of placeholders
+        inner_nulls = values.null_count > 0
+        if pa.types.is_float64(values.type) and not inner_nulls:
+            X = values.to_numpy(zero_copy_only=True).reshape(n, width)
+        else:
+            X = values.to_numpy(zero_copy_only=False).astype(np.float64).reshape(n, width)
+        null_inside = values.is_null().to_numpy(zero_copy_only=False).reshape(n, width).any(axis=1) if inner_nulls else None
+        with np.errstate(invalid="ignore"):
+            finite = np.isfinite(X).all(axis=1) if X.size else np.ones(n, dtype=np.bool_)
+        if null_inside is not None:
+            finite |= null_inside  # a null feature is a wrong_type, as JSON's null is
+            peak = np.abs(X).max(axis=1) if width else np.zeros(n)
+        max_abs = self.max_abs
+
+        def problem(i: int, view: ModelView) -> BadEvent | None:
+            if width < view.d:
+                return BadEvent("missing_features", f"{width} features, the model declares {view.d}")
+            if width > view.d:
+                return BadEvent("extra_features", f"{width} features, the model declares {view.d}")
+            if null_inside is not None and null_inside[i]:
+                return BadEvent("wrong_type", "feature value None is not a number")
+            if peak[i] > max_abs:
+                return BadEvent("out_of_range", f"a feature is beyond max_abs_value {max_abs:g}")
+            return None
+
+        problem.finite = finite  # type: ignore[attr-defined]
+        return X, problem
+
+    @staticmethod
+    def _float_attributes(batch: pa.RecordBatch) -> list[str]:
+        names = []
+        if "attributes" in batch.schema.names:
+            t = batch.schema.field("attributes").type
+            names += [t.field(k).name for k in range(t.num_fields) if pa.types.is_floating(t.field(k).type)]
+        names += [f.name[11:] for f in batch.schema if f.name.startswith("attributes.") and pa.types.is_floating(f.type)]
+        return names
+
+    @staticmethod
+    def _finite(batch: pa.RecordBatch, name: str) -> np.ndarray:
+        """Per row: the float column ``name`` (``attributes.<a>`` also inside the struct) holds no NaN or infinity."""
+        column: Any = None
+        if name in batch.schema.names:
+            column = batch.column(name)
+        elif name.startswith("attributes.") and "attributes" in batch.schema.names:
+            column = batch.column("attributes").field(name[11:])
+        if column is None or not pa.types.is_floating(column.type):
+            return np.ones(batch.num_rows, dtype=np.bool_)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(np.isfinite(column.fill_null(0.0).to_numpy(zero_copy_only=False)), dtype=np.bool_)
+
+    @staticmethod
+    def _attribute_columns(batch: pa.RecordBatch) -> dict[str, list[Any]]:
+        """Each attribute's values (None where absent), from an ``attributes`` struct and ``attributes.<name>`` columns."""
+        out: dict[str, list[Any]] = {}
+        if "attributes" in batch.schema.names:
+            struct = batch.column("attributes")
+            valid = struct.is_valid().to_pylist()
+            for k in range(struct.type.num_fields):
+                values = struct.field(k).to_pylist()
+                out[struct.type.field(k).name] = [v if ok else None for v, ok in zip(values, valid)]
+        for name in batch.schema.names:
+            if name.startswith("attributes."):
+                out[name[11:]] = batch.column(name).to_pylist()
+        return out
+
+    def _memberships(self, models: list[Any], X: np.ndarray | None, attributes: dict[str, list[Any]], n: int) -> dict[str, Any]:
+        """Per model with groups: a function (row, x) -> its membership row, filled column-wise for the whole batch.
+
+        A grouping reads its field from the attributes first, then from the features (a
+        null attribute reads as absent); values outside the declared groups join none.
+        """
+        out: dict[str, Any] = {}
+        for name in {m for m in models if type(m) is str}:
+            view = self.models.get(name)
+            if view is None or not view.n_groups:
+                continue
+            G = np.zeros((n, view.n_groups), dtype=np.bool_)
+            bad: dict[int, BadEvent] = {}
+            for gi, g in enumerate(view.groups):
+                attr = attributes.get(g.field)
+                col_index = view.index.get(g.field)
+                from_x = X is not None and col_index is not None and X.shape[1] == view.d
+                if attr is None and from_x and not g.values:
+                    assert X is not None and col_index is not None
+                    G[:, view.offsets[gi] : view.offsets[gi] + len(g.edges) - 1] |= _bins_matrix(g.edges, X[:, col_index])
+                    continue
+                cache: dict[Any, int] = {}
+                for i in range(n):
+                    value = attr[i] if attr is not None else None
+                    if value is None and from_x:
+                        assert X is not None and col_index is not None
+                        value = float(X[i, col_index])
+                    if value is None:
+                        continue
+                    if type(value) not in _ATTRIBUTE_TYPES:
+                        bad.setdefault(
+                            i, BadEvent("bad_field", f"attribute {g.field!r} must be a string, number or boolean, got {_show(value)}")
+                        )
+                        continue
+                    j = cache.get((type(value), value))
+                    if j is None:
+                        if g.values:
+                            found = view.value_index[gi].get(_category(value))
+                            j = -1 if found is None else found
+                        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                            j = _bin(g.edges, float(value))
+                        else:
+                            j = -1
+                        cache[(type(value), value)] = j
+                    if j >= 0:
+                        G[i, view.offsets[gi] + j] = True
+
+            def row(i: int, x: np.ndarray | None, G: np.ndarray = G, bad: dict[int, BadEvent] = bad) -> np.ndarray:
+                if i in bad:
+                    raise bad[i]
+                membership: np.ndarray = G[i]
+                return membership
+
+            out[name] = row
+        return out
+
+
+def _bins_matrix(edges: tuple[float, ...], values: np.ndarray) -> np.ndarray:
+    """One-hot bins of ``values`` (the bin [e_i, e_{i+1}), the last one closed; none outside), as ``events._bin``."""
+    e = np.asarray(edges, dtype=np.float64)
+    k = len(e) - 1
+    with np.errstate(invalid="ignore"):
+        inside = (values >= e[0]) & (values <= e[-1])
+    j = np.minimum(np.searchsorted(e[1:], values, side="right"), k - 1)
+    out = np.zeros((len(values), k), dtype=np.bool_)
+    rows = np.nonzero(inside)[0]
+    out[rows, j[rows]] = True
+    return out
