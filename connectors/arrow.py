@@ -385,7 +385,7 @@ def answer_batches(records: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for model, record in records:
         groups.setdefault((model, str(record.get("kind"))), []).append(record)
-    out = []
+    out: list[tuple[str, bytes, tuple[tuple[str, str], ...]]] = []
     for (model, _), rows in groups.items():
         payload = encode_batch(pa.RecordBatch.from_pylist(rows))
         out.append((model, payload, (("model", model), ("content-type", CONTENT_TYPE), ("rows", str(len(rows))))))

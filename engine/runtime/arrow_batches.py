@@ -32,8 +32,9 @@ turned into the JSON object they stand for and validated by
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -41,7 +42,9 @@ import pyarrow as pa
 
 from regretflow.connectors.arrow import EVENT_COLUMNS, ArrowRows, answer_batches
 from regretflow.engine.runtime.dead_letters import BadEvent
-from regretflow.engine.runtime.events import _ATTRIBUTE_TYPES, _REQUIRED, KINDS, Event, EventDecoder, ModelView, _bin, _category, _show
+from regretflow.engine.runtime.events import _ATTRIBUTE_TYPES, _REQUIRED, Event, EventDecoder, ModelView, _bin, _category, _show
+
+log = logging.getLogger("regretflow")
 
 # kinds whose rows the column-wise path validates; the others (feedback, audit: no features) go through
 # EventDecoder.validate as the JSON objects they stand for
@@ -128,9 +131,12 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-def _strings(column: pa.Array | None) -> list[Any] | None:
-    """A column's Python values, or None when it is absent."""
-    return None if column is None else column.to_pylist()
+def _values(batch: pa.RecordBatch, name: str) -> list[Any]:
+    """A column's Python values (None for every row when the batch has no such column)."""
+    if name in batch.schema.names:
+        values: list[Any] = batch.column(name).to_pylist()
+        return values
+    return [None] * batch.num_rows
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -148,14 +154,18 @@ class ArrowDecoder:
         self.decoder = decoder
         self.max_abs = decoder.max_abs
         self.models = decoder.models
+        self.fallbacks = 0  # batches the column-wise path raised on (logged once; the rows then go one by one)
 
     def decode(self, rows: ArrowRows) -> list[ArrowRow]:
         batch = rows.batch.slice(rows.start, len(rows))
         try:
-            decoded = self._fast(batch, rows.start) if self._fast_schema(batch.schema) else None
+            decoded = self._fast(batch) if self._fast_schema(batch.schema) else None
         except BadEvent:
             raise
-        except Exception:  # an unexpected shape the fast path did not foresee: every row the slow, exact way
+        except Exception as exc:  # a shape the column-wise path did not foresee: every row the slow, exact way
+            self.fallbacks += 1
+            if self.fallbacks == 1:
+                log.warning("event=arrow_fallback error=%r (rows are validated one by one)", f"{type(exc).__name__}: {exc}"[:300])
             decoded = None
         if decoded is None:
             decoded = [self._slow(batch, i) for i in range(batch.num_rows)]
@@ -210,38 +220,38 @@ class ArrowDecoder:
                 return False  # unknown_field per row: the exact path names it
         return True
 
-    def _fast(self, batch: pa.RecordBatch, first_row: int) -> list[Event | BadEvent]:
+    def _fast(self, batch: pa.RecordBatch) -> list[Event | BadEvent]:
         n = batch.num_rows
         names = set(batch.schema.names)
         col = batch.column
-        ids = _strings(col("id")) if "id" in names else [None] * n
-        models = _strings(col("model")) if "model" in names else [None] * n
-        kinds = _strings(col("kind")) if "kind" in names else [None] * n
-        keys = _strings(col("key")) if "key" in names else None
-        tss = _strings(col("ts")) if "ts" in names else None
-        labels = col("label").to_pylist() if "label" in names else None
+        ids, models, kinds = _values(batch, "id"), _values(batch, "model"), _values(batch, "kind")
+        keys, tss, labels = _values(batch, "key"), _values(batch, "ts"), _values(batch, "label")
         slow = np.zeros(n, dtype=np.bool_)
         for name in _SLOW_COLUMNS:
             if name in names:
                 slow |= col(name).is_valid().to_numpy(zero_copy_only=False)
-        X, feature_problem = self._features(batch) if "features" in names else (None, None)
-        has_x = col("features").is_valid().to_numpy(zero_copy_only=False) if X is not None else None
+        X: np.ndarray | None = None
+        feature_problem: Any = None
+        has_x = np.zeros(n, dtype=np.bool_)
         # JSON cannot carry NaN or infinities: such a row is dead-lettered as ``non_finite`` before any other check
-        finite = feature_problem.finite | ~has_x if feature_problem is not None else np.ones(n, dtype=np.bool_)
+        finite = np.ones(n, dtype=np.bool_)
+        if "features" in names:
+            X, features_finite, feature_problem = self._features(batch)
+            has_x = np.asarray(col("features").is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+            finite &= features_finite | ~has_x
         for name in ["ts", "label", *(f"attributes.{a}" for a in self._float_attributes(batch))]:
             finite &= self._finite(batch, name)
         attributes = self._attribute_columns(batch)
         memberships = self._memberships(models, X, attributes, n)
 
-        actions = col("actions").to_pylist() if "actions" in names else None
-        expected = col("expected_rewards").to_pylist() if "expected_rewards" in names else None
+        actions, expected = _values(batch, "actions"), _values(batch, "expected_rewards")
         lists: dict[str, list[Any]] = {}  # the other columns' Python values, made for the first row that needs them
 
         def row_dict(i: int) -> dict[str, Any]:
             obj: dict[str, Any] = {}
             for name in batch.schema.names:
                 if name == "features":
-                    if has_x is not None and has_x[i]:
+                    if has_x[i]:
                         assert X is not None
                         obj[name] = X[i].tolist()
                     continue
@@ -266,8 +276,10 @@ class ArrowDecoder:
                 out.append(self._slow(batch, i, row_dict(i)) if finite[i] else self._slow(batch, i))
                 continue
             eid, model = ids[i], models[i]
+            nested = {"actions": actions[i], "expected_rewards": expected[i]}
+            has_nested = nested["actions"] is not None or nested["expected_rewards"] is not None
             try:
-                if not finite[i]:
+                if not finite[i] or (has_nested and _has_non_finite(nested)):
                     raise BadEvent("non_finite", "a NaN or infinite value")
                 if eid is None:
                     raise BadEvent("missing_field", "field 'id' is required")
@@ -278,16 +290,16 @@ class ArrowDecoder:
                 view = views.get(model)
                 if view is None:
                     raise BadEvent("unknown_model", f"model {model[:128]!r} is not declared in the config")
-                row_has_x = has_x is not None and bool(has_x[i])
+                row_has_x = bool(has_x[i])
                 for req in _REQUIRED[kind]:
-                    if (req == "features" and not row_has_x) or (req == "label" and (labels is None or labels[i] is None)):
+                    if (req == "features" and not row_has_x) or (req == "label" and labels[i] is None):
                         raise BadEvent("missing_field", f"a {kind} event requires {req!r}")
-                ev = Event(eid, model, kind)
-                if keys is not None and keys[i] is not None:
+                ev = cast(Any, Event)(eid, model, kind)  # (Event's constructor is not annotated yet)
+                if keys[i] is not None:
                     if len(keys[i]) > 256:
                         raise BadEvent("bad_field", "key must be a string of at most 256 characters")
                     ev.key = keys[i]
-                if tss is not None and tss[i] is not None:
+                if tss[i] is not None:
                     ev.ts = float(tss[i])
                 if row_has_x:
                     assert X is not None and feature_problem is not None
@@ -297,22 +309,15 @@ class ArrowDecoder:
                     ev.x = X[i] if kind == "observe" else X[i].copy()  # requests keep x in the join store: no view of the message
                 elif view.d and kind != "decide":
                     raise BadEvent("missing_field", f"a {kind} event requires 'features'")
-                label = labels[i] if labels is not None else None
+                label = labels[i]
                 if kind == "observe":
                     label = ev.label = view.task.check_label(label)
                     if type(label) is not str and not -max_abs <= label <= max_abs:
                         raise BadEvent("out_of_range", f"label {_show(label)} is beyond max_abs_value {max_abs:g}")
                 elif label is not None:
                     raise BadEvent("unknown_field", f"a {kind} event carries no label")
-                nested = {
-                    "actions": actions[i] if actions is not None else None,
-                    "expected_rewards": expected[i] if expected is not None else None,
-                }
-                if nested["actions"] is not None or nested["expected_rewards"] is not None:
-                    if _has_non_finite(nested):
-                        raise BadEvent("non_finite", "a NaN or infinite value")
-                    if kind == "decide":  # (as in JSON, an observe or predict ignores them)
-                        self.decoder._decide(view, {k: v for k, v in nested.items() if v is not None}, ev)
+                if has_nested and kind == "decide":  # (as in JSON, an observe or predict ignores them)
+                    self.decoder._decide(view, {k: v for k, v in nested.items() if v is not None}, ev)
                 if view.n_groups:
                     ev.groups = memberships[model](i, ev.x)
             except BadEvent as bad:
@@ -322,13 +327,12 @@ class ArrowDecoder:
                     bad.event_id = eid
                 out.append(bad)
                 continue
-            if kind not in KINDS:  # unreachable: _FAST_KINDS are kinds
-                raise AssertionError(kind)
             out.append(ev)
         return out
 
-    def _features(self, batch: pa.RecordBatch) -> tuple[np.ndarray, Any]:
-        """The feature matrix (a view of the message's buffer when it holds float64) and a per-row check."""
+    def _features(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, Any]:
+        """The feature matrix (a view of the message's buffer when it holds float64), which rows are
+        finite, and a per-row check of width, type and bound against a model."""
         column = batch.column("features")
         width = column.type.list_size
         n = batch.num_rows
@@ -341,9 +345,9 @@ class ArrowDecoder:
         null_inside = values.is_null().to_numpy(zero_copy_only=False).reshape(n, width).any(axis=1) if inner_nulls else None
         with np.errstate(invalid="ignore"):
             finite = np.isfinite(X).all(axis=1) if X.size else np.ones(n, dtype=np.bool_)
+            peak = np.abs(X).max(axis=1) if width else np.zeros(n)
         if null_inside is not None:
             finite |= null_inside  # a null feature is a wrong_type, as JSON's null is
-            peak = np.abs(X).max(axis=1) if width else np.zeros(n)
         max_abs = self.max_abs
 
         def problem(i: int, view: ModelView) -> BadEvent | None:
@@ -357,8 +361,7 @@ class ArrowDecoder:
                 return BadEvent("out_of_range", f"a feature is beyond max_abs_value {max_abs:g}")
             return None
 
-        problem.finite = finite  # type: ignore[attr-defined]
-        return X, problem
+        return X, finite, problem
 
     @staticmethod
     def _float_attributes(batch: pa.RecordBatch) -> list[str]:

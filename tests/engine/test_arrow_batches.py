@@ -100,6 +100,7 @@ def test_every_family_reaches_the_same_state_and_answers_as_with_json():
     assert by_id(arrow_answers) == by_id(json_answers) and len(arrow_answers) == len(json_answers)
     assert by_id(arrow_dead) == by_id(json_dead)
     assert arrow_engine.events_seen == json_engine.events_seen == len(payloads)
+    assert arrow_engine.arrow_decoder.fallbacks == 0  # the column-wise path never gave up on a batch
 
 
 def test_a_regression_stream_with_groups_is_bit_identical_whatever_the_batch_and_message_sizes(regression_config):
@@ -107,7 +108,7 @@ def test_a_regression_stream_with_groups_is_bit_identical_whatever_the_batch_and
     ref, ref_answers, _ = run(regression_config, payloads, batch_size=512)
     for rows_per_message, batch_size in ((1000, 7), (64, 512), (33, 50)):
         engine, answers, dead = run(regression_config, arrow_messages(payloads, rows_per_message), batch_size=batch_size)
-        assert not dead
+        assert not dead and engine.arrow_decoder.fallbacks == 0
         assert_same_bits(shard_state(ref), shard_state(engine))
         assert [orjson.loads(r[1]) for r in answers] == [orjson.loads(r[1]) for r in ref_answers]
 
@@ -241,3 +242,18 @@ def test_a_frame_with_one_column_per_feature_and_attribute_columns(regression_co
     b, answers_b, dead_b = run(regression_config, [named])
     assert not dead_a and not dead_b and len(answers_a) == 50
     assert_same_bits(shard_state(a), shard_state(b))
+
+
+def test_features_are_read_from_the_message_without_a_copy(regression_config):
+    from regretflow.connectors.arrow import ArrowRows
+    from regretflow.engine.runtime.arrow_batches import ArrowDecoder
+    from regretflow.engine.runtime.events import EventDecoder
+    from regretflow.engine.tasks import model_tasks
+
+    payload = encode_batch(from_events([{"id": f"o{i}", **GOOD} for i in range(4)]))
+    batch = read_batch(payload)
+    rows = ArrowDecoder(EventDecoder(regression_config, model_tasks(regression_config))).decode(ArrowRows(batch, 1, 4, "t:0@0"))
+    x = rows[0].event.x
+    assert not x.flags.writeable and not x.flags.owndata  # a row view of the message's buffer
+    assert np.shares_memory(x, np.frombuffer(payload, dtype=np.uint8))
+    assert [r.row for r in rows] == [1, 2, 3] and rows[0].event.groups.tolist() == [True, False, False, True, False, False]  # segment a, age 30 in [18, 40)
