@@ -39,8 +39,11 @@ from typing import Any, cast
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from regretflow.connectors.arrow import EVENT_COLUMNS, ArrowRows, answer_batches
+from regretflow.engine.errors import FatalError
+from regretflow.engine.runtime import events as events_module
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import _ATTRIBUTE_TYPES, _REQUIRED, Event, EventDecoder, ModelView, _bin, _category, _show
 
@@ -82,12 +85,114 @@ class ArrowRow:
         return orjson.dumps(row_object(self.batch, self.index), default=str).decode()
 
 
+class ArrowBlock:
+    """Consecutive valid rows of one message for one model, run kind (observe, predict) and key, as
+    columns: ``X`` (a view of the message for observe rows), ``groups``, ``labels``, ``ts``, ``ids``.
+    The shard takes them together (:func:`admit_block`); ``start``..``stop`` are their indices in ``batch``
+    and ``row`` the message row of the first."""
+
+    __slots__ = ("batch", "start", "stop", "row", "where", "model", "kind", "key", "ids", "X", "groups", "labels", "ts")
+
+    def __init__(
+        self,
+        batch: pa.RecordBatch,
+        start: int,
+        stop: int,
+        row: int,
+        where: str,
+        model: str,
+        kind: str,
+        key: str | None,
+        ids: list[str],
+        X: np.ndarray,
+        groups: np.ndarray | None,
+        labels: list[Any] | None,
+        ts: list[float | None],
+    ):
+        self.batch, self.start, self.stop, self.row, self.where = batch, start, stop, row, where
+        self.model, self.kind, self.key = model, kind, key
+        self.ids, self.X, self.groups, self.labels, self.ts = ids, X, groups, labels, ts
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def raw(self, i: int) -> ArrowRow:
+        """Row ``i`` of the block as a dead letter's payload (its text is the row as JSON)."""
+        return ArrowRow(self.batch, self.start + i, self.row + i, self.where, None, None)
+
+    def event(self, i: int) -> Event:
+        """Row ``i`` as an :class:`Event` (its ``x`` a row of ``X``)."""
+        ev: Event = cast(Any, Event)(self.ids[i], self.model, self.kind)
+        ev.key, ev.ts, ev.x = self.key, self.ts[i], self.X[i]
+        if self.labels is not None:
+            ev.label = self.labels[i]
+        if self.groups is not None:
+            ev.groups = self.groups[i]
+        ev.raw = cast(Any, self.raw(i))
+        return ev
+
+
+class _Columns:
+    """What :meth:`ArrowDecoder._fast` read of a batch, for the blocks cut from it."""
+
+    __slots__ = ("ids", "models", "kinds", "keys", "ts", "labels", "X", "memberships")
+
+    def __init__(
+        self,
+        ids: list[Any],
+        models: list[Any],
+        kinds: list[Any],
+        keys: list[Any],
+        ts: list[Any],
+        labels: list[Any],
+        X: np.ndarray | None,
+        memberships: dict[str, tuple[np.ndarray, dict[int, BadEvent]]],
+    ):
+        self.ids, self.models, self.kinds, self.keys, self.ts, self.labels, self.X = ids, models, kinds, keys, ts, labels, X
+        self.memberships = memberships
+
+
+def admit_block(router: Any, block: ArrowBlock, out: Any) -> list[tuple[int, BadEvent]]:
+    """Hand a block to its shard; the rows it refused, each with its BadEvent (the others are admitted, in order).
+
+    With a shard that takes runs in columns (``Shard.admit_columns`` and ``events.Run``) the
+    block goes in as one run, without an Event per row; otherwise row by row as events whose
+    features are views of the block's matrix.
+    """
+    probe: Event = cast(Any, Event)(block.ids[0], block.model, block.kind)
+    probe.key, probe.ts = block.key, block.ts[0]
+    try:
+        shard = router.shard(probe)  # a new key's shard is created here (or refused: too_many_keys, unsupported_kind)
+    except BadEvent as bad:
+        return [(i, bad) for i in range(len(block))]
+    run_type = getattr(events_module, "Run", None)
+    if run_type is not None and hasattr(shard, "admit_columns"):
+        keys = [block.key] * len(block) if block.key is not None else None
+        raws = [block.raw(i) for i in range(len(block))]
+        run = run_type.from_columns(block.kind, block.model, block.ids, block.X, block.groups, block.labels, block.ts, keys, raws)
+        refused: list[tuple[int, BadEvent]] = shard.admit_columns(run, out)
+        return refused
+    refused = []
+    for i in range(len(block)):
+        try:
+            shard.admit(block.event(i), out)
+        except BadEvent as bad:
+            refused.append((i, bad))
+        except FatalError:
+            raise
+        except Exception as exc:  # one event's problem, never the process's end (as the loop does for a JSON event)
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            log.error("event=internal_error model=%s error=%r", block.model, detail)
+            refused.append((i, BadEvent("internal_error", detail)))
+    return refused
+
+
 def expand_rows(records: list[tuple[str, Any]], decoder: ArrowDecoder) -> list[tuple[str, Any]]:
-    """A micro-batch's records with each slice of Arrow rows replaced by its decoded rows (:class:`ArrowRow`)."""
+    """A micro-batch's records with each slice of Arrow rows replaced by what it decodes to (rows and blocks)."""
     out: list[tuple[str, Any]] = []
     for pid, payload in records:
         if type(payload) is ArrowRows:
-            out.extend((pid, row) for row in decoder.decode(payload))
+            out.extend((pid, item) for item in decoder.decode(payload))
         else:
             out.append((pid, payload))
     return out
@@ -139,6 +244,17 @@ def _values(batch: pa.RecordBatch, name: str) -> list[Any]:
     return [None] * batch.num_rows
 
 
+def _lengths_within(batch: pa.RecordBatch, name: str, low: int, high: int, n: int) -> np.ndarray:
+    """Per row: the text column ``name`` is present and holds ``low`` to ``high`` characters."""
+    if name not in batch.schema.names:
+        return np.zeros(n, dtype=np.bool_)
+    column = batch.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    lengths = pc.utf8_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
+    return np.asarray((lengths >= low) & (lengths <= high), dtype=np.bool_)
+
+
 def _is_text(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or (pa.types.is_dictionary(t) and _is_text(t.value_type)))
 
@@ -155,8 +271,11 @@ class ArrowDecoder:
         self.max_abs = decoder.max_abs
         self.models = decoder.models
         self.fallbacks = 0  # batches the column-wise path raised on (logged once; the rows then go one by one)
+        self._last = _Columns([], [], [], [], [], [], None, {})
 
-    def decode(self, rows: ArrowRows) -> list[ArrowRow]:
+    def decode(self, rows: ArrowRows) -> list[ArrowRow | ArrowBlock]:
+        """The rows in order: single rows (:class:`ArrowRow`: bad ones, and those checked one by one)
+        and blocks of consecutive valid rows of one model, run kind and key (:class:`ArrowBlock`)."""
         batch = rows.batch.slice(rows.start, len(rows))
         try:
             decoded = self._fast(batch) if self._fast_schema(batch.schema) else None
@@ -169,12 +288,36 @@ class ArrowDecoder:
             decoded = None
         if decoded is None:
             decoded = [self._slow(batch, i) for i in range(batch.num_rows)]
-        return [
-            ArrowRow(batch, i, rows.start + i, rows.where, None, item)
-            if isinstance(item, BadEvent)
-            else ArrowRow(batch, i, rows.start + i, rows.where, item, None)
-            for i, item in enumerate(decoded)
-        ]
+        out: list[ArrowRow | ArrowBlock] = []
+        i, n = 0, len(decoded)
+        while i < n:
+            item = decoded[i]
+            if item is None:  # consecutive screened rows of one model, kind and key: one block
+                c = self._last
+                j = i + 1
+                while j < n and decoded[j] is None and c.models[j] == c.models[i] and c.kinds[j] == c.kinds[i] and c.keys[j] == c.keys[i]:
+                    j += 1
+                out.append(self._block(batch, c, i, j, rows))
+                i = j
+                continue
+            if isinstance(item, BadEvent):
+                out.append(ArrowRow(batch, i, rows.start + i, rows.where, None, item))
+            else:
+                out.append(ArrowRow(batch, i, rows.start + i, rows.where, item, None))
+            i += 1
+        return out
+
+    def _block(self, batch: pa.RecordBatch, c: _Columns, lo: int, hi: int, rows: ArrowRows) -> ArrowBlock:
+        model, kind = c.models[lo], c.kinds[lo]
+        view = self.models[model]
+        assert c.X is not None
+        X = c.X[lo:hi] if kind == "observe" else c.X[lo:hi].copy()  # requests keep x in the join store: no view of the message
+        groups = c.memberships[model][0][lo:hi] if view.n_groups else None
+        labels = None
+        if kind == "observe":
+            labels = [view.task.check_label(label) for label in c.labels[lo:hi]]
+        ts = [None if t is None else float(t) for t in c.ts[lo:hi]]
+        return ArrowBlock(batch, lo, hi, rows.start + lo, rows.where, model, kind, c.keys[lo], c.ids[lo:hi], X, groups, labels, ts)
 
     # -- the exact path: one row at a time through EventDecoder.validate --------------------------
     def _slow(self, batch: pa.RecordBatch, i: int, obj: dict[str, Any] | None = None) -> Event | BadEvent:
@@ -220,7 +363,9 @@ class ArrowDecoder:
                 return False  # unknown_field per row: the exact path names it
         return True
 
-    def _fast(self, batch: pa.RecordBatch) -> list[Event | BadEvent]:
+    def _fast(self, batch: pa.RecordBatch) -> list[Event | BadEvent | None]:
+        """Per row: its Event, its BadEvent, or None for a row that passed the column-wise screen
+        (:meth:`_screen`) and joins a block; ``self._last`` keeps what blocks are cut from."""
         n = batch.num_rows
         names = set(batch.schema.names)
         col = batch.column
@@ -232,11 +377,12 @@ class ArrowDecoder:
                 slow |= col(name).is_valid().to_numpy(zero_copy_only=False)
         X: np.ndarray | None = None
         feature_problem: Any = None
+        features_fine: np.ndarray | None = None
         has_x = np.zeros(n, dtype=np.bool_)
         # JSON cannot carry NaN or infinities: such a row is dead-lettered as ``non_finite`` before any other check
         finite = np.ones(n, dtype=np.bool_)
         if "features" in names:
-            X, features_finite, feature_problem = self._features(batch)
+            X, features_finite, features_fine, feature_problem = self._features(batch)
             has_x = np.asarray(col("features").is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
             finite &= features_finite | ~has_x
         for name in ["ts", "label", *(f"attributes.{a}" for a in self._float_attributes(batch))]:
@@ -267,10 +413,14 @@ class ArrowDecoder:
                 obj["attributes"] = present
             return obj
 
-        out: list[Event | BadEvent] = []
+        happy = self._screen(batch, models, kinds, labels, X, has_x, finite & ~slow, features_fine, memberships)
+        out: list[Event | BadEvent | None] = []
         max_abs = self.max_abs
         views = self.models
         for i in range(n):
+            if happy[i]:
+                out.append(None)  # a row of a block (decode gathers them): no per-row work
+                continue
             kind = kinds[i]
             if slow[i] or kind not in _FAST_KINDS:
                 out.append(self._slow(batch, i, row_dict(i)) if finite[i] else self._slow(batch, i))
@@ -319,7 +469,10 @@ class ArrowDecoder:
                 if has_nested and kind == "decide":  # (as in JSON, an observe or predict ignores them)
                     self.decoder._decide(view, {k: v for k, v in nested.items() if v is not None}, ev)
                 if view.n_groups:
-                    ev.groups = memberships[model](i, ev.x)
+                    G, bad_rows = memberships[model]
+                    if i in bad_rows:
+                        raise bad_rows[i]
+                    ev.groups = G[i]
             except BadEvent as bad:
                 if type(model) is str and model in views:
                     bad.model = model
@@ -328,11 +481,76 @@ class ArrowDecoder:
                 out.append(bad)
                 continue
             out.append(ev)
+        self._last = _Columns(ids, models, kinds, keys, tss, labels, X, memberships)
         return out
 
-    def _features(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, Any]:
+    def _screen(
+        self,
+        batch: pa.RecordBatch,
+        models: list[Any],
+        kinds: list[Any],
+        labels: list[Any],
+        X: np.ndarray | None,
+        has_x: np.ndarray,
+        candidates: np.ndarray,
+        features_fine: np.ndarray | None,
+        memberships: dict[str, tuple[np.ndarray, dict[int, BadEvent]]],
+    ) -> np.ndarray:
+        """Rows that pass every check column-wise: an observe or predict (a kind its model's task takes
+        as runs), of a declared model of the batch's feature width, with an id of 1 to 256 characters,
+        a key of at most 256, features within ``max_abs_value``, a regression label within it (or a
+        label the task takes), no label on a predict, and scalar group attributes. The others go row by
+        row, which names their reason."""
+        n = batch.num_rows
+        names = batch.schema.names
+        happy = candidates & has_x
+        if X is None or features_fine is None or not happy.any():
+            return np.zeros(n, dtype=np.bool_)
+        happy &= features_fine
+        happy &= _lengths_within(batch, "id", 1, 256, n)
+        if "key" in names:
+            happy &= _lengths_within(batch, "key", 0, 256, n) | batch.column("key").is_null().to_numpy(zero_copy_only=False)
+        for name in ("actions", "expected_rewards"):
+            if name in names:
+                happy &= batch.column(name).is_null().to_numpy(zero_copy_only=False)
+        label_column = batch.column("label") if "label" in names else None
+        label_null = np.ones(n, dtype=np.bool_) if label_column is None else label_column.is_null().to_numpy(zero_copy_only=False)
+        numeric_labels = label_column is not None and _is_numeric(label_column.type)
+        models_np, kinds_np = np.array(models, dtype=object), np.array(kinds, dtype=object)
+        taken = np.zeros(n, dtype=np.bool_)
+        for name in {m for m in models if type(m) is str}:
+            view = self.models.get(name)
+            if view is None or view.d != X.shape[1]:
+                continue
+            of_model = happy & (models_np == name)
+            if view.n_groups:
+                bad_rows = memberships[name][1]
+                if bad_rows:
+                    of_model[list(bad_rows)] = False
+            for kind in view.task.run_kinds & {"observe", "predict"}:
+                rows = of_model & (kinds_np == kind)
+                if kind == "predict":
+                    taken |= rows & label_null
+                    continue
+                rows &= ~label_null
+                if numeric_labels and view.task.name == "regression":
+                    assert label_column is not None
+                    values = label_column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+                    taken |= rows & (np.abs(values) <= self.max_abs)
+                    continue
+                for i in np.nonzero(rows)[0].tolist():  # other tasks: the task's own label check, per row
+                    try:
+                        label = view.task.check_label(labels[i])
+                    except BadEvent:
+                        continue
+                    if type(label) is str or -self.max_abs <= label <= self.max_abs:
+                        taken[i] = True
+        return taken
+
+    def _features(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
         """The feature matrix (a view of the message's buffer when it holds float64), which rows are
-        finite, and a per-row check of width, type and bound against a model."""
+        finite, which hold no null and nothing beyond ``max_abs_value``, and a per-row check of width,
+        type and bound against a model."""
         column = batch.column("features")
         width = column.type.list_size
         n = batch.num_rows
@@ -350,6 +568,10 @@ class ArrowDecoder:
             finite |= null_inside  # a null feature is a wrong_type, as JSON's null is
         max_abs = self.max_abs
 
+        fine = peak <= max_abs  # (NaN compares False: such rows are not finite anyway)
+        if null_inside is not None:
+            fine &= ~null_inside
+
         def problem(i: int, view: ModelView) -> BadEvent | None:
             if width < view.d:
                 return BadEvent("missing_features", f"{width} features, the model declares {view.d}")
@@ -361,7 +583,7 @@ class ArrowDecoder:
                 return BadEvent("out_of_range", f"a feature is beyond max_abs_value {max_abs:g}")
             return None
 
-        return X, finite, problem
+        return X, finite, fine, problem
 
     @staticmethod
     def _float_attributes(batch: pa.RecordBatch) -> list[str]:
@@ -400,13 +622,16 @@ class ArrowDecoder:
                 out[name[11:]] = batch.column(name).to_pylist()
         return out
 
-    def _memberships(self, models: list[Any], X: np.ndarray | None, attributes: dict[str, list[Any]], n: int) -> dict[str, Any]:
-        """Per model with groups: a function (row, x) -> its membership row, filled column-wise for the whole batch.
+    def _memberships(
+        self, models: list[Any], X: np.ndarray | None, attributes: dict[str, list[Any]], n: int
+    ) -> dict[str, tuple[np.ndarray, dict[int, BadEvent]]]:
+        """Per model with groups: the batch's membership matrix, filled column-wise, and the rows whose
+        attribute values are not scalars (each with its BadEvent).
 
         A grouping reads its field from the attributes first, then from the features (a
         null attribute reads as absent); values outside the declared groups join none.
         """
-        out: dict[str, Any] = {}
+        out: dict[str, tuple[np.ndarray, dict[int, BadEvent]]] = {}
         for name in {m for m in models if type(m) is str}:
             view = self.models.get(name)
             if view is None or not view.n_groups:
@@ -447,13 +672,7 @@ class ArrowDecoder:
                     if j >= 0:
                         G[i, view.offsets[gi] + j] = True
 
-            def row(i: int, x: np.ndarray | None, G: np.ndarray = G, bad: dict[int, BadEvent] = bad) -> np.ndarray:
-                if i in bad:
-                    raise bad[i]
-                membership: np.ndarray = G[i]
-                return membership
-
-            out[name] = row
+            out[name] = (G, bad)
         return out
 
 

@@ -37,7 +37,7 @@ from regretflow.engine.errors import FatalError
 from regretflow.engine.evaluation import regret
 from regretflow.engine.observability.metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
 from regretflow.engine.observability.metrics_log import metrics_log_record
-from regretflow.engine.runtime.arrow_batches import ArrowDecoder, ArrowRow, answer_messages, expand_rows
+from regretflow.engine.runtime.arrow_batches import ArrowBlock, ArrowDecoder, ArrowRow, admit_block, answer_messages, expand_rows
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.events import BadEvent, Event, EventDecoder
 from regretflow.engine.runtime.shard import Router, Shard, dumps
@@ -374,6 +374,16 @@ class Engine:
                 if part is None:  # a record of a partition assigned without a callback (never with Kafka)
                     part = self.parts[pid] = self._restore(pid)
                 part.dirty = True
+            if type(payload) is ArrowBlock:  # valid rows of an Arrow message, taken together (docs/arrow.md)
+                refused = admit_block(part.router, payload, out)
+                for i, bad in refused:
+                    out.dead(payload.raw(i), bad.reason, payload.raw(i).locate(bad.detail), payload.model, payload.ids[i])
+                part.events_seen += len(payload)
+                part.dead_count += len(refused)
+                part.valid_events += len(payload) - len(refused)
+                k = (payload.model, payload.kind)
+                kinds[k] = kinds.get(k, 0) + len(payload) - len(refused)
+                continue
             part.events_seen += 1
             ev = None
             try:
@@ -405,7 +415,7 @@ class Engine:
         self.dead_letters.write(out.dead_records)
         self.metrics.sink_records.labels(sink="answers").inc(len(out.answers))
         self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead_records))
-        n = len(records)
+        n = sum(len(p) if type(p) is ArrowBlock else 1 for _, p in records)
         self.since_checkpoint += n
         elapsed = time.perf_counter() - started
         self._update_metrics(out, n, elapsed)

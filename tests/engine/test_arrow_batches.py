@@ -246,14 +246,26 @@ def test_a_frame_with_one_column_per_feature_and_attribute_columns(regression_co
 
 def test_features_are_read_from_the_message_without_a_copy(regression_config):
     from regretflow.connectors.arrow import ArrowRows
-    from regretflow.engine.runtime.arrow_batches import ArrowDecoder
+    from regretflow.engine.runtime.arrow_batches import ArrowBlock, ArrowDecoder
     from regretflow.engine.runtime.events import EventDecoder
     from regretflow.engine.tasks import model_tasks
 
     payload = encode_batch(from_events([{"id": f"o{i}", **GOOD} for i in range(4)]))
     batch = read_batch(payload)
-    rows = ArrowDecoder(EventDecoder(regression_config, model_tasks(regression_config))).decode(ArrowRows(batch, 1, 4, "t:0@0"))
-    x = rows[0].event.x
-    assert not x.flags.writeable and not x.flags.owndata  # a row view of the message's buffer
-    assert np.shares_memory(x, np.frombuffer(payload, dtype=np.uint8))
-    assert [r.row for r in rows] == [1, 2, 3] and rows[0].event.groups.tolist() == [True, False, False, True, False, False]  # segment a, age 30 in [18, 40)
+    (block,) = ArrowDecoder(EventDecoder(regression_config, model_tasks(regression_config))).decode(ArrowRows(batch, 1, 4, "t:0@0"))
+    assert type(block) is ArrowBlock and len(block) == 3 and block.row == 1  # valid rows go together, no Event per row
+    assert not block.X.flags.writeable and not block.X.flags.owndata  # a view of the message's buffer
+    assert np.shares_memory(block.X, np.frombuffer(payload, dtype=np.uint8))
+    assert block.groups[0].tolist() == [True, False, False, True, False, False]  # segment a, age 30 in [18, 40)
+    assert block.ids == ["o1", "o2", "o3"] and block.labels == [1.0, 1.0, 1.0]
+
+
+def test_a_row_its_shard_refuses_inside_a_block_is_dead_lettered_alone_with_its_row(regression_config):
+    predict = {k: v for k, v in GOOD.items() if k != "label"} | {"kind": "predict"}
+    rows = [{"id": "p1", **predict}, {"id": "p2", **predict}, {"id": "p1", **predict}, {"id": "p3", **predict}]
+    _, json_answers, json_dead = run(regression_config, [orjson.dumps(r) for r in rows])
+    _, answers, dead = run(regression_config, [encode_batch(from_events(rows))])
+    (letter,) = [orjson.loads(r[1]) for r in dead]
+    assert letter["reason"] == orjson.loads(json_dead[0][1])["reason"] == "duplicate_id"
+    assert letter["detail"].endswith("(row 2 of 0)") and orjson.loads(letter["raw"])["id"] == "p1"
+    assert [orjson.loads(r[1]) for r in answers] == [orjson.loads(r[1]) for r in json_answers]
