@@ -162,15 +162,14 @@ def raw_consume(bootstrap: str, topic: str, messages: int, rows_per_message: int
         }
     )
     c.subscribe([topic])
-    got, first, t0 = 0, 0, None
+    while not any(m.error() is None for m in c.consume(1, 0.05)):  # the clock starts after the first message
+        pass
+    t0, got = time.perf_counter(), 1
     while got < messages:
-        k = sum(1 for m in c.consume(64, 0.05) if m.error() is None)
-        if k and t0 is None:
-            t0, first = time.perf_counter(), k
-        got += k
+        got += sum(1 for m in c.consume(64, 0.05) if m.error() is None)
     elapsed = time.perf_counter() - t0
     c.close()
-    return (got - first) * rows_per_message / elapsed
+    return (got - 1) * rows_per_message / elapsed
 
 
 def through_kafka(n: int, rows_per_message: int, batch: int) -> dict[str, float]:

@@ -269,3 +269,16 @@ def test_a_row_its_shard_refuses_inside_a_block_is_dead_lettered_alone_with_its_
     assert letter["reason"] == orjson.loads(json_dead[0][1])["reason"] == "duplicate_id"
     assert letter["detail"].endswith("(row 2 of 0)") and orjson.loads(letter["raw"])["id"] == "p1"
     assert [orjson.loads(r[1]) for r in answers] == [orjson.loads(r[1]) for r in json_answers]
+
+
+def test_the_arrow_benchmark_runs_in_process_on_a_tiny_size():
+    """A smoke run of tests/benchmarks/bench_arrow.py (no timing is asserted): the engine's answers equal
+    the bare learner's predictions."""
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_arrow.py"
+    args = ["--events", "1500", "--rows-per-message", "400", "--batch", "256", "--repeat", "1", "--no-kafka"]
+    out = subprocess.run([sys.executable, str(bench), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "agree: yes" in out.stdout and "Arrow engine / bare:" in out.stdout

@@ -180,3 +180,12 @@ def test_sigkill_inside_arrow_messages_gives_the_uninterrupted_state(broker, tmp
     proc = start(cfg, tmp_path, "crash.log")
     assert proc.wait(timeout=300) == 0, (tmp_path / "crash.log").read_text()[-3000:]
     assert_same_state(clean, final_states(tmp_path / "crash-state"))
+
+
+def test_the_arrow_benchmark_runs_through_the_broker_on_a_tiny_size():
+    """A smoke run of tests/benchmarks/bench_arrow.py with its broker part (no timing is asserted)."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_arrow.py"
+    args = ["--events", "3000", "--rows-per-message", "500", "--batch", "256", "--repeat", "1"]
+    out = subprocess.run([sys.executable, str(bench), *args], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "agree: yes" in out.stdout and "engine / raw:" in out.stdout
