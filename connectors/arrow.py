@@ -344,17 +344,23 @@ def produce_frame(
     frame_or_columns: Any,
     rows_per_message: int = 10_000,
     key: str | None = None,
+    max_message_bytes: int = 900_000,
     **columns: Any,
 ) -> int:
     """Stream a frame to ``topic`` as Arrow messages of at most ``rows_per_message`` events; the number of messages.
 
-    ``producer`` is a confluent-kafka ``Producer`` or a kafka-python ``KafkaProducer``;
-    ``columns`` are :func:`to_record_batch`'s keywords. Each message carries the header
+    Messages are also kept under ``max_message_bytes`` (the brokers' and clients' default
+    limit is 1 MB; at 32 float64 features a row weighs about 300 bytes). ``producer`` is a
+    confluent-kafka ``Producer`` or a kafka-python ``KafkaProducer``; ``columns`` are
+    :func:`to_record_batch`'s keywords. Each message carries the header
     ``content-type: application/vnd.apache.arrow.stream``. The caller flushes the producer.
     """
     if rows_per_message < 1:
         raise ValueError("rows_per_message must be at least 1")
     batch = to_record_batch(frame_or_columns, **columns)
+    if batch.num_rows:
+        row_bytes = max(1, batch.nbytes // batch.num_rows)
+        rows_per_message = max(1, min(rows_per_message, (max_message_bytes - 4096) // row_bytes))  # 4 KiB for the schema
     headers = [("content-type", CONTENT_TYPE.encode())]
     key_bytes = key.encode() if key is not None else None
     sent = 0

@@ -1,6 +1,6 @@
 """Benchmark (not collected by pytest): Arrow batches of events, in process and through a broker.
 
-    .venv/bin/python tests/benchmarks/bench_arrow.py [--events 200000] [--rows-per-message 5000] [--batch 4096] [--no-kafka]
+    .venv/bin/python tests/benchmarks/bench_arrow.py [--events 200000] [--rows-per-message 2000] [--batch 4096] [--no-kafka]
 
 Ridge at d = 32, measured side by side in one run:
 
@@ -231,7 +231,7 @@ features = {orjson.dumps(NAMES).decode()}
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--rows-per-message", type=int, default=5_000)
+    ap.add_argument("--rows-per-message", type=int, default=2_000, help="about 650 kB a message at d = 32 (brokers take 1 MB)")
     ap.add_argument("--batch", type=int, default=4096, help="runtime.batch_size and the bare learner's batches")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-kafka", action="store_true", help="only the in-process comparison")
