@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from regretflow.connectors import Records
+from regretflow.connectors.arrow import RowCursor, position_dict
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message, TopicPartition
@@ -791,6 +792,7 @@ class KafkaSource(_BrokerEndpoint):
         self._on_lost: Callable[[list[str]], None] = lambda pids: None
         self.errors = 0
         self.offset_resets: dict[tuple[str, str, str], int] = {}  # (topic, partition, action) -> count
+        self._cursor = RowCursor()  # fetched records not yet handed out, split at Arrow rows
 
     def connect(self, timeout: float = 10.0) -> None:
         """Reach the broker and join the group's subscription: one attempt of at most about
@@ -844,12 +846,16 @@ class KafkaSource(_BrokerEndpoint):
             self._next.pop(pid, None)
             self._topic_ids.pop(pid, None)
             self._unverified.discard(pid)
+            self._cursor.drop(pid)
 
-    def poll(self, max_records: int, timeout: float) -> list[tuple[str, bytes]]:
-        """The next records, none of them from a partition whose position is not in its log.
+    def poll(self, max_records: int, timeout: float) -> list[tuple[str, Any]]:
+        """The next records (at most ``max_records`` events: an Arrow message's rows count one each and
+        may be handed out over several polls), none of them from a partition whose position is not in its log.
 
         Raises :class:`OffsetResetError` when one is found and ``on_offset_reset = "fail"``.
         """
+        if self._cursor:  # rows of Arrow messages fetched earlier come first
+            return self._cursor.take(max_records)
         if not self.connected:  # the daemon connects first; a direct user gets one short attempt per poll
             try:
                 self.connect(max(timeout, 1.0))
@@ -878,12 +884,11 @@ class KafkaSource(_BrokerEndpoint):
                 if pid in held:  # fetched again once the check passes (a reset has sought elsewhere already)
                     self._client.seek(pid, offset)
             records = kept
-        out = []
         nxt = self._next
         for pid, offset, value in records:
-            nxt[pid] = offset + 1
-            out.append((pid, value if value is not None else b""))
-        return out
+            nxt[pid] = offset + 1  # fetched; position() names the first row not yet handed out
+            self._cursor.push(pid, offset, value if value is not None else b"")
+        return self._cursor.take(max_records)
 
     def _check_positions(self) -> tuple[set[str], set[str]]:
         """Check the new and (every POSITION_CHECK_SECONDS) all owned positions against their logs; a position
@@ -983,20 +988,27 @@ class KafkaSource(_BrokerEndpoint):
         assert target is not None  # the log's range is known: without it only "fail" went on, and raised
         log.warning("%s to=%d (the learner state is kept)", fields, target)
         self._client.seek(pid, target)
+        self._cursor.drop(pid)
         self._next[pid] = target
         self._topic_ids[pid] = topic_id
         self._unverified.discard(pid)
 
     def position(self, pid: str) -> dict[str, Any] | None:
-        off = self._next.get(pid)
+        """The next offset, and the next row when the engine stopped inside an Arrow message."""
+        at = self._cursor.next_position(pid)
+        off, row = at if at is not None else (self._next.get(pid), 0)
         if off is None:
             return None
+        position: dict[str, Any] = position_dict("offset", off, row)
         topic_id = self._topic_ids.get(pid)
-        return {"offset": off} if topic_id is None else {"offset": off, "topic_id": topic_id}
+        if topic_id is not None:
+            position["topic_id"] = topic_id
+        return position
 
     def seek(self, pid: str, position: dict[str, Any]) -> None:
         """Resume at a checkpointed position; it is checked against the log before any record is handed out."""
         self._client.seek(pid, int(position["offset"]))
+        self._cursor.seek(pid, int(position["offset"]), int(position.get("row", 0)))
         self._next[pid] = int(position["offset"])
         self._topic_ids[pid] = position.get("topic_id")
         self._unverified.add(pid)

@@ -205,6 +205,8 @@ class RuntimeSpec:
     # mode of the files regretflow creates (checkpoints, answers, dead letters, metrics log); directories get r -> rx
     file_mode: Annotated[Int, Field(ge=0o600, le=0o777)] = 0o600
     idle_exit_seconds: Annotated[Float, Field(ge=0)] = 0.0
+    # answers as one JSON record per event, or as Arrow messages (one per model and kind a micro-batch answers)
+    answer_format: Literal["json", "arrow"] = "json"
 
 
 @dataclass(frozen=True, config=_SPEC)
@@ -448,6 +450,10 @@ def _simulator_problems(options: dict[str, Any]) -> list[str]:
 
 
 def _source_problems(config: Config) -> list[str]:
+    if config.runtime.answer_format == "arrow" and config.answers.type not in ("kafka", "memory", "null"):
+        return [
+            f"runtime.answer_format: Arrow answers are binary messages, for a kafka (or memory) answers sink, not {config.answers.type}"
+        ]
     if config.source.type == "simulator" and config.source.options.get("model") not in config.models:
         return [f"source.model: {config.source.options.get('model')!r} is not a declared model"]
     return []

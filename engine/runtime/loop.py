@@ -42,6 +42,7 @@ from regretflow.engine.errors import FatalError
 from regretflow.engine.evaluation import regret
 from regretflow.engine.observability.metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
 from regretflow.engine.observability.metrics_log import metrics_log_record
+from regretflow.engine.runtime.arrow_batches import ArrowBlock, ArrowDecoder, ArrowRow, admit_block, answer_messages, expand_rows
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import Event, EventDecoder, Run
@@ -235,6 +236,7 @@ class Engine:
         self.answers = answers
         self.dead_letters = dead_letters
         self.decoder = EventDecoder(config, model_tasks(config))
+        self.arrow_decoder = ArrowDecoder(self.decoder)  # Arrow messages: many events each (docs/arrow.md)
         self.partitioned = bool(getattr(source, "partitioned", False))
         self.parts: dict[str, Partition] = {}
         gauges, group_gauges = _learner_gauges(config)
@@ -457,6 +459,7 @@ class Engine:
         kinds = out.kinds
         if not self.partitioned:
             records = [("", p) for p in records]
+        records = expand_rows(records, self.arrow_decoder)
         part = None
         for pid, payload in records:
             if part is None or part.pid != pid:
@@ -464,16 +467,25 @@ class Engine:
                 if part is None:  # a record of a partition assigned without a callback (never with Kafka)
                     part = self.parts[pid] = self._restore(pid)
                 part.dirty = True
+            if type(payload) is ArrowBlock:  # valid rows of an Arrow message, taken together (docs/arrow.md)
+                refused = admit_block(part.router, payload, out)
+                for i, bad in refused:
+                    out.dead(payload.raw(i), bad.reason, payload.raw(i).locate(bad.detail), payload.model, payload.ids[i])
+                part.events_seen += len(payload)
+                part.dead_count += len(refused)
+                part.valid_events += len(payload) - len(refused)
+                k = (payload.model, payload.kind)
+                kinds[k] = kinds.get(k, 0) + len(payload) - len(refused)
+                continue
             part.events_seen += 1
             ev = None
             try:
-                ev = decode(payload)
+                ev = payload.take() if type(payload) is ArrowRow else decode(payload)
                 ev.raw = payload
                 part.router.shard(ev).admit(ev, out)
             except BadEvent as bad:
-                out.dead(
-                    payload, bad.reason, bad.detail, ev.model if ev is not None else bad.model, ev.id if ev is not None else bad.event_id
-                )
+                detail = bad.detail if type(payload) is not ArrowRow else payload.locate(bad.detail)
+                out.dead(payload, bad.reason, detail, ev.model if ev is not None else bad.model, ev.id if ev is not None else bad.event_id)
                 part.dead_count += 1
                 continue
             except FatalError:
@@ -492,11 +504,11 @@ class Engine:
             if part.dirty:
                 part.router.flush(out)
                 self._quarantine_unhealthy(part, out)
-        self.answers.write(out.answers)
+        self.answers.write(out.answers if self.config.runtime.answer_format == "json" else answer_messages(out.answers))
         self.dead_letters.write(out.dead_records)
         self.metrics.sink_records.labels(sink="answers").inc(len(out.answers))
         self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead_records))
-        n = len(records)
+        n = sum(len(p) if type(p) is ArrowBlock else 1 for _, p in records)
         self.since_checkpoint += n
         elapsed = time.perf_counter() - started
         self._update_metrics(out, n, elapsed)

@@ -1,0 +1,398 @@
+"""The Arrow batch wire format: many events in one Kafka message (or one in-memory record).
+
+A payload that starts with the Arrow IPC stream marker (``0xFFFFFFFF``) is an Arrow
+record batch whose rows are events: one column per event field (``id``, ``model``,
+``kind``, ``key``, ``ts``, ``features``, ``label``, ``attributes``, ``ref``,
+``reward``, ...), ``features`` as a fixed-size list of float64 (or one
+``features.<name>`` column per declared feature). Anything else is a JSON event, as
+before; docs/arrow.md describes the columns.
+
+Sources hand Arrow messages out as :class:`ArrowRows` (a slice of one message's rows)
+through a :class:`RowCursor`, so that a micro-batch may end inside a large message: a
+source position then names the message and the first row not yet handed out
+(``{"offset": 17, "row": 512}``), and a restart resumes at that row.
+
+The producer side: :func:`to_record_batch` turns a pandas or polars frame (or a dict
+of columns) into a batch of events, :func:`encode_batch` into a message, and
+:func:`produce_frame` streams a frame to a topic in messages of ``rows_per_message``.
+
+>>> import numpy as np
+>>> batch = to_record_batch({"x": [1.0, 2.0], "y": [3.0, 4.0], "t": [5.0, 6.0]}, model="m", kind="observe",
+...                         features=["x", "y"], label="t", id_prefix="e")
+>>> batch.column_names
+['id', 'model', 'kind', 'features', 'label']
+>>> payload = encode_batch(batch)
+>>> is_arrow(payload), read_batch(payload).num_rows
+(True, 2)
+>>> cursor = RowCursor()
+>>> cursor.push("", 0, payload); cursor.push("", 1, b'{"id": "j"}')
+>>> [(pid, len(item)) for pid, item in cursor.take(1)], cursor.next_position("")
+([('', 1)], (0, 1))
+>>> [(pid, len(item)) for pid, item in cursor.take(5)], cursor.next_position("")
+([('', 1), ('', 11)], None)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+#: The first four bytes of an Arrow IPC stream (the continuation marker); no JSON text starts so.
+ARROW_MAGIC = b"\xff\xff\xff\xff"
+#: The MIME type of an Arrow IPC stream (the ``content-type`` header of produced messages).
+CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+#: The event fields a batch may carry as columns (the JSON event's fields).
+EVENT_COLUMNS = (
+    "id",
+    "model",
+    "kind",
+    "key",
+    "ts",
+    "features",
+    "attributes",
+    "label",
+    "actions",
+    "expected_rewards",
+    "ref",
+    "reward",
+    "violations",
+    "panel_size",
+    "auditors",
+)
+
+
+def is_arrow(payload: Any) -> bool:
+    """Whether a record's payload is an Arrow IPC stream (else it is read as one JSON event).
+
+    >>> is_arrow(b'{"id": "1"}'), is_arrow(ARROW_MAGIC + b"rest"), is_arrow(None)
+    (False, True, False)
+    """
+    return isinstance(payload, (bytes, bytearray, memoryview)) and bytes(payload[:4]) == ARROW_MAGIC
+
+
+def read_batch(payload: bytes | bytearray | memoryview) -> pa.RecordBatch:
+    """The record batch of an Arrow IPC stream, without copying its buffers (``payload`` stays alive
+    as long as the batch). A stream of several batches is combined into one (that copies)."""
+    reader = pa.ipc.open_stream(pa.py_buffer(payload))
+    batches = list(reader)
+    if len(batches) == 1:
+        return batches[0]
+    if not batches:
+        return pa.RecordBatch.from_pylist([], schema=reader.schema)
+    table = pa.Table.from_batches(batches).combine_chunks()
+    return table.to_batches()[0]
+
+
+def encode_batch(batch: pa.RecordBatch | pa.Table) -> bytes:
+    """The Arrow IPC stream of ``batch``: one message's payload."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write(batch)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+class ArrowRows:
+    """Rows ``start`` to ``stop`` of one Arrow message: what a source hands out for them.
+
+    ``where`` names the message in dead letters (``topic:partition@offset``, or the index of
+    an in-memory record).
+
+    >>> rows = ArrowRows(to_record_batch({"v": [1.0, 2.0, 3.0]}, model="m", kind="predict", features=["v"], id_prefix="r"), 1, 3, "t:0@5")
+    >>> len(rows), rows.where
+    (2, 't:0@5')
+    """
+
+    __slots__ = ("batch", "start", "stop", "where")
+
+    def __init__(self, batch: pa.RecordBatch, start: int, stop: int, where: str):
+        self.batch = batch
+        self.start = start
+        self.stop = stop
+        self.where = where
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __repr__(self) -> str:
+        return f"ArrowRows({self.where}, rows {self.start}..{self.stop})"
+
+
+class _Pending:
+    __slots__ = ("pid", "offset", "value", "next_row", "rows")
+
+    def __init__(self, pid: str, offset: int, value: Any, next_row: int, rows: int):
+        self.pid, self.offset, self.value, self.next_row, self.rows = pid, offset, value, next_row, rows
+
+
+class RowCursor:
+    """The records a source fetched and has not handed out yet, split at row granularity.
+
+    ``push`` takes each fetched record (its partition, offset and payload); ``take(n)``
+    hands out at most ``n`` events in order: a JSON payload counts one, an Arrow message
+    as many as its rows, and may be cut (the rest comes first at the next ``take``).
+    ``next_position(pid)`` is ``(offset, row)`` of the first row of ``pid`` not handed
+    out, or None when everything pushed for ``pid`` was. ``seek(pid, offset, row)`` makes
+    the record at ``offset`` start at ``row`` when it is pushed (a restart inside a message).
+
+    An Arrow message that cannot be read is handed out as its bytes: the decoder
+    dead-letters it as one record.
+
+    >>> cursor = RowCursor(); cursor.seek("p", 4, 1)
+    >>> cursor.push("p", 4, encode_batch(to_record_batch({"v": [1.0, 2.0]}, model="m", kind="predict", features=["v"], id_prefix="r")))
+    >>> [item.start for _, item in cursor.take(10)], cursor.next_position("p")
+    ([1], None)
+    """
+
+    def __init__(self) -> None:
+        self.pending: deque[_Pending] = deque()
+        self._skip: dict[str, tuple[int, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.pending)
+
+    def push(self, pid: str, offset: int, value: Any) -> None:
+        start = 0
+        skip = self._skip.get(pid)
+        if skip is not None:
+            if offset >= skip[0]:
+                del self._skip[pid]
+            if offset == skip[0]:
+                start = skip[1]
+        if is_arrow(value):
+            try:
+                batch = read_batch(value)
+            except (pa.ArrowException, ValueError, OSError):
+                self.pending.append(_Pending(pid, offset, value, 0, 1))  # the engine dead-letters the bytes
+                return
+            if start >= batch.num_rows:
+                return  # every row was applied before the restart
+            self.pending.append(_Pending(pid, offset, batch, start, batch.num_rows))
+            return
+        self.pending.append(_Pending(pid, offset, value, 0, 1))
+
+    def take(self, max_events: int) -> list[tuple[str, Any]]:
+        out: list[tuple[str, Any]] = []
+        budget = max_events
+        pending = self.pending
+        while pending and budget > 0:
+            head = pending[0]
+            if type(head.value) is not pa.RecordBatch:
+                out.append((head.pid, head.value))
+                budget -= 1
+                pending.popleft()
+                continue
+            stop = min(head.rows, head.next_row + budget)
+            out.append(
+                (head.pid, ArrowRows(head.value, head.next_row, stop, f"{head.pid}@{head.offset}" if head.pid else str(head.offset)))
+            )
+            budget -= stop - head.next_row
+            head.next_row = stop
+            if stop == head.rows:
+                pending.popleft()
+        return out
+
+    def next_position(self, pid: str) -> tuple[int, int] | None:
+        for p in self.pending:
+            if p.pid == pid:
+                return p.offset, p.next_row
+        return None
+
+    def seek(self, pid: str, offset: int, row: int) -> None:
+        self.drop(pid)
+        if row:
+            self._skip[pid] = (offset, row)
+
+    def drop(self, pid: str) -> None:
+        """Forget what was fetched for ``pid`` (a seek, a revoked partition)."""
+        self._skip.pop(pid, None)
+        if any(p.pid == pid for p in self.pending):
+            self.pending = deque(p for p in self.pending if p.pid != pid)
+
+
+def position_dict(offset_key: str, offset: int, row: int) -> dict[str, int]:
+    """A source position: the record's offset (under ``offset_key``), and the row inside it when not 0
+    (a position without ``row`` is today's format, and reads as row 0).
+
+    >>> position_dict("offset", 7, 0), position_dict("offset", 7, 3)
+    ({'offset': 7}, {'offset': 7, 'row': 3})
+    """
+    return {offset_key: offset, "row": row} if row else {offset_key: offset}
+
+
+# -- producing -------------------------------------------------------------------------------------------
+
+
+def _columns(frame_or_columns: Any) -> dict[str, pa.Array | pa.ChunkedArray]:
+    """Named columns of a pandas or polars frame, a pyarrow table or batch, or a mapping of sequences."""
+    data = frame_or_columns
+    if hasattr(data, "to_arrow") and not isinstance(data, (pa.Table, pa.RecordBatch)):  # polars
+        data = data.to_arrow()
+    elif type(data).__module__.startswith("pandas"):
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        return {name: data.column(name) for name in data.column_names}
+    if isinstance(data, Mapping):
+        return {str(name): _array(values) for name, values in data.items()}
+    raise TypeError(f"expected a pandas or polars frame, a pyarrow table or a mapping of columns, got {type(data).__name__}")
+
+
+def _array(values: Any) -> pa.Array | pa.ChunkedArray:
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return values
+    array = np.asarray(values) if not isinstance(values, list) else None
+    if array is not None and array.ndim == 2:  # a feature matrix: one fixed-size list per row
+        flat = pa.array(np.ascontiguousarray(array, dtype=np.float64).ravel())
+        return pa.FixedSizeListArray.from_arrays(flat, array.shape[1])
+    return pa.array(values)
+
+
+def to_record_batch(
+    frame_or_columns: Any,
+    model: str | None = None,
+    kind: str | None = None,
+    features: Sequence[str] | None = None,
+    label: str | None = None,
+    id_prefix: str | None = None,
+    first_id: int = 0,
+) -> pa.RecordBatch:
+    """A record batch of events from a frame (pandas, polars, pyarrow) or a mapping of columns.
+
+    ``model`` and ``kind`` fill those columns when the frame has none; ``features`` names
+    the frame's columns packed, in that order, into the ``features`` column (a fixed-size
+    list of float64); ``label`` names the column that becomes ``label``; ``id_prefix``
+    makes ids ``prefix + row number`` (from ``first_id``) when the frame has no ``id``.
+    Columns that are event fields (``key``, ``ts``, ``ref``, ``reward``, ``attributes``,
+    ...) are kept, and so are ``features.<name>`` columns when ``features`` is not given;
+    ``attributes.<name>`` columns become the ``attributes`` struct; any other column is dropped.
+
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"age": [30.0, 40.0], "income": [1.0, 2.0], "region": ["n", "s"], "y": [0.5, 0.7]})
+    >>> b = to_record_batch(frame.rename(columns={"region": "attributes.region"}), model="m", kind="observe",
+    ...                     features=["age", "income"], label="y", id_prefix="row-")
+    >>> b.column("id").to_pylist(), b.column("features").type, b.column("attributes").to_pylist()
+    (['row-0', 'row-1'], FixedSizeListType(fixed_size_list<item: double>[2]), [{'region': 'n'}, {'region': 's'}])
+    """
+    columns = _columns(frame_or_columns)
+    n = len(next(iter(columns.values()))) if columns else 0
+    out: dict[str, pa.Array | pa.ChunkedArray] = {}
+    if "id" in columns:
+        out["id"] = columns["id"]
+    elif id_prefix is not None:
+        out["id"] = pa.array([f"{id_prefix}{i}" for i in range(first_id, first_id + n)], pa.string())
+    else:
+        raise ValueError("the frame has no 'id' column: name one, or give id_prefix")
+    for name, constant in (("model", model), ("kind", kind)):
+        if name in columns:
+            out[name] = columns[name]
+        elif constant is not None:
+            out[name] = pa.array([constant] * n, pa.string())
+        else:
+            raise ValueError(f"the frame has no {name!r} column: name one, or give {name}=...")
+    if features is not None:
+        matrix = np.empty((n, len(features)), dtype=np.float64)
+        for j, name in enumerate(features):
+            matrix[:, j] = np.asarray(columns[name], dtype=np.float64)
+        out["features"] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel()), len(features))
+    if label is not None:
+        out["label"] = columns[label]
+    attributes = {name.split(".", 1)[1]: col for name, col in columns.items() if name.startswith("attributes.")}
+    if attributes:
+        arrays = [col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col for col in attributes.values()]
+        out["attributes"] = pa.StructArray.from_arrays(arrays, names=list(attributes))
+    for name in EVENT_COLUMNS:
+        if name in columns and name not in out and not (name == "features" and features is not None):
+            out[name] = columns[name]
+    if features is None and "features" not in out:  # one column per feature (``features.<name>``), kept as they are
+        out.update({name: col for name, col in columns.items() if name.startswith("features.")})
+    arrays = [col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col for col in out.values()]
+    return pa.RecordBatch.from_arrays(arrays, names=list(out))
+
+
+def from_events(events: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+    """A record batch of events given as JSON-like objects (a JSON stream converted to the Arrow format).
+
+    Features given as arrays of one length become a fixed-size list of float64; an absent
+    field is a null.
+
+    >>> b = from_events([{"id": "1", "model": "m", "kind": "observe", "features": [1, 2], "label": 3},
+    ...                  {"id": "2", "model": "m", "kind": "feedback", "ref": "0", "reward": 0.5}])
+    >>> b.column("features").to_pylist(), b.column("reward").to_pylist()
+    ([[1.0, 2.0], None], [None, 0.5])
+    """
+    names: dict[str, None] = {}
+    for event in events:
+        names.update(dict.fromkeys(event))
+    columns: dict[str, pa.Array] = {}
+    for name in names:
+        values = [event.get(name) for event in events]
+        if name == "features":
+            widths = {len(v) for v in values if isinstance(v, list)}
+            if len(widths) == 1 and all(v is None or isinstance(v, list) for v in values):
+                columns[name] = pa.array(values, type=pa.list_(pa.float64(), widths.pop()))
+                continue
+        columns[name] = pa.array(values)
+    return pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
+
+
+def produce_frame(
+    producer: Any,
+    topic: str,
+    frame_or_columns: Any,
+    rows_per_message: int = 10_000,
+    key: str | None = None,
+    max_message_bytes: int = 900_000,
+    **columns: Any,
+) -> int:
+    """Stream a frame to ``topic`` as Arrow messages of at most ``rows_per_message`` events; the number of messages.
+
+    Messages are also kept under ``max_message_bytes`` (the brokers' and clients' default
+    limit is 1 MB; at 32 float64 features a row weighs about 300 bytes). ``producer`` is a
+    confluent-kafka ``Producer`` or a kafka-python ``KafkaProducer``; ``columns`` are
+    :func:`to_record_batch`'s keywords. Each message carries the header
+    ``content-type: application/vnd.apache.arrow.stream``. The caller flushes the producer.
+    """
+    if rows_per_message < 1:
+        raise ValueError("rows_per_message must be at least 1")
+    batch = to_record_batch(frame_or_columns, **columns)
+    if batch.num_rows:
+        row_bytes = max(1, batch.nbytes // batch.num_rows)
+        rows_per_message = max(1, min(rows_per_message, (max_message_bytes - 4096) // row_bytes))  # 4 KiB for the schema
+    headers = [("content-type", CONTENT_TYPE.encode())]
+    key_bytes = key.encode() if key is not None else None
+    sent = 0
+    for start in range(0, batch.num_rows, rows_per_message):
+        payload = encode_batch(batch.slice(start, rows_per_message))
+        if hasattr(producer, "produce"):  # confluent-kafka
+            while True:
+                try:
+                    producer.produce(topic, value=payload, key=key_bytes, headers=headers)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    producer.poll(0.1)
+            producer.poll(0)
+        else:  # kafka-python
+            producer.send(topic, value=payload, key=key_bytes, headers=headers)
+        sent += 1
+    return sent
+
+
+def answer_batches(records: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes, tuple[tuple[str, str], ...]]]:
+    """Answer records as Arrow messages: one per (model, kind) run of ``(model, record)`` pairs, in
+    order of first appearance; each keyed by the model, headed by ``model``, ``content-type`` and ``rows``.
+
+    >>> [(key, read_batch(payload).num_rows, headers[2]) for key, payload, headers in
+    ...  answer_batches([("m", {"id": "1", "kind": "observe", "prediction": 0.5}), ("m", {"id": "2", "kind": "observe", "prediction": 1.5})])]
+    [('m', 2, ('rows', '2'))]
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for model, record in records:
+        groups.setdefault((model, str(record.get("kind"))), []).append(record)
+    out: list[tuple[str, bytes, tuple[tuple[str, str], ...]]] = []
+    for (model, _), rows in groups.items():
+        payload = encode_batch(pa.RecordBatch.from_pylist(rows))
+        out.append((model, payload, (("model", model), ("content-type", CONTENT_TYPE), ("rows", str(len(rows))))))
+    return out
