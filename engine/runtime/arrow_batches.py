@@ -214,7 +214,7 @@ def admit_block(router: Any, block: ArrowBlock, out: Any) -> list[tuple[int, Bad
     return refused
 
 
-def expand_rows(records: list[tuple[str, Any]], decoder: ArrowDecoder) -> list[tuple[str, Any]]:
+def expand_rows(records: Sequence[tuple[str, Any]], decoder: ArrowDecoder) -> list[tuple[str, Any]]:
     """A micro-batch's records with each slice of Arrow rows replaced by what it decodes to (rows and blocks)."""
     out: list[tuple[str, Any]] = []
     for pid, payload in records:
