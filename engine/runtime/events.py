@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from regretflow.connectors.arrow import EVENT_COLUMNS
 from regretflow.engine.config import Config, GroupSpec, ModelSpec
 from regretflow.engine.runtime.dead_letters import REASONS as REASONS  # re-exported: callers of earlier releases import it here
 from regretflow.engine.runtime.dead_letters import BadEvent as BadEvent  # re-exported: the decoder raises it
@@ -49,25 +50,7 @@ _T = TypeVar("_T")
 
 KINDS = ("observe", "predict", "decide", "feedback", "audit")
 
-_TOP_FIELDS = frozenset(
-    (
-        "id",
-        "model",
-        "kind",
-        "key",
-        "ts",
-        "features",
-        "attributes",
-        "label",
-        "actions",
-        "expected_rewards",
-        "ref",
-        "reward",
-        "violations",
-        "panel_size",
-        "auditors",
-    )
-)
+_TOP_FIELDS = frozenset(EVENT_COLUMNS)  # the JSON event's fields are the Arrow batch's columns
 _REQUIRED = {
     "observe": ("features", "label"),
     "predict": ("features",),
