@@ -72,6 +72,27 @@ def check_probability(probability: Any) -> float | None:
     return value
 
 
+def check_reward_range(bounds: Any) -> tuple[float, float] | None:
+    """None, or a pair of finite numbers ``(low, high)`` with ``low < high``.
+
+    >>> check_reward_range([-1, 1])
+    (-1.0, 1.0)
+    """
+    if bounds is None:
+        return None
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
+        raise TypeError(f"reward_range: expected a pair (low, high), got {bounds!r}")
+    pair = list(bounds)
+    if len(pair) != 2:
+        raise ValueError(f"reward_range: expected a pair (low, high), got {bounds!r}")
+    low = check_number("reward_range: low", pair[0])
+    high = check_number("reward_range: high", pair[1])
+    assert low is not None and high is not None
+    if not low < high:
+        raise ValueError(f"reward_range: expected low < high, got {bounds!r}")
+    return low, high
+
+
 def floor_probabilities(best: int, n_actions: int, exploration: float) -> np.ndarray:
     """``(1 - exploration) one_hot(best) + exploration / n_actions``.
 
@@ -102,22 +123,9 @@ class RewardRange:
     """
 
     def __init__(self, bounds: Any = None):
-        if bounds is None:
-            self.fixed = False
-            self.low, self.high = math.inf, -math.inf
-        else:
-            if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__"):
-                raise TypeError(f"reward_range: expected a pair (low, high), got {bounds!r}")
-            pair = list(bounds)
-            if len(pair) != 2:
-                raise ValueError(f"reward_range: expected a pair (low, high), got {bounds!r}")
-            low = check_number("reward_range: low", pair[0])
-            high = check_number("reward_range: high", pair[1])
-            assert low is not None and high is not None
-            if not low < high:
-                raise ValueError(f"reward_range: expected low < high, got {bounds!r}")
-            self.fixed = True
-            self.low, self.high = low, high
+        pair = check_reward_range(bounds)
+        self.fixed = pair is not None
+        self.low, self.high = pair if pair is not None else (math.inf, -math.inf)
 
     def scale(self, reward: float) -> float:
         """``(reward - low) / (high - low)`` in [0, 1]; a running range first takes ``reward`` in."""

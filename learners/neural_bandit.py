@@ -22,6 +22,7 @@ import numpy as np
 
 from . import neural_kernels as NK
 from . import neural_ridge_kernels as NRK
+from .bandit_feedback import check_objective, check_probability, check_reward_range
 from .contract import (
     BanditDefaults,
     Decision,
@@ -40,13 +41,6 @@ from .neural import OnlineNeuralRegressor
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _KEY_MODULUS = 2**63
-OBJECTIVES = ("reward", "cost")
-
-
-def check_probability(probability: float | None) -> None:
-    """A logged propensity must be in (0, 1] when given."""
-    if probability is not None and not 0.0 < float(probability) <= 1.0:
-        raise ValueError(f"probability must be in (0, 1], got {probability!r}")
 
 
 class RewardScale:
@@ -60,13 +54,12 @@ class RewardScale:
     """
 
     def __init__(self, objective: str, reward_range: tuple[float, float] | None):
-        check_choice("objective", objective, OBJECTIVES)
+        check_objective(objective)
         self.sign = 1.0 if objective == "reward" else -1.0
-        self.fixed = reward_range is not None
-        if reward_range is not None:
-            low, high = (float(v) for v in reward_range)
-            if not (math.isfinite(low) and math.isfinite(high) and low < high):
-                raise ValueError(f"reward_range must be finite (low, high) with low < high, got {reward_range!r}")
+        pair = check_reward_range(reward_range)
+        self.fixed = pair is not None
+        if pair is not None:
+            low, high = pair
             self.low, self.high = (low, high) if objective == "reward" else (-high, -low)
         else:
             self.low, self.high = 0.0, 1.0
@@ -604,7 +597,7 @@ class NeuralRidgeCB(BanditDefaults):
         check_number("grad_clip", grad_clip, "> 0")
         check_integer("replay", replay, ">= 0")
         check_number("input_clip", input_clip, "> 0")
-        check_choice("objective", objective, OBJECTIVES)
+        check_objective(objective)
         check_integer("seed", seed, ">= 0")
         self._scale = RewardScale(objective, reward_range)
         self.exploration = SquareCBExploration("sqrt", gamma0, gamma_exponent)

@@ -152,7 +152,10 @@ def open_sink(config: Config, spec: EndpointSpec, where: str) -> Sink:
                 if key in config.source.options and key not in options:
                     options[key] = config.source.options[key]
         try:
-            return KafkaSink(options, default_headers=where == "dead_letters")
+            # per-record headers cost more than the rest of production; an Arrow message's
+            # three headers (content-type among them) are paid once per batch of answers
+            arrow_answers = where == "answers" and config.runtime.answer_format == "arrow"
+            return KafkaSink(options, default_headers=where == "dead_letters" or arrow_answers)
         except ValueError as exc:
             raise ConfigError(f"{where}.{exc}") from None
     raise ConfigError(f"{where}.type: {spec.type!r} is not available in this build")

@@ -125,7 +125,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "analytic-ridge": {
         "title": "analytic ridge classifier (long-tailed digits, 10 classes)",
         "models": {
-            "digits-ridge": {"learner": "analytic-ridge", "params": {"gamma": 0.1, "expansion_dim": 1024, "seed": 0}},
+            "digits-ridge": {"learner": "analytic-ridge", "params": {"gamma": 0.1, "expansion_dim": 1024, "generator": False, "seed": 0}},
             "digits-ridge-pfg": {
                 "learner": "analytic-ridge",
                 "params": {"gamma": 0.1, "expansion_dim": 1024, "generator": "before_answer", "seed": 0},

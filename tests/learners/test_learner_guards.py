@@ -140,6 +140,15 @@ FAMILY_BAD = {  # a string lam is a named rule there, so a wrong string is a wro
 FAMILY_BAD["groupwise"] = {"groups": [*BAD["groups"], (["a", "always_on"], ValueError)]}
 for family in ("fair-exp2", "fair-ftpl", "one-sided-exp2", "exp3", "batched-exp3"):
     FAMILY_BAD[family] = {"gamma": [*BAD["gamma"], (2.0, ValueError)]}
+FAMILY_BAD["neural-ridge-cb"] = {  # width 0 is the ridge alone there
+    "width": [(-1, ValueError), ("100", TypeError)],
+    "ridge": [(0, ValueError), ("big", TypeError)],
+    "grad_clip": [(0, ValueError), (NAN, ValueError)],
+    "replay": [(-1, ValueError), (1.5, TypeError)],
+    "input_clip": [(0, ValueError)],
+    "optimism": [(-0.5, ValueError), (INF, ValueError)],
+}
+FAMILY_BAD["groupwise"]["serve"] = [("expected", ValueError), (1, ValueError)]
 EXTRA = {"offsets": {"weights": [[1.0, 0.0, 0.0, 0.0]]}}  # what a bad value needs beside it
 
 

@@ -19,6 +19,7 @@ BOUNDS = {"rho_bar": 0.5, "phi_bar": 1.0, "omega_norm": 1.0, "theta_norm": 1.0, 
 BANDITS = {
     "neural-squarecb": {"n_actions": 3, "width": 4},
     "neural-fastcb": {"n_actions": 3, "width": 4},
+    "neural-ridge-cb": {"n_actions": 3, "width": 4},
     "linucb-disjoint": {"n_actions": 3},
     "epsilon-greedy": {"n_actions": 3},
     "dynlin-ucb": {"actions": ARM_VECTORS, "bounds": BOUNDS, "horizon": 1000},
