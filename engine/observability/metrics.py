@@ -458,6 +458,7 @@ class MetricsServer:
     MAX_HEADER_BYTES = 16 * 1024
     ROUND_PAUSE = 0.002  # shortest pause after a busy round (work then gathers, the engine runs)
     SHARE = 0.15  # most of the interpreter's time the server takes under load
+    MAX_PAUSE = 0.02  # longest pause: a rare long round (a sweep closing hundreds of sockets) must not stall scrapes
     LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
     def __init__(
@@ -536,7 +537,7 @@ class MetricsServer:
                 # SHARE of the interpreter; a flood then waits in the backlog, and learning goes on
                 worked = time.thread_time() - started - self._render_seconds  # a render is bounded by its interval already
                 self._render_seconds = 0.0
-                time.sleep(max(self.ROUND_PAUSE, worked * (1 - self.SHARE) / self.SHARE))
+                time.sleep(min(self.MAX_PAUSE, max(self.ROUND_PAUSE, worked * (1 - self.SHARE) / self.SHARE)))
 
     def _accept(self) -> None:
         # a bounded number per round, so the requests of those accepted are read before a burst
