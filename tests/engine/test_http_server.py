@@ -178,3 +178,79 @@ def test_oversized_headers_and_garbage_get_an_answer_not_a_crash(server):
         s.sendall(b"\x00\xff garbage\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 400")
     assert request(server)[0] == 200
+
+
+def test_a_running_engine_learns_the_same_under_500_idle_100_slowloris_and_a_16_client_flood():
+    """The issue's attack against a live engine (throughput and latency figures: bench_http.py):
+    every event is answered exactly as in a quiet run, every polite scrape succeeds, and the
+    flood is served from the cached exposition."""
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.runtime.loop import Engine
+    from tests.conftest import regression_config_dict, regression_stream
+
+    payloads = regression_stream(15_000)
+
+    def run(attacked: bool):
+        config = parse_config(regression_config_dict(metrics={"port": 0}))
+        answers = MemorySink()
+        engine = Engine(config, MemorySource(payloads), answers, MemorySink())
+        if not attacked:
+            engine.run()
+            return answers.records, None
+        port, stop, done = engine.server.port, threading.Event(), threading.Event()
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(500)]
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
+        for s in slow:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        seen = {"flood": 0, "polite": []}
+
+        def flood():
+            while not stop.is_set():
+                try:
+                    seen["flood"] += request(engine.server)[0] == 200
+                except OSError:
+                    pass
+
+        def polite():  # a failure while events remain counts; after the last one the server shuts down
+            while not stop.is_set() and not done.is_set():
+                try:
+                    seen["polite"].append(request(engine.server)[0])
+                except OSError as exc:
+                    if engine.events_seen < len(payloads):
+                        seen["polite"].append(repr(exc))
+                time.sleep(0.05)
+
+        def drip():
+            while not stop.is_set():
+                for s in slow:
+                    try:
+                        s.send(b"X")
+                    except OSError:
+                        pass
+                time.sleep(0.1)
+
+        threads = [threading.Thread(target=f) for f in [polite, drip] + [flood] * 16]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)  # the clients are at it before the first event
+            started, renders = time.monotonic(), engine.server.expositions_rendered
+            engine.run()
+            done.set()
+            elapsed, renders = time.monotonic() - started, engine.server.expositions_rendered - renders
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+            for s in held + slow:
+                s.close()
+        assert seen["polite"] and set(seen["polite"]) == {200}, seen["polite"]
+        assert seen["flood"] > 0
+        # however many scrapes came, the exposition was rendered at most once per interval
+        assert renders <= elapsed / engine.server.exposition_max_age + 2
+        return answers.records, seen
+
+    quiet, _ = run(attacked=False)
+    loud, seen = run(attacked=True)
+    assert loud == quiet and len(quiet) > 0
