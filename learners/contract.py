@@ -652,6 +652,27 @@ class FeatureIndex:
             grow(new)
         return self.row(x)
 
+    def learn_matrix(self, X: Any, y: Any, grow: Callable[[list[str]], None]) -> tuple[np.ndarray, np.ndarray]:
+        """A batch about to be learned: ``(rows, targets)`` with the finite targets checked
+        against the rows, a frame's new columns grown for (``grow``, after its values were
+        checked) as :meth:`learn_row` does for a dict."""
+        targets = finite_targets(y)
+        if hasattr(X, "columns"):
+            new = self.admit(X.columns, learning=True)
+            if new:
+                as_matrix(X, None)  # refuse non-finite values before the model grows
+                grow(new)
+        rows = self.matrix(X)
+        if targets.shape[0] != rows.shape[0]:
+            raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
+        return rows, targets
+
+    def predict_matrix(self, X: Any) -> np.ndarray:
+        """A batch to predict: a frame's columns through the policy, then :meth:`matrix`."""
+        if hasattr(X, "columns"):
+            self.admit(X.columns, learning=False)
+        return self.matrix(X)
+
     def predict_row(self, x: dict[str, Any]) -> np.ndarray:
         """The row of a dict to predict: the policy applied (strict raises, declared warns), then :meth:`row`."""
         row = self.exact_row(x)

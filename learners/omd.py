@@ -12,7 +12,6 @@ from . import omd_kernels as K
 from .contract import (
     FeatureIndex,
     SupervisedDefaults,
-    as_matrix,
     as_series,
     check_bool,
     check_names,
@@ -20,7 +19,6 @@ from .contract import (
     check_state,
     expect_array,
     finite_target,
-    finite_targets,
     refuse_nonfinite,
 )
 from .omd_kernels import FloatArray
@@ -201,9 +199,7 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self.observe_many(X, y)
 
     def predict_many(self, X: Any, groups: Any = None) -> Any:
-        if hasattr(X, "columns"):
-            self._index.admit(X.columns, learning=False)
-        rows = self._index.matrix(X)
+        rows = self._index.predict_matrix(X)
         out = np.empty(rows.shape[0])
         K.omd_predict(
             self._xhat, self._hint, float(self._variation[0]), rows, self.current_diameter, float(self.grad_bound), float(self.delta), out
@@ -215,15 +211,7 @@ class OptimisticOMDRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         """Predict each row, then learn it; returns the predictions (prequential).
 
         A frame's columns follow the feature policy (a new column grows the model)."""
-        targets = finite_targets(y)
-        if hasattr(X, "columns"):
-            new = self._index.admit(X.columns, learning=True)
-            if new:
-                as_matrix(X, None)  # refuse non-finite values before the model grows
-                self._grow(new)
-        rows = self._index.matrix(X)
-        if targets.shape[0] != rows.shape[0]:
-            raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
+        rows, targets = self._index.learn_matrix(X, y, self._grow)
         preds = np.empty(rows.shape[0])
         self._learn_rows(rows, targets, preds)
         return preds

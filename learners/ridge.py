@@ -12,7 +12,6 @@ from . import ridge_kernels as K
 from .contract import (
     FeatureIndex,
     SupervisedDefaults,
-    as_matrix,
     as_series,
     check_bool,
     check_names,
@@ -20,7 +19,6 @@ from .contract import (
     check_state,
     expect_array,
     finite_target,
-    finite_targets,
     refuse_nonfinite,
 )
 from .ridge_kernels import FloatArray
@@ -156,9 +154,7 @@ class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
         self.observe_many(X, y)
 
     def predict_many(self, X: Any, groups: Any = None) -> Any:
-        if hasattr(X, "columns"):
-            self._index.admit(X.columns, learning=False)
-        rows = self._index.matrix(X)
+        rows = self._index.predict_matrix(X)
         out = np.empty(rows.shape[0])
         K.linear_predict(self._w, rows, out)
         return as_series(out, X)
@@ -168,15 +164,7 @@ class OnlineRidge(SupervisedDefaults, base.MiniBatchRegressor):
         """Predict each row, then learn it; returns the predictions (prequential).
 
         A frame's columns follow the feature policy (a new column grows the model)."""
-        targets = finite_targets(y)
-        if hasattr(X, "columns"):
-            new = self._index.admit(X.columns, learning=True)
-            if new:
-                as_matrix(X, None)  # refuse non-finite values before the model grows
-                self._grow(new)
-        rows = self._index.matrix(X)
-        if targets.shape[0] != rows.shape[0]:
-            raise ValueError(f"{rows.shape[0]} rows but {targets.shape[0]} targets")
+        rows, targets = self._index.learn_matrix(X, y, self._grow)
         preds = np.empty(rows.shape[0])
         K.ridge_observe(self._P, self._w, rows, targets, self._beta, self._trace_cap, preds)
         self.n_updates += rows.shape[0]
