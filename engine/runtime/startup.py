@@ -11,9 +11,10 @@ no limit) the worker ends with :class:`~regretflow.engine.errors.BrokerUnreachab
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from regretflow.connectors.kafka import BrokerUnreachable
 from regretflow.engine.errors import BrokerUnreachableError
@@ -27,6 +28,7 @@ MAX_BACKOFF_SECONDS = 30.0
 LOG_WINDOW_SECONDS = 30.0  # at most one "still unreachable" line per window
 
 
+@runtime_checkable
 class BrokerEndpoint(Protocol):
     """A source or sink that must reach its broker before the engine runs (KafkaSource, KafkaSink)."""
 
@@ -47,11 +49,7 @@ def broker_endpoints(named: dict[str, object]) -> list[tuple[str, BrokerEndpoint
     >>> broker_endpoints({"source": object()})
     []
     """
-    out: list[tuple[str, BrokerEndpoint]] = []
-    for name, endpoint in named.items():
-        if getattr(endpoint, "connected", True) is False and hasattr(endpoint, "connect"):
-            out.append((name, endpoint))  # type: ignore[arg-type]  # checked above: it has the protocol's members
-    return out
+    return [(name, e) for name, e in named.items() if isinstance(e, BrokerEndpoint) and not e.connected]
 
 
 def connect_endpoints(
@@ -72,14 +70,18 @@ def connect_endpoints(
         backoff = FIRST_BACKOFF_SECONDS
         logged_at: float | None = None
         failed_since_log = 0
+        limit = endpoint.connect_timeout
+        deadline = math.inf if limit is None else started + limit
+
+        def left(deadline: float = deadline) -> float:  # seconds before this endpoint's deadline (inf without a limit)
+            return max(deadline - clock(), 0.0)
+
         while not endpoint.connected:
             if stop_requested():
                 return False
-            limit = endpoint.connect_timeout
-            remaining = None if limit is None else limit - (clock() - started)
             attempts += 1
             try:
-                endpoint.connect(ATTEMPT_SECONDS if remaining is None else max(min(ATTEMPT_SECONDS, remaining), 0.1))
+                endpoint.connect(max(min(ATTEMPT_SECONDS, left()), 0.1))
                 break
             except BrokerUnreachable as exc:
                 reason = exc.reason
@@ -87,7 +89,7 @@ def connect_endpoints(
             health.ready = False
             health.detail = f"waiting for the Kafka broker at {endpoint.bootstrap} ({name}, {waited:.0f} s): {reason}"[:300]
             health.beat()
-            if limit is not None and waited >= limit:
+            if limit is not None and left() == 0.0:
                 raise BrokerUnreachableError(
                     f"the Kafka broker at {endpoint.bootstrap} ({name}) stayed unreachable for {limit:g} s "
                     f"(connect_timeout_seconds; {attempts} attempts): {reason}"
@@ -106,8 +108,7 @@ def connect_endpoints(
                 )
                 logged_at, failed_since_log = clock(), 0
             # never sleep past the deadline: the last attempt comes at it, then the verdict
-            pause = backoff if limit is None else min(backoff, max(limit - (clock() - started), 0.0))
-            if not _pause(pause, health, stop_requested, clock, sleep):
+            if not _pause(min(backoff, left()), health, stop_requested, clock, sleep):
                 return False
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         if attempts > 1:
