@@ -158,7 +158,9 @@ def test_checkpoint_without_pickle_restores_mid_stream_bit_for_bit():
 
 
 def test_beats_its_own_ridge_part_on_a_non_linear_policy():
-    X, labels = _stream(3000, d=2, seed=4)
+    # 6,000 rounds: with the defaults' optimistic ridge part the two are level for about 3,000
+    # rounds here (1,119 against 1,159), then the network pulls away (0.63x the regret at 6,000)
+    X, labels = _stream(6000, d=2, seed=4)
     labels = (np.abs(X[:, 0] - 1.0) < 0.7).astype(int) * 2  # a band: not linear in x
     regret = {}
     for width in (0, 32):
