@@ -35,9 +35,10 @@ _EXPANSION_STREAM = 0x45585041
 _GROWTH_STREAM = 0x47524F57  # expansion columns of features that appear after the model was built
 _GENERATOR_STREAM = 0x50464721
 # `update="auto"`: rank-1 numba updates below this expanded dimension, BLAS block updates from it
-# on. Measured by tests/benchmarks/bench_analytic_ridge.py (10 classes, one BLAS thread): at d = 64 the two
-# tie (16 vs 15 us/event), at d = 128 BLAS blocks of 64 take 16 us/event against 52.
-AUTO_BLAS_FROM_DIM = 128
+# on. Measured by tests/benchmarks/bench_analytic_ridge.py --reproduction (3,000 shuttle rows, micro-batches
+# of 64, one BLAS thread), with the vectorised rank-1 kernel: at d = 128 rank-1 takes 8 us/event against
+# BLAS blocks' 11, at d = 256 26 against 21.
+AUTO_BLAS_FROM_DIM = 256
 # Probability mixed in from the uniform distribution (see predict_proba_one): keeps
 # every class's probability in [1e-6, 1 - 1e-6] with two or more classes known.
 PROBA_FLOOR = 1e-6
@@ -153,7 +154,7 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         row in numba; the state is bit-identical whatever the micro-batching),
         ``"cholesky"`` (one Woodbury block update per micro-batch in numba loops),
         ``"blas"`` (the same with numpy/BLAS calls) or ``"auto"`` (rank-1 updates
-        for single rows and ``d < 128``, BLAS blocks otherwise). The block rules give
+        for single rows and ``d < 256``, BLAS blocks otherwise). The block rules give
         the same state up to rounding (about 1e-13 relative), not bit for bit.
     seed
         Seed of the expansion and of the generator's draws.

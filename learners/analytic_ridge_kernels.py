@@ -89,13 +89,20 @@ def sherman_morrison_update_one(
         if p != 0.0:
             for c in range(C):
                 logits[c] += p * W[i, c]
+    # u = R phi as a sweep over R's rows (R is symmetric: every update subtracts t t^T): the
+    # inner loop is then an axpy that vectorises, where a dot product per row is a serial
+    # floating-point sum. Each u[i] adds the same terms in the same order (j ascending);
+    # zero inputs (half of a ReLU expansion) are skipped.
+    for i in range(d):
+        u[i] = 0.0
+    for j in range(d):
+        p = phi[j]
+        if p != 0.0:
+            for i in range(d):
+                u[i] += R[j, i] * p
     s = 1.0
     for i in range(d):
-        acc = 0.0
-        for j in range(d):
-            acc += R[i, j] * phi[j]
-        u[i] = acc
-        s += phi[i] * acc
+        s += phi[i] * u[i]
     loss = 0.0
     for c in range(C):
         e = -logits[c]

@@ -40,6 +40,12 @@ from .exploration import SCHEDULES, FastCBExploration, SquareCBExploration
 from .neural import OnlineNeuralRegressor
 
 _GOLDEN = 0x9E3779B97F4A7C15
+# NeuralRidgeCB's default ridge penalty per context feature. Rewards of bounded range bound the
+# norm of a standardised linear fit whatever d is, so each of its d coefficients has prior variance
+# about |w|^2 / d and the Bayes ridge penalty noise^2 * d / |w|^2 grows linearly in d (0.2 * d: 1.8
+# at d = 9, 39 at d = 196). docs/learners/neural-bandit.md has the screen that chose it over fixed
+# penalties (10, 30, 50) and over 2.5 * sqrt(d).
+RIDGE_PER_FEATURE = 0.2
 _KEY_MODULUS = 2**63
 
 
@@ -513,7 +519,10 @@ class NeuralRidgeCB(BanditDefaults):
     width
         Hidden units of the residual network (0: ridge only).
     ridge
-        Ridge penalty of each action's linear part.
+        Ridge penalty of each action's linear part, or ``None`` (the default) for
+        ``RIDGE_PER_FEATURE * d`` = 0.2 d, ``d`` the context's dimension: a reward of
+        bounded range bounds the fit's norm, so its ``d`` coefficients are each smaller the
+        more there are, and the penalty that shrinks them right grows with ``d``.
     learning_rate, grad_clip
         Adam step size of the residual network and the gradient norm cap.
     replay
@@ -524,7 +533,7 @@ class NeuralRidgeCB(BanditDefaults):
         Exploration schedule ``gamma = gamma0 * n ** gamma_exponent``.
     optimism
         Weight of the ridge's confidence width in the scores that inverse-gap weighting
-        compares (0: the plain predictions).
+        compares (0: the plain predictions; 0.2 by default).
     objective
         ``"reward"`` (maximise) or ``"cost"`` (minimise).
     reward_range
@@ -564,14 +573,14 @@ class NeuralRidgeCB(BanditDefaults):
         self,
         n_actions: int | None = None,
         width: int = 32,
-        ridge: float = 10.0,
+        ridge: float | None = None,
         learning_rate: float = 0.0003,
         grad_clip: float = 1.0,
         replay: int = 4,
-        input_clip: float = 5.0,
+        input_clip: float = 3.0,
         gamma0: float = 30.0,
         gamma_exponent: float = 0.5,
-        optimism: float = 0.0,
+        optimism: float = 0.2,
         objective: str = "reward",
         reward_range: tuple[float, float] | None = None,
         seed: int = 0,
@@ -592,7 +601,7 @@ class NeuralRidgeCB(BanditDefaults):
         check_integer("n_actions", n_actions, ">= 1", allow_none=True)
         check_integer("width", width, ">= 0")
         check_number("optimism", optimism, ">= 0")
-        check_number("ridge", ridge, "> 0")
+        check_number("ridge", ridge, "> 0", allow_none=True)
         check_number("learning_rate", learning_rate, "> 0")
         check_number("grad_clip", grad_clip, "> 0")
         check_integer("replay", replay, ">= 0")
@@ -618,7 +627,7 @@ class NeuralRidgeCB(BanditDefaults):
         self.n_actions_, self.n_features_ = k, d
         self._mean = np.zeros(d)
         self._m2 = np.zeros(d)
-        self._ridge_inverse = np.tile(np.eye(d + 1) / float(self.ridge), (k, 1, 1)) if k else np.zeros((0, d + 1, d + 1))
+        self._ridge_inverse = np.tile(np.eye(d + 1) / self.ridge_penalty(d), (k, 1, 1)) if k else np.zeros((0, d + 1, d + 1))
         self._ridge_w = np.zeros((k, d + 1))
         p = int(NRK.n_network_parameters(d, self.width, k)) if k else 0
         self._theta = np.zeros(p)
@@ -632,6 +641,13 @@ class NeuralRidgeCB(BanditDefaults):
         self._replay_action = np.zeros(self.replay if k else 0, dtype=np.int64)
         self._replay_reward = np.zeros(self.replay if k else 0)
         self._predicted = np.zeros(k)
+
+    def ridge_penalty(self, n_features: int) -> float:
+        """The ridge penalty used for contexts of ``n_features`` floats: ``ridge``, or with
+        ``ridge=None`` ``RIDGE_PER_FEATURE * n_features``."""
+        if self.ridge is not None:
+            return float(self.ridge)
+        return RIDGE_PER_FEATURE * n_features
 
     def _context(self, context: Any, actions: Any) -> np.ndarray:
         if actions is not None:
@@ -771,7 +787,7 @@ class NeuralRidgeCB(BanditDefaults):
     def __repr__(self) -> str:
         return (
             f"NeuralRidgeCB(n_actions={self.n_actions}, width={self.width}, ridge={self.ridge}, learning_rate={self.learning_rate}, "
-            f"replay={self.replay}, gamma0={self.gamma0}, optimism={self.optimism}, objective={self.objective!r})"
+            f"replay={self.replay}, input_clip={self.input_clip}, gamma0={self.gamma0}, optimism={self.optimism}, objective={self.objective!r})"
         )
 
 

@@ -11,10 +11,20 @@ Per-event cost at expanded dimensions 64, 512 and 2048 with 10 classes, in one r
 - ``River LogReg OvR``: River's one-vs-rest logistic regression on the same input rows
   (input width 64), for scale.
 
+``--reproduction`` instead times the classifier at the settings of ``regretflow reproduce
+analytic-ridge`` (digits-LT: expansion 1024, micro-batches of 16; shuttle and rainfall:
+expansion 256, micro-batches of 64; gamma 0.1, the default ``generator="auto"``):
+``observe_many`` (answer then learn, per event) with the constructor's default update
+(``"sherman-morrison"``) and with ``"auto"`` and ``"blas"``, against River's
+``StandardScaler | OneVsRestClassifier(LogisticRegression())`` (``predict_one`` +
+``learn_one``, the reproduction's River model) on the same rows, in one run; then the
+same at expansion widths 64 .. 1024 on 3,000 shuttle rows, to find where the ratio passes 2.
+
 Run::
 
     .venv/bin/python tests/benchmarks/bench_analytic_ridge.py
     .venv/bin/python tests/benchmarks/bench_analytic_ridge.py --dims 64 512 --batches 16 64
+    .venv/bin/python tests/benchmarks/bench_analytic_ridge.py --reproduction [--rows 6000]
 
 Numbers are microseconds per event (median of ``--repeats`` runs); nothing is asserted.
 """
@@ -95,12 +105,84 @@ def time_river(n: int, rng) -> float:
     return 1e6 * (time.perf_counter() - start) / n
 
 
+def time_observe(X: np.ndarray, y: np.ndarray, expansion_dim: int, batch: int, update: str, generator: bool | str = "auto") -> float:
+    """``observe_many`` over the stream in micro-batches (each row answered, then learned), us/event."""
+    model = AnalyticRidgeClassifier(gamma=0.1, expansion_dim=expansion_dim, generator=generator, update=update, seed=0)
+    start = time.perf_counter()
+    for offset in range(0, y.size, batch):
+        model.observe_many(X[offset : offset + batch], y[offset : offset + batch])
+    return 1e6 * (time.perf_counter() - start) / y.size
+
+
+def time_river_pipeline(X: np.ndarray, y: np.ndarray) -> float:
+    """The reproduction's River model, ``predict_one`` + ``learn_one`` per row, us/event."""
+    from regretflow.engine.experiments.analytic_ridge import river_models
+
+    model = river_models(0)["River LogisticRegression (OvR)"]()
+    rows = [{f"x{i}": v for i, v in enumerate(row)} for row in X.tolist()]
+    start = time.perf_counter()
+    for x, label in zip(rows, y.tolist()):
+        model.predict_one(x)
+        model.learn_one(x, label)
+    return 1e6 * (time.perf_counter() - start) / y.size
+
+
+def reproduction_costs(rows: int | None) -> None:
+    """Per-event cost at the reproduction's settings against River's logistic regression."""
+    from regretflow.engine.experiments import analytic_ridge as repro
+
+    streams = [
+        ("digits-LT", repro.digits_long_tail(0), 1024, 16),
+        ("shuttle", repro.shuttle_split(0), 256, 64),
+        ("rainfall", repro.rainfall_split(0), 256, 64),
+    ]
+    repro.compile_once()
+    print(f"{_pin.describe()}; us per event (answer + learn), gamma 0.1, generator='auto' (the default)")
+    print(
+        f"{'stream':<10} {'rows':>6} {'d in':>5} {'C':>3} {'D':>5} {'batch':>5} {'default (rank-1)':>17} {'auto':>8} {'blas':>8} {'River':>8} {'default/River':>14}"
+    )
+    for name, split, expansion_dim, batch in streams:
+        X, y = split.X[:rows], split.y[:rows]
+        costs = {update: time_observe(X, y, expansion_dim, batch, update) for update in ("sherman-morrison", "auto", "blas")}
+        river = time_river_pipeline(X, y)
+        print(
+            f"{name:<10} {y.size:>6} {X.shape[1]:>5} {np.unique(y).size:>3} {expansion_dim:>5} {batch:>5}"
+            f" {costs['sherman-morrison']:>17.1f} {costs['auto']:>8.1f} {costs['blas']:>8.1f} {river:>8.1f}"
+            f" {costs['sherman-morrison'] / river:>14.2f}",
+            flush=True,
+        )
+    split = repro.shuttle_split(0)
+    X, y = split.X[: rows or 3000], split.y[: rows or 3000]
+    river = time_river_pipeline(X, y)
+    print(f"\nshuttle rows ({y.size}), batch 64, by expansion width D; River {river:.1f} us/event on the same rows")
+    print(
+        f"{'D':>5} {'default (rank-1)':>17} {'auto':>8} {'default, no generator':>22} {'auto, no generator':>19} {'default/River':>14} {'auto/River':>11}"
+    )
+    for expansion_dim in (64, 128, 256, 512, 1024):
+        default = time_observe(X, y, expansion_dim, 64, "sherman-morrison")
+        auto = time_observe(X, y, expansion_dim, 64, "auto")
+        plain_default = time_observe(X, y, expansion_dim, 64, "sherman-morrison", generator=False)
+        plain_auto = time_observe(X, y, expansion_dim, 64, "auto", generator=False)
+        print(
+            f"{expansion_dim:>5} {default:>17.1f} {auto:>8.1f} {plain_default:>22.1f} {plain_auto:>19.1f}"
+            f" {default / river:>14.2f} {auto / river:>11.2f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dims", type=int, nargs="+", default=[64, 512, 2048])
     parser.add_argument("--batches", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--reproduction", action="store_true", help="cost at the reproduction's settings against River's logistic regression"
+    )
+    parser.add_argument("--rows", type=int, default=None, help="with --reproduction: the first ROWS rows of each stream (default: all)")
     args = parser.parse_args()
+    if args.reproduction:
+        reproduction_costs(args.rows)
+        return
     rng = np.random.default_rng(0)
     K.warm_up()
     print(f"{_pin.describe()}, classes={N_CLASSES}, input width={INPUT_DIM}")
