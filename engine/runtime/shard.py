@@ -229,6 +229,16 @@ class Shard:
             raise ValueError(f"a {kind} run: the {self.task.name} task processes {sorted(self.task.run_kinds)} runs")
         if kind != self.run_kind:
             self.flush(out)
+        if kind in self.task.unchecked_kinds and self.quarantined is None and kind in self.task.kinds and not self.joins.pending:
+            # nothing to refuse and no window to close: the rows are admitted together (the latest time still counts)
+            stamps = [t for t in run.ts if t is not None]
+            if stamps:
+                self.joins.expire(self.seq + len(run), max(stamps))
+            self.seq += len(run)
+            self.dirty = True
+            self.run_kind = kind
+            self.run.append(run)
+            return []
         refused: list[tuple[int, BadEvent]] = []
         kept: list[int] = []
         probe = Event("", run.model, kind)
