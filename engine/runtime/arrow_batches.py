@@ -376,6 +376,51 @@ class _LazyValues(Sequence[Any]):
         return self.batch.column(self.name)[i].as_py()
 
 
+class _ArrayValues(Sequence[Any]):
+    """An Arrow column and its Python values, made when a row is first read one by one."""
+
+    __slots__ = ("array", "_values")
+
+    def __init__(self, array: pa.Array):
+        self.array = array
+        self._values: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if self._values is None:
+            self._values = self.array.to_pylist()
+        return self._values[i]
+
+
+_VALUE_SETS: dict[tuple[str, ...], tuple[pa.Array, np.ndarray]] = {}  # per declared values: the Arrow set and its codes
+
+
+def _category_codes(array: pa.Array, index: dict[str, int]) -> np.ndarray:
+    """Per row of a text column: the declared group its value names (``index``), or -1 (another value, or null)."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    names = tuple(name for name in index if type(name) is str)
+    cached = _VALUE_SETS.get(names)
+    if cached is None:
+        cached = _VALUE_SETS[names] = (pa.array(names, pa.string()), np.array([index[name] for name in names] + [-1], dtype=np.int64))
+    value_set, lookup = cached
+    found = pc.index_in(array, value_set=value_set)  # a position in ``names``; null: none
+    n = len(found)
+    positions = np.frombuffer(found.buffers()[1], dtype=np.int32, count=n, offset=4 * found.offset).astype(np.int64)
+    if found.null_count:
+        valid = np.unpackbits(np.frombuffer(found.buffers()[0], dtype=np.uint8), bitorder="little", count=found.offset + n)
+        positions[valid[found.offset :] == 0] = -1  # (-1 reads the lookup's last entry)
+    return np.asarray(lookup[positions])
+
+
 def _at(values: Sequence[Any], i: int) -> Any:
     return values.at(i) if type(values) is _LazyValues else values[i]
 
@@ -812,22 +857,20 @@ class ArrowDecoder:
         return np.asarray(np.isfinite(_floats(column)), dtype=np.bool_)
 
     @staticmethod
-    def _attribute_columns(batch: pa.RecordBatch) -> dict[str, list[Any]]:
-        """Each attribute's values (None where absent), from an ``attributes`` struct and ``attributes.<name>`` columns."""
-        out: dict[str, list[Any]] = {}
+    def _attribute_columns(batch: pa.RecordBatch) -> dict[str, _ArrayValues]:
+        """Each attribute's values (null where absent), from an ``attributes`` struct and ``attributes.<name>`` columns."""
+        out: dict[str, _ArrayValues] = {}
         if "attributes" in batch.schema.names:
             struct = batch.column("attributes")
-            valid = struct.is_valid().to_pylist()
-            for k in range(struct.type.num_fields):
-                values = struct.field(k).to_pylist()
-                out[struct.type.field(k).name] = [v if ok else None for v, ok in zip(values, valid)]
+            for field, values in zip(struct.type, struct.flatten()):  # (flatten: a null struct nulls its fields)
+                out[field.name] = _ArrayValues(values)
         for name in batch.schema.names:
             if name.startswith("attributes."):
-                out[name[11:]] = batch.column(name).to_pylist()
+                out[name[11:]] = _ArrayValues(batch.column(name))
         return out
 
     def _memberships(
-        self, model_names: set[str], X: np.ndarray | None, attributes: dict[str, list[Any]], n: int
+        self, model_names: set[str], X: np.ndarray | None, attributes: dict[str, _ArrayValues], n: int
     ) -> dict[str, tuple[np.ndarray, dict[int, BadEvent]]]:
         """Per model with groups: the batch's membership matrix, filled column-wise, and the rows whose
         attribute values are not scalars (each with its BadEvent).
@@ -850,6 +893,17 @@ class ArrowDecoder:
                     assert X is not None and col_index is not None
                     G[:, view.offsets[gi] : view.offsets[gi] + len(g.edges) - 1] |= _bins_matrix(g.edges, X[:, col_index])
                     continue
+                array = attr.array if attr is not None else None
+                if array is not None and (array.null_count == 0 or not from_x):  # column-wise (a null then joins none)
+                    if g.values and _is_text(array.type):
+                        codes = _category_codes(array, view.value_index[gi])
+                        rows = np.nonzero(codes >= 0)[0]
+                        G[rows, view.offsets[gi] + codes[rows]] = True
+                        continue
+                    if not g.values and _is_numeric(array.type):
+                        values = array.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+                        G[:, view.offsets[gi] : view.offsets[gi] + len(g.edges) - 1] |= _bins_matrix(g.edges, values)
+                        continue
                 cache: dict[Any, int] = {}
                 for i in range(n):
                     value = attr[i] if attr is not None else None
