@@ -387,7 +387,7 @@ class AnswerColumns:
     row (a list, a numpy array or an Arrow array) or one string shared by every row.
     :meth:`records` gives the rows as the JSON answers they stand for (a None left out).
 
-    >>> a = AnswerColumns("m", "observe", {"id": ["1", "2"], "kind": "observe", "prediction": np.array([0.5, 1.5])})
+    >>> a = AnswerColumns("m", "observe", {"id": ["1", "2"], "kind": "observe", "prediction": np.array([0.5, 1.5])}, 2)
     >>> len(a), a.records()[1]
     (2, {'id': '2', 'kind': 'observe', 'prediction': 1.5})
     """
