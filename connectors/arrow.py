@@ -380,19 +380,92 @@ def produce_frame(
     return sent
 
 
-def answer_batches(records: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes, tuple[tuple[str, str], ...]]]:
+class AnswerColumns:
+    """The answers of a run of rows as columns, so that an Arrow answer message is built without a record per row.
+
+    ``columns`` maps each answer field, in the JSON answer's order, to its values: one per
+    row (a list, a numpy array or an Arrow array) or one string shared by every row.
+    :meth:`records` gives the rows as the JSON answers they stand for (a None left out).
+
+    >>> a = AnswerColumns("m", "observe", {"id": ["1", "2"], "kind": "observe", "prediction": np.array([0.5, 1.5])}, 2)
+    >>> len(a), a.records()[1]
+    (2, {'id': '2', 'kind': 'observe', 'prediction': 1.5})
+    """
+
+    __slots__ = ("model", "kind", "columns", "rows")
+
+    def __init__(self, model: str, kind: str, columns: dict[str, Any], rows: int):
+        self.model, self.kind, self.columns, self.rows = model, kind, columns, rows
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def values(self, name: str) -> list[Any]:
+        """Column ``name``'s values as Python objects, one per row."""
+        column = self.columns[name]
+        if isinstance(column, str):
+            return [column] * self.rows
+        if isinstance(column, (pa.Array, pa.ChunkedArray)):
+            return list(column.to_pylist())
+        if isinstance(column, np.ndarray):
+            return list(column.tolist())
+        return list(column)
+
+    def records(self) -> list[dict[str, Any]]:
+        names = list(self.columns)
+        return [{k: v for k, v in zip(names, row) if v is not None} for row in zip(*(self.values(name) for name in names))]
+
+
+def _column_array(parts: list[Any], rows: list[int]) -> pa.Array:
+    """One answer column from its parts (per run: values per row, or one string for all), typed as
+    ``pa.array`` would type the Python values."""
+    if all(isinstance(p, str) for p in parts) and len(set(parts)) == 1:
+        return pa.repeat(parts[0], sum(rows))
+    if all(isinstance(p, np.ndarray) for p in parts):
+        return pa.array(np.concatenate(parts) if len(parts) > 1 else parts[0])
+    arrays = [
+        p if isinstance(p, pa.Array) else pa.array([p] * n if isinstance(p, str) else p.tolist() if isinstance(p, np.ndarray) else p)
+        for p, n in zip(parts, rows)
+    ]
+    if len(arrays) == 1:
+        return arrays[0]
+    if len({a.type for a in arrays}) == 1:
+        return pa.concat_arrays(arrays)
+    return pa.array([v for a in arrays for v in a.to_pylist()])
+
+
+def _answer_batch(parts: list[dict[str, Any] | AnswerColumns]) -> pa.RecordBatch:
+    """One (model, kind) group of answers as a record batch: straight from the columns when every part
+    has the same ones, else from the rows (a field absent from a row is a null)."""
+    first = parts[0]
+    if isinstance(first, AnswerColumns) and all(isinstance(p, AnswerColumns) and list(p.columns) == list(first.columns) for p in parts):
+        columns = [p.columns for p in parts if isinstance(p, AnswerColumns)]
+        rows = [len(p) for p in parts if isinstance(p, AnswerColumns)]
+        return pa.RecordBatch.from_arrays(
+            [_column_array([c[name] for c in columns], rows) for name in first.columns], names=list(first.columns)
+        )
+    records = [r for p in parts for r in (p.records() if isinstance(p, AnswerColumns) else [p])]
+    names = list(dict.fromkeys(name for r in records for name in r))
+    return pa.RecordBatch.from_arrays([pa.array([r.get(name) for r in records]) for name in names], names=names)
+
+
+def answer_batches(
+    records: Iterable[tuple[str, dict[str, Any] | AnswerColumns]],
+) -> list[tuple[str, bytes, tuple[tuple[str, str], ...]]]:
     """Answer records as Arrow messages: one per (model, kind) run of ``(model, record)`` pairs, in
     order of first appearance; each keyed by the model, headed by ``model``, ``content-type`` and ``rows``.
+    A record may be one answer (a dict) or the answers of a run in columns (:class:`AnswerColumns`).
 
     >>> [(key, read_batch(payload).num_rows, headers[2]) for key, payload, headers in
     ...  answer_batches([("m", {"id": "1", "kind": "observe", "prediction": 0.5}), ("m", {"id": "2", "kind": "observe", "prediction": 1.5})])]
     [('m', 2, ('rows', '2'))]
     """
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any] | AnswerColumns]] = {}
     for model, record in records:
-        groups.setdefault((model, str(record.get("kind"))), []).append(record)
+        kind = record.kind if isinstance(record, AnswerColumns) else str(record.get("kind"))
+        groups.setdefault((model, kind), []).append(record)
     out: list[tuple[str, bytes, tuple[tuple[str, str], ...]]] = []
-    for (model, _), rows in groups.items():
-        payload = encode_batch(pa.RecordBatch.from_pylist(rows))
-        out.append((model, payload, (("model", model), ("content-type", CONTENT_TYPE), ("rows", str(len(rows))))))
+    for (model, _), parts in groups.items():
+        batch = _answer_batch(parts)
+        out.append((model, encode_batch(batch), (("model", model), ("content-type", CONTENT_TYPE), ("rows", str(batch.num_rows)))))
     return out

@@ -249,31 +249,43 @@ class BanditRegret:
             return
         self._grow(int(n_choices.max()))
         self.count += len(actions)
-        self.reward += float(rewards.sum())
-        w_uniform = 1.0 / (n_choices * probabilities)
-        self.uniform += _sums(w_uniform, rewards)
-        w_const = 1.0 / probabilities
-        for a in np.unique(actions):
-            mask = actions == a
-            # rows where another action was played have weight 0 for policy "always a":
-            # they add to n but not to the weighted sums
-            s = _sums(w_const[mask], rewards[mask])
+        if len(actions) == 1:  # one feedback (a closed loop): the same sums as below, with scalars
+            a, p, r, k = int(actions[0]), float(probabilities[0]), float(rewards[0]), int(n_choices[0])
+            self.reward += r
+            self.uniform += _sums_of_one(1.0 / (k * p), r)
+            s = _sums_of_one(1.0 / p, r)
             s[0] = 0.0
             self.constant[a] += s
+        else:
+            self.reward += float(rewards.sum())
+            w_uniform = 1.0 / (n_choices * probabilities)
+            self.uniform += _sums(w_uniform, rewards)
+            w_const = 1.0 / probabilities
+            for a in np.unique(actions):
+                mask = actions == a
+                # rows where another action was played have weight 0 for policy "always a":
+                # they add to n but not to the weighted sums
+                s = _sums(w_const[mask], rewards[mask])
+                s[0] = 0.0
+                self.constant[a] += s
         self.constant[:, 0] += len(actions)
         if prob_vectors is None:
             return
         for i, (a, p, r, k) in enumerate(zip(actions, probabilities, rewards, n_choices)):
             greedy = int(np.argmax(prob_vectors[i]))
-            self.greedy += _sums(np.array([1.0 / p if a == greedy else 0.0]), np.array([r]))
+            self.greedy += _sums_of_one(1.0 / p if a == greedy else 0.0, r)
             if reward_estimates is None:
                 continue
             rhat = reward_estimates[i]
             residual = (r - rhat[a]) / p
             self.dr_uniform += _dr(float(rhat[:k].mean()) + residual / k)
             self.dr_greedy += _dr(float(rhat[greedy]) + (residual if a == greedy else 0.0))
-            for c in range(min(k, self.dr_constant.shape[0])):
-                self.dr_constant[c] += _dr(float(rhat[c]) + (residual if a == c else 0.0))
+            # every constant policy at once, element by element the same sums as one policy at a time
+            m = min(k, self.dr_constant.shape[0])
+            terms = np.asarray(rhat[:m], dtype=np.float64) + 0.0
+            if 0 <= a < m:
+                terms[a] = float(rhat[a]) + residual
+            self.dr_constant[:m] += np.stack((np.ones(m), terms, terms * terms), axis=1)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -338,6 +350,11 @@ def _dr_estimates(s: FloatArray) -> dict[str, float]:
     mean = total / n
     half = 1.959963984540054 * math.sqrt(max(squares / n - mean * mean, 0.0) / n)
     return {"dr": mean, "dr_low": mean - half, "dr_high": mean + half}
+
+
+def _sums_of_one(w: float, r: float) -> FloatArray:
+    """:func:`_sums` of one weight and reward (the same values, without five reductions of one element)."""
+    return np.array([1.0, w, w * r, w * w, w * w * r, w * w * r * r])
 
 
 def _sums(w: FloatArray, r: FloatArray) -> FloatArray:

@@ -41,12 +41,25 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
-from regretflow.connectors.arrow import EVENT_COLUMNS, ArrowRows, answer_batches
+from regretflow.connectors import Record
+from regretflow.connectors.arrow import EVENT_COLUMNS, AnswerColumns, ArrowRows, answer_batches
 from regretflow.engine.errors import FatalError
 from regretflow.engine.runtime import events as events_module
 from regretflow.engine.runtime.dead_letters import BadEvent
-from regretflow.engine.runtime.events import _ATTRIBUTE_TYPES, _REQUIRED, Event, EventDecoder, ModelView, _bin, _category, _show
+from regretflow.engine.runtime.events import (
+    _ATTRIBUTE_TYPES,
+    _REQUIRED,
+    Event,
+    EventDecoder,
+    JoinedRaws,
+    ModelView,
+    Run,
+    _bin,
+    _category,
+    _show,
+)
 
 log = logging.getLogger("regretflow")
 
@@ -161,21 +174,25 @@ class _BlockRaws(Sequence[ArrowRow]):
 class _Columns:
     """What :meth:`ArrowDecoder._fast` read of a batch, for the blocks cut from it."""
 
-    __slots__ = ("ids", "models", "kinds", "keys", "ts", "labels", "X", "memberships")
+    __slots__ = ("ids", "models", "kinds", "keys", "ts", "labels", "X", "memberships", "happy", "distinct")
 
     def __init__(
         self,
         ids: list[Any],
-        models: list[Any],
-        kinds: list[Any],
-        keys: list[Any],
+        models: Sequence[Any],
+        kinds: Sequence[Any],
+        keys: Sequence[Any],
         ts: list[Any],
         labels: list[Any],
         X: np.ndarray | None,
         memberships: dict[str, tuple[np.ndarray, dict[int, BadEvent]]],
+        happy: np.ndarray,
+        distinct: dict[str, set[str]],
     ):
         self.ids, self.models, self.kinds, self.keys, self.ts, self.labels, self.X = ids, models, kinds, keys, ts, labels, X
         self.memberships = memberships
+        self.happy = happy  # the rows that passed the column-wise screen: they go in blocks
+        self.distinct = distinct  # the values of the model and kind columns
 
 
 def admit_block(router: Any, block: ArrowBlock, out: Any) -> list[tuple[int, BadEvent]]:
@@ -225,9 +242,32 @@ def expand_rows(records: Sequence[tuple[str, Any]], decoder: ArrowDecoder) -> li
     return out
 
 
-def answer_messages(answers: list[tuple[str, bytes, tuple[tuple[str, str], ...]]]) -> list[tuple[str, bytes, tuple[tuple[str, str], ...]]]:
-    """A micro-batch's JSON answers as Arrow messages (``runtime.answer_format = "arrow"``): one per model and kind."""
-    return answer_batches((headers[0][1], orjson.loads(payload)) for _, payload, headers in answers)
+def answer_messages(answers: Sequence[Record | AnswerColumns]) -> list[Record]:
+    """A micro-batch's answers as Arrow messages (``runtime.answer_format = "arrow"``): one per model and kind.
+
+    Runs answered in columns go in as they are; single answers (JSON records) are read back into rows.
+    """
+    return answer_batches(
+        (item.model, item) if isinstance(item, AnswerColumns) else (item[2][0][1], orjson.loads(item[1]))  # (headers[0] names the model)
+        for item in answers
+    )
+
+
+def run_id_column(run: Run) -> pa.Array | None:
+    """The ids of a run made of Arrow blocks, as the messages' own ``id`` column (sliced, not copied
+    when the run is one block); None when some rows did not come from a block of text ids."""
+    raws = run.raws
+    parts = raws.parts if type(raws) is JoinedRaws else [raws]
+    if not all(type(p) is _BlockRaws for p in parts):
+        return None
+    slices = []
+    for p in parts:
+        block = cast(_BlockRaws, p).block
+        column = block.batch.column("id")
+        if not pa.types.is_string(column.type):
+            return None
+        slices.append(column.slice(block.start, len(block)))
+    return slices[0] if len(slices) == 1 else pa.concat_arrays(slices)
 
 
 def row_object(batch: pa.RecordBatch, index: int) -> dict[str, Any]:
@@ -280,11 +320,177 @@ def _values(batch: pa.RecordBatch, name: str) -> list[Any]:
     return values
 
 
+def _all_floats(batch: pa.RecordBatch, name: str) -> bool:
+    """Whether column ``name`` is absent (None for every row) or float64 without a null: its Python values
+    (:func:`_values`) are then already what the events hold."""
+    if name not in batch.schema.names:
+        return True
+    column = batch.column(name)
+    return bool(pa.types.is_float64(column.type) and column.null_count == 0)
+
+
+def _differs_from_previous(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    """Per row after the first: text column ``name`` differs from the row before (a null equals a null only)."""
+    n = batch.num_rows
+    if name not in batch.schema.names or n < 2:
+        return np.zeros(max(n - 1, 0), dtype=np.bool_)
+    column = batch.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    later, earlier = column.slice(1), column.slice(0, n - 1)
+    same = pc.equal(later, earlier).fill_null(False).to_numpy(zero_copy_only=False)
+    if column.null_count:
+        same |= (later.is_null().to_numpy(zero_copy_only=False)) & (earlier.is_null().to_numpy(zero_copy_only=False))
+    return np.asarray(~same, dtype=np.bool_)
+
+
+class _LazyValues(Sequence[Any]):
+    """A column's Python values (:func:`_values`), made when a row is first read one by one; :meth:`at`
+    reads a single row without making them (a block's first row)."""
+
+    __slots__ = ("batch", "name", "_values")
+
+    def __init__(self, batch: pa.RecordBatch, name: str):
+        self.batch, self.name = batch, name
+        self._values: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return int(self.batch.num_rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if self._values is None:
+            self._values = _values(self.batch, self.name)
+        return self._values[i]
+
+    def at(self, i: int) -> Any:
+        if self._values is not None:
+            return self._values[i]
+        if self.name not in self.batch.schema.names:
+            return None
+        return self.batch.column(self.name)[i].as_py()
+
+
+class _ArrayValues(Sequence[Any]):
+    """An Arrow column and its Python values, made when a row is first read one by one."""
+
+    __slots__ = ("array", "_values")
+
+    def __init__(self, array: pa.Array):
+        self.array = array
+        self._values: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if self._values is None:
+            self._values = self.array.to_pylist()
+        return self._values[i]
+
+
+_VALUE_SETS: dict[tuple[str, ...], tuple[pa.Array, np.ndarray]] = {}  # per declared values: the Arrow set and its codes
+
+
+def _category_codes(array: pa.Array, index: dict[str, int]) -> np.ndarray:
+    """Per row of a text column: the declared group its value names (``index``), or -1 (another value, or null)."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    names = tuple(name for name in index if type(name) is str)
+    cached = _VALUE_SETS.get(names)
+    if cached is None:
+        cached = _VALUE_SETS[names] = (pa.array(names, pa.string()), np.array([index[name] for name in names] + [-1], dtype=np.int64))
+    value_set, lookup = cached
+    found = pc.index_in(array, value_set=value_set)  # a position in ``names``; null: none
+    n = len(found)
+    positions = np.frombuffer(found.buffers()[1], dtype=np.int32, count=n, offset=4 * found.offset).astype(np.int64)
+    if found.null_count:
+        valid = np.unpackbits(np.frombuffer(found.buffers()[0], dtype=np.uint8), bitorder="little", count=found.offset + n)
+        positions[valid[found.offset :] == 0] = -1  # (-1 reads the lookup's last entry)
+    return np.asarray(lookup[positions])
+
+
+def _at(values: Sequence[Any], i: int) -> Any:
+    return values.at(i) if type(values) is _LazyValues else values[i]
+
+
+def _distinct(batch: pa.RecordBatch, name: str) -> set[str]:
+    """The text values of column ``name`` (nulls left out)."""
+    if name not in batch.schema.names:
+        return set()
+    column = batch.column(name)
+    only = _single_value(column)
+    if only is not None:
+        return {only}
+    return {v for v in pc.unique(column).to_pylist() if type(v) is str}
+
+
+def _single_value(column: pa.Array) -> str | None:
+    """The value of a string column whose every row holds the same one (no null), else None; compares
+    the bytes (a message of one model and kind: cheaper than hashing every row)."""
+    n = len(column)
+    if not n or not pa.types.is_string(column.type) or column.null_count:
+        return None
+    offsets = np.frombuffer(column.buffers()[1], dtype=np.int32, count=n + 1, offset=4 * column.offset)
+    start, width = int(offsets[0]), int(offsets[1] - offsets[0])
+    if not width or not np.array_equal(offsets[1:], offsets[:-1] + width):
+        return None
+    data = column.buffers()[2]
+    first = data[start : start + width].to_pybytes()
+    if data[start : start + n * width].to_pybytes() != first * n:
+        return None
+    return str(first.decode())
+
+
+def _equals(batch: pa.RecordBatch, name: str, value: str, distinct: set[str]) -> np.ndarray:
+    """Per row: text column ``name`` holds ``value`` (a null does not); ``distinct`` are its values (:func:`_distinct`)."""
+    n = batch.num_rows
+    if name not in batch.schema.names or value not in distinct:
+        return np.zeros(n, dtype=np.bool_)
+    column = batch.column(name)
+    if len(distinct) == 1 and column.null_count == 0:  # (the common case: one model and kind a message)
+        return np.ones(n, dtype=np.bool_)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    return np.asarray(pc.equal(column, value).fill_null(False).to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def _nulls(column: pa.Array) -> np.ndarray:
+    """Per row: the value is null."""
+    if column.null_count == 0:
+        return np.zeros(len(column), dtype=np.bool_)
+    return np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+
+
+def _floats(column: pa.Array) -> np.ndarray:
+    """A numeric column as float64 (a null reads 0.0), without a copy when it is float64 already."""
+    if pa.types.is_float64(column.type) and column.null_count == 0:
+        return np.asarray(column.to_numpy(zero_copy_only=True))
+    return np.asarray(column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False))
+
+
 def _lengths_within(batch: pa.RecordBatch, name: str, low: int, high: int, n: int) -> np.ndarray:
     """Per row: the text column ``name`` is present and holds ``low`` to ``high`` characters."""
     if name not in batch.schema.names:
         return np.zeros(n, dtype=np.bool_)
     column = batch.column(name)
+    if pa.types.is_string(column.type) and column.null_count == 0 and n:
+        # UTF-8 takes 1 to 4 bytes a character: byte lengths within low..high are character lengths within them
+        offsets = np.frombuffer(column.buffers()[1], dtype=np.int32, count=n + 1, offset=4 * column.offset)
+        nbytes = np.diff(offsets)
+        if nbytes.min() >= low and nbytes.max() <= high:
+            return np.ones(n, dtype=np.bool_)
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
     lengths = pc.utf8_length(column).fill_null(-1).to_numpy(zero_copy_only=False)
@@ -307,7 +513,7 @@ class ArrowDecoder:
         self.max_abs = decoder.max_abs
         self.models = decoder.models
         self.fallbacks = 0  # batches the column-wise path raised on (logged once; the rows then go one by one)
-        self._last = _Columns([], [], [], [], [], [], None, {})
+        self._last = _Columns([], [], [], [], [], [], None, {}, np.zeros(0, dtype=np.bool_), {})
 
     def decode(self, rows: ArrowRows) -> list[ArrowRow | ArrowBlock]:
         """The rows in order: single rows (:class:`ArrowRow`: bad ones, and those checked one by one)
@@ -322,38 +528,49 @@ class ArrowDecoder:
             if self.fallbacks == 1:
                 log.warning("event=arrow_fallback error=%r (rows are validated one by one)", f"{type(exc).__name__}: {exc}"[:300])
             decoded = None
+        n = batch.num_rows
         if decoded is None:
-            decoded = [self._slow(batch, i) for i in range(batch.num_rows)]
-        out: list[ArrowRow | ArrowBlock] = []
-        i, n = 0, len(decoded)
-        while i < n:
-            item = decoded[i]
-            if item is None:  # consecutive screened rows of one model, kind and key: one block
-                c = self._last
-                j = i + 1
-                while j < n and decoded[j] is None and c.models[j] == c.models[i] and c.kinds[j] == c.kinds[i] and c.keys[j] == c.keys[i]:
-                    j += 1
-                out.append(self._block(batch, c, i, j, rows))
-                i = j
-                continue
-            if isinstance(item, BadEvent):
-                out.append(ArrowRow(batch, i, rows.start + i, rows.where, None, item))
-            else:
-                out.append(ArrowRow(batch, i, rows.start + i, rows.where, item, None))
-            i += 1
-        return out
+            decoded = {i: self._slow(batch, i) for i in range(n)}
+            happy = np.zeros(n, dtype=np.bool_)
+        else:
+            happy = self._last.happy
+        placed: list[tuple[int, ArrowRow | ArrowBlock]] = [
+            (
+                i,
+                ArrowRow(batch, i, rows.start + i, rows.where, None, item)
+                if isinstance(item, BadEvent)
+                else ArrowRow(batch, i, rows.start + i, rows.where, item, None),
+            )
+            for i, item in decoded.items()
+        ]
+        if happy.any():  # consecutive screened rows of one model, kind and key: one block
+            breaks = ~happy
+            for name in ("model", "kind", "key"):
+                distinct = self._last.distinct.get(name)
+                if distinct is None:
+                    distinct = _distinct(batch, name)
+                if name in batch.schema.names and (batch.column(name).null_count or len(distinct) > 1):
+                    breaks[1:] |= _differs_from_previous(batch, name)
+            starts = np.nonzero(happy & (np.concatenate(([True], ~happy[:-1])) | breaks))[0]  # (a happy row's break: it differs)
+            cuts = np.nonzero(breaks)[0]
+            ends = np.append(cuts, n)[np.searchsorted(cuts, starts, side="right")]
+            placed += [(lo, self._block(batch, self._last, lo, hi, rows)) for lo, hi in zip(starts.tolist(), ends.tolist())]
+            placed.sort(key=lambda p: p[0])
+        return [item for _, item in placed]
 
     def _block(self, batch: pa.RecordBatch, c: _Columns, lo: int, hi: int, rows: ArrowRows) -> ArrowBlock:
-        model, kind = c.models[lo], c.kinds[lo]
+        model, kind, key = _at(c.models, lo), _at(c.kinds, lo), _at(c.keys, lo)
         view = self.models[model]
         assert c.X is not None
         X = c.X[lo:hi] if kind == "observe" else c.X[lo:hi].copy()  # requests keep x in the join store: no view of the message
         groups = c.memberships[model][0][lo:hi] if view.n_groups else None
         labels = None
         if kind == "observe":
-            labels = [view.task.check_label(label) for label in c.labels[lo:hi]]
-        ts = [None if t is None else float(t) for t in c.ts[lo:hi]]
-        return ArrowBlock(batch, lo, hi, rows.start + lo, rows.where, model, kind, c.keys[lo], c.ids[lo:hi], X, groups, labels, ts)
+            labels = c.labels[lo:hi]
+            if not (view.task.name == "regression" and _all_floats(batch, "label")):  # (a float's check_label is itself)
+                labels = [view.task.check_label(label) for label in labels]
+        ts = c.ts[lo:hi] if _all_floats(batch, "ts") else [None if t is None else float(t) for t in c.ts[lo:hi]]
+        return ArrowBlock(batch, lo, hi, rows.start + lo, rows.where, model, kind, key, c.ids[lo:hi], X, groups, labels, ts)
 
     # -- the exact path: one row at a time through EventDecoder.validate --------------------------
     def _slow(self, batch: pa.RecordBatch, i: int, obj: dict[str, Any] | None = None) -> Event | BadEvent:
@@ -399,14 +616,16 @@ class ArrowDecoder:
                 return False  # unknown_field per row: the exact path names it
         return True
 
-    def _fast(self, batch: pa.RecordBatch) -> list[Event | BadEvent | None]:
-        """Per row: its Event, its BadEvent, or None for a row that passed the column-wise screen
-        (:meth:`_screen`) and joins a block; ``self._last`` keeps what blocks are cut from."""
+    def _fast(self, batch: pa.RecordBatch) -> dict[int, Event | BadEvent]:
+        """The rows that did not pass the column-wise screen (:meth:`_screen`), each with its Event or
+        BadEvent; ``self._last`` keeps what blocks of the others are cut from (``happy``: which they are)."""
         n = batch.num_rows
         names = set(batch.schema.names)
         col = batch.column
-        ids, models, kinds = _values(batch, "id"), _values(batch, "model"), _values(batch, "kind")
-        keys, tss, labels = _values(batch, "key"), _values(batch, "ts"), _values(batch, "label")
+        ids, tss, labels = _values(batch, "id"), _values(batch, "ts"), _values(batch, "label")
+        # read per row only for the rows outside blocks (and a block's first): Python values on first need
+        models, kinds, keys = _LazyValues(batch, "model"), _LazyValues(batch, "kind"), _LazyValues(batch, "key")
+        model_names, kind_names = _distinct(batch, "model"), _distinct(batch, "kind")
         slow = np.zeros(n, dtype=np.bool_)
         for name in _SLOW_COLUMNS:
             if name in names:
@@ -424,9 +643,9 @@ class ArrowDecoder:
         for name in ["ts", "label", *(f"attributes.{a}" for a in self._float_attributes(batch))]:
             finite &= self._finite(batch, name)
         attributes = self._attribute_columns(batch)
-        memberships = self._memberships(models, X, attributes, n)
+        memberships = self._memberships(model_names, X, attributes, n)
 
-        actions, expected = _values(batch, "actions"), _values(batch, "expected_rewards")
+        actions, expected = _LazyValues(batch, "actions"), _LazyValues(batch, "expected_rewards")
         lists: dict[str, list[Any]] = {}  # the other columns' Python values, made for the first row that needs them
 
         def row_dict(i: int) -> dict[str, Any]:
@@ -449,17 +668,14 @@ class ArrowDecoder:
                 obj["attributes"] = present
             return obj
 
-        happy = self._screen(batch, models, kinds, labels, X, has_x, finite & ~slow, features_fine, memberships)
-        out: list[Event | BadEvent | None] = []
+        happy = self._screen(batch, model_names, kind_names, labels, X, has_x, finite & ~slow, features_fine, memberships)
+        out: dict[int, Event | BadEvent] = {}
         max_abs = self.max_abs
         views = self.models
-        for i in range(n):
-            if happy[i]:
-                out.append(None)  # a row of a block (decode gathers them): no per-row work
-                continue
+        for i in np.nonzero(~happy)[0].tolist():  # the rows of blocks need no per-row work (decode gathers them)
             kind = kinds[i]
             if slow[i] or kind not in _FAST_KINDS:
-                out.append(self._slow(batch, i, row_dict(i)) if finite[i] else self._slow(batch, i))
+                out[i] = self._slow(batch, i, row_dict(i)) if finite[i] else self._slow(batch, i)
                 continue
             eid, model = ids[i], models[i]
             nested = {"actions": actions[i], "expected_rewards": expected[i]}
@@ -514,17 +730,17 @@ class ArrowDecoder:
                     bad.model = model
                 if type(eid) is str and 0 < len(eid) <= 256:
                     bad.event_id = eid
-                out.append(bad)
+                out[i] = bad
                 continue
-            out.append(ev)
-        self._last = _Columns(ids, models, kinds, keys, tss, labels, X, memberships)
+            out[i] = ev
+        self._last = _Columns(ids, models, kinds, keys, tss, labels, X, memberships, happy, {"model": model_names, "kind": kind_names})
         return out
 
     def _screen(
         self,
         batch: pa.RecordBatch,
-        models: list[Any],
-        kinds: list[Any],
+        model_names: set[str],
+        kind_names: set[str],
         labels: list[Any],
         X: np.ndarray | None,
         has_x: np.ndarray,
@@ -545,33 +761,32 @@ class ArrowDecoder:
         happy &= features_fine
         happy &= _lengths_within(batch, "id", 1, 256, n)
         if "key" in names:
-            happy &= _lengths_within(batch, "key", 0, 256, n) | batch.column("key").is_null().to_numpy(zero_copy_only=False)
+            happy &= _lengths_within(batch, "key", 0, 256, n) | _nulls(batch.column("key"))
         for name in ("actions", "expected_rewards"):
             if name in names:
-                happy &= batch.column(name).is_null().to_numpy(zero_copy_only=False)
+                happy &= _nulls(batch.column(name))
         label_column = batch.column("label") if "label" in names else None
-        label_null = np.ones(n, dtype=np.bool_) if label_column is None else label_column.is_null().to_numpy(zero_copy_only=False)
+        label_null = np.ones(n, dtype=np.bool_) if label_column is None else _nulls(label_column)
         numeric_labels = label_column is not None and _is_numeric(label_column.type)
-        models_np, kinds_np = np.array(models, dtype=object), np.array(kinds, dtype=object)
         taken = np.zeros(n, dtype=np.bool_)
-        for name in {m for m in models if type(m) is str}:
+        for name in model_names:
             view = self.models.get(name)
             if view is None or view.d != X.shape[1]:
                 continue
-            of_model = happy & (models_np == name)
+            of_model = happy & _equals(batch, "model", name, model_names)
             if view.n_groups:
                 bad_rows = memberships[name][1]
                 if bad_rows:
                     of_model[list(bad_rows)] = False
             for kind in view.task.run_kinds & {"observe", "predict"}:
-                rows = of_model & (kinds_np == kind)
+                rows = of_model & _equals(batch, "kind", kind, kind_names)
                 if kind == "predict":
                     taken |= rows & label_null
                     continue
                 rows &= ~label_null
                 if numeric_labels and view.task.name == "regression":
                     assert label_column is not None
-                    values = label_column.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+                    values = _floats(label_column)
                     taken |= rows & (np.abs(values) <= self.max_abs)
                     continue
                 for i in np.nonzero(rows)[0].tolist():  # other tasks: the task's own label check, per row
@@ -597,9 +812,8 @@ class ArrowDecoder:
         else:
             X = values.to_numpy(zero_copy_only=False).astype(np.float64).reshape(n, width)
         null_inside = values.is_null().to_numpy(zero_copy_only=False).reshape(n, width).any(axis=1) if inner_nulls else None
-        with np.errstate(invalid="ignore"):
-            finite = np.isfinite(X).all(axis=1) if X.size else np.ones(n, dtype=np.bool_)
-            peak = np.abs(X).max(axis=1) if width else np.zeros(n)
+        finite, peak = np.ones(n, dtype=np.bool_), np.zeros(n)
+        _feature_bounds(X, finite, peak)
         if null_inside is not None:
             finite |= null_inside  # a null feature is a wrong_type, as JSON's null is
         max_abs = self.max_abs
@@ -640,26 +854,23 @@ class ArrowDecoder:
             column = batch.column("attributes").field(name[11:])
         if column is None or not pa.types.is_floating(column.type):
             return np.ones(batch.num_rows, dtype=np.bool_)
-        with np.errstate(invalid="ignore"):
-            return np.asarray(np.isfinite(column.fill_null(0.0).to_numpy(zero_copy_only=False)), dtype=np.bool_)
+        return np.asarray(np.isfinite(_floats(column)), dtype=np.bool_)
 
     @staticmethod
-    def _attribute_columns(batch: pa.RecordBatch) -> dict[str, list[Any]]:
-        """Each attribute's values (None where absent), from an ``attributes`` struct and ``attributes.<name>`` columns."""
-        out: dict[str, list[Any]] = {}
+    def _attribute_columns(batch: pa.RecordBatch) -> dict[str, _ArrayValues]:
+        """Each attribute's values (null where absent), from an ``attributes`` struct and ``attributes.<name>`` columns."""
+        out: dict[str, _ArrayValues] = {}
         if "attributes" in batch.schema.names:
             struct = batch.column("attributes")
-            valid = struct.is_valid().to_pylist()
-            for k in range(struct.type.num_fields):
-                values = struct.field(k).to_pylist()
-                out[struct.type.field(k).name] = [v if ok else None for v, ok in zip(values, valid)]
+            for field, values in zip(struct.type, struct.flatten()):  # (flatten: a null struct nulls its fields)
+                out[field.name] = _ArrayValues(values)
         for name in batch.schema.names:
             if name.startswith("attributes."):
-                out[name[11:]] = batch.column(name).to_pylist()
+                out[name[11:]] = _ArrayValues(batch.column(name))
         return out
 
     def _memberships(
-        self, models: list[Any], X: np.ndarray | None, attributes: dict[str, list[Any]], n: int
+        self, model_names: set[str], X: np.ndarray | None, attributes: dict[str, _ArrayValues], n: int
     ) -> dict[str, tuple[np.ndarray, dict[int, BadEvent]]]:
         """Per model with groups: the batch's membership matrix, filled column-wise, and the rows whose
         attribute values are not scalars (each with its BadEvent).
@@ -668,7 +879,7 @@ class ArrowDecoder:
         null attribute reads as absent); values outside the declared groups join none.
         """
         out: dict[str, tuple[np.ndarray, dict[int, BadEvent]]] = {}
-        for name in {m for m in models if type(m) is str}:
+        for name in model_names:
             view = self.models.get(name)
             if view is None or not view.n_groups:
                 continue
@@ -682,6 +893,17 @@ class ArrowDecoder:
                     assert X is not None and col_index is not None
                     G[:, view.offsets[gi] : view.offsets[gi] + len(g.edges) - 1] |= _bins_matrix(g.edges, X[:, col_index])
                     continue
+                array = attr.array if attr is not None else None
+                if array is not None and (array.null_count == 0 or not from_x):  # column-wise (a null then joins none)
+                    if g.values and _is_text(array.type):
+                        codes = _category_codes(array, view.value_index[gi])
+                        rows = np.nonzero(codes >= 0)[0]
+                        G[rows, view.offsets[gi] + codes[rows]] = True
+                        continue
+                    if not g.values and _is_numeric(array.type):
+                        values = array.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+                        G[:, view.offsets[gi] : view.offsets[gi] + len(g.edges) - 1] |= _bins_matrix(g.edges, values)
+                        continue
                 cache: dict[Any, int] = {}
                 for i in range(n):
                     value = attr[i] if attr is not None else None
@@ -710,6 +932,25 @@ class ArrowDecoder:
 
             out[name] = (G, bad)
         return out
+
+
+@njit(cache=True)
+def _feature_bounds(X: np.ndarray, finite: np.ndarray, peak: np.ndarray) -> None:
+    """Per row of ``X``: whether every value is finite, and the largest magnitude (NaN when a value is
+    NaN), in one pass (numpy's row reductions over a few dozen columns cost more than the rest of the screen)."""
+    for i in range(X.shape[0]):
+        top = 0.0
+        for j in range(X.shape[1]):
+            a = abs(X[i, j])
+            if a != a:
+                finite[i] = False
+                top = np.nan
+                break
+            if a == np.inf:
+                finite[i] = False
+            if a > top:
+                top = a
+        peak[i] = top
 
 
 def _bins_matrix(edges: tuple[float, ...], values: np.ndarray) -> np.ndarray:

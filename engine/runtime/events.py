@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from importlib import resources
-from itertools import chain
-from typing import TYPE_CHECKING, Any, TypeVar
+from itertools import accumulate, chain
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -173,7 +174,7 @@ class Run:
         labels: list[Any] | None,
         ts: list[float | None],
         keys: list[str | None] | None,
-        raws: list[Any],
+        raws: Sequence[Any],
     ) -> None:
         self.kind = kind
         self.model = model
@@ -199,7 +200,7 @@ class Run:
         labels: list[Any] | None = None,
         ts: list[float | None] | None = None,
         keys: list[str | None] | None = None,
-        raws: list[Any] | None = None,
+        raws: Sequence[Any] | None = None,
     ) -> Run:
         """A run from validated columns (rows in stream order); absent columns are filled in."""
         n = len(ids)
@@ -299,8 +300,43 @@ class Run:
             None if first.labels is None else [v for r in runs for v in (r.labels or [])],
             [t for r in runs for t in r.ts],
             [k for r in runs for k in (r.keys or [None] * len(r))] if keyed else None,
-            [p for r in runs for p in r.raws],
+            [p for r in runs for p in r.raws] if all(type(r.raws) is list for r in runs) else JoinedRaws([r.raws for r in runs]),
         )
+
+
+class JoinedRaws(Sequence[Any]):
+    """The payloads of consecutive runs as one sequence, read through without copying: a columnar
+    run's payloads are made only for the rows that need one (a dead letter), never one per row.
+
+    >>> raws = JoinedRaws([[b"a", b"b"], [b"c"]])
+    >>> len(raws), raws[2], raws[-3], list(raws[1:])
+    (3, b'c', b'a', [b'b', b'c'])
+    """
+
+    __slots__ = ("parts", "ends")
+
+    def __init__(self, parts: list[Sequence[Any]]) -> None:
+        self.parts = parts
+        self.ends = list(accumulate(len(p) for p in parts))
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        i %= n
+        part = bisect_right(self.ends, i)
+        return self.parts[part][i - (self.ends[part - 1] if part else 0)]
 
 
 def schema() -> dict[str, Any]:

@@ -23,18 +23,20 @@ the state once, even after ``kill -9``.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import platform
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
 
 from regretflow.connectors import Record, Sink
+from regretflow.connectors.arrow import AnswerColumns
 from regretflow.connectors.files import open_private_append
 from regretflow.connectors.partition_ids import split_pid
 from regretflow.engine.config import Config, ModelSpec
@@ -42,7 +44,15 @@ from regretflow.engine.errors import FatalError
 from regretflow.engine.evaluation import regret
 from regretflow.engine.observability.metrics import UNKNOWN_MODEL, HealthState, Metrics, MetricsServer, MonitorCollector
 from regretflow.engine.observability.metrics_log import metrics_log_record
-from regretflow.engine.runtime.arrow_batches import ArrowBlock, ArrowDecoder, ArrowRow, admit_block, answer_messages, expand_rows
+from regretflow.engine.runtime.arrow_batches import (
+    ArrowBlock,
+    ArrowDecoder,
+    ArrowRow,
+    admit_block,
+    answer_messages,
+    expand_rows,
+    run_id_column,
+)
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import Event, EventDecoder, Run
@@ -109,10 +119,12 @@ class _BatchOutput:
     (('m', b'{"id":"b"}', (('model', 'm'), ('event_id', 'b'))), {('m', 'observe'): 2})
     """
 
-    __slots__ = ("answers", "spans", "dead_records", "kinds", "answered", "dead_reasons")
+    __slots__ = ("answers", "spans", "dead_records", "kinds", "answered", "dead_reasons", "columnar")
 
-    def __init__(self) -> None:
-        self.answers: list[Record] = []
+    def __init__(self, columnar: bool = False) -> None:
+        # Arrow answers (runtime.answer_format = "arrow"): a run's answers stay columns until its message is built
+        self.columnar = columnar
+        self.answers: list[Record | AnswerColumns] = []
         # where each event's or run's answers start in ``answers`` (to withdraw a quarantined shard's)
         self.spans: list[tuple[int, Event | Run]] = []
         self.dead_records: list[Record] = []
@@ -144,6 +156,37 @@ class _BatchOutput:
             ]
         k = (model, run.kind)
         self.answered[k] = self.answered.get(k, 0) + len(records)
+
+    def answer_columns(self, run: Run, columns: dict[str, Any]) -> None:
+        """The answers of a run as columns (field -> one value per row, or one string for every row),
+        the same answers :meth:`answer_run` takes as records; kept as columns for Arrow answers."""
+        if not self.columnar:
+            self.answer_run(run, AnswerColumns(run.model, run.kind, columns, len(run)).records())
+            return
+        ids = run_id_column(run)  # the messages' own id column: no Python string per row
+        if ids is not None:
+            columns["id"] = ids
+        if run.keys is not None:
+            columns["key"] = run.keys
+        self.spans.append((len(self.answers), run))
+        self.answers.append(AnswerColumns(run.model, run.kind, columns, len(run)))
+        k = (run.model, run.kind)
+        self.answered[k] = self.answered.get(k, 0) + len(run)
+
+    def records(self) -> list[Record]:
+        """The answers as JSON records, one per answer (runs kept in columns are serialised here)."""
+        out: list[Record] = []
+        for item in self.answers:
+            if type(item) is not AnswerColumns:
+                out.append(cast(Record, item))
+                continue
+            model = item.model
+            out += [(r.get("key") or model, dumps(r), (("model", model), ("event_id", r["id"]))) for r in item.records()]
+        return out
+
+    def count(self) -> int:
+        """How many answers (a run in columns counts its rows)."""
+        return sum(len(a) if type(a) is AnswerColumns else 1 for a in self.answers)
 
     def dead(self, payload: Any, reason: str, detail: str, model: str | None, event_id: str | None = None) -> None:
         """A dead letter: the reason, a detail, the model (``_unknown_`` when not a declared
@@ -406,6 +449,10 @@ class Engine:
                 signal.signal(sig, self._on_signal)
         rt = self.config.runtime
         timeout = rt.batch_timeout_ms / 1000.0
+        # what exists now (modules, kernels, config, restored state) outlives the loop: the collector's full
+        # passes, triggered by each batch's short-lived answers and events, skip it (~1.5 us an event otherwise);
+        # unfrozen at the end, so nothing frozen is kept for good
+        gc.freeze()
         try:
             if self.brokers:
                 if not connect_endpoints(self.brokers, self.health, lambda: self.stop_requested):
@@ -431,6 +478,8 @@ class Engine:
             # position is that of its last applied event) is where the restart resumes
             self.abort(exc)
             raise
+        finally:
+            gc.unfreeze()
         self.shutdown()
 
     def abort(self, exc: BaseException) -> None:
@@ -454,7 +503,7 @@ class Engine:
         ``records`` are payloads (unpartitioned sources) or ``(partition, payload)`` pairs.
         """
         started = time.perf_counter()
-        out = _BatchOutput()
+        out = _BatchOutput(columnar=self.config.runtime.answer_format == "arrow")
         decode = self.decoder.decode
         kinds = out.kinds
         if not self.partitioned:
@@ -504,9 +553,9 @@ class Engine:
             if part.dirty:
                 part.router.flush(out)
                 self._quarantine_unhealthy(part, out)
-        self.answers.write(out.answers if self.config.runtime.answer_format == "json" else answer_messages(out.answers))
+        self.answers.write(answer_messages(out.answers) if out.columnar else cast(list[Record], out.answers))
         self.dead_letters.write(out.dead_records)
-        self.metrics.sink_records.labels(sink="answers").inc(len(out.answers))
+        self.metrics.sink_records.labels(sink="answers").inc(out.count())
         self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead_records))
         n = sum(len(p) if type(p) is ArrowBlock else 1 for _, p in records)
         self.since_checkpoint += n
@@ -552,8 +601,8 @@ class Engine:
         if not failed:
             return
         by_key = part.router.by_key
-        kept: list[Record] = []
-        for answer, (model, key, kind, eid, raw) in zip(out.answers, out.owners()):
+        kept: list[Record | AnswerColumns] = []
+        for answer, (model, key, kind, eid, raw) in zip(out.records(), out.owners()):
             sid = (model, (key or "") if by_key[model] else "")
             if sid in failed:
                 out.dead(raw, "model_unhealthy", str(failed[sid].quarantined)[:300], model, eid)

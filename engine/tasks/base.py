@@ -87,6 +87,10 @@ class Output(Protocol):
     def answer_run(self, run: Run, records: list[dict[str, Any]]) -> None:
         """One answer per row of ``run``, in its order (serialised together)."""
 
+    def answer_columns(self, run: Run, columns: dict[str, Any]) -> None:
+        """The answers :meth:`answer_run` takes, as columns: field -> one value per row, or one string for every row.
+        An output whose ``columnar`` is true (Arrow answers) keeps them so; call it only then."""
+
     def dead_event(self, ev: Event, reason: str, detail: str) -> None: ...
 
     def dead_run(self, run: Run, reason: str, detail: str) -> None:
@@ -140,6 +144,8 @@ class Task(ABC):
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]
     run_kinds: ClassVar[frozenset[str]] = frozenset()
+    # run kinds whose events :meth:`check` never refuses: the shard admits their runs without a call per row
+    unchecked_kinds: ClassVar[frozenset[str]] = frozenset()
 
     # -- events -----------------------------------------------------------------------------
     def check_label(self, label: Any) -> Any:

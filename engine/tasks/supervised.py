@@ -65,6 +65,7 @@ class SupervisedTask(Task):
 
     kinds: ClassVar[frozenset[str]] = frozenset({"observe", "predict", "feedback"})
     run_kinds: ClassVar[frozenset[str]] = frozenset({"observe", "predict"})
+    unchecked_kinds: ClassVar[frozenset[str]] = frozenset({"observe"})  # (check looks at predicts and feedback only)
 
     def check(self, shard: ShardView, ev: Event) -> None:
         if ev.kind == "predict":
@@ -92,8 +93,16 @@ class SupervisedTask(Task):
             out.dead_run(run, "model_unhealthy", str(shard.quarantined))
             return
         model = shard.spec.name
-        values = plain_list(preds)
         ids = run.ids
+        if fields is None and kind == "observe" and getattr(out, "columnar", False):  # Arrow answers: columns, no record per row
+            exact = (
+                isinstance(preds, np.ndarray) and preds.ndim == 1 and preds.dtype in (np.float64, np.int64)
+            )  # typed as their Python values
+            prediction = preds if exact else plain_list(preds)
+            versions = np.arange(version, version + n, dtype=np.int64)
+            out.answer_columns(run, {"id": ids, "model": model, "kind": "observe", "prediction": prediction, "model_version": versions})
+            return
+        values = plain_list(preds)
         if kind == "observe":
             records = [
                 {"id": eid, "model": model, "kind": "observe", "prediction": p, "model_version": v}

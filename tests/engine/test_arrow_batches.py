@@ -282,3 +282,123 @@ def test_the_arrow_benchmark_runs_in_process_on_a_tiny_size():
     out = subprocess.run([sys.executable, str(bench), *args], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "agree: yes" in out.stdout and "Arrow engine / bare:" in out.stdout
+
+
+def arrow_answer_rows(answers) -> list[dict]:
+    return [r for _, payload, _ in answers for r in read_batch(payload).to_pylist()]
+
+
+def test_arrow_answers_come_from_the_run_s_columns_with_the_json_answers_types(regression_config):
+    """Runs answer in columns (prediction float64, model_version int64, ids from the message); the rows
+    equal the JSON answers."""
+    config = parse_config(regression_config_dict(runtime={"answer_format": "arrow"}, answers={"type": "memory"}))
+    payloads = regression_stream(400, seed=3)
+    json_engine, json_answers, _ = run(regression_config, payloads, batch_size=64)
+    engine, answers, _ = run(config, arrow_messages(payloads, 90), batch_size=64)
+    for _, payload, _ in answers:
+        schema = read_batch(payload).schema
+        assert schema.field("prediction").type == pa.float64() and schema.field("model_version").type == pa.int64()
+        assert schema.names == ["id", "model", "kind", "prediction", "model_version"]
+    got, expected = arrow_answer_rows(answers), [orjson.loads(r[1]) for r in json_answers]
+    for kind in ("observe", "predict"):  # (a message holds one model and kind: each kind's answers keep their order)
+        assert [r for r in got if r["kind"] == kind] == [r for r in expected if r["kind"] == kind]
+    assert len(got) == len(expected)
+    assert_same_bits(shard_state(json_engine), shard_state(engine))
+    assert engine.metrics.sink_records.labels(sink="answers")._value.get() == len(json_answers)
+
+
+def test_one_message_of_keys_kinds_and_models_mixed_cuts_into_blocks_as_json_would(regression_config):
+    """Rows of two keys (one run of nulls among them), observe and predict, cut into blocks where any of
+    model, kind or key changes: the same answers, dead letters and state as the events one by one as JSON."""
+    raw = regression_config_dict()
+    raw["models"]["m"]["params"]["shard_by_key"] = True
+    raw["models"]["n"] = {**raw["models"]["m"], "params": {"lam": 2.0}}
+    cfg = parse_config(raw)
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(120):
+        row = {"id": f"r{i}", "model": "mn"[(i // 7) % 2], "kind": "observe", "features": rng.normal(size=3).tolist()}
+        row["attributes"] = {"segment": "abc"[i % 3], "age": 30.0}
+        if (i // 5) % 4 == 3:
+            row["kind"] = "predict"
+        else:
+            row["label"] = float(rng.normal())
+        if (i // 11) % 3:
+            row["key"] = f"k{(i // 11) % 3}"
+        rows.append(row)
+    json_engine, json_answers, json_dead = run(cfg, [orjson.dumps(r) for r in rows], batch_size=50)
+    engine, answers, dead = run(cfg, [encode_batch(from_events(rows[:70])), encode_batch(from_events(rows[70:]))], batch_size=50)
+    assert [orjson.loads(r[1]) for r in answers] == [orjson.loads(r[1]) for r in json_answers]
+    assert not dead and not json_dead
+    assert_same_bits(shard_state(json_engine), shard_state(engine))
+
+    arrow_cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, answer_format="arrow"))
+    _, arrow_answers, _ = run(arrow_cfg, [encode_batch(from_events(rows))], batch_size=50)
+    got = arrow_answer_rows(arrow_answers)
+    expected = [orjson.loads(r[1]) for r in json_answers]
+    # an answer message holds one model and kind; a row without a key has a null key where another row has one
+    assert sorted((r["id"], r.get("key")) for r in got) == sorted((r["id"], r.get("key")) for r in expected)
+    assert {r["id"]: {k: v for k, v in r.items() if v is not None} for r in got} == {r["id"]: r for r in expected}
+
+
+def test_ids_are_measured_in_characters_not_bytes(regression_config):
+    rows = [{"id": "é" * 256, **GOOD}, {"id": "e" * 257, **GOOD}, {"id": "ü" * 200, **GOOD}]
+    _, json_answers, json_dead = run(regression_config, [orjson.dumps(r) for r in rows])
+    _, answers, dead = run(regression_config, [encode_batch(from_events(rows))])
+    assert [orjson.loads(r[1]) for r in answers] == [orjson.loads(r[1]) for r in json_answers] and len(answers) == 2
+    assert [orjson.loads(r[1])["reason"] for r in dead] == [orjson.loads(r[1])["reason"] for r in json_dead] == ["bad_field"]
+
+
+def test_a_run_answered_in_columns_whose_state_goes_non_finite_is_dead_lettered_not_answered(regression_config, monkeypatch):
+    from regretflow.learners.ridge import OnlineRidge
+
+    real = OnlineRidge.observe_many
+
+    def poisoned(self, X, y, groups=None):
+        preds = real(self, X, y, groups)
+        if (y == 123.0).any():
+            self.__dict__[next(k for k, v in vars(self).items() if isinstance(v, np.ndarray) and v.dtype.kind == "f")][...] = np.nan
+        return preds
+
+    monkeypatch.setattr(OnlineRidge, "observe_many", poisoned)
+    config = parse_config(regression_config_dict(runtime={"answer_format": "arrow"}, answers={"type": "memory"}))
+    good = [orjson.loads(p) for p in regression_stream(60, seed=5, with_joins=False)]
+    bad = {"id": "nan-maker", "model": "m", "kind": "observe", "features": [0.1, 0.2, 0.3], "label": 123.0}
+    messages = [encode_batch(from_events(good[:30])), encode_batch(from_events([*good[30:40], bad, *good[40:]]))]
+    engine, answers, dead = run(config, messages, batch_size=30)
+    assert [r["id"] for r in arrow_answer_rows(answers)] == [r["id"] for r in good[:30]]
+    letters = [orjson.loads(r[1]) for r in dead]
+    assert [d["reason"] for d in letters] == ["model_unhealthy"] * 31
+    assert orjson.loads(letters[10]["raw"])["id"] == "nan-maker"
+    assert engine.router.shards[("m", "")].quarantined
+
+
+def test_group_memberships_read_column_wise_match_the_json_events():
+    """Declared values, bins of a number, a grouping read from a feature when the attribute is absent, a
+    null attributes struct, values outside the groups, and a dictionary-encoded column: the same memberships
+    (so the same regret per group and state) as the events one by one as JSON."""
+    raw = regression_config_dict()
+    raw["models"]["m"]["groups"].append({"name": "x0", "field": "x0", "edges": [-1.0, 0.0, 1.0]})
+    cfg = parse_config(raw)
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(90):
+        attributes = {"segment": "abcz"[i % 4] if i % 7 else None, "age": [25.0, 45.0, 85.0, None][i % 4]}
+        if i % 5 == 0:
+            attributes["x0"] = [-0.5, 0.5, 3.0][i % 3]
+        row = {"id": f"r{i}", "model": "m", "kind": "observe", "features": rng.normal(size=3).tolist(), "label": float(i % 3)}
+        if i % 9:
+            row["attributes"] = {k: v for k, v in attributes.items() if v is not None}
+        rows.append(row)
+    json_engine, json_answers, _ = run(cfg, [orjson.dumps(r) for r in rows], batch_size=40)
+    batch = from_events(rows)
+    struct = batch.column("attributes")
+    fields = [struct.field(k) for k in range(struct.type.num_fields)]
+    names = [struct.type.field(k).name for k in range(struct.type.num_fields)]
+    fields[names.index("segment")] = fields[names.index("segment")].dictionary_encode()
+    attributes = pa.StructArray.from_arrays(fields, names=names, mask=struct.is_null())
+    batch = batch.set_column(batch.schema.get_field_index("attributes"), "attributes", attributes)
+    engine, answers, dead = run(cfg, [encode_batch(batch)], batch_size=40)
+    assert not dead and engine.arrow_decoder.fallbacks == 0  # (the column-wise path read every row)
+    assert [orjson.loads(r[1]) for r in answers] == [orjson.loads(r[1]) for r in json_answers]
+    assert_same_bits(shard_state(json_engine), shard_state(engine))
