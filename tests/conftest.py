@@ -36,6 +36,28 @@ def flat(state: dict) -> dict:
     return {**{k.rstrip("/"): v for k, v in scalars.items()}, **arrays}
 
 
+def shard_state(engine) -> dict:
+    """Every shard's ``state_dict``, by shard id."""
+    return {sid: s.state_dict() for sid, s in engine.router.shards.items()}
+
+
+def assert_same_bits(a, b, path=""):
+    """``a`` and ``b`` equal bit for bit: same types, keys, lengths, array dtypes, shapes and bytes."""
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same_bits(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_bits(x, y, f"{path}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), path
+    else:
+        assert a == b, path
+
+
 def observe(eid, model="m", features=None, label=0.0, **extra) -> bytes:
     return orjson.dumps({"id": str(eid), "model": model, "kind": "observe", "features": features, "label": label, **extra})
 

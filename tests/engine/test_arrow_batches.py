@@ -18,7 +18,7 @@ from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.engine.config import ConfigError, parse_config
 from regretflow.engine.runtime.checkpoint import latest_checkpoint
 from regretflow.engine.runtime.loop import Engine
-from tests.conftest import regression_config_dict, regression_stream
+from tests.conftest import assert_same_bits, regression_config_dict, regression_stream, shard_state
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "checkpoint-0.1.0"
 
@@ -30,26 +30,6 @@ def run(config, payloads, batch_size=None):
     engine = Engine(config, MemorySource(payloads), answers, dead, serve_metrics=False)
     engine.run()
     return engine, answers.records, dead.records
-
-
-def shard_state(engine):
-    return {sid: s.state_dict() for sid, s in engine.router.shards.items()}
-
-
-def assert_same_bits(a, b, path=""):
-    assert type(a) is type(b), path
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same_bits(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same_bits(x, y, f"{path}[{i}]")
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), path
-    else:
-        assert a == b, path
 
 
 def arrow_messages(payloads: list[bytes], rows_per_message: int) -> list[bytes]:

@@ -7,7 +7,7 @@ import pytest
 from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.engine.config import parse_config
 from regretflow.engine.runtime.loop import Engine
-from tests.conftest import regression_config_dict, regression_stream
+from tests.conftest import assert_same_bits, regression_config_dict, regression_stream, shard_state
 
 
 def run(config, payloads, batch_size=None):
@@ -19,22 +19,6 @@ def run(config, payloads, batch_size=None):
     engine = Engine(config, MemorySource(payloads), answers, dead, serve_metrics=False)
     engine.run()
     return engine, [orjson.loads(r[1]) for r in answers.records], [orjson.loads(r[1]) for r in dead.records]
-
-
-def shard_state(engine):
-    return {sid: s.state_dict() for sid, s in engine.router.shards.items()}
-
-
-def assert_same_bits(a, b, path=""):
-    assert type(a) is type(b), path
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same_bits(a[k], b[k], f"{path}/{k}")
-    elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), path
-    else:
-        assert a == b, path
 
 
 def test_every_request_is_answered_with_its_id_and_version(regression_config):
