@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import sys
+import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -189,6 +191,7 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
         answers = TeeSink(source, answers)  # the simulator plays the engine's decisions
     dead = open_sink(config, config.dead_letters, "dead_letters")
 
+    signalled = _SignalsDuringStart()  # a SIGTERM while the kernels compile ends the run cleanly, not with -15
     try:
         with announce_compile(config):
             engine = Engine(config, source, answers, dead)
@@ -214,6 +217,7 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
             ",".join(config.models),
         )
 
+    signalled.hand_over(engine)
     try:
         engine.run(install_signals=True)
     except OffsetResetError as exc:
@@ -224,6 +228,34 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
     print_summary(engine, config, summary)
     engine.close()
     return 0
+
+
+class _SignalsDuringStart:
+    """Remembers a SIGTERM or SIGINT that arrives before the engine installs its own handlers.
+
+    Building the engine can take seconds (kernels compiled on a cold cache, a checkpoint
+    restored); an orchestrator stopping the process then expects the usual clean exit 0.
+    Only the main thread can install handlers: elsewhere (tests) nothing is installed.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.engine: Engine | None = None
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._remember)
+
+    def _remember(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signum)
+        if self.engine is not None:
+            self.engine.stop_requested = True
+
+    def hand_over(self, engine: Engine) -> None:
+        """From now on a signal stops ``engine``; one already received stops it before it starts."""
+        self.engine = engine
+        if self.received:
+            log.info("event=signal signal=%s action=stop-after-start-up", signal.Signals(self.received[0]).name)
+            engine.stop_requested = True
 
 
 def print_summary(engine: Engine, config: Config, how: str) -> None:

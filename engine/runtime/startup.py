@@ -92,7 +92,7 @@ def connect_endpoints(
             if limit is not None and left() == 0.0:
                 raise BrokerUnreachableError(
                     f"the Kafka broker at {endpoint.bootstrap} ({name}) stayed unreachable for {limit:g} s "
-                    f"(connect_timeout_seconds; {attempts} attempts): {reason}"
+                    f"(connect_timeout_seconds; {attempts} attempt{'s' if attempts != 1 else ''}): {reason}"
                 )
             failed_since_log += 1
             if logged_at is None or clock() - logged_at >= LOG_WINDOW_SECONDS:

@@ -193,6 +193,22 @@ def test_a_cold_kernel_cache_is_announced_with_its_duration_and_a_warm_one_is_no
     assert warm.returncode == 0 and "compiling kernels" not in warm.stderr
 
 
+def test_sigterm_while_the_kernels_compile_exits_0_after_start_up(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}  # a cold cache: start-up takes seconds
+    proc = subprocess.Popen(
+        [REGRETFLOW, "run", "--config", _simulator_config(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        first = proc.stderr.readline()
+        assert "compiling kernels (first run only)" in first, first
+        proc.terminate()  # before the engine has installed its own handlers
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "action=stop-after-start-up" in err and "0 events" in out
+
+
 def test_unknown_paths_still_answer_404_with_the_routes():
     port = free_port()
     config = demo_config(port=port, families=["groupwise"])

@@ -101,6 +101,13 @@ def test_past_the_timeout_it_raises_exit_3_without_sleeping_past_the_deadline():
     assert endpoint.attempts[-1][1] == 0.1  # with no time left, one short last attempt
 
 
+def test_a_single_failed_attempt_is_named_in_the_singular():
+    clock = Clock()
+    with pytest.raises(BrokerUnreachableError) as failed:
+        run([("source", Endpoint(clock, failures=100, timeout=0.5, cost=1.0))], clock)
+    assert "(connect_timeout_seconds; 1 attempt): connection refused" in str(failed.value)
+
+
 def test_an_attempt_never_runs_longer_than_the_time_left():
     clock = Clock()
     endpoint = Endpoint(clock, failures=100, timeout=7.0, cost=2.0)
