@@ -29,6 +29,7 @@ letter, or its event, is exactly the per-event path's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,15 @@ from regretflow.engine.runtime.events import EventDecoder, ModelView, Run
 _FAST_FIELDS = frozenset(("id", "model", "kind", "key", "ts", "features", "label", "attributes"))
 _NUMBERS = frozenset((int, float))
 _EXACT = 2.0**53  # beyond it an integer feature may round on conversion: such rows go one by one
-_ABSENT = object()
+_ABSENT = object()  # a field the event does not carry (a null is a value)
+_EMPTY: dict[str, Any] = {}  # stands for a payload that is no JSON object, in the columns (never changed)
+_ONLY_DICTS, _ONLY_LISTS, _ONLY_STRS, _ONLY_ABSENT = {dict}, {list}, {str}, {object}
+_DICT_OR_NONE = frozenset((dict, type(None)))
+
+
+def _column(objs: list[dict[str, Any]], field: str) -> list[Any]:
+    """The field of every object (None where absent), in one C-level pass."""
+    return list(map(dict.get, objs, repeat(field)))
 
 
 class JsonBatchDecoder:
@@ -82,34 +91,46 @@ class JsonBatchDecoder:
         :meth:`EventDecoder.decode`)."""
         n = len(payloads)
         objs = self._parse(payloads)
-        # rows that may be taken: a JSON object of the common fields only, of a declared model and run kind, with a valid id
-        fields = _FAST_FIELDS
-        common = [type(o) is dict and o.keys() <= fields for o in objs]
+        # Rows that may be taken: a JSON object of the common fields only, of a declared model and run kind,
+        # with a valid id. Each check is one C-level pass over the batch when every row passes it; only a
+        # batch where some row fails pays for a check per row.
+        if set(map(type, objs)) == _ONLY_DICTS:
+            dicts = objs
+            ok = list(map(_FAST_FIELDS.issuperset, dicts))
+        else:
+            dicts = [o if type(o) is dict else _EMPTY for o in objs]
+            ok = [type(o) is dict and o.keys() <= _FAST_FIELDS for o in objs]
+        models, kinds, ids = _column(dicts, "model"), _column(dicts, "kind"), _column(dicts, "id")
         run_views = self.run_views
         try:
-            views = [run_views.get((o.get("model"), o.get("kind"))) if c else None for o, c in zip(objs, common)]
-        except TypeError:  # an unhashable model or kind (a list, an object): such rows go one by one
-            views = [
-                run_views.get((o["model"], o["kind"])) if c and type(o.get("model")) is str and type(o.get("kind")) is str else None
-                for o, c in zip(objs, common)
-            ]
-        ids = [o.get("id") if v is not None else None for o, v in zip(objs, views)]
-        views = [v if v is not None and type(e) is str and 0 < len(e) <= 256 else None for v, e in zip(views, ids)]
+            pairs = set(zip(models, kinds))
+            views = [run_views.get(pairs.pop())] * n if len(pairs) == 1 else list(map(run_views.get, zip(models, kinds)))
+        except TypeError:  # an unhashable model or kind (a list, an object)
+            views = [run_views.get((m, k)) if type(m) is str and type(k) is str else None for m, k in zip(models, kinds)]
+        if not (set(map(type, ids)) == _ONLY_STRS and min(map(len, ids)) > 0 and max(map(len, ids)) <= 256):
+            ok = [c and type(e) is str and 0 < len(e) <= 256 for c, e in zip(ok, ids)]
+        if not all(ok):
+            views = [v if c else None for v, c in zip(views, ok)]
         taken = [False] * n
         columns: dict[str, _ModelColumns] = {}
-        for name in {v.spec.name for v in views if v is not None}:
-            rows = [i for i, v in enumerate(views) if v is not None and v.spec.name == name]
+        names = {v.spec.name for v in set(views) if v is not None}
+        for name in names:
             view = self.decoder.models[name]
-            cols = columns[name] = self._columns(view, rows, [objs[i] for i in rows])
-            for i, ok in zip(rows, cols.ok):
-                taken[i] = ok
-        return self._cut(payloads, objs, views, taken, columns)
+            if len(names) == 1 and views.count(view) == n:  # (the common batch: one model)
+                columns[name] = self._columns(view, dicts)
+                taken = columns[name].ok
+                continue
+            rows = [i for i, v in enumerate(views) if v is view]
+            cols = columns[name] = self._columns(view, [dicts[i] for i in rows])
+            for i, row_ok in zip(rows, cols.ok):
+                taken[i] = row_ok
+        return self._cut(payloads, kinds, ids, views, taken, columns)
 
     def _parse(self, payloads: list[Any]) -> list[Any]:
         loads, max_bytes = orjson.loads, self.max_bytes
         try:
             if max(map(len, payloads)) <= max_bytes:
-                return [loads(p) for p in payloads]
+                return list(map(loads, payloads))
         except (orjson.JSONDecodeError, TypeError, ValueError):
             pass
         objs: list[Any] = []
@@ -120,67 +141,82 @@ class JsonBatchDecoder:
                 objs.append(None)
         return objs
 
-    def _columns(self, view: ModelView, rows: list[int], objs: list[dict[str, Any]]) -> _ModelColumns:
-        """The checks and columns of one model's candidate rows."""
-        m, d, max_abs = len(rows), view.d, self.max_abs
-        features = [o.get("features") for o in objs]
-        ok = [type(f) is list and len(f) == d for f in features]
-        X = _matrix(features, d) if all(ok) else None
+    def _columns(self, view: ModelView, objs: list[dict[str, Any]]) -> _ModelColumns:
+        """The checks and columns of one model's candidate rows (of its run kinds, with valid ids)."""
+        m, d, max_abs = len(objs), view.d, self.max_abs
+        ok = [True] * m
+        features = _column(objs, "features")
+        X = _matrix(features, d) if set(map(type, features)) == _ONLY_LISTS and set(map(len, features)) == {d} else None
         if X is not None:
             # numpy reads a bool as 1 or 0: rows holding an exact 0 or 1 have their value types checked
-            suspect = np.flatnonzero(((X == 0.0) | (X == 1.0)).any(axis=1)).tolist() if d else []
-            for i in suspect:
+            for i in np.flatnonzero(((X == 0.0) | (X == 1.0)).any(axis=1)).tolist() if d else []:
                 ok[i] = set(map(type, features[i])) <= _NUMBERS
         else:  # a row of another width or type: only rows of d numbers go in the matrix
-            ok = [k and set(map(type, f)) <= _NUMBERS for k, f in zip(ok, features)]
+            ok = [type(f) is list and len(f) == d and set(map(type, f)) <= _NUMBERS for f in features]
             kept = [f for k, f in zip(ok, features) if k]
             X = np.zeros((m, d))
             part = _matrix(kept, d) if kept else np.zeros((0, d))
             if part is None:  # a mix numpy holds as objects (integers past int64 with negative ones)
-                return _ModelColumns([False] * m, X, None, [], [], [])
+                return _ModelColumns([False] * m, X, None, [None] * m, [None] * m, [None] * m)
             X[np.flatnonzero(ok)] = part
-        peak = np.abs(X).max(axis=1) if d else np.zeros(m)
-        ok = [k and p <= max_abs and p < _EXACT for k, p in zip(ok, peak.tolist())]
-        kinds = [o["kind"] for o in objs]
-        labels: list[Any] = [None] * m
-        if "observe" in kinds:
-            labels = self._labels(view, objs, kinds, ok)
-        if "predict" in kinds:
-            ok = [k and ("label" not in o if kind == "predict" else True) for k, o, kind in zip(ok, objs, kinds)]
-        keys = [o.get("key") for o in objs]
-        ok = [k and (key is None or (type(key) is str and len(key) <= 256)) for k, key in zip(ok, keys)]
-        ts = [o.get("ts") for o in objs]
-        ok = [k and (t is None or type(t) in _NUMBERS) for k, t in zip(ok, ts)]
-        ts = [None if t is None else float(t) for t in ts]
-        attributes = [o.get("attributes") for o in objs]
-        ok = [k and (a is None or type(a) is dict) for k, a in zip(ok, attributes)]
+        if d:
+            peak = np.abs(X).max(axis=1)
+            for i in np.flatnonzero(~((peak <= max_abs) & (peak < _EXACT))).tolist():  # (beyond 2**53 an integer may round)
+                ok[i] = False
+        labels = self._labels(view, objs, ok)
+        keys = _column(objs, "key")
+        if keys.count(None) != m:
+            for i, key in enumerate(keys):
+                if key is not None and (type(key) is not str or len(key) > 256):
+                    ok[i] = False
+        ts = _column(objs, "ts")
+        if ts.count(None) != m:
+            for i, t in enumerate(ts):
+                if t is not None:
+                    if type(t) in _NUMBERS:
+                        ts[i] = float(t)
+                    else:
+                        ok[i], ts[i] = False, None
+        attributes = _column(objs, "attributes")
+        if not set(map(type, attributes)) <= _DICT_OR_NONE:
+            for i, a in enumerate(attributes):
+                if a is not None and type(a) is not dict:
+                    ok[i] = False
         G = self._memberships(view, attributes, features, X, ok) if view.n_groups else None
         return _ModelColumns(ok, X, G, labels, ts, keys)
 
-    def _labels(self, view: ModelView, objs: list[dict[str, Any]], kinds: list[str], ok: list[bool]) -> list[Any]:
-        """Observe labels as the task takes them; a row whose label the task or the bound refuses is left out."""
+    def _labels(self, view: ModelView, objs: list[dict[str, Any]], ok: list[bool]) -> list[Any]:
+        """Observe labels as the task takes them (None for a predict); a row whose label the task or the bound
+        refuses, or a predict with a label, is left out."""
         max_abs = self.max_abs
-        labels = [o.get("label", _ABSENT) if kind == "observe" else None for o, kind in zip(objs, kinds)]
-        if view.task.name == "regression" and {type(v) for v, kind in zip(labels, kinds) if kind == "observe"} <= _NUMBERS:
-            labels = [None if v is None else float(v) for v in labels]  # (what the task's check_label returns)
-            for i, v in enumerate(labels):
-                if v is not None and not -max_abs <= v <= max_abs:
-                    ok[i] = False
-            return labels
-        out: list[Any] = []
-        for i, (v, kind) in enumerate(zip(labels, kinds)):  # other tasks, or a label of another type: the task's own check per row
-            if kind != "observe":
-                out.append(None)
-                continue
-            try:
-                if v is _ABSENT:
-                    raise BadEvent("missing_field", "label")
-                label = view.task.check_label(v)
-                if type(label) is not str and not -max_abs <= label <= max_abs:
-                    raise BadEvent("out_of_range", "label")
-            except BadEvent:
+        kinds = _column(objs, "kind")
+        labels = list(map(dict.get, objs, repeat("label"), repeat(_ABSENT)))
+        observes = kinds.count("observe")
+        if observes == 0:  # predicts only: none may carry a label
+            if labels.count(_ABSENT) != len(labels):
+                for i, v in enumerate(labels):
+                    ok[i] = ok[i] and v is _ABSENT
+            return [None] * len(labels)
+        if observes == len(kinds) and view.task.name == "regression" and set(map(type, labels)) <= _NUMBERS:
+            floats = list(map(float, labels))  # (what the regression task's check_label returns)
+            bounds = np.abs(np.array(floats))
+            for i in np.flatnonzero(~(bounds <= max_abs)).tolist():
                 ok[i] = False
-                label = None
+            return floats
+        out: list[Any] = []
+        for i, (v, kind) in enumerate(zip(labels, kinds)):  # a mix of kinds, another task, or an odd label: row by row
+            label = None
+            if kind != "observe":
+                ok[i] = ok[i] and v is _ABSENT
+            elif v is _ABSENT:
+                ok[i] = False
+            else:
+                try:
+                    label = view.task.check_label(v)
+                    if type(label) is not str and not -max_abs <= label <= max_abs:
+                        ok[i], label = False, None
+                except BadEvent:
+                    ok[i] = False
             out.append(label)
         return out
 
@@ -190,19 +226,22 @@ class JsonBatchDecoder:
         (a mix, a bool, a category read from a feature), every row is read by :meth:`ModelView.codes` itself."""
         m = len(attributes)
         G = np.zeros((m, view.n_groups), dtype=np.bool_)
+        all_dicts = set(map(type, attributes)) == _ONLY_DICTS
         for gi, g in enumerate(view.groups):
             field, at = g.field, view.offsets[gi]
-            values = [a.get(field, _ABSENT) if type(a) is dict else _ABSENT for a in attributes]
+            if all_dicts:
+                values = list(map(dict.get, attributes, repeat(field), repeat(_ABSENT)))
+            else:
+                values = [a.get(field, _ABSENT) if type(a) is dict else _ABSENT for a in attributes]
             value_types = set(map(type, values))
-            if value_types == {object} and field not in view.index:
+            if value_types == _ONLY_ABSENT and field not in view.index:
                 continue  # the grouping's field is nowhere: the rows join none of its groups
-            if g.values and value_types == {str}:
-                index = view.value_index[gi]
-                codes = [index.get(v, -1) for v in values]
-                rows = [i for i, c in enumerate(codes) if c >= 0]
-                G[rows, [at + codes[i] for i in rows]] = True
+            if g.values and value_types == _ONLY_STRS:
+                codes = np.array(list(map(view.value_index[gi].get, values, repeat(-1))), dtype=np.int64)
+                rows = np.flatnonzero(codes >= 0)
+                G[rows, at + codes[rows]] = True
                 continue
-            if not g.values and (value_types <= _NUMBERS or value_types == {object}):
+            if not g.values and (value_types <= _NUMBERS or value_types == _ONLY_ABSENT):
                 column = np.array(values, dtype=np.float64) if value_types <= _NUMBERS else X[:, view.index[field]]
                 G[:, at : at + len(g.edges) - 1] = _bins(g.edges, column)
                 continue
@@ -217,12 +256,21 @@ class JsonBatchDecoder:
         return G
 
     def _cut(
-        self, payloads: list[Any], objs: list[Any], views: list[ModelView | None], taken: list[bool], columns: dict[str, _ModelColumns]
+        self,
+        payloads: list[Any],
+        kinds: list[Any],
+        ids: list[Any],
+        views: list[ModelView | None],
+        taken: list[bool],
+        columns: dict[str, _ModelColumns],
     ) -> list[Any]:
         """Consecutive taken rows of one model, kind and shard key as runs; the others as their payloads."""
+        n = len(payloads)
+        first = views[0] if n else None
+        if first is not None and len(columns) == 1 and all(taken) and kinds.count(kinds[0]) == n and not self.by_key[first.spec.name]:
+            return [self._run(first.spec.name, kinds[0], ids, payloads, columns[first.spec.name], 0, n)]  # (the common batch)
         out: list[Any] = []
         local: dict[str, int] = dict.fromkeys(columns, 0)  # the next row of each model's columns
-        n = len(payloads)
         i = 0
         while i < n:
             view = views[i]
@@ -231,42 +279,35 @@ class JsonBatchDecoder:
                 i += 1
                 continue
             name = view.spec.name
-            start_local = local[name]
+            start = local[name]
             if not taken[i]:
                 local[name] += 1
                 out.append(payloads[i])
                 i += 1
                 continue
-            kind = objs[i]["kind"]
-            cols = columns[name]
-            by_key = self.by_key[name]
-            key = cols.keys[start_local]
+            kind, cols, by_key = kinds[i], columns[name], self.by_key[name]
+            key = cols.keys[start]
             j = i + 1
-            while (
-                j < n
-                and taken[j]
-                and views[j] is view
-                and objs[j]["kind"] == kind
-                and (not by_key or cols.keys[start_local + j - i] == key)
-            ):
+            while j < n and taken[j] and views[j] is view and kinds[j] == kind and (not by_key or cols.keys[start + j - i] == key):
                 j += 1
-            stop_local = start_local + j - i
-            local[name] = stop_local
-            out.append(
-                Run.from_columns(
-                    kind,
-                    name,
-                    [o["id"] for o in objs[i:j]],
-                    cols.X[start_local:stop_local],
-                    None if cols.G is None else cols.G[start_local:stop_local],
-                    cols.labels[start_local:stop_local] if kind == "observe" else None,
-                    cols.ts[start_local:stop_local],
-                    cols.keys[start_local:stop_local],
-                    payloads[i:j],
-                )
-            )
+            local[name] = start + j - i
+            out.append(self._run(name, kind, ids[i:j], payloads[i:j], cols, start, start + j - i))
             i = j
         return out
+
+    @staticmethod
+    def _run(model: str, kind: str, ids: list[str], payloads: list[Any], cols: _ModelColumns, start: int, stop: int) -> Run:
+        return Run.from_columns(
+            kind,
+            model,
+            ids,
+            cols.X[start:stop],
+            None if cols.G is None else cols.G[start:stop],
+            cols.labels[start:stop] if kind == "observe" else None,
+            cols.ts[start:stop],
+            cols.keys[start:stop],
+            payloads,
+        )
 
 
 class _ModelColumns:
