@@ -511,9 +511,9 @@ class Engine:
         kinds = out.kinds
         if not self.partitioned:
             records = [("", p) for p in records]
-        records = expand_rows(records, self.arrow_decoder)
         if self.json_decoder is not None:
             records = self.json_decoder.expand(records)
+        records = expand_rows(records, self.arrow_decoder)
         part = None
         for pid, payload in records:
             if part is None or part.pid != pid:
