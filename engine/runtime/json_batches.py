@@ -162,18 +162,18 @@ class JsonBatchDecoder:
             X = np.zeros((m, d))
             part = _matrix(kept, d) if kept else np.zeros((0, d))
             if part is None:  # a mix numpy holds as objects (integers past int64 with negative ones)
-                return _ModelColumns([False] * m, X, None, [None] * m, [None] * m, [None] * m)
+                return _ModelColumns([False] * m, X, None, [None] * m, [None] * m, None)
             X[np.flatnonzero(ok)] = part
         if d:
             peak = np.abs(X).max(axis=1)
             for i in np.flatnonzero(~((peak <= max_abs) & (peak < _EXACT))).tolist():  # (beyond 2**53 an integer may round)
                 ok[i] = False
         labels = self._labels(view, objs, ok)
-        keys = _column(objs, "key")
-        if keys.count(None) != m:
-            for i, key in enumerate(keys):
-                if key is not None and (type(key) is not str or len(key) > 256):
-                    ok[i] = False
+        key_column = _column(objs, "key")
+        keys = None if key_column.count(None) == m else key_column  # (the common case: no row has a key, nor its answer)
+        for i, key in enumerate(keys or ()):
+            if key is not None and (type(key) is not str or len(key) > 256):
+                ok[i] = False
         ts = _column(objs, "ts")
         if ts.count(None) != m:
             for i, t in enumerate(ts):
@@ -290,10 +290,11 @@ class JsonBatchDecoder:
                 out.append(payloads[i])
                 i += 1
                 continue
-            kind, cols, by_key = kinds[i], columns[name], self.by_key[name]
-            key = cols.keys[start]
+            kind, cols = kinds[i], columns[name]
+            # a model sharded by key: one key per run (rows without a key hold None)
+            keys = cols.keys if self.by_key[name] and cols.keys is not None else [None] * (start + n - i)
             j = i + 1
-            while j < n and taken[j] and views[j] is view and kinds[j] == kind and (not by_key or cols.keys[start + j - i] == key):
+            while j < n and taken[j] and views[j] is view and kinds[j] == kind and keys[start + j - i] == keys[start]:
                 j += 1
             local[name] = start + j - i
             out.append(self._run(name, kind, ids[i:j], payloads[i:j], cols, start, start + j - i))
@@ -310,7 +311,7 @@ class JsonBatchDecoder:
             None if cols.G is None else cols.G[start:stop],
             cols.labels[start:stop] if kind == "observe" else None,
             cols.ts[start:stop],
-            cols.keys[start:stop],
+            None if cols.keys is None else cols.keys[start:stop],
             payloads,
         )
 
@@ -320,7 +321,9 @@ class _ModelColumns:
 
     __slots__ = ("ok", "X", "G", "labels", "ts", "keys")
 
-    def __init__(self, ok: list[bool], X: np.ndarray, G: np.ndarray | None, labels: list[Any], ts: list[Any], keys: list[Any]) -> None:
+    def __init__(
+        self, ok: list[bool], X: np.ndarray, G: np.ndarray | None, labels: list[Any], ts: list[Any], keys: list[Any] | None
+    ) -> None:
         self.ok, self.X, self.G, self.labels, self.ts, self.keys = ok, X, G, labels, ts, keys
 
 
