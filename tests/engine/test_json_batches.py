@@ -291,3 +291,22 @@ def test_a_row_numpy_would_read_as_numbers_goes_one_by_one(features):
     odd_one = orjson.dumps({"id": "b", "model": "n", "kind": "observe", "features": features, "label": 1.0})
     first, second, third = decoder.decode([good, odd_one, good])
     assert type(first) is Run and second == odd_one and type(third) is Run
+
+
+def test_records_of_several_partitions_are_decoded_a_stretch_of_one_partition_at_a_time():
+    config = parse_config(CONFIG)
+    decoder = JsonBatchDecoder(EventDecoder(config, model_tasks(config)))
+    good = [orjson.dumps({"id": f"{i}", "model": "n", "kind": "observe", "features": [0.5, 1.5, 2.5], "label": 1.5}) for i in range(6)]
+    records = [
+        ("p0", good[0]),
+        ("p0", good[1]),
+        ("p1", good[2]),
+        ("p1", None),
+        ("p1", bytearray(good[3])),
+        ("p0", good[4]),
+        ("p0", good[5]),
+    ]
+    expanded = decoder.expand(records)
+    assert [pid for pid, _ in expanded] == ["p0", "p1", "p1", "p1", "p0"]
+    assert [r.ids for _, r in expanded if type(r) is Run] == [["0", "1"], ["2"], ["4", "5"]]
+    assert [item for _, item in expanded if type(item) is not Run] == [None, bytearray(good[3])]  # left to the decoder
