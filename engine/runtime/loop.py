@@ -56,6 +56,7 @@ from regretflow.engine.runtime.arrow_batches import (
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import Event, EventDecoder, Run
+from regretflow.engine.runtime.json_batches import JsonBatchDecoder, admit_json_run
 from regretflow.engine.runtime.shard import Router, Shard, dumps
 from regretflow.engine.runtime.startup import broker_endpoints, connect_endpoints
 from regretflow.engine.tasks import model_tasks
@@ -280,6 +281,8 @@ class Engine:
         self.dead_letters = dead_letters
         self.decoder = EventDecoder(config, model_tasks(config))
         self.arrow_decoder = ArrowDecoder(self.decoder)  # Arrow messages: many events each (docs/arrow.md)
+        # JSON payloads of a batch validated together (off: every one through the decoder, the reference path)
+        self.json_decoder: JsonBatchDecoder | None = JsonBatchDecoder(self.decoder)
         self.partitioned = bool(getattr(source, "partitioned", False))
         self.parts: dict[str, Partition] = {}
         gauges, group_gauges = _learner_gauges(config)
@@ -508,6 +511,8 @@ class Engine:
         kinds = out.kinds
         if not self.partitioned:
             records = [("", p) for p in records]
+        if self.json_decoder is not None:
+            records = self.json_decoder.expand(records)
         records = expand_rows(records, self.arrow_decoder)
         part = None
         for pid, payload in records:
@@ -520,6 +525,16 @@ class Engine:
                 refused = admit_block(part.router, payload, out)
                 for i, bad in refused:
                     out.dead(payload.raw(i), bad.reason, payload.raw(i).locate(bad.detail), payload.model, payload.ids[i])
+                part.events_seen += len(payload)
+                part.dead_count += len(refused)
+                part.valid_events += len(payload) - len(refused)
+                k = (payload.model, payload.kind)
+                kinds[k] = kinds.get(k, 0) + len(payload) - len(refused)
+                continue
+            if type(payload) is Run:  # JSON events validated together (json_batches), rows of one shard and kind
+                refused = admit_json_run(part.router, payload, out)
+                for i, bad in refused:
+                    out.dead(payload.raws[i], bad.reason, bad.detail, payload.model, payload.ids[i])
                 part.events_seen += len(payload)
                 part.dead_count += len(refused)
                 part.valid_events += len(payload) - len(refused)
@@ -557,7 +572,7 @@ class Engine:
         self.dead_letters.write(out.dead_records)
         self.metrics.sink_records.labels(sink="answers").inc(out.count())
         self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead_records))
-        n = sum(len(p) if type(p) is ArrowBlock else 1 for _, p in records)
+        n = sum(len(p) if type(p) is ArrowBlock or type(p) is Run else 1 for _, p in records)
         self.since_checkpoint += n
         elapsed = time.perf_counter() - started
         self._update_metrics(out, n, elapsed)
