@@ -12,6 +12,7 @@ from . import neural_kernels as NK
 from .contract import (
     FeatureIndex,
     SupervisedDefaults,
+    all_finite,
     as_matrix,
     as_series,
     check_bool,
@@ -159,6 +160,8 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self._check_parameters()
         self._index = FeatureIndex("OnlineNeuralRegressor", features, strict)
         self._theta: FloatArray | None = None
+        # whether the weights or moments may have changed since nonfinite_state() last found them finite
+        self._unchecked = True
         self.n_updates = 0
         self.n_inputs = 0
         self.fan_in = 0
@@ -216,6 +219,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self._eps = float(DEFAULT_EPS[self.optimizer] if self.eps is None else self.eps)
         self._radius = float(self.projection_radius) if self.projection_radius is not None else 0.0
         self._rng = rng
+        self._unchecked = True
 
     @property
     def n_parameters(self) -> int:
@@ -230,6 +234,28 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
     def distance_from_init(self) -> float:
         """``||theta - theta0||``."""
         return float(np.linalg.norm(self._network() - self._theta0))
+
+    def nonfinite_state(self) -> str | None:
+        """The first of the weights and optimizer moments holding NaN or +-inf, else None (see
+        :func:`~regretflow.learners.contract.all_finite`): the engine asks once per micro-batch.
+
+        Only what a step writes is looked at, and only after one: the initial weights are a
+        constant, the gradient a scratch buffer (a non-finite one reaches the weights), the
+        moments untouched by plain gradient descent, and nothing changes between steps.
+
+        >>> model = OnlineNeuralRegressor(features=["x"], width=4)
+        >>> model.learn_one({"x": 1.0}, 0.5); model.nonfinite_state()
+        >>> model._theta[0] = np.nan  # as a step gone wrong would leave it
+        >>> model._unchecked = True; model.nonfinite_state()
+        '_theta'
+        """
+        if not self._unchecked or self._theta is None:
+            return None
+        for name in ("_theta",) if self._opt == NK.OGD else ("_theta", "_first", "_second"):
+            if not all_finite(getattr(self, name)):
+                return name  # still unchecked: asked again, it says so again
+        self._unchecked = False
+        return None
 
     def _network(self) -> FloatArray:
         """The parameter vector; a clear error before the first example sized the network."""
@@ -273,6 +299,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         if self._loss == NK.KL and not 0.0 <= target <= 1.0:
             raise ValueError(f"the KL loss needs targets in [0, 1], got {target!r}")
         self.n_updates += 1
+        self._unchecked = True
         return NK.learn_one(
             self._network(),
             self._theta0,
@@ -326,6 +353,7 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self._theta = widen(self._theta, columns)
         self._theta0 = widen(self._theta0, columns)
         self._grad, self._first, self._second = widen(self._grad, zeros), widen(self._first, zeros), widen(self._second, zeros)
+        self._unchecked = True
         self.n_inputs = n_in + k
         self._index.extend(new)
 
@@ -426,3 +454,4 @@ class OnlineNeuralRegressor(SupervisedDefaults, base.MiniBatchRegressor):
         self.allocate(n_inputs, fan_in)
         self._theta, self._theta0, self._first, self._second = arrays
         self._rng = restore_rng(state)
+        self._unchecked = True

@@ -34,7 +34,7 @@ from numba import njit
 from numpy.typing import NDArray
 
 from regretflow.engine.runtime.events import OTHER_AUDITOR
-from regretflow.learners.contract import expect_array
+from regretflow.learners.contract import all_finite, expect_array
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -213,6 +213,26 @@ class BanditRegret:
         self.dr_uniform = np.zeros(len(_DR_SUMS))
         self.dr_greedy = np.zeros(len(_DR_SUMS))
         self.dr_constant = np.zeros((self.n_actions, len(_DR_SUMS)))
+        # whether a sum may have changed since nonfinite_state() last found them all finite
+        self._unchecked = True
+
+    def nonfinite_state(self) -> str | None:
+        """The first sum holding NaN or +-inf, else None; only after an update (the engine asks every micro-batch).
+
+        >>> t = BanditRegret(2); t.nonfinite_state()
+        >>> t.update_one(0, 0.5, float("inf"), 2); t.nonfinite_state()
+        'reward'
+        """
+        if not self._unchecked:
+            return None
+        for name in ("reward", "pseudo_regret", "expected_pseudo_regret"):
+            if not math.isfinite(getattr(self, name)):
+                return name
+        for name in ("uniform", "greedy", "constant", "dr_uniform", "dr_greedy", "dr_constant"):
+            if not all_finite(getattr(self, name).reshape(-1)):
+                return name
+        self._unchecked = False
+        return None
 
     def _grow(self, k: int) -> None:
         if k > self.constant.shape[0]:
@@ -226,6 +246,7 @@ class BanditRegret:
     def record_decision(self, expected: np.ndarray | None, action: int, probabilities: np.ndarray | None = None) -> None:
         """Exact pseudo-regret of one decision, when the source knows the expected rewards."""
         if expected is not None:
+            self._unchecked = True
             best = float(expected.max())
             self.pseudo_regret += best - float(expected[action])
             if probabilities is not None and len(probabilities) == len(expected):
@@ -247,27 +268,30 @@ class BanditRegret:
         offered; optionally the logged probability vectors (greedy policy) and predicted rewards (DR)."""
         if len(actions) == 0:
             return
+        if len(actions) == 1:  # one feedback (a closed loop): the same sums, with scalars
+            self.update_one(
+                actions[0],
+                probabilities[0],
+                rewards[0],
+                n_choices[0],
+                None if prob_vectors is None else prob_vectors[0],
+                None if reward_estimates is None else reward_estimates[0],
+            )
+            return
         self._grow(int(n_choices.max()))
+        self._unchecked = True
         self.count += len(actions)
-        if len(actions) == 1:  # one feedback (a closed loop): the same sums as below, with scalars
-            a, p, r, k = int(actions[0]), float(probabilities[0]), float(rewards[0]), int(n_choices[0])
-            self.reward += r
-            self.uniform += _sums_of_one(1.0 / (k * p), r)
-            s = _sums_of_one(1.0 / p, r)
+        self.reward += float(rewards.sum())
+        w_uniform = 1.0 / (n_choices * probabilities)
+        self.uniform += _sums(w_uniform, rewards)
+        w_const = 1.0 / probabilities
+        for a in np.unique(actions):
+            mask = actions == a
+            # rows where another action was played have weight 0 for policy "always a":
+            # they add to n but not to the weighted sums
+            s = _sums(w_const[mask], rewards[mask])
             s[0] = 0.0
             self.constant[a] += s
-        else:
-            self.reward += float(rewards.sum())
-            w_uniform = 1.0 / (n_choices * probabilities)
-            self.uniform += _sums(w_uniform, rewards)
-            w_const = 1.0 / probabilities
-            for a in np.unique(actions):
-                mask = actions == a
-                # rows where another action was played have weight 0 for policy "always a":
-                # they add to n but not to the weighted sums
-                s = _sums(w_const[mask], rewards[mask])
-                s[0] = 0.0
-                self.constant[a] += s
         self.constant[:, 0] += len(actions)
         if prob_vectors is None:
             return
@@ -286,6 +310,54 @@ class BanditRegret:
             if 0 <= a < m:
                 terms[a] = float(rhat[a]) + residual
             self.dr_constant[:m] += np.stack((np.ones(m), terms, terms * terms), axis=1)
+
+    def update_one(
+        self,
+        action: int,
+        probability: float,
+        reward: float,
+        n_choices: int,
+        prob_vector: np.ndarray | None = None,
+        reward_estimate: np.ndarray | None = None,
+    ) -> None:
+        """:meth:`update` of one joined feedback, the same sums bit for bit, without arrays of one element
+        (a closed loop accounts each feedback in a micro-batch of its own).
+
+        >>> t = BanditRegret(n_actions=2)
+        >>> t.update_one(1, 0.5, 1.0, 2, np.array([0.5, 0.5]), np.array([0.25, 0.75]))
+        >>> t.summary()["uniform"]["dr"]  # the mean prediction, 0.5, plus the weighted residual of action 1
+        0.75
+        """
+        a, p, r, k = int(action), float(probability), float(reward), int(n_choices)
+        self._grow(k)
+        self._unchecked = True
+        self.count += 1
+        self.reward += r
+        self.uniform += _sums_of_one(1.0 / (k * p), r)
+        s = _sums_of_one(1.0 / p, r)
+        s[0] = 0.0
+        self.constant[a] += s
+        self.constant[:, 0] += 1
+        if prob_vector is None:
+            return
+        greedy = int(prob_vector.argmax())
+        self.greedy += _sums_of_one(1.0 / p if a == greedy else 0.0, r)
+        if reward_estimate is None:
+            return
+        rhat = reward_estimate
+        residual = (r - float(rhat[a])) / p
+        # numpy's mean is its pairwise sum divided by the count: the same value as rhat[:k].mean()
+        self.dr_uniform += _dr(float(np.add.reduce(rhat[:k])) / k + residual / k)
+        self.dr_greedy += _dr(float(rhat[greedy]) + (residual if a == greedy else 0.0))
+        # every constant policy at once, element by element the same sums as one policy at a time
+        m = min(k, self.dr_constant.shape[0])
+        terms = np.asarray(rhat[:m], dtype=np.float64) + 0.0
+        if 0 <= a < m:
+            terms[a] = float(rhat[a]) + residual
+        sums = self.dr_constant[:m]
+        sums[:, 0] += 1.0
+        sums[:, 1] += terms
+        sums[:, 2] += terms * terms
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -337,6 +409,7 @@ class BanditRegret:
         self.dr_uniform = expect_array(state, "dr_uniform", (len(_DR_SUMS),), "BanditRegret")
         self.dr_greedy = expect_array(state, "dr_greedy", (len(_DR_SUMS),), "BanditRegret")
         self.dr_constant = expect_array(state, "dr_constant", (self.n_actions, len(_DR_SUMS)), "BanditRegret")
+        self._unchecked = True
 
 
 def _dr(term: float) -> FloatArray:

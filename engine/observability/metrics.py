@@ -14,6 +14,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import math
 import resource
@@ -22,7 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol, Self, cast
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -56,6 +57,32 @@ LATENCY_BUCKETS = (
 UNKNOWN_MODEL = "_unknown_"
 
 
+class _BoundCounter(Counter):
+    """A labelled Counter that keeps the child of each label combination it was asked for.
+
+    ``labels()`` checks and normalises its arguments on every call (~4 µs); the runtime asks for
+    the same few children every micro-batch, and a closed loop's micro-batch holds one event.
+    """
+
+    _bound: dict[tuple[Any, ...], Counter]
+
+    def labels(self, *labelvalues: Any, **labelkwargs: Any) -> Self:
+        key = labelvalues or tuple(labelkwargs.items())
+        bound = self.__dict__.setdefault("_bound", {})
+        child = bound.get(key)
+        if child is None:
+            child = bound[key] = super().labels(*labelvalues, **labelkwargs)
+        return cast(Self, child)
+
+    def remove(self, *labelvalues: Any) -> None:
+        self.__dict__.pop("_bound", None)
+        super().remove(*labelvalues)
+
+    def clear(self) -> None:
+        self.__dict__.pop("_bound", None)
+        super().clear()
+
+
 class WeightedHistogram:
     """A histogram that takes many equal observations at once (a batch's events share one latency).
 
@@ -68,12 +95,13 @@ class WeightedHistogram:
     def __init__(self, name: str, documentation: str, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.name, self.documentation = name, documentation
         self.bounds = np.array(buckets, dtype=np.float64)
+        self._bounds = [float(b) for b in buckets]
         self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)
         self.sum = 0.0
         self._lock = threading.Lock()
 
     def observe(self, value: float, count: int = 1) -> None:
-        i = int(np.searchsorted(self.bounds, value, side="left"))
+        i = bisect.bisect_left(self._bounds, value)  # numpy's searchsorted (side="left") for one value, at a tenth of its cost
         with self._lock:
             self.counts[i] += count
             self.sum += value * count
@@ -209,14 +237,14 @@ class Metrics:
     ) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.models = models
-        self.events = Counter("regretflow_events", "Valid events processed, by model and kind.", ["model", "kind"], registry=r)
-        self.dead_letters = Counter(
+        self.events = _BoundCounter("regretflow_events", "Valid events processed, by model and kind.", ["model", "kind"], registry=r)
+        self.dead_letters = _BoundCounter(
             "regretflow_dead_letters",
             "Events dead-lettered, by model (_unknown_ when undeclared) and reason.",
             ["model", "reason"],
             registry=r,
         )
-        self.answers = Counter("regretflow_answers", "Answers emitted, by model and kind.", ["model", "kind"], registry=r)
+        self.answers = _BoundCounter("regretflow_answers", "Answers emitted, by model and kind.", ["model", "kind"], registry=r)
         self.batches = Counter("regretflow_batches", "Micro-batches processed.", registry=r)
         self.latency = WeightedHistogram(
             "regretflow_event_latency_seconds", "Time from an event's micro-batch arriving to its answer being handed to the sink."
@@ -373,7 +401,9 @@ class Metrics:
         self.source_up.set(1)
         self.offset_resets = OffsetResetCollector()  # the engine points it at a Kafka source's counts
         r.register(self.offset_resets)
-        self.sink_records = Counter("regretflow_sink_records", "Records handed to the sinks (answers, dead_letters).", ["sink"], registry=r)
+        self.sink_records = _BoundCounter(
+            "regretflow_sink_records", "Records handed to the sinks (answers, dead_letters).", ["sink"], registry=r
+        )
         self.learner_gauges = {
             name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()
         }

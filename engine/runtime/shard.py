@@ -27,6 +27,7 @@ from regretflow.engine.runtime.events import Event, Run
 from regretflow.engine.runtime.joins import JoinEntry, JoinPayload, PendingJoins
 from regretflow.engine.tasks import Task, task_for
 from regretflow.engine.tasks.base import Output
+from regretflow.learners.contract import all_finite
 
 # Test hook: the N-th vectorised run of this process raises after its learner call
 # (state changed, nothing answered), as a kernel bug would. Never set in production.
@@ -44,7 +45,9 @@ def nonfinite_state(*objects: Any) -> str | None:
 
     Looks at the objects' attributes and one level into lists, tuples and dicts (where
     learners keep per-action or per-group arrays), and into nested objects' attributes;
-    read-only arrays are derived caches and skipped.
+    read-only arrays are derived caches and skipped. An object whose class defines
+    ``nonfinite_state()`` answers for its own attributes: it knows what its
+    last update wrote (see :mod:`regretflow.learners.contract`).
 
     >>> class L: pass
     >>> l = L(); l.w = np.array([1.0, np.nan]); nonfinite_state(l)
@@ -58,6 +61,7 @@ def nonfinite_state(*objects: Any) -> str | None:
 
 
 _SKIP = (str, int, bool, type(None), bytes)
+_LEAVES = frozenset(_SKIP)
 
 
 def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
@@ -65,20 +69,28 @@ def _nonfinite_in(value: Any, name: str, depth: int) -> str | None:
     return None if found is None else name + "".join(reversed(found))
 
 
+def _nonfinite_array(value: np.ndarray) -> bool:
+    """Whether a float array the scan watches holds NaN or +-inf.
+
+    Read-only arrays are caches derived from the state (e.g. a fair learner's class scores per
+    decision), which is scanned itself, or constants (a network's initial weights): skipped.
+    """
+    kind = value.dtype.kind
+    if kind not in "fc" or not value.size or not value.flags.writeable:
+        return False
+    if value.dtype.char == "d" and value.flags.c_contiguous:  # the learners' arrays: one vectorised pass, nothing allocated
+        return not all_finite(value if value.ndim == 1 else value.reshape(-1))
+    # other layouts and types: one reduction, no temporary; NaN and +-inf propagate into the
+    # sum (a finite array whose sum overflows is ~1e308 and as good as broken anyway)
+    total = np.add.reduce(value, axis=None)
+    return not (math.isfinite(total) if kind == "f" else np.isfinite(total))  # (math's test: a third of numpy's cost)
+
+
 def _nonfinite_path(value: Any, depth: int) -> list[str] | None:
     """The path to the first non-finite float array (or float) below ``value``, innermost step first; the
     names are made only for what is found (a scan runs every micro-batch, a find almost never)."""
     if type(value) is np.ndarray:
-        # read-only arrays are caches derived from the state (e.g. a fair learner's class
-        # scores per decision), which is scanned itself. One reduction, no temporary: NaN
-        # and +-inf propagate into the sum (a finite array whose sum overflows is ~1e308
-        # and as good as broken anyway)
-        kind = value.dtype.kind
-        if kind in "fc" and value.size and value.flags.writeable:
-            total = np.add.reduce(value, axis=None)
-            if not (math.isfinite(total) if kind == "f" else np.isfinite(total)):  # (math's test: a third of numpy's cost)
-                return []
-        return None
+        return [] if _nonfinite_array(value) else None
     if type(value) is float:
         return None if math.isfinite(value) else []
     if depth <= 0 or isinstance(value, _SKIP):
@@ -99,14 +111,32 @@ def _nonfinite_path(value: Any, depth: int) -> list[str] | None:
         attrs = getattr(value, "__dict__", None)
         if attrs is None or isinstance(value, type):
             return None
+        own_check = getattr(type(value), "nonfinite_state", None)
+        if own_check is not None:  # an object that knows what changed checks that itself (the learner contract)
+            bad = own_check(value)
+            return None if bad is None else [f".{bad}"]
         items = attrs.items()
     for k, v in items:
-        if isinstance(v, _SKIP):
+        # the leaves (floats, arrays, scalars to skip) are told apart here: most of what a
+        # learner holds is one of them, and a call per attribute cost more than the checks
+        kind = type(v)
+        if kind is float:
+            if math.isfinite(v):
+                continue
+            found: list[str] | None = []
+        elif kind is np.ndarray:
+            if not _nonfinite_array(v):
+                continue
+            found = []
+        elif kind in _LEAVES or isinstance(v, _SKIP):
             continue
-        found = _nonfinite_path(v, depth - 1)
-        if found is not None:
-            found.append(f".{k}" if type(k) is str and not keyed else f"[{k!r}]")
-            return found
+        else:
+            found = _nonfinite_path(v, depth - 1)
+            if found is None:
+                continue
+        assert found is not None
+        found.append(f".{k}" if type(k) is str and not keyed else f"[{k!r}]")
+        return found
     return None
 
 

@@ -217,13 +217,13 @@ class BanditTask(Task):
         p = entry.payload
         assert isinstance(p, DecidePayload)
         learn(shard.learner, p, reward)
-        shard.tracker.update(
-            np.array([p.action]),
-            np.array([p.probability]),
-            np.array([reward]),
-            np.array([p.n_choices]),
-            prob_vectors=None if p.probabilities is None else p.probabilities[None, :],
-            reward_estimates=None if p.probabilities is None or p.predicted_rewards is None else p.predicted_rewards[None, :],
+        shard.tracker.update_one(
+            p.action,
+            p.probability,
+            reward,
+            p.n_choices,
+            p.probabilities,
+            None if p.probabilities is None else p.predicted_rewards,
         )
 
     # -- measuring ----------------------------------------------------------------------------

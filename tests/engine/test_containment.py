@@ -10,6 +10,7 @@ import subprocess
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -171,6 +172,41 @@ def test_a_run_whose_state_goes_non_finite_is_not_answered_and_the_shard_is_quar
     assert dead[0]["raw"] == bad.decode()
     # no checkpoint dir: the shard starts over empty rather than keep a NaN state
     assert shard.learner.n_updates == 0
+    for value in flat(shard.state_dict()).values():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            assert np.isfinite(value).all()
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_a_neural_step_that_leaves_nan_weights_quarantines_the_shard_before_its_batch_is_answered(batch_size, monkeypatch):
+    """The network answers for its own weights (it looks at them after each step, not every batch):
+    a step gone wrong is still caught in its micro-batch, whose answers are withdrawn."""
+    from regretflow.learners import neural_kernels as NK
+
+    real = NK.learn_one
+
+    def step_gone_wrong(theta, theta0, grad, first, second, t, *args):
+        loss = real(theta, theta0, grad, first, second, t, *args)
+        if t == 30:  # the model's 30th step (the kernels' warm-up takes step 1 only)
+            theta[7] = np.nan
+        return loss
+
+    monkeypatch.setattr(NK, "learn_one", step_gone_wrong)
+    cfg = parse_config({"models": {"nb": {"learner": "neural-squarecb", "n_actions": 3, "features": ["a", "b"], "params": {"width": 4}}}})
+    rng = np.random.default_rng(0)
+    stream = []
+    for t in range(40):
+        stream.append(orjson.dumps({"id": f"d{t}", "model": "nb", "kind": "decide", "features": rng.normal(size=2).tolist()}))
+        stream.append(orjson.dumps({"id": f"f{t}", "model": "nb", "kind": "feedback", "ref": f"d{t}", "reward": float(t % 2)}))
+    engine, answers, dead = run(cfg, stream, batch_size=batch_size)
+    shard = engine.router.shards[("nb", "")]
+    assert shard.quarantined and "non-finite" in shard.quarantined and "_theta" in shard.quarantined
+    poisoned_batch = 59 // batch_size  # f29 is the 60th event
+    answered = {f"d{t}" for t in range(40) if 2 * t < poisoned_batch * batch_size}
+    assert {a["id"] for a in answers} == answered
+    assert {d["reason"] for d in dead} == {"model_unhealthy"}
+    assert len(answers) + len(dead) == 40 + 10  # every decide answered or dead-lettered, and f30..f39
+    assert shard.learner.n_updates == 0  # no checkpoint: an empty shard, not the NaN weights
     for value in flat(shard.state_dict()).values():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             assert np.isfinite(value).all()

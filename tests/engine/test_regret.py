@@ -194,15 +194,34 @@ def reference_bandit_update(t: BanditRegret, a: int, p: float, r: float, k: int,
         t.dr_constant[c] += _dr(float(rhat[c]) + (residual if a == c else 0.0))
 
 
-def test_one_feedback_at_a_time_gives_the_bits_of_the_general_formulas():
+@pytest.mark.parametrize("entry", ["update", "update_one"])
+@pytest.mark.parametrize("k", [6, 12])  # (12: numpy's mean sums 8 lanes at a time from 8 values on)
+def test_one_feedback_at_a_time_gives_the_bits_of_the_general_formulas(entry, k):
     rng = np.random.default_rng(4)
-    k = 6
     fast, slow = BanditRegret(k), BanditRegret(k)
     for _ in range(300):
         probs = rng.dirichlet(np.ones(k))
         a = int(rng.integers(k))
         r, rhat = float(rng.normal()), rng.normal(size=k) * (rng.random() < 0.9)  # (some all-zero estimates: signed zeros)
-        fast.update(np.array([a]), np.array([probs[a]]), np.array([r]), np.array([k]), probs[None, :], rhat[None, :])
+        if entry == "update":
+            fast.update(np.array([a]), np.array([probs[a]]), np.array([r]), np.array([k]), probs[None, :], rhat[None, :])
+        else:  # what the bandit task calls per feedback
+            fast.update_one(a, float(probs[a]), r, k, probs, rhat)
         reference_bandit_update(slow, a, float(probs[a]), r, k, probs, rhat)
     for name, value in slow.state_dict().items():
         assert np.asarray(fast.state_dict()[name]).tobytes() == np.asarray(value).tobytes(), name
+
+
+def test_the_bandit_tracker_reports_a_non_finite_sum_after_the_update_that_wrote_it():
+    t = BanditRegret(3)
+    assert t.nonfinite_state() is None
+    t.update_one(1, 0.5, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.array([0.1, 0.9, 0.4]))
+    assert t.nonfinite_state() is None
+    assert t.nonfinite_state() is None  # nothing changed since: nothing to look at
+    t.update_one(2, 0.3, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.array([0.1, np.inf, 0.4]))
+    assert t.nonfinite_state() == "dr_uniform"
+    assert t.nonfinite_state() == "dr_uniform"  # asked again, it says so again
+    restored = BanditRegret(3)
+    restored.load_state_dict(BanditRegret(3).state_dict())
+    restored.record_decision(np.array([0.0, np.nan, 1.0]), 0)
+    assert restored.nonfinite_state() == "pseudo_regret"

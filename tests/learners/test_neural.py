@@ -98,3 +98,32 @@ def test_kl_loss_rejects_targets_outside_unit_interval_without_touching_state():
         model.learn_one({"x": 1.0}, 2.0)
     np.testing.assert_array_equal(model.parameters, before)
     assert model.n_updates == 0
+
+
+@pytest.mark.parametrize("optimizer", ["ogd", "adabelief"])
+def test_nonfinite_state_looks_at_what_a_step_wrote_and_only_after_one(monkeypatch, optimizer):
+    """The engine asks every micro-batch: the weights and moments are looked at after a step (or a
+    restore), not between steps; a step that leaves NaN is reported until the state is replaced."""
+    from regretflow.learners import neural_kernels as NK
+
+    model = OnlineNeuralRegressor(features=["a", "b"], width=4, optimizer=optimizer)
+    assert model.nonfinite_state() is None
+    model.learn_one({"a": 1.0, "b": 2.0}, 0.5)
+    assert model.nonfinite_state() is None and not model._unchecked
+    real = NK.learn_one
+
+    def step_gone_wrong(theta, *args):
+        loss = real(theta, *args)
+        theta[3] = np.nan
+        return loss
+
+    monkeypatch.setattr(NK, "learn_one", step_gone_wrong)
+    model.predict_one({"a": 1.0, "b": 2.0})  # no step, nothing to look at
+    assert not model._unchecked
+    model.learn_one({"a": 1.0, "b": 2.0}, 0.5)
+    assert model.nonfinite_state() == "_theta"
+    assert model.nonfinite_state() == "_theta"
+    monkeypatch.setattr(NK, "learn_one", real)
+    fresh = OnlineNeuralRegressor(features=["a", "b"], width=4, optimizer=optimizer)
+    fresh.load_state_dict(OnlineNeuralRegressor(features=["a", "b"], width=4, optimizer=optimizer).state_dict())
+    assert fresh._unchecked and fresh.nonfinite_state() is None
