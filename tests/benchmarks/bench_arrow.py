@@ -201,9 +201,9 @@ os._exit(0)  # (the experiment's thread may sit in the client's poll)
 """
 
 
-def raw_consume(bootstrap: str, topic: str, messages: int, rows_per_message: int) -> float:
+def raw_consume(bootstrap: str, topic: str, messages: int, rows_per_message: int) -> tuple[float, float]:
     """Events/s of a bare confluent-kafka consumer over the messages (each holds rows_per_message events),
-    from the first batch to the last, as the engine is timed."""
+    from the first batch to the last, as the engine is timed, and its CPU seconds (librdkafka's threads too) over that span."""
     import uuid
 
     from confluent_kafka import Consumer
@@ -220,12 +220,12 @@ def raw_consume(bootstrap: str, topic: str, messages: int, rows_per_message: int
     c.subscribe([topic])
     while not any(m.error() is None for m in c.consume(1, 0.05)):  # the clock starts after the first message
         pass
-    t0, got = time.perf_counter(), 1
+    t0, cpu0, got = time.perf_counter(), time.process_time(), 1
     while got < messages:
         got += sum(1 for m in c.consume(64, 0.05) if m.error() is None)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     c.close()
-    return (got - 1) * rows_per_message / elapsed
+    return (got - 1) * rows_per_message / elapsed, cpu
 
 
 def engine_config(bootstrap: str, topic: str, batch: int, idle_exit: float = 5) -> str:
@@ -364,7 +364,7 @@ def through_kafka(n: int, rows_per_message: int, batch: int, workers: bool = Tru
             topic = broker.create_topic(1, "bench-arrow")
             produce(broker.bootstrap, topic, [(b"m", m) for m in messages])
             tansu_before = cpu_seconds(broker.pid)
-            raw = raw_consume(broker.bootstrap, topic, len(messages), rows_per_message)
+            raw, raw_cpu = raw_consume(broker.bootstrap, topic, len(messages), rows_per_message)
             raw_tansu = cpu_seconds(broker.pid) - tansu_before
             plain = one_worker(broker, topic, n, batch, Path(tmp), "plain")
             ahead = one_worker(broker, topic, n, batch, Path(tmp), "prefetch")
@@ -375,7 +375,7 @@ def through_kafka(n: int, rows_per_message: int, batch: int, workers: bool = Tru
     us = 1e6
     print(f"\nthrough tansu (confluent-kafka): {n} events in {len(messages)} Arrow messages of {rows_per_message} rows, load {load:.1f}")
     print(f"{'path':62s} {'events/s':>10s} {'% raw':>6s} {'CPU us/event: main':>19s} {'process':>8s} {'tansu':>6s}")
-    print(f"{'raw consume of the same messages':62s} {raw:10.0f} {100:6.0f} {'':>19s} {'':>8s} {us * raw_tansu / n:6.2f}")
+    print(f"{'raw consume of the same messages':62s} {raw:10.0f} {100:6.0f} {'':>19s} {us * raw_cpu / n:8.2f} {us * raw_tansu / n:6.2f}")
     rows = [
         ("engine: Arrow in, ridge, Arrow answers produced", plain),
         ("(experiment) the same, consumed + decoded one batch ahead", ahead),
