@@ -14,7 +14,9 @@ constant-trace rule), which bounds every eigenvalue of ``P``; with
 indefinite.
 
 All kernels are pure functions over float64 arrays; the arrays they update are
-passed in and changed in place.
+passed in and changed in place. The learning kernels release the GIL (``nogil``): a
+thread that consumes or decodes the next batch can run beside them (the results are the
+same bits either way).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ridge_update_one(P: FloatArray, w: FloatArray, x: FloatArray, y: float, beta: float, trace_cap: float, Px: FloatArray) -> float:
     """Learn one row; return the prediction made before learning. ``Px`` is scratch (d)."""
     d = w.shape[0]
@@ -66,7 +68,7 @@ def ridge_update_one(P: FloatArray, w: FloatArray, x: FloatArray, y: float, beta
     return pred
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ridge_observe(P: FloatArray, w: FloatArray, X: FloatArray, y: FloatArray, beta: float, trace_cap: float, preds: FloatArray) -> None:
     """Prequential micro-batch: ``preds[i]`` is row i's prediction before it is learned."""
     Px = np.empty(w.shape[0])

@@ -40,7 +40,7 @@ FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def accumulate_hindsight(
     S: FloatArray,
     u: FloatArray,
