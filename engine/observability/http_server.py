@@ -160,7 +160,8 @@ class HttpServer:
     def _round(self) -> None:
         ready = self._selector.select(timeout=0.1)
         started = time.thread_time()  # this thread's CPU time: waiting is not work
-        for key, events in ready:
+        # the engine's frames first: a route or readiness it sent before a client connected is what that client sees
+        for key, events in sorted(ready, key=lambda k: k[0].fileobj not in self._watched):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)  # only sockets are registered
             if sock is self._listener:

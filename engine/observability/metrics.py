@@ -511,7 +511,8 @@ class MetricsServer:
         backlog: int = 1024,
     ) -> None:
         self.metrics, self.health = metrics, health
-        self.routes: dict[str, Callable[[], tuple[bytes, str]]] = {}
+        self.routes: dict[str, Callable[[], tuple[bytes, str]]] = _Routes(self._send_routes)
+        self._send_lock = threading.Lock()
         self.max_connections, self.request_timeout, self.exposition_max_age = max_connections, request_timeout, exposition_max_age
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.create_server((host, port), family=family, backlog=backlog)
@@ -615,12 +616,21 @@ class MetricsServer:
                 *lines, rest = self._asked.split(b"\n")
                 self._asked = bytearray(rest)
                 wanted = list(dict.fromkeys(line.decode("utf-8", "replace") for line in lines if line))
-            out = self._health_frame() + self._routes_frame() + b"".join(self._document(path) for path in wanted)
-            if out:
+            self._send(self._health_frame() + b"".join(self._document(path) for path in wanted))
+
+    def _send(self, out: bytes) -> None:
+        with self._send_lock:
+            out = self._routes_frame() + out
+            if out and self._control is not None:
                 try:
-                    control.sendall(out)
-                except OSError:  # the child is gone: its EOF comes next round
+                    self._control.sendall(out)
+                except OSError:  # the child is gone: the publisher reads its EOF next
                     pass
+
+    def _send_routes(self) -> None:
+        # from the thread adding a route, at once: a client that asks right after is served it
+        if self._control is not None and not self._stopping:
+            self._send(b"")
 
     def _replace_child(self) -> None:
         assert self.child is not None and self._control is not None
@@ -662,3 +672,15 @@ class MetricsServer:
             return http_server.frame(b"S", path.encode())
         self._sent_bodies[path] = body
         return http_server.frame(b"D", http_server.document(200, path, ctype, body))
+
+
+class _Routes(dict[str, Callable[[], tuple[bytes, str]]]):
+    """The routes of a :class:`MetricsServer`: adding one tells the server's process at once."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        super().__init__()
+        self.on_change = on_change
+
+    def __setitem__(self, path: str, route: Callable[[], tuple[bytes, str]]) -> None:
+        super().__setitem__(path, route)
+        self.on_change()
