@@ -20,6 +20,7 @@ import _pin  # noqa: F401  (one BLAS thread; must come before numpy)
 # isort: split
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -110,13 +111,15 @@ def polite(port: int, seconds: float) -> None:
                 "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
                 "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
                 "max_ms": 1000 * latencies[-1] if latencies else None,
+                "latencies_ms": [round(1000 * x, 3) for x in latencies],
             }
         ),
         flush=True,
     )
 
 
-def run_engine(payloads, on_ready=None):
+def run_engine(payloads, on_ready=None, server_cpus=None):
+    """Events/s of one run, and the engine thread's CPU time per event (µs) and share of the wall time on a CPU."""
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
     from regretflow.engine.runtime.loop import Engine
@@ -124,16 +127,42 @@ def run_engine(payloads, on_ready=None):
 
     config = parse_config(regression_config_dict(metrics={"port": 0}))
     engine = Engine(config, MemorySource(payloads), MemorySink(keep=False), MemorySink(keep=False))
+    child = getattr(engine.server, "child", None)  # None: a server in the engine's own process (older builds)
+    if server_cpus and child is not None:
+        os.sched_setaffinity(child.pid, server_cpus)
     if on_ready:
         on_ready(engine.server.port)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.thread_time()
     engine.run()
-    return engine.events_seen / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
+    engine.close()
+    return engine.events_seen / wall, 1e6 * cpu / engine.events_seen, cpu / wall
+
+
+def start_attack(child: dict, seconds: float, no_pin: list, port: int) -> None:
+    """The attackers' process, then (once they hold their connections) the polite scraper's."""
+    child["p"] = subprocess.Popen(
+        [sys.executable, __file__, "--attack", str(port), "--seconds", str(seconds), *no_pin], stdout=subprocess.PIPE, text=True
+    )
+    assert child["p"].stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    child["polite"] = subprocess.Popen(
+        [sys.executable, __file__, "--polite", str(port), "--seconds", str(seconds - 1.0), *no_pin], stdout=subprocess.PIPE, text=True
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--rounds", type=int, default=3, help="quiet and attacked runs, alternated (the host's other load evens out)")
+    parser.add_argument(
+        "--server-cpu",
+        choices=["same", "other"],
+        default="same",
+        help="the HTTP server's process on the engine's CPU (one core for both: the worst case) or on the clients' CPUs",
+    )
+    parser.add_argument("--server-nice", type=int, help="the server process's niceness (default: MetricsServer.CHILD_NICE)")
+    parser.add_argument("--server-share", type=float, help="its CPU share under load (default: MetricsServer.CHILD_SHARE; 1: uncapped)")
     parser.add_argument("--attack", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--polite", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -149,36 +178,50 @@ def main() -> None:
     if args.polite:
         polite(args.polite, args.seconds)
         return
+    from regretflow.engine.observability.metrics import MetricsServer
     from tests.conftest import regression_stream
 
+    if args.server_nice is not None:
+        MetricsServer.CHILD_NICE = args.server_nice
+    if args.server_share is not None:
+        MetricsServer.CHILD_SHARE = args.server_share
+    server_cpus = cpus[1:] if pin and args.server_cpu == "other" else None
     payloads = regression_stream(args.events // 2)
     run_engine(payloads[:20_000])  # warm the kernels
-    quiet = run_engine(payloads)
-    print(f"engine on CPU {cpus[0]}, clients on CPUs {cpus[1:]}" if pin else "engine and clients share the CPUs")
-    print(f"quiet: {quiet:,.0f} events/s ({len(payloads):,} events)")
-    child = {}
-
-    def start_attack(port):
-        seconds = len(payloads) / quiet * 1.6 + 2
-        child["p"] = subprocess.Popen(
-            [sys.executable, __file__, "--attack", str(port), "--seconds", str(seconds), *(["--no-pin"] if args.no_pin else [])],
-            stdout=subprocess.PIPE,
-            text=True,
+    if pin:
+        where = "the clients' CPUs" if server_cpus else "the engine's CPU"
+        print(f"engine on CPU {cpus[0]}, clients on CPUs {cpus[1:]}, HTTP server process on {where}")
+    else:
+        print("engine and clients share the CPUs")
+    no_pin = ["--no-pin"] if args.no_pin else []
+    quiet, loud, scrapes, failures = [], [], [], 0
+    for _ in range(args.rounds):
+        quiet.append(run_engine(payloads))
+        child: dict = {}
+        seconds = len(payloads) / quiet[-1][0] * 1.6 + 2
+        loud.append(run_engine(payloads, functools.partial(start_attack, child, seconds, no_pin), server_cpus))
+        attacked, _ = child["p"].communicate()
+        scraped = json.loads(child["polite"].communicate()[0])
+        scrapes.append(scraped.pop("latencies_ms"))
+        failures += scraped["failures"]
+        (q, q_cpu, q_on), (a, a_cpu, a_on) = quiet[-1], loud[-1]
+        print(
+            f"quiet {q:,.0f} events/s ({q_cpu:.1f} µs CPU/event, on CPU {100 * q_on:.0f}%), "
+            f"attacked {a:,.0f} events/s ({a_cpu:.1f} µs CPU/event, on CPU {100 * a_on:.0f}%): {100 * a / q:.1f}% of quiet; "
+            f"attackers {attacked.strip()}; polite scrapes {json.dumps(scraped)}"
         )
-        assert child["p"].stdout.readline().strip() == "ready"
-        time.sleep(1.0)
-        child["polite"] = subprocess.Popen(
-            [sys.executable, __file__, "--polite", str(port), "--seconds", str(seconds - 1.0), *(["--no-pin"] if args.no_pin else [])],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    loud = run_engine(payloads, start_attack)
-    attacked, _ = child["p"].communicate()
-    scraped, _ = child["polite"].communicate()
-    print(f"under attack (500 idle, 100 slowloris, 16-client /metrics flood): {loud:,.0f} events/s ({100 * loud / quiet:.1f}% of quiet)")
-    print("attackers:", attacked.strip())
-    print("polite /metrics scraper (its own process) during and after the run:", scraped.strip())
+    ratios = sorted(a[0] / q[0] for q, a in zip(quiet, loud))
+    polite_all = sorted(x for s in scrapes for x in s)
+    print(
+        f"under attack (500 idle, 100 slowloris, 16-client /metrics flood), median of {args.rounds} alternated runs "
+        f"({len(payloads):,} events each): {100 * ratios[len(ratios) // 2]:.1f}% of quiet throughput "
+        f"(runs: {', '.join(f'{100 * r:.1f}%' for r in ratios)})"
+    )
+    print(
+        f"polite /metrics scrapes (one every 100 ms, own process), all runs: {len(polite_all)}, "
+        f"failures {failures}, p50 {polite_all[len(polite_all) // 2]:.1f} ms, "
+        f"p99 {polite_all[int(len(polite_all) * 0.99)]:.1f} ms, max {polite_all[-1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":
