@@ -338,6 +338,12 @@ class AnalyticRidgeClassifier(SupervisedDefaults, base.MiniBatchClassifier):
         return list(self._classes)
 
     @property
+    def label_kind(self) -> str | None:
+        """The kind of class label learned so far (``"bool"``, ``"int"`` or ``"str"``; None before the first);
+        a label of another kind is refused."""
+        return self._label_kind
+
+    @property
     def _multiclass(self) -> bool:
         return True
 

@@ -193,7 +193,10 @@ class PendingJoins:
             "seq": np.array([e.seq for e in entries], dtype=np.int64),
             "ts": np.array([np.nan if e.ts is None else e.ts for e in entries], dtype=np.float64),
             "kind": np.array([e.payload.CODE for e in entries], dtype=np.int8),
-            "prediction": np.array([c["prediction"] for c in columns], dtype=np.float64),
+            # a classifier's prediction may be a class name: kept as text beside the numbers (NaN there)
+            "prediction": np.array([np.nan if isinstance(c["prediction"], str) else c["prediction"] for c in columns], dtype=np.float64),
+            "prediction_is_text": np.array([isinstance(c["prediction"], str) for c in columns], dtype=np.bool_),
+            "prediction_text": np.array([c["prediction"] if isinstance(c["prediction"], str) else "" for c in columns], dtype=str),
             "action": np.array([c["action"] for c in columns], dtype=np.int64),
             "probability": np.array([c["probability"] for c in columns], dtype=np.float64),
             "n_choices": np.array([c["n_choices"] for c in columns], dtype=np.int64),
@@ -234,6 +237,8 @@ class PendingJoins:
                 at += size
                 k += 1
             arrays[field] = values
+        is_text = state.get("prediction_is_text")  # absent from checkpoints written before class names were kept
+        texts = state.get("prediction_text")
         self.pending = OrderedDict()
         for i, eid in enumerate(ids):
             ts = float(state["ts"][i])
@@ -243,7 +248,7 @@ class PendingJoins:
                 raise ValueError(f"pending join {eid!r} is of kind {code}, which no registered task knows")
             columns: dict[str, Any] = {field: arrays[field][i] for field in _ARRAY_COLUMNS}
             columns.update(
-                prediction=float(state["prediction"][i]),
+                prediction=str(texts[i]) if is_text is not None and texts is not None and is_text[i] else float(state["prediction"][i]),
                 action=int(state["action"][i]),
                 probability=float(state["probability"][i]),
                 n_choices=int(state["n_choices"][i]),

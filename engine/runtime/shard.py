@@ -272,6 +272,12 @@ class Shard:
             raise ValueError(f"a {kind} run: the {self.task.name} task processes {sorted(self.task.run_kinds)} runs")
         if kind != self.run_kind:
             self.flush(out)
+        refused_first = self.task.refused_rows(self, run)
+        if refused_first:  # rows the task refuses for their values: the rest is admitted as a run of its own
+            out_of = {i for i, _ in refused_first}
+            kept_rows = [i for i in range(len(run)) if i not in out_of]
+            later = self.admit_columns(run.take(kept_rows), out) if kept_rows else []
+            return sorted(refused_first + [(kept_rows[i], bad) for i, bad in later], key=lambda refused: refused[0])
         if kind in self.task.unchecked_kinds and self.quarantined is None and kind in self.task.kinds and not self.joins.pending:
             # nothing to refuse and no window to close: the rows are admitted together (the latest time still counts)
             stamps = [t for t in run.ts if t is not None]

@@ -156,6 +156,13 @@ class Task(ABC):
         """Raise BadEvent if ``shard`` cannot take ``ev`` (a kind of :attr:`kinds`); changes nothing."""
         return None
 
+    def refused_rows(self, shard: ShardView, run: Run) -> list[tuple[int, BadEvent]]:
+        """Rows of a run in columns that :meth:`check` would refuse for what they carry (their index, why).
+
+        The shard asks before it admits a run; the default refuses none.
+        """
+        return []
+
     def run(self, shard: ShardView, run: Run, out: Output) -> None:
         """Process a run of consecutive events of one of :attr:`run_kinds` (``run.kind``), given as columns, and answer them."""
         raise NotImplementedError(f"the {self.name} task processes no runs")

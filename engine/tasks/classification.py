@@ -11,7 +11,7 @@ import numpy as np
 from regretflow.engine.evaluation.regret import ClassAccuracy
 from regretflow.engine.observability.plotting import COLOURS, MAX_SERIES, _fmt, _grid, _legend_below, _png, _pyplot
 from regretflow.engine.runtime.dead_letters import BadEvent
-from regretflow.engine.runtime.events import _show
+from regretflow.engine.runtime.events import Event, Run, _show
 from regretflow.engine.tasks.base import ShardView, column, fmt
 from regretflow.engine.tasks.supervised import SupervisedTask, observe_rows
 
@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from regretflow.engine.config import ModelSpec
     from regretflow.engine.observability.metrics import Metrics
     from regretflow.engine.observability.plotting import ModelSeries
+
+
+def _kind_of(label: Any) -> str:
+    """A valid class label's kind, as the learner names it (bools are refused before: ``check_label``)."""
+    return "str" if isinstance(label, str) else "int"
+
+
+def _mixed_kinds(label: Any, expected: str, model: str) -> str:
+    return f"model {model!r} learns {expected} class labels; got {_show(label)}"
 
 
 class ClassificationTask(SupervisedTask):
@@ -34,6 +43,36 @@ class ClassificationTask(SupervisedTask):
         if isinstance(label, bool) or not isinstance(label, (int, str)):
             raise BadEvent("bad_label", f"a class label must be a string or an integer, got {_show(label)}")
         return label
+
+    def check(self, shard: ShardView, ev: Event) -> None:
+        super().check(shard, ev)
+        if ev.kind == "observe" or ev.kind == "feedback":
+            expected = self._expected_kind(shard)
+            if expected is not None and _kind_of(ev.label) != expected:
+                raise BadEvent("bad_label", _mixed_kinds(ev.label, expected, shard.spec.name))
+
+    def refused_rows(self, shard: ShardView, run: Run) -> list[tuple[int, BadEvent]]:
+        labels = run.labels
+        if run.kind != "observe" or not labels:
+            return []
+        expected = self._expected_kind(shard) or _kind_of(labels[0])  # none yet: the run's first label sets it
+        return [
+            (i, BadEvent("bad_label", _mixed_kinds(label, expected, shard.spec.name)))
+            for i, label in enumerate(labels)
+            if _kind_of(label) != expected
+        ]
+
+    @staticmethod
+    def _expected_kind(shard: ShardView) -> str | None:
+        """The kind of class label the model learns: the learner's, else the first label of the run waiting to be learned."""
+        kind = getattr(shard.learner, "label_kind", None)
+        if kind is not None:
+            return str(kind)
+        for pending in getattr(shard, "run", ()):  # (a shard's pending run; observe rows only carry labels there)
+            labels = [pending.label] if isinstance(pending, Event) else pending.labels
+            if labels:
+                return _kind_of(labels[0])
+        return None
 
     def make_tracker(self, spec: ModelSpec) -> ClassAccuracy:
         return ClassAccuracy(spec.group_labels)

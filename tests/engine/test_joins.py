@@ -55,3 +55,33 @@ def test_state_round_trip_keeps_entries_and_order():
     assert d.actions.tolist() == np.eye(3).tolist() and d.probability == 0.4 and d.n_choices == 3 and d.action == 2
     assert e.x is None and e.actions is None and isinstance(e, DecidePayload)
     assert k.latest_ts == 2.0
+
+
+def test_a_classifiers_pending_predict_with_a_class_name_survives_a_checkpoint(tmp_path):
+    import orjson
+
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.config import parse_config
+    from regretflow.engine.runtime.loop import Engine
+
+    config = parse_config(
+        {"models": {"c": {"learner": "analytic-ridge", "features": ["a", "b"]}}, "checkpoint": {"dir": str(tmp_path), "every_events": 1}}
+    )
+    events = [{"id": f"o{i}", "model": "c", "kind": "observe", "features": [i % 2, 1.0], "label": ["cat", "dog"][i % 2]} for i in range(8)]
+    events.append({"id": "p", "model": "c", "kind": "predict", "features": [1.0, 1.0]})
+    first = Engine(config, MemorySource([orjson.dumps(e) for e in events]), MemorySink(), MemorySink(), serve_metrics=False)
+    first.run()  # ends with a checkpoint holding the predict that waits for its label
+    first.close()
+    assert first.dead_count == 0
+    predicted = orjson.loads(first.answers.records[-1][1])["prediction"]
+    assert predicted in ("cat", "dog")
+
+    feedback = {"id": "f", "model": "c", "kind": "feedback", "ref": "p", "label": predicted}
+    stream = [orjson.dumps(e) for e in [*events, feedback]]  # the restored position skips the first nine
+    second = Engine(config, MemorySource(stream), MemorySink(), MemorySink(), serve_metrics=False)
+    (shard,) = second.router.shards.values()
+    assert [e.payload.prediction for e in shard.joins.pending.values()] == [predicted]  # the class name, restored
+    second.run()
+    second.close()
+    (shard,) = second.router.shards.values()
+    assert second.dead_count == 0 and second.valid_events == 10 and not shard.joins.pending  # joined, not dead-lettered

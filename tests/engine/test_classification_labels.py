@@ -1,0 +1,54 @@
+"""A classifier's class labels are of one kind (integers or strings): a label of the other
+kind is dead-lettered as ``bad_label``, on every path, and never stops the engine."""
+
+import orjson
+import pytest
+
+from regretflow.connectors.memory import MemorySink, MemorySource
+from regretflow.engine.config import parse_config
+from regretflow.engine.runtime.loop import Engine
+from tests.conftest import assert_same_bits, shard_state
+
+# without the generator, whose refreshes follow the batches, the state depends on the rows learned only
+CONFIG = {"models": {"c": {"learner": "analytic-ridge", "features": ["a", "b"], "params": {"generator": False}}}}
+
+
+def observe(i, label):
+    return orjson.dumps({"id": f"o{i}", "model": "c", "kind": "observe", "features": [i % 3, 1.0], "label": label})
+
+
+def run(payloads, batch, column_wise=True):
+    engine = Engine(parse_config(CONFIG), MemorySource([]), MemorySink(), MemorySink(), serve_metrics=False)
+    if not column_wise:
+        engine.json_decoder = None
+    for lo in range(0, len(payloads), batch):
+        engine.process(payloads[lo : lo + batch])
+    return engine
+
+
+def reasons(engine):
+    return [(orjson.loads(r[1])["reason"], orjson.loads(r[1])["detail"]) for r in engine.dead_letters.records]
+
+
+@pytest.mark.parametrize("first", [1, "cat"])
+@pytest.mark.parametrize("batch", [1, 3, 64])
+@pytest.mark.parametrize("column_wise", [True, False])
+def test_labels_of_the_other_kind_are_dead_lettered_and_the_rest_learned(first, batch, column_wise):
+    other = "dog" if first == 1 else 2
+    labels = [first, other, first, other, other, first]
+    engine = run([observe(i, label) for i, label in enumerate(labels)], batch, column_wise)
+    expected_kind = "int" if first == 1 else "str"
+    assert reasons(engine) == [("bad_label", f"model 'c' learns {expected_kind} class labels; got {other!r}")] * 3
+    assert (engine.valid_events, engine.dead_count) == (3, 3)
+    learned = run([observe(i, label) for i, label in enumerate(labels) if label == first], 64)  # the good rows alone
+    assert_same_bits(shard_state(engine), shard_state(learned))
+
+
+def test_feedback_of_the_other_kind_is_refused_and_its_predict_keeps_waiting():
+    payloads = [observe(0, "cat"), observe(1, "dog")]
+    payloads.append(orjson.dumps({"id": "p", "model": "c", "kind": "predict", "features": [1.0, 1.0]}))
+    payloads.append(orjson.dumps({"id": "f1", "model": "c", "kind": "feedback", "ref": "p", "label": 7}))
+    payloads.append(orjson.dumps({"id": "f2", "model": "c", "kind": "feedback", "ref": "p", "label": "cat"}))
+    engine = run(payloads, 1)
+    assert reasons(engine) == [("bad_label", "model 'c' learns str class labels; got 7")]
+    assert engine.valid_events == 4  # the second feedback found its predict still waiting
