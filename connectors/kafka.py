@@ -282,18 +282,40 @@ class _KafkaPythonConsumer:
 
         class Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked: Any) -> None:  # kafka-python is untyped: TopicPartition values
-                outer.on_revoke([pid_of(tp.topic, tp.partition) for tp in revoked])
+                outer.rebalanced(outer.on_revoke, revoked)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                outer.on_assign([pid_of(tp.topic, tp.partition) for tp in assigned])
+                outer.rebalanced(outer.on_assign, assigned)
 
             def on_partitions_lost(self, lost: Any) -> None:
-                outer.on_lost([pid_of(tp.topic, tp.partition) for tp in lost])
+                outer.rebalanced(outer.on_lost, lost)
 
         self.on_assign: Callable[[list[str]], None] = lambda pids: None
         self.on_revoke: Callable[[list[str]], None] = lambda pids: None
         self.on_lost: Callable[[list[str]], None] = lambda pids: None
+        self.callback_error: BaseException | None = None
         self._consumer.subscribe(self._topics, listener=Listener())
+
+    def rebalanced(self, callback: Callable[[list[str]], None], partitions: Any) -> None:
+        """Run a rebalance callback; what it raises is raised again by the next :meth:`poll`.
+
+        kafka-python calls the callbacks inside its own ``poll`` and only logs what they
+        raise: a checkpoint that failed while a partition was revoked would go unnoticed,
+        and the worker would go on as if it had been written.
+        """
+        try:
+            callback([pid_of(tp.topic, tp.partition) for tp in partitions])
+        except BaseException as exc:
+            if self.callback_error is None:
+                self.callback_error = exc
+            raise
+
+    def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes | None]]:
+        records = self._poll(max_records, timeout)
+        failed, self.callback_error = self.callback_error, None
+        if failed is not None:
+            raise failed
+        return records
 
     @staticmethod
     def _open(KafkaConsumer: Any, s: dict[str, Any], max_records: int, no_create: dict[str, Any], connect_timeout: float) -> Any:
@@ -320,7 +342,7 @@ class _KafkaPythonConsumer:
     def probe(self, timeout: float) -> None:
         """Bootstrapped in the constructor: reachable."""
 
-    def poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes | None]]:
+    def _poll(self, max_records: int, timeout: float) -> list[tuple[str, int, bytes | None]]:
         from kafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 
         try:
