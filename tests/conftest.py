@@ -41,6 +41,20 @@ def shard_state(engine) -> dict:
     return {sid: s.state_dict() for sid, s in engine.router.shards.items()}
 
 
+def engine_fed(config: dict, payloads: list, batch: int, column_wise: bool = True):
+    """An engine (no sinks but memory, no metrics server) that took ``payloads`` in micro-batches of ``batch``;
+    ``column_wise=False``: each JSON event validated alone (the per-event path)."""
+    from regretflow.connectors.memory import MemorySink, MemorySource
+    from regretflow.engine.runtime.loop import Engine
+
+    engine = Engine(parse_config(config), MemorySource([]), MemorySink(), MemorySink(), serve_metrics=False)
+    if not column_wise:
+        engine.json_decoder = None
+    for lo in range(0, len(payloads), batch):
+        engine.process(payloads[lo : lo + batch])
+    return engine
+
+
 def assert_same_bits(a, b, path=""):
     """``a`` and ``b`` equal bit for bit: same types, keys, lengths, array dtypes, shapes and bytes."""
     assert type(a) is type(b), path

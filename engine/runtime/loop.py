@@ -261,6 +261,14 @@ class Partition:
         self.checkpoint_number = number
 
 
+def _count_rows(part: Partition, kinds: dict[tuple[str, str], int], model: str, kind: str, rows: int, refused: int) -> None:
+    """Count a run of rows admitted together (an Arrow block, a JSON run): seen, dead-lettered, valid by model and kind."""
+    part.events_seen += rows
+    part.dead_count += refused
+    part.valid_events += rows - refused
+    kinds[(model, kind)] = kinds.get((model, kind), 0) + rows - refused
+
+
 class Engine:
     """A running engine: call :meth:`run` (blocks) or :meth:`process` per batch."""
 
@@ -525,21 +533,13 @@ class Engine:
                 refused = admit_block(part.router, payload, out)
                 for i, bad in refused:
                     out.dead(payload.raw(i), bad.reason, payload.raw(i).locate(bad.detail), payload.model, payload.ids[i])
-                part.events_seen += len(payload)
-                part.dead_count += len(refused)
-                part.valid_events += len(payload) - len(refused)
-                k = (payload.model, payload.kind)
-                kinds[k] = kinds.get(k, 0) + len(payload) - len(refused)
+                _count_rows(part, kinds, payload.model, payload.kind, len(payload), len(refused))
                 continue
             if type(payload) is Run:  # JSON events validated together (json_batches), rows of one shard and kind
                 refused = admit_json_run(part.router, payload, out)
                 for i, bad in refused:
                     out.dead(payload.raws[i], bad.reason, bad.detail, payload.model, payload.ids[i])
-                part.events_seen += len(payload)
-                part.dead_count += len(refused)
-                part.valid_events += len(payload) - len(refused)
-                k = (payload.model, payload.kind)
-                kinds[k] = kinds.get(k, 0) + len(payload) - len(refused)
+                _count_rows(part, kinds, payload.model, payload.kind, len(payload), len(refused))
                 continue
             part.events_seen += 1
             ev = None

@@ -4,10 +4,7 @@ kind is dead-lettered as ``bad_label``, on every path, and never stops the engin
 import orjson
 import pytest
 
-from regretflow.connectors.memory import MemorySink, MemorySource
-from regretflow.engine.config import parse_config
-from regretflow.engine.runtime.loop import Engine
-from tests.conftest import assert_same_bits, shard_state
+from tests.conftest import assert_same_bits, engine_fed, shard_state
 
 # without the generator, whose refreshes follow the batches, the state depends on the rows learned only
 CONFIG = {"models": {"c": {"learner": "analytic-ridge", "features": ["a", "b"], "params": {"generator": False}}}}
@@ -18,12 +15,7 @@ def observe(i, label):
 
 
 def run(payloads, batch, column_wise=True):
-    engine = Engine(parse_config(CONFIG), MemorySource([]), MemorySink(), MemorySink(), serve_metrics=False)
-    if not column_wise:
-        engine.json_decoder = None
-    for lo in range(0, len(payloads), batch):
-        engine.process(payloads[lo : lo + batch])
-    return engine
+    return engine_fed(CONFIG, payloads, batch, column_wise)
 
 
 def reasons(engine):

@@ -12,13 +12,12 @@ import numpy as np
 import orjson
 import pytest
 
-from regretflow.connectors.memory import MemorySink, MemorySource
 from regretflow.engine.config import parse_config
 from regretflow.engine.runtime.events import EventDecoder, Run
 from regretflow.engine.runtime.json_batches import JsonBatchDecoder
 from regretflow.engine.runtime.loop import Engine
 from regretflow.engine.tasks import model_tasks
-from tests.conftest import assert_same_bits, shard_state
+from tests.conftest import assert_same_bits, engine_fed, shard_state
 
 D = 3
 CONFIG = {
@@ -205,12 +204,7 @@ def corpus(seed: int, n: int, bad_share: float) -> list:
 
 
 def run_engine(payloads: list, batch: int, column_wise: bool) -> Engine:
-    engine = Engine(parse_config(CONFIG), MemorySource([]), MemorySink(), MemorySink(), serve_metrics=False)
-    if not column_wise:
-        engine.json_decoder = None
-    for lo in range(0, len(payloads), batch):
-        engine.process(payloads[lo : lo + batch])
-    return engine
+    return engine_fed(CONFIG, payloads, batch, column_wise)
 
 
 def assert_same_outcome(a: Engine, b: Engine) -> None:
