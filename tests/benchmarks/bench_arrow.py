@@ -338,6 +338,12 @@ def two_workers(broker, messages: list[bytes], rows_per_message: int, batch: int
     lasts = [max(t for t, _, p in answered if p == q) for q in (0, 1)]
     lo, hi = max(firsts), min(lasts)  # both partitions answered: both workers busy (each owns one partition)
     events = sum(r for t, r, _ in answered if lo < t <= hi)
+    if events == 0 or hi <= lo:
+        # A tiny run can have no window where both workers answer (one finished before the other
+        # started, or both within one millisecond): measure first answer to last instead.
+        lo, hi = min(firsts), max(lasts)
+        events = sum(r for _, r, _ in answered)
+        hi = max(hi, lo + 1e-3)
 
     def cpu_at(t: float, k: int) -> float:
         return min(samples, key=lambda s: abs(s[0] - t))[k]
