@@ -34,11 +34,13 @@ of columns) into a batch of events, :func:`encode_batch` into a message, and
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 #: The first four bytes of an Arrow IPC stream (the continuation marker); no JSON text starts so.
@@ -414,6 +416,57 @@ class AnswerColumns:
     def records(self) -> list[dict[str, Any]]:
         names = list(self.columns)
         return [{k: v for k, v in zip(names, row) if v is not None} for row in zip(*(self.values(name) for name in names))]
+
+    def json_rows(self) -> list[bytes]:
+        """The rows as JSON answers, every column in order (a None written ``null``, unlike :meth:`records`):
+        the bytes ``orjson.dumps`` gives each row's dict, built a column at a time (one ``dumps`` per
+        column instead of a dict and a ``dumps`` per row).
+
+        >>> a = AnswerColumns("m", "observe", {"id": ["1", "2"], "kind": "observe", "prediction": np.array([0.5, 1e-5])}, 2)
+        >>> a.json_rows()
+        [b'{"id":"1","kind":"observe","prediction":0.5}', b'{"id":"2","kind":"observe","prediction":0.00001}']
+        >>> a.json_rows() == [orjson.dumps(r) for r in a.records()]
+        True
+        """
+        pieces: list[bytes] = []
+        cells: list[list[bytes]] = []
+        for name, column in self.columns.items():
+            key = orjson.dumps(name).replace(b"%", b"%%")
+            if isinstance(column, str):
+                pieces.append(key + b":" + orjson.dumps(column).replace(b"%", b"%%"))
+                continue
+            values = _json_cells(self.values(name))
+            if values is None:  # a text to escape, another type: a dict per row
+                names = list(self.columns)
+                rows = zip(*(self.values(name) for name in names))
+                return [orjson.dumps(dict(zip(names, row)), option=orjson.OPT_SERIALIZE_NUMPY) for row in rows]
+            pieces.append(key + b":%s")
+            cells.append(values)
+        template = b"{" + b",".join(pieces) + b"}"
+        if not cells:
+            return [template.replace(b"%%", b"%")] * self.rows
+        return [template % row for row in zip(*cells)]
+
+
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')  # what orjson writes escaped inside a JSON string
+_NUMBERS_OR_NULL = frozenset((int, float, type(None)))
+
+
+def _json_cells(values: list[Any]) -> list[bytes] | None:
+    """Each value as the JSON text orjson writes for it, from one ``dumps`` of the column: numbers and
+    nulls (no comma inside one), or text that needs no escape; None for any other column."""
+    if not values:
+        return []
+    types = set(map(type, values))
+    try:
+        if types <= _NUMBERS_OR_NULL:
+            return orjson.dumps(values)[1:-1].split(b",")
+        if types == {str} and _NEEDS_ESCAPE.search("".join(values)) is None:
+            return ('"' + '"\x00"'.join(values) + '"').encode().split(b"\x00")
+    except (orjson.JSONEncodeError, UnicodeEncodeError):  # an integer past 64 bits, a lone surrogate: row by row
+        return None
+    return None
+    return None
 
 
 def _column_array(parts: list[Any], rows: list[int]) -> pa.Array:

@@ -47,7 +47,7 @@ _ABSENT = object()  # a field the event does not carry (a null is a value)
 _EMPTY: dict[str, Any] = {}  # stands for a payload that is no JSON object, in the columns (never changed)
 _ONLY_DICTS, _ONLY_LISTS, _ONLY_STRS, _ONLY_ABSENT = {dict}, {list}, {str}, {object}
 _DICT_OR_NONE = frozenset((dict, type(None)))
-_JSON_TYPES = frozenset((bytes, str))  # the payloads decoded here (others, and Arrow rows, are not)
+JSON_PAYLOAD_TYPES = frozenset((bytes, str))  # the payloads decoded here (others, and Arrow rows, are not)
 
 
 def _column(objs: list[dict[str, Any]], field: str) -> list[Any]:
@@ -73,19 +73,19 @@ class JsonBatchDecoder:
     def expand(self, records: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
         """A micro-batch's ``(partition, payload)`` records with each stretch of one partition's JSON payloads
         decoded (:meth:`decode`); other records (Arrow rows) are kept as they are."""
-        if len(set(map(itemgetter(0), records))) == 1 and set(map(type, map(itemgetter(1), records))) <= _JSON_TYPES:
+        if len(set(map(itemgetter(0), records))) == 1 and set(map(type, map(itemgetter(1), records))) <= JSON_PAYLOAD_TYPES:
             pid = records[0][0]  # (the common batch: JSON payloads of one partition)
             return [(pid, item) for item in self.decode(list(map(itemgetter(1), records)))]
         out: list[tuple[str, Any]] = []
         i, n = 0, len(records)
         while i < n:
             pid, payload = records[i]
-            if type(payload) not in _JSON_TYPES:
+            if type(payload) not in JSON_PAYLOAD_TYPES:
                 out.append((pid, payload))
                 i += 1
                 continue
             j = i + 1
-            while j < n and records[j][0] == pid and type(records[j][1]) in _JSON_TYPES:
+            while j < n and records[j][0] == pid and type(records[j][1]) in JSON_PAYLOAD_TYPES:
                 j += 1
             out += [(pid, item) for item in self.decode([p for _, p in records[i:j]])]
             i = j

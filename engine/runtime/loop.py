@@ -56,7 +56,7 @@ from regretflow.engine.runtime.arrow_batches import (
 from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import Event, EventDecoder, Run
-from regretflow.engine.runtime.json_batches import JsonBatchDecoder, admit_json_run
+from regretflow.engine.runtime.json_batches import JSON_PAYLOAD_TYPES, JsonBatchDecoder, admit_json_run
 from regretflow.engine.runtime.shard import Router, Shard, dumps
 from regretflow.engine.runtime.startup import broker_endpoints, connect_endpoints
 from regretflow.engine.tasks import model_tasks
@@ -162,7 +162,16 @@ class _BatchOutput:
         """The answers of a run as columns (field -> one value per row, or one string for every row),
         the same answers :meth:`answer_run` takes as records; kept as columns for Arrow answers."""
         if not self.columnar:
-            self.answer_run(run, AnswerColumns(run.model, run.kind, columns, len(run)).records())
+            answers = AnswerColumns(run.model, run.kind, columns, len(run))
+            if run.keys is not None:  # (keyed answers carry their key last, as answer_run adds it)
+                self.answer_run(run, answers.records())
+                return
+            model = run.model
+            named = ("model", model)
+            self.spans.append((len(self.answers), run))
+            self.answers += [(model, row, (named, ("event_id", eid))) for row, eid in zip(answers.json_rows(), run.ids)]
+            k = (model, run.kind)
+            self.answered[k] = self.answered.get(k, 0) + len(run)
             return
         ids = run_id_column(run)  # the messages' own id column: no Python string per row
         if ids is not None:
@@ -187,6 +196,8 @@ class _BatchOutput:
 
     def count(self) -> int:
         """How many answers (a run in columns counts its rows)."""
+        if not self.columnar:  # (every answer a record)
+            return len(self.answers)
         return sum(len(a) if type(a) is AnswerColumns else 1 for a in self.answers)
 
     def dead(self, payload: Any, reason: str, detail: str, model: str | None, event_id: str | None = None) -> None:
@@ -513,14 +524,32 @@ class Engine:
 
         ``records`` are payloads (unpartitioned sources) or ``(partition, payload)`` pairs.
         """
+        if not gc.isenabled():
+            self._process(records)
+            return
+        # The collector is paused for the batch: its parsed payloads, runs and answers are freed by their
+        # reference counts at the batch's end, while a pass in the middle would walk every one still held
+        # (~0.5-1 us an event); what the batch leaves in cycles is collected by the first pass after it.
+        gc.disable()
+        try:
+            self._process(records)
+        finally:
+            gc.enable()
+
+    def _process(self, records: Sequence[Any]) -> None:
         started = time.perf_counter()
         out = _BatchOutput(columnar=self.config.runtime.answer_format == "arrow")
         decode = self.decoder.decode
         kinds = out.kinds
-        if not self.partitioned:
+        if self.partitioned:
+            if self.json_decoder is not None:
+                records = self.json_decoder.expand(records)
+        elif self.json_decoder is not None and set(map(type, records)) <= JSON_PAYLOAD_TYPES:
+            records = [("", item) for item in self.json_decoder.decode(list(records))]  # (pairs of the few runs, not of every payload)
+        else:
             records = [("", p) for p in records]
-        if self.json_decoder is not None:
-            records = self.json_decoder.expand(records)
+            if self.json_decoder is not None:
+                records = self.json_decoder.expand(records)
         records = expand_rows(records, self.arrow_decoder)
         part = None
         for pid, payload in records:

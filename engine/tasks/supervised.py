@@ -94,7 +94,7 @@ class SupervisedTask(Task):
             return
         model = shard.spec.name
         ids = run.ids
-        if fields is None and kind == "observe" and getattr(out, "columnar", False):  # Arrow answers: columns, no record per row
+        if fields is None and kind == "observe":  # answered in columns: no record per row
             exact = (
                 isinstance(preds, np.ndarray) and preds.ndim == 1 and preds.dtype in (np.float64, np.int64)
             )  # typed as their Python values
