@@ -183,6 +183,35 @@ class _NeuralInverseGapBandit(BanditDefaults):
         self._greedy_probability = 0.0
         self.nonfinite_decisions = 0
 
+    # what decide and learn write besides the network (constructor parameters are checked when set)
+    _LEARNED_FLOATS = (
+        "exploration_cost_total",
+        "oracle_loss_total",
+        "_greedy_probability",
+        "_scale.low",
+        "_scale.high",
+        "exploration.cumulative_loss",
+        "exploration._last_gamma",
+        "exploration._last_exploration_cost",
+    )
+
+    def nonfinite_state(self) -> str | None:
+        """The first learned value holding NaN or +-inf (the network's weights and moments, see
+        :meth:`OnlineNeuralRegressor.nonfinite_state`), else None: the engine asks once per
+        micro-batch, and a walk over every attribute cost more than the decision itself.
+
+        >>> bandit = NeuralSquareCB(n_actions=2, width=4)
+        >>> bandit.nonfinite_state()
+        >>> bandit.exploration.cumulative_loss = float("inf"); bandit.nonfinite_state()
+        'exploration.cumulative_loss'
+        """
+        for path in self._LEARNED_FLOATS:
+            owner, _, name = path.rpartition(".")
+            if not math.isfinite(getattr(getattr(self, owner) if owner else self, name)):
+                return path
+        bad = self.oracle.nonfinite_state()
+        return None if bad is None else f"oracle.{bad}"
+
     # -- inputs -------------------------------------------------------------------
     def _set_up(self, context: Any, actions: Any) -> None:
         if actions is not None:

@@ -43,13 +43,16 @@ def shard_state(engine) -> dict:
 
 def engine_fed(config: dict, payloads: list, batch: int, column_wise: bool = True):
     """An engine (no sinks but memory, no metrics server) that took ``payloads`` in micro-batches of ``batch``;
-    ``column_wise=False``: each JSON event validated alone (the per-event path)."""
+    ``column_wise``: JSON batches checked in columns however few their payloads (``min_rows`` 1); ``False``:
+    each JSON event validated alone (the per-event path)."""
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.runtime.loop import Engine
 
     engine = Engine(parse_config(config), MemorySource([]), MemorySink(), MemorySink(), serve_metrics=False)
     if not column_wise:
         engine.json_decoder = None
+    elif engine.json_decoder is not None:
+        engine.json_decoder.min_rows = 1
     for lo in range(0, len(payloads), batch):
         engine.process(payloads[lo : lo + batch])
     return engine

@@ -20,7 +20,7 @@ def by_dict(columns: dict, rows: int) -> list[bytes]:
 @pytest.mark.parametrize("seed", range(40))
 def test_json_rows_match_a_dict_per_row_on_random_columns(seed):
     rng = np.random.default_rng(seed)
-    rows = int(rng.integers(0, 20))
+    rows = int(rng.integers(0, 40))  # (below 8 rows: a dict per row)
     plain_text = bool(rng.integers(0, 2))  # half the runs: ids that need no escape (the column-wise path)
     texts = [t for t in TEXTS if not plain_text or t.isalnum() or t in ("%s", "%%", "é", "")]
     ids = [texts[i] for i in rng.integers(0, len(texts), rows)]
@@ -43,8 +43,9 @@ def test_text_predictions_and_a_row_without_columns():
     assert AnswerColumns("m", "observe", {"kind": "observe"}, 3).json_rows() == [b'{"kind":"observe"}'] * 3
 
 
-def test_a_value_orjson_refuses_raises_as_a_dict_per_row_would():
+@pytest.mark.parametrize("rows", [1, 10])
+def test_a_value_orjson_refuses_raises_as_a_dict_per_row_would(rows):
     with pytest.raises(orjson.JSONEncodeError):
-        AnswerColumns("m", "observe", {"id": ["1"], "prediction": [2**70]}, 1).json_rows()
+        AnswerColumns("m", "observe", {"id": ["1"] * rows, "prediction": [2**70] * rows}, rows).json_rows()
     with pytest.raises(orjson.JSONEncodeError):
-        AnswerColumns("m", "observe", {"id": ["\ud800"], "prediction": [1.0]}, 1).json_rows()
+        AnswerColumns("m", "observe", {"id": ["\ud800"] * rows, "prediction": [1.0] * rows}, rows).json_rows()

@@ -203,6 +203,13 @@ def corpus(seed: int, n: int, bad_share: float) -> list:
     return out
 
 
+def column_decoder(config) -> JsonBatchDecoder:
+    """A decoder that checks every batch in columns, however few its payloads."""
+    decoder = JsonBatchDecoder(EventDecoder(config, model_tasks(config)))
+    decoder.min_rows = 1
+    return decoder
+
+
 def run_engine(payloads: list, batch: int, column_wise: bool) -> Engine:
     return engine_fed(CONFIG, payloads, batch, column_wise)
 
@@ -251,7 +258,7 @@ def test_the_corpus_reaches_every_reason_it_means_to():
 
 def test_the_common_events_are_taken_as_runs_and_only_the_others_go_one_by_one():
     config = parse_config(CONFIG)
-    decoder = JsonBatchDecoder(EventDecoder(config, model_tasks(config)))
+    decoder = column_decoder(config)
     payloads = corpus(3, 600, bad_share=0.0)
     items = decoder.decode(payloads)
     runs = [item for item in items if type(item) is Run]
@@ -266,7 +273,7 @@ def test_the_common_events_are_taken_as_runs_and_only_the_others_go_one_by_one()
 
 def test_a_batch_of_one_model_and_kind_is_one_run_and_x_holds_the_payloads_values():
     config = parse_config(CONFIG)
-    decoder = JsonBatchDecoder(EventDecoder(config, model_tasks(config)))
+    decoder = column_decoder(config)
     rows = [[0.1 * i, -2.5, 3] for i in range(1, 50)]
     payloads = [orjson.dumps({"id": f"{i}", "model": "n", "kind": "observe", "features": x, "label": i}) for i, x in enumerate(rows)]
     (run,) = decoder.decode(payloads)
@@ -280,7 +287,7 @@ def test_a_batch_of_one_model_and_kind_is_one_run_and_x_holds_the_payloads_value
 )
 def test_a_row_numpy_would_read_as_numbers_goes_one_by_one(features):
     config = parse_config(CONFIG)
-    decoder = JsonBatchDecoder(EventDecoder(config, model_tasks(config)))
+    decoder = column_decoder(config)
     good = orjson.dumps({"id": "a", "model": "n", "kind": "observe", "features": [0.25, 0.5, 0.75], "label": 1.0})
     odd_one = orjson.dumps({"id": "b", "model": "n", "kind": "observe", "features": features, "label": 1.0})
     first, second, third = decoder.decode([good, odd_one, good])
@@ -289,7 +296,7 @@ def test_a_row_numpy_would_read_as_numbers_goes_one_by_one(features):
 
 def test_records_of_several_partitions_are_decoded_a_stretch_of_one_partition_at_a_time():
     config = parse_config(CONFIG)
-    decoder = JsonBatchDecoder(EventDecoder(config, model_tasks(config)))
+    decoder = column_decoder(config)
     good = [orjson.dumps({"id": f"{i}", "model": "n", "kind": "observe", "features": [0.5, 1.5, 2.5], "label": 1.5}) for i in range(6)]
     records = [
         ("p0", good[0]),
@@ -304,3 +311,14 @@ def test_records_of_several_partitions_are_decoded_a_stretch_of_one_partition_at
     assert [pid for pid, _ in expanded] == ["p0", "p1", "p1", "p1", "p0"]
     assert [r.ids for _, r in expanded if type(r) is Run] == [["0", "1"], ["2"], ["4", "5"]]
     assert [item for _, item in expanded if type(item) is not Run] == [None, bytearray(good[3])]  # left to the decoder
+
+
+def test_a_batch_of_fewer_than_min_rows_payloads_goes_one_by_one():
+    from regretflow.engine.runtime.json_batches import MIN_ROWS
+
+    config = parse_config(CONFIG)
+    decoder = JsonBatchDecoder(EventDecoder(config, model_tasks(config)))
+    good = orjson.dumps({"id": "a", "model": "n", "kind": "observe", "features": [0.25, 0.5, 0.75], "label": 1.0})
+    assert decoder.decode([good] * (MIN_ROWS - 1)) == [good] * (MIN_ROWS - 1)
+    (run,) = decoder.decode([good] * MIN_ROWS)
+    assert type(run) is Run and len(run) == MIN_ROWS

@@ -276,3 +276,39 @@ def test_state_written_before_the_reward_range_loads_as_zero_one_rewards(cls):
     restored = cls(n_actions=3, width=8, seed=1)
     restored.load_state_dict(old)
     assert (restored.state_dict()["reward_low"], restored.state_dict()["reward_high"]) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("cls", [NeuralSquareCB, NeuralFastCB])
+def test_own_state_check_watches_every_learned_float_the_generic_walk_would(cls):
+    """``nonfinite_state`` names the fields it watches instead of walking every attribute: a float the
+    bandit, its reward scale or its exploration rule learns and the list forgets fails here."""
+    import copy
+    import inspect
+    import math
+
+    from regretflow.engine.runtime.shard import nonfinite_state as generic_walk
+
+    rng = np.random.default_rng(0)
+    bandit = cls(n_actions=3, width=8, seed=1)
+    for _ in range(20):
+        x = rng.normal(size=4)
+        d = bandit.decide(x)
+        bandit.learn(x, int(d.action), float(rng.normal()), float(d.probabilities[int(d.action)]), ticket=d.ticket)
+    assert bandit.nonfinite_state() is None and generic_walk(bandit) is None
+    constants = set(inspect.signature(cls).parameters) | {"sign"}  # checked when set; sign is +-1 from the objective
+    owners = {"": bandit, "_scale.": bandit._scale, "exploration.": bandit.exploration}
+    watched = []
+    for prefix, owner in owners.items():
+        for name, value in vars(owner).items():
+            assert not (isinstance(value, np.ndarray) and value.dtype.kind == "f"), f"{prefix}{name}: an array outside the network"
+            if type(value) is float and name not in constants:
+                watched.append(prefix + name)
+                broken = copy.deepcopy(bandit)
+                setattr(getattr(broken, prefix[:-1]) if prefix else broken, name, math.nan)
+                assert broken.nonfinite_state() == prefix + name
+                assert generic_walk(broken) is not None  # (the engine's check reports it too)
+    assert sorted(watched) == sorted(cls._LEARNED_FLOATS)
+    broken = copy.deepcopy(bandit)
+    broken.oracle._theta[0] = math.inf
+    broken.oracle._unchecked = True
+    assert broken.nonfinite_state() == "oracle._theta"
