@@ -83,14 +83,19 @@ class Broker:
         self.proc.wait(timeout=10)
         self._launch(int(self.bootstrap.rsplit(":", 1)[1]))
 
-    def create_topic(self, partitions: int, prefix: str = "t", name: str | None = None) -> str:
-        """A new topic named ``prefix-<random>`` (or ``name``)."""
+    def create_topic(self, partitions: int, prefix: str = "t", name: str | None = None, exist_ok: bool = False) -> str:
+        """A new topic named ``prefix-<random>`` (or ``name``); ``exist_ok``: a topic of that name that
+        already exists is kept as it is (tansu creates a missing topic, 4 partitions, when a client asks for it)."""
         from kafka.admin import KafkaAdminClient, NewTopic
+        from kafka.errors import TopicAlreadyExistsError
 
         name = name or f"{prefix}-{uuid.uuid4().hex[:8]}"
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        except TopicAlreadyExistsError:
+            if not exist_ok:
+                raise
         finally:
             admin.close()
         return name

@@ -100,9 +100,10 @@ def run_until_applied(cfg: Path, cwd: Path, log: str, port: int, events_applied:
 
 
 def recreate(broker: Broker, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    """Restart tansu (every topic is lost) and create ``topic`` again with ``records``."""
+    """Restart tansu (every topic is lost) and create ``topic`` again with ``records``. A daemon still running
+    may ask for the topic first, and tansu then creates it itself (with 4 partitions): recreated either way."""
     broker.restart()
-    broker.create_topic(PARTITIONS, name=topic)
+    broker.create_topic(PARTITIONS, name=topic, exist_ok=True)
     produce(broker.bootstrap, topic, records)
 
 
