@@ -23,6 +23,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 def attack(port: int, seconds: float, idle: int, slow: int, flood: int) -> None:
     stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # the engine's run is over
     url = f"http://127.0.0.1:{port}/metrics"
     held, slow_socks = [], []
     reconnects = {"idle": 0, "slow": 0}
@@ -82,7 +84,7 @@ def attack(port: int, seconds: float, idle: int, slow: int, flood: int) -> None:
     for t in threads:
         t.start()
     print("ready", flush=True)
-    time.sleep(seconds)
+    stop.wait(seconds)
     stop.set()
     print(json.dumps({"flood_scrapes": flood_count[0], "reconnects": reconnects}), flush=True)
 
@@ -91,16 +93,22 @@ def polite(port: int, seconds: float) -> None:
     """One GET of /metrics every 100 ms, timed, from a process of its own: timed inside the attacker's
     process, a scrape would wait for that process's own 17 threads to hand it the interpreter."""
     url = f"http://127.0.0.1:{port}/metrics"
-    latencies, failures = [], 0
+    latencies, failures, kinds = [], 0, {}
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    done = []
+    signal.signal(signal.SIGTERM, lambda *_: done.append(True))  # the engine's run is over: its port closes next
+    while time.monotonic() < end and not done:
         t0 = time.perf_counter()
         try:
             with urllib.request.urlopen(url, timeout=6) as r:
                 r.read()
             latencies.append(time.perf_counter() - t0)
-        except OSError:
+        except OSError as exc:
+            if done:
+                break
             failures += 1
+            kind = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"[:80]
+            kinds[kind] = kinds.get(kind, 0) + 1
         time.sleep(0.1)
     latencies.sort()
     print(
@@ -108,6 +116,7 @@ def polite(port: int, seconds: float) -> None:
             {
                 "polite_scrapes": len(latencies),
                 "failures": failures,
+                "failure_kinds": kinds,
                 "p50_ms": 1000 * latencies[len(latencies) // 2] if latencies else None,
                 "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)] if latencies else None,
                 "max_ms": 1000 * latencies[-1] if latencies else None,
@@ -118,7 +127,7 @@ def polite(port: int, seconds: float) -> None:
     )
 
 
-def run_engine(payloads, on_ready=None, server_cpus=None):
+def run_engine(payloads, on_ready=None, server_cpus=None, on_done=None):
     """Events/s of one run, and the engine thread's CPU time per event (µs) and share of the wall time on a CPU."""
     from regretflow.connectors.memory import MemorySink, MemorySource
     from regretflow.engine.config import parse_config
@@ -135,20 +144,30 @@ def run_engine(payloads, on_ready=None, server_cpus=None):
     t0, cpu0 = time.perf_counter(), time.thread_time()
     engine.run()
     wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
+    if on_done:
+        on_done()  # (before the port closes)
     engine.close()
     return engine.events_seen / wall, 1e6 * cpu / engine.events_seen, cpu / wall
 
 
-def start_attack(child: dict, seconds: float, no_pin: list, port: int) -> None:
-    """The attackers' process, then (once they hold their connections) the polite scraper's."""
+def start_attack(child: dict, seconds: float, client_cpus: list, port: int) -> None:
+    """The attackers' process, then (once they hold their connections) the polite scraper's, on ``client_cpus``
+    (a child would otherwise inherit the engine's CPU: the clients must not take the engine's CPU time)."""
     child["p"] = subprocess.Popen(
-        [sys.executable, __file__, "--attack", str(port), "--seconds", str(seconds), *no_pin], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--attack", str(port), "--seconds", str(seconds), *client_cpus], stdout=subprocess.PIPE, text=True
     )
     assert child["p"].stdout.readline().strip() == "ready"
     time.sleep(1.0)
     child["polite"] = subprocess.Popen(
-        [sys.executable, __file__, "--polite", str(port), "--seconds", str(seconds - 1.0), *no_pin], stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, "--polite", str(port), "--seconds", str(seconds - 1.0), *client_cpus], stdout=subprocess.PIPE, text=True
     )
+
+
+def end_attack(child: dict) -> None:
+    """The engine's run is over: the clients stop (the polite one after its request in flight) and report."""
+    for name in ("polite", "p"):
+        child[name].send_signal(signal.SIGTERM)
+    child["polite"].wait(timeout=30)
 
 
 def main() -> None:
@@ -167,11 +186,14 @@ def main() -> None:
     parser.add_argument("--polite", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.add_argument("--no-pin", action="store_true", help="let the engine and the clients share every CPU")
+    parser.add_argument("--client-cpus", help=argparse.SUPPRESS)  # the clients' CPUs, from the engine's process
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pin = not args.no_pin and len(cpus) >= 2
-    if pin:
-        os.sched_setaffinity(0, cpus[1:] if (args.attack or args.polite) else cpus[:1])
+    if args.client_cpus:
+        os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
+    elif pin and not (args.attack or args.polite):
+        os.sched_setaffinity(0, cpus[:1])
     if args.attack:
         attack(args.attack, args.seconds, idle=500, slow=100, flood=16)
         return
@@ -193,13 +215,17 @@ def main() -> None:
         print(f"engine on CPU {cpus[0]}, clients on CPUs {cpus[1:]}, HTTP server process on {where}")
     else:
         print("engine and clients share the CPUs")
-    no_pin = ["--no-pin"] if args.no_pin else []
+    client_cpus = ["--client-cpus", ",".join(map(str, cpus if not pin else cpus[1:]))]
     quiet, loud, scrapes, failures = [], [], [], 0
     for _ in range(args.rounds):
         quiet.append(run_engine(payloads))
         child: dict = {}
         seconds = len(payloads) / quiet[-1][0] * 1.6 + 2
-        loud.append(run_engine(payloads, functools.partial(start_attack, child, seconds, no_pin), server_cpus))
+        loud.append(
+            run_engine(
+                payloads, functools.partial(start_attack, child, seconds, client_cpus), server_cpus, functools.partial(end_attack, child)
+            )
+        )
         attacked, _ = child["p"].communicate()
         scraped = json.loads(child["polite"].communicate()[0])
         scrapes.append(scraped.pop("latencies_ms"))
