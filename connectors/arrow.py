@@ -422,13 +422,14 @@ class AnswerColumns:
         the bytes ``orjson.dumps`` gives each row's dict, built a column at a time (one ``dumps`` per
         column instead of a dict and a ``dumps`` per row).
 
-        >>> a = AnswerColumns("m", "observe", {"id": ["1", "2"], "kind": "observe", "prediction": np.array([0.5, 1e-5])}, 2)
-        >>> a.json_rows()
-        [b'{"id":"1","kind":"observe","prediction":0.5}', b'{"id":"2","kind":"observe","prediction":0.00001}']
-        >>> a.json_rows() == [orjson.dumps(r) for r in a.records()]
+        >>> ids, predictions = [str(i) for i in range(10)], [0.5, 1e-5, None, *range(7)]
+        >>> a = AnswerColumns("m", "observe", {"id": ids, "kind": "observe", "prediction": predictions}, 10)
+        >>> a.json_rows()[:3]
+        [b'{"id":"0","kind":"observe","prediction":0.5}', b'{"id":"1","kind":"observe","prediction":0.00001}', b'{"id":"2","kind":"observe","prediction":null}']
+        >>> a.json_rows() == [orjson.dumps(r) for r in a.dicts()]
         True
         """
-        if self.rows < _FEW_ROWS:
+        if self.rows < _FEW_ROWS or not all(type(name) is str for name in self.columns):
             return self._dict_rows()
         pieces: list[bytes] = []
         cells: list[list[bytes]] = []
@@ -447,10 +448,13 @@ class AnswerColumns:
             return [template.replace(b"%%", b"%")] * self.rows
         return [template % row for row in zip(*cells)]
 
-    def _dict_rows(self) -> list[bytes]:
+    def dicts(self) -> list[dict[str, Any]]:
+        """The rows as the JSON answers' dicts, every column (a None kept, unlike :meth:`records`)."""
         names = list(self.columns)
-        rows = zip(*(self.values(name) for name in names))
-        return [orjson.dumps(dict(zip(names, row)), option=orjson.OPT_SERIALIZE_NUMPY) for row in rows]
+        return [dict(zip(names, row)) for row in zip(*(self.values(name) for name in names))]
+
+    def _dict_rows(self) -> list[bytes]:
+        return [orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY) for row in self.dicts()]
 
 
 _FEW_ROWS = 8  # below it a dict per row is the cheaper way (the column-wise way has a fixed cost)
@@ -473,7 +477,6 @@ def _json_cells(values: list[Any]) -> list[bytes] | None:
             return ('"' + '"\x00"'.join(values) + '"').encode().split(b"\x00")
     except (orjson.JSONEncodeError, UnicodeEncodeError):  # an integer past 64 bits, a lone surrogate: row by row
         return None
-    return None
     return None
 
 

@@ -58,7 +58,11 @@ def _column(objs: list[dict[str, Any]], field: str) -> list[Any]:
 
 
 class JsonBatchDecoder:
-    """Turns a batch of JSON payloads into runs in columns and the payloads left to :meth:`EventDecoder.decode`, in stream order."""
+    """Turns a batch of JSON payloads into runs in columns and the payloads left to :meth:`EventDecoder.decode`, in stream order.
+
+    A batch of fewer than ``min_rows`` payloads (default :data:`MIN_ROWS`) is left whole to the per-event path,
+    which is cheaper for a few events and gives the same results.
+    """
 
     def __init__(self, decoder: EventDecoder) -> None:
         self.decoder = decoder

@@ -164,7 +164,7 @@ class _BatchOutput:
         if not self.columnar:
             answers = AnswerColumns(run.model, run.kind, columns, len(run))
             if run.keys is not None:  # (keyed answers carry their key last, as answer_run adds it)
-                self.answer_run(run, answers.records())
+                self.answer_run(run, answers.dicts())
                 return
             model = run.model
             named = ("model", model)

@@ -291,8 +291,9 @@ class Shard:
         refused: list[tuple[int, BadEvent]] = []
         kept: list[int] = []
         probe = Event("", run.model, kind)
+        labels = run.labels or [None] * len(run)  # (the task's check may read the row's label)
         for i, eid in enumerate(run.ids):
-            probe.id, probe.ts = eid, run.ts[i]
+            probe.id, probe.ts, probe.label = eid, run.ts[i], labels[i]
             try:
                 self.check(probe)
             except BadEvent as bad:

@@ -89,7 +89,8 @@ class Output(Protocol):
 
     def answer_columns(self, run: Run, columns: dict[str, Any]) -> None:
         """The answers :meth:`answer_run` takes, as columns: field -> one value per row, or one string for every row.
-        An output whose ``columnar`` is true (Arrow answers) keeps them so; call it only then."""
+        An output whose ``columnar`` is true (Arrow answers) keeps them so; JSON answers are serialised a column
+        at a time (a None is written ``null``)."""
 
     def dead_event(self, ev: Event, reason: str, detail: str) -> None: ...
 

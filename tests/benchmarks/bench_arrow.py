@@ -354,7 +354,7 @@ def two_workers(broker, messages: list[bytes], rows_per_message: int, batch: int
         "events": events,
         "workers": cpu_at(hi, 1) - cpu_at(lo, 1),
         "tansu": cpu_at(hi, 2) - cpu_at(lo, 2),
-        "whole": sum(r for _, r, _ in answered) / (max(lasts) - min(firsts)),
+        "whole": sum(r for _, r, _ in answered) / max(max(lasts) - min(firsts), 1e-3),
     }
 
 

@@ -49,3 +49,24 @@ def test_a_value_orjson_refuses_raises_as_a_dict_per_row_would(rows):
         AnswerColumns("m", "observe", {"id": ["1"] * rows, "prediction": [2**70] * rows}, rows).json_rows()
     with pytest.raises(orjson.JSONEncodeError):
         AnswerColumns("m", "observe", {"id": ["\ud800"] * rows, "prediction": [1.0] * rows}, rows).json_rows()
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("batch", [1, 5, 20])
+def test_an_answer_with_no_prediction_yet_writes_null_keyed_or_not(keyed, batch):
+    """A classifier knows no class before its first label: its first answer says ``"prediction": null``
+    (a keyed run's answers were once built from records that leave a None out)."""
+    from tests.conftest import engine_fed
+
+    params = {"generator": False, "shard_by_key": keyed}
+    config = {"models": {"c": {"learner": "analytic-ridge", "features": ["a", "b"], "params": params}}}
+    payloads = []
+    for i in range(20):
+        event = {"id": f"o{i}", "model": "c", "kind": "observe", "features": [i % 3, 1.0], "label": "cat" if i % 2 else "dog"}
+        if keyed:
+            event["key"] = "k1"
+        payloads.append(orjson.dumps(event))
+    for column_wise in (True, False):
+        first = orjson.loads(engine_fed(config, payloads, batch, column_wise).answers.records[0][1])
+        assert "prediction" in first and first["prediction"] is None
+        assert first.get("key") == ("k1" if keyed else None)

@@ -44,3 +44,25 @@ def test_feedback_of_the_other_kind_is_refused_and_its_predict_keeps_waiting():
     engine = run(payloads, 1)
     assert reasons(engine) == [("bad_label", "model 'c' learns str class labels; got 7")]
     assert engine.valid_events == 4  # the second feedback found its predict still waiting
+
+
+@pytest.mark.parametrize("first", [1, "cat"])
+@pytest.mark.parametrize("batch", [1, 20, 64])
+def test_predicts_waiting_in_the_batch_do_not_set_the_label_kind(first, batch):
+    """Observe rows taken in columns after a predict of the same batch were refused as ``bad_label``, "got
+    None": with a predict waiting, each row is checked on a probe event, which lacked the row's label."""
+    other = "dog" if first == 1 else 2
+    payloads = []
+    for i in range(40):
+        if i % 5 == 0:
+            payloads.append(orjson.dumps({"id": f"p{i}", "model": "c", "kind": "predict", "features": [i % 3, 1.0]}))
+        else:
+            payloads.append(observe(i, other if i == 7 else first))
+    fast, reference = run(payloads, batch), run(payloads, batch, column_wise=False)
+    assert (
+        reasons(fast)
+        == reasons(reference)
+        == [("bad_label", f"model 'c' learns {'int' if first == 1 else 'str'} class labels; got {other!r}")]
+    )
+    assert fast.answers.records == reference.answers.records and len(fast.answers.records) == 39
+    assert_same_bits(shard_state(fast), shard_state(reference))

@@ -101,7 +101,8 @@ def run_until_applied(cfg: Path, cwd: Path, log: str, port: int, events_applied:
 
 def recreate(broker: Broker, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     """Restart tansu (every topic is lost) and create ``topic`` again with ``records``. A daemon still running
-    may ask for the topic first, and tansu then creates it itself (with 4 partitions): recreated either way."""
+    may ask for the topic first, and tansu then creates it itself (with 4 partitions instead of PARTITIONS): the
+    topic is recreated either way, and the tests count events over every partition."""
     broker.restart()
     broker.create_topic(PARTITIONS, name=topic, exist_ok=True)
     produce(broker.bootstrap, topic, records)
