@@ -230,3 +230,42 @@ def test_default_ridge_penalty_grows_with_the_context_dimension():
     fixed.predict_rewards(np.zeros(9))
     assert fixed.ridge_penalty(9) == 10.0
     np.testing.assert_array_equal(fixed.state_dict()["ridge_inverse"][1], np.eye(10) / 10.0)
+
+
+def test_own_state_check_watches_every_learned_float_and_array_the_generic_walk_would():
+    """``nonfinite_state`` names what it watches instead of walking every attribute: a float or a float array
+    the bandit, its reward scale or its exploration rule learns and the lists forget fails here."""
+    import copy
+    import inspect
+    import math
+
+    from regretflow.engine.runtime.shard import _nonfinite_in
+
+    rng = np.random.default_rng(0)
+    bandit = NeuralRidgeCB(n_actions=3, width=8, seed=1)
+    for _ in range(20):
+        x = rng.normal(size=4)
+        d = bandit.decide(x)
+        bandit.learn(x, int(d.action), float(rng.normal()), float(d.probabilities[int(d.action)]), ticket=d.ticket)
+    assert bandit.nonfinite_state() is None and not bandit._unchecked
+    constants = set(inspect.signature(NeuralRidgeCB).parameters) | {"sign"}  # checked when set; sign is +-1 from the objective
+    owners = {"": bandit, "_scale.": bandit._scale, "exploration.": bandit.exploration}
+    floats, arrays = [], []
+    for prefix, owner in owners.items():
+        for name, value in vars(owner).items():
+            broken = copy.deepcopy(bandit)
+            target = getattr(broken, prefix[:-1]) if prefix else broken
+            if type(value) is float and name not in constants:
+                floats.append(prefix + name)
+                setattr(target, name, math.nan)
+            elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
+                assert not prefix, f"{prefix}{name}: an array outside the bandit itself"
+                arrays.append(name)
+                getattr(target, name).reshape(-1)[-1] = math.inf
+                broken._unchecked = True  # (as after the learn step that wrote it)
+            else:
+                continue
+            assert broken.nonfinite_state() == prefix + name
+            assert _nonfinite_in(copy.deepcopy(broken).__dict__, "", 2) is not None  # the generic walk finds it too
+    assert sorted(floats) == sorted(NeuralRidgeCB._LEARNED_FLOATS)
+    assert sorted(arrays) == sorted((*NeuralRidgeCB._LEARNED_ARRAYS, "_predicted"))
