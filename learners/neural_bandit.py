@@ -95,6 +95,18 @@ class RewardScale:
             self.low, self.high = float(state.get("reward_low", 0.0)), float(state.get("reward_high", 1.0))
 
 
+# the floats every neural bandit's decide and learn write outside its network: the greedy action's
+# probability, the reward scale's running range and the exploration rule's accounts
+_DECISION_FLOATS = (
+    "_greedy_probability",
+    "_scale.low",
+    "_scale.high",
+    "exploration.cumulative_loss",
+    "exploration._last_gamma",
+    "exploration._last_exploration_cost",
+)
+
+
 class _NeuralInverseGapBandit(BanditDefaults):
     """Shared machinery of the two neural inverse-gap-weighting bandits."""
 
@@ -185,16 +197,7 @@ class _NeuralInverseGapBandit(BanditDefaults):
         self.nonfinite_decisions = 0
 
     # what decide and learn write besides the network (constructor parameters are checked when set)
-    _LEARNED_FLOATS = (
-        "exploration_cost_total",
-        "oracle_loss_total",
-        "_greedy_probability",
-        "_scale.low",
-        "_scale.high",
-        "exploration.cumulative_loss",
-        "exploration._last_gamma",
-        "exploration._last_exploration_cost",
-    )
+    _LEARNED_FLOATS = ("exploration_cost_total", "oracle_loss_total", *_DECISION_FLOATS)
 
     def nonfinite_state(self) -> str | None:
         """The first learned value holding NaN or +-inf (the network's weights and moments, see
@@ -661,15 +664,7 @@ class NeuralRidgeCB(BanditDefaults):
         self._allocate(0, 0)
 
     # what decide and learn write besides the arrays below (constructor parameters are checked when set)
-    _LEARNED_FLOATS = (
-        "loss_total",
-        "_greedy_probability",
-        "_scale.low",
-        "_scale.high",
-        "exploration.cumulative_loss",
-        "exploration._last_gamma",
-        "exploration._last_exploration_cost",
-    )
+    _LEARNED_FLOATS = ("loss_total", *_DECISION_FLOATS)
     # the float arrays a learn step writes: the inputs' running moments, the ridge, the network, Adam's
     # moments and the replay buffer (``_predicted``, which decide writes, is checked every time)
     _LEARNED_ARRAYS = ("_mean", "_m2", "_ridge_inverse", "_ridge_w", "_theta", "_first", "_second", "_replay_x", "_replay_reward")

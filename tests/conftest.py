@@ -165,3 +165,15 @@ def uniform_bandit(monkeypatch):
 
     monkeypatch.setitem(LEARNERS, "uniform-test", UniformPolicy)
     return UniformPolicy
+
+
+def trained_bandit(cls, steps: int = 20, d: int = 4, **params):
+    """A bandit of ``cls`` (3 actions, seed 1) after ``steps`` decide-and-learn rounds on random contexts and rewards."""
+    rng = np.random.default_rng(0)
+    bandit = cls(n_actions=3, seed=1, **params)
+    for _ in range(steps):
+        x = rng.normal(size=d)
+        decision = bandit.decide(x)
+        a = int(decision.action)
+        bandit.learn(x, a, float(rng.normal()), float(decision.probabilities[a]), ticket=decision.ticket)
+    return bandit

@@ -287,13 +287,9 @@ def test_own_state_check_watches_every_learned_float_the_generic_walk_would(cls)
     import math
 
     from regretflow.engine.runtime.shard import nonfinite_state as generic_walk
+    from tests.conftest import trained_bandit
 
-    rng = np.random.default_rng(0)
-    bandit = cls(n_actions=3, width=8, seed=1)
-    for _ in range(20):
-        x = rng.normal(size=4)
-        d = bandit.decide(x)
-        bandit.learn(x, int(d.action), float(rng.normal()), float(d.probabilities[int(d.action)]), ticket=d.ticket)
+    bandit = trained_bandit(cls, width=8)
     assert bandit.nonfinite_state() is None and generic_walk(bandit) is None
     constants = set(inspect.signature(cls).parameters) | {"sign"}  # checked when set; sign is +-1 from the objective
     owners = {"": bandit, "_scale.": bandit._scale, "exploration.": bandit.exploration}

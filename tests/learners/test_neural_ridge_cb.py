@@ -240,13 +240,9 @@ def test_own_state_check_watches_every_learned_float_and_array_the_generic_walk_
     import math
 
     from regretflow.engine.runtime.shard import _nonfinite_in
+    from tests.conftest import trained_bandit
 
-    rng = np.random.default_rng(0)
-    bandit = NeuralRidgeCB(n_actions=3, width=8, seed=1)
-    for _ in range(20):
-        x = rng.normal(size=4)
-        d = bandit.decide(x)
-        bandit.learn(x, int(d.action), float(rng.normal()), float(d.probabilities[int(d.action)]), ticket=d.ticket)
+    bandit = trained_bandit(NeuralRidgeCB, width=8)
     assert bandit.nonfinite_state() is None and not bandit._unchecked
     constants = set(inspect.signature(NeuralRidgeCB).parameters) | {"sign"}  # checked when set; sign is +-1 from the objective
     owners = {"": bandit, "_scale.": bandit._scale, "exploration.": bandit.exploration}
