@@ -272,7 +272,8 @@ class Shard:
             raise ValueError(f"a {kind} run: the {self.task.name} task processes {sorted(self.task.run_kinds)} runs")
         if kind != self.run_kind:
             self.flush(out)
-        refused_first = self.task.refused_rows(self, run)
+        # a quarantined shard refuses every row as model_unhealthy before its task looks at their values (as check does)
+        refused_first = self.task.refused_rows(self, run) if self.quarantined is None else []
         if refused_first:  # rows the task refuses for their values: the rest is admitted as a run of its own
             out_of = {i for i, _ in refused_first}
             kept_rows = [i for i in range(len(run)) if i not in out_of]

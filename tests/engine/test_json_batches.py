@@ -16,8 +16,10 @@ from regretflow.engine.config import parse_config
 from regretflow.engine.runtime.events import EventDecoder, Run
 from regretflow.engine.runtime.json_batches import JsonBatchDecoder
 from regretflow.engine.runtime.loop import Engine
-from regretflow.engine.tasks import model_tasks
+from regretflow.engine.tasks import model_tasks, register_task, unregister_task
+from regretflow.learners import LEARNERS
 from tests.conftest import assert_same_bits, engine_fed, shard_state
+from tests.engine.test_task_registry import MedianTask, RunningMedian
 
 D = 3
 CONFIG = {
@@ -322,3 +324,74 @@ def test_a_batch_of_fewer_than_min_rows_payloads_goes_one_by_one():
     assert decoder.decode([good] * (MIN_ROWS - 1)) == [good] * (MIN_ROWS - 1)
     (run,) = decoder.decode([good] * MIN_ROWS)
     assert type(run) is Run and len(run) == MIN_ROWS
+
+
+# -- found by an adversarial review: a quarantined classifier, a task's label check raising something else -----
+
+
+def _reasons(engine) -> list[str]:
+    return [orjson.loads(r[1])["reason"] for r in engine.dead_letters.records]
+
+
+CLASSIFIER = {"models": {"c": {"learner": "analytic-ridge", "features": ["x0", "x1", "x2"]}}, "runtime": {"max_abs_value": 1e150}}
+
+
+def _class_observe(i: int, label, x=(0.25, 0.5, 0.75)) -> bytes:
+    return orjson.dumps({"id": f"e{i}", "model": "c", "kind": "observe", "features": list(x), "label": label})
+
+
+def test_a_quarantined_classifier_refuses_a_label_of_the_other_kind_as_model_unhealthy_on_both_paths():
+    # Batch 1 (3 events): features of 1e150 (within max_abs_value 1e150) overflow the classifier's state; at the
+    # batch's end the shard is quarantined and replaced by a fresh, still quarantined shard.
+    # Batch 2 (16 events, str and int labels alternating): per event every row is `model_unhealthy` (Shard.check
+    # tests quarantine first). Column-wise, Shard.admit_columns asks ClassificationTask.refused_rows *before*
+    # any quarantine check: the int-labelled rows are dead-lettered `bad_label` ("model 'c' learns str class
+    # labels; got 7"), the others `model_unhealthy`.
+    first = [_class_observe(i, "u", (1e150, 1e150, 1e150)) for i in range(3)]
+    second = [_class_observe(10 + i, ["u", 7][i % 2]) for i in range(16)]
+    fast = engine_fed(CLASSIFIER, first, 3, column_wise=True)
+    reference = engine_fed(CLASSIFIER, first, 3, column_wise=False)
+    fast.process(second)
+    reference.process(second)
+    assert set(_reasons(reference)) == {"model_unhealthy"}
+    assert _reasons(fast) == _reasons(reference)  # fast: 8 of the 16 later rows are 'bad_label'
+    assert_same_outcome(fast, reference)
+
+
+# -- a registered task whose label check raises something else than BadEvent ------------------------------------------
+
+
+class _LooseMedian(RunningMedian):
+    task = "loose-median"
+
+
+class _LooseMedianTask(MedianTask):
+    name = "loose-median"
+
+    def check_label(self, label):
+        return float(label)  # (a ValueError or TypeError for a label it cannot read, not a BadEvent)
+
+
+@pytest.fixture
+def loose_median_task():
+    LEARNERS["loose_median"] = _LooseMedian
+    task = register_task(_LooseMedianTask())
+    try:
+        yield task
+    finally:
+        unregister_task("loose-median")
+        del LEARNERS["loose_median"]
+
+
+def test_a_task_label_check_raising_a_plain_exception_is_one_dead_letter_on_both_paths(loose_median_task):
+    # Per event, EventDecoder.decode raises the ValueError and Engine._process dead-letters the event as
+    # `internal_error` ("one event's problem, never the process's end"). Column-wise, JsonBatchDecoder._labels
+    # calls view.task.check_label row by row and catches only BadEvent: the ValueError leaves engine.process
+    # and the worker stops on one bad payload.
+    config = {"models": {"m": {"learner": "loose_median", "features": ["x"]}}}
+    payloads = [orjson.dumps({"id": f"o{i}", "model": "m", "kind": "observe", "features": [0.5], "label": 1.5}) for i in range(16)]
+    payloads[5] = orjson.dumps({"id": "o5", "model": "m", "kind": "observe", "features": [0.5], "label": "high"})
+    reference = engine_fed(config, payloads, 16, column_wise=False)
+    assert _reasons(reference) == ["internal_error"]
+    fast = engine_fed(config, payloads, 16, column_wise=True)  # raises ValueError: could not convert string to float: 'high'
+    assert_same_outcome(fast, reference)
