@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from regretflow.engine.observability.plotting import ModelSeries
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _kind_of(label: Any) -> str:
     """A valid class label's kind, as the learner names it (bools are refused before: ``check_label``)."""
     return "str" if isinstance(label, str) else "int"
@@ -42,6 +45,8 @@ class ClassificationTask(SupervisedTask):
     def check_label(self, label: Any) -> Any:
         if isinstance(label, bool) or not isinstance(label, (int, str)):
             raise BadEvent("bad_label", f"a class label must be a string or an integer, got {_show(label)}")
+        if type(label) is int and not _INT64_MIN <= label <= _INT64_MAX:  # (a checkpoint stores integer labels as int64)
+            raise BadEvent("bad_label", f"an integer class label must fit in 64 bits, got {_show(label)}")
         return label
 
     def check(self, shard: ShardView, ev: Event) -> None:

@@ -66,3 +66,17 @@ def test_predicts_waiting_in_the_batch_do_not_set_the_label_kind(first, batch):
     )
     assert fast.answers.records == reference.answers.records and len(fast.answers.records) == 39
     assert_same_bits(shard_state(fast), shard_state(reference))
+
+
+@pytest.mark.parametrize("column_wise", [True, False])
+def test_an_integer_label_beyond_64_bits_is_dead_lettered_and_checkpoints_still_write(column_wise, tmp_path):
+    """A label of 2**63 was learned (within a max_abs_value of 1e150) and then every checkpoint failed:
+    the class list is saved as int64."""
+    config = {**CONFIG, "runtime": {"max_abs_value": 1e150}}
+    labels = [1, 2**63, 2, 2**64 - 1, -(2**63), 3] * 3  # (JSON integers beyond uint64 parse as floats)
+    engine = engine_fed(config, [observe(i, label) for i, label in enumerate(labels)], 18, column_wise)
+    assert [r for r, _ in reasons(engine)] == ["bad_label"] * 6
+    assert reasons(engine)[0][1] == "an integer class label must fit in 64 bits, got 9223372036854775808"
+    (shard,) = engine.router.shards.values()
+    assert sorted(shard.learner._classes) == [-(2**63), 1, 2, 3]
+    assert shard_state(engine)  # raised OverflowError when the class list held 2**63
