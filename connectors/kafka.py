@@ -971,11 +971,13 @@ class KafkaSource(_BrokerEndpoint):
         if position is None:
             return None
         end = self._client.fetched_end(pid)
-        # the end the last fetch reported (ListOffsets under-reports it on tansu, so it is not used here)
-        if end is not None and position > end:
-            return "past_log_end"
-        if new:
-            low, _ = self._client.log_range(pid)
+        # Past the end: past what the last fetch reported (ListOffsets under-reports the end on tansu) and past what
+        # ListOffsets says (the fetch's report may predate the assignment: librdkafka keeps a partition's watermark
+        # from the last time this worker owned it).
+        if new or (end is not None and position > end):
+            low, listed = self._client.log_range(pid)
+            if end is not None and position > max(end, listed):
+                return "past_log_end"
             if position < low:
                 return "before_log_start"
         return None

@@ -127,6 +127,18 @@ def test_a_position_past_the_fetched_end_is_a_reset_even_without_topic_ids(sourc
         s.poll(100, 0.0)
 
 
+def test_a_fetched_end_older_than_the_assignment_is_not_taken_for_the_end_of_the_log(source):
+    """A worker evicted from its group keeps, in librdkafka, the end its last fetch saw; another worker went on
+    meanwhile. Back in the group it restores that worker's checkpoint, past the old end but inside the log (CI)."""
+    s = source("fail", {"offset": 12, "topic_id": "id-1"})
+    s._client.records.extend([b"r%d" % i for i in range(10, 15)])
+    s._client.fetched = 8  # what this client saw before it was evicted; its first fetch after the seek is not back yet
+    real_poll, s._client.poll = s._client.poll, lambda max_records, timeout: []
+    assert s.poll(100, 0.0) == [] and s.offset_resets == {("events", "0", "fail"): 0}
+    s._client.poll = real_poll
+    assert payloads(s.poll(100, 0.0)) == [b"r12", b"r13", b"r14"]
+
+
 def test_records_of_a_partition_that_cannot_be_checked_are_held_and_fetched_again(source):
     s = source("fail", {"offset": 1, "topic_id": "id-1"})
     s._client.fail_checks = 1
