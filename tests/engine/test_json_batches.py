@@ -16,10 +16,9 @@ from regretflow.engine.config import parse_config
 from regretflow.engine.runtime.events import EventDecoder, Run
 from regretflow.engine.runtime.json_batches import JsonBatchDecoder
 from regretflow.engine.runtime.loop import Engine
-from regretflow.engine.tasks import model_tasks, register_task, unregister_task
-from regretflow.learners import LEARNERS
+from regretflow.engine.tasks import model_tasks
 from tests.conftest import assert_same_bits, engine_fed, shard_state
-from tests.engine.test_task_registry import MedianTask, RunningMedian
+from tests.engine.test_task_registry import MedianTask, RunningMedian, registered
 
 D = 3
 CONFIG = {
@@ -374,13 +373,8 @@ class _LooseMedianTask(MedianTask):
 
 @pytest.fixture
 def loose_median_task():
-    LEARNERS["loose_median"] = _LooseMedian
-    task = register_task(_LooseMedianTask())
-    try:
+    with registered(_LooseMedianTask(), "loose_median", _LooseMedian) as task:
         yield task
-    finally:
-        unregister_task("loose-median")
-        del LEARNERS["loose_median"]
 
 
 def test_a_task_label_check_raising_a_plain_exception_is_one_dead_letter_on_both_paths(loose_median_task):

@@ -6,6 +6,8 @@ through a real Engine: answers, dead letters, summary, metrics and a checkpoint 
 trip all come from the task, with nothing in the runtime knowing about it.
 """
 
+import contextlib
+
 import numpy as np
 import orjson
 import pytest
@@ -106,15 +108,21 @@ class MedianTask(Task):
         return ["rows", "mean abs. error"], [str(m["count"]), f"{m['mean_absolute_error']:.3f}"]
 
 
+@contextlib.contextmanager
+def registered(task: Task, family: str, learner: type):
+    """``task`` registered and ``learner`` known as config family ``family`` inside the block."""
+    LEARNERS[family] = learner
+    try:
+        yield register_task(task)
+    finally:
+        unregister_task(task.name)
+        del LEARNERS[family]
+
+
 @pytest.fixture
 def median_task():
-    LEARNERS["running_median"] = RunningMedian
-    task = register_task(MedianTask())
-    try:
+    with registered(MedianTask(), "running_median", RunningMedian) as task:
         yield task
-    finally:
-        unregister_task("median")
-        del LEARNERS["running_median"]
 
 
 def observe(i, label):
