@@ -35,6 +35,7 @@ import math
 import os
 import re
 import secrets
+import socket
 import tempfile
 import time
 import zipfile
@@ -53,9 +54,14 @@ FORMAT_VERSION = 1
 MIGRATIONS: dict[int, Any] = {}
 
 _NAME = re.compile(r"^checkpoint-(\d{12})\.npz$")
-# what a writer leaves behind when it is killed mid-write: ".checkpoint-<number>.npz.<pid>.tmp"
-# (and the ".checkpoint-probe.*.tmp" of check_checkpoint_dir)
+# what a writer leaves behind when it is killed mid-write (and the ".checkpoint-probe.*.tmp" of check_checkpoint_dir)
 _TEMP = re.compile(r"^\.checkpoint-.*\.tmp$")
+# a writer's temp file: ".checkpoint-<number>.npz.<host>.<pid>.<random>.tmp"; host and pid tell a restore whether
+# the writer may still be alive (a worker the group evicted while it was stopped mid-write, say)
+_WRITER_TEMP = re.compile(r"^\.checkpoint-\d{12}\.npz\.h([0-9a-f]{12})\.(\d+)\.[0-9a-f]+\.tmp$")
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+# a temp file of a writer on another host (or of a live process here) is left alone for this long after its last write
+STALE_TEMP_SECONDS = 600.0
 SEP = "/"
 
 
@@ -67,6 +73,19 @@ class CheckpointError(FatalError):
 
     >>> issubclass(CheckpointError, FatalError), CheckpointError.exit_code
     (True, 1)
+    """
+
+
+class CheckpointFenced(CheckpointError):
+    """A write whose temp file another worker removed: that worker restored the directory, so it owns it now.
+
+    A worker of a Kafka group that was stopped mid-write past its session timeout meets
+    this when it resumes: the group gave its partitions to another worker, which removed
+    the temp file when it restored them. Nothing was written; the worker drops the
+    checkpoint and learns at its next poll that the partition is lost.
+
+    >>> issubclass(CheckpointFenced, CheckpointError)
+    True
     """
 
 
@@ -170,7 +189,7 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
         "scalars": scalars,
     }
     final = directory / f"checkpoint-{number:012d}.npz"
-    tmp = directory / f".{final.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+    tmp = directory / f".{final.name}.h{_HOST}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
     buf = io.BytesIO()
     # Any, not NDArray: mypy matches a ** mapping against savez's allow_pickle: bool as well
     members: dict[str, Any] = {_member(k): v for k, v in arrays.items()}
@@ -184,7 +203,12 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
                 fh.write(buf.getbuffer())
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, final)
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError as exc:
+                raise CheckpointFenced(
+                    f"checkpoint directory {directory}: {tmp.name} was removed while it was written: another worker restored this directory"
+                ) from exc
         except BaseException:
             # a full disk or a kill must not leave a partial file behind (nor one per restart)
             _remove_quietly(tmp)
@@ -211,25 +235,32 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def remove_stale_temps(directory: str | Path) -> list[Path]:
+def remove_stale_temps(directory: str | Path, now: float | None = None) -> list[Path]:
     """Remove the temp files that killed or failed writers left in ``directory``.
 
-    Call it only where this process owns the directory (start-up restore): a temp file
-    is the partial write of a checkpoint that never existed, but a live writer's temp
-    file is its checkpoint in progress. Returns the files removed.
+    Call it where this process now owns the directory (restoring it). A temp file is
+    the partial write of a checkpoint that never existed, unless its writer is still
+    alive: a worker that its group evicted while it was stopped mid-write, which would
+    resume and rename it. So a writer's temp file stays while the process named in it
+    runs on this host, or (a writer on another host) while it is younger than
+    ``STALE_TEMP_SECONDS``, and never past that age; a writer whose file went away
+    meets :class:`CheckpointFenced` instead of renaming over the new owner's checkpoints.
+    Returns the files removed.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / ".checkpoint-000000000003.npz.4242.tmp").write_bytes(b"partial")
-    >>> [p.name for p in remove_stale_temps(d)], sorted(d.iterdir())
-    (['.checkpoint-000000000003.npz.4242.tmp'], [])
+    >>> _ = (d / ".checkpoint-000000000003.npz.4242.tmp").write_bytes(b"partial")  # no host: an older writer's name
+    >>> _ = (d / f".checkpoint-000000000004.npz.h{_HOST}.{os.getppid()}.ab12.tmp").write_bytes(b"partial")  # a live writer here
+    >>> [p.name for p in remove_stale_temps(d)], len(list(d.iterdir()))
+    (['.checkpoint-000000000003.npz.4242.tmp'], 1)
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
+    now = time.time() if now is None else now
     removed = []
     for path in sorted(directory.iterdir()):
-        if not _TEMP.match(path.name):
+        if not _TEMP.match(path.name) or _writer_may_be_alive(path, now):
             continue
         try:
             path.unlink(missing_ok=True)
@@ -241,6 +272,26 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
         log.info("event=checkpoint_temp status=removed file=%s", path)
         removed.append(path)
     return removed
+
+
+def _writer_may_be_alive(path: Path, now: float) -> bool:
+    match = _WRITER_TEMP.match(path.name)
+    if match is None:
+        return False
+    host, pid = match.group(1), int(match.group(2))
+    if host == _HOST:
+        if pid == os.getpid():
+            return False  # this process is restoring, so it is not writing
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # alive, another user's
+    try:  # a writer silent this long was evicted long ago (and a reused pid is not it)
+        return now - path.stat().st_mtime < STALE_TEMP_SECONDS
+    except OSError:
+        return False
 
 
 def check_checkpoint_dir(path: str | Path, file_mode: int = DEFAULT_FILE_MODE) -> Path:

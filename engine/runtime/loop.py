@@ -53,7 +53,7 @@ from regretflow.engine.runtime.arrow_batches import (
     expand_rows,
     run_id_column,
 )
-from regretflow.engine.runtime.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, write_checkpoint
+from regretflow.engine.runtime.checkpoint import CheckpointError, CheckpointFenced, latest_checkpoint, restore_checkpoint, write_checkpoint
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import Event, EventDecoder, Run
 from regretflow.engine.runtime.json_batches import JSON_PAYLOAD_TYPES, JsonBatchDecoder, admit_json_run
@@ -772,16 +772,24 @@ class Engine:
         positions = {}
         for part in targets:
             position = self.source.position(part.pid) if self.partitioned else self.source.position()
-            part.checkpoint_number += 1
             directory = self._directory(part.pid)
             assert directory is not None  # checkpoint.dir is set (checked above)
-            write_checkpoint(
-                directory,
-                part.checkpoint_number,
-                part.state_dict(position),
-                keep=ck.keep,
-                file_mode=self.config.runtime.file_mode,
-            )
+            try:
+                write_checkpoint(
+                    directory,
+                    part.checkpoint_number + 1,
+                    part.state_dict(position),
+                    keep=ck.keep,
+                    file_mode=self.config.runtime.file_mode,
+                )
+            except CheckpointFenced as exc:
+                if not self.partitioned:
+                    raise
+                # another worker restored the partition: this one was evicted and hears so at its next poll;
+                # nothing was written and no offset is committed for it
+                log.warning("event=checkpoint status=fenced partition=%r error=%r", part.pid, str(exc))
+                continue
+            part.checkpoint_number += 1
             part.dirty = False
             positions[part.pid] = position
         if self.partitioned and positions and commit:
@@ -790,8 +798,8 @@ class Engine:
             self.since_checkpoint = 0
             self.last_checkpoint_time = time.monotonic()
         duration = time.perf_counter() - started
-        if targets:
-            self.metrics.checkpoints.inc(len(targets))
+        if positions:
+            self.metrics.checkpoints.inc(len(positions))
             self.metrics.checkpoint_duration.set(duration)
             self.metrics.last_checkpoint = time.time()
         log.debug("event=checkpoint partitions=%d events=%d seconds=%.4f", len(targets), self.events_seen, duration)
