@@ -16,6 +16,7 @@ Contexts come in one of two forms, fixed by the first call:
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -410,11 +411,19 @@ class _NeuralInverseGapBandit(BanditDefaults):
 
 def _first_nonfinite_float(learner: Any, paths: tuple[str, ...]) -> str | None:
     """The first of the float attributes at ``paths`` ("name" or "part.name") that is NaN or +-inf."""
-    for path in paths:
-        owner, _, name = path.rpartition(".")
-        if not math.isfinite(getattr(getattr(learner, owner) if owner else learner, name)):
+    getter = _FLOAT_GETTERS.get(paths)
+    if getter is None:
+        getter = _FLOAT_GETTERS[paths] = operator.attrgetter(*paths)
+    values = getter(learner)
+    if math.isfinite(sum(values)):  # a NaN or an infinity carries into the sum: the names are for a find only
+        return None
+    for path, value in zip(paths, values):
+        if not math.isfinite(value):
             return path
-    return None
+    return None  # finite values whose sum overflowed
+
+
+_FLOAT_GETTERS: dict[tuple[str, ...], Any] = {}
 
 
 class NeuralSquareCB(_NeuralInverseGapBandit):

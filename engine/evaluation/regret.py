@@ -330,34 +330,23 @@ class BanditRegret:
         """
         a, p, r, k = int(action), float(probability), float(reward), int(n_choices)
         self._grow(k)
+        if not 0 <= a < self.constant.shape[0]:
+            raise IndexError(f"action {a} is not one of the {self.constant.shape[0]} actions")
         self._unchecked = True
         self.count += 1
         self.reward += r
-        self.uniform += _sums_of_one(1.0 / (k * p), r)
-        s = _sums_of_one(1.0 / p, r)
-        s[0] = 0.0
-        self.constant[a] += s
-        self.constant[:, 0] += 1
-        if prob_vector is None:
-            return
-        greedy = int(prob_vector.argmax())
-        self.greedy += _sums_of_one(1.0 / p if a == greedy else 0.0, r)
-        if reward_estimate is None:
-            return
-        rhat = reward_estimate
-        residual = (r - float(rhat[a])) / p
-        # numpy's mean is its pairwise sum divided by the count: the same value as rhat[:k].mean()
-        self.dr_uniform += _dr(float(np.add.reduce(rhat[:k])) / k + residual / k)
-        self.dr_greedy += _dr(float(rhat[greedy]) + (residual if a == greedy else 0.0))
-        # every constant policy at once, element by element the same sums as one policy at a time
-        m = min(k, self.dr_constant.shape[0])
-        terms = np.asarray(rhat[:m], dtype=np.float64) + 0.0
-        if 0 <= a < m:
-            terms[a] = float(rhat[a]) + residual
-        sums = self.dr_constant[:m]
-        sums[:, 0] += 1.0
-        sums[:, 1] += terms
-        sums[:, 2] += terms * terms
+        greedy, rhat, rhat_mean = -1, _NO_ESTIMATES, 0.0
+        if prob_vector is not None:
+            greedy = int(prob_vector.argmax())
+            if reward_estimate is not None:
+                rhat = np.ascontiguousarray(reward_estimate, dtype=np.float64)
+                if not (a < len(rhat) and greedy < len(rhat)):
+                    raise IndexError(f"{len(rhat)} reward estimates for action {a} and greedy action {greedy}")
+                # numpy's mean is its pairwise sum divided by the count: the same value as rhat[:k].mean()
+                rhat_mean = float(np.add.reduce(rhat[:k])) / k
+        _account_one(
+            self.uniform, self.greedy, self.constant, self.dr_uniform, self.dr_greedy, self.dr_constant, a, p, r, k, greedy, rhat, rhat_mean
+        )
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -410,6 +399,70 @@ class BanditRegret:
         self.dr_greedy = expect_array(state, "dr_greedy", (len(_DR_SUMS),), "BanditRegret")
         self.dr_constant = expect_array(state, "dr_constant", (self.n_actions, len(_DR_SUMS)), "BanditRegret")
         self._unchecked = True
+
+
+_NO_ESTIMATES = np.zeros(0)
+
+
+@njit(cache=True)
+def _account_one(
+    uniform: FloatArray,
+    greedy_sums: FloatArray,
+    constant: FloatArray,
+    dr_uniform: FloatArray,
+    dr_greedy: FloatArray,
+    dr_constant: FloatArray,
+    a: int,
+    p: float,
+    r: float,
+    k: int,
+    greedy: int,
+    rhat: FloatArray,
+    rhat_mean: float,
+) -> None:
+    """:meth:`BanditRegret.update_one`'s sums in one call: the same operations, in the same order, as
+    :func:`_sums_of_one` and :func:`_dr` added to each array (bit for bit; a test holds it to the general formulas).
+    ``greedy`` < 0: no probability vector; an empty ``rhat``: no reward estimates."""
+    _add_sums(uniform, 1.0 / (k * p), r)
+    w = 1.0 / p
+    constant[a, 0] += 0.0
+    constant[a, 1] += w
+    constant[a, 2] += w * r
+    constant[a, 3] += w * w
+    constant[a, 4] += w * w * r
+    constant[a, 5] += w * w * r * r
+    for c in range(constant.shape[0]):
+        constant[c, 0] += 1.0
+    if greedy < 0:
+        return
+    _add_sums(greedy_sums, 1.0 / p if a == greedy else 0.0, r)
+    if rhat.shape[0] == 0:
+        return
+    residual = (r - rhat[a]) / p
+    _add_dr(dr_uniform, rhat_mean + residual / k)
+    _add_dr(dr_greedy, rhat[greedy] + (residual if a == greedy else 0.0))
+    for c in range(min(k, dr_constant.shape[0])):
+        term = rhat[a] + residual if c == a else rhat[c] + 0.0
+        dr_constant[c, 0] += 1.0
+        dr_constant[c, 1] += term
+        dr_constant[c, 2] += term * term
+
+
+@njit(cache=True)
+def _add_sums(sums: FloatArray, w: float, r: float) -> None:
+    sums[0] += 1.0
+    sums[1] += w
+    sums[2] += w * r
+    sums[3] += w * w
+    sums[4] += w * w * r
+    sums[5] += w * w * r * r
+
+
+@njit(cache=True)
+def _add_dr(sums: FloatArray, term: float) -> None:
+    sums[0] += 1.0
+    sums[1] += term
+    sums[2] += term * term
 
 
 def _dr(term: float) -> FloatArray:

@@ -407,6 +407,8 @@ class Metrics:
         self.sink_records = _BoundCounter(
             "regretflow_sink_records", "Records handed to the sinks (answers, dead_letters).", ["sink"], registry=r
         )
+        for sink in ("answers", "dead_letters"):  # both series exist from the start, at 0 (a rate over them needs that)
+            self.sink_records.labels(sink)
         self.learner_gauges = {
             name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()
         }

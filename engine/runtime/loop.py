@@ -388,6 +388,7 @@ class Engine:
                     warm()
         t = regret.HindsightRegret(1, ["g"])
         t.update(np.ones((1, 1)), np.ones(1), np.ones(1), np.ones((1, 1), dtype=np.bool_))
+        regret.BanditRegret(2).update_one(0, 0.5, 1.0, 2, np.array([0.5, 0.5]), np.array([0.0, 1.0]))
 
     def _directory(self, pid: str) -> str | None:
         if not self.config.checkpoint.dir:
@@ -599,8 +600,10 @@ class Engine:
                 self._quarantine_unhealthy(part, out)
         self.answers.write(answer_messages(out.answers) if out.columnar else cast(list[Record], out.answers))
         self.dead_letters.write(out.dead_records)
-        self.metrics.sink_records.labels(sink="answers").inc(out.count())
-        self.metrics.sink_records.labels(sink="dead_letters").inc(len(out.dead_records))
+        sink_records = self.metrics.sink_records  # (labels by position: a closed loop's batch holds one event)
+        sink_records.labels("answers").inc(out.count())
+        if out.dead_records:
+            sink_records.labels("dead_letters").inc(len(out.dead_records))
         n = sum(len(p) if type(p) is ArrowBlock or type(p) is Run else 1 for _, p in records)
         self.since_checkpoint += n
         elapsed = time.perf_counter() - started
@@ -683,12 +686,12 @@ class Engine:
     # -- metrics ------------------------------------------------------------------------
     def _update_metrics(self, out: _BatchOutput, n: int, elapsed: float) -> None:
         m = self.metrics
-        for (model, kind), count in out.kinds.items():
-            m.events.labels(model=model, kind=kind).inc(count)
-        for (model, reason), count in out.dead_reasons.items():
-            m.dead_letters.labels(model=model, reason=reason).inc(count)
-        for (model, kind), count in out.answered.items():
-            m.answers.labels(model=model, kind=kind).inc(count)
+        for key, count in out.kinds.items():  # (model, kind)
+            m.events.labels(*key).inc(count)
+        for key, count in out.dead_reasons.items():  # (model, reason)
+            m.dead_letters.labels(*key).inc(count)
+        for key, count in out.answered.items():  # (model, kind)
+            m.answers.labels(*key).inc(count)
         m.batches.inc()
         m.latency.observe(elapsed, n)
         m.batch_duration.observe(elapsed)

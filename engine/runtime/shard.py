@@ -140,6 +140,20 @@ def _nonfinite_path(value: Any, depth: int) -> list[str] | None:
     return None
 
 
+def _own_nonfinite_state(learner: Any, tracker: Any) -> str | None:
+    """:func:`nonfinite_state` of a shard's learner and tracker, asked directly when both classes check themselves
+    (they know what their last update wrote; the generic walk's calls cost more than their checks, every batch)."""
+    learner_check = getattr(type(learner), "nonfinite_state", None)
+    tracker_check = getattr(type(tracker), "nonfinite_state", None)
+    if learner_check is None or tracker_check is None:
+        return nonfinite_state(learner, tracker)
+    bad = learner_check(learner)
+    if bad:
+        return f"{type(learner).__name__}.{bad}"
+    bad = tracker_check(tracker)
+    return f"{type(tracker).__name__}.{bad}" if bad else None
+
+
 class Shard:
     """One learner, its joins and its tracker; its task decides what each kind of event does."""
 
@@ -203,20 +217,28 @@ class Shard:
             self.quarantine(f"the learner raised on {kind} {ev.id!r}: {detail}")
             raise BadEvent("internal_error", detail) from exc
 
-    def check_outputs(self, where: str, outputs: Any) -> None:
+    def check_outputs(self, where: str, *outputs: Any) -> None:
         """Quarantine the shard (and refuse the event) if the learner answered non-finite values.
 
         Outputs are checked at every call (cheap); the state once per micro-batch, by the
         engine (:meth:`check_state`), before any answer of the batch leaves the process.
+        ``None`` stands for an output the learner does not give.
         """
-        if not np.isfinite(np.asarray(outputs, dtype=np.float64)).all():
-            self.quarantine(f"non-finite outputs after {where}")
-            raise BadEvent("model_unhealthy", str(self.quarantined)[:300])
+        for values in outputs:
+            if values is None:
+                continue
+            if type(values) is np.ndarray and values.dtype.char == "d" and values.ndim == 1 and values.flags.c_contiguous:
+                finite = all_finite(values)  # a decision's probabilities: one pass, nothing allocated
+            else:
+                finite = bool(np.isfinite(np.asarray(values, dtype=np.float64)).all())
+            if not finite:
+                self.quarantine(f"non-finite outputs after {where}")
+                raise BadEvent("model_unhealthy", str(self.quarantined)[:300])
 
     def check_state(self) -> bool:
         """Quarantine the shard if its learner or tracker holds non-finite values; True if healthy."""
         if self.quarantined is None:
-            bad = nonfinite_state(self.learner, self.tracker)
+            bad = _own_nonfinite_state(self.learner, self.tracker)
             if bad:
                 self.quarantine(f"non-finite values in {bad}")
         return self.quarantined is None

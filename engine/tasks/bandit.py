@@ -196,7 +196,7 @@ class BanditTask(Task):
         shard.tracker.record_decision(ev.expected, action, probs)
         payload = DecidePayload(ev.x, ev.groups, action, float(probs[action]), n_choices, ev.actions, probs, predicted, choice.ticket)
         shard.request(ev, payload, out)
-        shard.check_outputs(f"decide {ev.id!r}", probs if predicted is None else np.vstack([probs, predicted]))
+        shard.check_outputs(f"decide {ev.id!r}", probs, predicted)
         answer: dict[str, Any] = {
             "id": ev.id,
             "model": shard.spec.name,
