@@ -5,8 +5,10 @@ states, pending joins, regret trackers, RNG states, source positions). It is wri
 as a ``.npz`` archive (loaded with ``allow_pickle=False``: no pickle anywhere) with a
 ``__meta__`` member holding the JSON scalars, the format version and a SHA-256 over
 every array's name, dtype, shape and bytes plus the scalars. Writing is atomic:
-temp file, fsync, rename, fsync of the directory; a reader sees the old checkpoint
-or the new one, never half of one.
+temp file, fsync, a hard link to the checkpoint's name, fsync of the directory; a
+reader sees the old checkpoint or the new one, never half of one. A checkpoint never
+replaces another: a name already taken means another worker wrote it
+(:class:`CheckpointFenced`).
 
 Off the happy path: a newest file that cannot be used (empty, not an archive, a read
 error, a checksum mismatch) is skipped with a warning and the previous one restored; a
@@ -35,7 +37,6 @@ import math
 import os
 import re
 import secrets
-import socket
 import tempfile
 import time
 import zipfile
@@ -54,14 +55,9 @@ FORMAT_VERSION = 1
 MIGRATIONS: dict[int, Any] = {}
 
 _NAME = re.compile(r"^checkpoint-(\d{12})\.npz$")
-# what a writer leaves behind when it is killed mid-write (and the ".checkpoint-probe.*.tmp" of check_checkpoint_dir)
+# what a writer leaves behind when it is killed mid-write: ".checkpoint-<number>.npz.<pid>.tmp"
+# (and the ".checkpoint-probe.*.tmp" of check_checkpoint_dir)
 _TEMP = re.compile(r"^\.checkpoint-.*\.tmp$")
-# a writer's temp file: ".checkpoint-<number>.npz.<host>.<pid>.<random>.tmp"; host and pid tell a restore whether
-# the writer may still be alive (a worker the group evicted while it was stopped mid-write, say)
-_WRITER_TEMP = re.compile(r"^\.checkpoint-\d{12}\.npz\.h([0-9a-f]{12})\.(\d+)\.[0-9a-f]+\.tmp$")
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
-# a temp file of a writer on another host (or of a live process here) is left alone for this long after its last write
-STALE_TEMP_SECONDS = 600.0
 SEP = "/"
 
 
@@ -77,16 +73,26 @@ class CheckpointError(FatalError):
 
 
 class CheckpointFenced(CheckpointError):
-    """A write whose temp file another worker removed: that worker restored the directory, so it owns it now.
+    """A write that found another writer in its directory: nothing was written.
 
-    A worker of a Kafka group that was stopped mid-write past its session timeout meets
-    this when it resumes: the group gave its partitions to another worker, which removed
-    the temp file when it restored them. Nothing was written; the worker drops the
-    checkpoint and learns at its next poll that the partition is lost.
+    Either its temp file was removed while it was written (another worker restored the
+    directory, which removes temp files), or its checkpoint's name was already taken
+    (another worker wrote that number). A Kafka worker meets this when the group gave
+    its partition away while it was stopped: it skips the checkpoint, and its next
+    poll tells it the partition is lost. ``newest`` is the highest checkpoint number in
+    the directory (None if unknown): a writer that goes on numbers its next one above it.
 
-    >>> issubclass(CheckpointFenced, CheckpointError)
-    True
+    >>> exc = CheckpointFenced("checkpoint directory state: checkpoint-000000000007.npz exists", newest=7)
+    >>> issubclass(CheckpointFenced, CheckpointError), exc.newest
+    (True, 7)
     """
+
+    def __init__(self, message: str, newest: int | None = None):
+        super().__init__(message)
+        self.newest = newest
+
+    def __reduce__(self) -> tuple[type[CheckpointFenced], tuple[str, int | None]]:
+        return type(self), (str(self), self.newest)
 
 
 class UnreadableCheckpoint(CheckpointError):
@@ -176,7 +182,9 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
     nothing planted at that name (a symlink) is followed or overwritten.
 
     Raises CheckpointError (naming the directory and the OS error) when storage refuses
-    the write; its temp file is removed and the older checkpoints are untouched.
+    the write; its temp file is removed and the older checkpoints are untouched. Raises
+    :class:`CheckpointFenced` when another writer is at work in the directory: the temp
+    file was removed under this one, or checkpoint ``number`` exists (it is never replaced).
     """
     directory = Path(directory)
     arrays, scalars = flatten(state)
@@ -189,7 +197,7 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
         "scalars": scalars,
     }
     final = directory / f"checkpoint-{number:012d}.npz"
-    tmp = directory / f".{final.name}.h{_HOST}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+    tmp = directory / f".{final.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
     buf = io.BytesIO()
     # Any, not NDArray: mypy matches a ** mapping against savez's allow_pickle: bool as well
     members: dict[str, Any] = {_member(k): v for k, v in arrays.items()}
@@ -203,12 +211,7 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
                 fh.write(buf.getbuffer())
                 fh.flush()
                 os.fsync(fh.fileno())
-            try:
-                os.replace(tmp, final)
-            except FileNotFoundError as exc:
-                raise CheckpointFenced(
-                    f"checkpoint directory {directory}: {tmp.name} was removed while it was written: another worker restored this directory"
-                ) from exc
+            _publish(tmp, final)
         except BaseException:
             # a full disk or a kill must not leave a partial file behind (nor one per restart)
             _remove_quietly(tmp)
@@ -219,6 +222,8 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
         finally:
             os.close(dir_fd)
     except OSError as exc:
+        if exc.errno == errno.ESTALE:  # the temp file removed over NFS while it was open
+            raise _removed(directory, tmp) from exc
         raise CheckpointError(_storage_message(directory, f"cannot write {final.name}", exc)) from exc
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         try:
@@ -228,6 +233,55 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
     return final
 
 
+# what os.link raises on storage without hard links (some network and FUSE file systems)
+_NO_HARD_LINKS = frozenset((errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS))
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Give the written temp file the checkpoint's name, never over an existing file (FileExistsError).
+
+    A hard link is atomic and refuses a name that exists, where a rename would replace it: a worker
+    that wakes up after its group gave its partition away must not replace the new owner's checkpoint.
+    On storage without hard links the rename is the fallback (an existing name is then checked first,
+    which leaves a short race between two writers)."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError as exc:
+        raise _taken(final) from exc
+    except FileNotFoundError as exc:
+        raise _removed(final.parent, tmp) from exc
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if final.exists():
+            raise _taken(final) from exc
+        os.replace(tmp, final)
+        return
+    os.unlink(tmp)
+
+
+def _taken(final: Path) -> CheckpointFenced:
+    return CheckpointFenced(
+        f"checkpoint directory {final.parent}: {final.name} exists: another worker wrote it", _newest_number(final.parent)
+    )
+
+
+def _removed(directory: Path, tmp: Path) -> CheckpointFenced:
+    return CheckpointFenced(
+        f"checkpoint directory {directory}: {tmp.name} was removed while it was written: another worker restored this directory",
+        _newest_number(directory),
+    )
+
+
+def _newest_number(directory: Path) -> int | None:
+    try:
+        names = list_checkpoints(directory)
+    except OSError:
+        return None
+    match = _NAME.match(names[-1].name) if names else None
+    return int(match.group(1)) if match else None
+
+
 def _remove_quietly(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
@@ -235,32 +289,27 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def remove_stale_temps(directory: str | Path, now: float | None = None) -> list[Path]:
+def remove_stale_temps(directory: str | Path) -> list[Path]:
     """Remove the temp files that killed or failed writers left in ``directory``.
 
-    Call it where this process now owns the directory (restoring it). A temp file is
-    the partial write of a checkpoint that never existed, unless its writer is still
-    alive: a worker that its group evicted while it was stopped mid-write, which would
-    resume and rename it. So a writer's temp file stays while the process named in it
-    runs on this host, or (a writer on another host) while it is younger than
-    ``STALE_TEMP_SECONDS``, and never past that age; a writer whose file went away
-    meets :class:`CheckpointFenced` instead of renaming over the new owner's checkpoints.
+    Call it only where this process now owns the directory (restoring it): a temp file
+    is the partial write of a checkpoint that never existed. A writer still alive (a
+    worker evicted while it was stopped mid-write) finds its temp file gone when it
+    resumes, and :func:`write_checkpoint` raises :class:`CheckpointFenced` for it.
     Returns the files removed.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / ".checkpoint-000000000003.npz.4242.tmp").write_bytes(b"partial")  # no host: an older writer's name
-    >>> _ = (d / f".checkpoint-000000000004.npz.h{_HOST}.{os.getppid()}.ab12.tmp").write_bytes(b"partial")  # a live writer here
-    >>> [p.name for p in remove_stale_temps(d)], len(list(d.iterdir()))
-    (['.checkpoint-000000000003.npz.4242.tmp'], 1)
+    >>> _ = (d / ".checkpoint-000000000003.npz.4242.tmp").write_bytes(b"partial")
+    >>> [p.name for p in remove_stale_temps(d)], sorted(d.iterdir())
+    (['.checkpoint-000000000003.npz.4242.tmp'], [])
     """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    now = time.time() if now is None else now
     removed = []
     for path in sorted(directory.iterdir()):
-        if not _TEMP.match(path.name) or _writer_may_be_alive(path, now):
+        if not _TEMP.match(path.name):
             continue
         try:
             path.unlink(missing_ok=True)
@@ -272,26 +321,6 @@ def remove_stale_temps(directory: str | Path, now: float | None = None) -> list[
         log.info("event=checkpoint_temp status=removed file=%s", path)
         removed.append(path)
     return removed
-
-
-def _writer_may_be_alive(path: Path, now: float) -> bool:
-    match = _WRITER_TEMP.match(path.name)
-    if match is None:
-        return False
-    host, pid = match.group(1), int(match.group(2))
-    if host == _HOST:
-        if pid == os.getpid():
-            return False  # this process is restoring, so it is not writing
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass  # alive, another user's
-    try:  # a writer silent this long was evicted long ago (and a reused pid is not it)
-        return now - path.stat().st_mtime < STALE_TEMP_SECONDS
-    except OSError:
-        return False
 
 
 def check_checkpoint_dir(path: str | Path, file_mode: int = DEFAULT_FILE_MODE) -> Path:

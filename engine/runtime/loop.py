@@ -444,8 +444,10 @@ class Engine:
 
         Another worker may already have restored them and be checkpointing; a checkpoint
         from here would be a stale lineage racing it (still self-consistent, so never a
-        double count, but a step back in progress). Whatever this worker applied since
-        its last checkpoint is replayed by the new owner.
+        double count, but a step back in progress; one written before this call, when the
+        loop's timer fell due first, never replaces the new owner's: see
+        :func:`~regretflow.engine.runtime.checkpoint.write_checkpoint`). Whatever this
+        worker applied since its last checkpoint is replayed by the new owner.
         """
         self._forget([pid for pid in pids if pid in self.parts])
         self.metrics.partitions_lost.inc(len(pids))
@@ -775,26 +777,8 @@ class Engine:
         positions = {}
         for part in targets:
             position = self.source.position(part.pid) if self.partitioned else self.source.position()
-            directory = self._directory(part.pid)
-            assert directory is not None  # checkpoint.dir is set (checked above)
-            try:
-                write_checkpoint(
-                    directory,
-                    part.checkpoint_number + 1,
-                    part.state_dict(position),
-                    keep=ck.keep,
-                    file_mode=self.config.runtime.file_mode,
-                )
-            except CheckpointFenced as exc:
-                if not self.partitioned:
-                    raise
-                # another worker restored the partition: this one was evicted and hears so at its next poll;
-                # nothing was written and no offset is committed for it
-                log.warning("event=checkpoint status=fenced partition=%r error=%r", part.pid, str(exc))
-                continue
-            part.checkpoint_number += 1
-            part.dirty = False
-            positions[part.pid] = position
+            if self._write_checkpoint(part, position):
+                positions[part.pid] = position
         if self.partitioned and positions and commit:
             self.metrics.source_up.set(1 if self.source.commit(positions) else 0)
         if pids is None:
@@ -806,6 +790,30 @@ class Engine:
             self.metrics.checkpoint_duration.set(duration)
             self.metrics.last_checkpoint = time.time()
         log.debug("event=checkpoint partitions=%d events=%d seconds=%.4f", len(targets), self.events_seen, duration)
+
+    def _write_checkpoint(self, part: Partition, position: Any) -> bool:
+        """Write the partition's next checkpoint; False if another worker was found at work in its directory."""
+        directory = self._directory(part.pid)
+        assert directory is not None  # checkpoint.dir is set (checked by the caller)
+        state, number = part.state_dict(position), part.checkpoint_number + 1
+        keep, mode = self.config.checkpoint.keep, self.config.runtime.file_mode
+        try:
+            write_checkpoint(directory, number, state, keep=keep, file_mode=mode)
+        except CheckpointFenced as exc:
+            if self.partitioned:
+                # the group gave the partition to another worker, which restored it or wrote this number: this one
+                # hears so at its next poll. Nothing was written, no offset is committed; a next one goes above the newest
+                log.warning("event=checkpoint status=fenced partition=%r error=%r", part.pid, str(exc))
+                part.checkpoint_number = max(part.checkpoint_number, exc.newest or 0)
+                return False
+            # one owner: a name taken above its own is a checkpoint its restore skipped as unreadable; go past it
+            if exc.newest is None or exc.newest < number:
+                raise
+            number = exc.newest + 1
+            write_checkpoint(directory, number, state, keep=keep, file_mode=mode)
+        part.checkpoint_number = number
+        part.dirty = False
+        return True
 
     def _source_metrics(self) -> None:
         """Consumer lag per partition and client errors, every refresh_seconds (partitioned sources)."""

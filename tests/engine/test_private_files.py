@@ -94,7 +94,7 @@ def test_a_symlink_planted_at_the_checkpoint_names_is_never_followed(tmp_path, m
     final = "checkpoint-000000000001.npz"
     (d / f".{final}.{os.getpid()}.tmp").symlink_to(victim)  # the name the old writer used
     monkeypatch.setattr(checkpoint_module.secrets, "token_hex", lambda n: "guessed")
-    (d / f".{final}.h{checkpoint_module._HOST}.{os.getpid()}.guessed.tmp").symlink_to(victim)  # even a guessed name: O_EXCL refuses it
+    (d / f".{final}.{os.getpid()}.guessed.tmp").symlink_to(victim)  # even a guessed name: O_EXCL refuses it
     with pytest.raises(CheckpointError, match="File exists"):
         write_checkpoint(d, 1, STATE)
     assert victim.read_bytes() == b"precious"
