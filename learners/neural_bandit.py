@@ -414,7 +414,7 @@ def _first_nonfinite_float(learner: Any, paths: tuple[str, ...]) -> str | None:
     getter = _FLOAT_GETTERS.get(paths)
     if getter is None:
         getter = _FLOAT_GETTERS[paths] = operator.attrgetter(*paths)
-    values = getter(learner)
+    values = getter(learner) if len(paths) > 1 else (getter(learner),)  # (one name: attrgetter gives the value itself)
     if math.isfinite(sum(values)):  # a NaN or an infinity carries into the sum: the names are for a find only
         return None
     for path, value in zip(paths, values):

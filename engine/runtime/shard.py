@@ -148,10 +148,10 @@ def _own_nonfinite_state(learner: Any, tracker: Any) -> str | None:
     if learner_check is None or tracker_check is None:
         return nonfinite_state(learner, tracker)
     bad = learner_check(learner)
-    if bad:
+    if bad is not None:
         return f"{type(learner).__name__}.{bad}"
     bad = tracker_check(tracker)
-    return f"{type(tracker).__name__}.{bad}" if bad else None
+    return None if bad is None else f"{type(tracker).__name__}.{bad}"
 
 
 class Shard:

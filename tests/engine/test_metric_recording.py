@@ -38,3 +38,10 @@ def test_the_weighted_histogram_puts_each_value_in_numpy_s_bucket():
         h.observe(float(v), 2)
         expected[np.searchsorted(bounds, v, side="left")] += 2
     assert h.counts.tolist() == expected.tolist()
+
+
+def test_both_sink_series_exist_from_the_start_at_0():
+    # an alert on rate(regretflow_sink_records_total{sink="dead_letters"}[5m]) needs the series before the first dead letter
+    m = Metrics(["a"], {"a": ["all"]})
+    for sink in ("answers", "dead_letters"):
+        assert m.registry.get_sample_value("regretflow_sink_records_total", {"sink": sink}) == 0

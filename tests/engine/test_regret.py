@@ -225,3 +225,24 @@ def test_the_bandit_tracker_reports_a_non_finite_sum_after_the_update_that_wrote
     restored.load_state_dict(BanditRegret(3).state_dict())
     restored.record_decision(np.array([0.0, np.nan, 1.0]), 0)
     assert restored.nonfinite_state() == "pseudo_regret"
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda t: t.update_one(-1, 0.5, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.zeros(3)), IndexError),
+        (lambda t: t.update_one(3, 0.5, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.zeros(3)), IndexError),
+        (lambda t: t.update_one(0, 0.5, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.zeros(2)), ValueError),  # fewer estimates than actions
+        (lambda t: t.update_one(0, 0.0, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.zeros(3)), ValueError),
+        (lambda t: t.update(np.array([0, -1]), np.full(2, 0.5), np.ones(2), np.full(2, 3)), IndexError),
+    ],
+)
+def test_a_feedback_the_tracker_cannot_account_changes_nothing(call, error):
+    # update_one's sums are one kernel call that reads without bounds checks: every check comes first
+    t = BanditRegret(3)
+    t.update_one(1, 0.5, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.array([0.1, 0.9, 0.4]))
+    before = {k: np.asarray(v).copy() for k, v in t.state_dict().items()}
+    with pytest.raises(error):
+        call(t)
+    for name, value in t.state_dict().items():
+        assert np.asarray(value).tobytes() == before[name].tobytes(), name
