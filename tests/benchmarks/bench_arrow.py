@@ -267,10 +267,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def one_worker(broker, topic: str, n: int, batch: int, tmp: Path, mode: str) -> dict[str, float]:
-    """One timed worker (``mode`` "plain": the engine as it is; "prefetch": the experiment of WORKER):
+    """One timed worker (``mode`` "plain": the engine as it is; "prefetch": the experiment of WORKER; "backoff-1000":
+    the engine with librdkafka's own ``fetch.queue.backoff.ms``, the default before ``fetch_queue_backoff_ms``):
     events/s from its first batch to its last, CPU seconds of its main thread, of the whole process and of tansu."""
     cfg = tmp / f"{topic}-{mode}.toml"
-    cfg.write_text(engine_config(broker.bootstrap, topic, batch).replace(f'"bench-{topic}"', f'"bench-{topic}-{mode}"'))
+    text = engine_config(broker.bootstrap, topic, batch).replace(f'"bench-{topic}"', f'"bench-{topic}-{mode}"')
+    if mode == "backoff-1000":
+        text = text.replace("fetch_max_wait_ms = 1\n", "fetch_max_wait_ms = 1\nfetch_queue_backoff_ms = 1000\n")
+    cfg.write_text(text)
     out = subprocess.run([sys.executable, "-c", WORKER, str(cfg), str(broker.pid), mode], capture_output=True, text=True, timeout=900)
     if out.returncode != 0 or out.stdout.startswith("None"):
         raise RuntimeError(out.stderr[-3000:])
@@ -374,6 +378,7 @@ def through_kafka(n: int, rows_per_message: int, batch: int, workers: bool = Tru
             raw_tansu = cpu_seconds(broker.pid) - tansu_before
             plain = one_worker(broker, topic, n, batch, Path(tmp), "plain")
             ahead = one_worker(broker, topic, n, batch, Path(tmp), "prefetch")
+            paused = one_worker(broker, topic, n, batch, Path(tmp), "backoff-1000")
             two = two_workers(broker, messages, rows_per_message, batch, Path(tmp)) if workers else None
         finally:
             broker.stop()
@@ -385,6 +390,7 @@ def through_kafka(n: int, rows_per_message: int, batch: int, workers: bool = Tru
     rows = [
         ("engine: Arrow in, ridge, Arrow answers produced", plain),
         ("(experiment) the same, consumed + decoded one batch ahead", ahead),
+        ("the engine, librdkafka's prefetch pause (1000 ms, its default)", paused),
     ]
     for name, r in rows:
         e = r["events"]
@@ -402,9 +408,17 @@ def through_kafka(n: int, rows_per_message: int, batch: int, workers: bool = Tru
     print(f"{'(ceiling) bare observe_many on the same rows, CPU time':62s} {bare:10.0f} {100 * bare / raw:6.0f}")
     print(
         f"engine / raw: {100 * plain['rate'] / raw:.0f}% (target >= 80%); one batch ahead: {100 * ahead['rate'] / raw:.0f}%; "
+        f"with librdkafka's prefetch pause: {100 * paused['rate'] / raw:.0f}%; "
         f"wall clock per event: {us / plain['rate']:.2f} us, {us / ahead['rate']:.2f} us ahead"
     )
-    return {"raw": raw, "engine": plain["rate"], "ahead": ahead["rate"], "bare": bare, "workers2": two["rate"] if two else float("nan")}
+    return {
+        "raw": raw,
+        "engine": plain["rate"],
+        "ahead": ahead["rate"],
+        "paused": paused["rate"],
+        "bare": bare,
+        "workers2": two["rate"] if two else float("nan"),
+    }
 
 
 def bare_rate(X: np.ndarray, y: np.ndarray, batch: int) -> float:
