@@ -257,7 +257,7 @@ def _publish(tmp: Path, final: Path) -> None:
             raise _taken(final) from exc
         os.replace(tmp, final)
         return
-    os.unlink(tmp)
+    _remove_quietly(tmp)  # the checkpoint stands; a temp file left here goes at the next restore
 
 
 def _taken(final: Path) -> CheckpointFenced:
