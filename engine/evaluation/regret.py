@@ -278,10 +278,10 @@ class BanditRegret:
                 None if reward_estimates is None else reward_estimates[0],
             )
             return
-        self._grow(int(n_choices.max()))
-        rows = self.constant.shape[0]
-        if not ((actions >= 0) & (actions < rows)).all():  # (checked before anything changes, as update_one does)
+        rows = max(self.constant.shape[0], int(n_choices.max()))  # (as many as after _grow: checked before anything changes)
+        if not ((actions >= 0) & (actions < rows)).all():
             raise IndexError(f"actions {actions.tolist()} are not all among the {rows} actions")
+        self._grow(rows)
         self._unchecked = True
         self.count += len(actions)
         self.reward += float(rewards.sum())
@@ -332,22 +332,23 @@ class BanditRegret:
         0.75
         """
         a, p, r, k = int(action), float(probability), float(reward), int(n_choices)
-        self._grow(k)
-        # every check before anything changes; the kernel reads without bounds checks
-        if not 0 <= a < self.constant.shape[0]:
-            raise IndexError(f"action {a} is not one of the {self.constant.shape[0]} actions")
+        # every check before anything changes (the kernel reads without bounds checks); rows: as many as after _grow
         if not (p > 0.0 and k > 0):
             raise ValueError(f"a feedback needs a logged probability > 0 and at least one action, got {p!r} and {k}")
+        rows = max(self.constant.shape[0], k)
+        if not 0 <= a < rows:
+            raise IndexError(f"action {a} is not one of the {rows} actions")
         greedy, rhat, rhat_mean = -1, _NO_ESTIMATES, 0.0
         if prob_vector is not None:
             greedy = int(prob_vector.argmax())
             if reward_estimate is not None:
                 rhat = np.ascontiguousarray(reward_estimate, dtype=np.float64).reshape(-1)
-                needed = max(min(k, self.dr_constant.shape[0]), a + 1, greedy + 1)
+                needed = max(min(k, rows), a + 1, greedy + 1)
                 if len(rhat) < needed:
                     raise ValueError(f"{len(rhat)} reward estimates for {k} actions (action {a}, greedy action {greedy})")
                 # numpy's mean is its pairwise sum divided by the count: the same value as rhat[:k].mean()
                 rhat_mean = float(np.add.reduce(np.asarray(reward_estimate)[:k])) / k  # (in the estimates' own dtype)
+        self._grow(k)
         self._unchecked = True
         self.count += 1
         self.reward += r

@@ -81,18 +81,20 @@ class CheckpointFenced(CheckpointError):
     its partition away while it was stopped: it skips the checkpoint, and its next
     poll tells it the partition is lost. ``newest`` is the highest checkpoint number in
     the directory (None if unknown): a writer that goes on numbers its next one above it.
+    ``restored_elsewhere``: the temp file was removed, which only a restore does.
 
     >>> exc = CheckpointFenced("checkpoint directory state: checkpoint-000000000007.npz exists", newest=7)
-    >>> issubclass(CheckpointFenced, CheckpointError), exc.newest
-    (True, 7)
+    >>> issubclass(CheckpointFenced, CheckpointError), exc.newest, exc.restored_elsewhere
+    (True, 7, False)
     """
 
-    def __init__(self, message: str, newest: int | None = None):
+    def __init__(self, message: str, newest: int | None = None, restored_elsewhere: bool = False):
         super().__init__(message)
         self.newest = newest
+        self.restored_elsewhere = restored_elsewhere
 
-    def __reduce__(self) -> tuple[type[CheckpointFenced], tuple[str, int | None]]:
-        return type(self), (str(self), self.newest)
+    def __reduce__(self) -> tuple[type[CheckpointFenced], tuple[str, int | None, bool]]:
+        return type(self), (str(self), self.newest, self.restored_elsewhere)
 
 
 class UnreadableCheckpoint(CheckpointError):
@@ -211,7 +213,12 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
                 fh.write(buf.getbuffer())
                 fh.flush()
                 os.fsync(fh.fileno())
-            _publish(tmp, final)
+            _publish(tmp, final, file_mode)
+        except OSError as exc:
+            _remove_quietly(tmp)
+            if exc.errno == errno.ESTALE:  # the temp file removed over NFS while it was open
+                raise _removed(directory, tmp) from exc
+            raise
         except BaseException:
             # a full disk or a kill must not leave a partial file behind (nor one per restart)
             _remove_quietly(tmp)
@@ -222,8 +229,6 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
         finally:
             os.close(dir_fd)
     except OSError as exc:
-        if exc.errno == errno.ESTALE:  # the temp file removed over NFS while it was open
-            raise _removed(directory, tmp) from exc
         raise CheckpointError(_storage_message(directory, f"cannot write {final.name}", exc)) from exc
     for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         try:
@@ -237,13 +242,14 @@ def write_checkpoint(directory: str | Path, number: int, state: dict[str, Any], 
 _NO_HARD_LINKS = frozenset((errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS))
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Give the written temp file the checkpoint's name, never over an existing file (FileExistsError).
+def _publish(tmp: Path, final: Path, file_mode: int) -> None:
+    """Give the written temp file the checkpoint's name, never over an existing file (CheckpointFenced).
 
     A hard link is atomic and refuses a name that exists, where a rename would replace it: a worker
     that wakes up after its group gave its partition away must not replace the new owner's checkpoint.
-    On storage without hard links the rename is the fallback (an existing name is then checked first,
-    which leaves a short race between two writers)."""
+    On storage without hard links the name is reserved first (created exclusively, empty), then the
+    temp file renamed over that reservation: a second writer finds the name taken either way. A kill
+    between the two leaves an empty file, which a restore skips as unreadable."""
     try:
         os.link(tmp, final)
     except FileExistsError as exc:
@@ -253,27 +259,36 @@ def _publish(tmp: Path, final: Path) -> None:
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
-        if final.exists():
-            raise _taken(final) from exc
-        os.replace(tmp, final)
+        try:
+            os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), file_mode))
+        except FileExistsError as taken:
+            raise _taken(final) from taken
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError as removed:
+            _remove_quietly(final)  # (our own empty reservation)
+            raise _removed(final.parent, tmp) from removed
         return
     _remove_quietly(tmp)  # the checkpoint stands; a temp file left here goes at the next restore
 
 
 def _taken(final: Path) -> CheckpointFenced:
     return CheckpointFenced(
-        f"checkpoint directory {final.parent}: {final.name} exists: another worker wrote it", _newest_number(final.parent)
+        f"checkpoint directory {final.parent}: {final.name} exists: another worker wrote it", newest_number(final.parent)
     )
 
 
 def _removed(directory: Path, tmp: Path) -> CheckpointFenced:
     return CheckpointFenced(
         f"checkpoint directory {directory}: {tmp.name} was removed while it was written: another worker restored this directory",
-        _newest_number(directory),
+        newest_number(directory),
+        restored_elsewhere=True,
     )
 
 
-def _newest_number(directory: Path) -> int | None:
+def newest_number(directory: str | Path) -> int | None:
+    """The highest checkpoint number in ``directory`` (readable or not), None if it holds none or cannot be listed."""
+    directory = Path(directory)
     try:
         names = list_checkpoints(directory)
     except OSError:
@@ -446,6 +461,9 @@ def _check_sizes(fh: BinaryIO, path: Path) -> None:
                 raise UnreadableCheckpoint(path, f"member {info.filename!r}: its array header claims more than the member holds")
 
 
+_LISTINGS = 5  # a directory listed again when a checkpoint in it went away between the listing and the read
+
+
 def latest_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The newest checkpoint that verifies, or None when ``directory`` holds none.
 
@@ -457,21 +475,28 @@ def latest_checkpoint(directory: str | Path) -> tuple[dict[str, Any], dict[str, 
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"checkpoint directory {directory}: exists and is not a directory")
-    try:
-        paths = list_checkpoints(directory)
-    except OSError as exc:
-        raise CheckpointError(_storage_message(directory, "cannot list", exc)) from exc
-    skipped: list[UnreadableCheckpoint] = []
-    for path in reversed(paths):
+    for _ in range(_LISTINGS):
         try:
-            found = read_checkpoint(path)
-        except UnreadableCheckpoint as exc:
-            log.warning("event=checkpoint_skipped file=%s reason=%r action=use-previous", path, exc.reason)
-            skipped.append(exc)
-            continue
-        if skipped:
-            log.warning("event=checkpoint_fallback file=%s skipped=%d", path, len(skipped))
-        return found
+            paths = list_checkpoints(directory)
+        except OSError as exc:
+            raise CheckpointError(_storage_message(directory, "cannot list", exc)) from exc
+        skipped: list[UnreadableCheckpoint] = []
+        pruned = False
+        for path in reversed(paths):
+            try:
+                found = read_checkpoint(path)
+            except UnreadableCheckpoint as exc:
+                if isinstance(exc.__cause__, FileNotFoundError):
+                    pruned = True  # removed since the listing (another writer's prune keeps newer ones): list again
+                    break
+                log.warning("event=checkpoint_skipped file=%s reason=%r action=use-previous", path, exc.reason)
+                skipped.append(exc)
+                continue
+            if skipped:
+                log.warning("event=checkpoint_fallback file=%s skipped=%d", path, len(skipped))
+            return found
+        if not pruned:
+            break
     if skipped:
         raise CheckpointError(
             f"checkpoint directory {directory}: no usable checkpoint among {len(skipped)} files: " + "; ".join(map(str, skipped))

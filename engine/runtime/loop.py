@@ -53,7 +53,14 @@ from regretflow.engine.runtime.arrow_batches import (
     expand_rows,
     run_id_column,
 )
-from regretflow.engine.runtime.checkpoint import CheckpointError, CheckpointFenced, latest_checkpoint, restore_checkpoint, write_checkpoint
+from regretflow.engine.runtime.checkpoint import (
+    CheckpointError,
+    CheckpointFenced,
+    latest_checkpoint,
+    newest_number,
+    restore_checkpoint,
+    write_checkpoint,
+)
 from regretflow.engine.runtime.dead_letters import BadEvent
 from regretflow.engine.runtime.events import Event, EventDecoder, Run
 from regretflow.engine.runtime.json_batches import JSON_PAYLOAD_TYPES, JsonBatchDecoder, admit_json_run
@@ -250,6 +257,8 @@ class Partition:
         self.dead_count = 0
         self.dirty = False
         self.checkpoint_number = 0
+        # another worker restored this partition's directory: nothing more is written for it until it is assigned again
+        self.fenced = False
 
     def state_dict(self, position: dict[str, Any] | None) -> dict[str, Any]:
         return {
@@ -407,7 +416,9 @@ class Engine:
             log.info("event=restore status=fresh partition=%r dir=%s", pid, directory)
             return part
         state, meta = found
-        part.load_state_dict(state, int(meta["number"]))
+        assert directory is not None  # (a checkpoint was found in it)
+        # numbered past every file there, the ones the restore skipped as unreadable too (never replaced)
+        part.load_state_dict(state, max(int(meta["number"]), newest_number(directory) or 0))
         self.stale.update(s.spec.name for s in part.router.shards.values())
         if state["position"]:
             if self.partitioned:
@@ -793,24 +804,25 @@ class Engine:
 
     def _write_checkpoint(self, part: Partition, position: Any) -> bool:
         """Write the partition's next checkpoint; False if another worker was found at work in its directory."""
+        if part.fenced:
+            return False
         directory = self._directory(part.pid)
         assert directory is not None  # checkpoint.dir is set (checked by the caller)
-        state, number = part.state_dict(position), part.checkpoint_number + 1
-        keep, mode = self.config.checkpoint.keep, self.config.runtime.file_mode
+        number = part.checkpoint_number + 1
         try:
-            write_checkpoint(directory, number, state, keep=keep, file_mode=mode)
+            write_checkpoint(
+                directory, number, part.state_dict(position), keep=self.config.checkpoint.keep, file_mode=self.config.runtime.file_mode
+            )
         except CheckpointFenced as exc:
-            if self.partitioned:
-                # the group gave the partition to another worker, which restored it or wrote this number: this one
-                # hears so at its next poll. Nothing was written, no offset is committed; a next one goes above the newest
-                log.warning("event=checkpoint status=fenced partition=%r error=%r", part.pid, str(exc))
-                part.checkpoint_number = max(part.checkpoint_number, exc.newest or 0)
-                return False
-            # one owner: a name taken above its own is a checkpoint its restore skipped as unreadable; go past it
-            if exc.newest is None or exc.newest < number:
-                raise
-            number = exc.newest + 1
-            write_checkpoint(directory, number, state, keep=keep, file_mode=mode)
+            if not self.partitioned:
+                raise  # one owner (its restore numbered past every file there): another writer is a fault to stop on
+            # the group gave the partition to another worker, which restored it or wrote this number: this one hears
+            # so at its next poll. Nothing was written, no offset is committed; after a restore elsewhere nothing more
+            # is written for the partition here, else a next checkpoint goes above the newest
+            log.warning("event=checkpoint status=fenced partition=%r error=%r", part.pid, str(exc))
+            part.fenced = exc.restored_elsewhere
+            part.checkpoint_number = max(part.checkpoint_number, exc.newest or 0)
+            return False
         part.checkpoint_number = number
         part.dirty = False
         return True

@@ -3,11 +3,12 @@
 A Kafka worker stopped past its session timeout (SIGSTOP, a long GC pause, a frozen VM)
 resumes after the group gave its partition to another worker, and may write one more
 checkpoint before its next poll tells it the partition is lost. The new owner's restore
-removes the temp file of a write in progress (the late write is then fenced), and a
-checkpoint is published under a name not yet taken (a hard link), so a late write never
-replaces a checkpoint: a name taken means another writer, and the write is fenced. A
-fenced partitioned worker goes on (no offset committed); one owner of an unpartitioned
-directory goes past a name taken above its own (a checkpoint its restore skipped).
+removes the temp file of a write in progress (the late write is then fenced, and the
+old worker writes nothing more for the partition), and a checkpoint is published under a
+name not yet taken (a hard link), so a late write never replaces a checkpoint: a name
+taken means another writer, and the write is fenced. A fenced partitioned worker goes on
+(no offset committed). A restore numbers the next checkpoint past every file in the
+directory, the ones it skipped as unreadable too.
 The faults are made here by hand; tests/integration/test_kafka_daemon.py makes the
 eviction with two real workers on a broker.
 """
@@ -175,6 +176,56 @@ def test_a_late_write_that_lands_first_is_a_consistent_snapshot_and_the_owner_go
     one_pass.process(one_source.poll(200, 0.0))
     late = ck.read_checkpoint(directory / "checkpoint-000000000002.npz")[0]
     assert late["events_seen"] == one_pass.parts[PID].events_seen == 200
+
+
+def test_after_a_restore_elsewhere_the_old_worker_writes_nothing_more_for_the_partition(tmp_path, monkeypatch, caplog):
+    stream = regression_stream(300)
+    directory = tmp_path / "state" / "events.0"
+    a, a_source = worker(tmp_path / "state", stream)
+    a.process(a_source.poll(100, 0.0))
+    a.checkpoint()
+    a.process(a_source.poll(100, 0.0))
+    with monkeypatch.context() as patch:
+        remove_temp_at_fsync(patch, directory)  # B restores while A writes
+        a.checkpoint()
+    assert a.parts[PID].fenced
+    a.process(a_source.poll(100, 0.0))
+    a.checkpoint()  # A polls before it hears of the loss, and its timer falls due again: nothing is written
+    assert sorted(p.name for p in directory.iterdir()) == ["checkpoint-000000000001.npz"]
+    assert a_source.commits == [{PID: {"offset": 100}}]
+
+
+def test_a_listing_that_a_prune_overtook_is_made_again(tmp_path, monkeypatch):
+    for number in (1, 2):
+        ck.write_checkpoint(tmp_path, number, {"v": np.full(2, float(number))})
+    stale = ck.list_checkpoints(tmp_path)
+    ck.write_checkpoint(tmp_path, 3, {"v": np.full(2, 3.0)}, keep=1)  # another writer's prune removes 1 and 2
+    real_listing, listings = ck.list_checkpoints, []
+
+    def listing(directory):  # the first listing was made before the prune
+        listings.append(directory)
+        return stale if len(listings) == 1 else real_listing(directory)
+
+    monkeypatch.setattr(ck, "list_checkpoints", listing)
+    state, meta = ck.latest_checkpoint(tmp_path)
+    assert meta["number"] == 3 and len(listings) == 2
+
+
+def test_without_hard_links_a_temp_file_removed_before_the_rename_is_fenced(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "hard links not supported", str(dst))
+
+    real_replace = ck.os.replace
+
+    def restore_in_between(src, dst):
+        ck.os.unlink(src)  # the new owner's restore
+        real_replace(src, dst)
+
+    monkeypatch.setattr(ck.os, "link", no_links)
+    monkeypatch.setattr(ck.os, "replace", restore_in_between)
+    with pytest.raises(ck.CheckpointFenced) as raised:
+        ck.write_checkpoint(tmp_path, 1, STATE)
+    assert raised.value.restored_elsewhere and list(tmp_path.iterdir()) == []  # the reservation is taken back
 
 
 def test_a_fenced_checkpoint_on_revoke_lets_the_partition_go(tmp_path, monkeypatch):

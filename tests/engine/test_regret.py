@@ -234,6 +234,8 @@ def test_the_bandit_tracker_reports_a_non_finite_sum_after_the_update_that_wrote
         (lambda t: t.update_one(3, 0.5, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.zeros(3)), IndexError),
         (lambda t: t.update_one(0, 0.5, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.zeros(2)), ValueError),  # fewer estimates than actions
         (lambda t: t.update_one(0, 0.0, 1.0, 3, np.array([0.2, 0.5, 0.3]), np.zeros(3)), ValueError),
+        (lambda t: t.update_one(4, 0.0, 1.0, 5, None, None), ValueError),  # (nor does it grow to 5 actions)
+        (lambda t: t.update_one(1, 0.5, 1.0, 5, np.full(5, 0.2), np.zeros(4)), ValueError),
         (lambda t: t.update(np.array([0, -1]), np.full(2, 0.5), np.ones(2), np.full(2, 3)), IndexError),
     ],
 )
@@ -245,4 +247,4 @@ def test_a_feedback_the_tracker_cannot_account_changes_nothing(call, error):
     with pytest.raises(error):
         call(t)
     for name, value in t.state_dict().items():
-        assert np.asarray(value).tobytes() == before[name].tobytes(), name
+        assert np.asarray(value).shape == before[name].shape and np.asarray(value).tobytes() == before[name].tobytes(), name
