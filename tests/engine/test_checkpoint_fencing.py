@@ -129,6 +129,15 @@ def worker(state_dir, stream):
     return engine, source
 
 
+def stopped_worker(state_dir, stream):
+    """Worker A after its checkpoint 1 (offset 100) and 100 more events: the group is about to evict it."""
+    a, a_source = worker(state_dir, stream)
+    a.process(a_source.poll(100, 0.0))
+    a.checkpoint()
+    a.process(a_source.poll(100, 0.0))
+    return a, a_source
+
+
 def newest(directory):
     state, meta = ck.restore_checkpoint(directory)
     return meta["number"], state["position"]
@@ -137,10 +146,7 @@ def newest(directory):
 def test_a_late_write_of_the_evicted_worker_never_replaces_the_new_owners_checkpoint(tmp_path, caplog):
     stream = regression_stream(400)
     directory = tmp_path / "state" / "events.0"
-    a, a_source = worker(tmp_path / "state", stream)
-    a.process(a_source.poll(100, 0.0))
-    a.checkpoint()  # checkpoint 1 at offset 100
-    a.process(a_source.poll(100, 0.0))  # A applies 100..200, then stops before its next checkpoint
+    a, a_source = stopped_worker(tmp_path / "state", stream)
     b, b_source = worker(tmp_path / "state", stream)  # the group gives the partition to B: it restores 1
     assert b_source.next == 100
     b.process(b_source.poll(300, 0.0))
@@ -157,10 +163,7 @@ def test_a_late_write_of_the_evicted_worker_never_replaces_the_new_owners_checkp
 def test_a_late_write_that_lands_first_is_a_consistent_snapshot_and_the_owner_goes_above_it(tmp_path, caplog):
     stream = regression_stream(400)
     directory = tmp_path / "state" / "events.0"
-    a, a_source = worker(tmp_path / "state", stream)
-    a.process(a_source.poll(100, 0.0))
-    a.checkpoint()
-    a.process(a_source.poll(100, 0.0))
+    a, a_source = stopped_worker(tmp_path / "state", stream)
     b, b_source = worker(tmp_path / "state", stream)
     a.checkpoint()  # A's late checkpoint 2 (offset 200) lands before B writes any
     assert newest(directory) == (2, {"offset": 200})
@@ -181,10 +184,7 @@ def test_a_late_write_that_lands_first_is_a_consistent_snapshot_and_the_owner_go
 def test_after_a_restore_elsewhere_the_old_worker_writes_nothing_more_for_the_partition(tmp_path, monkeypatch, caplog):
     stream = regression_stream(300)
     directory = tmp_path / "state" / "events.0"
-    a, a_source = worker(tmp_path / "state", stream)
-    a.process(a_source.poll(100, 0.0))
-    a.checkpoint()
-    a.process(a_source.poll(100, 0.0))
+    a, a_source = stopped_worker(tmp_path / "state", stream)
     with monkeypatch.context() as patch:
         remove_temp_at_fsync(patch, directory)  # B restores while A writes
         a.checkpoint()
