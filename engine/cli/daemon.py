@@ -193,41 +193,44 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
 
     signalled = _SignalsDuringStart()  # a SIGTERM while the kernels compile ends the run cleanly, not with -15
     try:
-        with announce_compile(config):
-            engine = Engine(config, source, answers, dead)
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
-            raise
-        # the port was taken between check_config and the metrics server's bind: still a config problem (exit 2)
-        raise ConfigError(f"metrics.port: cannot listen on {config.metrics.host}:{config.metrics.port} ({exc.strerror})") from None
-    if engine.server is not None:
-        env: Any = getattr(source, "env", None)  # a simulator's environment, whose monitor (if any) joins the live page
-        monitor = getattr(env, "monitor", None)
-        live = LiveRecorder(
-            engine, monitors={env.model: monitor} if monitor is not None else None, title=f"regretflow run {config_path or ''}".strip()
-        )
-        engine.progress = live.chain(engine.progress)
-        live.serve(engine.server)
-        log.info(
-            "event=start metrics=http://%s:%d/metrics live=http://%s:%d/ models=%s",
-            engine.server.host,
-            engine.server.port,
-            engine.server.host,
-            engine.server.port,
-            ",".join(config.models),
-        )
+        try:
+            with announce_compile(config):
+                engine = Engine(config, source, answers, dead)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            # the port was taken between check_config and the metrics server's bind: still a config problem (exit 2)
+            raise ConfigError(f"metrics.port: cannot listen on {config.metrics.host}:{config.metrics.port} ({exc.strerror})") from None
+        if engine.server is not None:
+            env: Any = getattr(source, "env", None)  # a simulator's environment, whose monitor (if any) joins the live page
+            monitor = getattr(env, "monitor", None)
+            live = LiveRecorder(
+                engine, monitors={env.model: monitor} if monitor is not None else None, title=f"regretflow run {config_path or ''}".strip()
+            )
+            engine.progress = live.chain(engine.progress)
+            live.serve(engine.server)
+            log.info(
+                "event=start metrics=http://%s:%d/metrics live=http://%s:%d/ models=%s",
+                engine.server.host,
+                engine.server.port,
+                engine.server.host,
+                engine.server.port,
+                ",".join(config.models),
+            )
 
-    signalled.hand_over(engine)
-    try:
-        engine.run(install_signals=True)
-    except OffsetResetError as exc:
-        # the loop ended without a checkpoint: nothing of the new log is in any checkpoint
+        signalled.hand_over(engine)
+        try:
+            engine.run(install_signals=True)
+        except OffsetResetError as exc:
+            # the loop ended without a checkpoint: nothing of the new log is in any checkpoint
+            engine.close()
+            raise FatalError(str(exc)) from None
+        log.info("event=stop events=%d valid=%d dead_letters=%d", engine.events_seen, engine.valid_events, engine.dead_count)
+        print_summary(engine, config, summary)
         engine.close()
-        raise FatalError(str(exc)) from None
-    log.info("event=stop events=%d valid=%d dead_letters=%d", engine.events_seen, engine.valid_events, engine.dead_count)
-    print_summary(engine, config, summary)
-    engine.close()
-    return 0
+        return 0
+    finally:
+        signalled.restore()  # a process that goes on after the run (tests, an embedding service) stops on them again
 
 
 class _SignalsDuringStart:
@@ -241,9 +244,17 @@ class _SignalsDuringStart:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.engine: Engine | None = None
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.getsignal(sig)
                 signal.signal(sig, self._remember)
+
+    def restore(self) -> None:
+        """Put back the handlers there were before (those Python set: it cannot put back others)."""
+        for sig, handler in self.previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
     def _remember(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)

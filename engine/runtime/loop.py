@@ -479,10 +479,23 @@ class Engine:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, install_signals: bool = False) -> None:
-        """Consume until the source is exhausted (finite sources), idle too long, or stopped."""
-        if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, self._on_signal)
+        """Consume until the source is exhausted (finite sources), idle too long, or stopped.
+
+        ``install_signals``: SIGTERM and SIGINT drain and checkpoint (main thread only); the
+        handlers before the run are put back after it, so a process that goes on after the
+        run (a test, a notebook, an embedding service) still stops on them.
+        """
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if install_signals else {}
+        for sig in previous:
+            signal.signal(sig, self._on_signal)
+        try:
+            self._run()
+        finally:
+            for sig, handler in previous.items():
+                if handler is not None:  # (None: a handler Python did not set, which it cannot put back)
+                    signal.signal(sig, handler)
+
+    def _run(self) -> None:
         rt = self.config.runtime
         timeout = rt.batch_timeout_ms / 1000.0
         # what exists now (modules, kernels, config, restored state) outlives the loop: the collector's full
