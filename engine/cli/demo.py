@@ -520,28 +520,29 @@ def run_demo(
             file=sys.stderr,
         )
     source._start = time.monotonic()  # pace from the first poll, not from before the warm-up
-    engine.run(install_signals=True)
-    live.sample(force=True)
-    if bar is not None:
-        bar(engine, final=True)
-    summary = engine.summary()
-    extras = {m: mon.gauges() for m, mon in monitors.items()}
-    for model, value in held_out_accuracy(engine, seed).items():
-        extras[model] = {"held_out_mean_class_accuracy": value}
-    if as_json:
-        for model, figures in extras.items():  # what only the demo knows: simulator monitors, held-out sets
-            summary[model]["simulator" if model in monitors else "held_out"] = figures
-        print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode())
-    else:
-        titles = {FAMILIES[f]["title"]: list(FAMILIES[f]["models"]) for f in chosen}
-        notes = {FAMILIES[f]["title"]: FAMILIES[f]["note"] for f in chosen if "note" in FAMILIES[f]}
-        print(family_tables(summary, titles, extras, notes))
-    if linger > 0 and engine.server is not None:
-        engine.health.ready = True  # still serving: a scraper keeps reading the final figures
-        engine.health.detail = "lingering"
-        print(f"serving the live page and /metrics for {linger:.0f} more seconds", file=sys.stderr)
-        until = time.monotonic() + linger
-        while time.monotonic() < until and not engine.stop_requested:
-            time.sleep(0.1)
+    with engine.signals_handled():  # through the linger too: a SIGTERM then ends it cleanly
+        engine.run()
+        live.sample(force=True)
+        if bar is not None:
+            bar(engine, final=True)
+        summary = engine.summary()
+        extras = {m: mon.gauges() for m, mon in monitors.items()}
+        for model, value in held_out_accuracy(engine, seed).items():
+            extras[model] = {"held_out_mean_class_accuracy": value}
+        if as_json:
+            for model, figures in extras.items():  # what only the demo knows: simulator monitors, held-out sets
+                summary[model]["simulator" if model in monitors else "held_out"] = figures
+            print(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode())
+        else:
+            titles = {FAMILIES[f]["title"]: list(FAMILIES[f]["models"]) for f in chosen}
+            notes = {FAMILIES[f]["title"]: FAMILIES[f]["note"] for f in chosen if "note" in FAMILIES[f]}
+            print(family_tables(summary, titles, extras, notes))
+        if linger > 0 and engine.server is not None:
+            engine.health.ready = True  # still serving: a scraper keeps reading the final figures
+            engine.health.detail = "lingering"
+            print(f"serving the live page and /metrics for {linger:.0f} more seconds", file=sys.stderr)
+            until = time.monotonic() + linger
+            while time.monotonic() < until and not engine.stop_requested:
+                time.sleep(0.1)
     engine.close()
     return summary

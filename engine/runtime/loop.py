@@ -29,6 +29,7 @@ import platform
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, cast
 
@@ -485,11 +486,21 @@ class Engine:
         handlers before the run are put back after it, so a process that goes on after the
         run (a test, a notebook, an embedding service) still stops on them.
         """
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} if install_signals else {}
+        if not install_signals:
+            self._run()
+            return
+        with self.signals_handled():
+            self._run()
+
+    @contextmanager
+    def signals_handled(self) -> Iterator[None]:
+        """SIGTERM and SIGINT set ``stop_requested`` inside the block (main thread only); the handlers
+        found are put back after it. For a caller that goes on after :meth:`run` (the demo lingers)."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         for sig in previous:
             signal.signal(sig, self._on_signal)
         try:
-            self._run()
+            yield
         finally:
             for sig, handler in previous.items():
                 if handler is not None:  # (None: a handler Python did not set, which it cannot put back)
