@@ -10,6 +10,7 @@ written, exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import signal
@@ -28,7 +29,7 @@ from regretflow.engine.errors import FatalError
 from regretflow.engine.learner_factory import build_learner
 from regretflow.engine.observability.live import LiveRecorder, announce_compile
 from regretflow.engine.observability.summary_tables import family_tables
-from regretflow.engine.runtime.loop import Engine
+from regretflow.engine.runtime.loop import Engine, stop_signals_handled_by
 from regretflow.engine.tasks import task_for
 from regretflow.engine.tasks.fair import FairTask
 
@@ -192,7 +193,7 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
     dead = open_sink(config, config.dead_letters, "dead_letters")
 
     signalled = _SignalsDuringStart()  # a SIGTERM while the kernels compile ends the run cleanly, not with -15
-    try:
+    with signalled.installed():
         try:
             with announce_compile(config):
                 engine = Engine(config, source, answers, dead)
@@ -229,8 +230,6 @@ def run_daemon(config: Config, workers: int = 1, config_path: str | None = None,
         print_summary(engine, config, summary)
         engine.close()
         return 0
-    finally:
-        signalled.restore()  # a process that goes on after the run (tests, an embedding service) stops on them again
 
 
 class _SignalsDuringStart:
@@ -244,17 +243,12 @@ class _SignalsDuringStart:
     def __init__(self) -> None:
         self.received: list[int] = []
         self.engine: Engine | None = None
-        self.previous: dict[int, Any] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self.previous[sig] = signal.getsignal(sig)
-                signal.signal(sig, self._remember)
 
-    def restore(self) -> None:
-        """Put back the handlers there were before (those Python set: it cannot put back others)."""
-        for sig, handler in self.previous.items():
-            if handler is not None:
-                signal.signal(sig, handler)
+    def installed(self) -> contextlib.AbstractContextManager[None]:
+        """The block during which a signal is remembered (the handlers found are put back after it)."""
+        if threading.current_thread() is not threading.main_thread():
+            return contextlib.nullcontext()
+        return stop_signals_handled_by(self._remember)
 
     def _remember(self, signum: int, frame: FrameType | None) -> None:
         self.received.append(signum)

@@ -407,8 +407,9 @@ class Metrics:
         self.sink_records = _BoundCounter(
             "regretflow_sink_records", "Records handed to the sinks (answers, dead_letters).", ["sink"], registry=r
         )
-        for sink in ("answers", "dead_letters"):  # both series exist from the start, at 0 (a rate over them needs that)
-            self.sink_records.labels(sink)
+        # both series exist from the start, at 0 (a rate over them needs that); the loop counts into them every batch
+        self.answers_sent = self.sink_records.labels("answers")
+        self.dead_letters_sent = self.sink_records.labels("dead_letters")
         self.learner_gauges = {
             name: Gauge(f"regretflow_learner_{name}", text, ["model"], registry=r) for name, text in (learner_gauges or {}).items()
         }
@@ -588,6 +589,12 @@ class MetricsServer:
         self._wake_reader.close()
         self._wake_writer.close()
 
+    def publish_health(self) -> None:
+        """Send the health state to the child now, from the caller's thread (the publisher sends a change
+        soon after it, asynchronously): a client that connects after this call sees it."""
+        if self._control is not None and not self._stopping:
+            self._send(b"", with_health=True)
+
     def _wake(self) -> None:
         try:
             self._wake_writer.send(b"!")
@@ -648,11 +655,11 @@ class MetricsServer:
                 *lines, rest = self._asked.split(b"\n")
                 self._asked = bytearray(rest)
                 wanted = list(dict.fromkeys(line.decode("utf-8", "replace") for line in lines if line))
-            self._send(self._health_frame() + b"".join(self._document(path) for path in wanted))
+            self._send(b"".join(self._document(path) for path in wanted), with_health=True)
 
-    def _send(self, out: bytes) -> None:
-        with self._send_lock:
-            out = self._routes_frame() + out
+    def _send(self, out: bytes, with_health: bool = False) -> None:
+        with self._send_lock:  # (what was sent is remembered under it too: two threads send)
+            out = self._routes_frame() + (self._health_frame() if with_health else b"") + out
             if out and self._control is not None:
                 try:
                     self._control.sendall(out)

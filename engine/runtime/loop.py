@@ -22,6 +22,7 @@ the state once, even after ``kill -9``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -29,7 +30,6 @@ import platform
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from types import FrameType
 from typing import Any, cast
 
@@ -240,6 +240,21 @@ class _BatchOutput:
                 keys = source.keys or [None] * len(source)
                 owners += [(source.model, k, source.kind, i, r) for k, i, r in zip(keys, source.ids, source.raws)]
         return owners
+
+
+@contextlib.contextmanager
+def stop_signals_handled_by(handler: Callable[[int, FrameType | None], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT go to ``handler`` inside the block (main thread only); the handlers found are put back
+    after it, so a process that goes on (a test, a notebook, an embedding service) still stops on them."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            if old is not None:  # (None: a handler Python did not set, which it cannot put back)
+                signal.signal(sig, old)
 
 
 class Partition:
@@ -492,19 +507,10 @@ class Engine:
         with self.signals_handled():
             self._run()
 
-    @contextmanager
-    def signals_handled(self) -> Iterator[None]:
+    def signals_handled(self) -> contextlib.AbstractContextManager[None]:
         """SIGTERM and SIGINT set ``stop_requested`` inside the block (main thread only); the handlers
         found are put back after it. For a caller that goes on after :meth:`run` (the demo lingers)."""
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        for sig in previous:
-            signal.signal(sig, self._on_signal)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                if handler is not None:  # (None: a handler Python did not set, which it cannot put back)
-                    signal.signal(sig, handler)
+        return stop_signals_handled_by(self._on_signal)
 
     def _run(self) -> None:
         rt = self.config.runtime
@@ -637,10 +643,9 @@ class Engine:
                 self._quarantine_unhealthy(part, out)
         self.answers.write(answer_messages(out.answers) if out.columnar else cast(list[Record], out.answers))
         self.dead_letters.write(out.dead_records)
-        sink_records = self.metrics.sink_records  # (labels by position: a closed loop's batch holds one event)
-        sink_records.labels("answers").inc(out.count())
+        self.metrics.answers_sent.inc(out.count())
         if out.dead_records:
-            sink_records.labels("dead_letters").inc(len(out.dead_records))
+            self.metrics.dead_letters_sent.inc(len(out.dead_records))
         n = sum(len(p) if type(p) is ArrowBlock or type(p) is Run else 1 for _, p in records)
         self.since_checkpoint += n
         elapsed = time.perf_counter() - started

@@ -54,6 +54,12 @@ def nonfinite_state(*objects: Any) -> str | None:
     'L.w'
     """
     for obj in objects:
+        own_check = getattr(type(obj), "nonfinite_state", None)
+        if own_check is not None:  # (asked directly: the walk's calls cost more than its check, every batch)
+            bad = own_check(obj)
+            if bad is not None:
+                return f"{type(obj).__name__}.{bad}"
+            continue
         found = _nonfinite_in(obj, type(obj).__name__, 2)
         if found:
             return found
@@ -140,20 +146,6 @@ def _nonfinite_path(value: Any, depth: int) -> list[str] | None:
     return None
 
 
-def _own_nonfinite_state(learner: Any, tracker: Any) -> str | None:
-    """:func:`nonfinite_state` of a shard's learner and tracker, asked directly when both classes check themselves
-    (they know what their last update wrote; the generic walk's calls cost more than their checks, every batch)."""
-    learner_check = getattr(type(learner), "nonfinite_state", None)
-    tracker_check = getattr(type(tracker), "nonfinite_state", None)
-    if learner_check is None or tracker_check is None:
-        return nonfinite_state(learner, tracker)
-    bad = learner_check(learner)
-    if bad is not None:
-        return f"{type(learner).__name__}.{bad}"
-    bad = tracker_check(tracker)
-    return None if bad is None else f"{type(tracker).__name__}.{bad}"
-
-
 class Shard:
     """One learner, its joins and its tracker; its task decides what each kind of event does."""
 
@@ -238,7 +230,7 @@ class Shard:
     def check_state(self) -> bool:
         """Quarantine the shard if its learner or tracker holds non-finite values; True if healthy."""
         if self.quarantined is None:
-            bad = _own_nonfinite_state(self.learner, self.tracker)
+            bad = nonfinite_state(self.learner, self.tracker)
             if bad:
                 self.quarantine(f"non-finite values in {bad}")
         return self.quarantined is None

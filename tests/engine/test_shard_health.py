@@ -1,6 +1,6 @@
 """A shard's health checks: the outputs of every decision, the state once per micro-batch.
 
-A learner and a tracker that both check themselves are asked directly (``_own_nonfinite_state``);
+A learner and a tracker that check themselves are asked directly (``nonfinite_state``);
 what they answer must be what the generic walk over their attributes says.
 """
 
