@@ -540,6 +540,7 @@ def run_demo(
         if linger > 0 and engine.server is not None:
             engine.health.ready = True  # still serving: a scraper keeps reading the final figures
             engine.health.detail = "lingering"
+            engine.server.publish_health()  # before it says so: a scraper that reads the line then finds it ready
             print(f"serving the live page and /metrics for {linger:.0f} more seconds", file=sys.stderr)
             until = time.monotonic() + linger
             while time.monotonic() < until and not engine.stop_requested:
